@@ -1,0 +1,622 @@
+"""Frozen configs for the Jukebox VQ-VAE and priors, their presets, and readers.
+
+Every structural fact a module needs is a field or a derived property here, so a model can
+be built from its config alone. Two readers turn the configs stored beside released weights
+into ours: `*.from_hps` for the original `hps` dict (in `*.pth.tar` files) and
+`JukeboxConfig.from_hf` for a transformers 4.40.2 `config.json`. Both reject fields they do
+not know and values we do not implement, naming them.
+
+Levels follow the original: 0 is the finest VQ-VAE level (hop 8), 2 the top (hop 128), and a
+prior is named by the level it models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config that we cannot read or do not support."""
+
+
+class AttnKind(enum.IntEnum):
+    """The attention kind of one transformer layer; values are the original `attn_func` ids."""
+
+    DENSE = 0
+    BLOCK = 1  # within a block of `block_ctx` positions
+    TRANSPOSE_BLOCK = 2  # the same offset in every block (a column)
+    PREV_BLOCK = 3  # the whole previous block
+    SUMMARY = 4  # the last position of every previous block
+    SUMMARY_SPREAD = 5  # the last `spread` positions of every previous block
+    ENC_DEC = 6  # keys and values from the lyric encoder
+    PRIME = 7  # keys limited to the lyric prefix (1b_lyrics "prime" attention)
+
+
+class Lyrics(enum.Enum):
+    """How a prior reads lyrics."""
+
+    NONE = "none"
+    SEPARATE_ENCODER = "separate_encoder"  # 5b_lyrics: lyric encoder + ENC_DEC layers
+    JOINT_SEQUENCE = "joint_sequence"  # 1b_lyrics: [lyrics ; music] in one sequence
+
+
+_B, _T, _P = AttnKind.BLOCK, AttnKind.TRANSPOSE_BLOCK, AttnKind.PREV_BLOCK
+
+
+def _cycle(*kinds: AttnKind) -> Callable[[int], AttnKind]:
+    return lambda d: kinds[d % len(kinds)]
+
+
+def _every_16th(special: tuple[AttnKind, ...]) -> Callable[[int], AttnKind]:
+    return lambda d: special[d % 3] if d % 16 == 15 else (_B, _T, _P)[d % 3]
+
+
+# The original `Transformer.__init__` layouts, indexed by `attn_order`.
+_LAYOUTS: dict[int, Callable[[int], AttnKind]] = {
+    0: _cycle(AttnKind.DENSE),
+    1: _cycle(_B, _T),
+    2: _cycle(_B, _T, _P),
+    3: _cycle(_B, AttnKind.SUMMARY),
+    4: _cycle(_B, AttnKind.SUMMARY_SPREAD),
+    5: _cycle(_B, AttnKind.SUMMARY, _B, _B),
+    6: _cycle(_B, _T, _P, AttnKind.ENC_DEC),
+    7: _cycle(*(_B, _T, _P) * 5, AttnKind.ENC_DEC),
+    8: _cycle(*(_B, _T, _P) * 3, AttnKind.ENC_DEC),
+    9: _cycle(_B, _T, _P, AttnKind.DENSE),
+    10: _cycle(*(_B, _T, _P) * 3, *((_B, _T, _P) * 3 + (AttnKind.ENC_DEC,)) * 7),
+    11: _every_16th((AttnKind.ENC_DEC, AttnKind.ENC_DEC, AttnKind.DENSE)),
+    12: _every_16th((AttnKind.PRIME, AttnKind.PRIME, AttnKind.DENSE)),
+}
+
+
+def attn_pattern(attn_order: int, depth: int) -> tuple[AttnKind, ...]:
+    """The attention kind of each of `depth` layers for an original `attn_order` (0-12)."""
+    if attn_order not in _LAYOUTS:
+        raise ConfigError(f"attn_order {attn_order} is not one of the original layouts 0-12")
+    return tuple(_LAYOUTS[attn_order](d) for d in range(depth))
+
+
+# ----------------------------------------------------------------------------------------
+# VQ-VAE
+
+
+@dataclasses.dataclass(frozen=True)
+class VQVAEConfig:
+    """The hierarchical VQ-VAE; defaults are the released `vqvae` preset."""
+
+    levels: int = 3
+    downs_t: tuple[int, ...] = (3, 2, 2)  # strided convs per level
+    strides_t: tuple[int, ...] = (2, 2, 2)
+    emb_width: int = 64  # code vector width
+    l_bins: int = 2048  # codebook size
+    width: int = 32  # residual stack width (times `multipliers[level]`)
+    depth: int = 4  # residual blocks per strided conv (times `multipliers[level]`)
+    m_conv: float = 1.0  # inner width factor of a residual block
+    dilation_growth_rate: int = 3
+    dilation_cycle: int | None = None
+    multipliers: tuple[int, ...] = (2, 1, 1)
+    reverse_decoder_dilation: bool = True
+    commit: float = 0.02  # training: commitment loss weight
+    mu: float = 0.99  # training: codebook EMA decay
+    sample_rate: int = 44100
+
+    def __post_init__(self):
+        n = self.levels
+        if not (len(self.downs_t) == len(self.strides_t) == len(self.multipliers) == n):
+            raise ConfigError(
+                f"downs_t {self.downs_t}, strides_t {self.strides_t} and multipliers "
+                f"{self.multipliers} must each have levels={n} entries"
+            )
+
+    def level_width(self, level: int) -> int:
+        return self.width * self.multipliers[level]
+
+    def level_depth(self, level: int) -> int:
+        return self.depth * self.multipliers[level]
+
+    @property
+    def downsamples(self) -> tuple[int, ...]:
+        """Time downsampling of each level relative to the level below."""
+        return tuple(s**d for s, d in zip(self.strides_t, self.downs_t))
+
+    @property
+    def hop_lengths(self) -> tuple[int, ...]:
+        """Audio samples per code at each level (8, 32, 128 for the released model)."""
+        return tuple(math.prod(self.downsamples[: level + 1]) for level in range(self.levels))
+
+    @classmethod
+    def from_hps(cls, hps: Mapping[str, Any]) -> VQVAEConfig:
+        """Reads the `hps` dict stored in an original `vqvae.pth.tar`."""
+        _check_hps_keys(hps)
+        if not hps.get("use_bottleneck", True):
+            raise ConfigError("use_bottleneck=False (a plain autoencoder) is not supported")
+        levels = hps["levels"]
+        return cls(
+            levels=levels,
+            downs_t=tuple(hps["downs_t"]),
+            strides_t=tuple(hps["strides_t"]),
+            emb_width=hps["emb_width"],
+            l_bins=hps["l_bins"],
+            width=hps["width"],
+            depth=hps["depth"],
+            m_conv=float(hps["m_conv"]),
+            dilation_growth_rate=hps["dilation_growth_rate"],
+            dilation_cycle=hps["dilation_cycle"],
+            multipliers=tuple(hps["hvqvae_multipliers"] or (1,) * levels),
+            reverse_decoder_dilation=hps["vqvae_reverse_decoder_dilation"],
+            commit=float(hps["commit"]),
+            mu=float(hps["l_mu"]),
+            sample_rate=hps["sr"],
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# Priors
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelConfig:
+    """Artist, genre and (top level only) timing conditioning."""
+
+    genre_bins: int = 120
+    artist_bins: int = 4111
+    max_bow_genre_size: int = 5  # genre slots in the labels (1 for the v3 label set)
+    t_bins: int = 128
+    timing: bool = True  # only the top level adds the timing signal
+    min_duration: float = 60.0  # seconds; sets the total-length range of the timing bins
+    max_duration: float = 600.0
+    sample_rate: int = 44100
+    v3: bool = False  # the 1b_lyrics label set (lowercase names, whole-string genres)
+
+    @property
+    def t_ranges(self) -> tuple[tuple[float, float], ...]:
+        """(total length, absolute position, relative position) ranges, as the original."""
+        sr = self.sample_rate
+        return (
+            (self.min_duration * sr, self.max_duration * sr),
+            (0.0, self.max_duration * sr),
+            (0.0, 1.0),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionerConfig:
+    """The upsamplers' conditioner on the codes of the level above."""
+
+    width: int = 1024
+    depth: int = 16
+    m_conv: float = 1.0
+    dilation_growth_rate: int = 3
+    dilation_cycle: int | None = 8
+    res_scale: bool = False  # scale each residual by 1/sqrt(depth) (level 1 only)
+    zero_out: bool = False  # init only
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """A stack of pre-LN attention blocks."""
+
+    width: int
+    depth: int
+    heads: int
+    attn_order: int
+    blocks: int | None  # blocks per context window; None for dense-only layouts
+    spread: int | None = None  # SUMMARY_SPREAD width
+    m_attn: float = 0.25  # attention width factor
+    m_mlp: float = 1.0  # MLP width factor
+    res_scale: bool = False  # scale residuals by 1/depth
+    init_scale: float = 1.0  # init only
+    zero_out: bool = False  # init only
+
+    def __post_init__(self):
+        if self.width % self.heads or int(self.m_attn * self.width) % self.heads:
+            raise ConfigError(f"width {self.width} (attention width) must divide into {self.heads} heads")
+        attn_pattern(self.attn_order, 0)  # validates attn_order
+
+    @property
+    def pattern(self) -> tuple[AttnKind, ...]:
+        return attn_pattern(self.attn_order, self.depth)
+
+    @property
+    def attn_width(self) -> int:
+        return int(self.m_attn * self.width)
+
+    @property
+    def mlp_width(self) -> int:
+        return int(self.m_mlp * self.width)
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorConfig:
+    """One autoregressive prior over the codes of `level` (2 = top prior, 1 and 0 upsamplers)."""
+
+    level: int
+    n_ctx: int  # music tokens per window
+    transformer: TransformerConfig
+    l_bins: int = 2048  # music vocabulary: the VQ-VAE codebook size
+    downs_t: tuple[int, ...] = (3, 2, 2)  # the VQ-VAE's, for hops and upsampling
+    strides_t: tuple[int, ...] = (2, 2, 2)
+    labels: LabelConfig | None = dataclasses.field(default_factory=LabelConfig)
+    conditioner: ConditionerConfig | None = None  # upsamplers only
+    lyrics: Lyrics = Lyrics.NONE
+    n_vocab: int = 80  # lyric characters
+    n_tokens: int = 0  # lyric tokens per window
+    lyric_encoder: TransformerConfig | None = None  # Lyrics.SEPARATE_ENCODER only
+    prime_loss_fraction: float = 0.0  # weight of the lyric loss
+    merged_decoder: bool = False  # True: untied output head; False: tied, x_cond re-added
+    alignment_layer: int | None = None
+    alignment_head: int | None = None
+
+    def __post_init__(self):
+        if (self.lyrics is Lyrics.SEPARATE_ENCODER) != (self.lyric_encoder is not None):
+            raise ConfigError("a lyric encoder is given exactly when lyrics is SEPARATE_ENCODER")
+        if self.level >= len(self.downs_t):
+            raise ConfigError(f"level {self.level} is not a VQ-VAE level (levels={len(self.downs_t)})")
+        if (self.conditioner is not None) != (self.level < len(self.downs_t) - 1):
+            raise ConfigError("exactly the priors below the top level have a conditioner")
+        if self.transformer.blocks is not None and self.n_positions % self.transformer.blocks:
+            raise ConfigError(f"context {self.n_positions} is not a multiple of blocks={self.transformer.blocks}")
+
+    @property
+    def n_positions(self) -> int:
+        """Transformer sequence length (lyrics and music for the joint 1b sequence)."""
+        return self.n_ctx + (self.n_tokens if self.lyrics is Lyrics.JOINT_SEQUENCE else 0)
+
+    @property
+    def block_ctx(self) -> int | None:
+        blocks = self.transformer.blocks
+        return None if blocks is None else self.n_positions // blocks
+
+    @property
+    def raw_to_tokens(self) -> int:
+        """Audio samples per token at this level."""
+        return math.prod(s**d for s, d in zip(self.strides_t[: self.level + 1], self.downs_t[: self.level + 1]))
+
+    @property
+    def cond_downsample(self) -> int | None:
+        """Tokens of this level per token of the level above (upsamplers only)."""
+        if self.conditioner is None:
+            return None
+        return self.strides_t[self.level + 1] ** self.downs_t[self.level + 1]
+
+    @property
+    def bins(self) -> int:
+        """Output vocabulary (lyrics and music joined for the 1b sequence)."""
+        return self.l_bins + (self.n_vocab if self.lyrics is Lyrics.JOINT_SEQUENCE else 0)
+
+    @classmethod
+    def from_hps(cls, hps: Mapping[str, Any], vqvae: VQVAEConfig) -> PriorConfig:
+        """Reads an original prior's `hps`; the VQ-VAE fields come from `vqvae`, as the original
+        `make_prior` takes them from the VQ-VAE object (a prior file stores only defaults)."""
+        _check_hps_keys(hps)
+        unsupported = {
+            k: hps[k]
+            for k, ok in [("y_cond_as_bias", False), ("copy_input", False), ("prime_rel_attn", False), ("cond_levels", None)]
+            if hps.get(k, ok) != ok
+        }
+        if unsupported:
+            raise ConfigError(f"unsupported prior settings: {unsupported}")
+        level = hps["level"]
+        top = level == vqvae.levels - 1
+        if hps["single_enc_dec"]:
+            lyrics = Lyrics.JOINT_SEQUENCE
+        elif hps["use_tokens"]:
+            lyrics = Lyrics.SEPARATE_ENCODER
+        else:
+            lyrics = Lyrics.NONE
+        labels = None
+        if hps["labels"]:
+            genre_bins, artist_bins = hps["y_bins"]
+            labels = LabelConfig(
+                genre_bins=genre_bins,
+                artist_bins=artist_bins,
+                max_bow_genre_size=hps["max_bow_genre_size"],
+                t_bins=hps["t_bins"],
+                timing=top,
+                min_duration=hps["min_duration"] if top else LabelConfig.min_duration,
+                max_duration=hps["max_duration"] if top else LabelConfig.max_duration,
+                sample_rate=hps["sr"],
+                v3=hps["labels_v3"],
+            )
+        conditioner = None
+        if not top:
+            conditioner = ConditionerConfig(
+                width=hps["cond_width"],
+                depth=hps["cond_depth"],
+                m_conv=float(hps["cond_m_conv"]),
+                dilation_growth_rate=hps["cond_dilation_growth_rate"],
+                dilation_cycle=hps["cond_dilation_cycle"],
+                res_scale=hps["cond_res_scale"],
+                zero_out=hps["cond_zero_out"],
+            )
+        lyric_encoder = None
+        if lyrics is Lyrics.SEPARATE_ENCODER:
+            lyric_encoder = _transformer_from_hps(hps, prefix="prime_", width="prime_width", depth="prime_depth", heads="prime_heads")
+        return cls(
+            level=level,
+            n_ctx=hps["n_ctx"],
+            transformer=_transformer_from_hps(hps, prefix="", width="prior_width", depth="prior_depth", heads="heads"),
+            l_bins=vqvae.l_bins,
+            downs_t=vqvae.downs_t,
+            strides_t=vqvae.strides_t,
+            labels=labels,
+            conditioner=conditioner,
+            lyrics=lyrics,
+            n_vocab=hps["n_vocab"],
+            n_tokens=hps["n_tokens"] if lyrics is not Lyrics.NONE else 0,
+            lyric_encoder=lyric_encoder,
+            prime_loss_fraction=float(hps["prime_loss_fraction"]),
+            merged_decoder=hps["merged_decoder"],
+            alignment_layer=hps["alignment_layer"],
+            alignment_head=hps["alignment_head"],
+        )
+
+
+def _transformer_from_hps(hps: Mapping[str, Any], *, prefix: str, width: str, depth: str, heads: str) -> TransformerConfig:
+    return TransformerConfig(
+        width=hps[width],
+        depth=hps[depth],
+        heads=hps[heads],
+        attn_order=hps[prefix + "attn_order"],
+        blocks=hps[prefix + "blocks"],
+        spread=hps[prefix + "spread"],
+        m_attn=float(hps[prefix + "m_attn"]),
+        m_mlp=float(hps[prefix + "m_mlp"]),
+        res_scale=hps[prefix + "res_scale"],
+        init_scale=float(hps[prefix + "init_scale"]),
+        zero_out=hps[prefix + "zero_out"],
+    )
+
+
+# Every field of the original `Hyperparams` (jukebox/hparams.py at commit 08efbbc). The ones
+# the readers above use are structural; the rest only steer training, data loading, logging
+# or the sampling script, and are accepted and ignored. Anything else is an error.
+_HPS_STRUCTURAL = frozenset(
+    """levels downs_t strides_t emb_width l_bins width depth m_conv dilation_growth_rate
+    dilation_cycle hvqvae_multipliers vqvae_reverse_decoder_dilation commit l_mu sr use_bottleneck
+    level n_ctx prior_width prior_depth heads attn_order blocks spread m_attn m_mlp res_scale
+    init_scale zero_out labels y_bins t_bins max_bow_genre_size min_duration max_duration labels_v3
+    cond_width cond_depth cond_m_conv cond_dilation_growth_rate cond_dilation_cycle cond_res_scale
+    cond_zero_out cond_c_res single_enc_dec use_tokens n_vocab n_tokens prime_width prime_depth
+    prime_heads prime_attn_order prime_blocks prime_spread prime_m_attn prime_m_mlp prime_res_scale
+    prime_init_scale prime_zero_out prime_loss_fraction merged_decoder alignment_layer
+    alignment_head y_cond_as_bias copy_input prime_rel_attn cond_levels""".split()
+)
+_HPS_IGNORED = frozenset(
+    """rcall_command git_commit name debug_mem debug_eval_files debug_speed debug_iters debug_batch
+    debug_grad_accum debug_inputs local_path local_logdir max_len max_log save save_iters seed prior
+    log_steps func audio_files_dir finetune english_only bs bs_sample nworkers aug_shift aug_blend
+    train_test_split train_shrink_factor test_shrink_factor p_unk curr_epoch restore_vqvae
+    revival_threshold spectral multispectral loss_fn linf_k lmix_l1 lmix_l2 lmix_linf restore_prior
+    restore_prior_ddp attn_dropout resid_dropout emb_dropout pos_init c_res c_attn c_mlp
+    primed_chunk_size selected_artists temp_top temp_rest sample_length_in_seconds
+    total_sample_length_in_seconds restore_decoder prime_attn_dropout prime_resid_dropout
+    prime_emb_dropout prime_pos_init prime_c_res prime_c_attn prime_c_mlp prime_posemb_timescale
+    epochs lr clip beta1 beta2 ignore_grad_norm weight_decay eps lr_warmup lr_decay lr_gamma lr_scale
+    lr_use_linear_decay lr_start_linear_decay lr_use_cosine_decay fp16 fp16_params fp16_loss_scale
+    fp16_scale_window fp16_opt dump ema ema_fused cpu_ema cpu_ema_freq reset_best_loss reset_step
+    reset_opt reset_shd train test sample sampler codes_logdir date labeller label_line
+    iters_before_update grad_accum_iters mu piped pipe_depth break_train break_test exit_train n_fft
+    hop_length window_size channels wav n_inps n_hops n_segment n_total_segment n_segment_each
+    prime_chunks sample_length sample_hop_length max_silence_pad_length ignore_boundaries
+    use_nonrelative_specloss multispec_loss_n_fft multispec_loss_hop_length
+    multispec_loss_window_size bucket t_ranges""".split()
+)
+
+
+def _check_hps_keys(hps: Mapping[str, Any]) -> None:
+    unknown = sorted(set(hps) - _HPS_STRUCTURAL - _HPS_IGNORED)
+    if unknown:
+        raise ConfigError(f"unknown hps fields {unknown}: not an original Jukebox checkpoint, or a newer one")
+
+
+# ----------------------------------------------------------------------------------------
+# The whole model
+
+
+@dataclasses.dataclass(frozen=True)
+class JukeboxConfig:
+    """A VQ-VAE and/or any set of priors (at most one per level)."""
+
+    vqvae: VQVAEConfig | None = None
+    priors: tuple[PriorConfig, ...] = ()
+
+    def __post_init__(self):
+        levels = [p.level for p in self.priors]
+        if len(set(levels)) != len(levels):
+            raise ConfigError(f"at most one prior per level, got levels {levels}")
+        object.__setattr__(self, "priors", tuple(sorted(self.priors, key=lambda p: p.level)))
+
+    def prior(self, level: int) -> PriorConfig:
+        for p in self.priors:
+            if p.level == level:
+                return p
+        raise KeyError(f"no prior for level {level}; this model has levels {[p.level for p in self.priors]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_json(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> JukeboxConfig:
+        return _from_json(cls, d)
+
+    @classmethod
+    def from_preset(cls, name: str) -> JukeboxConfig:
+        """A whole released model ('5b', '5b_lyrics', '1b_lyrics') or its tiny test twin
+        ('tiny_5b', ...): the VQ-VAE, that top prior and both upsamplers."""
+        tiny = name.startswith("tiny_")
+        if name.removeprefix("tiny_") not in ("5b", "5b_lyrics", "1b_lyrics"):
+            raise ConfigError(f"unknown model preset {name!r}; choose from {sorted(MODEL_PRESETS)}")
+        p = "tiny_" if tiny else ""
+        return cls(
+            vqvae=preset(p + "vqvae"),
+            priors=(preset(name), preset(p + "upsampler_level_1"), preset(p + "upsampler_level_0")),
+        )
+
+    @classmethod
+    def from_hf(cls, d: Mapping[str, Any]) -> JukeboxConfig:
+        """Reads a transformers 4.40.2 `JukeboxConfig` `config.json` (see `_hf.py`)."""
+        from jukebox_jax import _hf_config
+
+        return _hf_config.read(d)
+
+
+def _to_json(x: Any) -> Any:
+    if dataclasses.is_dataclass(x):
+        return {f.name: _to_json(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    if isinstance(x, enum.Enum):
+        return x.value
+    if isinstance(x, tuple):
+        return [_to_json(v) for v in x]
+    return x
+
+
+def _from_json(cls: type, d: Mapping[str, Any]) -> Any:
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = sorted(set(d) - names)
+    if extra:
+        raise ConfigError(f"unknown {cls.__name__} fields {extra}")
+    kwargs = {}
+    for name, value in d.items():
+        kwargs[name] = _value_from_json(hints[name], value)
+    return cls(**kwargs)
+
+
+def _value_from_json(hint: Any, value: Any) -> Any:
+    import types
+    import typing
+
+    if value is None:
+        return None
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return _value_from_json(args[0], value)
+    if typing.get_origin(hint) is tuple:
+        return tuple(_value_from_json(args[0], v) for v in value)
+    if dataclasses.is_dataclass(hint):
+        return _from_json(hint, value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)
+    return value
+
+
+# ----------------------------------------------------------------------------------------
+# Presets
+
+
+_VQVAE = VQVAEConfig()
+_TINY_VQVAE = VQVAEConfig(width=16, depth=3, emb_width=16, l_bins=64)
+
+
+def _upsampler(level: int, vq: VQVAEConfig, **sizes: Any) -> PriorConfig:
+    t = dict(width=1920, depth=72, heads=1, attn_order=2, blocks=128, init_scale=0.4)
+    c = dict(width=1024, depth=16)
+    t.update(sizes.pop("transformer", {}))
+    c.update(sizes.pop("conditioner", {}))
+    return PriorConfig(
+        level=level,
+        n_ctx=sizes.pop("n_ctx", 8192),
+        transformer=TransformerConfig(**t),
+        l_bins=vq.l_bins,
+        downs_t=vq.downs_t,
+        strides_t=vq.strides_t,
+        labels=LabelConfig(timing=False, **sizes.pop("labels", {})),
+        conditioner=ConditionerConfig(res_scale=level == 1, **c),
+        n_vocab=80,
+    )
+
+
+def _top_5b(vq: VQVAEConfig, lyrics: bool, **sizes: Any) -> PriorConfig:
+    t = dict(width=4800, depth=79 if lyrics else 72, heads=8, attn_order=10 if lyrics else 2, blocks=128, init_scale=0.1)
+    e = dict(width=1280, depth=18, heads=4, attn_order=2, blocks=32, init_scale=0.7)
+    t.update(sizes.pop("transformer", {}))
+    e.update(sizes.pop("lyric_encoder", {}))
+    return PriorConfig(
+        level=2,
+        n_ctx=sizes.pop("n_ctx", 8192),
+        transformer=TransformerConfig(**t),
+        l_bins=vq.l_bins,
+        downs_t=vq.downs_t,
+        strides_t=vq.strides_t,
+        labels=LabelConfig(min_duration=23.8 if lyrics else 60.0, **sizes.pop("labels", {})),
+        lyrics=Lyrics.SEPARATE_ENCODER if lyrics else Lyrics.NONE,
+        n_vocab=80,
+        n_tokens=sizes.pop("n_tokens", 512) if lyrics else 0,
+        lyric_encoder=TransformerConfig(**e) if lyrics else None,
+        prime_loss_fraction=0.4 if lyrics else 0.0,
+        merged_decoder=True,
+        alignment_layer=sizes.pop("alignment_layer", 68) if lyrics else None,
+        alignment_head=2 if lyrics else None,
+    )
+
+
+def _top_1b(vq: VQVAEConfig, **sizes: Any) -> PriorConfig:
+    t = dict(width=2048, depth=72, heads=2, attn_order=12, blocks=64, init_scale=0.2)
+    t.update(sizes.pop("transformer", {}))
+    return PriorConfig(
+        level=2,
+        n_ctx=sizes.pop("n_ctx", 6144),
+        transformer=TransformerConfig(**t),
+        l_bins=vq.l_bins,
+        downs_t=vq.downs_t,
+        strides_t=vq.strides_t,
+        labels=LabelConfig(genre_bins=604, artist_bins=7898, max_bow_genre_size=1, t_bins=64, min_duration=17.84, v3=True),
+        lyrics=Lyrics.JOINT_SEQUENCE,
+        n_vocab=79,
+        n_tokens=sizes.pop("n_tokens", 384),
+        prime_loss_fraction=0.4,
+        merged_decoder=False,
+        alignment_layer=sizes.pop("alignment_layer", 63),
+        alignment_head=0,
+    )
+
+
+_TINY_LABELS = dict(genre_bins=12, artist_bins=30)
+PRESETS: dict[str, VQVAEConfig | PriorConfig] = {
+    # The released files.
+    "vqvae": _VQVAE,
+    "5b": _top_5b(_VQVAE, lyrics=False),
+    "5b_lyrics": _top_5b(_VQVAE, lyrics=True),
+    "1b_lyrics": _top_1b(_VQVAE),
+    "upsampler_level_1": _upsampler(1, _VQVAE),
+    "upsampler_level_0": _upsampler(0, _VQVAE),
+    # Tiny models of the same structures (the sizes of the fixtures in shared/fixtures/openai).
+    "tiny_vqvae": _TINY_VQVAE,
+    "tiny_5b": _top_5b(_TINY_VQVAE, lyrics=False, n_ctx=48, transformer=dict(width=128, depth=6, blocks=4), labels=_TINY_LABELS),
+    "tiny_5b_lyrics": _top_5b(
+        _TINY_VQVAE,
+        lyrics=True,
+        n_ctx=48,
+        n_tokens=32,
+        alignment_layer=18,
+        transformer=dict(width=64, depth=19, blocks=4),
+        lyric_encoder=dict(width=32, depth=3, blocks=4),
+        labels=_TINY_LABELS,
+    ),
+    "tiny_1b_lyrics": dataclasses.replace(
+        _top_1b(_TINY_VQVAE, n_ctx=72, n_tokens=24, alignment_layer=15, transformer=dict(width=64, depth=16, blocks=8)),
+        labels=LabelConfig(genre_bins=20, artist_bins=50, max_bow_genre_size=1, t_bins=64, min_duration=17.84, v3=True),
+    ),
+    "tiny_upsampler_level_1": _upsampler(
+        1, _TINY_VQVAE, n_ctx=64, transformer=dict(width=64, depth=6, blocks=4), conditioner=dict(width=32, depth=10), labels=_TINY_LABELS
+    ),
+    "tiny_upsampler_level_0": _upsampler(
+        0, _TINY_VQVAE, n_ctx=64, transformer=dict(width=64, depth=6, blocks=4), conditioner=dict(width=32, depth=10), labels=_TINY_LABELS
+    ),
+}
+MODEL_PRESETS = ("5b", "5b_lyrics", "1b_lyrics", "tiny_5b", "tiny_5b_lyrics", "tiny_1b_lyrics")
+
+
+def preset(name: str) -> VQVAEConfig | PriorConfig:
+    """The config of one released file ('vqvae', '5b', '5b_lyrics', '1b_lyrics',
+    'upsampler_level_1', 'upsampler_level_0') or of its tiny test twin ('tiny_...')."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[name]
