@@ -1,0 +1,118 @@
+"""`convert_checkpoint`: PyTorch Jukebox checkpoints (original or HF) -> `Jukebox`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import traverse_util
+
+from convert.sources import ConversionError, HFDirectory, OriginalFile, read_hf, read_original
+from convert.table import Row, vqvae_rows
+from jukebox_jax import Jukebox
+from jukebox_jax.config import PRESETS, ConfigError, JukeboxConfig, PriorConfig, VQVAEConfig
+from jukebox_jax.params import abstract_params, describe_mismatch, flatten
+
+
+def convert_checkpoint(*paths: str | os.PathLike, config: JukeboxConfig | str | None = None) -> Jukebox:
+    """Converts PyTorch Jukebox weights into a `Jukebox`.
+
+    Args:
+      paths: either any set of original files (`vqvae.pth.tar`, `prior_level_{0,1,2}.pth.tar`),
+        or one HF model directory (`config.json` + `pytorch_model*.bin` or `*.safetensors`,
+        optionally sharded with an index).
+      config: the structure, overriding what the files say: a `JukeboxConfig` or a preset name
+        (a whole model such as "5b_lyrics", or one part such as "vqvae"). Needed for a prior
+        file given without its VQ-VAE file.
+
+    Raises `ConversionError` naming every missing, unexpected and mis-shaped tensor.
+    """
+    if not paths:
+        raise ConversionError("give at least one checkpoint file or HF directory")
+    paths = tuple(Path(p) for p in paths)
+    for p in paths:
+        if not p.exists():
+            raise ConversionError(f"{p}: no such file or directory")
+    if any(p.is_dir() for p in paths):
+        if len(paths) != 1:
+            raise ConversionError("give an HF model directory on its own, not together with other paths")
+        return _from_hf(read_hf(paths[0]), _resolve(config))
+    return _from_original([read_original(p) for p in paths], _resolve(config))
+
+
+def _resolve(config: JukeboxConfig | str | None) -> JukeboxConfig | None:
+    if not isinstance(config, str):
+        return config
+    if config in PRESETS:
+        part = PRESETS[config]
+        return JukeboxConfig(vqvae=part) if isinstance(part, VQVAEConfig) else JukeboxConfig(priors=(part,))
+    try:
+        return JukeboxConfig.from_preset(config)
+    except ConfigError as e:
+        raise ConversionError(str(e)) from None
+
+
+def _from_original(files: list[OriginalFile], config: JukeboxConfig | None) -> Jukebox:
+    vqvae_files = [f for f in files if f.is_vqvae]
+    prior_files = [f for f in files if not f.is_vqvae]
+    if len(vqvae_files) > 1:
+        raise ConversionError(f"more than one VQ-VAE file: {[str(f.path) for f in vqvae_files]}")
+    if config is None:
+        config = _config_from_hps(vqvae_files[0] if vqvae_files else None, prior_files)
+    if prior_files:
+        raise ConversionError(f"{prior_files[0].path}: converting priors is not supported yet (VQ-VAE only)")
+    if vqvae_files and config.vqvae is None:
+        raise ConversionError(f"{vqvae_files[0].path} is a VQ-VAE but the given config has none")
+    rows = vqvae_rows(config.vqvae) if vqvae_files else []
+    state = {k: v for f in files for k, v in f.state.items()}
+    return _assemble(config, rows, state, lambda r: r.original, ", ".join(str(f.path) for f in files))
+
+
+def _config_from_hps(vqvae_file: OriginalFile | None, prior_files: list[OriginalFile]) -> JukeboxConfig:
+    try:
+        vqvae = VQVAEConfig.from_hps(vqvae_file.hps) if vqvae_file else None
+        if prior_files and vqvae is None:
+            raise ConversionError(
+                f"{prior_files[0].path} is a prior: its hps hold only defaults for the VQ-VAE fields "
+                f"(codebook size, hops). Convert it together with its vqvae.pth.tar, or pass "
+                f"config= a preset name such as '5b_lyrics'"
+            )
+        priors = tuple(PriorConfig.from_hps(f.hps, vqvae) for f in prior_files)
+    except ConfigError as e:
+        raise ConversionError(f"cannot read the checkpoint's hps: {e}") from None
+    return JukeboxConfig(vqvae=vqvae if vqvae_file else None, priors=priors)
+
+
+def _from_hf(d: HFDirectory, config: JukeboxConfig | None) -> Jukebox:
+    try:
+        config = config or JukeboxConfig.from_hf(d.config)
+    except ConfigError as e:
+        raise ConversionError(f"{d.path}/config.json: {e}") from None
+    if config.priors:
+        raise ConversionError(f"{d.path}: converting priors is not supported yet (VQ-VAE only)")
+    standalone = d.config.get("model_type") == "jukebox_vqvae"
+    rows = vqvae_rows(config.vqvae, hf_prefix="" if standalone else "vqvae.")
+    return _assemble(config, rows, d.state, lambda r: r.hf, str(d.path))
+
+
+def _assemble(config: JukeboxConfig, rows: list[Row], state: dict[str, np.ndarray], key, source: str) -> Jukebox:
+    """Fills the abstract param tree from `state`, demanding exact key-set equality."""
+    template = flatten(abstract_params(config))
+    if {r.path for r in rows} != template.keys():  # the table and the modules must agree
+        raise AssertionError(f"name table out of sync with the model: {sorted({r.path for r in rows} ^ template.keys())}")
+    wanted = {key(r): r for r in rows}
+    missing = sorted(wanted.keys() - state.keys())
+    unexpected = sorted(state.keys() - wanted.keys())
+    misshaped, flat = [], {}
+    for name in wanted.keys() & state.keys():
+        row, tensor = wanted[name], state[name]
+        shape = template[row.path].shape
+        if tensor.ndim != len(shape) or row.our_shape(tensor.shape) != shape:
+            misshaped.append(f"{name}: {tuple(tensor.shape)} does not give our {'/'.join(row.path)} {shape}")
+            continue
+        flat[row.path] = np.ascontiguousarray(np.transpose(tensor, row.perm) if row.perm else tensor, dtype=np.float32)
+    if missing or unexpected or misshaped:
+        raise ConversionError(f"{source}: " + describe_mismatch(missing, unexpected, sorted(misshaped)).replace("params", "checkpoint", 1))
+    return Jukebox(config, jax.device_put(traverse_util.unflatten_dict(flat)))

@@ -1,0 +1,65 @@
+"""The name table: for every param of ours, its key in an original checkpoint, its key in a
+transformers 4.40.2 checkpoint, and the axis permutation that turns one into the other.
+
+Rows are generated from the config, so the table always has exactly the tensors the model
+has. The priors add their rows beside `vqvae_rows`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+from jukebox_jax.config import VQVAEConfig
+
+# PyTorch -> ours axis permutations.
+KEEP = ()
+CONV = (2, 1, 0)  # Conv1d [out, in, K] -> [K, in, out]
+CONV_TRANSPOSE = (2, 0, 1)  # ConvTranspose1d [in, out, K] -> [K, in, out]
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    path: tuple[str, ...]  # our param path, e.g. ("vqvae", "codebook_0")
+    original: str  # key in an original `*.pth.tar` state dict
+    hf: str  # key in a transformers 4.40.2 state dict
+    perm: tuple[int, ...] = KEEP  # transpose applied to the PyTorch tensor
+
+    def our_shape(self, torch_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(torch_shape[i] for i in self.perm) if self.perm else tuple(torch_shape)
+
+
+def _conv(path: tuple[str, ...], original: str, hf: str, perm: tuple[int, ...] = CONV) -> Iterator[Row]:
+    yield Row((*path, "kernel"), f"{original}.weight", f"{hf}.weight", perm)
+    yield Row((*path, "bias"), f"{original}.bias", f"{hf}.bias")
+
+
+def _resnet(path: tuple[str, ...], original: str, hf: str, depth: int) -> Iterator[Row]:
+    for d in range(depth):
+        yield from _conv((*path, f"block_{d}", "conv_1"), f"{original}.{d}.model.1", f"{hf}.{d}.conv1d_1")
+        yield from _conv((*path, f"block_{d}", "conv_2"), f"{original}.{d}.model.3", f"{hf}.{d}.conv1d_2")
+
+
+def vqvae_rows(cfg: VQVAEConfig, hf_prefix: str = "vqvae.") -> list[Row]:
+    """Rows of the VQ-VAE under our `("vqvae", ...)`. `hf_prefix` is "vqvae." inside a whole
+    HF `JukeboxModel` and "" for a standalone `JukeboxVQVAE`."""
+    rows: list[Row] = []
+    for L in range(cfg.levels):
+        depth = cfg.level_depth(L)
+        enc, dec = ("vqvae", f"encoders_{L}"), ("vqvae", f"decoders_{L}")
+        for l in range(L + 1):
+            down_t = cfg.downs_t[l]
+            o, h = f"encoders.{L}.level_blocks.{l}", f"{hf_prefix}encoders.{L}.level_blocks.{l}"
+            for i in range(down_t):
+                rows += _conv((*enc, f"block_{l}_down_{i}"), f"{o}.model.{i}.0", f"{h}.downsample_block.{2 * i}")
+                rows += _resnet((*enc, f"block_{l}_resnet_{i}"), f"{o}.model.{i}.1.model", f"{h}.downsample_block.{2 * i + 1}.resnet_block", depth)
+            rows += _conv((*enc, f"block_{l}_proj_out"), f"{o}.model.{down_t}", f"{h}.proj_out")
+
+            o, h = f"decoders.{L}.level_blocks.{l}", f"{hf_prefix}decoders.{L}.level_blocks.{l}"
+            rows += _conv((*dec, f"block_{l}_proj_in"), f"{o}.model.0", f"{h}.proj_in")
+            for i in range(down_t):
+                rows += _resnet((*dec, f"block_{l}_resnet_{i}"), f"{o}.model.{i + 1}.0.model", f"{h}.upsample_block.{2 * i}.resnet_block", depth)
+                rows += _conv((*dec, f"block_{l}_up_{i}"), f"{o}.model.{i + 1}.1", f"{h}.upsample_block.{2 * i + 1}", CONV_TRANSPOSE)
+        rows += _conv((*dec, "proj_out"), f"decoders.{L}.out", f"{hf_prefix}decoders.{L}.out")
+        rows.append(Row(("vqvae", f"codebook_{L}"), f"bottleneck.level_blocks.{L}.k", f"{hf_prefix}bottleneck.level_blocks.{L}.codebook"))
+    return rows

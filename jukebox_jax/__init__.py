@@ -1,0 +1,25 @@
+"""jukebox-jax: OpenAI Jukebox in JAX/Flax."""
+
+from jukebox_jax.config import (
+    AttnKind,
+    ConfigError,
+    JukeboxConfig,
+    Lyrics,
+    PriorConfig,
+    VQVAEConfig,
+    attn_pattern,
+    preset,
+)
+from jukebox_jax.jukebox import Jukebox
+
+__all__ = [
+    "AttnKind",
+    "ConfigError",
+    "Jukebox",
+    "JukeboxConfig",
+    "Lyrics",
+    "PriorConfig",
+    "VQVAEConfig",
+    "attn_pattern",
+    "preset",
+]

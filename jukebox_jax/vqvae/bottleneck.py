@@ -1,0 +1,31 @@
+"""Vector quantisation against a fixed codebook (original `BottleneckBlock.encode/decode`).
+
+Training-time codebook EMA state is not part of inference and arrives with training.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jukebox_jax.layers import PRECISION
+
+
+def quantise(x: jax.Array, codebook: jax.Array) -> jax.Array:
+    """Nearest codebook entry: `x [B, T, D]`, `codebook [K, D]` -> codes `[B, T]` int32.
+
+    Distances are `|x|^2 - 2 x.k + |k|^2`, the original's formula, so near-ties resolve the
+    same way up to float32 rounding.
+    """
+    return jnp.argmin(distances(x, codebook), axis=-1).astype(jnp.int32)
+
+
+def distances(x: jax.Array, codebook: jax.Array) -> jax.Array:
+    """Squared distances `[B, T, K]` from each vector of `x [B, T, D]` to each code."""
+    dots = jnp.einsum("btd,kd->btk", x, codebook, precision=PRECISION)
+    return jnp.sum(x**2, axis=-1, keepdims=True) - 2 * dots + jnp.sum(codebook**2, axis=-1)
+
+
+def dequantise(codes: jax.Array, codebook: jax.Array) -> jax.Array:
+    """Codes `[B, T]` -> code vectors `[B, T, D]`."""
+    return jnp.take(codebook, codes, axis=0)

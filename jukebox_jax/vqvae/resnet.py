@@ -1,0 +1,50 @@
+"""Dilated residual conv stacks (original `Resnet1D`), used by the VQ-VAE and the upsamplers'
+conditioner."""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+
+from jukebox_jax.layers import conv1d
+
+
+class ResConv1DBlock(nn.Module):
+    """`x + res_scale * conv_2(relu(conv_1(relu(x))))`; conv_1 is dilated, width 3."""
+
+    state: int
+    dilation: int
+    res_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:  # [B, T, C] -> [B, T, C]
+        h = conv1d(self.state, 3, padding=self.dilation, dilation=self.dilation, name="conv_1")(nn.relu(x))
+        h = conv1d(x.shape[-1], 1, name="conv_2")(nn.relu(h))
+        return x + self.res_scale * h
+
+
+class Resnet1D(nn.Module):
+    """`depth` residual blocks with dilations `growth ** (d % cycle)`, optionally reversed;
+    `res_scale` divides each residual by sqrt(depth)."""
+
+    depth: int
+    m_conv: float = 1.0
+    dilation_growth_rate: int = 1
+    dilation_cycle: int | None = None
+    res_scale: bool = False
+    reverse_dilation: bool = False
+
+    def dilations(self) -> list[int]:
+        cycle = self.dilation_cycle or self.depth
+        ds = [self.dilation_growth_rate ** (d % cycle) for d in range(self.depth)]
+        return ds[::-1] if self.reverse_dilation else ds
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:  # [B, T, C] -> [B, T, C]
+        scale = 1.0 / math.sqrt(self.depth) if self.res_scale else 1.0
+        state = int(self.m_conv * x.shape[-1])
+        for d, dilation in enumerate(self.dilations()):
+            x = ResConv1DBlock(state, dilation, scale, name=f"block_{d}")(x)
+        return x
