@@ -10,7 +10,6 @@ import dataclasses
 import functools
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jukebox_jax.config import JukeboxConfig, VQVAEConfig
+from jukebox_jax.io import write_text
 from jukebox_jax.params import Params, abstract_params, check_params, init_params
 from jukebox_jax.vqvae import VQVAE
 
@@ -93,7 +93,7 @@ class Jukebox:
         path.mkdir(parents=True, exist_ok=True)
         with ocp.StandardCheckpointer() as ckptr:
             ckptr.save(path / "params", self.params, force=True)
-        _write_atomic(path / "config.json", json.dumps({"format": _FORMAT, "config": self.config.to_dict()}, indent=1))
+        write_text(path / "config.json", json.dumps({"format": _FORMAT, "config": self.config.to_dict()}, indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Jukebox:
@@ -111,12 +111,6 @@ class Jukebox:
             params = ckptr.restore(path / "params")
         check_params(abstract_params(config), params)
         return cls(config, params)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write(text)
-    os.replace(f.name, path)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))

@@ -29,3 +29,10 @@ def distances(x: jax.Array, codebook: jax.Array) -> jax.Array:
 def dequantise(codes: jax.Array, codebook: jax.Array) -> jax.Array:
     """Codes `[B, T]` -> code vectors `[B, T, D]`."""
     return jnp.take(codebook, codes, axis=0)
+
+
+def codebook_from_samples(x: jax.Array, l_bins: int, key: jax.Array) -> jax.Array:
+    """A codebook of `l_bins` encoder outputs drawn at random from `x [..., D]`: the original
+    `BottleneckBlock.init_k` start, so every code is near some real input."""
+    flat = x.reshape(-1, x.shape[-1])
+    return flat[jax.random.randint(key, (l_bins,), 0, flat.shape[0])]

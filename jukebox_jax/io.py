@@ -1,0 +1,35 @@
+"""Files written atomically (a temporary file beside the target, then a rename), so an
+interrupted run never leaves a truncated output behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Runs `write(file)` on a temporary file beside `path`, then renames it into place."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=path.suffix, delete=False) as f:
+        write(f)
+    os.chmod(f.name, 0o644)
+    os.replace(f.name, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Writes `[T, channels]` float audio in [-1, 1] as 16-bit PCM."""
+    import soundfile
+
+    write_atomic(path, lambda f: soundfile.write(f, np.clip(audio, -1, 1), sample_rate, subtype="PCM_16", format="WAV"))
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    write_atomic(path, lambda f: np.savez(f, **arrays))

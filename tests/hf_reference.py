@@ -1,0 +1,64 @@
+"""Tiny transformers 4.40.2 reference models with every weight drawn from a seeded generator
+(HF leaves codebooks at zero and some weights uninitialised), and original-format copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import JukeboxVQVAE, JukeboxVQVAEConfig
+
+from convert.table import vqvae_rows
+from jukebox_jax.config import VQVAEConfig
+
+
+def hf_vqvae_config(cfg: VQVAEConfig) -> JukeboxVQVAEConfig:
+    return JukeboxVQVAEConfig(
+        levels=cfg.levels,
+        res_downs_t=list(cfg.downs_t),
+        res_strides_t=list(cfg.strides_t),
+        embed_dim=cfg.emb_width,
+        nb_discrete_codes=cfg.l_bins,
+        res_conv_width=cfg.width,
+        res_conv_depth=cfg.depth,
+        res_convolution_multiplier=int(cfg.m_conv),  # HF needs an int here
+        res_dilation_growth_rate=cfg.dilation_growth_rate,
+        res_dilation_cycle=cfg.dilation_cycle,
+        multipliers=list(cfg.multipliers),
+        lmu=cfg.mu,
+        commit=cfg.commit,
+    )
+
+
+@torch.no_grad()
+def tiny_hf_vqvae(cfg: VQVAEConfig, seed: int) -> JukeboxVQVAE:
+    """A random HF VQ-VAE whose codebooks are encoder outputs (as the original's `init_k`), so
+    codes are spread over the codebook with clear margins."""
+    torch.manual_seed(seed)
+    model = JukeboxVQVAE(hf_vqvae_config(cfg)).eval()
+    for name, p in model.named_parameters():
+        fan_in = p[0].numel() if p.ndim > 1 else 1
+        p.copy_(torch.randn_like(p) / np.sqrt(fan_in) if p.ndim > 1 else 0.1 * torch.randn_like(p))
+    audio = calibration_audio(4, 8 * cfg.hop_lengths[-1], seed + 1)
+    for level, block in enumerate(model.bottleneck.level_blocks):
+        x = model.encoders[level](audio.permute(0, 2, 1))[-1]  # [N, D, T]
+        x = x.permute(0, 2, 1).reshape(-1, cfg.emb_width)
+        block.codebook.copy_(x[torch.randint(0, x.shape[0], (cfg.l_bins,))])
+    return model
+
+
+def calibration_audio(n: int, t: int, seed: int) -> torch.Tensor:
+    """`[n, t, 1]` sums of sines plus noise, in [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    time = torch.arange(t) / 44100.0
+    freqs = 110 + 3000 * torch.rand(n, 4, 1, generator=g)
+    x = torch.sin(2 * np.pi * freqs * time).sum(1) / 4 + 0.02 * torch.randn(n, t, generator=g)
+    return x.clamp(-1, 1).unsqueeze(-1)
+
+
+def save_original(model: JukeboxVQVAE, cfg: VQVAEConfig, path: Path, hps: dict) -> None:
+    """Writes `model` in the original checkpoint layout (keys renamed through our table)."""
+    sd = model.state_dict()
+    state = {r.original: sd[r.hf] for r in vqvae_rows(cfg, hf_prefix="")}
+    torch.save({"hps": hps, "model": state, "opt": None, "step": 0}, path)

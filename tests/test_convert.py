@@ -1,0 +1,143 @@
+"""The converter's strictness and formats: every missing, unexpected and mis-shaped tensor is
+named; code-running pickles are refused; fp16, `module.` prefixes, safetensors and sharded
+HF directories load; our param shapes for the released VQ-VAE match the reference's."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from convert import ConversionError, convert_checkpoint
+from convert.table import vqvae_rows
+from jukebox_jax.config import JukeboxConfig, preset
+from jukebox_jax.params import abstract_params, flatten
+
+
+@pytest.fixture
+def original(fixtures):
+    return torch.load(fixtures / "vqvae.pth.tar", weights_only=True)
+
+
+def _save(ckpt, tmp_path: Path, name="vqvae.pth.tar") -> Path:
+    torch.save(ckpt, tmp_path / name)
+    return tmp_path / name
+
+
+def test_missing_extra_and_misshaped_are_all_named(original, tmp_path):
+    sd = original["model"]
+    del sd["decoders.2.out.bias"]
+    sd["bottleneck.level_blocks.0.k_sum"] = torch.zeros(64, 16)
+    sd["encoders.1.level_blocks.0.model.0.0.weight"] = torch.zeros(16, 1, 5)
+    with pytest.raises(ConversionError) as e:
+        convert_checkpoint(_save(original, tmp_path))
+    msg = str(e.value)
+    assert re.search(r"1 missing:\s+decoders.2.out.bias", msg)
+    assert re.search(r"1 unexpected:\s+bottleneck.level_blocks.0.k_sum", msg)
+    assert re.search(r"1 mis-shaped:\s+encoders.1.level_blocks.0.model.0.0.weight: \(16, 1, 5\)", msg)
+
+
+@pytest.mark.parametrize("mutation", ["missing", "extra", "shape"])
+def test_each_defect_alone_is_an_error(original, tmp_path, mutation):
+    sd = original["model"]
+    key = "bottleneck.level_blocks.1.k"
+    if mutation == "missing":
+        del sd[key]
+    elif mutation == "extra":
+        sd["prior.x_emb.weight"] = torch.zeros(3, 3)
+        key = "prior.x_emb.weight"
+    else:
+        sd[key] = torch.zeros(65, 16)
+    with pytest.raises(ConversionError, match=re.escape(key)):
+        convert_checkpoint(_save(original, tmp_path))
+
+
+class _RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_code_running_pickle_is_refused(original, tmp_path):
+    marker = tmp_path / "code_ran"
+    original["opt"] = _RunsCode(marker)
+    path = _save(original, tmp_path)
+    with pytest.raises(ConversionError, match="refused to unpickle"):
+        convert_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    path = _save({"weights": torch.zeros(3)}, tmp_path)
+    with pytest.raises(ConversionError, match="not an original Jukebox checkpoint"):
+        convert_checkpoint(path)
+    with pytest.raises(ConversionError, match="no such file"):
+        convert_checkpoint(tmp_path / "absent.pth.tar")
+
+
+def test_prior_without_its_vqvae_is_an_error(fixtures):
+    with pytest.raises(ConversionError, match="vqvae.pth.tar"):
+        convert_checkpoint(fixtures / "prior_5b_level2.pth.tar")
+
+
+def test_module_prefix_fp16_and_preset_config(original, tmp_path, fixtures):
+    """DDP's `module.` prefix is stripped and fp16 tensors are upcast; a preset name gives the
+    structure when the file's hps are absent."""
+    ref = convert_checkpoint(fixtures / "vqvae.pth.tar")
+    original["model"] = {f"module.{k}": v.half() for k, v in original["model"].items()}
+    original["hps"] = {}
+    jb = convert_checkpoint(_save(original, tmp_path), config="tiny_vqvae")
+    for path, value in flatten(jb.params).items():
+        assert value.dtype == np.float32
+        want = np.asarray(flatten(ref.params)[path]).astype(np.float16).astype(np.float32)
+        np.testing.assert_array_equal(np.asarray(value), want)
+    with pytest.raises(ConversionError, match="unknown"):
+        convert_checkpoint(_save(original, tmp_path), config="no_such_preset")
+
+
+@pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "bin"])
+def test_sharded_hf_directory(tmp_path, safe):
+    from hf_reference import tiny_hf_vqvae
+
+    cfg = preset("tiny_vqvae")
+    model = tiny_hf_vqvae(cfg, seed=5)
+    model.save_pretrained(tmp_path, max_shard_size="100KB", safe_serialization=safe)
+    assert len(list(tmp_path.glob("*.safetensors" if safe else "*.bin"))) > 1
+    jb = convert_checkpoint(tmp_path)
+    sd = model.state_dict()
+    for row in vqvae_rows(cfg, hf_prefix=""):
+        want = sd[row.hf].numpy()
+        want = np.transpose(want, row.perm) if row.perm else want
+        np.testing.assert_array_equal(np.asarray(flatten(jb.params)[row.path]), want)
+
+
+def test_hf_directory_with_a_missing_shard(tmp_path):
+    from hf_reference import tiny_hf_vqvae
+
+    tiny_hf_vqvae(preset("tiny_vqvae"), seed=5).save_pretrained(tmp_path, max_shard_size="100KB")
+    next(iter(sorted(tmp_path.glob("*.safetensors")))).unlink()
+    with pytest.raises(ConversionError, match="missing"):
+        convert_checkpoint(tmp_path)
+
+
+def test_released_vqvae_shapes_match_the_reference_on_meta():
+    """`jax.eval_shape` of our params for the released VQ-VAE equals the HF reference's
+    state-dict shapes built on torch's meta device, mapped through the name table."""
+    from hf_reference import hf_vqvae_config
+    from transformers import JukeboxVQVAE
+
+    cfg = preset("vqvae")
+    with torch.device("meta"):
+        sd = JukeboxVQVAE(hf_vqvae_config(cfg)).state_dict()
+    rows = vqvae_rows(cfg, hf_prefix="")
+    assert {r.hf for r in rows} == set(sd)
+    ours = {p: tuple(s.shape) for p, s in flatten(abstract_params(JukeboxConfig(vqvae=cfg))).items()}
+    theirs = {r.path: r.our_shape(tuple(sd[r.hf].shape)) for r in rows}
+    assert ours == theirs
+    n_params = sum(int(np.prod(s)) for s in ours.values())
+    assert 1.8e6 < n_params < 1.95e6  # REFERENCE.md: 1.88 M

@@ -1,0 +1,98 @@
+"""The `Jukebox` container: save/load round trips, clear errors on bad input, and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+import soundfile
+
+from jukebox_jax import Jukebox, JukeboxConfig, preset
+from jukebox_jax.cli import main
+from jukebox_jax.params import ParamsError, flatten
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Jukebox:
+    return Jukebox.init(JukeboxConfig(vqvae=preset("tiny_vqvae")), jax.random.key(0))
+
+
+def test_save_load_round_trip(tiny, tmp_path):
+    tiny.save(tmp_path / "ckpt")
+    loaded = Jukebox.load(tmp_path / "ckpt")
+    assert loaded.config == tiny.config
+    want, got = flatten(tiny.params), flatten(loaded.params)
+    assert want.keys() == got.keys()
+    for k in want:
+        np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]))
+    tiny.save(tmp_path / "ckpt")  # overwriting an existing checkpoint is allowed
+    assert Jukebox.load(tmp_path / "ckpt").config == tiny.config
+
+
+def test_load_rejects_params_that_do_not_fit_the_config(tiny, tmp_path):
+    tiny.save(tmp_path / "ckpt")
+    meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    meta["config"]["vqvae"]["l_bins"] = 65
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ParamsError, match=r"codebook_0: expected \(65, 16\), got \(64, 16\)"):
+        Jukebox.load(tmp_path / "ckpt")
+    with pytest.raises(FileNotFoundError, match="not a jukebox-jax checkpoint"):
+        Jukebox.load(tmp_path / "nothing")
+
+
+def test_encode_decode_shapes_and_errors(tiny):
+    hop = tiny.config.vqvae.hop_lengths
+    audio = np.zeros((2, 4 * hop[-1], 1), np.float32)
+    codes = tiny.encode(audio)
+    assert [z.shape for z in codes] == [(2, 4 * hop[-1] // h) for h in hop]
+    assert all(z.dtype == np.int32 for z in codes)
+    assert tiny.decode(codes[2:], start_level=2).shape == audio.shape
+    with pytest.raises(ValueError, match="multiple of 128"):
+        tiny.encode(np.zeros((1, 100, 1), np.float32))
+    with pytest.raises(ValueError, match="mono"):
+        tiny.encode(np.zeros((1, 128, 2), np.float32))
+    with pytest.raises(ValueError, match="float"):
+        tiny.encode(np.zeros((1, 128, 1), np.int16))
+    with pytest.raises(ValueError, match="end_level"):
+        tiny.encode(audio, start_level=2, end_level=1)
+    with pytest.raises(ValueError, match=r"\[0, 64\)"):
+        tiny.decode([np.full((1, 4), 64)], start_level=2)
+    with pytest.raises(TypeError, match="list"):
+        tiny.decode(codes[0])
+    with pytest.raises(ValueError, match="do not fit"):
+        tiny.decode(codes, start_level=1)
+
+
+def test_a_model_without_vqvae_says_so():
+    jb = Jukebox(JukeboxConfig(), {})
+    with pytest.raises(ValueError, match="no VQ-VAE"):
+        jb.encode(np.zeros((1, 128, 1), np.float32))
+
+
+def test_cli_demo_writes_a_round_trip(tmp_path, capsys):
+    main(["demo", "--out", str(tmp_path), "--seconds", "0.1"])
+    out = capsys.readouterr().out
+    assert "RANDOM weights" in out
+    audio, sr = soundfile.read(tmp_path / "input.wav")
+    assert sr == 44100 and audio.shape[0] % 128 == 0
+    codes = np.load(tmp_path / "codes.npz")
+    for level, hop in enumerate(preset("tiny_vqvae").hop_lengths):
+        assert codes[f"level_{level}"].shape == (1, audio.shape[0] // hop)
+        recon, _ = soundfile.read(tmp_path / f"recon_level{level}.wav")
+        assert recon.shape == audio.shape and np.abs(recon).max() > 0
+
+
+def test_cli_convert(fixtures, tmp_path, capsys):
+    main(["convert", str(fixtures / "vqvae.pth.tar"), "-o", str(tmp_path / "out")])
+    assert "converted vqvae" in capsys.readouterr().out
+    assert Jukebox.load(tmp_path / "out").config.vqvae == preset("tiny_vqvae")
+    with pytest.raises(SystemExit, match="vqvae.pth.tar"):
+        main(["convert", str(fixtures / "prior_5b_level2.pth.tar"), "-o", str(tmp_path / "x")])
+
+
+def test_config_is_static_and_hashable(tiny):
+    """Jitted kernels take the config as a static argument."""
+    assert hash(tiny.config) == hash(dataclasses.replace(tiny.config))

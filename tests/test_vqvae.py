@@ -1,0 +1,120 @@
+"""VQ-VAE parity: against the original code's fixture, and against tiny transformers 4.40.2
+VQ-VAEs of other sizes and seeds, converted from HF directories and original-format files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from convert import convert_checkpoint
+from jukebox_jax.config import VQVAEConfig
+from jukebox_jax.vqvae import VQVAE
+from jukebox_jax.vqvae.bottleneck import distances
+
+MARGIN = 1e-4  # codes are compared where the best code beats the runner-up by this much
+
+
+def code_margin(x_enc: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """Second-smallest minus smallest codebook distance, `[B, T]`."""
+    d = np.sort(np.asarray(distances(x_enc, codebook)), axis=-1)
+    return d[..., 1] - d[..., 0]
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def test_fixture_parity(fixtures):
+    """The original code's tiny VQ-VAE: codes, encoder outputs and decodes per level."""
+    jb = convert_checkpoint(fixtures / "vqvae.pth.tar")
+    ref = np.load(fixtures / "vqvae.reference.npz")
+    zs = jb.encode(ref["x"])
+    vq = VQVAE(jb.config.vqvae)
+    for level in range(3):
+        x_enc = vq.apply({"params": jb.params["vqvae"]}, ref["x"], level, method=VQVAE.encode_continuous)
+        assert rel_err(x_enc, ref[f"x_enc_{level}"].transpose(0, 2, 1)) < 1e-5
+        sure = ref[f"code_margin_{level}"] > MARGIN
+        assert sure.any()
+        np.testing.assert_array_equal(np.asarray(zs[level])[sure], ref[f"zs_{level}"][sure])
+        audio = jb.decode([ref[f"zs_{level}"]], start_level=level)
+        assert audio.shape == ref[f"x_out_{level}"].shape
+        assert rel_err(audio, ref[f"x_out_{level}"]) < 1e-5
+    np.testing.assert_array_equal(np.asarray(jb.params["vqvae"]["codebook_0"]), ref["k_0"])
+
+
+def test_partial_levels_and_decode_uses_first_code_level(fixtures):
+    jb = convert_checkpoint(fixtures / "vqvae.pth.tar")
+    x = np.load(fixtures / "vqvae.reference.npz")["x"]
+    full = jb.encode(x)
+    upper = jb.encode(x, start_level=1)
+    assert len(upper) == 2
+    for a, b in zip(upper, full[1:]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(jb.encode(x, end_level=1)[0], full[0])
+    np.testing.assert_allclose(jb.decode(full[1:], start_level=1), jb.decode(full[1:2], start_level=1), rtol=0, atol=0)
+
+
+# Sizes unlike the fixture's: other widths, depths, multipliers, strides, a dilation cycle.
+CONFIGS = {
+    "two_levels_stride3": VQVAEConfig(levels=2, downs_t=(2, 1), strides_t=(2, 3), emb_width=8, l_bins=32, width=12, depth=2, multipliers=(1, 2), dilation_cycle=2),
+    "three_levels": VQVAEConfig(downs_t=(2, 1, 2), emb_width=12, l_bins=48, width=8, depth=3, multipliers=(3, 1, 1), m_conv=2.0),
+}
+
+
+@pytest.fixture(scope="module", params=[("two_levels_stride3", 3), ("three_levels", 11)], ids=lambda p: f"{p[0]}-seed{p[1]}")
+def hf_case(request, tmp_path_factory):
+    from hf_reference import calibration_audio, tiny_hf_vqvae
+
+    name, seed = request.param
+    cfg = CONFIGS[name]
+    model = tiny_hf_vqvae(cfg, seed)
+    directory = tmp_path_factory.mktemp(name)
+    model.save_pretrained(directory)
+    audio = calibration_audio(2, 16 * cfg.hop_lengths[-1], seed + 100)
+    return cfg, model, directory, audio
+
+
+@torch.no_grad()
+def _check_against_hf(jb, cfg: VQVAEConfig, model, audio: torch.Tensor) -> None:
+    x = audio.numpy()
+    zs_ref = model.encode(audio)
+    zs = jb.encode(x)
+    for level in range(cfg.levels):
+        x_enc = np.asarray(VQVAE(cfg).apply({"params": jb.params["vqvae"]}, x, level, method=VQVAE.encode_continuous))
+        x_ref = model.encoders[level](audio.permute(0, 2, 1))[-1].permute(0, 2, 1).numpy()
+        assert rel_err(x_enc, x_ref) < 1e-5
+        sure = code_margin(x_ref, np.asarray(jb.params["vqvae"][f"codebook_{level}"])) > MARGIN
+        assert sure.mean() > 0.25  # most codes are clear of float32 ties
+        np.testing.assert_array_equal(np.asarray(zs[level])[sure], zs_ref[level].numpy()[sure])
+        out = jb.decode([zs_ref[level].numpy()], start_level=level)
+        ref = model.decode(zs_ref[level:], start_level=level).numpy()
+        assert rel_err(out, ref) < 1e-5
+
+
+def test_hf_directory_parity(hf_case):
+    cfg, model, directory, audio = hf_case
+    jb = convert_checkpoint(directory)
+    assert jb.config.vqvae == dataclasses.replace(cfg, sample_rate=44100)
+    _check_against_hf(jb, cfg, model, audio)
+
+
+def test_original_format_parity(hf_case, fixtures, tmp_path):
+    """The same weights written in the original layout, with an hps dict of these sizes."""
+    from hf_reference import save_original
+
+    cfg, model, _, audio = hf_case
+    hps = json.loads((fixtures / "vqvae.hparams.json").read_text())["hps"]
+    hps.update(
+        levels=cfg.levels, downs_t=list(cfg.downs_t), strides_t=list(cfg.strides_t), emb_width=cfg.emb_width,
+        l_bins=cfg.l_bins, width=cfg.width, depth=cfg.depth, m_conv=cfg.m_conv, hvqvae_multipliers=list(cfg.multipliers),
+        dilation_cycle=cfg.dilation_cycle,
+    )
+    save_original(model, cfg, tmp_path / "vqvae.pth.tar", hps)
+    jb = convert_checkpoint(tmp_path / "vqvae.pth.tar")
+    assert jb.config.vqvae == cfg
+    _check_against_hf(jb, cfg, model, audio)
