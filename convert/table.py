@@ -40,26 +40,36 @@ def _resnet(path: tuple[str, ...], original: str, hf: str, depth: int) -> Iterat
         yield from _conv((*path, f"block_{d}", "conv_2"), f"{original}.{d}.model.3", f"{hf}.{d}.conv1d_2")
 
 
+def encoder_block_rows(path: tuple[str, ...], original: str, hf: str, down_t: int, depth: int) -> Iterator[Row]:
+    """An `EncoderBlock` (original `EncoderConvBlock`, a `Sequential`)."""
+    for i in range(down_t):
+        yield from _conv((*path, f"down_{i}"), f"{original}.model.{i}.0", f"{hf}.downsample_block.{2 * i}")
+        yield from _resnet((*path, f"resnet_{i}"), f"{original}.model.{i}.1.model", f"{hf}.downsample_block.{2 * i + 1}.resnet_block", depth)
+    yield from _conv((*path, "proj_out"), f"{original}.model.{down_t}", f"{hf}.proj_out")
+
+
+def decoder_block_rows(
+    path: tuple[str, ...], original: str, hf: str, down_t: int, depth: int, resnet_list: str = "model"
+) -> Iterator[Row]:
+    """A `DecoderBlock` (original `DecoderConvBock`). `resnet_list` is "blocks" where the
+    original built its residual stacks with `checkpoint_res=1` (the upsampler conditioners)."""
+    yield from _conv((*path, "proj_in"), f"{original}.model.0", f"{hf}.proj_in")
+    for i in range(down_t):
+        yield from _resnet((*path, f"resnet_{i}"), f"{original}.model.{i + 1}.0.{resnet_list}", f"{hf}.upsample_block.{2 * i}.resnet_block", depth)
+        yield from _conv((*path, f"up_{i}"), f"{original}.model.{i + 1}.1", f"{hf}.upsample_block.{2 * i + 1}", CONV_TRANSPOSE)
+
+
 def vqvae_rows(cfg: VQVAEConfig, hf_prefix: str = "vqvae.") -> list[Row]:
     """Rows of the VQ-VAE under our `("vqvae", ...)`. `hf_prefix` is "vqvae." inside a whole
     HF `JukeboxModel` and "" for a standalone `JukeboxVQVAE`."""
     rows: list[Row] = []
     for L in range(cfg.levels):
         depth = cfg.level_depth(L)
-        enc, dec = ("vqvae", f"encoders_{L}"), ("vqvae", f"decoders_{L}")
         for l in range(L + 1):
-            down_t = cfg.downs_t[l]
             o, h = f"encoders.{L}.level_blocks.{l}", f"{hf_prefix}encoders.{L}.level_blocks.{l}"
-            for i in range(down_t):
-                rows += _conv((*enc, f"block_{l}_down_{i}"), f"{o}.model.{i}.0", f"{h}.downsample_block.{2 * i}")
-                rows += _resnet((*enc, f"block_{l}_resnet_{i}"), f"{o}.model.{i}.1.model", f"{h}.downsample_block.{2 * i + 1}.resnet_block", depth)
-            rows += _conv((*enc, f"block_{l}_proj_out"), f"{o}.model.{down_t}", f"{h}.proj_out")
-
+            rows += encoder_block_rows(("vqvae", f"encoders_{L}", f"block_{l}"), o, h, cfg.downs_t[l], depth)
             o, h = f"decoders.{L}.level_blocks.{l}", f"{hf_prefix}decoders.{L}.level_blocks.{l}"
-            rows += _conv((*dec, f"block_{l}_proj_in"), f"{o}.model.0", f"{h}.proj_in")
-            for i in range(down_t):
-                rows += _resnet((*dec, f"block_{l}_resnet_{i}"), f"{o}.model.{i + 1}.0.model", f"{h}.upsample_block.{2 * i}.resnet_block", depth)
-                rows += _conv((*dec, f"block_{l}_up_{i}"), f"{o}.model.{i + 1}.1", f"{h}.upsample_block.{2 * i + 1}", CONV_TRANSPOSE)
-        rows += _conv((*dec, "proj_out"), f"decoders.{L}.out", f"{hf_prefix}decoders.{L}.out")
+            rows += decoder_block_rows(("vqvae", f"decoders_{L}", f"block_{l}"), o, h, cfg.downs_t[l], depth)
+        rows += _conv(("vqvae", f"decoders_{L}", "proj_out"), f"decoders.{L}.out", f"{hf_prefix}decoders.{L}.out")
         rows.append(Row(("vqvae", f"codebook_{L}"), f"bottleneck.level_blocks.{L}.k", f"{hf_prefix}bottleneck.level_blocks.{L}.codebook"))
     return rows
