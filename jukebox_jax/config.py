@@ -272,6 +272,20 @@ class PriorConfig:
         return None if blocks is None else self.n_positions // blocks
 
     @property
+    def prime_len(self) -> int | None:
+        """Keys a PRIME layer attends to: the lyric prefix rounded up past a multiple of
+        `blocks`, as the original (`(n_tokens // blocks + 1) * blocks`; 448 for 1b_lyrics)."""
+        if self.lyrics is not Lyrics.JOINT_SEQUENCE:
+            return None
+        return (self.n_tokens // self.transformer.blocks + 1) * self.transformer.blocks
+
+    @property
+    def n_labels(self) -> int:
+        """Columns of a labels row: total length, offset, sample length, artist, genre slots,
+        then `n_tokens` lyric tokens."""
+        return 4 + (self.labels.max_bow_genre_size if self.labels else 0) + self.n_tokens
+
+    @property
     def raw_to_tokens(self) -> int:
         """Audio samples per token at this level."""
         return math.prod(s**d for s, d in zip(self.strides_t[: self.level + 1], self.downs_t[: self.level + 1]))
@@ -311,14 +325,15 @@ class PriorConfig:
         labels = None
         if hps["labels"]:
             genre_bins, artist_bins = hps["y_bins"]
+            min_duration, max_duration = _durations(hps) if top else (LabelConfig.min_duration, LabelConfig.max_duration)
             labels = LabelConfig(
                 genre_bins=genre_bins,
                 artist_bins=artist_bins,
                 max_bow_genre_size=hps["max_bow_genre_size"],
                 t_bins=hps["t_bins"],
                 timing=top,
-                min_duration=hps["min_duration"] if top else LabelConfig.min_duration,
-                max_duration=hps["max_duration"] if top else LabelConfig.max_duration,
+                min_duration=min_duration,
+                max_duration=max_duration,
                 sample_rate=hps["sr"],
                 v3=hps["labels_v3"],
             )
@@ -354,6 +369,20 @@ class PriorConfig:
             alignment_layer=hps["alignment_layer"],
             alignment_head=hps["alignment_head"],
         )
+
+
+def _durations(hps: Mapping[str, Any]) -> tuple[float, float]:
+    """The top prior's (min, max) duration in seconds: from `min_duration`/`max_duration`, or
+    from `t_ranges` (in samples), which some versions of the original store instead."""
+    if hps.get("min_duration") is not None and hps.get("max_duration") is not None:
+        return float(hps["min_duration"]), float(hps["max_duration"])
+    ranges, sr = hps.get("t_ranges"), hps["sr"]
+    if ranges is None:
+        raise ConfigError("the top prior's hps give neither min/max_duration nor t_ranges; pass a preset config")
+    (lo, hi), absolute, relative = ranges
+    if tuple(absolute) != (0.0, hi) or tuple(relative) != (0.0, 1.0):
+        raise ConfigError(f"unsupported t_ranges {ranges}: expected ((min, max), (0, max), (0, 1)) in samples")
+    return lo / sr, hi / sr
 
 
 def _transformer_from_hps(hps: Mapping[str, Any], *, prefix: str, width: str, depth: str, heads: str) -> TransformerConfig:
@@ -459,7 +488,8 @@ class JukeboxConfig:
 
     @classmethod
     def from_hf(cls, d: Mapping[str, Any]) -> JukeboxConfig:
-        """Reads a transformers 4.40.2 `JukeboxConfig` `config.json` (see `_hf.py`)."""
+        """Reads a transformers 4.40.2 `config.json`: a whole `JukeboxModel`'s or a
+        standalone `JukeboxVQVAE`'s (see `_hf_config.py`)."""
         from jukebox_jax import _hf_config
 
         return _hf_config.read(d)
