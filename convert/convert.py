@@ -11,6 +11,7 @@ from flax import traverse_util
 
 from convert.sources import ConversionError, HFDirectory, OriginalFile, read_hf, read_original
 from convert.table import Row, vqvae_rows
+from convert.table_prior import prior_rows
 from jukebox_jax import Jukebox
 from jukebox_jax.config import PRESETS, ConfigError, JukeboxConfig, PriorConfig, VQVAEConfig
 from jukebox_jax.params import abstract_params, describe_mismatch, flatten
@@ -61,13 +62,19 @@ def _from_original(files: list[OriginalFile], config: JukeboxConfig | None) -> J
         raise ConversionError(f"more than one VQ-VAE file: {[str(f.path) for f in vqvae_files]}")
     if config is None:
         config = _config_from_hps(vqvae_files[0] if vqvae_files else None, prior_files)
-    if prior_files:
-        raise ConversionError(f"{prior_files[0].path}: converting priors is not supported yet (VQ-VAE only)")
-    if vqvae_files and config.vqvae is None:
-        raise ConversionError(f"{vqvae_files[0].path} is a VQ-VAE but the given config has none")
-    rows = vqvae_rows(config.vqvae) if vqvae_files else []
-    state = {k: v for f in files for k, v in f.state.items()}
-    return _assemble(config, rows, state, lambda r: r.original, ", ".join(str(f.path) for f in files))
+    template = flatten(abstract_params(config))
+    flat = {}
+    if vqvae_files:
+        if config.vqvae is None:
+            raise ConversionError(f"{vqvae_files[0].path} is a VQ-VAE but the given config has none")
+        flat |= _fill(template, vqvae_rows(config.vqvae), vqvae_files[0].state, lambda r: r.original, vqvae_files[0].path)
+    for f in prior_files:
+        level = f.hps.get("level") if f.hps else None
+        candidates = [p for p in config.priors if level is None or p.level == level]
+        if len(candidates) != 1:
+            raise ConversionError(f"{f.path}: cannot tell which prior of the config it holds (its hps say level {level})")
+        flat |= _fill(template, prior_rows(candidates[0], 0), f.state, lambda r: r.original, f.path)
+    return _jukebox(config, template, flat)
 
 
 def _config_from_hps(vqvae_file: OriginalFile | None, prior_files: list[OriginalFile]) -> JukeboxConfig:
@@ -82,7 +89,7 @@ def _config_from_hps(vqvae_file: OriginalFile | None, prior_files: list[Original
         priors = tuple(PriorConfig.from_hps(f.hps, vqvae) for f in prior_files)
     except ConfigError as e:
         raise ConversionError(f"cannot read the checkpoint's hps: {e}") from None
-    return JukeboxConfig(vqvae=vqvae if vqvae_file else None, priors=priors)
+    return JukeboxConfig(vqvae=vqvae, priors=priors)
 
 
 def _from_hf(d: HFDirectory, config: JukeboxConfig | None) -> Jukebox:
@@ -90,29 +97,48 @@ def _from_hf(d: HFDirectory, config: JukeboxConfig | None) -> Jukebox:
         config = config or JukeboxConfig.from_hf(d.config)
     except ConfigError as e:
         raise ConversionError(f"{d.path}/config.json: {e}") from None
-    if config.priors:
-        raise ConversionError(f"{d.path}: converting priors is not supported yet (VQ-VAE only)")
     standalone = d.config.get("model_type") == "jukebox_vqvae"
-    rows = vqvae_rows(config.vqvae, hf_prefix="" if standalone else "vqvae.")
-    return _assemble(config, rows, d.state, lambda r: r.hf, str(d.path))
-
-
-def _assemble(config: JukeboxConfig, rows: list[Row], state: dict[str, np.ndarray], key, source: str) -> Jukebox:
-    """Fills the abstract param tree from `state`, demanding exact key-set equality."""
+    rows = vqvae_rows(config.vqvae, hf_prefix="" if standalone else "vqvae.") if config.vqvae else []
+    top = len(config.priors[0].downs_t) - 1 if config.priors else 0
+    for p in config.priors:
+        rows += prior_rows(p, hf_index=top - p.level)  # HF lists the priors top first
     template = flatten(abstract_params(config))
-    if {r.path for r in rows} != template.keys():  # the table and the modules must agree
-        raise AssertionError(f"name table out of sync with the model: {sorted({r.path for r in rows} ^ template.keys())}")
+    return _jukebox(config, template, _fill(template, rows, d.state, lambda r: r.hf, d.path))
+
+
+def _fill(template: dict, rows: list[Row], state: dict[str, np.ndarray], key, source) -> dict:
+    """Our params named by `rows`, from `state`, demanding exact key-set equality (tied
+    copies may be absent) and checking every shape and tied copy."""
     wanted = {key(r): r for r in rows}
-    missing = sorted(wanted.keys() - state.keys())
+    required = {k for k, r in wanted.items() if not r.tied}
+    missing = sorted(required - state.keys())
     unexpected = sorted(state.keys() - wanted.keys())
-    misshaped, flat = [], {}
-    for name in wanted.keys() & state.keys():
+    misshaped, stacks, flat = [], {}, {}
+    for name in sorted(wanted.keys() & state.keys()):
         row, tensor = wanted[name], state[name]
-        shape = template[row.path].shape
-        if tensor.ndim != len(shape) or row.our_shape(tensor.shape) != shape:
-            misshaped.append(f"{name}: {tuple(tensor.shape)} does not give our {'/'.join(row.path)} {shape}")
+        want = tuple(template[row.path].shape)
+        want = want[1:] if row.index is not None else want
+        if row.our_shape(tensor.shape) != want:
+            misshaped.append(f"{name}: {tuple(tensor.shape)} does not give our {'/'.join(row.path)} {want}")
             continue
-        flat[row.path] = np.ascontiguousarray(np.transpose(tensor, row.perm) if row.perm else tensor, dtype=np.float32)
+        value = row.transform(tensor).astype(np.float32)
+        if row.tied:
+            continue  # compared below, once every weight is in place
+        if row.index is None:
+            flat[row.path] = value
+        else:
+            stack = stacks.setdefault(row.path, np.zeros(template[row.path].shape, np.float32))
+            stack[row.index] = value
     if missing or unexpected or misshaped:
-        raise ConversionError(f"{source}: " + describe_mismatch(missing, unexpected, sorted(misshaped)).replace("params", "checkpoint", 1))
+        raise ConversionError(f"{source}: " + describe_mismatch(missing, unexpected, misshaped).replace("params", "checkpoint", 1))
+    flat |= stacks
+    for name, row in wanted.items():
+        if row.tied and name in state and not np.array_equal(row.transform(state[name]), flat[row.path]):
+            raise ConversionError(f"{source}: {name} should be the same tensor as our {'/'.join(row.path)} (tied), but differs")
+    return flat
+
+
+def _jukebox(config: JukeboxConfig, template: dict, flat: dict) -> Jukebox:
+    if flat.keys() != template.keys():  # the table and the modules must agree
+        raise AssertionError(f"name table out of sync with the model: {sorted(map('/'.join, flat.keys() ^ template.keys()))}")
     return Jukebox(config, jax.device_put(traverse_util.unflatten_dict(flat)))

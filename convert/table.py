@@ -8,25 +8,51 @@ has. The priors add their rows beside `vqvae_rows`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
+
+import numpy as np
 
 from jukebox_jax.config import VQVAEConfig
 
 # PyTorch -> ours axis permutations.
 KEEP = ()
+LINEAR = (1, 0)  # nn.Linear [out, in] -> [in, out]
 CONV = (2, 1, 0)  # Conv1d [out, in, K] -> [K, in, out]
 CONV_TRANSPOSE = (2, 0, 1)  # ConvTranspose1d [in, out, K] -> [K, in, out]
 
 
 @dataclasses.dataclass(frozen=True)
 class Row:
+    """One tensor. After `perm`, axis `split[0]` is split into the sizes `split[1]` (the
+    original's fused head axes, e.g. `3 * heads * head_width`), and the result fills slot
+    `index` of a param stacked over layers, or the whole param when `index` is None.
+    A `tied` row is a second name of a weight another row already fills: it must be equal
+    where present, and may be absent from HF files (which drop tied weights)."""
+
     path: tuple[str, ...]  # our param path, e.g. ("vqvae", "codebook_0")
     original: str  # key in an original `*.pth.tar` state dict
     hf: str  # key in a transformers 4.40.2 state dict
     perm: tuple[int, ...] = KEEP  # transpose applied to the PyTorch tensor
+    split: tuple[int, tuple[int, ...]] | None = None
+    index: int | None = None
+    tied: bool = False
 
-    def our_shape(self, torch_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(torch_shape[i] for i in self.perm) if self.perm else tuple(torch_shape)
+    def our_shape(self, torch_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The shape this tensor takes in our param (one layer's slot if stacked), or None
+        if it cannot be split as the row says."""
+        shape = [torch_shape[i] for i in self.perm] if self.perm else list(torch_shape)
+        if self.split is not None:
+            axis, sizes = self.split
+            if axis >= len(shape) or shape[axis] != math.prod(sizes):
+                return None
+            shape[axis : axis + 1] = sizes
+        return tuple(shape)
+
+    def transform(self, tensor: np.ndarray) -> np.ndarray:
+        """The PyTorch tensor in our layout (its shape already checked with `our_shape`)."""
+        shape = self.our_shape(tensor.shape)
+        return (np.transpose(tensor, self.perm) if self.perm else tensor).reshape(shape)
 
 
 def _conv(path: tuple[str, ...], original: str, hf: str, perm: tuple[int, ...] = CONV) -> Iterator[Row]:

@@ -10,16 +10,17 @@ import dataclasses
 import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jukebox_jax.config import JukeboxConfig, VQVAEConfig
+from jukebox_jax.config import JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig
 from jukebox_jax.io import write_text
 from jukebox_jax.params import Params, abstract_params, check_params, init_params
+from jukebox_jax.prior import Prior, PriorOutput, prior_losses
 from jukebox_jax.vqvae import VQVAE
 
 _FORMAT = "jukebox-jax/1"
@@ -73,9 +74,78 @@ class Jukebox:
         z = jnp.asarray(codes[0])
         if z.ndim != 2 or not jnp.issubdtype(z.dtype, jnp.integer):
             raise ValueError(f"codes must be integer [batch, time], got {z.dtype} {z.shape}")
-        if z.size and not (0 <= int(z.min()) and int(z.max()) < cfg.l_bins):
-            raise ValueError(f"codes must lie in [0, {cfg.l_bins}), got [{int(z.min())}, {int(z.max())}]")
+        _check_range("codes", z, cfg.l_bins)
         return _decode(self.params["vqvae"], z.astype(jnp.int32), cfg, start_level)
+
+    # -- Priors -------------------------------------------------------------------------
+
+    def prior_forward(
+        self,
+        level: int,
+        tokens: jax.Array,
+        labels: jax.Array,
+        upper_codes: jax.Array | None = None,
+        *,
+        capture: Iterable[int] = (),
+        unroll: bool = False,
+    ) -> PriorOutput:
+        """Teacher-forced pass of the prior of `level`, with everything it computes:
+        `logits` over its whole vocabulary (joint lyrics+music for 1b_lyrics), the 5b_lyrics
+        `lyric_logits`, and, for the layer indices in `capture`, the residual stream after
+        each and its attention probabilities (lyric alignment reads the enc-dec/prime ones).
+        `unroll` runs the layer stack unrolled instead of scanned (same numbers)."""
+        cfg = self._prior_config(level)
+        tokens, labels, upper_codes = self._check_prior_inputs(cfg, tokens, labels, upper_codes)
+        return _prior_forward(self.params[f"prior_level_{level}"], tokens, labels, upper_codes, cfg, frozenset(capture), unroll)
+
+    def prior_logits(self, level: int, tokens: jax.Array, labels: jax.Array, upper_codes: jax.Array | None = None) -> jax.Array:
+        """Teacher-forced music logits `[B, T, l_bins]`: position i predicts `tokens[:, i]`.
+
+        tokens: `[B, T]` codes of `level`, T <= the prior's `n_ctx`.
+        labels: `[B, 4 + genre slots + n_tokens]` in the original layout `[total_length,
+          offset, sample_length, artist, genres..., lyric tokens...]`, already windowed.
+        upper_codes: `[B, n_ctx // cond_downsample]` codes of the level above (upsamplers).
+        """
+        cfg = self._prior_config(level)
+        logits = self.prior_forward(level, tokens, labels, upper_codes).logits
+        if cfg.lyrics is Lyrics.JOINT_SEQUENCE:  # the music part of the joint sequence and vocabulary
+            logits = logits[:, cfg.n_tokens :, cfg.n_vocab :]
+        return logits
+
+    def prior_loss(self, level: int, tokens: jax.Array, labels: jax.Array, upper_codes: jax.Array | None = None) -> dict[str, jax.Array]:
+        """The original's losses in bits per token: `gen_loss` (music), `prime_loss` (lyrics,
+        0 without) and `loss`, their training mix. Arguments as `prior_logits`."""
+        cfg = self._prior_config(level)
+        out = self.prior_forward(level, tokens, labels, upper_codes)
+        return prior_losses(cfg, out, jnp.asarray(tokens), jnp.asarray(labels))
+
+    def _prior_config(self, level: int) -> PriorConfig:
+        try:
+            return self.config.prior(level)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+
+    @staticmethod
+    def _check_prior_inputs(cfg: PriorConfig, tokens, labels, upper_codes):
+        tokens, labels = jnp.asarray(tokens), jnp.asarray(labels)
+        if tokens.ndim != 2 or not 0 < tokens.shape[1] <= cfg.n_ctx or not jnp.issubdtype(tokens.dtype, jnp.integer):
+            raise ValueError(f"tokens must be integer [batch, 1..{cfg.n_ctx}], got {tokens.dtype} {tokens.shape}")
+        if labels.shape != (tokens.shape[0], cfg.n_labels):
+            raise ValueError(
+                f"labels must be [batch, {cfg.n_labels}] (4 + genre slots + {cfg.n_tokens} lyric tokens), got {labels.shape}"
+            )
+        _check_range("tokens", tokens, cfg.l_bins)
+        if cfg.conditioner is None:
+            if upper_codes is not None:
+                raise ValueError(f"the level-{cfg.level} prior is not conditioned on upper codes; pass upper_codes=None")
+        else:
+            want = (tokens.shape[0], cfg.n_ctx // cfg.cond_downsample)
+            if upper_codes is None or jnp.shape(upper_codes) != want:
+                raise ValueError(f"upper_codes must be the level-{cfg.level + 1} codes of the window, {want}, got {jnp.shape(upper_codes)}")
+            upper_codes = jnp.asarray(upper_codes)
+            _check_range("upper_codes", upper_codes, cfg.l_bins)
+            upper_codes = upper_codes.astype(jnp.int32)
+        return tokens.astype(jnp.int32), labels.astype(jnp.int32), upper_codes
 
     def _vqvae_config(self) -> VQVAEConfig:
         if self.config.vqvae is None:
@@ -111,6 +181,16 @@ class Jukebox:
             params = ckptr.restore(path / "params")
         check_params(abstract_params(config), params)
         return cls(config, params)
+
+
+def _check_range(name: str, x: jax.Array, n: int) -> None:
+    if x.size and not (0 <= int(x.min()) and int(x.max()) < n):
+        raise ValueError(f"{name} must lie in [0, {n}), got [{int(x.min())}, {int(x.max())}]")
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6))
+def _prior_forward(params, tokens, labels, upper_codes, cfg: PriorConfig, capture: frozenset[int], unroll: bool) -> PriorOutput:
+    return Prior(cfg, unroll).apply({"params": params}, tokens, labels, upper_codes, capture)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))

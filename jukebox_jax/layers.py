@@ -58,3 +58,32 @@ class ConvTranspose1D(nn.Module):
             precision=PRECISION,
         )
         return y + bias.astype(x.dtype)
+
+
+# -- Initialisers and layers carrying logical axis names (see jukebox_jax/prior) -----------
+
+
+def normal(std: float, names: tuple[str | None, ...]):
+    """Normal(0, std) init with logical axis `names`."""
+    return nn.with_logical_partitioning(nn.initializers.normal(std), names)
+
+
+def zeros(names: tuple[str | None, ...]):
+    return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
+
+
+def embed(n: int, width: int, std: float, name: str) -> nn.Embed:
+    """An `[n, width]` embedding table, axes ("vocab", "embed")."""
+    return nn.Embed(n, width, embedding_init=normal(std, ("vocab", "embed")), name=name)
+
+
+def layer_norm(name: str) -> nn.LayerNorm:
+    """The original's LayerNorm: eps 1e-5, statistics in float32 (two-pass variance)."""
+    return nn.LayerNorm(
+        epsilon=1e-5,
+        dtype=jnp.float32,
+        use_fast_variance=False,
+        scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
+        bias_init=zeros(("embed",)),
+        name=name,
+    )

@@ -12,9 +12,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import flax.linen as nn
 from flax import traverse_util
 
-from jukebox_jax.config import JukeboxConfig
+from jukebox_jax.config import JukeboxConfig, PriorConfig
+from jukebox_jax.prior import Prior
 from jukebox_jax.vqvae import VQVAE
 
 Params = dict[str, Any]
@@ -30,10 +32,18 @@ def init_params(config: JukeboxConfig, key: jax.Array) -> Params:
     params: Params = {}
     if config.vqvae is not None:
         audio = jnp.zeros((1, config.vqvae.hop_lengths[-1], 1), jnp.float32)  # one top-level code
-        params["vqvae"] = VQVAE(config.vqvae).init(key, audio)["params"]
-    if config.priors:
-        raise NotImplementedError("prior params arrive with the priors (issue 3)")
+        params["vqvae"] = VQVAE(config.vqvae).init(jax.random.fold_in(key, 0), audio)["params"]
+    for cfg, key in zip(config.priors, jax.random.split(jax.random.fold_in(key, 1), len(config.priors))):
+        params[f"prior_level_{cfg.level}"] = nn.unbox(Prior(cfg).init(key, *prior_dummy_inputs(cfg))["params"])
     return params
+
+
+def prior_dummy_inputs(cfg: PriorConfig) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Shortest valid (tokens, labels, upper_codes) for `Prior(cfg).init`."""
+    down = cfg.cond_downsample or 1
+    labels = jnp.zeros((1, cfg.n_labels), jnp.int32)
+    upper = jnp.zeros((1, 1), jnp.int32) if cfg.conditioner is not None else None
+    return jnp.zeros((1, down), jnp.int32), labels, upper
 
 
 def abstract_params(config: JukeboxConfig) -> Params:

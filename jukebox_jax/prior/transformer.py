@@ -1,0 +1,181 @@
+"""The prior's transformer: pre-LN blocks `h = x + a + m`, `a = attn(ln_0(x))`,
+`m = mlp(ln_1(x + a))`, with no final LayerNorm (original `transformer/transformer.py`).
+
+Layers are stacked to compile quickly: the attention pattern is cut into segments, each a
+short unit of layers repeated `r` times (e.g. [BLOCK, TRANSPOSE, PREV] x 24 for the 72-layer
+priors), whose params carry a leading `layers` axis of length `r`. A segment runs as a
+`lax.scan` over its repeats, or unrolled (same params) when asked or when one of its layers'
+activations must be captured.
+
+Axis names on weights: embed (model width), heads, kv (head width), qkv (the 3 projections),
+mlp, layers (stacked repeats). Param tree: `segment_{s}/layer_{j}/{ln_0, attn, ln_1, mlp}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jukebox_jax.config import AttnKind, TransformerConfig
+from jukebox_jax.layers import layer_norm, normal, zeros
+from jukebox_jax.prior import attention
+
+Segment = tuple[tuple[AttnKind, ...], int]  # (unit of layer kinds, repeats)
+
+
+def layer_groups(pattern: tuple[AttnKind, ...]) -> tuple[Segment, ...]:
+    """Cuts `pattern` into consecutive (unit, repeats) segments covering it exactly, with the
+    fewest distinct layers to compile (the sum of unit lengths), then the fewest segments."""
+    n = len(pattern)
+    best: list[tuple[int, int, tuple[Segment, ...]]] = [(0, 0, ())] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        options = []
+        for u in range(1, n - i + 1):
+            unit = pattern[i : i + u]
+            r = 1
+            while pattern[i + r * u : i + (r + 1) * u] == unit:
+                r += 1
+            for reps in range(1, r + 1):
+                cost, count, rest = best[i + u * reps]
+                options.append((cost + u, count + 1, ((unit, reps), *rest)))
+        best[i] = min(options, key=lambda o: o[:2])
+    return best[0][2]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+    """What one layer needs beyond its kind: sizes and the sequence geometry."""
+
+    config: TransformerConfig
+    block_ctx: int | None  # positions per block
+    prime_len: int | None = None  # keys a PRIME layer may see
+
+
+class Attention(nn.Module):
+    """Projections around one attention kind (original `FactoredAttention`)."""
+
+    kind: AttnKind
+    spec: LayerSpec
+
+    @nn.compact
+    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        cfg = self.spec.config
+        w, h = cfg.width, cfg.heads
+        d = cfg.attn_width // h
+        std = 0.02 * cfg.init_scale
+        if self.kind is AttnKind.ENC_DEC:  # queries from x, keys and values from the encoder
+            q = jnp.einsum("btw,whd->bthd", x, self.param("c_attn_kernel", normal(std, ("embed", "heads", "kv")), (w, h, d)))
+            q = q + self.param("c_attn_bias", zeros(("heads", "kv")), (h, d))
+            kv = jnp.einsum("bsw,wkhd->bskhd", encoder_kv, self.param("c_enc_kv_kernel", normal(std, ("embed", None, "heads", "kv")), (w, 2, h, d)))
+            kv = kv + self.param("c_enc_kv_bias", zeros((None, "heads", "kv")), (2, h, d))
+            out, probs = attention.enc_dec(q, kv[:, :, 0], kv[:, :, 1])
+        else:
+            qkv = jnp.einsum("btw,wkhd->btkhd", x, self.param("c_attn_kernel", normal(std, ("embed", "qkv", "heads", "kv")), (w, 3, h, d)))
+            qkv = qkv + self.param("c_attn_bias", zeros(("qkv", "heads", "kv")), (3, h, d))
+            out, probs = attention.self_attention(
+                self.kind, qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], block_ctx=self.spec.block_ctx, spread=cfg.spread, prime_len=self.spec.prime_len
+            )
+        proj_init = zeros(("heads", "kv", "embed")) if cfg.zero_out or self.kind is AttnKind.ENC_DEC else normal(std, ("heads", "kv", "embed"))
+        a = jnp.einsum("bthd,hdw->btw", out, self.param("c_proj_kernel", proj_init, (h, d, w)))
+        return a + self.param("c_proj_bias", zeros(("embed",)), (w,)), probs
+
+
+class MLP(nn.Module):
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:  # [b, t, w] -> [b, t, w]
+        cfg = self.config
+        std = 0.02 * cfg.init_scale
+        m = x @ self.param("c_fc_kernel", normal(std, ("embed", "mlp")), (cfg.width, cfg.mlp_width))
+        m = m + self.param("c_fc_bias", zeros(("mlp",)), (cfg.mlp_width,))
+        m = m * jax.nn.sigmoid(1.702 * m)  # quick_gelu
+        out_init = zeros(("mlp", "embed")) if cfg.zero_out else normal(std, ("mlp", "embed"))
+        return m @ self.param("c_proj_kernel", out_init, (cfg.mlp_width, cfg.width)) + self.param("c_proj_bias", zeros(("embed",)), (cfg.width,))
+
+
+class Block(nn.Module):
+    kind: AttnKind
+    spec: LayerSpec
+
+    @nn.compact
+    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        """`x [b, t, w]` -> `(x [b, t, w], attention probs)`."""
+        a, probs = Attention(self.kind, self.spec, name="attn")(layer_norm("ln_0")(x).astype(x.dtype), encoder_kv)
+        m = MLP(self.spec.config, name="mlp")(layer_norm("ln_1")(x + a).astype(x.dtype))
+        cfg = self.spec.config
+        return (x + (1.0 / cfg.depth) * (a + m) if cfg.res_scale else x + a + m), probs
+
+
+class Unit(nn.Module):
+    """One repeat of a segment: consecutive blocks `layer_{j}`. Returns the activations and
+    attention probs of the positions in `capture` (static)."""
+
+    kinds: tuple[AttnKind, ...]
+    spec: LayerSpec
+
+    @nn.compact
+    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None, capture: tuple[int, ...] = ()):
+        captured = []
+        for j, kind in enumerate(self.kinds):
+            x, probs = Block(kind, self.spec, name=f"layer_{j}")(x, encoder_kv)
+            if j in capture:
+                captured.append((x, probs))
+        return x, captured
+
+
+@dataclasses.dataclass(frozen=True)
+class Captured:
+    """Per captured layer index: the residual stream after that layer `[b, t, w]` and its
+    attention probs (layout of its kind, see `attention`)."""
+
+    activations: dict[int, jax.Array]
+    attn_probs: dict[int, jax.Array]
+
+
+jax.tree_util.register_dataclass(Captured, data_fields=["activations", "attn_probs"], meta_fields=[])
+
+
+def init_transformer(key: jax.Array, spec: LayerSpec, encoder_width: int | None = None):
+    """Params `{segment_s: {layer_j: ...}}` with a leading `layers` axis per segment (boxed
+    with logical axis names)."""
+    cfg = spec.config
+    t = spec.block_ctx or 1
+    x = jnp.zeros((1, t, cfg.width), jnp.float32)
+    enc = None if encoder_width is None else jnp.zeros((1, 1, encoder_width), jnp.float32)
+    params = {}
+    for s, (unit, reps) in enumerate(layer_groups(cfg.pattern)):
+        init_one = lambda k, unit=unit: Unit(unit, spec).init(k, x, enc if AttnKind.ENC_DEC in unit else None)["params"]
+        stacked = jax.vmap(init_one)(jax.random.split(jax.random.fold_in(key, s), reps))
+        params[f"segment_{s}"] = jax.tree.map(
+            lambda b: b.replace(names=("layers", *b.names)), stacked, is_leaf=lambda b: isinstance(b, nn.LogicallyPartitioned)
+        )
+    return params
+
+
+def apply_transformer(
+    params, x: jax.Array, encoder_kv: jax.Array | None, spec: LayerSpec, *, unroll: bool = False, capture: frozenset[int] = frozenset()
+) -> tuple[jax.Array, Captured]:
+    """`x [b, t, w]` (any `t` up to the context) -> `(x [b, t, w], captured layers)`."""
+    activations, attn_probs = {}, {}
+    first = 0
+    for s, (unit, reps) in enumerate(layer_groups(spec.config.pattern)):
+        seg = params[f"segment_{s}"]
+        module = Unit(unit, spec)
+        enc = encoder_kv if AttnKind.ENC_DEC in unit else None
+        layers = range(first, first + len(unit) * reps)
+        if unroll or capture.intersection(layers):
+            for r in range(reps):
+                base = first + r * len(unit)
+                wanted = tuple(j for j in range(len(unit)) if base + j in capture)
+                x, captured = module.apply({"params": jax.tree.map(lambda p: p[r], seg)}, x, enc, wanted)
+                for j, (act, probs) in zip(wanted, captured):
+                    activations[base + j], attn_probs[base + j] = act, probs
+        else:
+            step = lambda x, p: (module.apply({"params": p}, x, enc)[0], None)
+            x, _ = jax.lax.scan(step, x, seg)
+        first = layers.stop
+    return x, Captured(activations, attn_probs)
