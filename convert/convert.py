@@ -86,10 +86,9 @@ def _config_from_hps(vqvae_file: OriginalFile | None, prior_files: list[Original
                 f"(codebook size, hops). Convert it together with its vqvae.pth.tar, or pass "
                 f"config= a preset name such as '5b_lyrics'"
             )
-        priors = tuple(PriorConfig.from_hps(f.hps, vqvae) for f in prior_files)
+        return JukeboxConfig(vqvae=vqvae, priors=tuple(PriorConfig.from_hps(f.hps, vqvae) for f in prior_files))
     except ConfigError as e:
-        raise ConversionError(f"cannot read the checkpoint's hps: {e}") from None
-    return JukeboxConfig(vqvae=vqvae, priors=priors)
+        raise ConversionError(f"cannot read the checkpoints' hps: {e}") from None
 
 
 def _from_hf(d: HFDirectory, config: JukeboxConfig | None) -> Jukebox:

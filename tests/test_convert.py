@@ -141,3 +141,45 @@ def test_released_vqvae_shapes_match_the_reference_on_meta():
     assert ours == theirs
     n_params = sum(int(np.prod(s)) for s in ours.values())
     assert 1.8e6 < n_params < 1.95e6  # REFERENCE.md: 1.88 M
+
+
+def test_whole_model_from_original_files(fixtures):
+    """A VQ-VAE and three prior files, in any order, give one model with every level."""
+    files = [fixtures / f for f in ("upsampler_level0.pth.tar", "prior_5b_level2.pth.tar", "vqvae.pth.tar", "upsampler_level1.pth.tar")]
+    jb = convert_checkpoint(*files)
+    assert [p.level for p in jb.config.priors] == [0, 1, 2]
+    assert set(jb.params) == {"vqvae", "prior_level_0", "prior_level_1", "prior_level_2"}
+    with pytest.raises(ConversionError, match="at most one prior per level|cannot tell"):
+        convert_checkpoint(fixtures / "vqvae.pth.tar", fixtures / "prior_5b_level2.pth.tar", fixtures / "prior_1b_lyrics_level2.pth.tar")
+
+
+def test_prior_alone_with_a_preset(fixtures):
+    jb = convert_checkpoint(fixtures / "prior_5b_lyrics_level2.pth.tar", config="tiny_5b_lyrics")
+    assert jb.config.vqvae is None and jb.config.prior(2) == preset("tiny_5b_lyrics")
+    # fp16 Conv1D weights of the 5b files are upcast, not reinterpreted
+    sd = torch.load(fixtures / "prior_5b_lyrics_level2.pth.tar", weights_only=True)["model"]
+    w = sd["prior.transformer._attn_mods.0.mlp.c_fc.w"]
+    assert w.dtype == torch.float16
+    ours = jb.params["prior_level_2"]["transformer"]["segment_0"]["layer_0"]["mlp"]["c_fc_kernel"][0]
+    np.testing.assert_array_equal(np.asarray(ours), w.float().numpy())
+
+
+def test_prior_file_defects_are_named(fixtures, tmp_path):
+    ckpt = torch.load(fixtures / "prior_1b_lyrics_level2.pth.tar", weights_only=True)
+    sd = ckpt["model"]
+    del sd["prior.transformer._attn_mods.4.attn.c_proj.b"]
+    sd["prior.transformer._attn_mods.15.attn.c_attn.w"] = torch.zeros(64, 3 * 16 + 1)
+    path = _save(ckpt, tmp_path, "prior_level_2.pth.tar")
+    with pytest.raises(ConversionError) as e:
+        convert_checkpoint(fixtures / "vqvae.pth.tar", path)
+    assert "prior.transformer._attn_mods.4.attn.c_proj.b" in str(e.value)
+    assert "prior.transformer._attn_mods.15.attn.c_attn.w: (64, 49)" in str(e.value)
+
+
+def test_tied_copy_must_match(fixtures, tmp_path):
+    """1b_lyrics ties its output head to the token embedding; both keys are in the file."""
+    ckpt = torch.load(fixtures / "prior_1b_lyrics_level2.pth.tar", weights_only=True)
+    ckpt["model"]["prior.x_out.weight"] = ckpt["model"]["prior.x_out.weight"] + 1
+    path = _save(ckpt, tmp_path, "prior_level_2.pth.tar")
+    with pytest.raises(ConversionError, match=r"prior.x_out.weight should be the same tensor"):
+        convert_checkpoint(fixtures / "vqvae.pth.tar", path)
