@@ -34,7 +34,7 @@ class Jukebox:
     @classmethod
     def init(cls, config: JukeboxConfig, key: jax.Array) -> Jukebox:
         """Random weights for every part of `config`."""
-        return cls(config, init_params(config, key))
+        return cls(config, jax.jit(functools.partial(init_params, config))(key))
 
     # -- VQ-VAE -------------------------------------------------------------------------
 
