@@ -62,3 +62,29 @@ def save_original(model: JukeboxVQVAE, cfg: VQVAEConfig, path: Path, hps: dict) 
     sd = model.state_dict()
     state = {r.original: sd[r.hf] for r in vqvae_rows(cfg, hf_prefix="")}
     torch.save({"hps": hps, "model": state, "opt": None, "step": 0}, path)
+
+
+@torch.no_grad()
+def redraw_jukebox(model: torch.nn.Module, seed: int) -> None:
+    """Every parameter and buffer of an HF Jukebox model drawn from a seeded generator, scaled
+    so activations stay near unit size at any depth: LayerNorm weights 1 + 0.1 n, biases
+    0.1 n, projections n / sqrt(fan_in) (`JukeboxConv1D` is [in, out], `nn.Linear` [out, in]),
+    convolutions n / sqrt(width of one kernel row), embeddings, positions, start tokens and
+    codebooks 0.3 n. Tied weights are drawn once."""
+    from transformers.models.jukebox.modeling_jukebox import JukeboxConv1D
+
+    g = torch.Generator().manual_seed(seed)
+    modules = dict(model.named_modules())
+    for name, p in [*model.named_parameters(), *model.named_buffers()]:
+        owner = modules[name.rpartition(".")[0]]
+        n = torch.randn(p.shape, generator=g)
+        if p.ndim == 1:
+            p.copy_(1 + 0.1 * n if isinstance(owner, torch.nn.LayerNorm) and name.endswith("weight") else 0.1 * n)
+        elif isinstance(owner, JukeboxConv1D):
+            p.copy_(n / np.sqrt(p.shape[0]))
+        elif isinstance(owner, torch.nn.Linear):
+            p.copy_(n / np.sqrt(p.shape[1]))
+        elif p.ndim == 3:
+            p.copy_(n / np.sqrt(p[0].numel()))
+        else:  # embeddings, pos_emb, start_token, codebooks
+            p.copy_(0.3 * n)
