@@ -72,12 +72,12 @@ def zeros(names: tuple[str | None, ...]):
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
 
 
-def embed(n: int, width: int, std: float, name: str) -> nn.Embed:
+def embed(n: int, width: int, std: float, name: str | None = None) -> nn.Embed:
     """An `[n, width]` embedding table, axes ("vocab", "embed")."""
     return nn.Embed(n, width, embedding_init=normal(std, ("vocab", "embed")), name=name)
 
 
-def layer_norm(name: str) -> nn.LayerNorm:
+def layer_norm(name: str | None = None) -> nn.LayerNorm:
     """The original's LayerNorm: eps 1e-5, statistics in float32 (two-pass variance)."""
     return nn.LayerNorm(
         epsilon=1e-5,

@@ -88,8 +88,8 @@ def test_scan_and_unrolled_stacks_agree(order, depth):
     params = jax.tree.map(lambda b: b.value, init_transformer(jax.random.key(order), spec, enc), is_leaf=lambda b: hasattr(b, "names"))
     x = jax.random.normal(jax.random.key(1), (2, 20, 16))
     kv = jax.random.normal(jax.random.key(2), (2, 6, 16)) if enc else None
-    scanned, _ = apply_transformer(params, x, kv, spec)
-    unrolled, captured = apply_transformer(params, x, kv, spec, unroll=True, capture=frozenset({0, depth - 1}))
+    scanned, _, _ = apply_transformer(params, x, kv, spec)
+    unrolled, captured, _ = apply_transformer(params, x, kv, spec, unroll=True, capture=frozenset({0, depth - 1}))
     np.testing.assert_allclose(np.asarray(scanned), np.asarray(unrolled), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(captured.activations[depth - 1]), np.asarray(unrolled))
     assert set(captured.attn_probs) == {0, depth - 1}

@@ -129,3 +129,132 @@ def self_attention(
     kwargs = {"spread": spread} if kind is AttnKind.SUMMARY_SPREAD else {}
     out, probs = _BLOCKWISE[kind](pad(q), pad(k), pad(v), block_ctx=block_ctx, **kwargs)
     return out[:, :t], probs
+
+
+# -- Cached attention (prefill in chunks of any size, and single-step decode) ----------------
+#
+# A layer's cache holds keys and values of earlier positions, laid out per kind so a decode
+# step reads only what it needs:
+#   DENSE                      [b, n_positions, h, d]   position p at p
+#   BLOCK                      [b, c, h, d]             ring: position p at p % c
+#   PREV_BLOCK                 [b, 2c, h, d]            ring: position p at p % 2c
+#   TRANSPOSE_BLOCK, SUMMARY*  [b, c, n, h, d]          column-major: p at (p % c, p // c)
+#   PRIME                      [b, prime_len, h, d]     the lyric prefix only
+#   ENC_DEC                    [b, n_tokens, h, d]      the encoder's keys/values, computed once
+# A chunk of queries at positions t0..t0+L-1 attends to the cached earlier positions plus the
+# chunk itself, under the same position rules as the full pass (`allowed`).
+
+
+def cache_shape(kind: AttnKind, *, n_positions: int, block_ctx: int | None, prime_len: int | None, n_tokens: int) -> tuple[int, ...]:
+    """Cache length axes of one layer of `kind` (between the batch and head axes)."""
+    c = block_ctx
+    return {
+        AttnKind.DENSE: (n_positions,),
+        AttnKind.BLOCK: (c,) if c else (),
+        AttnKind.PREV_BLOCK: (2 * c,) if c else (),
+        AttnKind.TRANSPOSE_BLOCK: (c, n_positions // c) if c else (),
+        AttnKind.SUMMARY: (c, n_positions // c) if c else (),
+        AttnKind.SUMMARY_SPREAD: (c, n_positions // c) if c else (),
+        AttnKind.PRIME: (prime_len,) if prime_len else (),
+        AttnKind.ENC_DEC: (n_tokens,),
+    }[kind]
+
+
+def allowed(kind: AttnKind, i: jax.Array, j: jax.Array, *, c: int, n: int, spread: int | None, prime_len: int | None) -> jax.Array:
+    """May a query at position `i` see the key at position `j` (broadcasting int arrays)?
+    `n` is the number of blocks in the window."""
+    causal = j <= i
+    if kind is AttnKind.DENSE:
+        return causal
+    if kind is AttnKind.PRIME:
+        return causal & (j < prime_len)
+    if kind is AttnKind.BLOCK:
+        return causal & (j // c == i // c)
+    if kind is AttnKind.TRANSPOSE_BLOCK:
+        return causal & (j % c == i % c)
+    if kind is AttnKind.PREV_BLOCK:
+        return j // c == i // c - 1
+    tail = 1 if kind is AttnKind.SUMMARY else spread
+    return causal & (j % c >= c - tail) & (j // c < n - 1)
+
+
+def _zero_keys(kind: AttnKind, i: jax.Array, c: int, spread: int | None) -> jax.Array | None:
+    """`[L, z]` mask of the zero keys the original puts before the real ones, or None."""
+    if kind is AttnKind.PREV_BLOCK:
+        return jnp.broadcast_to((i // c == 0)[:, None], (i.shape[0], c))
+    if kind in (AttnKind.SUMMARY, AttnKind.SUMMARY_SPREAD):
+        return jnp.ones((i.shape[0], 1 if kind is AttnKind.SUMMARY else spread), bool)
+    return None
+
+
+def _context(kind: AttnKind, cache_k, cache_v, t0, length: int, c: int | None):
+    """Earlier positions from the cache: `(k, v [b, s, h, d], positions [s], valid [s])`."""
+    b, h, d = cache_k.shape[0], cache_k.shape[-2], cache_k.shape[-1]
+    if kind in (AttnKind.TRANSPOSE_BLOCK, AttnKind.SUMMARY, AttnKind.SUMMARY_SPREAD):
+        n = cache_k.shape[2]
+        if length == 1 and kind is AttnKind.TRANSPOSE_BLOCK:  # decode: one column suffices
+            col = t0 % c
+            k = jax.lax.dynamic_index_in_dim(cache_k, col, axis=1, keepdims=False)
+            v = jax.lax.dynamic_index_in_dim(cache_v, col, axis=1, keepdims=False)
+            pos = jnp.arange(n) * c + col
+        else:
+            k, v = jnp.swapaxes(cache_k, 1, 2).reshape(b, -1, h, d), jnp.swapaxes(cache_v, 1, 2).reshape(b, -1, h, d)
+            pos = jnp.arange(n * c)
+        return k, v, pos, pos < t0
+    size = cache_k.shape[1]
+    if kind in (AttnKind.BLOCK, AttnKind.PREV_BLOCK):  # rings: slot s holds the latest p < t0 with p = s mod size
+        pos = t0 - 1 - jnp.mod(t0 - 1 - jnp.arange(size), size)
+        return cache_k, cache_v, pos, pos >= 0
+    pos = jnp.arange(size)  # DENSE, PRIME: position-major
+    return cache_k, cache_v, pos, pos < t0
+
+
+def _write(kind: AttnKind, cache: jax.Array, new: jax.Array, t0, c: int | None) -> jax.Array:
+    """`cache` with the chunk's keys or values `new [b, L, h, d]` (positions t0..) written in."""
+    length = new.shape[1]
+    if kind in (AttnKind.TRANSPOSE_BLOCK, AttnKind.SUMMARY, AttnKind.SUMMARY_SPREAD):
+        pos = t0 + jnp.arange(length)
+        return cache.at[:, pos % c, pos // c].set(new, mode="drop")
+    size = cache.shape[1]
+    if kind in (AttnKind.BLOCK, AttnKind.PREV_BLOCK):  # only the last `size` positions survive
+        keep = min(length, size)
+        pos = t0 + length - keep + jnp.arange(keep)
+        return cache.at[:, pos % size].set(new[:, length - keep :])
+    if length == 1 and kind is AttnKind.DENSE:
+        return jax.lax.dynamic_update_slice_in_dim(cache, new, t0, axis=1)
+    return cache.at[:, t0 + jnp.arange(length)].set(new, mode="drop")  # DENSE, PRIME (past the prefix: dropped)
+
+
+def cached_self_attention(
+    kind: AttnKind,
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    cache: dict[str, jax.Array],
+    t0: jax.Array,
+    *,
+    block_ctx: int | None,
+    n_positions: int,
+    spread: int | None = None,
+    prime_len: int | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Queries `q [b, L, h, d]` at positions `t0..t0+L-1` with their own `k, v`, against
+    `cache {"k", "v"}` of the earlier positions -> `(out [b, L, h, d], updated cache)`.
+    Equals the rows t0..t0+L-1 of the full pass (`self_attention`)."""
+    if kind is AttnKind.SUMMARY_SPREAD and q.shape[1] == 1:
+        raise NotImplementedError("SUMMARY_SPREAD cannot be sampled (the original does not implement it either)")
+    length = q.shape[1]
+    c = block_ctx or 1
+    ck, cv, pos, valid = _context(kind, cache["k"], cache["v"], t0, length, block_ctx)
+    i = t0 + jnp.arange(length)
+    keys = jnp.concatenate([ck, k], axis=1)
+    values = jnp.concatenate([cv, v], axis=1)
+    pos = jnp.concatenate([pos, i])
+    valid = jnp.concatenate([valid, jnp.ones(length, bool)])
+    mask = valid[None, :] & allowed(kind, i[:, None], pos[None, :], c=c, n=n_positions // c, spread=spread, prime_len=prime_len)
+    zero = _zero_keys(kind, i, c, spread)
+    if zero is not None:
+        z = jnp.zeros((q.shape[0], zero.shape[1], *q.shape[2:]), q.dtype)
+        keys, values, mask = jnp.concatenate([z, keys], 1), jnp.concatenate([z, values], 1), jnp.concatenate([zero, mask], 1)
+    out, _ = attend(q, keys, values, mask)
+    return out, {"k": _write(kind, cache["k"], k, t0, c), "v": _write(kind, cache["v"], v, t0, c)}

@@ -21,7 +21,7 @@ import optax
 from jukebox_jax.config import Lyrics, PriorConfig
 from jukebox_jax.layers import embed, layer_norm, normal, zeros
 from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
-from jukebox_jax.prior.transformer import Captured, LayerSpec, apply_transformer, init_transformer
+from jukebox_jax.prior.transformer import Captured, LayerSpec, apply_transformer, init_cache, init_transformer
 
 
 def _shift_in(start: jax.Array, x: jax.Array) -> jax.Array:
@@ -46,7 +46,7 @@ class LyricEncoder(nn.Module):
         start = self.param("start_token", normal(std, (None, "embed")), (1, enc.width))
         x = _shift_in(jnp.broadcast_to(start, (x.shape[0], 1, enc.width)), x)
         x = x + self.param("pos_emb", normal(std, (None, "embed")), (cfg.n_tokens, enc.width))[: x.shape[1]]
-        x, _ = apply_transformer(self.param("transformer", init_transformer, spec), x, None, spec, unroll=self.unroll)
+        x, _, _ = apply_transformer(self.param("transformer", init_transformer, spec), x, None, spec, unroll=self.unroll)
         w = cfg.transformer.width
         x = x @ self.param("proj_kernel", normal(0.02 * enc.init_scale, (None, "embed")), (enc.width, w))
         x = x + self.param("proj_bias", zeros(("embed",)), (w,))
@@ -66,54 +66,113 @@ class PriorOutput:
     captured: Captured
 
 
-jax.tree_util.register_dataclass(PriorOutput, data_fields=["logits", "lyric_logits", "captured"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a window is conditioned on, computed once: the start embedding `[b, 1, w]`,
+    `x_cond` (`[b, n_positions, w]`, or `[b, 1, w]` of zeros without conditioning), the lyric
+    encoder's states `[b, n_tokens, w]` (5b_lyrics, else None) and its lyric logits."""
+
+    start: jax.Array
+    x_cond: jax.Array
+    encoder_kv: jax.Array | None
+    lyric_logits: jax.Array | None
+
+
+for _cls, _fields in ((PriorOutput, ["logits", "lyric_logits", "captured"]), (Context, ["start", "x_cond", "encoder_kv", "lyric_logits"])):
+    jax.tree_util.register_dataclass(_cls, data_fields=_fields, meta_fields=[])
 
 
 class Prior(nn.Module):
+    """Methods: `__call__` (teacher-forced full pass), `condition` (the window's `Context`)
+    and `extend` (a chunk of positions against a KV cache, for prefill and sampling)."""
+
     config: PriorConfig
     unroll: bool = False
 
-    @nn.compact
+    def setup(self):
+        cfg = self.config
+        w, init_scale = cfg.transformer.width, cfg.transformer.init_scale
+        if cfg.labels is not None:
+            self.labels = LabelConditioner(cfg)
+        else:
+            self.start_token = self.param("start_token", normal(0.01 * init_scale, (None, "embed")), (1, w))
+        if cfg.conditioner is not None:
+            self.conditioner = MusicTokenConditioner(cfg)
+        if cfg.lyrics is Lyrics.SEPARATE_ENCODER:
+            self.lyric_encoder = LyricEncoder(cfg, self.unroll)
+        self.x_emb = embed(cfg.bins, w, 0.02 * init_scale)
+        self.pos_emb = self.param("pos_emb", normal(0.01 * init_scale, (None, "embed")), (cfg.n_positions, w))
+        enc_width = w if cfg.lyrics is Lyrics.SEPARATE_ENCODER else None
+        self.transformer = self.param("transformer", init_transformer, self.spec, enc_width)
+        if cfg.merged_decoder:
+            self.x_out_kernel = self.param("x_out_kernel", normal(0.02 * init_scale, ("embed", "vocab")), (w, cfg.bins))
+
+    @property
+    def spec(self) -> LayerSpec:
+        cfg = self.config
+        return LayerSpec(cfg.transformer, cfg.block_ctx, cfg.prime_len, cfg.n_positions)
+
+    def condition(self, labels: jax.Array, upper_codes: jax.Array | None = None) -> Context:
+        """`labels [b, n_labels]`, `upper_codes [b, n_ctx // cond_downsample]` (upsamplers)."""
+        cfg = self.config
+        b, w = labels.shape[0], cfg.transformer.width
+        n_y = cfg.n_labels - cfg.n_tokens
+        if cfg.labels is not None:
+            start, x_cond = self.labels(labels[:, :n_y])
+        else:
+            start, x_cond = jnp.broadcast_to(self.start_token, (b, 1, w)), None
+        if cfg.conditioner is not None:
+            x_cond = self.conditioner(upper_codes)  # [b, n_ctx, w]
+        encoder_kv = lyric_logits = None
+        if cfg.lyrics is Lyrics.SEPARATE_ENCODER:
+            encoder_kv, lyric_logits = self.lyric_encoder(labels[:, n_y:])
+        if cfg.lyrics is Lyrics.JOINT_SEQUENCE:  # no conditioning signal over the lyric prefix
+            x_cond = jnp.zeros((b, cfg.n_positions, w)) if x_cond is None else jnp.pad(x_cond, ((0, 0), (cfg.n_tokens, 0), (0, 0)))
+        return Context(start, jnp.zeros((b, 1, w)) if x_cond is None else x_cond, encoder_kv, lyric_logits)
+
+    def sequence(self, tokens: jax.Array, labels: jax.Array) -> jax.Array:
+        """The transformer's token ids `[b, t']`: the music tokens, or for 1b_lyrics the lyric
+        tokens then the music tokens shifted past the lyric vocabulary."""
+        cfg = self.config
+        if cfg.lyrics is not Lyrics.JOINT_SEQUENCE:
+            return tokens
+        return jnp.concatenate([labels[:, cfg.n_labels - cfg.n_tokens :], tokens + cfg.n_vocab], axis=1)
+
+    def _head(self, h: jax.Array, x_cond: jax.Array) -> jax.Array:
+        if self.config.merged_decoder:
+            return h @ self.x_out_kernel
+        return self.x_emb.attend(h + x_cond)  # tied head, x_cond added again after the transformer
+
     def __call__(
         self, tokens: jax.Array, labels: jax.Array, upper_codes: jax.Array | None = None, capture: frozenset[int] = frozenset()
     ) -> PriorOutput:
-        """Teacher-forced forward: music `tokens [b, t]` (t <= n_ctx), `labels [b, n_labels]`,
-        `upper_codes [b, n_ctx // cond_downsample]` (upsamplers) -> `PriorOutput`; position i
+        """Teacher-forced pass: music `tokens [b, t]` (t <= n_ctx) -> `PriorOutput`; position i
         predicts token i."""
-        cfg = self.config
-        w = cfg.transformer.width
-        b = tokens.shape[0]
-        std = 0.01 * cfg.transformer.init_scale
-        n_y = cfg.n_labels - cfg.n_tokens
-        if cfg.labels is not None:
-            start, x_cond = LabelConditioner(cfg, name="labels")(labels[:, :n_y])
-        else:
-            start, x_cond = jnp.broadcast_to(self.param("start_token", normal(std, (None, "embed")), (1, w)), (b, 1, w)), None
-        if cfg.conditioner is not None:
-            x_cond = MusicTokenConditioner(cfg, name="conditioner")(upper_codes)  # [b, n_ctx, w]
-        lyrics = labels[:, n_y:]
-        encoder_kv = lyric_logits = None
-        if cfg.lyrics is Lyrics.SEPARATE_ENCODER:
-            encoder_kv, lyric_logits = LyricEncoder(cfg, self.unroll, name="lyric_encoder")(lyrics)
-        seq = tokens
-        if cfg.lyrics is Lyrics.JOINT_SEQUENCE:  # [lyrics ; music], music ids after the lyric vocabulary
-            seq = jnp.concatenate([lyrics, tokens + cfg.n_vocab], axis=1)
-            x_cond = jnp.zeros((b, cfg.n_positions, w)) if x_cond is None else jnp.pad(x_cond, ((0, 0), (cfg.n_tokens, 0), (0, 0)))
+        ctx = self.condition(labels, upper_codes)
+        seq = self.sequence(tokens, labels)
         t = seq.shape[1]
-        x_cond = jnp.zeros((b, 1, w)) if x_cond is None else x_cond[:, :t]
+        x_cond = ctx.x_cond[:, :t]
+        x = _shift_in(ctx.start, self.x_emb(seq)) + self.pos_emb[:t] + x_cond
+        h, captured, _ = apply_transformer(self.transformer, x, ctx.encoder_kv, self.spec, unroll=self.unroll, capture=capture)
+        return PriorOutput(self._head(h, x_cond), ctx.lyric_logits, captured)
 
-        x_emb = embed(cfg.bins, w, 0.02 * cfg.transformer.init_scale, "x_emb")
-        x = _shift_in(start, x_emb(seq))
-        x = x + self.param("pos_emb", normal(std, (None, "embed")), (cfg.n_positions, w))[:t] + x_cond
-        spec = LayerSpec(cfg.transformer, cfg.block_ctx, cfg.prime_len)
-        enc_width = w if cfg.lyrics is Lyrics.SEPARATE_ENCODER else None
-        params = self.param("transformer", init_transformer, spec, enc_width)
-        h, captured = apply_transformer(params, x, encoder_kv, spec, unroll=self.unroll, capture=capture)
-        if cfg.merged_decoder:
-            logits = h @ self.param("x_out_kernel", normal(0.02 * cfg.transformer.init_scale, ("embed", "vocab")), (w, cfg.bins))
-        else:  # tied head, and x_cond added again after the transformer
-            logits = x_emb.attend(h + x_cond)
-        return PriorOutput(logits, lyric_logits, captured)
+    def extend(self, inputs: jax.Array, t0: jax.Array, ctx: Context, cache) -> tuple[jax.Array, dict]:
+        """Positions `t0..t0+L-1` against the `cache` of the earlier ones: `inputs [b, L]` are
+        the sequence ids at positions `t0-1..t0+L-2` (position 0 takes the start embedding
+        instead) -> `(logits [b, L, bins], updated cache)`. ENC_DEC layers fill their cache
+        from `ctx.encoder_kv` when it is given and read it when it is None."""
+        length = inputs.shape[1]
+        pos = t0 + jnp.arange(length)
+        x = jnp.where((pos == 0)[None, :, None], ctx.start, self.x_emb(inputs))
+        x = x + jax.lax.dynamic_slice_in_dim(self.pos_emb, t0, length)
+        x_cond = ctx.x_cond if ctx.x_cond.shape[1] == 1 else jax.lax.dynamic_slice_in_dim(ctx.x_cond, t0, length, axis=1)
+        h, _, cache = apply_transformer(self.transformer, x + x_cond, ctx.encoder_kv, self.spec, unroll=self.unroll, cache=cache, t0=t0)
+        return self._head(h, x_cond), cache
+
+
+def init_prior_cache(cfg: PriorConfig, batch: int, dtype=jnp.float32):
+    """An empty KV cache for `Prior(cfg).extend` (layout in `attention.py`)."""
+    return init_cache(LayerSpec(cfg.transformer, cfg.block_ctx, cfg.prime_len, cfg.n_positions), batch, cfg.n_tokens, dtype)
 
 
 def bits_per_token(logits: jax.Array, targets: jax.Array) -> jax.Array:

@@ -52,35 +52,50 @@ class LayerSpec:
     config: TransformerConfig
     block_ctx: int | None  # positions per block
     prime_len: int | None = None  # keys a PRIME layer may see
+    n_positions: int | None = None  # the window (needed by cached attention only)
 
 
 class Attention(nn.Module):
-    """Projections around one attention kind (original `FactoredAttention`)."""
+    """Projections around one attention kind (original `FactoredAttention`).
+
+    Full pass: `cache=None`. Cached pass (`cache` of this layer, chunk at positions
+    `t0..`): returns the updated cache; ENC_DEC layers fill theirs from `encoder_kv` when
+    it is given (the first chunk) and read it otherwise."""
 
     kind: AttnKind
     spec: LayerSpec
 
     @nn.compact
-    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-        cfg = self.spec.config
+    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None, cache=None, t0=None):
+        cfg, spec = self.spec.config, self.spec
         w, h = cfg.width, cfg.heads
         d = cfg.attn_width // h
         std = 0.02 * cfg.init_scale
+        probs = None
         if self.kind is AttnKind.ENC_DEC:  # queries from x, keys and values from the encoder
             q = jnp.einsum("btw,whd->bthd", x, self.param("c_attn_kernel", normal(std, ("embed", "heads", "kv")), (w, h, d)))
             q = q + self.param("c_attn_bias", zeros(("heads", "kv")), (h, d))
-            kv = jnp.einsum("bsw,wkhd->bskhd", encoder_kv, self.param("c_enc_kv_kernel", normal(std, ("embed", None, "heads", "kv")), (w, 2, h, d)))
-            kv = kv + self.param("c_enc_kv_bias", zeros((None, "heads", "kv")), (2, h, d))
-            out, probs = attention.enc_dec(q, kv[:, :, 0], kv[:, :, 1])
+            kv_kernel = self.param("c_enc_kv_kernel", normal(std, ("embed", None, "heads", "kv")), (w, 2, h, d))
+            kv_bias = self.param("c_enc_kv_bias", zeros((None, "heads", "kv")), (2, h, d))
+            if encoder_kv is not None:
+                kv = jnp.einsum("bsw,wkhd->bskhd", encoder_kv, kv_kernel) + kv_bias
+                k, v = kv[:, :, 0], kv[:, :, 1]
+                cache = None if cache is None else {"k": k, "v": v}
+            else:
+                k, v = cache["k"], cache["v"]
+            out, probs = attention.enc_dec(q, k, v)
         else:
             qkv = jnp.einsum("btw,wkhd->btkhd", x, self.param("c_attn_kernel", normal(std, ("embed", "qkv", "heads", "kv")), (w, 3, h, d)))
             qkv = qkv + self.param("c_attn_bias", zeros(("qkv", "heads", "kv")), (3, h, d))
-            out, probs = attention.self_attention(
-                self.kind, qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], block_ctx=self.spec.block_ctx, spread=cfg.spread, prime_len=self.spec.prime_len
-            )
+            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+            geometry = dict(block_ctx=spec.block_ctx, spread=cfg.spread, prime_len=spec.prime_len)
+            if cache is None:
+                out, probs = attention.self_attention(self.kind, q, k, v, **geometry)
+            else:
+                out, cache = attention.cached_self_attention(self.kind, q, k, v, cache, t0, n_positions=spec.n_positions, **geometry)
         proj_init = zeros(("heads", "kv", "embed")) if cfg.zero_out or self.kind is AttnKind.ENC_DEC else normal(std, ("heads", "kv", "embed"))
         a = jnp.einsum("bthd,hdw->btw", out, self.param("c_proj_kernel", proj_init, (h, d, w)))
-        return a + self.param("c_proj_bias", zeros(("embed",)), (w,)), probs
+        return a + self.param("c_proj_bias", zeros(("embed",)), (w,)), probs, cache
 
 
 class MLP(nn.Module):
@@ -102,12 +117,12 @@ class Block(nn.Module):
     spec: LayerSpec
 
     @nn.compact
-    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-        """`x [b, t, w]` -> `(x [b, t, w], attention probs)`."""
-        a, probs = Attention(self.kind, self.spec, name="attn")(layer_norm("ln_0")(x).astype(x.dtype), encoder_kv)
+    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None, cache=None, t0=None):
+        """`x [b, t, w]` -> `(x [b, t, w], attention probs (full pass), cache (cached pass))`."""
+        a, probs, cache = Attention(self.kind, self.spec, name="attn")(layer_norm("ln_0")(x).astype(x.dtype), encoder_kv, cache, t0)
         m = MLP(self.spec.config, name="mlp")(layer_norm("ln_1")(x + a).astype(x.dtype))
         cfg = self.spec.config
-        return (x + (1.0 / cfg.depth) * (a + m) if cfg.res_scale else x + a + m), probs
+        return (x + (1.0 / cfg.depth) * (a + m) if cfg.res_scale else x + a + m), probs, cache
 
 
 class Unit(nn.Module):
@@ -118,13 +133,16 @@ class Unit(nn.Module):
     spec: LayerSpec
 
     @nn.compact
-    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None, capture: tuple[int, ...] = ()):
-        captured = []
+    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None, capture: tuple[int, ...] = (), cache=None, t0=None):
+        captured, new_cache = [], None if cache is None else {}
         for j, kind in enumerate(self.kinds):
-            x, probs = Block(kind, self.spec, name=f"layer_{j}")(x, encoder_kv)
+            name = f"layer_{j}"
+            x, probs, layer_cache = Block(kind, self.spec, name=name)(x, encoder_kv, None if cache is None else cache[name], t0)
+            if cache is not None:
+                new_cache[name] = layer_cache
             if j in capture:
                 captured.append((x, probs))
-        return x, captured
+        return x, captured, new_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +166,7 @@ def init_transformer(key: jax.Array, spec: LayerSpec, encoder_width: int | None 
     enc = None if encoder_width is None else jnp.zeros((1, 1, encoder_width), jnp.float32)
     params = {}
     for s, (unit, reps) in enumerate(layer_groups(cfg.pattern)):
-        init_one = lambda k, unit=unit: Unit(unit, spec).init(k, x, enc if AttnKind.ENC_DEC in unit else None)["params"]
+        init_one = lambda k, unit=unit: Unit(unit, spec, parent=None).init(k, x, enc if AttnKind.ENC_DEC in unit else None)["params"]
         stacked = jax.vmap(init_one)(jax.random.split(jax.random.fold_in(key, s), reps))
         params[f"segment_{s}"] = jax.tree.map(
             lambda b: b.replace(names=("layers", *b.names)), stacked, is_leaf=lambda b: isinstance(b, nn.LogicallyPartitioned)
@@ -157,25 +175,65 @@ def init_transformer(key: jax.Array, spec: LayerSpec, encoder_width: int | None 
 
 
 def apply_transformer(
-    params, x: jax.Array, encoder_kv: jax.Array | None, spec: LayerSpec, *, unroll: bool = False, capture: frozenset[int] = frozenset()
-) -> tuple[jax.Array, Captured]:
-    """`x [b, t, w]` (any `t` up to the context) -> `(x [b, t, w], captured layers)`."""
+    params,
+    x: jax.Array,
+    encoder_kv: jax.Array | None,
+    spec: LayerSpec,
+    *,
+    unroll: bool = False,
+    capture: frozenset[int] = frozenset(),
+    cache=None,
+    t0: jax.Array | None = None,
+):
+    """Full pass: `x [b, t, w]` (any `t` up to the window) -> `(x, Captured, None)`.
+    Cached pass: `x` holds positions `t0..t0+t-1`; `cache` (see `init_cache`) holds the
+    earlier ones -> `(x, Captured, updated cache)`."""
     activations, attn_probs = {}, {}
+    new_cache = None if cache is None else {}
     first = 0
     for s, (unit, reps) in enumerate(layer_groups(spec.config.pattern)):
-        seg = params[f"segment_{s}"]
-        module = Unit(unit, spec)
+        name = f"segment_{s}"
+        seg, seg_cache = params[name], None if cache is None else cache[name]
+        module = Unit(unit, spec, parent=None)  # a free-standing module, applied per repeat
         enc = encoder_kv if AttnKind.ENC_DEC in unit else None
         layers = range(first, first + len(unit) * reps)
         if unroll or capture.intersection(layers):
+            caches = []
             for r in range(reps):
                 base = first + r * len(unit)
                 wanted = tuple(j for j in range(len(unit)) if base + j in capture)
-                x, captured = module.apply({"params": jax.tree.map(lambda p: p[r], seg)}, x, enc, wanted)
+                pick = lambda tree: jax.tree.map(lambda a: a[r], tree)
+                x, captured, c = module.apply({"params": pick(seg)}, x, enc, wanted, None if cache is None else pick(seg_cache), t0)
+                caches.append(c)
                 for j, (act, probs) in zip(wanted, captured):
                     activations[base + j], attn_probs[base + j] = act, probs
+            if cache is not None:
+                new_cache[name] = jax.tree.map(lambda *a: jnp.stack(a), *caches)
         else:
-            step = lambda x, p: (module.apply({"params": p}, x, enc)[0], None)
-            x, _ = jax.lax.scan(step, x, seg)
+            def step(x, p_c, module=module, enc=enc):
+                x, _, c = module.apply({"params": p_c[0]}, x, enc, (), p_c[1], t0)
+                return x, c
+
+            x, c = jax.lax.scan(step, x, (seg, seg_cache))
+            if cache is not None:
+                new_cache[name] = c
         first = layers.stop
-    return x, Captured(activations, attn_probs)
+    return x, Captured(activations, attn_probs), new_cache
+
+
+def init_cache(spec: LayerSpec, batch: int, n_tokens: int = 0, dtype=jnp.float32):
+    """Zeros in the cache layout of every layer (see `attention.cache_shape`):
+    `{segment_s: {layer_j: {"k", "v"}}}` with the segments' leading repeats axis."""
+    cfg = spec.config
+    h, d = cfg.heads, cfg.attn_width // cfg.heads
+    cache = {}
+    for s, (unit, reps) in enumerate(layer_groups(cfg.pattern)):
+        layers = {}
+        for j, kind in enumerate(unit):
+            length = attention.cache_shape(
+                kind, n_positions=spec.n_positions, block_ctx=spec.block_ctx, prime_len=spec.prime_len, n_tokens=n_tokens
+            )
+            shape = (reps, batch, *length, h, d)
+            layers[f"layer_{j}"] = {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+        cache[f"segment_{s}"] = layers
+    return cache
