@@ -21,6 +21,8 @@ from jukebox_jax.config import JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig
 from jukebox_jax.io import write_text
 from jukebox_jax.params import Params, abstract_params, check_params, init_params
 from jukebox_jax.prior import Prior, PriorOutput, prior_losses
+from jukebox_jax.prior.prior import Context
+from jukebox_jax.sampling import decode, prefill, sampling_method
 from jukebox_jax.vqvae import VQVAE
 
 _FORMAT = "jukebox-jax/1"
@@ -95,6 +97,8 @@ class Jukebox:
         each and its attention probabilities (lyric alignment reads the enc-dec/prime ones).
         `unroll` runs the layer stack unrolled instead of scanned (same numbers)."""
         cfg = self._prior_config(level)
+        if jnp.shape(tokens)[-1:] == (0,):
+            raise ValueError("tokens must hold at least one position")
         tokens, labels, upper_codes = self._check_prior_inputs(cfg, tokens, labels, upper_codes)
         return _prior_forward(self.params[f"prior_level_{level}"], tokens, labels, upper_codes, cfg, frozenset(capture), unroll)
 
@@ -125,14 +129,60 @@ class Jukebox:
         except KeyError as e:
             raise ValueError(e.args[0]) from None
 
+    def sample(
+        self,
+        level: int,
+        key: jax.Array,
+        labels: jax.Array,
+        n_tokens: int,
+        upper_codes: jax.Array | None = None,
+        prompt: jax.Array | None = None,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.0,
+        *,
+        chunk_size: int | None = None,
+    ) -> jax.Array:
+        """Samples one window of the prior of `level` with a KV cache -> codes `[B, n_tokens]`,
+        including the `prompt [B, P]` (P < n_tokens) it continues, if any.
+
+        `labels` and `upper_codes` as `prior_logits` (their batch size is the number of
+        samples). `top_k=1` is greedy; otherwise tokens are drawn at `temperature`, from the
+        `top_k` most likely or the `top_p` nucleus. The prompt is read in chunks of
+        `chunk_size` (default: one). For 1b_lyrics the window is sampled over the joint
+        vocabulary after the lyric prefix, and lyric ids drawn at music positions become 0,
+        as the original's `prior_postprocess`."""
+        cfg = self._prior_config(level)
+        method = sampling_method(temperature, top_k, top_p)
+        if not 0 < n_tokens <= cfg.n_ctx:
+            raise ValueError(f"n_tokens must be in 1..{cfg.n_ctx} (the prior's window), got {n_tokens}")
+        batch = jnp.shape(labels)[0]
+        prompt = jnp.zeros((batch, 0), jnp.int32) if prompt is None else prompt
+        if jnp.shape(prompt)[1] >= n_tokens:
+            raise ValueError(f"the prompt ({jnp.shape(prompt)[1]} tokens) must be shorter than n_tokens={n_tokens}")
+        prompt, labels, upper_codes = self._check_prior_inputs(cfg, prompt, labels, upper_codes)
+        params = self.params[f"prior_level_{level}"]
+        ctx = _condition(params, labels, upper_codes, cfg)
+        seq = _sequence(params, prompt, labels, cfg)
+        total = seq.shape[1] + n_tokens - prompt.shape[1]
+        state, _ = prefill(cfg, params, ctx, seq, key, chunk_size)
+        state, _ = decode(cfg, params, ctx, state, method, total - seq.shape[1])
+        tokens = state.tokens[:, :total]
+        if cfg.lyrics is Lyrics.JOINT_SEQUENCE:
+            tokens = jnp.maximum(tokens[:, cfg.n_tokens :] - cfg.n_vocab, 0)
+        return tokens
+
     @staticmethod
     def _check_prior_inputs(cfg: PriorConfig, tokens, labels, upper_codes):
+        """Checks and casts `tokens [B, T]` (T may be 0 for a sampling prompt), `labels` and
+        `upper_codes`; raises ValueError naming the problem."""
         tokens, labels = jnp.asarray(tokens), jnp.asarray(labels)
-        if tokens.ndim != 2 or not 0 < tokens.shape[1] <= cfg.n_ctx or not jnp.issubdtype(tokens.dtype, jnp.integer):
-            raise ValueError(f"tokens must be integer [batch, 1..{cfg.n_ctx}], got {tokens.dtype} {tokens.shape}")
-        if labels.shape != (tokens.shape[0], cfg.n_labels):
+        if tokens.ndim != 2 or tokens.shape[1] > cfg.n_ctx or not jnp.issubdtype(tokens.dtype, jnp.integer):
+            raise ValueError(f"tokens must be integer [batch, <= {cfg.n_ctx}], got {tokens.dtype} {tokens.shape}")
+        if labels.shape != (tokens.shape[0], cfg.n_labels) or not jnp.issubdtype(labels.dtype, jnp.integer):
             raise ValueError(
-                f"labels must be [batch, {cfg.n_labels}] (4 + genre slots + {cfg.n_tokens} lyric tokens), got {labels.shape}"
+                f"labels must be integer [batch={tokens.shape[0]}, {cfg.n_labels}] (4 + genre slots + {cfg.n_tokens} "
+                f"lyric tokens), got {labels.dtype} {labels.shape}"
             )
         _check_range("tokens", tokens, cfg.l_bins)
         if cfg.conditioner is None:
@@ -191,6 +241,16 @@ def _check_range(name: str, x: jax.Array, n: int) -> None:
 @functools.partial(jax.jit, static_argnums=(4, 5, 6))
 def _prior_forward(params, tokens, labels, upper_codes, cfg: PriorConfig, capture: frozenset[int], unroll: bool) -> PriorOutput:
     return Prior(cfg, unroll).apply({"params": params}, tokens, labels, upper_codes, capture)
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _condition(params, labels, upper_codes, cfg: PriorConfig) -> Context:
+    return Prior(cfg).apply({"params": params}, labels, upper_codes, method=Prior.condition)
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _sequence(params, tokens, labels, cfg: PriorConfig) -> jax.Array:
+    return Prior(cfg).apply({"params": params}, tokens, labels, method=Prior.sequence)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))

@@ -1,0 +1,124 @@
+"""KV-cached sampling against the original code's fixtures (greedy, so exact: the fixtures
+record the margins), the per-step logits of its loops, and the sampling methods."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from convert import convert_checkpoint
+from jukebox_jax.config import Lyrics
+from jukebox_jax.jukebox import _condition, _sequence
+from jukebox_jax.sampling import Greedy, Temperature, TopK, TopP, decode, prefill, sampling_method
+
+FIXTURES = {"prior_5b_level2": 2, "prior_5b_lyrics_level2": 2, "prior_1b_lyrics_level2": 2, "upsampler_level1": 1, "upsampler_level0": 0}
+
+
+def assert_close(a, b):
+    np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=1e-5 * float(np.abs(b).max()))
+
+
+@pytest.fixture(scope="module", params=list(FIXTURES))
+def case(request, fixtures):
+    stem = request.param
+    jb = convert_checkpoint(fixtures / "vqvae.pth.tar", fixtures / f"{stem}.pth.tar")
+    ref = dict(np.load(fixtures / f"{stem}.reference.npz"))
+    return jb, FIXTURES[stem], ref
+
+
+def test_greedy_samples_are_the_originals(case):
+    jb, level, ref = case
+    k = ref["sample_tokens"].shape[1]
+    tokens = jb.sample(level, jax.random.key(0), ref["y"], k, ref.get("z_cond"), top_k=1)
+    np.testing.assert_array_equal(np.asarray(tokens), ref["sample_tokens"])
+
+
+def test_greedy_step_logits(case):
+    """The logits of each decode step (and, for 1b_lyrics, of the lyric prefill) match the
+    original loop's, and 1b's raw joint-vocabulary ids too."""
+    jb, level, ref = case
+    cfg = jb.config.prior(level)
+    params = jb.params[f"prior_level_{level}"]
+    y = jnp.asarray(ref["y"])
+    upper = None if "z_cond" not in ref else jnp.asarray(ref["z_cond"])
+    ctx = _condition(params, y, upper, cfg)
+    prompt = _sequence(params, jnp.zeros((2, 0), jnp.int32), y, cfg)  # the lyric prefix for 1b, else empty
+    state, prompt_logits = prefill(cfg, params, ctx, prompt, jax.random.key(0))
+    k = ref["sample_tokens"].shape[1]
+    state, logits = decode(cfg, params, ctx, state, Greedy(), k, True)
+    assert_close(logits, ref["sample_logits"])
+    if cfg.lyrics is Lyrics.JOINT_SEQUENCE:
+        assert_close(prompt_logits, ref["sample_prime_logits"])
+        np.testing.assert_array_equal(np.asarray(state.tokens[:, : cfg.n_tokens + k]), ref["sample_tokens_raw"])
+
+
+def test_primed_continuations_are_the_originals(case):
+    """Continuing the first P tokens, the prompt read in chunks of C (not aligned to blocks)."""
+    jb, level, ref = case
+    if "primed_tokens" not in ref:
+        pytest.skip("the 1b_lyrics fixture has no primed continuation")
+    p, c, s = (int(x) for x in ref["primed_meta"])
+    tokens = jb.sample(level, jax.random.key(0), ref["y"], s, ref.get("z_cond"), prompt=ref["z"][:, :p], top_k=1, chunk_size=c)
+    np.testing.assert_array_equal(np.asarray(tokens), ref["primed_tokens"])
+    cfg, params = jb.config.prior(level), jb.params[f"prior_level_{level}"]
+    y, upper = jnp.asarray(ref["y"]), None if "z_cond" not in ref else jnp.asarray(ref["z_cond"])
+    ctx = _condition(params, y, upper, cfg)
+    state, prompt_logits = prefill(cfg, params, ctx, jnp.asarray(ref["z"][:, :p], jnp.int32), jax.random.key(0), chunk_size=c)
+    _, logits = decode(cfg, params, ctx, state, Greedy(), s - p, True)
+    assert_close(jnp.concatenate([prompt_logits, logits], axis=1), ref["primed_logits"])
+
+
+def test_split_decoding_gives_the_same_samples(case):
+    """Step keys depend on the position only: decoding in two calls equals one call."""
+    jb, level, ref = case
+    cfg, params = jb.config.prior(level), jb.params[f"prior_level_{level}"]
+    y, upper = jnp.asarray(ref["y"]), None if "z_cond" not in ref else jnp.asarray(ref["z_cond"])
+    ctx = _condition(params, y, upper, cfg)
+    prompt = _sequence(params, jnp.zeros((2, 0), jnp.int32), y, cfg)
+    method = Temperature(1.5)
+    one, _ = decode(cfg, params, ctx, prefill(cfg, params, ctx, prompt, jax.random.key(7))[0], method, 9)
+    two, _ = decode(cfg, params, ctx, prefill(cfg, params, ctx, prompt, jax.random.key(7))[0], method, 4)
+    two, _ = decode(cfg, params, ctx, two, method, 5)
+    np.testing.assert_array_equal(np.asarray(one.tokens), np.asarray(two.tokens))
+    assert int(two.step) == prompt.shape[1] + 9
+
+
+def test_sample_rejects_bad_requests(case):
+    jb, level, ref = case
+    cfg = jb.config.prior(level)
+    with pytest.raises(ValueError, match="n_tokens"):
+        jb.sample(level, jax.random.key(0), ref["y"], cfg.n_ctx + 1, ref.get("z_cond"))
+    with pytest.raises(ValueError, match="shorter"):
+        jb.sample(level, jax.random.key(0), ref["y"], 4, ref.get("z_cond"), prompt=ref["z"][:, :4])
+    with pytest.raises(ValueError, match="labels"):
+        jb.sample(level, jax.random.key(0), ref["y"][:, :-1], 4, ref.get("z_cond"))
+
+
+LOGITS = jnp.log(jnp.array([[0.5, 0.25, 0.15, 0.07, 0.03]]))
+
+
+@pytest.mark.parametrize("method,support", [(Greedy(), {0}), (TopK(1.0, 2), {0, 1}), (TopP(1.0, 0.7), {0, 1}), (TopP(1.0, 0.8), {0, 1, 2})])
+def test_methods_draw_only_from_their_support(method, support):
+    draws = jax.vmap(lambda k: method.next_token(LOGITS, k))(jax.random.split(jax.random.key(0), 400))
+    assert set(np.asarray(draws).ravel().tolist()) == support
+
+
+def test_temperature_sharpens_and_flattens():
+    keys = jax.random.split(jax.random.key(1), 4000)
+    freq = lambda t: np.bincount(np.asarray(jax.vmap(lambda k: Temperature(t).next_token(LOGITS, k))(keys)).ravel(), minlength=5) / 4000
+    np.testing.assert_allclose(freq(1.0), np.exp(np.asarray(LOGITS[0])), atol=0.03)
+    assert freq(0.5)[0] > 0.65 and freq(4.0)[0] < 0.35
+
+
+def test_sampling_method_arguments():
+    assert sampling_method(top_k=1) == Greedy()
+    assert sampling_method(0.9, top_k=5) == TopK(0.9, 5)
+    assert sampling_method(top_p=0.8) == TopP(1.0, 0.8)
+    assert sampling_method(1.2) == Temperature(1.2)
+    for bad in (dict(temperature=0.0), dict(top_k=-1), dict(top_p=1.5), dict(top_k=3, top_p=0.5)):
+        with pytest.raises(ValueError):
+            sampling_method(**bad)
