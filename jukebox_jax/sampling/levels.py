@@ -1,0 +1,112 @@
+"""Multi-level, multi-window sampling (original `jukebox/sample.py`): for each level from the
+top down, windows of the prior's context `hop_fraction * n_ctx` apart, the last one aligned
+to the end; each window continues the codes already there, conditioned on its own labels
+and, below the top, on the codes of the level above.
+
+Codes are plain numpy arrays `[n_samples, tokens]`, one per level (level 0 first). Each
+window's key is derived from (key, level, window start, batch chunk), never from a running
+stream, so a run resumed from saved codes gives exactly what an uninterrupted one gives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+
+from jukebox_jax.sampling.windows import SongLabels, get_starts, upper_codes_of_window, window_labels
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelSettings:
+    """How one level is sampled (the original's per-level `sampling_kwargs` and `hop_fraction`)."""
+
+    temperature: float = 0.99
+    top_k: int = 0
+    top_p: float = 0.0
+    hop_fraction: float = 0.5  # 0.125 for the released top priors
+    max_batch_size: int = 16  # samples per call
+    chunk_size: int | None = 32  # prompt positions per prefill call
+
+
+Codes = list[np.ndarray]
+OnWindow = Callable[[int, int, Codes], None]  # (level, window start, codes so far)
+
+
+def sample_window(jb, zs: Codes, level: int, songs: Sequence[SongLabels], start: int, n_tokens: int, key: jax.Array, settings: LevelSettings) -> Codes:
+    """Samples the window `[start, start + n_tokens)` of `level`, continuing the codes already
+    in it (original `sample_single_window`); returns the codes with the new tokens appended."""
+    cfg = jb.config.prior(level)
+    z = zs[level][:, start : start + cfg.n_ctx]
+    new = n_tokens - z.shape[1]
+    if new <= 0:  # already sampled (e.g. before a resume)
+        return zs
+    labels = np.stack([window_labels(cfg, song, start) for song in songs])
+    upper = upper_codes_of_window(cfg, zs[level + 1], start) if cfg.conditioner is not None else None
+    key = jax.random.fold_in(jax.random.fold_in(key, level), start)
+    out = []
+    for i, lo in enumerate(range(0, len(songs), settings.max_batch_size)):
+        part = slice(lo, lo + settings.max_batch_size)
+        out.append(
+            np.asarray(
+                jb.sample(
+                    level,
+                    jax.random.fold_in(key, i),
+                    labels[part],
+                    n_tokens,
+                    None if upper is None else upper[part],
+                    z[part] if z.shape[1] else None,
+                    settings.temperature,
+                    settings.top_k,
+                    settings.top_p,
+                    chunk_size=settings.chunk_size,
+                )
+            )
+        )
+    zs = list(zs)
+    zs[level] = np.concatenate([zs[level], np.concatenate(out)[:, -new:]], axis=1)
+    return zs
+
+
+def sample_level(
+    jb, zs: Codes, level: int, songs: Sequence[SongLabels], total_tokens: int, key: jax.Array, settings: LevelSettings, on_window: OnWindow | None = None
+) -> Codes:
+    """Brings `level` to `total_tokens` codes, window by window (original `sample_level`).
+
+    Shorter than the context: one partial window ending at `total_tokens` (the original's
+    `sample_partial_window` would sample `total_tokens` *more* after a prompt; we stop at the
+    requested length)."""
+    cfg = jb.config.prior(level)
+    if total_tokens >= cfg.n_ctx:
+        windows = [(start, cfg.n_ctx) for start in get_starts(total_tokens, cfg.n_ctx, int(settings.hop_fraction * cfg.n_ctx))]
+    else:
+        windows = [(0, total_tokens)]
+    for start, n_tokens in windows:
+        zs = sample_window(jb, zs, level, songs, start, n_tokens, key, settings)
+        if on_window is not None:
+            on_window(level, start, zs)
+    return zs
+
+
+def sample_levels(
+    jb,
+    zs: Codes,
+    songs: dict[int, Sequence[SongLabels]],
+    levels: Sequence[int],
+    sample_length: int,
+    key: jax.Array,
+    settings: dict[int, LevelSettings],
+    on_window: OnWindow | None = None,
+) -> Codes:
+    """Samples `levels` from the top down to `sample_length` audio samples (original
+    `_sample`). `zs` holds the codes to continue: empty for ancestral sampling, the encoded
+    prompt for primed sampling, saved codes to continue or upsample. `songs[level]` are the
+    labels in that prior's label set."""
+    for level in sorted(levels, reverse=True):
+        cfg = jb.config.prior(level)
+        if sample_length % cfg.raw_to_tokens:
+            raise ValueError(f"sample_length {sample_length} is not a multiple of level {level}'s hop {cfg.raw_to_tokens}")
+        zs = sample_level(jb, zs, level, songs[level], sample_length // cfg.raw_to_tokens, key, settings[level], on_window)
+    return zs

@@ -1,0 +1,135 @@
+"""Windowed multi-level sampling: the original's windowing rules, the driver on a tiny model
+(ancestral, upsample, primed), and resume after a kill giving the uninterrupted result."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from jukebox_jax import Jukebox, JukeboxConfig
+from jukebox_jax.sampling.job import SampleRequest, run_job
+from jukebox_jax.sampling.levels import LevelSettings, sample_levels
+from jukebox_jax.sampling.windows import SongLabels, get_starts, relevant_lyric_tokens, upper_codes_of_window, window_labels
+
+
+@pytest.mark.parametrize(
+    "total,n_ctx,hop,want",
+    [
+        (100, 40, 20, [0, 20, 40, 60]),  # the last window already ends at the end
+        (90, 40, 20, [0, 20, 40, 50]),  # the last window is moved back to end at 90
+        (40, 40, 5, [0]),
+        (41, 40, 40, [0, 1]),
+    ],
+)
+def test_get_starts(total, n_ctx, hop, want):
+    assert get_starts(total, n_ctx, hop) == want
+
+
+@pytest.mark.parametrize("total,n_ctx,hop", [(1000, 96, 12), (777, 64, 32), (65, 64, 8)])
+def test_windows_cover_the_level(total, n_ctx, hop):
+    starts = get_starts(total, n_ctx, hop)
+    assert starts[0] == 0 and starts[-1] + n_ctx == total
+    assert all(0 < b - a <= hop for a, b in zip(starts, starts[1:]))
+
+
+def test_relevant_lyric_tokens():
+    assert relevant_lyric_tokens((5, 6), 4, 100, 0, 10) == ([0, 0, 5, 6], [-1, -1, 0, 1])
+    full = tuple(range(100, 200))  # 100 tokens over a song of 1000 samples
+    # window [500, 600): midpoint 550 -> token 55, 4 tokens around it
+    assert relevant_lyric_tokens(full, 4, 1000, 500, 100) == ([153, 154, 155, 156], [53, 54, 55, 56])
+    # windows at the ends are clamped inside the lyrics
+    assert relevant_lyric_tokens(full, 4, 1000, 0, 10)[1] == [0, 1, 2, 3]
+    assert relevant_lyric_tokens(full, 4, 1000, 990, 100)[1] == [96, 97, 98, 99]
+    with pytest.raises(ValueError, match="outside the song"):
+        relevant_lyric_tokens(full, 4, 1000, 1000, 10)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Jukebox:
+    cfg = JukeboxConfig.from_preset("tiny_5b_lyrics")
+    return Jukebox.init(cfg, jax.random.key(3))
+
+
+def _songs(jb, n=3):
+    out = {}
+    for p in jb.config.priors:
+        out[p.level] = tuple(SongLabels(total_length=8 * 6144, artist=i + 1, genres=(i, 2), lyrics=tuple(range(1, 40 + i)), offset=0) for i in range(n))
+    return out
+
+
+def test_window_labels_and_upper_codes(tiny):
+    cfg = tiny.config.prior(2)
+    song = _songs(tiny)[2][0]
+    row = window_labels(cfg, song, start=12)
+    assert row.shape == (cfg.n_labels,)
+    assert list(row[:4]) == [song.total_length, 12 * cfg.raw_to_tokens, cfg.n_ctx * cfg.raw_to_tokens, song.artist]
+    assert list(row[4 : 4 + 5]) == [0, 2, -1, -1, -1]
+    lyrics = relevant_lyric_tokens(song.lyrics, cfg.n_tokens, song.total_length, 12 * cfg.raw_to_tokens, cfg.n_ctx * cfg.raw_to_tokens)[0]
+    assert list(row[9:]) == lyrics
+    up = tiny.config.prior(1)
+    upper = np.arange(2 * 40).reshape(2, 40)
+    np.testing.assert_array_equal(upper_codes_of_window(up, upper, 8), upper[:, 2:18])
+    with pytest.raises(ValueError, match="sample the level above further"):
+        upper_codes_of_window(up, upper, 100)  # needs codes up to 41
+
+
+SETTINGS = {2: LevelSettings(1.0, hop_fraction=0.25, max_batch_size=2, chunk_size=7), 1: LevelSettings(1.0, max_batch_size=2), 0: LevelSettings(1.0, hop_fraction=1.0)}
+
+
+def test_ancestral_then_upsample(tiny):
+    """Three levels from nothing; every level has its requested length, and the top level's
+    first window is what a single-window sample of it gives."""
+    songs = _songs(tiny)
+    length = 56 * 128  # 56 top tokens: two windows of 48 at the top
+    empty = [np.zeros((3, 0), np.int64)] * 3
+    zs = sample_levels(tiny, empty, songs, (2, 1, 0), length, jax.random.key(0), SETTINGS)
+    assert [z.shape for z in zs] == [(3, length // 8), (3, length // 32), (3, length // 128)]
+    top = tiny.config.prior(2)
+    labels = np.stack([window_labels(top, s, 0) for s in songs[2]])
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.key(0), 2), 0), 0)
+    first = tiny.sample(2, key, labels[:2], 48, temperature=1.0, chunk_size=7)
+    np.testing.assert_array_equal(zs[2][:2, :48], np.asarray(first))
+    again = sample_levels(tiny, [np.zeros((3, 0), np.int64)] * 2 + [zs[2]], songs, (1, 0), length, jax.random.key(0), SETTINGS)
+    np.testing.assert_array_equal(again[2], zs[2])  # upsampling keeps the top codes
+    for a, b in zip(again, zs):
+        np.testing.assert_array_equal(a, b)  # and is deterministic per window
+
+
+def test_primed_keeps_the_prompt(tiny):
+    songs = _songs(tiny, n=2)
+    prompt = [np.random.default_rng(0).integers(0, 64, (2, n)) for n in (80, 20, 5)]
+    zs = sample_levels(tiny, prompt, songs, (2, 1, 0), 48 * 128, jax.random.key(1), SETTINGS)
+    for z, p in zip(zs, prompt):
+        np.testing.assert_array_equal(z[:, : p.shape[1]], p)
+    assert [z.shape[1] for z in zs] == [768, 192, 48]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_is_identical(tiny, tmp_path):
+    songs = _songs(tiny, n=2)
+    request = SampleRequest(levels=(2, 1), sample_length=56 * 128, seed=5, songs=songs, settings=SETTINGS)
+    start = [np.zeros((2, 0), np.int64)] * 3
+    whole = run_job(tiny, tmp_path / "whole", request, start)
+    windows = []
+
+    def kill_after_three(level, start, zs):
+        windows.append((level, start))
+        if len(windows) == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_job(tiny, tmp_path / "killed", request, start, on_window=kill_after_three)
+    with pytest.raises(FileExistsError, match="resume"):
+        run_job(tiny, tmp_path / "killed", request, start)
+    with pytest.raises(ValueError, match="different job"):
+        run_job(tiny, tmp_path / "killed", dataclasses.replace(request, seed=6), start, resume=True)
+    resumed = run_job(tiny, tmp_path / "killed", request, start, resume=True)
+    for a, b in zip(resumed, whole):
+        np.testing.assert_array_equal(a, b)
+    assert (tmp_path / "killed" / "level_1" / "sample_1.wav").exists()
