@@ -36,7 +36,7 @@ class Jukebox:
     @classmethod
     def init(cls, config: JukeboxConfig, key: jax.Array) -> Jukebox:
         """Random weights for every part of `config`."""
-        return cls(config, jax.jit(functools.partial(init_params, config))(key))
+        return cls(config, _init(config, key))
 
     # -- VQ-VAE -------------------------------------------------------------------------
 
@@ -231,6 +231,9 @@ class Jukebox:
             params = ckptr.restore(path / "params")
         check_params(abstract_params(config), params)
         return cls(config, params)
+
+
+_init = jax.jit(init_params, static_argnums=0)
 
 
 def _check_range(name: str, x: jax.Array, n: int) -> None:

@@ -96,3 +96,26 @@ def test_cli_convert(fixtures, tmp_path, capsys):
 def test_config_is_static_and_hashable(tiny):
     """Jitted kernels take the config as a static argument."""
     assert hash(tiny.config) == hash(dataclasses.replace(tiny.config))
+
+
+def test_cli_sample_resume_and_errors(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "1", "--out", str(out)]
+    main(args)
+    codes = np.load(out / "codes.npz")
+    assert codes["level_2"].shape == (1, int(0.05 * 44100) // 128) and codes["level_1"].shape[1] == 4 * codes["level_2"].shape[1]
+    assert (out / "level_1" / "sample_0.wav").exists()
+    with pytest.raises(SystemExit, match="--resume"):
+        main(args)
+    main(args + ["--resume"])  # nothing left to do: the same codes
+    np.testing.assert_array_equal(np.load(out / "codes.npz")["level_1"], codes["level_1"])
+    for bad, message in [
+        (["--levels", "5"], "levels"),
+        (["--lyrics", "la la"], "tokenizer"),
+        (["--mode", "upsample"], "--codes"),
+        (["--mode", "primed"], "--prompt-audio"),
+        (["--seconds", "-1"], "positive"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(["sample", "--model", "tiny_5b", "--out", str(tmp_path / "x")] + bad)
+        assert message in capsys.readouterr().err
