@@ -457,7 +457,10 @@ def main() -> None:
     print(f"# {today}, {machine()}, jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
           f"({torch.get_num_threads()} threads); load {load()}")  # fmt: skip
     print(f"# {' '.join(sys.argv)}")
+    idle = wait_idle(args.max_wait)
+    others = Others().start()
     bws = bandwidth(args.bandwidth_mib)
+    print(f"# bandwidth measured with {others.cores():.2f} other cores busy ({idle} before)")
     bw = max(bws["numpy copy"], bws["torch copy"])
     print("# memory bandwidth (GB/s): " + ", ".join(f"{k} {v:.1f}" for k, v in bws.items()) + f"; floor uses {bw:.1f}", flush=True)
 

@@ -34,6 +34,8 @@ jax.tree_util.register_dataclass(SampleState, data_fields=["tokens", "cache", "s
 
 def _inputs(tokens: jax.Array, t0, length: int) -> jax.Array:
     """Ids fed at positions t0..t0+length-1: those of the positions before (any at 0)."""
+    if length == 1:  # a decode step: no copy of the whole buffer
+        return jax.lax.dynamic_slice_in_dim(tokens, jnp.maximum(t0 - 1, 0), 1, axis=1)
     return jax.lax.dynamic_slice_in_dim(jnp.pad(tokens, ((0, 0), (1, 0))), t0, length, axis=1)
 
 
