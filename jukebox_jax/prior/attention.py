@@ -148,16 +148,17 @@ def self_attention(
 def cache_shape(kind: AttnKind, *, n_positions: int, block_ctx: int | None, prime_len: int | None, n_tokens: int) -> tuple[int, ...]:
     """Cache length axes of one layer of `kind` (between the batch and head axes)."""
     c = block_ctx
-    return {
-        AttnKind.DENSE: (n_positions,),
-        AttnKind.BLOCK: (c,) if c else (),
-        AttnKind.PREV_BLOCK: (2 * c,) if c else (),
-        AttnKind.TRANSPOSE_BLOCK: (c, n_positions // c) if c else (),
-        AttnKind.SUMMARY: (c, n_positions // c) if c else (),
-        AttnKind.SUMMARY_SPREAD: (c, n_positions // c) if c else (),
-        AttnKind.PRIME: (prime_len,) if prime_len else (),
-        AttnKind.ENC_DEC: (n_tokens,),
-    }[kind]
+    if kind is AttnKind.DENSE:
+        return (n_positions,)
+    if kind is AttnKind.PRIME:
+        return (prime_len,)
+    if kind is AttnKind.ENC_DEC:
+        return (n_tokens,)
+    if kind is AttnKind.BLOCK:
+        return (c,)
+    if kind is AttnKind.PREV_BLOCK:
+        return (2 * c,)
+    return (c, n_positions // c)  # TRANSPOSE_BLOCK, SUMMARY, SUMMARY_SPREAD: column-major window
 
 
 def allowed(kind: AttnKind, i: jax.Array, j: jax.Array, *, c: int, n: int, spread: int | None, prime_len: int | None) -> jax.Array:
