@@ -119,3 +119,27 @@ def test_cli_sample_resume_and_errors(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["sample", "--model", "tiny_5b", "--out", str(tmp_path / "x")] + bad)
         assert message in capsys.readouterr().err
+
+
+def test_cli_sample_upsample_and_primed(tmp_path):
+    base = ["sample", "--model", "tiny_5b", "--seconds", "0.05"]
+    main(base + ["--levels", "2", "--out", str(tmp_path / "top")])
+    top = np.load(tmp_path / "top" / "codes.npz")["level_2"]
+    main(base + ["--mode", "upsample", "--codes", str(tmp_path / "top" / "codes.npz"), "--levels", "1", "--out", str(tmp_path / "up")])
+    up = np.load(tmp_path / "up" / "codes.npz")
+    np.testing.assert_array_equal(up["level_2"], top)  # upsampling leaves the top codes alone
+    assert up["level_1"].shape == (1, 4 * top.shape[1])
+    with pytest.raises(SystemExit):
+        main(base + ["--mode", "upsample", "--codes", str(tmp_path / "top" / "codes.npz"), "--levels", "2", "--out", str(tmp_path / "u2")])
+
+    prompt = tmp_path / "prompt.wav"
+    soundfile.write(prompt, 0.1 * np.sin(np.arange(4410) / 10.0), 44100)
+    main(base + ["--mode", "primed", "--prompt-audio", str(prompt), "--prompt-seconds", "0.01", "--levels", "2", "--out", str(tmp_path / "p")])
+    primed = np.load(tmp_path / "p" / "codes.npz")["level_2"]
+    assert primed.shape == top.shape
+    jb = Jukebox.init(JukeboxConfig.from_preset("tiny_5b"), jax.random.key(0))  # the CLI's model (seed 0)
+    audio, _ = soundfile.read(prompt, dtype="float32")
+    np.testing.assert_array_equal(primed[:, :3], np.asarray(jb.encode(audio[None, :384, None], start_level=2)[0]))
+    soundfile.write(tmp_path / "slow.wav", np.zeros(1000), 22050)
+    with pytest.raises(SystemExit):
+        main(base + ["--mode", "primed", "--prompt-audio", str(tmp_path / "slow.wav"), "--out", str(tmp_path / "p2")])
