@@ -1,7 +1,7 @@
 """KV-cached sampling speed: decode ms/token and prefill tokens/s, ours against transformers
 4.40.2 on the same random weights, and ours against the memory-bandwidth floor.
 
-    python benchmarks/decode.py [--parts mid 1b upsampler] [--tokens 128] [--batches 1 16]
+    python benchmarks/decode.py [--parts mid 1b upsampler layout] [--tokens 128] [--batches 1 16]
                                 [--full-tokens 8] [--hf-full] [--repeats 3]
 
 Parts:
@@ -13,7 +13,10 @@ Parts:
   the difference / N, prefill the first time less one decode step. Ours: `prefill` (one chunk)
   then `decode(..., N)`, both timed after a warm-up call, layer stack scanned and unrolled.
 - `1b`, `upsampler`: the full-size `1b_lyrics` top prior and `upsampler_level_0`, ours only
-  (random weights), batch 1; `--hf-full` adds HF's own 1b decode (default init) at a few tokens.
+  (random weights), batch 1; `--hf-full` adds HF's own 1b decode (its own random weights) at a
+  few tokens.
+- `layout` (not run by default): the 1b top prior's matmuls alone at batch 1, weights stacked
+  (unrolled or scanned) vs one buffer per layer: what the stacked layout costs a decode step.
 
 Fairness (REFERENCE.md): `torch.set_flush_denormal(True)`, both sides warmed up, medians of
 steady-state repeats. The floor is the bytes one decode step must read (the transformer's
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import gc
 import os
 import platform
@@ -390,7 +394,7 @@ def run_full(name: str, args, bw: float, rows: list[str]) -> dict:
 
 
 def run_hf_full(args) -> float:
-    """HF's own 1b_lyrics top prior (its default init), ms/token at batch 1."""
+    """HF's own 1b_lyrics top prior (random weights, not ours), ms/token at batch 1."""
     from transformers import JukeboxConfig as HFJukeboxConfig
     from transformers import JukeboxModel
 
@@ -398,8 +402,11 @@ def run_hf_full(args) -> float:
                      n_ctx=6144, merged_decoder=False, is_encoder_decoder=True, nb_relevant_lyric_tokens=384,
                      lyric_vocab_size=79, metadata_dims=[604, 7898])  # fmt: skip
     cfg = HFJukeboxConfig(prior_config_list=[prior_cfg], nb_priors=1, timing_dims=64, min_duration=17.84, max_nb_genres=1)
+    from hf_reference import redraw_jukebox
+
     start = time.perf_counter()
     model = JukeboxModel(cfg).eval()
+    redraw_jukebox(model, 7)  # HF leaves some weights uninitialised (NaN logits otherwise)
     prior = model.priors[0]
     print(f"\n## HF 1b_lyrics ({time.perf_counter() - start:.0f} s to build); load {load()}", flush=True)
     ours_cfg = preset("1b_lyrics")
@@ -430,17 +437,63 @@ def run_hf_full(args) -> float:
 
 
 # ----------------------------------------------------------------------------------------
+# Layout: what stacking the layers' weights costs a decode step on this backend
+
+
+def run_layout(args, bw: float, rows: list[str]) -> None:
+    """A chain of the 1b top prior's per-layer matmuls at batch 1 (`--layout-layers` layers of
+    x @ [w, 3 * attn], [attn, w], [w, mlp], [mlp, w]), `fori_loop` of 8 steps, with the weights
+    (a) stacked `[layers, ...]` and the layers unrolled (static slices), (b) stacked and
+    `lax.scan`ned, (c) one buffer per layer. No attention, no cache: the weight stream alone."""
+    t = preset("1b_lyrics").transformer
+    w, a, m, n_layers, steps = t.width, t.attn_width, t.mlp_width, args.layout_layers, 8
+    shapes = [(w, 3 * a), (a, w), (w, m), (m, w)]
+    stacked = [0.02 * jax.random.normal(jax.random.key(i), (n_layers, *s), jnp.float32) for i, s in enumerate(shapes)]
+    nbytes = sum(x.nbytes for x in stacked)
+
+    def layer(x, ws):
+        qkv, proj, fc, out = ws
+        x = x + (x @ qkv)[:, :a] @ proj
+        return x + jax.nn.gelu(x @ fc) @ out
+
+    def unrolled(x, st):
+        return jax.lax.fori_loop(0, steps, lambda i, x: functools.reduce(lambda x, r: layer(x, [s[r] for s in st]), range(n_layers), x), x)
+
+    def scanned(x, st):
+        return jax.lax.fori_loop(0, steps, lambda i, x: jax.lax.scan(lambda x, ws: (layer(x, ws), None), x, st)[0], x)
+
+    def separate(x, per_layer):
+        return jax.lax.fori_loop(0, steps, lambda i, x: functools.reduce(layer, per_layer, x), x)
+
+    x = jnp.ones((1, w), jnp.float32)
+    print(f"\n## layout: {n_layers} layers of the 1b top prior's matmuls, {nbytes / 1e9:.2f} GB; {wait_idle(args.max_wait)}", flush=True)
+    for name, fn in (("stacked, unrolled", unrolled), ("stacked, scanned", scanned), ("one buffer per layer", separate)):
+        if fn is separate:
+            stacked = jax.block_until_ready([[s[r] + 0 for s in stacked] for r in range(n_layers)])
+        f = jax.jit(fn)
+        others = Others().start()
+        first, times = timed(lambda: jax.block_until_ready(f(x, stacked)), args.repeats)
+        ms = 1e3 * STAT(times) / steps
+        floor = 1e3 * nbytes / (bw * 1e9)
+        rows.append(f"| {name} | {n_layers} | {ms:.1f} | {nbytes / (ms / 1e3) / 1e9:.1f} | {ms / floor:.2f} | {others.cores():.2f} |")
+        print(rows[-1], flush=True)
+    del stacked
+    gc.collect()
+
+
+# ----------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", nargs="+", default=["mid", "1b", "upsampler"], choices=["mid", "1b", "upsampler"])
+    parser.add_argument("--parts", nargs="+", default=["mid", "1b", "upsampler"], choices=["mid", "1b", "upsampler", "layout"])
     parser.add_argument("--tokens", type=int, default=128, help="decode tokens timed (mid)")
     parser.add_argument("--prompt", type=int, default=0, help="prompt tokens (mid; default half the window)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--full-tokens", type=int, default=8, help="decode tokens timed (1b, upsampler)")
     parser.add_argument("--full-prompt", type=int, default=64, help="music prompt tokens (1b, upsampler)")
     parser.add_argument("--hf-full", action="store_true", help="also HF's own 1b_lyrics decode")
+    parser.add_argument("--layout-layers", type=int, default=72, help="layers in the layout part")
     parser.add_argument("--tiny", action="store_true", help="the tiny test twins of 1b_lyrics and upsampler_level_0 (smoke test)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--mid-width", type=int, default=512)
@@ -486,6 +539,9 @@ def main() -> None:
         verdicts.append(f"1b_lyrics decode batch 1: {r['best'] / r['floor']:.2f}x the floor (target <= 1.3x): "
                         f"{'MET' if r['best'] / r['floor'] <= 1.3 else 'NOT MET'}")  # fmt: skip
     hf_full = run_hf_full(args) if args.hf_full else None
+    layout_rows = []
+    if "layout" in args.parts:
+        run_layout(args, bw, layout_rows)
     if hf_full is not None and "1b_lyrics" in full:
         verdicts.append(f"1b_lyrics decode batch 1: HF {1e3 * hf_full:.0f} ms/token, ours {1e3 * full['1b_lyrics']['best']:.0f} "
                         f"({hf_full / full['1b_lyrics']['best']:.1f}x)")  # fmt: skip
@@ -500,6 +556,10 @@ def main() -> None:
         print("\n| structure | params | ours scanned ms/token | ours unrolled ms/token | floor ms (bytes) | ours / floor | compile s (scan / unroll) | others' cores |")
         print("|---|---|---|---|---|---|---|---|")
         print("\n".join(full_rows))
+    if layout_rows:
+        print("\n| weights (1b matmuls only, batch 1) | layers | ms/step | GB/s | / floor | others' cores |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(layout_rows))
     if verdicts:
         print("\n" + "\n".join(f"- {v}" for v in verdicts))
 
