@@ -11,7 +11,8 @@ Parts:
   `convert_checkpoint`. Half-window prompt. HF: `JukeboxPrior.sample` (its own KV-cached loop,
   the prompt prefilled in one chunk) timed at `sample_tokens = P + 1` and `P + 1 + N`: decode is
   the difference / N, prefill the first time less one decode step. Ours: `prefill` (one chunk)
-  then `decode(..., N)`, both timed after a warm-up call, layer stack scanned and unrolled.
+  then `decode(..., N)`, both timed after a warm-up call, with the stacked params (layer stack
+  scanned) and in `decode_layout` (one buffer per layer, what `Jukebox.sample` uses).
 - `1b`, `upsampler`: the full-size `1b_lyrics` top prior and `upsampler_level_0`, ours only
   (random weights), batch 1; `--hf-full` adds HF's own 1b decode (its own random weights) at a
   few tokens.
@@ -54,6 +55,7 @@ from jukebox_jax.config import AttnKind, Lyrics, PriorConfig, preset
 from jukebox_jax.jukebox import _condition, _sequence
 from jukebox_jax.params import prior_dummy_inputs
 from jukebox_jax.prior import Prior
+from jukebox_jax.prior.prior import decode_layout
 from jukebox_jax.prior.attention import cache_shape
 from jukebox_jax.sampling import Temperature, decode, prefill
 
@@ -192,23 +194,28 @@ class Ours:
         self.seq = jax.block_until_ready(_sequence(params, prompt, labels, cfg))
         self.seed = seed
 
-    def prefill(self, unroll: bool = False):
+    def prefill(self, per_layer: bool = False):
         # A fresh key each time: the state holds the key array itself and `decode` donates it.
-        state, logits = prefill(self.cfg, self.params, self.ctx, self.seq, jax.random.key(self.seed), unroll=unroll)
+        state, logits = prefill(self.cfg, self.weights(per_layer), self.ctx, self.seq, jax.random.key(self.seed))
         return jax.block_until_ready(state), logits
 
-    def time_prefill(self, repeats: int, unroll: bool = False) -> tuple[float, list[float]]:
-        return timed(lambda: self.prefill(unroll), repeats)
+    def weights(self, per_layer: bool):
+        if per_layer and not hasattr(self, "layered"):
+            self.layered = jax.block_until_ready(decode_layout(self.params))
+        return self.layered if per_layer else self.params
 
-    def time_decode(self, n_steps: int, repeats: int, unroll: bool) -> tuple[float, list[float]]:
+    def time_prefill(self, repeats: int, per_layer: bool = False) -> tuple[float, list[float]]:
+        return timed(lambda: self.prefill(per_layer), repeats)
+
+    def time_decode(self, n_steps: int, repeats: int, per_layer: bool) -> tuple[float, list[float]]:
         """(first call s, steady s per call) of `decode(..., n_steps)` from a fresh prefill each
         time (the prefill untimed)."""
         times = []
         first = None
         for i in range(repeats + 1):
-            state, _ = self.prefill()
+            state, _ = self.prefill(per_layer)
             start = time.perf_counter()
-            state, _ = decode(self.cfg, self.params, self.ctx, state, METHOD, n_steps, False, unroll)
+            state, _ = decode(self.cfg, self.weights(per_layer), self.ctx, state, METHOD, n_steps, False)
             jax.block_until_ready(state)
             elapsed = time.perf_counter() - start
             if i == 0:
@@ -218,12 +225,12 @@ class Ours:
             del state
         return first, times
 
-    def decode_rate(self, n_steps: int, repeats: int, unroll: bool) -> dict[str, float]:
+    def decode_rate(self, n_steps: int, repeats: int, per_layer: bool) -> dict[str, float]:
         """Steady ms per step as HF's is measured: calls of `n_steps` and of 1 step, the
         difference per extra step (so a call's fixed cost, e.g. fresh output buffers, is left
         out and reported apart). Also the compile time (first call less a steady one)."""
-        first, times = self.time_decode(n_steps, repeats, unroll)
-        _, ones = self.time_decode(1, repeats, unroll)
+        first, times = self.time_decode(n_steps, repeats, per_layer)
+        _, ones = self.time_decode(1, repeats, per_layer)
         step = (STAT(times) - STAT(ones)) / (n_steps - 1)
         return dict(step=step, median=(med(times) - med(ones)) / (n_steps - 1), per_call=STAT(ones) - step,
                     plain=STAT(times) / n_steps, compile=first - STAT(times))  # fmt: skip
@@ -326,22 +333,22 @@ def run_mid(args, bw: float, rows: list[str]) -> dict:
         time.sleep(0.5)  # let torch's worker threads go idle
 
         others = Others().start()
-        pf_first, pf_times = ours.time_prefill(args.repeats)
-        dec = {unroll: ours.decode_rate(n, args.repeats, unroll) for unroll in (False, True)}
+        pf_first, pf_times = ours.time_prefill(args.repeats, per_layer=True)
+        dec = {per_layer: ours.decode_rate(n, args.repeats, per_layer) for per_layer in (False, True)}
         our_others = others.cores()
         w_bytes, kv_bytes = decode_bytes(cfg, params, batch)
         floor = (w_bytes + kv_bytes) / (bw * 1e9)
         best = min(dec[False]["step"], dec[True]["step"])
         r = dict(hf_step=hf_step, hf_prefill_tps=batch * p_len / hf_prefill, ours_prefill_tps=batch * p_len / STAT(pf_times),
-                 scanned=dec[False], unrolled=dec[True], floor=floor, best=best, err=err, w_bytes=w_bytes, kv_bytes=kv_bytes)  # fmt: skip
+                 stacked=dec[False], per_layer=dec[True], floor=floor, best=best, err=err, w_bytes=w_bytes, kv_bytes=kv_bytes)  # fmt: skip
         results[batch] = r
         print(f"batch {batch}: prompt-logit rel err vs HF {err:.1e}; before: {idle}; other processes used "
               f"{hf_others:.2f} cores during HF's timing, {our_others:.2f} during ours; load {load()}")  # fmt: skip
         print(f"  HF: short {[round(x, 4) for x in hf_short]} s, long {[round(x, 4) for x in hf_long]} s -> "
               f"{1e3 * hf_step:.2f} ms/step (medians: {1e3 * (med(hf_long) - med(hf_short)) / n:.2f}), prefill {hf_prefill:.3f} s")  # fmt: skip
         print(f"  ours prefill {[round(x, 4) for x in pf_times]} s (first call {pf_first:.2f} s)")
-        for unroll in (False, True):
-            print(f"  ours decode {'unrolled' if unroll else 'scanned'}: " + describe(dec[unroll], n))
+        for per_layer in (False, True):
+            print(f"  ours decode {'per layer' if per_layer else 'stacked'}: " + describe(dec[per_layer], n))
         rows.append(
             f"| mid ({cfg.transformer.width}w, {cfg.transformer.depth}L) | {batch} | {1e3 * hf_step:.2f} | {1e3 * dec[False]['step']:.2f} | "
             f"{1e3 * dec[True]['step']:.2f} | {hf_step / best:.1f}x | {1e3 * floor:.2f} ({(w_bytes + kv_bytes) / 1e6:.0f} MB) | "
@@ -382,12 +389,12 @@ def run_full(name: str, args, bw: float, rows: list[str]) -> dict:
           f"prefill {ours.seq.shape[1]} positions, {n} decode tokens; load {load()}", flush=True)  # fmt: skip
     print(f"  {wait_idle(args.max_wait)}", flush=True)
     others = Others().start()
-    pf_first, pf_times = ours.time_prefill(max(1, args.repeats - 1))
+    pf_first, pf_times = ours.time_prefill(max(1, args.repeats - 1), per_layer=True)
     print(f"  prefill {[round(x, 2) for x in pf_times]} s (first {pf_first:.1f} s): {ours.seq.shape[1] / STAT(pf_times):.0f} tokens/s")
     dec = {}
-    for unroll in (False, True):
-        dec[unroll] = ours.decode_rate(n, args.repeats, unroll)
-        print(f"  decode {'unrolled' if unroll else 'scanned'}: " + describe(dec[unroll], n), flush=True)
+    for per_layer in (False, True):
+        dec[per_layer] = ours.decode_rate(n, args.repeats, per_layer)
+        print(f"  decode {'per layer' if per_layer else 'stacked'}: " + describe(dec[per_layer], n), flush=True)
     our_others = others.cores()
     print(f"  other processes used {our_others:.2f} cores meanwhile")
     w_bytes, kv_bytes = decode_bytes(cfg, params, 1)
@@ -399,7 +406,7 @@ def run_full(name: str, args, bw: float, rows: list[str]) -> dict:
         f"{dec[False]['compile']:.1f} / {dec[True]['compile']:.1f} | {dec[False]['per_call']:.2f} / {dec[True]['per_call']:.2f} | {our_others:.2f} |"
     )
     print(rows[-1], flush=True)
-    result = dict(scanned=dec[False], unrolled=dec[True], floor=floor, best=best)
+    result = dict(stacked=dec[False], per_layer=dec[True], floor=floor, best=best)
     del ours, params
     gc.collect()
     return result
@@ -560,12 +567,12 @@ def main() -> None:
 
     print(f"\n# {today}, {machine()}, jax {jax.__version__}, torch {torch.__version__}; load at the end {load()}")
     if mid_rows:
-        print("\n| model | batch | HF ms/step | ours scanned | ours unrolled | speedup | floor ms (bytes) | ours / floor "
-              "| HF prefill tok/s | ours prefill tok/s | our decode compile s (scan / unroll) | others' cores (HF / ours) |")  # fmt: skip
+        print("\n| model | batch | HF ms/step | ours stacked | ours per layer | speedup | floor ms (bytes) | ours / floor "
+              "| HF prefill tok/s | ours prefill tok/s | our decode compile s (stacked / per layer) | others' cores (HF / ours) |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         print("\n".join(mid_rows))
     if full_rows:
-        print("\n| structure | params | ours scanned ms/token | ours unrolled ms/token | floor ms (bytes) | ours / floor | compile s (scan / unroll) | fixed s per call (scan / unroll) | others' cores |")
+        print("\n| structure | params | ours stacked ms/token | ours per layer ms/token | floor ms (bytes) | ours / floor | compile s (stacked / per layer) | fixed s per call (stacked / per layer) | others' cores |")
         print("|---|---|---|---|---|---|---|---|---|")
         print("\n".join(full_rows))
     if layout_rows:

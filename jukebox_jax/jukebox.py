@@ -21,7 +21,7 @@ from jukebox_jax.config import JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig
 from jukebox_jax.io import write_text
 from jukebox_jax.params import Params, abstract_params, check_params, init_params
 from jukebox_jax.prior import Prior, PriorOutput, prior_losses
-from jukebox_jax.prior.prior import Context
+from jukebox_jax.prior.prior import Context, decode_layout
 from jukebox_jax.sampling import decode, prefill, sampling_method
 from jukebox_jax.vqvae import VQVAE
 
@@ -165,6 +165,7 @@ class Jukebox:
         ctx = _condition(params, labels, upper_codes, cfg)
         seq = _sequence(params, prompt, labels, cfg)
         total = seq.shape[1] + n_tokens - prompt.shape[1]
+        params = decode_layout(params)
         state, _ = prefill(cfg, params, ctx, seq, key, chunk_size)
         state, _ = decode(cfg, params, ctx, state, method, total - seq.shape[1])
         tokens = state.tokens[:, :total]

@@ -142,7 +142,10 @@ def self_attention(
 #   PRIME                      [b, prime_len, h, d]     the lyric prefix only
 #   ENC_DEC                    [b, n_tokens, h, d]      the encoder's keys/values, computed once
 # A chunk of queries at positions t0..t0+L-1 attends to the cached earlier positions plus the
-# chunk itself, under the same position rules as the full pass (`allowed`).
+# chunk itself, under the same position rules as the full pass (`allowed`). A single-position
+# decode step (`decode_step`) instead writes its key and value in place first, then reads only
+# what its kind needs: the block's ring, the previous block's half of the double ring (no
+# mask), one column of the transposed window, the prefix.
 
 
 def cache_shape(kind: AttnKind, *, n_positions: int, block_ctx: int | None, prime_len: int | None, n_tokens: int) -> tuple[int, ...]:
@@ -226,6 +229,43 @@ def _write(kind: AttnKind, cache: jax.Array, new: jax.Array, t0, c: int | None) 
     return cache.at[:, t0 + jnp.arange(length)].set(new, mode="drop")  # DENSE, PRIME (past the prefix: dropped)
 
 
+_DECODES = (AttnKind.DENSE, AttnKind.BLOCK, AttnKind.TRANSPOSE_BLOCK, AttnKind.PREV_BLOCK, AttnKind.PRIME)
+
+
+def _put(cache: jax.Array, new: jax.Array, index: tuple, keep_old: jax.Array | bool = False) -> jax.Array:
+    """`cache [b, *positions, h, d]` with `new` written at `index` (a start per position axis),
+    unless `keep_old`."""
+    index = (0, *index, 0, 0)
+    if keep_old is not False:
+        new = jnp.where(keep_old, jax.lax.dynamic_slice(cache, index, new.shape), new)
+    return jax.lax.dynamic_update_slice(cache, new.astype(cache.dtype), index)
+
+
+def decode_step(kind: AttnKind, q: jax.Array, k: jax.Array, v: jax.Array, cache: dict[str, jax.Array], t0: jax.Array, *, c: int):
+    """One query at position `t0` (`q, k, v [b, 1, h, d]`) of a kind in `_DECODES` ->
+    `(out [b, 1, h, d], updated cache)`; equals `cached_self_attention` of a 1-chunk."""
+    ck, cv = cache["k"], cache["v"]
+    if kind is AttnKind.PREV_BLOCK:  # the previous block fills one half of the ring, in order
+        start = jnp.mod(t0 // c - 1, 2) * c
+        keys, values = (jax.lax.dynamic_slice_in_dim(x, start, c, axis=1) for x in (ck, cv))
+        out, _ = attend(q, keys, values, None)
+        out = jnp.where(t0 >= c, out, 0)  # the first block sees only zero values
+        return out, {"k": _put(ck, k, (t0 % (2 * c),)), "v": _put(cv, v, (t0 % (2 * c),))}
+    if kind is AttnKind.TRANSPOSE_BLOCK:  # column t0 % c: positions t0 % c + n * c
+        col, row = t0 % c, t0 // c
+        ck, cv = _put(ck, k[:, :, None], (col, row)), _put(cv, v[:, :, None], (col, row))
+        keys, values = (jax.lax.dynamic_index_in_dim(x, col, axis=1, keepdims=False) for x in (ck, cv))
+        upto = row
+    else:
+        size = ck.shape[1]
+        slot = t0 % c if kind is AttnKind.BLOCK else jnp.minimum(t0, size - 1)
+        past_end = kind is AttnKind.PRIME and t0 >= size  # a PRIME cache keeps the prefix only
+        ck, cv = _put(ck, k, (slot,), past_end), _put(cv, v, (slot,), past_end)
+        keys, values, upto = ck, cv, slot if kind is AttnKind.BLOCK else t0
+    out, _ = attend(q, keys, values, (jnp.arange(keys.shape[1]) <= upto)[None, :])
+    return out, {"k": ck, "v": cv}
+
+
 def cached_self_attention(
     kind: AttnKind,
     q: jax.Array,
@@ -246,6 +286,8 @@ def cached_self_attention(
         raise NotImplementedError("SUMMARY_SPREAD cannot be sampled (the original does not implement it either)")
     length = q.shape[1]
     c = block_ctx or 1
+    if length == 1 and kind in _DECODES:
+        return decode_step(kind, q, k, v, cache, t0, c=c)
     ck, cv, pos, valid = _context(kind, cache["k"], cache["v"], t0, length, block_ctx)
     i = t0 + jnp.arange(length)
     keys = jnp.concatenate([ck, k], axis=1)

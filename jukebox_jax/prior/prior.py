@@ -21,7 +21,7 @@ import optax
 from jukebox_jax.config import Lyrics, PriorConfig
 from jukebox_jax.layers import embed, layer_norm, normal, zeros
 from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
-from jukebox_jax.prior.transformer import Captured, LayerSpec, apply_transformer, init_cache, init_transformer
+from jukebox_jax.prior.transformer import Captured, LayerSpec, apply_transformer, init_cache, init_transformer, unstack_layers
 
 
 def _shift_in(start: jax.Array, x: jax.Array) -> jax.Array:
@@ -103,7 +103,10 @@ class Prior(nn.Module):
         self.x_emb = embed(cfg.bins, w, 0.02 * init_scale)
         self.pos_emb = self.param("pos_emb", normal(0.01 * init_scale, (None, "embed")), (cfg.n_positions, w))
         enc_width = w if cfg.lyrics is Lyrics.SEPARATE_ENCODER else None
-        self.transformer = self.param("transformer", init_transformer, self.spec, enc_width)
+        if self.is_initializing():
+            self.transformer = self.param("transformer", init_transformer, self.spec, enc_width)
+        else:  # read without flax's shape check, which would refuse `decode_layout`
+            self.transformer = self.get_variable("params", "transformer")
         if cfg.merged_decoder:
             self.x_out_kernel = self.param("x_out_kernel", normal(0.02 * init_scale, ("embed", "vocab")), (w, cfg.bins))
 
@@ -170,9 +173,23 @@ class Prior(nn.Module):
         return self._head(h, x_cond), cache
 
 
-def init_prior_cache(cfg: PriorConfig, batch: int, dtype=jnp.float32):
-    """An empty KV cache for `Prior(cfg).extend` (layout in `attention.py`)."""
-    return init_cache(LayerSpec(cfg.transformer, cfg.block_ctx, cfg.prime_len, cfg.n_positions), batch, cfg.n_tokens, dtype)
+def init_prior_cache(cfg: PriorConfig, batch: int, dtype=jnp.float32, stacked: bool = True):
+    """An empty KV cache for `Prior(cfg).extend` (layout in `attention.py`), stacked per
+    segment or per layer (`stacked=False`) like the params it will run with."""
+    spec = LayerSpec(cfg.transformer, cfg.block_ctx, cfg.prime_len, cfg.n_positions)
+    return init_cache(spec, batch, cfg.n_tokens, dtype, stacked)
+
+
+@jax.jit
+def decode_layout(params):
+    """Prior params with the transformer's layers one buffer each (`unstack_layers`): the
+    layout sampling runs fastest on. A copy of the transformer's weights."""
+    return {**params, "transformer": unstack_layers(params["transformer"])}
+
+
+def is_stacked(params) -> bool:
+    """Whether prior `params` have the stacked (checkpoint) layout, not `decode_layout`."""
+    return not isinstance(params["transformer"]["segment_0"], tuple)
 
 
 def bits_per_token(logits: jax.Array, targets: jax.Array) -> jax.Array:

@@ -7,6 +7,12 @@ priors), whose params carry a leading `layers` axis of length `r`. A segment run
 `lax.scan` over its repeats, or unrolled (same params) when asked or when one of its layers'
 activations must be captured.
 
+Decoding wants the other layout: `unstack_layers` turns each segment into a tuple of its `r`
+repeats, one buffer per layer (XLA on CPU copies a stacked slice before every matmul, which
+triples a decode step's weight traffic; benchmarks/RESULTS.md). `apply_transformer` runs such
+a segment unrolled, and its KV cache (`init_cache(..., stacked=False)`) is per layer too, so
+a step writes one entry in place.
+
 Axis names on weights: embed (model width), heads, kv (head width), qkv (the 3 projections),
 mlp, layers (stacked repeats). Param tree: `segment_{s}/layer_{j}/{ln_0, attn, ln_1, mlp}`.
 """
@@ -55,6 +61,12 @@ class LayerSpec:
     n_positions: int | None = None  # the window (needed by cached attention only)
 
 
+def _project(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`x [..., w] @ kernel [w, *out]` -> `[..., *out]`, the kernel seen as 2-D (a free
+    reshape; an einsum over the split axes makes XLA transpose-copy the weights every step)."""
+    return (x @ kernel.reshape(kernel.shape[0], -1)).reshape(*x.shape[:-1], *kernel.shape[1:])
+
+
 class Attention(nn.Module):
     """Projections around one attention kind (original `FactoredAttention`).
 
@@ -73,19 +85,19 @@ class Attention(nn.Module):
         std = 0.02 * cfg.init_scale
         probs = None
         if self.kind is AttnKind.ENC_DEC:  # queries from x, keys and values from the encoder
-            q = jnp.einsum("btw,whd->bthd", x, self.param("c_attn_kernel", normal(std, ("embed", "heads", "kv")), (w, h, d)))
+            q = _project(x, self.param("c_attn_kernel", normal(std, ("embed", "heads", "kv")), (w, h, d)))
             q = q + self.param("c_attn_bias", zeros(("heads", "kv")), (h, d))
             kv_kernel = self.param("c_enc_kv_kernel", normal(std, ("embed", None, "heads", "kv")), (w, 2, h, d))
             kv_bias = self.param("c_enc_kv_bias", zeros((None, "heads", "kv")), (2, h, d))
             if encoder_kv is not None:
-                kv = jnp.einsum("bsw,wkhd->bskhd", encoder_kv, kv_kernel) + kv_bias
+                kv = _project(encoder_kv, kv_kernel) + kv_bias
                 k, v = kv[:, :, 0], kv[:, :, 1]
                 cache = None if cache is None else {"k": k, "v": v}
             else:
                 k, v = cache["k"], cache["v"]
             out, probs = attention.enc_dec(q, k, v)
         else:
-            qkv = jnp.einsum("btw,wkhd->btkhd", x, self.param("c_attn_kernel", normal(std, ("embed", "qkv", "heads", "kv")), (w, 3, h, d)))
+            qkv = _project(x, self.param("c_attn_kernel", normal(std, ("embed", "qkv", "heads", "kv")), (w, 3, h, d)))
             qkv = qkv + self.param("c_attn_bias", zeros(("qkv", "heads", "kv")), (3, h, d))
             q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
             geometry = dict(block_ctx=spec.block_ctx, spread=cfg.spread, prime_len=spec.prime_len)
@@ -94,7 +106,7 @@ class Attention(nn.Module):
             else:
                 out, cache = attention.cached_self_attention(self.kind, q, k, v, cache, t0, n_positions=spec.n_positions, **geometry)
         proj_init = zeros(("heads", "kv", "embed")) if cfg.zero_out or self.kind is AttnKind.ENC_DEC else normal(std, ("heads", "kv", "embed"))
-        a = jnp.einsum("bthd,hdw->btw", out, self.param("c_proj_kernel", proj_init, (h, d, w)))
+        a = out.reshape(*out.shape[:2], h * d) @ self.param("c_proj_kernel", proj_init, (h, d, w)).reshape(h * d, w)
         return a + self.param("c_proj_bias", zeros(("embed",)), (w,)), probs, cache
 
 
@@ -174,6 +186,20 @@ def init_transformer(key: jax.Array, spec: LayerSpec, encoder_width: int | None 
     return params
 
 
+def unstack_layers(tree):
+    """Params or caches `{segment_s: stacked tree}` -> `{segment_s: (tree of repeat 0, ...)}`:
+    one buffer per layer (the decode layout). Stacked trees are what `init_transformer`,
+    checkpoints and training use."""
+    return {name: _unstack(seg) for name, seg in tree.items()}
+
+
+def _unstack(seg) -> tuple:
+    if isinstance(seg, tuple):
+        return seg
+    reps = jax.tree.leaves(seg)[0].shape[0]
+    return tuple(jax.tree.map(lambda a, r=r: a[r], seg) for r in range(reps))
+
+
 def apply_transformer(
     params,
     x: jax.Array,
@@ -186,8 +212,9 @@ def apply_transformer(
     t0: jax.Array | None = None,
 ):
     """Full pass: `x [b, t, w]` (any `t` up to the window) -> `(x, Captured, None)`.
-    Cached pass: `x` holds positions `t0..t0+t-1`; `cache` (see `init_cache`) holds the
-    earlier ones -> `(x, Captured, updated cache)`."""
+    Cached pass: `x` holds positions `t0..t0+t-1`; `cache` (see `init_cache`, in the params'
+    layout) holds the earlier ones -> `(x, Captured, updated cache)`. `params` may be stacked
+    or per layer (`unstack_layers`)."""
     activations, attn_probs = {}, {}
     new_cache = None if cache is None else {}
     first = 0
@@ -197,18 +224,17 @@ def apply_transformer(
         module = Unit(unit, spec, parent=None)  # a free-standing module, applied per repeat
         enc = encoder_kv if AttnKind.ENC_DEC in unit else None
         layers = range(first, first + len(unit) * reps)
-        if unroll or capture.intersection(layers):
+        if isinstance(seg, tuple) or unroll or capture.intersection(layers):
             caches = []
-            for r in range(reps):
+            for r, (p, c) in enumerate(zip(_unstack(seg), [None] * reps if cache is None else _unstack(seg_cache))):
                 base = first + r * len(unit)
                 wanted = tuple(j for j in range(len(unit)) if base + j in capture)
-                pick = lambda tree: jax.tree.map(lambda a: a[r], tree)
-                x, captured, c = module.apply({"params": pick(seg)}, x, enc, wanted, None if cache is None else pick(seg_cache), t0)
+                x, captured, c = module.apply({"params": p}, x, enc, wanted, c, t0)
                 caches.append(c)
                 for j, (act, probs) in zip(wanted, captured):
                     activations[base + j], attn_probs[base + j] = act, probs
             if cache is not None:
-                new_cache[name] = jax.tree.map(lambda *a: jnp.stack(a), *caches)
+                new_cache[name] = tuple(caches) if isinstance(seg_cache, tuple) else jax.tree.map(lambda *a: jnp.stack(a), *caches)
         else:
             def step(x, p_c, module=module, enc=enc):
                 x, _, c = module.apply({"params": p_c[0]}, x, enc, (), p_c[1], t0)
@@ -221,9 +247,10 @@ def apply_transformer(
     return x, Captured(activations, attn_probs), new_cache
 
 
-def init_cache(spec: LayerSpec, batch: int, n_tokens: int = 0, dtype=jnp.float32):
+def init_cache(spec: LayerSpec, batch: int, n_tokens: int = 0, dtype=jnp.float32, stacked: bool = True):
     """Zeros in the cache layout of every layer (see `attention.cache_shape`):
-    `{segment_s: {layer_j: {"k", "v"}}}` with the segments' leading repeats axis."""
+    `{segment_s: {layer_j: {"k", "v"}}}` with the segments' leading repeats axis, or with
+    `stacked=False` `{segment_s: ({layer_j: ...} per repeat)}` (for per-layer params)."""
     cfg = spec.config
     h, d = cfg.heads, cfg.attn_width // cfg.heads
     cache = {}
@@ -233,7 +260,10 @@ def init_cache(spec: LayerSpec, batch: int, n_tokens: int = 0, dtype=jnp.float32
             length = attention.cache_shape(
                 kind, n_positions=spec.n_positions, block_ctx=spec.block_ctx, prime_len=spec.prime_len, n_tokens=n_tokens
             )
-            shape = (reps, batch, *length, h, d)
+            shape = (batch, *length, h, d)
             layers[f"layer_{j}"] = {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
-        cache[f"segment_{s}"] = layers
+        if stacked:
+            cache[f"segment_{s}"] = jax.tree.map(lambda a, reps=reps: jnp.zeros((reps, *a.shape), a.dtype), layers)
+        else:
+            cache[f"segment_{s}"] = tuple(jax.tree.map(jnp.zeros_like, layers) for _ in range(reps))
     return cache
