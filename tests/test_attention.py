@@ -1,7 +1,7 @@
 """Full-sequence attention of every kind equals a dense masked reference written from the
 original's rules in terms of positions, for random sizes (lengths need not be whole blocks,
 block lengths need not be powers of two); and the layer stack's grouping, scan and unrolled
-paths agree."""
+paths agree, with stacked and per-layer params."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from jukebox_jax.config import AttnKind, TransformerConfig, attn_pattern
 from jukebox_jax.prior.attention import self_attention
-from jukebox_jax.prior.transformer import LayerSpec, apply_transformer, init_transformer, layer_groups
+from jukebox_jax.prior.transformer import LayerSpec, apply_transformer, init_transformer, layer_groups, unstack_layers
 
 
 def reference(kind: AttnKind, q, k, v, c: int, spread: int, prime_len: int) -> np.ndarray:
@@ -93,3 +93,5 @@ def test_scan_and_unrolled_stacks_agree(order, depth):
     np.testing.assert_allclose(np.asarray(scanned), np.asarray(unrolled), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(captured.activations[depth - 1]), np.asarray(unrolled))
     assert set(captured.attn_probs) == {0, depth - 1}
+    per_layer, _, _ = apply_transformer(unstack_layers(params), x, kv, spec)  # the decode layout
+    np.testing.assert_array_equal(np.asarray(per_layer), np.asarray(unrolled))

@@ -1,6 +1,6 @@
 """The KV cache: a chunked prefill (chunks not aligned to blocks) followed by single-step
 decoding gives the teacher-forced logits at every position, for every attention kind and
-every prior structure."""
+every prior structure, with stacked params and in `decode_layout` (one buffer per layer)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from convert import convert_checkpoint
 from jukebox_jax.config import AttnKind, Lyrics, PriorConfig, TransformerConfig, preset
 from jukebox_jax.params import prior_dummy_inputs
-from jukebox_jax.prior.prior import Prior, init_prior_cache
+from jukebox_jax.prior.prior import Prior, decode_layout, init_prior_cache, is_stacked
 
 
 def chunk_sizes(n: int, head: list[int], step: int = 1) -> list[int]:
@@ -32,7 +32,7 @@ def cached_logits(cfg: PriorConfig, params, tokens, labels, upper, sizes: list[i
     seq = prior.apply({"params": params}, tokens, labels, method=Prior.sequence)
     prev = jnp.pad(seq, ((0, 0), (1, 0)))  # the input at position p is the id at p - 1
     extend = jax.jit(functools.partial(prior.apply, method=Prior.extend))
-    cache = init_prior_cache(cfg, tokens.shape[0])
+    cache = init_prior_cache(cfg, tokens.shape[0], stacked=is_stacked(params))
     out, t0 = [], 0
     for i, size in enumerate(sizes):
         # ENC_DEC layers fill their cache on the first chunk and read it afterwards
@@ -51,8 +51,9 @@ def assert_close(a, b):
 FIXTURES = {"prior_5b_level2": 2, "prior_5b_lyrics_level2": 2, "prior_1b_lyrics_level2": 2, "upsampler_level1": 1}
 
 
+@pytest.mark.parametrize("stacked", [True, False], ids=["stacked", "per_layer"])
 @pytest.mark.parametrize("stem", FIXTURES)
-def test_cached_equals_full_pass_on_fixtures(stem, fixtures):
+def test_cached_equals_full_pass_on_fixtures(stem, stacked, fixtures):
     jb = convert_checkpoint(fixtures / "vqvae.pth.tar", fixtures / f"{stem}.pth.tar")
     ref = np.load(fixtures / f"{stem}.reference.npz")
     level = FIXTURES[stem]
@@ -62,6 +63,7 @@ def test_cached_equals_full_pass_on_fixtures(stem, fixtures):
     full = np.asarray(jb.prior_forward(level, ref["z"], ref["y"], upper).logits)
     c = cfg.block_ctx
     sizes = chunk_sizes(full.shape[1], [c + 5, 7, c - 3])  # prefill chunks never aligned to blocks, then decode
+    params = params if stacked else decode_layout(params)
     cached = cached_logits(cfg, params, jnp.asarray(ref["z"]), jnp.asarray(ref["y"]), upper, sizes)
     assert_close(cached, full)
 

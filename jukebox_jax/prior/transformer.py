@@ -92,10 +92,11 @@ class Attention(nn.Module):
             if encoder_kv is not None:
                 kv = _project(encoder_kv, kv_kernel) + kv_bias
                 k, v = kv[:, :, 0], kv[:, :, 1]
-                cache = None if cache is None else {"k": k, "v": v}
+                cache = None if cache is None else {"k": attention.to_cache(k), "v": attention.to_cache(v)}
+            if cache is None:
+                out, probs = attention.enc_dec(q, k, v)
             else:
-                k, v = cache["k"], cache["v"]
-            out, probs = attention.enc_dec(q, k, v)
+                out = attention.attend_cache(q, cache["k"], cache["v"], None)
         else:
             qkv = _project(x, self.param("c_attn_kernel", normal(std, ("embed", "qkv", "heads", "kv")), (w, 3, h, d)))
             qkv = qkv + self.param("c_attn_bias", zeros(("qkv", "heads", "kv")), (3, h, d))
@@ -260,7 +261,7 @@ def init_cache(spec: LayerSpec, batch: int, n_tokens: int = 0, dtype=jnp.float32
             length = attention.cache_shape(
                 kind, n_positions=spec.n_positions, block_ctx=spec.block_ctx, prime_len=spec.prime_len, n_tokens=n_tokens
             )
-            shape = (batch, *length, h, d)
+            shape = (batch, h, *length, d)
             layers[f"layer_{j}"] = {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
         if stacked:
             cache[f"segment_{s}"] = jax.tree.map(lambda a, reps=reps: jnp.zeros((reps, *a.shape), a.dtype), layers)
