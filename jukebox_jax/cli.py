@@ -88,7 +88,7 @@ def sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from jukebox_jax import Jukebox, JukeboxConfig
     from jukebox_jax.config import MODEL_PRESETS
     from jukebox_jax.sampling.job import SampleRequest, run_job
-    from jukebox_jax.sampling.levels import LevelSettings
+    from jukebox_jax.sampling.levels import STEPS_PER_CALL, LevelSettings
     from jukebox_jax.sampling.windows import SongLabels, get_starts
 
     if args.lyrics or args.lyrics_file:
@@ -142,13 +142,18 @@ def sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         cfg = jb.config.prior(level)
         total = sample_length // cfg.raw_to_tokens
         n_windows += len(get_starts(total, cfg.n_ctx, int(settings[level].hop_fraction * cfg.n_ctx))) if total >= cfg.n_ctx else 1
-    with tqdm(total=n_windows, unit="window", desc="sampling") as bar:
+    with tqdm(total=n_windows, unit="window", desc="sampling") as bar, tqdm(unit="token", desc="window", leave=False) as tokens:
         def progress(level: int, window: int, zs) -> None:
             bar.set_postfix(level=level, start=window)
             bar.update()
 
+        def token_progress(done: int, total: int) -> None:
+            if done <= STEPS_PER_CALL or tokens.total != total:  # a new window (or batch chunk)
+                tokens.reset(total)
+            tokens.update(done - tokens.n)
+
         try:
-            zs = run_job(jb, args.out, request, start, resume=args.resume, on_window=progress)
+            zs = run_job(jb, args.out, request, start, resume=args.resume, on_window=progress, on_tokens=token_progress)
         except (FileExistsError, ValueError) as e:
             sys.exit(f"jukebox-jax sample: {e}")
     print(f"codes {[z.shape for z in zs]} -> {args.out / 'codes.npz'}; audio per level in {args.out}/level_*/")

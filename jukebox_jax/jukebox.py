@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import jax
@@ -22,7 +22,7 @@ from jukebox_jax.io import write_text
 from jukebox_jax.params import Params, abstract_params, check_params, init_params
 from jukebox_jax.prior import Prior, PriorOutput, prior_losses
 from jukebox_jax.prior.prior import Context, decode_layout
-from jukebox_jax.sampling import decode, prefill, sampling_method
+from jukebox_jax.sampling import decode_chunks, prefill, sampling_method
 from jukebox_jax.vqvae import VQVAE
 
 _FORMAT = "jukebox-jax/1"
@@ -142,6 +142,8 @@ class Jukebox:
         top_p: float = 0.0,
         *,
         chunk_size: int | None = None,
+        steps_per_call: int | None = None,
+        on_tokens: Callable[[int, int], None] | None = None,
     ) -> jax.Array:
         """Samples one window of the prior of `level` with a KV cache -> codes `[B, n_tokens]`,
         including the `prompt [B, P]` (P < n_tokens) it continues, if any.
@@ -149,7 +151,9 @@ class Jukebox:
         `labels` and `upper_codes` as `prior_logits` (their batch size is the number of
         samples). `top_k=1` is greedy; otherwise tokens are drawn at `temperature`, from the
         `top_k` most likely or the `top_p` nucleus. The prompt is read in chunks of
-        `chunk_size` (default: one). For 1b_lyrics the window is sampled over the joint
+        `chunk_size` (default: one). The new tokens are decoded in jitted calls of
+        `steps_per_call` (default: one call), after each of which `on_tokens(done, total)`
+        is told how many of the window's new tokens exist. For 1b_lyrics the window is sampled over the joint
         vocabulary after the lyric prefix, and lyric ids drawn at music positions become 0,
         as the original's `prior_postprocess`."""
         cfg = self._prior_config(level)
@@ -167,7 +171,10 @@ class Jukebox:
         total = seq.shape[1] + n_tokens - prompt.shape[1]
         params = decode_layout(params)
         state, _ = prefill(cfg, params, ctx, seq, key, chunk_size)
-        state, _ = decode(cfg, params, ctx, state, method, total - seq.shape[1])
+        n_new = total - seq.shape[1]
+        for state in decode_chunks(cfg, params, ctx, state, method, n_new, steps_per_call or n_new):
+            if on_tokens is not None:
+                on_tokens(int(state.step) - seq.shape[1], n_new)
         tokens = state.tokens[:, :total]
         if cfg.lyrics is Lyrics.JOINT_SEQUENCE:
             tokens = jnp.maximum(tokens[:, cfg.n_tokens :] - cfg.n_vocab, 0)

@@ -29,20 +29,20 @@ MASKED = -1e9
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | np.ndarray | None) -> tuple[jax.Array, jax.Array]:
     """Dense attention `q [..., t, h, d]`, `k, v [..., s, h, d]`, `mask [t, s]` (True = may
     attend) -> `(out [..., t, h, d], probs [..., h, t, s])`."""
-    heads_first = lambda x: jnp.swapaxes(x, -2, -3)
+    heads_first = lambda x: jnp.swapaxes(x, -2, -3)  # [..., h, t, d]
     out, probs = attend_heads(heads_first(q), heads_first(k), heads_first(v), mask)
     return heads_first(out), probs
 
 
 def attend_heads(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | np.ndarray | None) -> tuple[jax.Array, jax.Array]:
-    """`attend` with heads before positions: `q [..., h, t, d]`, `k, v [..., h, s, d]` ->
-    `(out [..., h, t, d], probs [..., h, t, s])`."""
-    scores = jnp.einsum("...htd,...hsd->...hts", q, k) * (1.0 / np.sqrt(q.shape[-1]))
+    """`attend` with positions next to the head width: `q [..., t, d]`, `k, v [..., s, d]`
+    (any leading axes, e.g. heads) -> `(out [..., t, d], probs [..., t, s])`."""
+    scores = jnp.einsum("...td,...sd->...ts", q, k) * (1.0 / np.sqrt(q.shape[-1]))
     scores = scores.astype(jnp.float32)
     if mask is not None:
         scores = jnp.where(mask, scores, MASKED)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    return jnp.einsum("...hts,...hsd->...htd", probs, v), probs
+    return jnp.einsum("...ts,...sd->...td", probs, v), probs
 
 
 def causal_mask(t: int, s: int | None = None) -> np.ndarray:
@@ -141,15 +141,15 @@ def self_attention(
 
 # -- Cached attention (prefill in chunks of any size, and single-step decode) ----------------
 #
-# A layer's cache holds keys and values of earlier positions, heads first (so a decode step's
-# attention reads them without a transpose), laid out per kind so a step reads only what it
-# needs:
-#   DENSE                      [b, h, n_positions, d]   position p at p
-#   BLOCK                      [b, h, c, d]             ring: position p at p % c
-#   PREV_BLOCK                 [b, h, 2c, d]            ring: position p at p % 2c
-#   TRANSPOSE_BLOCK, SUMMARY*  [b, h, c, n, d]          column-major: p at (p % c, p // c)
-#   PRIME                      [b, h, prime_len, d]     the lyric prefix only
-#   ENC_DEC                    [b, h, n_tokens, d]      the encoder's keys/values, computed once
+# A layer's cache holds keys and values of earlier positions with the batch and head axes
+# merged (`[b * h, ...]`, heads fastest: what the attention's batched matmuls take as they
+# are), laid out per kind so a decode step reads only what it needs:
+#   DENSE                      [b*h, n_positions, d]   position p at p
+#   BLOCK                      [b*h, c, d]             ring: position p at p % c
+#   PREV_BLOCK                 [b*h, 2c, d]            ring: position p at p % 2c
+#   TRANSPOSE_BLOCK, SUMMARY*  [b*h, c, n, d]          column-major: p at (p % c, p // c)
+#   PRIME                      [b*h, prime_len, d]     the lyric prefix only
+#   ENC_DEC                    [b*h, n_tokens, d]      the encoder's keys/values, computed once
 # A chunk of queries at positions t0..t0+L-1 attends to the cached earlier positions plus the
 # chunk itself, under the same position rules as the full pass (`allowed`). A single-position
 # decode step (`decode_step`) instead writes its key and value in place first, then reads only
@@ -158,7 +158,7 @@ def self_attention(
 
 
 def cache_shape(kind: AttnKind, *, n_positions: int, block_ctx: int | None, prime_len: int | None, n_tokens: int) -> tuple[int, ...]:
-    """Cache position axes of one layer of `kind` (between the heads and head-width axes)."""
+    """Cache position axes of one layer of `kind` (between the batch-heads and head-width axes)."""
     c = block_ctx
     if kind is AttnKind.DENSE:
         return (n_positions,)
@@ -174,14 +174,16 @@ def cache_shape(kind: AttnKind, *, n_positions: int, block_ctx: int | None, prim
 
 
 def to_cache(x: jax.Array) -> jax.Array:
-    """Keys or values `[b, t, h, d]` -> the cache's heads-first `[b, h, t, d]`."""
-    return jnp.swapaxes(x, 1, 2)
+    """Queries, keys or values `[b, t, h, d]` -> the cache's `[b * h, t, d]`."""
+    b, t, h, d = x.shape
+    return jnp.swapaxes(x, 1, 2).reshape(b * h, t, d)
 
 
 def attend_cache(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """Queries `q [b, L, h, d]` against cached `k, v [b, h, s, d]`, `mask [L, s]` -> `[b, L, h, d]`."""
+    """Queries `q [b, L, h, d]` against cached `k, v [b * h, s, d]`, `mask [L, s]` -> `[b, L, h, d]`."""
+    b, length, h, d = q.shape
     out, _ = attend_heads(to_cache(q), k, v, mask)
-    return to_cache(out)
+    return jnp.swapaxes(out.reshape(b, h, length, d), 1, 2)
 
 
 def allowed(kind: AttnKind, i: jax.Array, j: jax.Array, *, c: int, n: int, spread: int | None, prime_len: int | None) -> jax.Array:
@@ -212,14 +214,13 @@ def _zero_keys(kind: AttnKind, i: jax.Array, c: int, spread: int | None) -> jax.
 
 
 def _context(kind: AttnKind, cache_k, cache_v, t0, c: int | None):
-    """Earlier positions from the cache: `(k, v [b, h, s, d], positions [s], valid [s])`."""
-    b, h, d = cache_k.shape[0], cache_k.shape[1], cache_k.shape[-1]
+    """Earlier positions from the cache: `(k, v [b*h, s, d], positions [s], valid [s])`."""
     if kind in (AttnKind.TRANSPOSE_BLOCK, AttnKind.SUMMARY, AttnKind.SUMMARY_SPREAD):
-        n = cache_k.shape[3]
-        k, v = (jnp.swapaxes(x, 2, 3).reshape(b, h, -1, d) for x in (cache_k, cache_v))  # position-major
+        bh, _, n, d = cache_k.shape
+        k, v = (jnp.swapaxes(x, 1, 2).reshape(bh, -1, d) for x in (cache_k, cache_v))  # position-major
         pos = jnp.arange(n * c)
         return k, v, pos, pos < t0
-    size = cache_k.shape[2]
+    size = cache_k.shape[1]
     if kind in (AttnKind.BLOCK, AttnKind.PREV_BLOCK):  # rings: slot s holds the latest p < t0 with p = s mod size
         pos = t0 - 1 - jnp.mod(t0 - 1 - jnp.arange(size), size)
         return cache_k, cache_v, pos, pos >= 0
@@ -232,23 +233,23 @@ def _write(kind: AttnKind, cache: jax.Array, new: jax.Array, t0, c: int | None) 
     length, new = new.shape[1], to_cache(new)
     if kind in (AttnKind.TRANSPOSE_BLOCK, AttnKind.SUMMARY, AttnKind.SUMMARY_SPREAD):
         pos = t0 + jnp.arange(length)
-        return cache.at[:, :, pos % c, pos // c].set(new, mode="drop")
-    size = cache.shape[2]
+        return cache.at[:, pos % c, pos // c].set(new, mode="drop")
+    size = cache.shape[1]
     if kind in (AttnKind.BLOCK, AttnKind.PREV_BLOCK):  # only the last `size` positions survive
         keep = min(length, size)
         pos = t0 + length - keep + jnp.arange(keep)
-        return cache.at[:, :, pos % size].set(new[:, :, length - keep :])
-    return cache.at[:, :, t0 + jnp.arange(length)].set(new, mode="drop")  # DENSE, PRIME (past the prefix: dropped)
+        return cache.at[:, pos % size].set(new[:, length - keep :])
+    return cache.at[:, t0 + jnp.arange(length)].set(new, mode="drop")  # DENSE, PRIME (past the prefix: dropped)
 
 
 _DECODES = (AttnKind.DENSE, AttnKind.BLOCK, AttnKind.TRANSPOSE_BLOCK, AttnKind.PREV_BLOCK, AttnKind.PRIME)
 
 
 def _put(cache: jax.Array, new: jax.Array, index: tuple, keep_old: jax.Array | bool = False) -> jax.Array:
-    """`cache [b, h, *positions, d]` with one position's `new [b, 1, h, d]` written at `index`
+    """`cache [b*h, *positions, d]` with one position's `new [b, 1, h, d]` written at `index`
     (a start per position axis), unless `keep_old`."""
-    new = to_cache(new).reshape(new.shape[0], new.shape[2], *(1,) * len(index), new.shape[3])
-    index = (0, 0, *index, 0)
+    new = to_cache(new).reshape(-1, *(1,) * len(index), new.shape[-1])
+    index = (0, *index, 0)
     if keep_old is not False:
         new = jnp.where(keep_old, jax.lax.dynamic_slice(cache, index, new.shape), new)
     return jax.lax.dynamic_update_slice(cache, new.astype(cache.dtype), index)
@@ -268,15 +269,15 @@ def decode_step(kind: AttnKind, q: jax.Array, k: jax.Array, v: jax.Array, cache:
     if kind is AttnKind.TRANSPOSE_BLOCK:  # column t0 % c: positions t0 % c + n * c
         col, row = t0 % c, t0 // c
         ck, cv = _put(ck, k, (col, row)), _put(cv, v, (col, row))
-        keys, values = (jax.lax.dynamic_index_in_dim(x, col, axis=2, keepdims=False) for x in (ck, cv))
+        keys, values = (jax.lax.dynamic_index_in_dim(x, col, axis=1, keepdims=False) for x in (ck, cv))
         upto = row
     else:
-        size = ck.shape[2]
+        size = ck.shape[1]
         slot = t0 % c if kind is AttnKind.BLOCK else jnp.minimum(t0, size - 1)
         past_end = kind is AttnKind.PRIME and t0 >= size  # a PRIME cache keeps the prefix only
         ck, cv = _put(ck, k, (slot,), past_end), _put(cv, v, (slot,), past_end)
         keys, values, upto = ck, cv, slot if kind is AttnKind.BLOCK else t0
-    out = attend_cache(q, keys, values, (jnp.arange(keys.shape[2]) <= upto)[None, :])
+    out = attend_cache(q, keys, values, (jnp.arange(keys.shape[1]) <= upto)[None, :])
     return out, {"k": ck, "v": cv}
 
 
@@ -304,14 +305,14 @@ def cached_self_attention(
         return decode_step(kind, q, k, v, cache, t0, c=c)
     ck, cv, pos, valid = _context(kind, cache["k"], cache["v"], t0, block_ctx)
     i = t0 + jnp.arange(length)
-    keys = jnp.concatenate([ck, to_cache(k)], axis=2)
-    values = jnp.concatenate([cv, to_cache(v)], axis=2)
+    keys = jnp.concatenate([ck, to_cache(k)], axis=1)
+    values = jnp.concatenate([cv, to_cache(v)], axis=1)
     pos = jnp.concatenate([pos, i])
     valid = jnp.concatenate([valid, jnp.ones(length, bool)])
     mask = valid[None, :] & allowed(kind, i[:, None], pos[None, :], c=c, n=n_positions // c, spread=spread, prime_len=prime_len)
     zero = _zero_keys(kind, i, c, spread)
     if zero is not None:
-        z = jnp.zeros((*keys.shape[:2], zero.shape[1], keys.shape[3]), keys.dtype)
-        keys, values, mask = jnp.concatenate([z, keys], 2), jnp.concatenate([z, values], 2), jnp.concatenate([zero, mask], 1)
+        z = jnp.zeros((keys.shape[0], zero.shape[1], keys.shape[2]), keys.dtype)
+        keys, values, mask = jnp.concatenate([z, keys], 1), jnp.concatenate([z, values], 1), jnp.concatenate([zero, mask], 1)
     out = attend_cache(q, keys, values, mask)
     return out, {"k": _write(kind, cache["k"], k, t0, c), "v": _write(kind, cache["v"], v, t0, c)}

@@ -261,7 +261,7 @@ def init_cache(spec: LayerSpec, batch: int, n_tokens: int = 0, dtype=jnp.float32
             length = attention.cache_shape(
                 kind, n_positions=spec.n_positions, block_ctx=spec.block_ctx, prime_len=spec.prime_len, n_tokens=n_tokens
             )
-            shape = (batch, h, *length, d)
+            shape = (batch * h, *length, d)
             layers[f"layer_{j}"] = {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
         if stacked:
             cache[f"segment_{s}"] = jax.tree.map(lambda a, reps=reps: jnp.zeros((reps, *a.shape), a.dtype), layers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -86,3 +87,16 @@ def decode(cfg: PriorConfig, params, ctx: Context, state: SampleState, method: M
 
     state, all_logits = jax.lax.fori_loop(0, n_steps, body, (state, all_logits))
     return state, all_logits if return_logits else None
+
+
+def decode_chunks(
+    cfg: PriorConfig, params, ctx: Context, state: SampleState, method: Method, n_steps: int, steps_per_call: int
+) -> Iterator[SampleState]:
+    """`decode` in calls of `steps_per_call` steps (the last may be shorter), yielding the
+    state after each, so a host progress bar can advance during a long window. The tokens
+    equal one `decode(..., n_steps)` call's; at most two step counts are compiled."""
+    if steps_per_call <= 0:
+        raise ValueError(f"steps_per_call must be positive, got {steps_per_call}")
+    for done in range(0, n_steps, steps_per_call):
+        state, _ = decode(cfg, params, ctx, state, method, min(steps_per_call, n_steps - done))
+        yield state

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from jukebox_jax.io import write_npz, write_text, write_wav
-from jukebox_jax.sampling.levels import Codes, LevelSettings, sample_levels
+from jukebox_jax.sampling.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
 from jukebox_jax.sampling.windows import SongLabels
 
 
@@ -39,10 +38,12 @@ def run_job(
     start_codes: Codes,
     *,
     resume: bool = False,
-    on_window: Callable[[int, int, Codes], None] | None = None,
+    on_window: OnWindow | None = None,
+    on_tokens: OnTokens | None = None,
 ) -> Codes:
     """Runs (or, with `resume`, continues) `request` in folder `out`; returns the codes.
-    `start_codes` are the codes to continue (empty arrays for ancestral sampling)."""
+    `start_codes` are the codes to continue (empty arrays for ancestral sampling).
+    `on_window` hears after each saved window, `on_tokens` during one (`sample_levels`)."""
     out.mkdir(parents=True, exist_ok=True)
     job, codes_file = out / "job.json", out / "codes.npz"
     zs = [np.asarray(z, np.int64) for z in start_codes]
@@ -63,7 +64,7 @@ def run_job(
             on_window(level, start, zs)
 
     for level in sorted(request.levels, reverse=True):
-        zs = sample_levels(jb, zs, request.songs, (level,), request.sample_length, jax.random.key(request.seed), request.settings, checkpoint)
+        zs = sample_levels(jb, zs, request.songs, (level,), request.sample_length, jax.random.key(request.seed), request.settings, checkpoint, on_tokens)
         if jb.config.vqvae is not None:
             write_level_audio(jb, out / f"level_{level}", zs[level], level)
     return zs

@@ -33,11 +33,24 @@ class LevelSettings:
 
 Codes = list[np.ndarray]
 OnWindow = Callable[[int, int, Codes], None]  # (level, window start, codes so far)
+OnTokens = Callable[[int, int], None]  # (the window's new tokens sampled so far, to sample)
+STEPS_PER_CALL = 64  # decode steps per jitted call when `on_tokens` reports progress
 
 
-def sample_window(jb, zs: Codes, level: int, songs: Sequence[SongLabels], start: int, n_tokens: int, key: jax.Array, settings: LevelSettings) -> Codes:
+def sample_window(
+    jb,
+    zs: Codes,
+    level: int,
+    songs: Sequence[SongLabels],
+    start: int,
+    n_tokens: int,
+    key: jax.Array,
+    settings: LevelSettings,
+    on_tokens: OnTokens | None = None,
+) -> Codes:
     """Samples the window `[start, start + n_tokens)` of `level`, continuing the codes already
-    in it (original `sample_single_window`); returns the codes with the new tokens appended."""
+    in it (original `sample_single_window`); returns the codes with the new tokens appended.
+    `on_tokens` hears after every `STEPS_PER_CALL` tokens of each batch chunk."""
     cfg = jb.config.prior(level)
     z = zs[level][:, start : start + cfg.n_ctx]
     new = n_tokens - z.shape[1]
@@ -62,6 +75,8 @@ def sample_window(jb, zs: Codes, level: int, songs: Sequence[SongLabels], start:
                     settings.top_k,
                     settings.top_p,
                     chunk_size=settings.chunk_size,
+                    steps_per_call=None if on_tokens is None else STEPS_PER_CALL,
+                    on_tokens=on_tokens,
                 )
             )
         )
@@ -71,7 +86,15 @@ def sample_window(jb, zs: Codes, level: int, songs: Sequence[SongLabels], start:
 
 
 def sample_level(
-    jb, zs: Codes, level: int, songs: Sequence[SongLabels], total_tokens: int, key: jax.Array, settings: LevelSettings, on_window: OnWindow | None = None
+    jb,
+    zs: Codes,
+    level: int,
+    songs: Sequence[SongLabels],
+    total_tokens: int,
+    key: jax.Array,
+    settings: LevelSettings,
+    on_window: OnWindow | None = None,
+    on_tokens: OnTokens | None = None,
 ) -> Codes:
     """Brings `level` to `total_tokens` codes, window by window (original `sample_level`).
 
@@ -84,7 +107,7 @@ def sample_level(
     else:
         windows = [(0, total_tokens)]
     for start, n_tokens in windows:
-        zs = sample_window(jb, zs, level, songs, start, n_tokens, key, settings)
+        zs = sample_window(jb, zs, level, songs, start, n_tokens, key, settings, on_tokens)
         if on_window is not None:
             on_window(level, start, zs)
     return zs
@@ -99,6 +122,7 @@ def sample_levels(
     key: jax.Array,
     settings: dict[int, LevelSettings],
     on_window: OnWindow | None = None,
+    on_tokens: OnTokens | None = None,
 ) -> Codes:
     """Samples `levels` from the top down to `sample_length` audio samples (original
     `_sample`). `zs` holds the codes to continue: empty for ancestral sampling, the encoded
@@ -108,5 +132,5 @@ def sample_levels(
         cfg = jb.config.prior(level)
         if sample_length % cfg.raw_to_tokens:
             raise ValueError(f"sample_length {sample_length} is not a multiple of level {level}'s hop {cfg.raw_to_tokens}")
-        zs = sample_level(jb, zs, level, songs[level], sample_length // cfg.raw_to_tokens, key, settings[level], on_window)
+        zs = sample_level(jb, zs, level, songs[level], sample_length // cfg.raw_to_tokens, key, settings[level], on_window, on_tokens)
     return zs
