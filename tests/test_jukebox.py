@@ -121,6 +121,19 @@ def test_cli_sample_resume_and_errors(tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
+def test_cli_sample_continue(tmp_path):
+    base = ["sample", "--model", "tiny_5b", "--levels", "2"]
+    main(base + ["--seconds", "0.05", "--out", str(tmp_path / "short")])
+    short = np.load(tmp_path / "short" / "codes.npz")["level_2"]
+    main(base + ["--mode", "continue", "--codes", str(tmp_path / "short" / "codes.npz"), "--seconds", "0.1", "--out", str(tmp_path / "long")])
+    longer = np.load(tmp_path / "long" / "codes.npz")["level_2"]
+    assert longer.shape == (1, int(0.1 * 44100) // 128)
+    np.testing.assert_array_equal(longer[:, : short.shape[1]], short)  # the saved codes are continued, not redrawn
+    assert (tmp_path / "long" / "level_2" / "sample_0.wav").exists()
+    with pytest.raises(SystemExit):  # continuing needs codes
+        main(base + ["--mode", "continue", "--out", str(tmp_path / "x")])
+
+
 def test_cli_sample_upsample_and_primed(tmp_path):
     base = ["sample", "--model", "tiny_5b", "--seconds", "0.05"]
     main(base + ["--levels", "2", "--out", str(tmp_path / "top")])

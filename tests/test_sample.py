@@ -87,6 +87,17 @@ def test_split_decoding_gives_the_same_samples(case):
     assert int(two.step) == prompt.shape[1] + 9
 
 
+def test_token_progress_between_calls(case):
+    """`steps_per_call` splits the window's decode into calls; `on_tokens` hears after each,
+    and the tokens are the one-call ones."""
+    jb, level, ref = case
+    k = ref["sample_tokens"].shape[1]
+    seen = []
+    tokens = jb.sample(level, jax.random.key(0), ref["y"], k, ref.get("z_cond"), top_k=1, steps_per_call=3, on_tokens=lambda *a: seen.append(a))
+    np.testing.assert_array_equal(np.asarray(tokens), ref["sample_tokens"])
+    assert seen == [(min(done, k), k) for done in range(3, k + 3, 3)]
+
+
 def test_sample_rejects_bad_requests(case):
     jb, level, ref = case
     cfg = jb.config.prior(level)
