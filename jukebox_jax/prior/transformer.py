@@ -256,15 +256,10 @@ def init_cache(spec: LayerSpec, batch: int, n_tokens: int = 0, dtype=jnp.float32
     h, d = cfg.heads, cfg.attn_width // cfg.heads
     cache = {}
     for s, (unit, reps) in enumerate(layer_groups(cfg.pattern)):
-        layers = {}
-        for j, kind in enumerate(unit):
-            length = attention.cache_shape(
-                kind, n_positions=spec.n_positions, block_ctx=spec.block_ctx, prime_len=spec.prime_len, n_tokens=n_tokens
-            )
-            shape = (batch * h, *length, d)
-            layers[f"layer_{j}"] = {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
-        if stacked:
-            cache[f"segment_{s}"] = jax.tree.map(lambda a, reps=reps: jnp.zeros((reps, *a.shape), a.dtype), layers)
-        else:
-            cache[f"segment_{s}"] = tuple(jax.tree.map(jnp.zeros_like, layers) for _ in range(reps))
+        shapes = {
+            f"layer_{j}": (batch * h, *attention.cache_shape(kind, n_positions=spec.n_positions, block_ctx=spec.block_ctx, prime_len=spec.prime_len, n_tokens=n_tokens), d)
+            for j, kind in enumerate(unit)
+        }
+        zeros = lambda lead: {name: {"k": jnp.zeros((*lead, *shape), dtype), "v": jnp.zeros((*lead, *shape), dtype)} for name, shape in shapes.items()}
+        cache[f"segment_{s}"] = zeros((reps,)) if stacked else tuple(zeros(()) for _ in range(reps))
     return cache

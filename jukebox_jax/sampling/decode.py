@@ -1,5 +1,7 @@
-"""Sampling one window of a prior: a chunked prefill of the prompt, then one jitted
-`lax.fori_loop` of single-position steps over an explicit `SampleState`.
+"""Sampling one window of a prior: a chunked prefill of the prompt, then a jitted
+`lax.fori_loop` of single-position steps over an explicit `SampleState` (`decode`; in calls of
+a few steps with `decode_chunks`). Params may be stacked or in `decode_layout`, one buffer
+per layer, which decodes several times faster on CPU; the cache follows the params' layout.
 
 Step keys are `fold_in(key, position)`, so a window's tokens do not depend on how the work
 was split into calls (progress-bar chunks, or a run resumed after an interruption).
