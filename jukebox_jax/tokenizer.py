@@ -1,0 +1,115 @@
+"""Artist, genre and lyrics to the ids the priors were trained on (original
+`data/artist_genre_processor.py` and `data/text_processor.py`).
+
+Two label sets: v2 (5b, 5b_lyrics and the upsamplers) normalises names to lowercase words
+joined by `_` and reads a genre as a bag of words (up to 5 slots); v3 (1b_lyrics) only
+lowercases, and a genre is one whole string. Lyrics are characters: non-ASCII transliterated
+(Unidecode, as the original), anything outside the vocabulary dropped, each character its
+index in the vocabulary + 1 (0 is the padding the window adds).
+
+Unlike the original, an artist or genre word that is not in the table is an error (the
+original prints a warning and falls back to `unknown`, id 0); ask for `unknown` to get that.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from importlib import resources
+
+from jukebox_jax.config import PriorConfig
+from jukebox_jax.sampling.windows import SongLabels
+
+_V2_LYRICS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?-+'\"()[] \t\n"
+_V3_LYRICS = _V2_LYRICS.replace("+", "")
+
+
+def lyric_vocab(v3: bool) -> str:
+    """The lyric characters of a label set; character `vocab[i]` has id `i + 1`."""
+    return _V3_LYRICS if v3 else _V2_LYRICS
+
+
+def normalize(name: str, v3: bool) -> str:
+    """An artist or genre as the tables spell it: v3 lowercases; v2 also turns every run of
+    characters other than a-z, 0-9 into one `_` and strips `_` at the ends."""
+    name = name.lower()
+    return name if v3 else re.sub(r"[^a-z0-9]+", "_", name).strip("_")
+
+
+@functools.cache
+def _table(kind: str, v3: bool) -> dict[str, int]:
+    text = resources.files("jukebox_jax").joinpath("data", f"{'v3' if v3 else 'v2'}_{kind}_ids.txt").read_text("utf-8")
+    table = {}
+    for line in text.splitlines():
+        name, i = line.strip().rsplit(";", 1)
+        table[name.lower()] = int(i)
+    return table
+
+
+def _lookup(kind: str, name: str, key: str, v3: bool) -> int:
+    table = _table(kind, v3)
+    if key not in table:
+        close = difflib.get_close_matches(key, table, n=5)
+        hint = f"; close: {', '.join(repr(c) for c in close)}" if close else ""
+        raise ValueError(
+            f"{kind} {name!r} (as {key!r}) is not in the {'v3' if v3 else 'v2'} {kind} table{hint}. Use 'unknown' for id 0."
+        )
+    return table[key]
+
+
+def artist_id(artist: str, v3: bool) -> int:
+    """The id of `artist` in the v2 or v3 table."""
+    return _lookup("artist", artist, normalize(artist, v3), v3)
+
+
+def genre_ids(genre: str, v3: bool) -> tuple[int, ...]:
+    """v2: one id per word of the normalised genre ("Country Rock" -> country, rock); v3: the
+    id of the whole lowercased string."""
+    words = [normalize(genre, v3)] if v3 else normalize(genre, v3).split("_")
+    return tuple(_lookup("genre", genre, word, v3) for word in words if word)
+
+
+def clean_lyrics(text: str, v3: bool) -> str:
+    """The original `TextProcessor.clean`: transliterate to ASCII, `\\` becomes a newline,
+    characters outside the vocabulary are dropped."""
+    if not text.isascii():
+        try:
+            from unidecode import unidecode
+        except ImportError:
+            first = next(c for c in text if not c.isascii())
+            raise ImportError(
+                f"the lyrics contain non-ASCII characters (e.g. {first!r}), which the original transliterates with "
+                "Unidecode: pip install 'jukebox-jax[lyrics]' (Unidecode, GPL-2.0+), or pass ASCII lyrics"
+            ) from None
+        text = unidecode(text)
+    vocab = set(lyric_vocab(v3))
+    return "".join(c for c in text.replace("\\", "\n") if c in vocab)
+
+
+def lyric_tokens(text: str, v3: bool) -> tuple[int, ...]:
+    """The ids of the cleaned lyrics, one per character."""
+    index = {c: i + 1 for i, c in enumerate(lyric_vocab(v3))}
+    return tuple(index[c] for c in clean_lyrics(text, v3))
+
+
+def song_labels(cfg: PriorConfig, total_length: int, artist: str = "unknown", genre: str = "unknown", lyrics: str = "", offset: int = 0) -> SongLabels:
+    """One song's `SongLabels` in the label set of the prior `cfg` (its lyric tokens only if
+    it reads lyrics). `total_length` and `offset` in audio samples."""
+    if cfg.labels is None:
+        return SongLabels(total_length, 0, (), (), offset)
+    lab, v3 = cfg.labels, cfg.labels.v3
+    a, genres = artist_id(artist, v3), genre_ids(genre, v3)
+    if len(genres) > lab.max_bow_genre_size:
+        raise ValueError(f"genre {genre!r} has {len(genres)} words; the level-{cfg.level} prior takes at most {lab.max_bow_genre_size}")
+    if a >= lab.artist_bins or any(g >= lab.genre_bins for g in genres):
+        raise ValueError(
+            f"artist {artist!r} / genre {genre!r} have ids {a} / {list(genres)}, beyond the level-{cfg.level} prior's "
+            f"{lab.artist_bins} artists and {lab.genre_bins} genres (a model smaller than the released ones); use 'unknown'"
+        )
+    tokens = ()
+    if cfg.n_tokens:
+        if len(lyric_vocab(v3)) + 1 != cfg.n_vocab:
+            raise ValueError(f"the level-{cfg.level} prior reads {cfg.n_vocab} lyric ids; the {'v3' if v3 else 'v2'} lyric vocabulary has {len(lyric_vocab(v3)) + 1}")
+        tokens = lyric_tokens(lyrics, v3)
+    return SongLabels(total_length, a, genres, tokens, offset)

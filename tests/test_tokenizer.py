@@ -1,0 +1,111 @@
+"""Artist, genre and lyric ids against the original's rules (`artist_genre_processor.py`,
+`text_processor.py`, `labels.py`), with the id tables read independently from `../shared`."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from jukebox_jax import tokenizer
+from jukebox_jax.config import JukeboxConfig
+from jukebox_jax.sampling.windows import window_labels
+
+
+@pytest.fixture(scope="module")
+def tables(fixtures):
+    ids = fixtures.parents[1] / "jukebox-ids"
+    if not ids.is_dir():
+        pytest.skip("needs ../shared/jukebox-ids")
+    read = lambda name: [line.rsplit(";", 1) for line in (ids / name).read_text("utf-8").splitlines()]
+    return {name: read(f"{name}_ids.txt") for name in ("v2_artist", "v2_genre", "v3_artist", "v3_genre")}
+
+
+def test_packaged_tables_are_the_originals(tables):
+    for name, rows in tables.items():
+        version, kind = name.split("_")
+        assert tokenizer._table(kind, version == "v3") == {n.lower(): int(i) for n, i in rows}  # later lines win, as the original's dict
+
+
+def test_every_table_name_maps_to_its_id(tables):
+    """Names already in normal form (v2) or any case (v3) look themselves up. (A few v2 names,
+    e.g. 't_i_', are not in normal form: the original cannot reach them either.)"""
+    for kind in ("artist", "genre"):
+        v2 = {n: int(i) for n, i in tables[f"v2_{kind}"]}
+        for n, i in v2.items():
+            if n and tokenizer.normalize(n, v3=False) == n:
+                got = tokenizer.artist_id(n, v3=False) if kind == "artist" else tokenizer.genre_ids(n, v3=False)
+                assert got == (i if kind == "artist" else (i,)), n
+    for n, i in {n.lower(): int(i) for n, i in tables["v3_artist"]}.items():
+        assert tokenizer.artist_id(n.upper(), v3=True) == i, n
+    for n, i in {n.lower(): int(i) for n, i in tables["v3_genre"]}.items():
+        assert tokenizer.genre_ids(n, v3=True) == (i,), n
+
+
+@pytest.mark.parametrize(
+    "name,v2,v3",
+    [("Alan Jackson", "alan_jackson", "alan jackson"), (" AC/DC!! ", "ac_dc", " ac/dc!! "), ("Beyoncé", "beyonc", "beyoncé")],
+)
+def test_normalize(name, v2, v3):
+    assert tokenizer.normalize(name, v3=False) == v2
+    assert tokenizer.normalize(name, v3=True) == v3
+
+
+def test_v2_genres_are_bags_of_words(tables):
+    v2 = {n: int(i) for n, i in tables["v2_genre"]}
+    assert tokenizer.genre_ids("Country Rock", v3=False) == (v2["country"], v2["rock"])
+    assert tokenizer.genre_ids("hip-hop", v3=False) == (v2["hip"], v2["hop"])
+    v3 = {n: int(i) for n, i in tables["v3_genre"]}
+    assert tokenizer.genre_ids("Rock 'N' Roll", v3=True) == (v3["rock 'n' roll"],)
+
+
+def test_unknown_names_are_errors_with_suggestions():
+    with pytest.raises(ValueError, match="alan_jackson"):
+        tokenizer.artist_id("Alan Jacksn", v3=False)
+    with pytest.raises(ValueError, match="genre"):
+        tokenizer.genre_ids("country zzzz", v3=False)
+    assert tokenizer.artist_id("unknown", v3=True) == 0
+
+
+def test_lyrics_are_characters_of_the_vocabulary():
+    v2, v3 = tokenizer.lyric_vocab(False), tokenizer.lyric_vocab(True)
+    assert (len(v2), len(v3)) == (79, 78) and "+" in v2 and "+" not in v3  # n_vocab 80 and 79
+    assert tokenizer.lyric_tokens("Ab 1", v3=False) == (v2.index("A") + 1, v2.index("b") + 1, v2.index(" ") + 1, v2.index("1") + 1)
+    assert tokenizer.clean_lyrics("a+b<c>\\d", v3=True) == "abc\nd"  # '+' only in v2; '\' is a line break
+    assert tokenizer.clean_lyrics("a+b", v3=False) == "a+b"
+
+
+def test_non_ascii_lyrics_are_transliterated():
+    pytest.importorskip("unidecode")
+    assert tokenizer.clean_lyrics("Beyoncé’s “naïve” Straße", v3=False) == "Beyonce's \"naive\" Strasse"
+
+
+def test_non_ascii_lyrics_without_unidecode_say_how_to_fix(monkeypatch):
+    monkeypatch.setitem(sys.modules, "unidecode", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"jukebox-jax\[lyrics\]"):
+        tokenizer.clean_lyrics("naïve", v3=False)
+    assert tokenizer.clean_lyrics("naive", v3=False) == "naive"  # ASCII needs no transliteration
+
+
+def test_labels_of_a_song_window(tables):
+    """`labels.py`'s example: the 1b_lyrics top prior (v3) and its v2 upsamplers."""
+    cfg = JukeboxConfig.from_preset("1b_lyrics")
+    total = 4 * 60 * 44100
+    lyrics = "old town road"
+    top = tokenizer.song_labels(cfg.prior(2), total, "Alan Jackson", "Country", lyrics)
+    v3a, v3g = dict(tables["v3_artist"]), dict(tables["v3_genre"])
+    ids = [tokenizer.lyric_vocab(True).index(c) + 1 for c in lyrics]
+    row = window_labels(cfg.prior(2), top, 0)
+    want = [total, 0, 6144 * 128, int(v3a["alan jackson"]), int(v3g["country"])] + [0] * (384 - len(ids)) + ids
+    np.testing.assert_array_equal(row, want)
+    up = tokenizer.song_labels(cfg.prior(1), total, "Alan Jackson", "Country Rock", lyrics)
+    v2a, v2g = dict(tables["v2_artist"]), dict(tables["v2_genre"])
+    assert (up.artist, up.genres, up.lyrics) == (int(v2a["alan_jackson"]), (int(v2g["country"]), int(v2g["rock"])), ())
+
+
+def test_ids_beyond_a_small_model_are_errors():
+    cfg = JukeboxConfig.from_preset("tiny_5b").prior(2)  # 30 artists, 12 genres
+    assert tokenizer.song_labels(cfg, 44100 * 60, "unknown", "blues").genres == (2,)
+    with pytest.raises(ValueError, match="unknown"):
+        tokenizer.song_labels(cfg, 44100 * 60, "Alan Jackson")
