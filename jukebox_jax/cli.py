@@ -89,10 +89,17 @@ def sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from jukebox_jax.config import MODEL_PRESETS
     from jukebox_jax.sampling.job import SampleRequest, run_job
     from jukebox_jax.sampling.levels import STEPS_PER_CALL, LevelSettings
-    from jukebox_jax.sampling.windows import SongLabels, get_starts
+    from jukebox_jax.sampling.windows import get_starts
+    from jukebox_jax.tokenizer import song_labels
 
-    if args.lyrics or args.lyrics_file:
-        parser.error("--lyrics needs the lyric tokenizer, which is not in this release yet; sample without lyrics")
+    if args.lyrics is not None and args.lyrics_file:
+        parser.error("give --lyrics or --lyrics-file, not both")
+    lyrics = args.lyrics or ""
+    if args.lyrics_file:
+        try:
+            lyrics = Path(args.lyrics_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            parser.error(f"--lyrics-file: {e}")
     if args.mode in ("continue", "upsample") and not args.codes:
         parser.error(f"--mode {args.mode} needs --codes (a codes.npz of an earlier run)")
     if args.mode == "primed" and not args.prompt_audio:
@@ -129,7 +136,10 @@ def sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         start = [np.asarray(z, np.int64) for z in jb.encode(load_prompt(args.prompt_audio, args.prompt_seconds, args.n_samples, vq, parser))]
     n = len(start[-1]) if args.mode in ("continue", "upsample") else args.n_samples
     song_length = max(sample_length, int(args.song_seconds * vq.sample_rate))
-    songs = {level: tuple(SongLabels(song_length, args.artist, tuple(args.genre)) for _ in range(n)) for level in levels}
+    try:
+        songs = {level: (song_labels(jb.config.prior(level), song_length, args.artist, args.genre, lyrics),) * n for level in levels}
+    except (ValueError, ImportError) as e:
+        parser.error(str(e))
     settings = {
         level: LevelSettings(
             args.temperature, args.top_k, args.top_p, hop_fraction=0.125 if level == vq.levels - 1 else 0.5, max_batch_size=args.max_batch_size
@@ -188,10 +198,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = sub.add_parser("sample", help="windowed multi-level sampling (resumable)")
     p.add_argument("--model", required=True, help="a converted checkpoint folder, or a model preset (random weights)")
     p.add_argument("--mode", choices=MODES, default="ancestral")
-    p.add_argument("--artist", type=int, default=0, help="artist id in each prior's label set")
-    p.add_argument("--genre", type=int, nargs="*", default=[], help="genre ids")
-    p.add_argument("--lyrics", help="lyrics text (needs the tokenizer: not yet)")
-    p.add_argument("--lyrics-file", help="lyrics from a file (needs the tokenizer: not yet)")
+    p.add_argument("--artist", default="unknown", help="artist name as in the id tables, e.g. 'Alan Jackson' (default: %(default)s)")
+    p.add_argument("--genre", default="unknown", help="genre, e.g. 'Country Rock' (a bag of words for the v2 label set)")
+    p.add_argument("--lyrics", help="the song's lyrics (priors with lyrics pick each window's part)")
+    p.add_argument("--lyrics-file", help="the song's lyrics from a UTF-8 text file")
     p.add_argument("--seconds", type=float, default=20.0, help="length to sample")
     p.add_argument("--song-seconds", type=float, default=240.0, help="the song length the timing labels describe")
     p.add_argument("--n-samples", type=int, default=1)

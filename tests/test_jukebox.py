@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from jukebox_jax import Jukebox, JukeboxConfig, preset
+from jukebox_jax import Jukebox, JukeboxConfig, preset, tokenizer
 from jukebox_jax.cli import main
 from jukebox_jax.params import ParamsError, flatten
 
@@ -111,7 +111,8 @@ def test_cli_sample_resume_and_errors(tmp_path, capsys):
     np.testing.assert_array_equal(np.load(out / "codes.npz")["level_1"], codes["level_1"])
     for bad, message in [
         (["--levels", "5"], "levels"),
-        (["--lyrics", "la la"], "tokenizer"),
+        (["--artist", "Nobody Zzz"], "not in the v2 artist table"),
+        (["--lyrics", "la", "--lyrics-file", "x.txt"], "not both"),
         (["--mode", "upsample"], "--codes"),
         (["--mode", "primed"], "--prompt-audio"),
         (["--seconds", "-1"], "positive"),
@@ -119,6 +120,21 @@ def test_cli_sample_resume_and_errors(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["sample", "--model", "tiny_5b", "--out", str(tmp_path / "x")] + bad)
         assert message in capsys.readouterr().err
+
+
+def test_cli_sample_with_names_and_lyrics(tmp_path):
+    """Names become each prior's ids (v3 at the 1b top, v2 below); the top window's labels hold
+    the lyric tokens."""
+    lyrics = tmp_path / "lyrics.txt"
+    lyrics.write_text("old town road\nla la la", encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["sample", "--model", "tiny_1b_lyrics", "--seconds", "0.05", "--levels", "2", "1", "--out", str(out)]
+    main(args + ["--artist", "unknown", "--genre", "unknown", "--lyrics-file", str(lyrics)])
+    job = json.loads((out / "job.json").read_text())
+    top, up = job["songs"]["2"][0], job["songs"]["1"][0]
+    assert top["lyrics"] == list(tokenizer.lyric_tokens(lyrics.read_text(), v3=True))
+    assert up["lyrics"] == [] and top["genres"] == [0] and up["genres"] == [0]
+    assert np.load(out / "codes.npz")["level_1"].shape[1] > 0
 
 
 def test_cli_sample_continue(tmp_path):
