@@ -190,6 +190,7 @@ class Ours:
 
     def __init__(self, cfg: PriorConfig, params, labels, upper, prompt, seed: int = 0):
         self.cfg, self.params = cfg, params
+        self.layered = jax.block_until_ready(decode_layout(params))  # what `Jukebox.sample` decodes with
         self.ctx = jax.block_until_ready(_condition(params, labels, upper, cfg))
         self.seq = jax.block_until_ready(_sequence(params, prompt, labels, cfg))
         self.seed = seed
@@ -200,8 +201,6 @@ class Ours:
         return jax.block_until_ready(state), logits
 
     def weights(self, per_layer: bool):
-        if per_layer and not hasattr(self, "layered"):
-            self.layered = jax.block_until_ready(decode_layout(self.params))
         return self.layered if per_layer else self.params
 
     def time_prefill(self, repeats: int, per_layer: bool = False) -> tuple[float, list[float]]:

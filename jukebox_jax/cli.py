@@ -88,7 +88,7 @@ def sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from jukebox_jax import Jukebox, JukeboxConfig
     from jukebox_jax.config import MODEL_PRESETS
     from jukebox_jax.sampling.job import SampleRequest, run_job
-    from jukebox_jax.sampling.levels import STEPS_PER_CALL, LevelSettings
+    from jukebox_jax.sampling.levels import LevelSettings
     from jukebox_jax.sampling.windows import get_starts
     from jukebox_jax.tokenizer import song_labels
 
@@ -158,7 +158,7 @@ def sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             bar.update()
 
         def token_progress(done: int, total: int) -> None:
-            if done <= STEPS_PER_CALL or tokens.total != total:  # a new window (or batch chunk)
+            if done <= tokens.n or tokens.total != total:  # a new window (or batch chunk): counts restart
                 tokens.reset(total)
             tokens.update(done - tokens.n)
 
