@@ -36,6 +36,54 @@ class AttnKind(enum.IntEnum):
     PRIME = 7  # keys limited to the lyric prefix (1b_lyrics "prime" attention)
 
 
+class DType(enum.Enum):
+    """A floating-point storage or compute type."""
+
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+    @property
+    def jnp(self) -> Any:
+        import jax.numpy as jnp
+
+        return jnp.dtype(self.value)
+
+
+class MatmulPrecision(enum.Enum):
+    """`jax.lax.Precision` of float32 matmuls and convolutions (GPUs and TPUs may use reduced
+    precision at DEFAULT; HIGHEST reproduces float32 rounding)."""
+
+    DEFAULT = "default"
+    HIGH = "high"
+    HIGHEST = "highest"
+
+    @property
+    def lax(self) -> Any:
+        from jax import lax
+
+        return lax.Precision(self.value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """How a part of the model stores and computes: `params` (stored weights), `compute`
+    (activations and matmul inputs), `cache` (KV cache) and `matmul` precision.
+
+    Whatever these say, LayerNorm statistics, softmax, timing-bin tables and output logits
+    are float32 (as the original's fp16 mode). The default is float32 throughout."""
+
+    params: DType = DType.FLOAT32
+    compute: DType = DType.FLOAT32
+    cache: DType = DType.FLOAT32
+    matmul: MatmulPrecision = MatmulPrecision.DEFAULT
+
+
+# The VQ-VAE and the upsamplers' conditioners are cheap next to the priors: float32 at
+# HIGHEST precision on accelerators too, so codes match the original to float32 rounding.
+FULL_PRECISION = Precision(matmul=MatmulPrecision.HIGHEST)
+
+
 class Lyrics(enum.Enum):
     """How a prior reads lyrics."""
 
@@ -103,6 +151,7 @@ class VQVAEConfig:
     commit: float = 0.02  # training: commitment loss weight
     mu: float = 0.99  # training: codebook EMA decay
     sample_rate: int = 44100
+    precision: Precision = FULL_PRECISION
 
     def __post_init__(self):
         n = self.levels
@@ -211,6 +260,9 @@ class TransformerConfig:
     res_scale: bool = False  # scale residuals by 1/depth
     init_scale: float = 1.0  # init only
     zero_out: bool = False  # init only
+    attn_dropout: float = 0.0  # training: on attention probabilities
+    resid_dropout: float = 0.0  # training: on the attention and MLP outputs
+    emb_dropout: float = 0.0  # training: on the token and position embeddings
 
     def __post_init__(self):
         if self.width % self.heads or int(self.m_attn * self.width) % self.heads:
@@ -250,6 +302,7 @@ class PriorConfig:
     merged_decoder: bool = False  # True: untied output head; False: tied, x_cond re-added
     alignment_layer: int | None = None
     alignment_head: int | None = None
+    precision: Precision = Precision()  # the conditioner keeps FULL_PRECISION
 
     def __post_init__(self):
         if (self.lyrics is Lyrics.SEPARATE_ENCODER) != (self.lyric_encoder is not None):
@@ -398,6 +451,9 @@ def _transformer_from_hps(hps: Mapping[str, Any], *, prefix: str, width: str, de
         res_scale=hps[prefix + "res_scale"],
         init_scale=float(hps[prefix + "init_scale"]),
         zero_out=hps[prefix + "zero_out"],
+        attn_dropout=float(hps.get(prefix + "attn_dropout", 0.0)),
+        resid_dropout=float(hps.get(prefix + "resid_dropout", 0.0)),
+        emb_dropout=float(hps.get(prefix + "emb_dropout", 0.0)),
     )
 
 
@@ -413,7 +469,8 @@ _HPS_STRUCTURAL = frozenset(
     cond_zero_out cond_c_res single_enc_dec use_tokens n_vocab n_tokens prime_width prime_depth
     prime_heads prime_attn_order prime_blocks prime_spread prime_m_attn prime_m_mlp prime_res_scale
     prime_init_scale prime_zero_out prime_loss_fraction merged_decoder alignment_layer
-    alignment_head y_cond_as_bias copy_input prime_rel_attn cond_levels""".split()
+    alignment_head y_cond_as_bias copy_input prime_rel_attn cond_levels attn_dropout resid_dropout
+    emb_dropout prime_attn_dropout prime_resid_dropout prime_emb_dropout""".split()
 )
 _HPS_IGNORED = frozenset(
     """rcall_command git_commit name debug_mem debug_eval_files debug_speed debug_iters debug_batch
@@ -421,10 +478,9 @@ _HPS_IGNORED = frozenset(
     log_steps func audio_files_dir finetune english_only bs bs_sample nworkers aug_shift aug_blend
     train_test_split train_shrink_factor test_shrink_factor p_unk curr_epoch restore_vqvae
     revival_threshold spectral multispectral loss_fn linf_k lmix_l1 lmix_l2 lmix_linf restore_prior
-    restore_prior_ddp attn_dropout resid_dropout emb_dropout pos_init c_res c_attn c_mlp
+    restore_prior_ddp pos_init c_res c_attn c_mlp
     primed_chunk_size selected_artists temp_top temp_rest sample_length_in_seconds
-    total_sample_length_in_seconds restore_decoder prime_attn_dropout prime_resid_dropout
-    prime_emb_dropout prime_pos_init prime_c_res prime_c_attn prime_c_mlp prime_posemb_timescale
+    total_sample_length_in_seconds restore_decoder prime_pos_init prime_c_res prime_c_attn prime_c_mlp prime_posemb_timescale
     epochs lr clip beta1 beta2 ignore_grad_norm weight_decay eps lr_warmup lr_decay lr_gamma lr_scale
     lr_use_linear_decay lr_start_linear_decay lr_use_cosine_decay fp16 fp16_params fp16_loss_scale
     fp16_scale_window fp16_opt dump ema ema_fused cpu_ema cpu_ema_freq reset_best_loss reset_step
