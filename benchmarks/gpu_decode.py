@@ -1,0 +1,203 @@
+"""Decode speed of the full-size priors on one accelerator, against its bandwidth floor, with
+both layer-loop forms: the checkpoint's stacked weights under `lax.scan`, and one buffer per
+layer unrolled (what CPU decoding uses). Random weights; one process; a short budget.
+
+    python benchmarks/gpu_decode.py [--presets 1b_lyrics upsampler_level_0 5b_lyrics]
+                                    [--batches 1 16] [--tokens 32] [--dtypes float32]
+                                    [--hf]  # HF 4.40.2's own 1b_lyrics decode on the same card
+
+A step's cost is timed as calls of N steps and of 1 step, the difference per extra step,
+best of a few steady repeats after a warm-up. The floor is the bytes a step must read (every
+transformer weight but the enc-dec key/value projections, the output head, and the cached keys
+and values each layer attends to) over the card's bandwidth, measured here as the best of
+large device-to-device copies (read + write bytes). Float32 only until the precision policy
+lands (a weight cast alone leaves float32 activations, which the stacked scan refuses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jukebox_jax.config import AttnKind, PriorConfig, preset
+from jukebox_jax.params import prior_dummy_inputs
+from jukebox_jax.prior import Prior
+
+try:  # the public functional API of the redesigned core
+    from jukebox_jax.prior import condition, sequence
+except ImportError:  # the API of 2026-11-24
+    from jukebox_jax.jukebox import _condition as _c, _sequence as _s
+
+    condition = lambda cfg, params, labels, upper: _c(params, labels, upper, cfg)  # noqa: E731
+    sequence = lambda cfg, params, tokens, labels: _s(params, tokens, labels, cfg)  # noqa: E731
+from jukebox_jax.prior.prior import decode_layout
+from jukebox_jax.sampling import Temperature, decode, prefill
+
+METHOD = Temperature(1.0)
+
+
+def bandwidth(gib: float = 2.0, repeats: int = 10) -> float:
+    """GB/s of a device-to-device copy, counting bytes read and written."""
+    x = jnp.ones(int(gib * 2**30) // 4, jnp.float32)
+    copy = jax.jit(lambda a: a + 0.0)
+    copy(x).block_until_ready()
+    best = min(_time(lambda: copy(x).block_until_ready()) for _ in range(repeats))
+    return 2 * x.nbytes / best / 1e9
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def random_params(cfg: PriorConfig, dtype, key):
+    """Random weights of the prior's shapes (a normal draw per leaf; no Flax init compile)."""
+    shapes = jax.eval_shape(lambda k: __import__("flax").linen.unbox(Prior(cfg).init(k, *prior_dummy_inputs(cfg))["params"]), key)
+    leaves, tree = jax.tree.flatten(shapes)
+    draw = jax.jit(lambda k, shape: 0.02 * jax.random.normal(k, shape, jnp.float32), static_argnums=1)
+    out = []
+    for i, leaf in enumerate(leaves):
+        out.append(draw(jax.random.fold_in(key, i), leaf.shape).astype(dtype if leaf.ndim >= 2 else jnp.float32))
+    return jax.tree.unflatten(tree, out)
+
+
+def step_bytes(cfg: PriorConfig, params, batch: int) -> int:
+    flat = jax.tree_util.tree_flatten_with_path(params["transformer"])[0]
+    weights = sum(leaf.nbytes for path, leaf in flat if "c_enc_kv" not in jax.tree_util.keystr(path))
+    weights += (params["x_out_kernel"] if cfg.merged_decoder else params["x_emb"]["embedding"]).nbytes
+    t, c = cfg.transformer, cfg.block_ctx
+    keys = {AttnKind.BLOCK: c, AttnKind.PREV_BLOCK: 2 * c, AttnKind.TRANSPOSE_BLOCK: cfg.n_positions // c,
+            AttnKind.DENSE: cfg.n_positions, AttnKind.PRIME: cfg.prime_len or 0, AttnKind.ENC_DEC: cfg.n_tokens}  # fmt: skip
+    kv = sum(2 * keys[kind] * t.attn_width * 4 * batch for kind in t.pattern)
+    return weights + kv
+
+
+def labels_for(cfg: PriorConfig, batch: int) -> jax.Array:
+    lab = cfg.labels
+    length = cfg.n_ctx * cfg.raw_to_tokens
+    row = [int(240 * lab.sample_rate), 0, length, 1, *([1] + [-1] * (lab.max_bow_genre_size - 1))]
+    row += [5] * cfg.n_tokens
+    return jnp.asarray(np.tile(row, (batch, 1)), jnp.int32)
+
+
+def run(name: str, params, batch: int, dtype_name: str, tokens: int, bw: float, prompt_len: int = 64) -> list[dict]:
+    cfg = preset(name)
+    labels = labels_for(cfg, batch)
+    upper = jnp.zeros((batch, cfg.n_ctx // cfg.cond_downsample), jnp.int32) if cfg.conditioner else None
+    ctx = jax.block_until_ready(condition(cfg, params, labels, upper))
+    seq = sequence(cfg, params, jnp.zeros((batch, prompt_len), jnp.int32), labels)
+    floor = step_bytes(cfg, params, batch) / (bw * 1e9)
+    rows = []
+    for layout in ("per_layer", "stacked"):
+        weights = decode_layout(params) if layout == "per_layer" else params
+
+        def call(n: int) -> float:
+            state, _ = prefill(cfg, weights, ctx, seq, jax.random.key(1), None)
+            jax.block_until_ready(state)
+            return _time(lambda: jax.block_until_ready(decode(cfg, weights, ctx, state, METHOD, n)[0]))
+
+        first = call(tokens)
+        call(1)
+        long = min(call(tokens) for _ in range(3))
+        short = min(call(1) for _ in range(3))
+        step = (long - short) / (tokens - 1)
+        row = dict(preset=name, batch=batch, dtype=dtype_name, layout=layout, ms_per_token=1e3 * step, floor_ms=1e3 * floor,
+                   ratio=step / floor, compile_s=first - long)  # fmt: skip
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        del weights
+    return rows
+
+
+def hf_1b(tokens: int, prompt_len: int = 64) -> dict:
+    """HF 4.40.2's own 1b_lyrics top prior on the card (its own random weights), batch 1,
+    built as benchmarks/decode.py builds it for the CPU."""
+    import torch
+    from transformers import JukeboxConfig as HFJukeboxConfig
+    from transformers import JukeboxModel
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+    from hf_reference import redraw_jukebox
+
+    prior_cfg = dict(hidden_size=2048, num_layers=72, n_heads=2, attention_pattern="enc_dec_with_lyrics", blocks=64,
+                     n_ctx=6144, merged_decoder=False, is_encoder_decoder=True, nb_relevant_lyric_tokens=384,
+                     lyric_vocab_size=79, metadata_dims=[604, 7898])  # fmt: skip
+    cfg = HFJukeboxConfig(prior_config_list=[prior_cfg], nb_priors=1, timing_dims=64, min_duration=17.84, max_nb_genres=1)
+    torch.manual_seed(0)
+    model = JukeboxModel(cfg).eval()
+    redraw_jukebox(model, 7)  # HF leaves some weights uninitialised
+    prior = model.priors[0].cuda()
+    labels = torch.from_numpy(np.asarray(labels_for(preset("1b_lyrics"), 1))).long().cuda()
+    prompt = torch.randint(0, 2048, (1, prompt_len)).cuda()
+
+    def call(total: int) -> float:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.no_grad():
+            prior.sample(1, music_tokens=prompt, metadata=labels, sample_tokens=total)
+        torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    call(prompt_len + 2)
+    long = min(call(prompt_len + 1 + tokens) for _ in range(2))
+    short = min(call(prompt_len + 1) for _ in range(2))
+    row = dict(preset="1b_lyrics (HF 4.40.2, its own weights)", batch=1, dtype="float32", ms_per_token=1e3 * (long - short) / tokens)
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--presets", nargs="+", default=["1b_lyrics", "upsampler_level_0", "5b_lyrics"])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--dtypes", nargs="+", default=["float32"])
+    p.add_argument("--tokens", type=int, default=32)
+    p.add_argument("--hf", action="store_true")
+    p.add_argument("--out", default=None, help="write the rows as JSON here (after every row)")
+    p.add_argument("--deadline", type=float, default=1e9, help="seconds after which no new measurement starts")
+    args = p.parse_args()
+    device = jax.devices()[0]
+    bw = bandwidth()
+    print(f"# {datetime.date.today()} {device.device_kind} ({device.platform}), jax {jax.__version__}; copy bandwidth {bw:.0f} GB/s", flush=True)
+    rows = [dict(device=device.device_kind, bandwidth_gbs=bw, jax=jax.__version__, date=str(datetime.date.today()))]
+    began = time.perf_counter()
+
+    def save() -> None:
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(rows, f, indent=1)
+
+    if args.hf:
+        try:
+            rows.append(hf_1b(args.tokens))
+        except Exception as e:
+            print(f"HF: {type(e).__name__}: {str(e)[:500]}", file=sys.stderr, flush=True)
+        save()
+    for name in args.presets:
+        for dtype in args.dtypes:
+            if time.perf_counter() - began > args.deadline:
+                print(f"deadline: skipped {name} {dtype}", flush=True)
+                continue
+            start = time.perf_counter()
+            params = jax.block_until_ready(random_params(preset(name), jnp.dtype(dtype), jax.random.key(0)))
+            print(f"# {name} {dtype}: random weights in {time.perf_counter() - start:.0f} s", flush=True)
+            for batch in args.batches:
+                try:
+                    rows.extend(run(name, params, batch, dtype, args.tokens, bw))
+                except Exception as e:  # one failure (e.g. memory) must not lose the other rows
+                    print(f"{name} {dtype} batch {batch}: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr, flush=True)
+                save()
+            del params
+
+
+if __name__ == "__main__":
+    main()
