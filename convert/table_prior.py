@@ -1,5 +1,5 @@
 """Name-table rows of a prior: embeddings, heads, the lyric encoder, and the transformer
-layers mapped onto our stacked segments (see `jukebox_jax.prior.transformer`)."""
+layers mapped onto the canonical layer stacks (`jukebox_jax/prior/layout.py`)."""
 
 from __future__ import annotations
 
@@ -8,34 +8,29 @@ from collections.abc import Iterator
 from convert.table import LINEAR, Row
 from convert.table_conditioners import label_rows, music_conditioner_rows
 from jukebox_jax.config import AttnKind, Lyrics, PriorConfig, TransformerConfig
-from jukebox_jax.prior.transformer import layer_groups
+from jukebox_jax.prior.layout import slots
 
 
 def _layer_rows(cfg: TransformerConfig, path: tuple[str, ...], original: str, hf: str) -> Iterator[Row]:
-    """Every layer of a transformer: original layer d is slot r of `segment_s/layer_j`."""
+    """Every layer of a transformer: original layer d is entry i of our stack (`slots`)."""
     h, d = cfg.heads, cfg.attn_width // cfg.heads
-    layer = 0
-    for s, (unit, reps) in enumerate(layer_groups(cfg.pattern)):
-        for r in range(reps):
-            for j, kind in enumerate(unit):
-                ours = (*path, f"segment_{s}", f"layer_{j}")
-                o, f = f"{original}._attn_mods.{layer}", f"{hf}._attn_mods.{layer}"
-                row = lambda name, orig, hfk, **kw: Row((*ours, *name), f"{o}.{orig}", f"{f}.{hfk}", index=r, **kw)
-                for ln, hf_ln in (("ln_0", "layer_norm_0"), ("ln_1", "layer_norm_1")):
-                    yield row((ln, "scale"), f"{ln}.weight", f"{hf_ln}.weight")
-                    yield row((ln, "bias"), f"{ln}.bias", f"{hf_ln}.bias")
-                qkv = (h, d) if kind is AttnKind.ENC_DEC else (3, h, d)
-                yield row(("attn", "c_attn_kernel"), "attn.c_attn.w", "attn.c_attn.weight", split=(1, qkv))
-                yield row(("attn", "c_attn_bias"), "attn.c_attn.b", "attn.c_attn.bias", split=(0, qkv))
-                if kind is AttnKind.ENC_DEC:
-                    yield row(("attn", "c_enc_kv_kernel"), "attn.c_enc_kv.w", "attn.c_enc_kv.weight", split=(1, (2, h, d)))
-                    yield row(("attn", "c_enc_kv_bias"), "attn.c_enc_kv.b", "attn.c_enc_kv.bias", split=(0, (2, h, d)))
-                yield row(("attn", "c_proj_kernel"), "attn.c_proj.w", "attn.c_proj.weight", split=(0, (h, d)))
-                yield row(("attn", "c_proj_bias"), "attn.c_proj.b", "attn.c_proj.bias")
-                for name in ("c_fc", "c_proj"):
-                    yield row(("mlp", f"{name}_kernel"), f"mlp.{name}.w", f"mlp.{name}.weight")
-                    yield row(("mlp", f"{name}_bias"), f"mlp.{name}.b", f"mlp.{name}.bias")
-                layer += 1
+    for layer, (kind, (stack, i)) in enumerate(zip(cfg.pattern, slots(cfg.pattern))):
+        o, f = f"{original}._attn_mods.{layer}", f"{hf}._attn_mods.{layer}"
+        row = lambda name, orig, hfk, **kw: Row((*path, stack, *name), f"{o}.{orig}", f"{f}.{hfk}", index=i, **kw)
+        for ln, hf_ln in (("ln_0", "layer_norm_0"), ("ln_1", "layer_norm_1")):
+            yield row((ln, "scale"), f"{ln}.weight", f"{hf_ln}.weight")
+            yield row((ln, "bias"), f"{ln}.bias", f"{hf_ln}.bias")
+        qkv = (h, d) if kind is AttnKind.ENC_DEC else (3, h, d)
+        yield row(("attn", "c_attn_kernel"), "attn.c_attn.w", "attn.c_attn.weight", split=(1, qkv))
+        yield row(("attn", "c_attn_bias"), "attn.c_attn.b", "attn.c_attn.bias", split=(0, qkv))
+        if kind is AttnKind.ENC_DEC:
+            yield row(("attn", "c_enc_kv_kernel"), "attn.c_enc_kv.w", "attn.c_enc_kv.weight", split=(1, (2, h, d)))
+            yield row(("attn", "c_enc_kv_bias"), "attn.c_enc_kv.b", "attn.c_enc_kv.bias", split=(0, (2, h, d)))
+        yield row(("attn", "c_proj_kernel"), "attn.c_proj.w", "attn.c_proj.weight", split=(0, (h, d)))
+        yield row(("attn", "c_proj_bias"), "attn.c_proj.b", "attn.c_proj.bias")
+        for name in ("c_fc", "c_proj"):
+            yield row(("mlp", f"{name}_kernel"), f"mlp.{name}.w", f"mlp.{name}.weight")
+            yield row(("mlp", f"{name}_bias"), f"mlp.{name}.b", f"mlp.{name}.bias")
 
 
 def prior_rows(cfg: PriorConfig, hf_index: int) -> list[Row]:

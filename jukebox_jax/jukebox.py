@@ -17,21 +17,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jukebox_jax import prior
 from jukebox_jax.config import JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig
 from jukebox_jax.io import write_text
 from jukebox_jax.params import Params, abstract_params, check_params, init_params
-from jukebox_jax.prior import Prior, PriorOutput, prior_losses
-from jukebox_jax.prior.prior import Context, decode_layout
-from jukebox_jax.sampling import decode_chunks, prefill, sampling_method
+from jukebox_jax.prior import Execution, PriorOutput, prior_losses
+from jukebox_jax.sampling import Method, decode_chunks, prefill, sampling_method
 from jukebox_jax.vqvae import VQVAE
 
-_FORMAT = "jukebox-jax/1"
+# The checkpoint format. 2: priors in the canonical layout (`prior/layout.py`). 1 (issues 2-4):
+# layers stacked per `layer_groups` segment (`segment_{s}/layer_{j}`); read and converted.
+_FORMAT = "jukebox-jax/2"
+_FORMAT_V1 = "jukebox-jax/1"
 
 
 @dataclasses.dataclass(frozen=True)
 class Jukebox:
+    """A config and its params (canonical layout). Execution layouts derived from the params
+    (the per-layer weights decoding runs on) are made once per `Jukebox` and kept with it."""
+
     config: JukeboxConfig
-    params: Params
+    params: Params = dataclasses.field(repr=False)
+    _derived: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def init(cls, config: JukeboxConfig, key: jax.Array) -> Jukebox:
@@ -100,7 +107,11 @@ class Jukebox:
         if jnp.shape(tokens)[-1:] == (0,):
             raise ValueError("tokens must hold at least one position")
         tokens, labels, upper_codes = self._check_prior_inputs(cfg, tokens, labels, upper_codes)
-        return _prior_forward(self.params[f"prior_level_{level}"], tokens, labels, upper_codes, cfg, frozenset(capture), unroll)
+        capture = frozenset(capture)
+        if not capture <= set(range(cfg.transformer.depth)):
+            raise ValueError(f"capture {sorted(capture)}: the level-{level} prior has layers 0..{cfg.transformer.depth - 1}")
+        execution = Execution.UNROLLED if unroll else Execution.SCAN
+        return prior.forward(cfg, self.params[f"prior_level_{level}"], tokens, labels, upper_codes, capture, execution)
 
     def prior_logits(self, level: int, tokens: jax.Array, labels: jax.Array, upper_codes: jax.Array | None = None) -> jax.Array:
         """Teacher-forced music logits `[B, T, l_bins]`: position i predicts `tokens[:, i]`.
@@ -141,6 +152,7 @@ class Jukebox:
         top_k: int = 0,
         top_p: float = 0.0,
         *,
+        method: Method | None = None,
         chunk_size: int | None = None,
         steps_per_call: int | None = None,
         on_tokens: Callable[[int, int], None] | None = None,
@@ -150,14 +162,18 @@ class Jukebox:
 
         `labels` and `upper_codes` as `prior_logits` (their batch size is the number of
         samples). `top_k=1` is greedy; otherwise tokens are drawn at `temperature`, from the
-        `top_k` most likely or the `top_p` nucleus. The prompt is read in chunks of
+        `top_k` most likely or the `top_p` nucleus; or pass a sampling `method` object
+        (`jukebox_jax.sampling.Greedy`, `Temperature`, `TopK`, `TopP`) instead. The prompt is read in chunks of
         `chunk_size` (default: one). The new tokens are decoded in jitted calls of
         `steps_per_call` (default: one call), after each of which `on_tokens(done, total)`
         is told how many of the window's new tokens exist. For 1b_lyrics the window is sampled over the joint
         vocabulary after the lyric prefix, and lyric ids drawn at music positions become 0,
         as the original's `prior_postprocess`."""
         cfg = self._prior_config(level)
-        method = sampling_method(temperature, top_k, top_p)
+        if method is None:
+            method = sampling_method(temperature, top_k, top_p)
+        elif (temperature, top_k, top_p) != (1.0, 0, 0.0):
+            raise ValueError("give a sampling method or temperature/top_k/top_p, not both")
         if not 0 < n_tokens <= cfg.n_ctx:
             raise ValueError(f"n_tokens must be in 1..{cfg.n_ctx} (the prior's window), got {n_tokens}")
         batch = jnp.shape(labels)[0]
@@ -165,11 +181,10 @@ class Jukebox:
         if jnp.shape(prompt)[1] >= n_tokens:
             raise ValueError(f"the prompt ({jnp.shape(prompt)[1]} tokens) must be shorter than n_tokens={n_tokens}")
         prompt, labels, upper_codes = self._check_prior_inputs(cfg, prompt, labels, upper_codes)
-        params = self.params[f"prior_level_{level}"]
-        ctx = _condition(params, labels, upper_codes, cfg)
-        seq = _sequence(params, prompt, labels, cfg)
+        params = self.decode_params(level)
+        ctx = prior.condition(cfg, self.params[f"prior_level_{level}"], labels, upper_codes)
+        seq = prior.sequence(cfg, prompt, labels)
         total = seq.shape[1] + n_tokens - prompt.shape[1]
-        params = decode_layout(params)
         state, _ = prefill(cfg, params, ctx, seq, key, chunk_size)
         n_new = total - seq.shape[1]
         for state in decode_chunks(cfg, params, ctx, state, method, n_new, steps_per_call or n_new):
@@ -179,6 +194,15 @@ class Jukebox:
         if cfg.lyrics is Lyrics.JOINT_SEQUENCE:
             tokens = jnp.maximum(tokens[:, cfg.n_tokens :] - cfg.n_vocab, 0)
         return tokens
+
+    def decode_params(self, level: int) -> Params:
+        """The prior's params with one buffer per layer (`prior.decode_params`), made once and
+        kept: zero-copy views of `params` on a CPU, a copy of the transformer's weights on an
+        accelerator."""
+        if level not in self._derived:
+            self._prior_config(level)
+            self._derived[level] = prior.decode_params(self.config.prior(level), self.params[f"prior_level_{level}"])
+        return self._derived[level]
 
     @staticmethod
     def _check_prior_inputs(cfg: PriorConfig, tokens, labels, upper_codes):
@@ -232,13 +256,41 @@ class Jukebox:
         if not (path / "config.json").is_file() or not (path / "params").is_dir():
             raise FileNotFoundError(f"{path} is not a jukebox-jax checkpoint (needs config.json and params/)")
         meta = json.loads((path / "config.json").read_text())
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{path}/config.json: format {meta.get('format')!r}, expected {_FORMAT!r}")
+        if meta.get("format") not in (_FORMAT, _FORMAT_V1):
+            raise ValueError(
+                f"{path}/config.json: format {meta.get('format')!r}; this version reads {_FORMAT!r} and {_FORMAT_V1!r} "
+                f"(a newer jukebox-jax wrote it, or it is not a jukebox-jax checkpoint)"
+            )
         config = JukeboxConfig.from_dict(meta["config"])
         with ocp.StandardCheckpointer() as ckptr:
             params = ckptr.restore(path / "params")
+        if meta["format"] == _FORMAT_V1:
+            params = _from_v1(config, params)
         check_params(abstract_params(config), params)
         return cls(config, params)
+
+    def __repr__(self) -> str:
+        parts = (["vqvae"] if self.config.vqvae else []) + [f"prior_level_{p.level}" for p in self.config.priors]
+        n = sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(self.params))
+        return f"Jukebox({', '.join(parts)}; {n / 1e6:.2f} M params)"
+
+
+def _from_v1(config: JukeboxConfig, params: Params) -> Params:
+    """Format-1 priors (`transformer/segment_{s}/layer_{j}`, stacked over each segment's
+    repeats as `layer_groups` cut the pattern) -> the canonical layout."""
+    from jukebox_jax.prior import layout
+
+    def convert(tree, pattern):
+        renamed = {
+            name.replace("segment_", "segments_"): {layer.replace("layer_", "layers_"): sub for layer, sub in seg.items()}
+            for name, seg in tree.items()
+        }
+        return layout.to_canonical(renamed, pattern)
+
+    out = dict(params)
+    for cfg in config.priors:
+        out[f"prior_level_{cfg.level}"] = prior.prior._transformers(cfg, params[f"prior_level_{cfg.level}"], convert)
+    return out
 
 
 _init = jax.jit(init_params, static_argnums=0)
@@ -247,21 +299,6 @@ _init = jax.jit(init_params, static_argnums=0)
 def _check_range(name: str, x: jax.Array, n: int) -> None:
     if x.size and not (0 <= int(x.min()) and int(x.max()) < n):
         raise ValueError(f"{name} must lie in [0, {n}), got [{int(x.min())}, {int(x.max())}]")
-
-
-@functools.partial(jax.jit, static_argnums=(4, 5, 6))
-def _prior_forward(params, tokens, labels, upper_codes, cfg: PriorConfig, capture: frozenset[int], unroll: bool) -> PriorOutput:
-    return Prior(cfg, unroll).apply({"params": params}, tokens, labels, upper_codes, capture)
-
-
-@functools.partial(jax.jit, static_argnums=(3,))
-def _condition(params, labels, upper_codes, cfg: PriorConfig) -> Context:
-    return Prior(cfg).apply({"params": params}, labels, upper_codes, method=Prior.condition)
-
-
-@functools.partial(jax.jit, static_argnums=(3,))
-def _sequence(params, tokens, labels, cfg: PriorConfig) -> jax.Array:
-    return Prior(cfg).apply({"params": params}, tokens, labels, method=Prior.sequence)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))

@@ -1,6 +1,8 @@
-"""Param trees of a whole model: random init, abstract shapes, and a strict structure check.
+"""Param trees of a whole model: random init, abstract shapes, logical axis names, and a
+strict structure check.
 
-The tree is `{"vqvae": ..., "prior_level_{L}": ...}` holding only the parts the config has.
+The tree is `{"vqvae": ..., "prior_level_{L}": ...}` holding only the parts the config has,
+each prior in the canonical layout (`jukebox_jax/prior/layout.py`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import numpy as np
 import flax.linen as nn
 from flax import traverse_util
 
-from jukebox_jax.config import JukeboxConfig, PriorConfig
-from jukebox_jax.prior import Prior
+from jukebox_jax import prior
+from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.vqvae import VQVAE
 
 Params = dict[str, Any]
@@ -27,28 +29,34 @@ class ParamsError(ValueError):
     mis-shaped array."""
 
 
-def init_params(config: JukeboxConfig, key: jax.Array) -> Params:
-    """Random params for every part of `config` (for tests and training from scratch)."""
+def init_boxed(config: JukeboxConfig, key: jax.Array) -> Params:
+    """Random params for every part of `config`, boxed with their logical axis names."""
     params: Params = {}
     if config.vqvae is not None:
         audio = jnp.zeros((1, config.vqvae.hop_lengths[-1], 1), jnp.float32)  # one top-level code
         params["vqvae"] = VQVAE(config.vqvae).init(jax.random.fold_in(key, 0), audio)["params"]
     for cfg, key in zip(config.priors, jax.random.split(jax.random.fold_in(key, 1), len(config.priors))):
-        params[f"prior_level_{cfg.level}"] = nn.unbox(Prior(cfg).init(key, *prior_dummy_inputs(cfg))["params"])
+        params[f"prior_level_{cfg.level}"] = prior.init_boxed(cfg, key)
     return params
 
 
-def prior_dummy_inputs(cfg: PriorConfig) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-    """Shortest valid (tokens, labels, upper_codes) for `Prior(cfg).init`."""
-    down = cfg.cond_downsample or 1
-    labels = jnp.zeros((1, cfg.n_labels), jnp.int32)
-    upper = jnp.zeros((1, 1), jnp.int32) if cfg.conditioner is not None else None
-    return jnp.zeros((1, down), jnp.int32), labels, upper
+def init_params(config: JukeboxConfig, key: jax.Array) -> Params:
+    """Random params for every part of `config` (for tests and training from scratch)."""
+    return nn.unbox(init_boxed(config, key))
 
 
 def abstract_params(config: JukeboxConfig) -> Params:
     """`jax.ShapeDtypeStruct` leaves of `init_params(config)`, computed without allocating."""
     return jax.eval_shape(functools.partial(init_params, config), jax.random.key(0))
+
+
+def param_axes(config: JukeboxConfig) -> Params:
+    """The logical axis names of every param (a tuple per leaf, one name per array axis; None
+    where a module gives no name), computed without allocating. Sharding rules map these
+    names onto mesh axes."""
+    boxed = jax.eval_shape(functools.partial(init_boxed, config), jax.random.key(0))
+    is_box = lambda x: isinstance(x, nn.LogicallyPartitioned)
+    return jax.tree.map(lambda x: tuple(x.names) if is_box(x) else (None,) * len(x.shape), boxed, is_leaf=is_box)
 
 
 def flatten(params: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:

@@ -1,6 +1,6 @@
 """The KV cache: a chunked prefill (chunks not aligned to blocks) followed by single-step
 decoding gives the teacher-forced logits at every position, for every attention kind and
-every prior structure, with stacked params and in `decode_layout` (one buffer per layer)."""
+every prior structure, with canonical params and with `decode_params` (one buffer per layer)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import pytest
 
 from convert import convert_checkpoint
 from jukebox_jax.config import AttnKind, Lyrics, PriorConfig, TransformerConfig, preset
-from jukebox_jax.params import prior_dummy_inputs
-from jukebox_jax.prior.prior import Prior, decode_layout, init_prior_cache, is_stacked
+from jukebox_jax import prior
 
 
 def chunk_sizes(n: int, head: list[int], step: int = 1) -> list[int]:
@@ -26,18 +25,19 @@ def chunk_sizes(n: int, head: list[int], step: int = 1) -> list[int]:
 
 
 def cached_logits(cfg: PriorConfig, params, tokens, labels, upper, sizes: list[int]) -> np.ndarray:
-    """Logits of the whole sequence computed chunk by chunk against the cache."""
-    prior = Prior(cfg)
-    ctx = prior.apply({"params": params}, labels, upper, method=Prior.condition)
-    seq = prior.apply({"params": params}, tokens, labels, method=Prior.sequence)
+    """Logits of the whole sequence computed chunk by chunk against the cache (chunks of one
+    position take the decode step)."""
+    ctx = prior.condition(cfg, params, labels, upper)
+    seq = prior.sequence(cfg, tokens, labels)
     prev = jnp.pad(seq, ((0, 0), (1, 0)))  # the input at position p is the id at p - 1
-    extend = jax.jit(functools.partial(prior.apply, method=Prior.extend))
-    cache = init_prior_cache(cfg, tokens.shape[0], stacked=is_stacked(params))
+    extend = jax.jit(functools.partial(prior.extend, cfg), static_argnums=5)
+    cache = prior.init_cache(cfg, tokens.shape[0])
+    if ctx.encoder_kv is not None:  # ENC_DEC layers read the encoder's keys and values, filled once
+        cache = prior.fill_encoder_cache(cfg, params, ctx, cache)
+    ctx = dataclasses.replace(ctx, encoder_kv=None)
     out, t0 = [], 0
-    for i, size in enumerate(sizes):
-        # ENC_DEC layers fill their cache on the first chunk and read it afterwards
-        step_ctx = ctx if i == 0 else dataclasses.replace(ctx, encoder_kv=None)
-        logits, cache = extend({"params": params}, prev[:, t0 : t0 + size], jnp.int32(t0), step_ctx, cache)
+    for size in sizes:
+        logits, cache = extend(params, prev[:, t0 : t0 + size], jnp.int32(t0), ctx, cache, size == 1)
         out.append(np.asarray(logits))
         t0 += size
     return np.concatenate(out, axis=1)
@@ -51,9 +51,9 @@ def assert_close(a, b):
 FIXTURES = {"prior_5b_level2": 2, "prior_5b_lyrics_level2": 2, "prior_1b_lyrics_level2": 2, "upsampler_level1": 1}
 
 
-@pytest.mark.parametrize("stacked", [True, False], ids=["stacked", "per_layer"])
+@pytest.mark.parametrize("per_layer", [False, True], ids=["canonical", "per_layer"])
 @pytest.mark.parametrize("stem", FIXTURES)
-def test_cached_equals_full_pass_on_fixtures(stem, stacked, fixtures):
+def test_cached_equals_full_pass_on_fixtures(stem, per_layer, fixtures):
     jb = convert_checkpoint(fixtures / "vqvae.pth.tar", fixtures / f"{stem}.pth.tar")
     ref = np.load(fixtures / f"{stem}.reference.npz")
     level = FIXTURES[stem]
@@ -63,7 +63,7 @@ def test_cached_equals_full_pass_on_fixtures(stem, stacked, fixtures):
     full = np.asarray(jb.prior_forward(level, ref["z"], ref["y"], upper).logits)
     c = cfg.block_ctx
     sizes = chunk_sizes(full.shape[1], [c + 5, 7, c - 3])  # prefill chunks never aligned to blocks, then decode
-    params = params if stacked else decode_layout(params)
+    params = prior.decode_params(cfg, params) if per_layer else params
     cached = cached_logits(cfg, params, jnp.asarray(ref["z"]), jnp.asarray(ref["y"]), upper, sizes)
     assert_close(cached, full)
 
@@ -84,14 +84,14 @@ def _random_config(order: int, depth: int, seed: int) -> PriorConfig:
 def test_cached_equals_full_pass_for_every_layout(order):
     depth = {7: 17, 8: 11, 10: 20, 11: 17, 12: 17}.get(order, 5)
     cfg = _random_config(order, depth, seed=order)
-    tokens, labels, upper = prior_dummy_inputs(cfg)
+    upper = jnp.zeros((2, cfg.n_ctx // cfg.cond_downsample), jnp.int32) if cfg.conditioner else None
     key = jax.random.key(order)
-    params = jax.jit(lambda k: Prior(cfg).init(k, tokens, labels, upper))(key)["params"]
+    params = jax.jit(prior.init_params, static_argnums=0)(cfg, key)
     t = cfg.n_ctx
     tokens = jax.random.randint(jax.random.fold_in(key, 1), (2, t), 0, cfg.l_bins)
     labels = jnp.zeros((2, cfg.n_labels), jnp.int32).at[:, 0].set(int(cfg.labels.t_ranges[0][0]) + 5).at[:, 2].set(t * cfg.raw_to_tokens)
     labels = labels.at[:, cfg.n_labels - cfg.n_tokens :].set(jax.random.randint(key, (2, cfg.n_tokens), 0, cfg.n_vocab))
-    full = np.asarray(Prior(cfg).apply({"params": params}, tokens, labels, upper).logits)
+    full = np.asarray(prior.forward(cfg, params, tokens, labels, upper).logits)
     c = cfg.block_ctx
     # SUMMARY_SPREAD cannot be decoded one position at a time (nor can it in the original)
     step = 2 if AttnKind.SUMMARY_SPREAD in cfg.transformer.pattern else 1

@@ -160,7 +160,7 @@ def test_prior_alone_with_a_preset(fixtures):
     sd = torch.load(fixtures / "prior_5b_lyrics_level2.pth.tar", weights_only=True)["model"]
     w = sd["prior.transformer._attn_mods.0.mlp.c_fc.w"]
     assert w.dtype == torch.float16
-    ours = jb.params["prior_level_2"]["transformer"]["segment_0"]["layer_0"]["mlp"]["c_fc_kernel"][0]
+    ours = jb.params["prior_level_2"]["transformer"]["layers"]["mlp"]["c_fc_kernel"][0]
     np.testing.assert_array_equal(np.asarray(ours), w.float().numpy())
 
 

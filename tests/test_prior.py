@@ -8,7 +8,7 @@ import pytest
 
 from convert import convert_checkpoint
 from jukebox_jax.config import Lyrics
-from jukebox_jax.prior.prior import LyricEncoder
+from jukebox_jax.prior import condition
 
 PRIORS = ["prior_5b_level2", "prior_5b_lyrics_level2", "prior_1b_lyrics_level2", "upsampler_level1", "upsampler_level0"]
 LEVEL = {"prior_5b_level2": 2, "prior_5b_lyrics_level2": 2, "prior_1b_lyrics_level2": 2, "upsampler_level1": 1, "upsampler_level0": 0}
@@ -56,11 +56,9 @@ def test_lyric_encoder(case):
     cfg = jb.config.prior(level)
     if cfg.lyrics is not Lyrics.SEPARATE_ENCODER:
         pytest.skip("only 5b_lyrics has a lyric encoder")
-    lyrics = ref["y"][:, cfg.n_labels - cfg.n_tokens :]
-    params = jb.params[f"prior_level_{level}"]["lyric_encoder"]
-    states, lyric_logits = LyricEncoder(cfg).apply({"params": params}, lyrics)
-    assert rel_err(states, ref["encoder_kv"]) < 1e-5
-    assert rel_err(lyric_logits, ref["prime_logits"]) < 1e-5
+    ctx = condition(cfg, jb.params[f"prior_level_{level}"], ref["y"], None)
+    assert rel_err(ctx.encoder_kv, ref["encoder_kv"]) < 1e-5
+    assert rel_err(ctx.lyric_logits, ref["prime_logits"]) < 1e-5
 
 
 def test_teacher_forcing_is_causal(case):

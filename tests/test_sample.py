@@ -12,7 +12,7 @@ import pytest
 
 from convert import convert_checkpoint
 from jukebox_jax.config import Lyrics
-from jukebox_jax.jukebox import _condition, _sequence
+from jukebox_jax.prior import condition, sequence
 from jukebox_jax.sampling import Greedy, Temperature, TopK, TopP, decode, prefill, sampling_method
 
 FIXTURES = {"prior_5b_level2": 2, "prior_5b_lyrics_level2": 2, "prior_1b_lyrics_level2": 2, "upsampler_level1": 1, "upsampler_level0": 0}
@@ -45,8 +45,8 @@ def test_greedy_step_logits(case):
     params = jb.params[f"prior_level_{level}"]
     y = jnp.asarray(ref["y"])
     upper = None if "z_cond" not in ref else jnp.asarray(ref["z_cond"])
-    ctx = _condition(params, y, upper, cfg)
-    prompt = _sequence(params, jnp.zeros((2, 0), jnp.int32), y, cfg)  # the lyric prefix for 1b, else empty
+    ctx = condition(cfg, params, y, upper)
+    prompt = sequence(cfg, jnp.zeros((2, 0), jnp.int32), y)  # the lyric prefix for 1b, else empty
     state, prompt_logits = prefill(cfg, params, ctx, prompt, jax.random.key(0))
     k = ref["sample_tokens"].shape[1]
     state, logits = decode(cfg, params, ctx, state, Greedy(), k, True)
@@ -66,7 +66,7 @@ def test_primed_continuations_are_the_originals(case):
     np.testing.assert_array_equal(np.asarray(tokens), ref["primed_tokens"])
     cfg, params = jb.config.prior(level), jb.params[f"prior_level_{level}"]
     y, upper = jnp.asarray(ref["y"]), None if "z_cond" not in ref else jnp.asarray(ref["z_cond"])
-    ctx = _condition(params, y, upper, cfg)
+    ctx = condition(cfg, params, y, upper)
     state, prompt_logits = prefill(cfg, params, ctx, jnp.asarray(ref["z"][:, :p], jnp.int32), jax.random.key(0), chunk_size=c)
     _, logits = decode(cfg, params, ctx, state, Greedy(), s - p, True)
     assert_close(jnp.concatenate([prompt_logits, logits], axis=1), ref["primed_logits"])
@@ -77,8 +77,8 @@ def test_split_decoding_gives_the_same_samples(case):
     jb, level, ref = case
     cfg, params = jb.config.prior(level), jb.params[f"prior_level_{level}"]
     y, upper = jnp.asarray(ref["y"]), None if "z_cond" not in ref else jnp.asarray(ref["z_cond"])
-    ctx = _condition(params, y, upper, cfg)
-    prompt = _sequence(params, jnp.zeros((2, 0), jnp.int32), y, cfg)
+    ctx = condition(cfg, params, y, upper)
+    prompt = sequence(cfg, jnp.zeros((2, 0), jnp.int32), y)
     method = Temperature(1.5)
     one, _ = decode(cfg, params, ctx, prefill(cfg, params, ctx, prompt, jax.random.key(7))[0], method, 9)
     two, _ = decode(cfg, params, ctx, prefill(cfg, params, ctx, prompt, jax.random.key(7))[0], method, 4)

@@ -3,14 +3,18 @@ embeddings, the start embedding from artist and genres, the conditioning signal 
 (timing at the top level, the codes above for upsamplers), the lyric scheme, the transformer
 and the output head.
 
-Param tree: `x_emb`, `pos_emb`, `start_token` (only without labels), `labels`,
-`conditioner` (upsamplers), `lyric_encoder` (5b_lyrics), `transformer`, `x_out_kernel`
-(untied head only).
+Param tree (canonical): `x_emb`, `pos_emb`, `start_token` (only without labels), `labels`,
+`conditioner` (upsamplers), `lyric_encoder` (5b_lyrics, with its own `transformer`),
+`transformer` (`layout.py`), `x_out_kernel` (untied head only). The Flax `Prior` module sees
+its transformers in an execution layout; the functions at the bottom (`init_params`,
+`forward`, `condition`, `sequence`, `init_cache`, `fill_encoder_cache`, `extend`) take
+canonical params (or, for the cached passes, `decode_params`) and convert.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -20,13 +24,27 @@ import optax
 
 from jukebox_jax.config import Lyrics, PriorConfig
 from jukebox_jax.layers import embed, layer_norm, normal, zeros
+from jukebox_jax.prior import layout
+from jukebox_jax.prior.attention import Cache, Geometry
 from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
-from jukebox_jax.prior.transformer import Captured, LayerSpec, apply_transformer, init_cache, init_transformer, unstack_layers
+from jukebox_jax.prior.transformer import Captured, Execution, Remat, Setup, Transformer, init_caches
+
+Params = dict
 
 
 def _shift_in(start: jax.Array, x: jax.Array) -> jax.Array:
     """`[b, 1, w]`, `[b, t, w]` -> `[b, t, w]`: inputs shifted right by one, `start` first."""
-    return jnp.concatenate([start, x[:, :-1]], axis=1)
+    return jnp.concatenate([start.astype(x.dtype), x[:, :-1]], axis=1)
+
+
+def geometry(cfg: PriorConfig) -> Geometry:
+    """The music (or joint lyrics+music) sequence the prior's layers attend over."""
+    return Geometry(cfg.n_positions, cfg.block_ctx, cfg.transformer.spread, cfg.prime_len, cfg.n_tokens)
+
+
+def lyric_geometry(cfg: PriorConfig) -> Geometry:
+    enc = cfg.lyric_encoder
+    return Geometry(cfg.n_tokens, cfg.n_tokens // enc.blocks, enc.spread)
 
 
 class LyricEncoder(nn.Module):
@@ -35,31 +53,36 @@ class LyricEncoder(nn.Module):
     `[b, n_tokens, w]` read by the ENC_DEC layers, lyric logits `[b, n_tokens, n_vocab]`)."""
 
     config: PriorConfig
-    unroll: bool = False
+    execution: Execution = Execution.SCAN
+    remat: Remat = Remat.NONE
+    deterministic: bool = True
 
     @nn.compact
     def __call__(self, lyrics: jax.Array) -> tuple[jax.Array, jax.Array]:
         cfg, enc = self.config, self.config.lyric_encoder
-        spec = LayerSpec(enc, cfg.n_tokens // enc.blocks)
+        precision = cfg.precision
         std = 0.01 * enc.init_scale
         x = embed(cfg.n_vocab, enc.width, 0.02 * enc.init_scale, "x_emb")(lyrics)
-        start = self.param("start_token", normal(std, (None, "embed")), (1, enc.width))
+        start = self.param("start_token", normal(std, ("length", "embed")), (1, enc.width))
         x = _shift_in(jnp.broadcast_to(start, (x.shape[0], 1, enc.width)), x)
-        x = x + self.param("pos_emb", normal(std, (None, "embed")), (cfg.n_tokens, enc.width))[: x.shape[1]]
-        x, _, _ = apply_transformer(self.param("transformer", init_transformer, spec), x, None, spec, unroll=self.unroll)
+        pos = self.param("pos_emb", normal(std, ("length", "embed")), (cfg.n_tokens, enc.width))[: x.shape[1]]
+        dropout = nn.Dropout(enc.emb_dropout, deterministic=self.deterministic)
+        x = dropout(x) + dropout(pos)
+        setup_ = Setup(enc, lyric_geometry(cfg), precision, self.deterministic)
+        x, _ = Transformer(setup_, self.execution, self.remat, name="transformer")(x)
         w = cfg.transformer.width
-        x = x @ self.param("proj_kernel", normal(0.02 * enc.init_scale, (None, "embed")), (enc.width, w))
-        x = x + self.param("proj_bias", zeros(("embed",)), (w,))
-        states = layer_norm("ln")(x)
+        x = x @ self.param("proj_kernel", normal(0.02 * enc.init_scale, ("lyric_embed", "embed")), (enc.width, w)).astype(x.dtype)
+        x = x + self.param("proj_bias", zeros(("embed",)), (w,)).astype(x.dtype)
+        states = layer_norm("ln")(x)  # float32
         head = self.param("head_kernel", normal(0.02 * cfg.transformer.init_scale, ("embed", "vocab")), (w, cfg.n_vocab))
-        return states, states @ head
+        return states.astype(precision.compute.jnp), jnp.matmul(states, head, preferred_element_type=jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
 class PriorOutput:
-    """`logits [b, t, bins]` over the prior's whole vocabulary (for 1b_lyrics the joint
-    [lyrics ; music] sequence and vocabulary); `lyric_logits [b, n_tokens, n_vocab]` from the
-    5b_lyrics lyric encoder (else None); `captured` layers."""
+    """`logits [b, t, bins]` (float32) over the prior's whole vocabulary (for 1b_lyrics the
+    joint [lyrics ; music] sequence and vocabulary); `lyric_logits [b, n_tokens, n_vocab]` from
+    the 5b_lyrics lyric encoder (else None); `captured` layers."""
 
     logits: jax.Array
     lyric_logits: jax.Array | None
@@ -69,11 +92,11 @@ class PriorOutput:
 @dataclasses.dataclass(frozen=True)
 class Context:
     """What a window is conditioned on, computed once: the start embedding `[b, 1, w]`,
-    `x_cond` (`[b, n_positions, w]`, or `[b, 1, w]` of zeros without conditioning), the lyric
-    encoder's states `[b, n_tokens, w]` (5b_lyrics, else None) and its lyric logits."""
+    `x_cond [b, n_positions, w]` (None without conditioning), the lyric encoder's states
+    `[b, n_tokens, w]` (5b_lyrics, else None) and its lyric logits."""
 
     start: jax.Array
-    x_cond: jax.Array
+    x_cond: jax.Array | None
     encoder_kv: jax.Array | None
     lyric_logits: jax.Array | None
 
@@ -83,11 +106,14 @@ for _cls, _fields in ((PriorOutput, ["logits", "lyric_logits", "captured"]), (Co
 
 
 class Prior(nn.Module):
-    """Methods: `__call__` (teacher-forced full pass), `condition` (the window's `Context`)
-    and `extend` (a chunk of positions against a KV cache, for prefill and sampling)."""
+    """Methods: `__call__` (teacher-forced full pass), `condition` (the window's `Context`),
+    `extend` (positions against a KV cache: prefill and decode) and
+    `encoder_caches`. Its transformers' variables are in the `execution` layout."""
 
     config: PriorConfig
-    unroll: bool = False
+    execution: Execution = Execution.SCAN
+    remat: Remat = Remat.NONE
+    deterministic: bool = True
 
     def setup(self):
         cfg = self.config
@@ -95,25 +121,17 @@ class Prior(nn.Module):
         if cfg.labels is not None:
             self.labels = LabelConditioner(cfg)
         else:
-            self.start_token = self.param("start_token", normal(0.01 * init_scale, (None, "embed")), (1, w))
+            self.start_token = self.param("start_token", normal(0.01 * init_scale, ("length", "embed")), (1, w))
         if cfg.conditioner is not None:
             self.conditioner = MusicTokenConditioner(cfg)
         if cfg.lyrics is Lyrics.SEPARATE_ENCODER:
-            self.lyric_encoder = LyricEncoder(cfg, self.unroll)
+            self.lyric_encoder = LyricEncoder(cfg, self.execution, self.remat, self.deterministic)
         self.x_emb = embed(cfg.bins, w, 0.02 * init_scale)
-        self.pos_emb = self.param("pos_emb", normal(0.01 * init_scale, (None, "embed")), (cfg.n_positions, w))
-        enc_width = w if cfg.lyrics is Lyrics.SEPARATE_ENCODER else None
-        if self.is_initializing():
-            self.transformer = self.param("transformer", init_transformer, self.spec, enc_width)
-        else:  # read without flax's shape check, which would refuse `decode_layout`
-            self.transformer = self.get_variable("params", "transformer")
+        self.pos_emb = self.param("pos_emb", normal(0.01 * init_scale, ("length", "embed")), (cfg.n_positions, w))
+        self.emb_dropout = nn.Dropout(cfg.transformer.emb_dropout, deterministic=self.deterministic)
+        self.transformer = Transformer(Setup(cfg.transformer, geometry(cfg), cfg.precision, self.deterministic), self.execution, self.remat)
         if cfg.merged_decoder:
             self.x_out_kernel = self.param("x_out_kernel", normal(0.02 * init_scale, ("embed", "vocab")), (w, cfg.bins))
-
-    @property
-    def spec(self) -> LayerSpec:
-        cfg = self.config
-        return LayerSpec(cfg.transformer, cfg.block_ctx, cfg.prime_len, cfg.n_positions)
 
     def condition(self, labels: jax.Array, upper_codes: jax.Array | None = None) -> Context:
         """`labels [b, n_labels]`, `upper_codes [b, n_ctx // cond_downsample]` (upsamplers)."""
@@ -129,22 +147,20 @@ class Prior(nn.Module):
         encoder_kv = lyric_logits = None
         if cfg.lyrics is Lyrics.SEPARATE_ENCODER:
             encoder_kv, lyric_logits = self.lyric_encoder(labels[:, n_y:])
-        if cfg.lyrics is Lyrics.JOINT_SEQUENCE:  # no conditioning signal over the lyric prefix
-            x_cond = jnp.zeros((b, cfg.n_positions, w)) if x_cond is None else jnp.pad(x_cond, ((0, 0), (cfg.n_tokens, 0), (0, 0)))
-        return Context(start, jnp.zeros((b, 1, w)) if x_cond is None else x_cond, encoder_kv, lyric_logits)
+        if cfg.lyrics is Lyrics.JOINT_SEQUENCE and x_cond is not None:  # no conditioning over the lyric prefix
+            x_cond = jnp.pad(x_cond, ((0, 0), (cfg.n_tokens, 0), (0, 0)))
+        return Context(start, x_cond, encoder_kv, lyric_logits)
 
-    def sequence(self, tokens: jax.Array, labels: jax.Array) -> jax.Array:
-        """The transformer's token ids `[b, t']`: the music tokens, or for 1b_lyrics the lyric
-        tokens then the music tokens shifted past the lyric vocabulary."""
-        cfg = self.config
-        if cfg.lyrics is not Lyrics.JOINT_SEQUENCE:
-            return tokens
-        return jnp.concatenate([labels[:, cfg.n_labels - cfg.n_tokens :], tokens + cfg.n_vocab], axis=1)
+    def _embed(self, x: jax.Array, pos: jax.Array, x_cond: jax.Array | None) -> jax.Array:
+        x = self.emb_dropout(x) + self.emb_dropout(pos)
+        return x if x_cond is None else x + x_cond
 
-    def _head(self, h: jax.Array, x_cond: jax.Array) -> jax.Array:
+    def _head(self, h: jax.Array, x_cond: jax.Array | None) -> jax.Array:
+        """Float32 logits `[b, t, bins]`."""
         if self.config.merged_decoder:
-            return h @ self.x_out_kernel
-        return self.x_emb.attend(h + x_cond)  # tied head, x_cond added again after the transformer
+            return jnp.matmul(h, self.x_out_kernel.astype(h.dtype), preferred_element_type=jnp.float32)
+        h = h if x_cond is None else h + x_cond.astype(h.dtype)  # tied head: x_cond added again after the transformer
+        return jnp.matmul(h, self.x_emb.embedding.T.astype(h.dtype), preferred_element_type=jnp.float32)
 
     def __call__(
         self, tokens: jax.Array, labels: jax.Array, upper_codes: jax.Array | None = None, capture: frozenset[int] = frozenset()
@@ -152,44 +168,28 @@ class Prior(nn.Module):
         """Teacher-forced pass: music `tokens [b, t]` (t <= n_ctx) -> `PriorOutput`; position i
         predicts token i."""
         ctx = self.condition(labels, upper_codes)
-        seq = self.sequence(tokens, labels)
+        seq = sequence(self.config, tokens, labels)
         t = seq.shape[1]
-        x_cond = ctx.x_cond[:, :t]
-        x = _shift_in(ctx.start, self.x_emb(seq)) + self.pos_emb[:t] + x_cond
-        h, captured, _ = apply_transformer(self.transformer, x, ctx.encoder_kv, self.spec, unroll=self.unroll, capture=capture)
+        x_cond = None if ctx.x_cond is None else ctx.x_cond[:, :t]
+        x = self._embed(_shift_in(ctx.start, self.x_emb(seq)), self.pos_emb[:t], x_cond)
+        h, captured = self.transformer(x, ctx.encoder_kv, capture)
         return PriorOutput(self._head(h, x_cond), ctx.lyric_logits, captured)
 
-    def extend(self, inputs: jax.Array, t0: jax.Array, ctx: Context, cache) -> tuple[jax.Array, dict]:
-        """Positions `t0..t0+L-1` against the `cache` of the earlier ones: `inputs [b, L]` are
-        the sequence ids at positions `t0-1..t0+L-2` (position 0 takes the start embedding
-        instead) -> `(logits [b, L, bins], updated cache)`. ENC_DEC layers fill their cache
-        from `ctx.encoder_kv` when it is given and read it when it is None."""
+    def extend(self, inputs: jax.Array, t0: jax.Array, ctx: Context, caches: dict[str, Cache], step: bool = False):
+        """Positions `t0..t0+L-1` against `caches` of the earlier ones: `inputs [b, L]` are the
+        sequence ids at positions `t0-1..t0+L-2` (position 0 takes the start embedding
+        instead) -> `(logits [b, L, bins], updated caches)`. `step`: one position, decoding."""
         length = inputs.shape[1]
         pos = t0 + jnp.arange(length)
         x = jnp.where((pos == 0)[None, :, None], ctx.start, self.x_emb(inputs))
-        x = x + jax.lax.dynamic_slice_in_dim(self.pos_emb, t0, length)
-        x_cond = ctx.x_cond if ctx.x_cond.shape[1] == 1 else jax.lax.dynamic_slice_in_dim(ctx.x_cond, t0, length, axis=1)
-        h, _, cache = apply_transformer(self.transformer, x + x_cond, ctx.encoder_kv, self.spec, unroll=self.unroll, cache=cache, t0=t0)
-        return self._head(h, x_cond), cache
+        x_cond = None if ctx.x_cond is None else jax.lax.dynamic_slice_in_dim(ctx.x_cond, t0, length, axis=1)
+        x = self._embed(x, jax.lax.dynamic_slice_in_dim(self.pos_emb, t0, length), x_cond)
+        h, caches = self.transformer.extend(x, caches, t0, step)
+        return self._head(h, x_cond), caches
 
-
-def init_prior_cache(cfg: PriorConfig, batch: int, dtype=jnp.float32, stacked: bool = True):
-    """An empty KV cache for `Prior(cfg).extend` (layout in `attention.py`), stacked per
-    segment or per layer (`stacked=False`) like the params it will run with."""
-    spec = LayerSpec(cfg.transformer, cfg.block_ctx, cfg.prime_len, cfg.n_positions)
-    return init_cache(spec, batch, cfg.n_tokens, dtype, stacked)
-
-
-@jax.jit
-def decode_layout(params):
-    """Prior params with the transformer's layers one buffer each (`unstack_layers`): the
-    layout sampling runs fastest on. A copy of the transformer's weights."""
-    return {**params, "transformer": unstack_layers(params["transformer"])}
-
-
-def is_stacked(params) -> bool:
-    """Whether prior `params` have the stacked (checkpoint) layout, not `decode_layout`."""
-    return not isinstance(params["transformer"]["segment_0"], tuple)
+    def encoder_caches(self, ctx: Context, caches: dict[str, Cache]) -> dict[str, Cache]:
+        """`caches` with the ENC_DEC layers' filled from `ctx.encoder_kv` (once per window)."""
+        return self.transformer.encoder_caches(ctx.encoder_kv, caches)
 
 
 def bits_per_token(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -213,3 +213,96 @@ def prior_losses(cfg: PriorConfig, out: PriorOutput, tokens: jax.Array, labels: 
     total = prime_dims + gen_dims
     loss = cfg.prime_loss_fraction * prime_loss * prime_dims / total + gen_loss * gen_dims / total
     return {"loss": loss, "gen_loss": gen_loss, "prime_loss": prime_loss}
+
+
+# -- The functional API over canonical params ---------------------------------------------
+
+
+def _transformers(cfg: PriorConfig, params: Params, convert) -> Params:
+    """`params` with each transformer's tree passed through `convert(tree, pattern)`."""
+    out = {**params, "transformer": convert(params["transformer"], cfg.transformer.pattern)}
+    if cfg.lyrics is Lyrics.SEPARATE_ENCODER:
+        enc = params["lyric_encoder"]
+        out["lyric_encoder"] = {**enc, "transformer": convert(enc["transformer"], cfg.lyric_encoder.pattern)}
+    return out
+
+
+def to_execution(cfg: PriorConfig, params: Params, execution: Execution) -> Params:
+    """Canonical params (or `decode_params`) -> what `Prior(cfg, execution)` applies to
+    (inside jit: slices, and for per-layer params asked to scan, a stack that XLA drops
+    wherever the transformer is not used, as in `condition`)."""
+
+    def convert(tree, pattern):
+        if layout.layout_of(tree).value == execution.value:
+            return tree
+        return layout.to_execution(layout.to_canonical(tree, pattern), pattern, execution)
+
+    return _transformers(cfg, params, convert)
+
+
+def dummy_inputs(cfg: PriorConfig) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Shortest valid (tokens, labels, upper_codes) for `Prior(cfg).init`."""
+    down = cfg.cond_downsample or 1
+    labels = jnp.zeros((1, cfg.n_labels), jnp.int32)
+    upper = jnp.zeros((1, 1), jnp.int32) if cfg.conditioner is not None else None
+    return jnp.zeros((1, down), jnp.int32), labels, upper
+
+
+def init_boxed(cfg: PriorConfig, key: jax.Array) -> Params:
+    """Random canonical params, boxed with their logical axis names (`nn.LogicallyPartitioned`;
+    the scan's stacked leaves lead with `layers`, which the canonical stacks keep)."""
+    boxed = Prior(cfg, Execution.SCAN).init(key, *dummy_inputs(cfg))["params"]
+    return _transformers(cfg, boxed, layout.to_canonical)
+
+
+def init_params(cfg: PriorConfig, key: jax.Array) -> Params:
+    """Random canonical params of the prior (unboxed)."""
+    return nn.unbox(init_boxed(cfg, key))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 6))
+def forward(cfg: PriorConfig, params: Params, tokens, labels, upper_codes, capture: frozenset[int] = frozenset(), execution: Execution = Execution.SCAN) -> PriorOutput:
+    """Teacher-forced pass (`Prior.__call__`) on canonical params; capturing layers runs the
+    stack unrolled."""
+    execution = Execution.UNROLLED if capture else execution
+    return Prior(cfg, execution).apply({"params": to_execution(cfg, params, execution)}, tokens, labels, upper_codes, capture)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def condition(cfg: PriorConfig, params: Params, labels: jax.Array, upper_codes: jax.Array | None = None) -> Context:
+    """The window's `Context` (`Prior.condition`): labels `[b, n_labels]`, upper codes."""
+    return Prior(cfg, Execution.SCAN).apply({"params": to_execution(cfg, params, Execution.SCAN)}, labels, upper_codes, method=Prior.condition)
+
+
+def sequence(cfg: PriorConfig, tokens: jax.Array, labels: jax.Array) -> jax.Array:
+    """The transformer's token ids `[b, t']` for music `tokens [b, t]`: the tokens, or for
+    1b_lyrics the window's lyric tokens then the music tokens shifted past the lyric vocabulary."""
+    tokens, labels = jnp.asarray(tokens), jnp.asarray(labels)
+    if cfg.lyrics is not Lyrics.JOINT_SEQUENCE:
+        return tokens
+    return jnp.concatenate([labels[:, cfg.n_labels - cfg.n_tokens :], tokens + cfg.n_vocab], axis=1)
+
+
+def decode_params(cfg: PriorConfig, params: Params) -> Params:
+    """Canonical params with the transformer one buffer per layer (`layout.per_layer`): the
+    layout cached passes run fastest on (the lyric encoder, run once per window, stays
+    canonical). Zero-copy on a CPU; a copy of the transformer's weights elsewhere."""
+    if layout.layout_of(params["transformer"]) is layout.Layout.UNROLLED:
+        return params
+    return {**params, "transformer": layout.per_layer(params["transformer"], cfg.transformer.pattern)}
+
+
+def init_cache(cfg: PriorConfig, batch: int) -> dict[str, Cache]:
+    """Zeros in every layer's KV-cache layout (`attention.py`), for `extend`."""
+    return init_caches(Setup(cfg.transformer, geometry(cfg), cfg.precision), batch)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def fill_encoder_cache(cfg: PriorConfig, params: Params, ctx: Context, caches: dict[str, Cache]) -> dict[str, Cache]:
+    """`caches` with the ENC_DEC layers' keys and values of `ctx.encoder_kv` (5b_lyrics)."""
+    return Prior(cfg, Execution.UNROLLED).apply({"params": to_execution(cfg, params, Execution.UNROLLED)}, ctx, caches, method=Prior.encoder_caches)
+
+
+def extend(cfg: PriorConfig, params: Params, inputs: jax.Array, t0: jax.Array, ctx: Context, caches: dict[str, Cache], step: bool = False):
+    """`Prior.extend` on canonical or per-layer params (not jitted: callers jit around it)."""
+    return Prior(cfg, Execution.UNROLLED).apply({"params": to_execution(cfg, params, Execution.UNROLLED)}, inputs, t0, ctx, caches, step, method=Prior.extend)

@@ -1,40 +1,61 @@
 """The prior's transformer: pre-LN blocks `h = x + a + m`, `a = attn(ln_0(x))`,
 `m = mlp(ln_1(x + a))`, with no final LayerNorm (original `transformer/transformer.py`).
 
-Layers are stacked to compile quickly: the attention pattern is cut into segments, each a
-short unit of layers repeated `r` times (e.g. [BLOCK, TRANSPOSE, PREV] x 24 for the 72-layer
-priors), whose params carry a leading `layers` axis of length `r`. A segment runs as a
-`lax.scan` over its repeats, or unrolled (same params) when asked or when one of its layers'
-activations must be captured.
+One Flax module, `Transformer`, in two execution forms over the same weights:
+- `Execution.SCAN`: the attention pattern cut into segments, each a short unit of layers
+  repeated `r` times (`layer_groups`; e.g. [BLOCK, TRANSPOSE, PREV] x 24 for the 72-layer
+  priors), run with `nn.scan` (optionally under `nn.remat`): few layers to compile.
+- `Execution.UNROLLED`: one submodule per layer. Same numbers; what cached passes (prefill,
+  decode) and captures use, and fastest to decode on CPU and GPU with one buffer per layer.
+The weights are stored in neither form but in the canonical layout of `prior/layout.py`;
+`layout.to_execution` / `layout.to_canonical` convert (inside jit, or zero-copy on CPU).
 
-Decoding wants the other layout: `unstack_layers` turns each segment into a tuple of its `r`
-repeats, one buffer per layer (XLA on CPU copies a stacked slice before every matmul, which
-triples a decode step's weight traffic; benchmarks/RESULTS.md). `apply_transformer` runs such
-a segment unrolled, and its KV cache (`init_cache(..., stacked=False)`) is per layer too, so
-a step writes one entry in place.
+Execution param trees: SCAN `segments_{s}/layers_{j}/...` (leading axis: the segment's
+repeats), UNROLLED `layers_{d}/...` (d the original layer index); each layer
+`{ln_0, attn, ln_1, mlp}`. KV caches (cached passes): `{layers_{d}: {"k", "v"}}`, see
+`attention.py`.
 
 Axis names on weights: embed (model width), heads, kv (head width), qkv (the 3 projections),
-mlp, layers (stacked repeats). Param tree: `segment_{s}/layer_{j}/{ln_0, attn, ln_1, mlp}`.
+mlp (MLP width), layers (stacked layers). Activations: batch, length, embed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jukebox_jax.config import AttnKind, TransformerConfig
+from jukebox_jax.config import AttnKind, Precision, TransformerConfig
 from jukebox_jax.layers import layer_norm, normal, zeros
 from jukebox_jax.prior import attention
+from jukebox_jax.prior.attention import Cache, Geometry
 
 Segment = tuple[tuple[AttnKind, ...], int]  # (unit of layer kinds, repeats)
 
 
+class Execution(enum.Enum):
+    SCAN = "scan"
+    UNROLLED = "unrolled"
+
+
+class Remat(enum.Enum):
+    """What a scanned unit keeps for the backward pass (`nn.remat` policies)."""
+
+    NONE = "none"  # keep everything (no recomputation)
+    FULL = "full"  # keep only the unit's input: recompute the unit (the original's `checkpoint_res`)
+    DOTS = "dots"  # keep matmul outputs without batch dims, recompute the rest
+
+    def policy(self):
+        return {Remat.FULL: None, Remat.DOTS: jax.checkpoint_policies.dots_with_no_batch_dims_saveable}.get(self)
+
+
 def layer_groups(pattern: tuple[AttnKind, ...]) -> tuple[Segment, ...]:
     """Cuts `pattern` into consecutive (unit, repeats) segments covering it exactly, with the
-    fewest distinct layers to compile (the sum of unit lengths), then the fewest segments."""
+    fewest distinct layers to compile (the sum of unit lengths), then the fewest segments.
+    Only the SCAN execution form depends on it; no saved layout does."""
     n = len(pattern)
     best: list[tuple[int, int, tuple[Segment, ...]]] = [(0, 0, ())] * (n + 1)
     for i in range(n - 1, -1, -1):
@@ -51,111 +72,156 @@ def layer_groups(pattern: tuple[AttnKind, ...]) -> tuple[Segment, ...]:
     return best[0][2]
 
 
+def _matmul(x: jax.Array, kernel: jax.Array, precision: Precision) -> jax.Array:
+    """`x [..., w] @ kernel [w, *out]` -> `[..., *out]` in the compute dtype, the kernel seen
+    as 2-D (a free reshape; an einsum over the split axes makes XLA transpose-copy the
+    weights every step)."""
+    k2 = kernel.reshape(kernel.shape[0], -1).astype(precision.compute.jnp)
+    out = jnp.matmul(x.astype(precision.compute.jnp), k2, precision=precision.matmul.lax)
+    return out.reshape(*x.shape[:-1], *kernel.shape[1:])
+
+
 @dataclasses.dataclass(frozen=True)
-class LayerSpec:
-    """What one layer needs beyond its kind: sizes and the sequence geometry."""
+class Setup:
+    """What every layer of one stack shares: sizes, geometry, precision, training mode."""
 
     config: TransformerConfig
-    block_ctx: int | None  # positions per block
-    prime_len: int | None = None  # keys a PRIME layer may see
-    n_positions: int | None = None  # the window (needed by cached attention only)
+    geometry: Geometry
+    precision: Precision = Precision()
+    deterministic: bool = True  # False: dropout on (needs a "dropout" rng)
 
+    @property
+    def std(self) -> float:
+        return 0.02 * self.config.init_scale
 
-def _project(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """`x [..., w] @ kernel [w, *out]` -> `[..., *out]`, the kernel seen as 2-D (a free
-    reshape; an einsum over the split axes makes XLA transpose-copy the weights every step)."""
-    return (x @ kernel.reshape(kernel.shape[0], -1)).reshape(*x.shape[:-1], *kernel.shape[1:])
+    @property
+    def head_width(self) -> int:
+        return self.config.attn_width // self.config.heads
 
 
 class Attention(nn.Module):
-    """Projections around one attention kind (original `FactoredAttention`).
-
-    Full pass: `cache=None`. Cached pass (`cache` of this layer, chunk at positions
-    `t0..`): returns the updated cache; ENC_DEC layers fill theirs from `encoder_kv` when
-    it is given (the first chunk) and read it otherwise."""
+    """Projections around one attention kind (original `FactoredAttention`)."""
 
     kind: AttnKind
-    spec: LayerSpec
+    setup_: Setup
 
-    @nn.compact
-    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None, cache=None, t0=None):
-        cfg, spec = self.spec.config, self.spec
-        w, h = cfg.width, cfg.heads
-        d = cfg.attn_width // h
-        std = 0.02 * cfg.init_scale
-        probs = None
+    def setup(self):
+        s, cfg = self.setup_, self.setup_.config
+        w, h, d, dtype = cfg.width, cfg.heads, s.head_width, s.precision.params.jnp
+        self.attn = attention.attention(self.kind, s.geometry)
         if self.kind is AttnKind.ENC_DEC:  # queries from x, keys and values from the encoder
-            q = _project(x, self.param("c_attn_kernel", normal(std, ("embed", "heads", "kv")), (w, h, d)))
-            q = q + self.param("c_attn_bias", zeros(("heads", "kv")), (h, d))
-            kv_kernel = self.param("c_enc_kv_kernel", normal(std, ("embed", None, "heads", "kv")), (w, 2, h, d))
-            kv_bias = self.param("c_enc_kv_bias", zeros((None, "heads", "kv")), (2, h, d))
-            if encoder_kv is not None:
-                kv = _project(encoder_kv, kv_kernel) + kv_bias
-                k, v = kv[:, :, 0], kv[:, :, 1]
-                cache = None if cache is None else {"k": attention.to_cache(k), "v": attention.to_cache(v)}
-            if cache is None:
-                out, probs = attention.enc_dec(q, k, v)
-            else:
-                out = attention.attend_cache(q, cache["k"], cache["v"], None)
+            self.c_attn_kernel = self.param("c_attn_kernel", normal(s.std, ("embed", "heads", "kv")), (w, h, d), dtype)
+            self.c_attn_bias = self.param("c_attn_bias", zeros(("heads", "kv")), (h, d), dtype)
+            self.c_enc_kv_kernel = self.param("c_enc_kv_kernel", normal(s.std, ("embed", "qkv", "heads", "kv")), (w, 2, h, d), dtype)
+            self.c_enc_kv_bias = self.param("c_enc_kv_bias", zeros(("qkv", "heads", "kv")), (2, h, d), dtype)
         else:
-            qkv = _project(x, self.param("c_attn_kernel", normal(std, ("embed", "qkv", "heads", "kv")), (w, 3, h, d)))
-            qkv = qkv + self.param("c_attn_bias", zeros(("qkv", "heads", "kv")), (3, h, d))
-            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-            geometry = dict(block_ctx=spec.block_ctx, spread=cfg.spread, prime_len=spec.prime_len)
-            if cache is None:
-                out, probs = attention.self_attention(self.kind, q, k, v, **geometry)
-            else:
-                out, cache = attention.cached_self_attention(self.kind, q, k, v, cache, t0, n_positions=spec.n_positions, **geometry)
-        proj_init = zeros(("heads", "kv", "embed")) if cfg.zero_out or self.kind is AttnKind.ENC_DEC else normal(std, ("heads", "kv", "embed"))
-        a = out.reshape(*out.shape[:2], h * d) @ self.param("c_proj_kernel", proj_init, (h, d, w)).reshape(h * d, w)
-        return a + self.param("c_proj_bias", zeros(("embed",)), (w,)), probs, cache
+            self.c_attn_kernel = self.param("c_attn_kernel", normal(s.std, ("embed", "qkv", "heads", "kv")), (w, 3, h, d), dtype)
+            self.c_attn_bias = self.param("c_attn_bias", zeros(("qkv", "heads", "kv")), (3, h, d), dtype)
+        proj_init = zeros if cfg.zero_out or self.kind is AttnKind.ENC_DEC else lambda names: normal(s.std, names)
+        self.c_proj_kernel = self.param("c_proj_kernel", proj_init(("heads", "kv", "embed")), (h, d, w), dtype)
+        self.c_proj_bias = self.param("c_proj_bias", zeros(("embed",)), (w,), dtype)
+        self.attn_dropout = nn.Dropout(cfg.attn_dropout, deterministic=s.deterministic)
+        self.resid_dropout = nn.Dropout(cfg.resid_dropout, deterministic=s.deterministic)
+
+    def _qkv(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:  # [b, t, w] -> 3 x [b, t, h, d]
+        qkv = _matmul(x, self.c_attn_kernel, self.setup_.precision) + self.c_attn_bias.astype(x.dtype)
+        return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+
+    def _encoder_kv(self, encoder_kv: jax.Array) -> tuple[jax.Array, jax.Array]:  # [b, s, w] -> 2 x [b, s, h, d]
+        kv = _matmul(encoder_kv, self.c_enc_kv_kernel, self.setup_.precision) + self.c_enc_kv_bias.astype(self.setup_.precision.compute.jnp)
+        return kv[:, :, 0], kv[:, :, 1]
+
+    def _out(self, out: jax.Array) -> jax.Array:  # [b, t, h, d] -> [b, t, w]
+        a = _matmul(out.reshape(*out.shape[:2], -1), self.c_proj_kernel.reshape(-1, self.c_proj_kernel.shape[-1]), self.setup_.precision)
+        return self.resid_dropout(a + self.c_proj_bias.astype(a.dtype))
+
+    def _queries(self, x: jax.Array) -> jax.Array:  # ENC_DEC: [b, t, w] -> [b, t, h, d]
+        return _matmul(x, self.c_attn_kernel, self.setup_.precision) + self.c_attn_bias.astype(self.setup_.precision.compute.jnp)
+
+    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        """Full pass: `x [b, t, w]`, `encoder_kv [b, s, w]` (ENC_DEC) -> `(out [b, t, w], probs)`."""
+        dropout = None if self.setup_.deterministic or not self.setup_.config.attn_dropout else self.attn_dropout
+        if self.kind is AttnKind.ENC_DEC:
+            out, probs = self.attn.full(self._queries(x), *self._encoder_kv(encoder_kv), dropout)
+        else:
+            out, probs = attention.self_attention(self.kind, *self._qkv(x), self.attn.geometry, dropout)
+        return self._out(out), probs
+
+    def extend(self, x: jax.Array, cache: Cache, t0: jax.Array, step: bool) -> tuple[Cache, jax.Array]:
+        """Cached pass over positions `t0..` (`step`: exactly one) -> `(new cache, out [b, L, w])`."""
+        if self.kind is AttnKind.ENC_DEC:
+            cache, out = self.attn.extend(self._queries(x), cache)
+        else:
+            cache, out = (self.attn.step if step else self.attn.extend)(*self._qkv(x), cache, t0)
+        return cache, self._out(out)
+
+    def encoder_cache(self, encoder_kv: jax.Array) -> Cache:
+        """ENC_DEC: the cache of the encoder's keys and values, computed once per window."""
+        return self.attn.fill(*self._encoder_kv(encoder_kv), self.setup_.precision.cache.jnp)
 
 
 class MLP(nn.Module):
-    config: TransformerConfig
+    setup_: Setup
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:  # [b, t, w] -> [b, t, w]
-        cfg = self.config
-        std = 0.02 * cfg.init_scale
-        m = x @ self.param("c_fc_kernel", normal(std, ("embed", "mlp")), (cfg.width, cfg.mlp_width))
-        m = m + self.param("c_fc_bias", zeros(("mlp",)), (cfg.mlp_width,))
+        s, cfg = self.setup_, self.setup_.config
+        dtype = s.precision.params.jnp
+        m = _matmul(x, self.param("c_fc_kernel", normal(s.std, ("embed", "mlp")), (cfg.width, cfg.mlp_width), dtype), s.precision)
+        m = m + self.param("c_fc_bias", zeros(("mlp",)), (cfg.mlp_width,), dtype).astype(m.dtype)
         m = m * jax.nn.sigmoid(1.702 * m)  # quick_gelu
-        out_init = zeros(("mlp", "embed")) if cfg.zero_out else normal(std, ("mlp", "embed"))
-        return m @ self.param("c_proj_kernel", out_init, (cfg.mlp_width, cfg.width)) + self.param("c_proj_bias", zeros(("embed",)), (cfg.width,))
+        out_init = zeros(("mlp", "embed")) if cfg.zero_out else normal(s.std, ("mlp", "embed"))
+        m = _matmul(m, self.param("c_proj_kernel", out_init, (cfg.mlp_width, cfg.width), dtype), s.precision)
+        m = m + self.param("c_proj_bias", zeros(("embed",)), (cfg.width,), dtype).astype(m.dtype)
+        return nn.Dropout(cfg.resid_dropout, deterministic=s.deterministic)(m)
 
 
-class Block(nn.Module):
+def _residual(x: jax.Array) -> jax.Array:
+    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+class Layer(nn.Module):
+    """One pre-LN block (original `ResAttnBlock`)."""
+
     kind: AttnKind
-    spec: LayerSpec
+    setup_: Setup
 
-    @nn.compact
-    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None, cache=None, t0=None):
-        """`x [b, t, w]` -> `(x [b, t, w], attention probs (full pass), cache (cached pass))`."""
-        a, probs, cache = Attention(self.kind, self.spec, name="attn")(layer_norm("ln_0")(x).astype(x.dtype), encoder_kv, cache, t0)
-        m = MLP(self.spec.config, name="mlp")(layer_norm("ln_1")(x + a).astype(x.dtype))
-        cfg = self.spec.config
-        return (x + (1.0 / cfg.depth) * (a + m) if cfg.res_scale else x + a + m), probs, cache
+    def setup(self):
+        self.ln_0 = layer_norm()  # float32 scale and bias (tiny), float32 statistics
+        self.attn = Attention(self.kind, self.setup_)
+        self.ln_1 = layer_norm()
+        self.mlp = MLP(self.setup_)
+
+    def _finish(self, x: jax.Array, a: jax.Array) -> jax.Array:
+        compute = self.setup_.precision.compute.jnp
+        m = self.mlp(self.ln_1(x + a).astype(compute))
+        cfg = self.setup_.config
+        return _residual(x + (1.0 / cfg.depth) * (a + m) if cfg.res_scale else x + a + m)
+
+    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        """Full pass `x [b, t, w]` -> `(x [b, t, w], attention probs)`."""
+        a, probs = self.attn(self.ln_0(x).astype(self.setup_.precision.compute.jnp), encoder_kv)
+        return self._finish(x, a), probs
+
+    def extend(self, x: jax.Array, cache: Cache, t0: jax.Array, step: bool) -> tuple[jax.Array, Cache]:
+        cache, a = self.attn.extend(self.ln_0(x).astype(self.setup_.precision.compute.jnp), cache, t0, step)
+        return self._finish(x, a), cache
+
+    def encoder_cache(self, encoder_kv: jax.Array) -> Cache:
+        return self.attn.encoder_cache(encoder_kv)
 
 
 class Unit(nn.Module):
-    """One repeat of a segment: consecutive blocks `layer_{j}`. Returns the activations and
-    attention probs of the positions in `capture` (static)."""
+    """One repeat of a scanned segment: consecutive layers of `kinds` (the scan body)."""
 
     kinds: tuple[AttnKind, ...]
-    spec: LayerSpec
+    setup_: Setup
 
     @nn.compact
-    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None, capture: tuple[int, ...] = (), cache=None, t0=None):
-        captured, new_cache = [], None if cache is None else {}
+    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None) -> tuple[jax.Array, None]:
         for j, kind in enumerate(self.kinds):
-            name = f"layer_{j}"
-            x, probs, layer_cache = Block(kind, self.spec, name=name)(x, encoder_kv, None if cache is None else cache[name], t0)
-            if cache is not None:
-                new_cache[name] = layer_cache
-            if j in capture:
-                captured.append((x, probs))
-        return x, captured, new_cache
+            x, _ = Layer(kind, self.setup_, name=f"layers_{j}")(x, encoder_kv)
+        return x, None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,96 +236,72 @@ class Captured:
 jax.tree_util.register_dataclass(Captured, data_fields=["activations", "attn_probs"], meta_fields=[])
 
 
-def init_transformer(key: jax.Array, spec: LayerSpec, encoder_width: int | None = None):
-    """Params `{segment_s: {layer_j: ...}}` with a leading `layers` axis per segment (boxed
-    with logical axis names)."""
-    cfg = spec.config
-    t = spec.block_ctx or 1
-    x = jnp.zeros((1, t, cfg.width), jnp.float32)
-    enc = None if encoder_width is None else jnp.zeros((1, 1, encoder_width), jnp.float32)
-    params = {}
-    for s, (unit, reps) in enumerate(layer_groups(cfg.pattern)):
-        init_one = lambda k, unit=unit: Unit(unit, spec, parent=None).init(k, x, enc if AttnKind.ENC_DEC in unit else None)["params"]
-        stacked = jax.vmap(init_one)(jax.random.split(jax.random.fold_in(key, s), reps))
-        params[f"segment_{s}"] = jax.tree.map(
-            lambda b: b.replace(names=("layers", *b.names)), stacked, is_leaf=lambda b: isinstance(b, nn.LogicallyPartitioned)
-        )
-    return params
+class Transformer(nn.Module):
+    """The stack. `__call__` is the full pass (either execution form); `extend` a cached pass
+    and `encoder_caches` the ENC_DEC layers' caches (UNROLLED only)."""
+
+    setup_: Setup
+    execution: Execution = Execution.UNROLLED
+    remat: Remat = Remat.NONE
+
+    def setup(self):
+        s = self.setup_
+        pattern = s.config.pattern
+        if self.execution is Execution.UNROLLED:
+            self.layers = [Layer(kind, s) for kind in pattern]
+            return
+        unit_cls = Unit if self.remat is Remat.NONE else nn.remat(Unit, policy=self.remat.policy(), prevent_cse=False)
+        self.segments = [
+            nn.scan(
+                unit_cls,
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=nn.broadcast,
+                length=reps,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )(unit, s)
+            for unit, reps in layer_groups(pattern)
+        ]
+
+    def __call__(self, x: jax.Array, encoder_kv: jax.Array | None = None, capture: frozenset[int] = frozenset()) -> tuple[jax.Array, Captured]:
+        """Full pass `x [b, t, w]` (any `t` up to the window), `encoder_kv [b, s, w]` (stacks
+        with ENC_DEC layers) -> `(x [b, t, w], Captured)`. Capturing needs UNROLLED."""
+        x = _residual(x.astype(self.setup_.precision.compute.jnp))
+        activations, probs = {}, {}
+        if self.execution is Execution.SCAN:
+            if capture:
+                raise ValueError("capturing layers needs the UNROLLED execution form")
+            for segment in self.segments:
+                x, _ = segment(x, encoder_kv)
+            return x, Captured(activations, probs)
+        for d, layer in enumerate(self.layers):
+            x, p = layer(x, encoder_kv)
+            if d in capture:
+                activations[d], probs[d] = x, p
+        return x, Captured(activations, probs)
+
+    def extend(self, x: jax.Array, caches: dict[str, Cache], t0: jax.Array, step: bool = False) -> tuple[jax.Array, dict[str, Cache]]:
+        """Positions `t0..t0+L-1` (`x [b, L, w]`) against `caches` of the earlier ones ->
+        `(x [b, L, w], updated caches)`. `step`: L is 1 and a decode step is wanted."""
+        x = x.astype(self.setup_.precision.compute.jnp)
+        new = {}
+        for d, layer in enumerate(self.layers):
+            x, new[f"layers_{d}"] = layer.extend(x, caches[f"layers_{d}"], t0, step)
+        return x, new
+
+    def encoder_caches(self, encoder_kv: jax.Array, caches: dict[str, Cache]) -> dict[str, Cache]:
+        """`caches` with every ENC_DEC layer's filled from the encoder states `[b, s, w]`."""
+        new = dict(caches)
+        for d, (kind, layer) in enumerate(zip(self.setup_.config.pattern, self.layers)):
+            if kind is AttnKind.ENC_DEC:
+                new[f"layers_{d}"] = layer.encoder_cache(encoder_kv)
+        return new
 
 
-def unstack_layers(tree):
-    """Params or caches `{segment_s: stacked tree}` -> `{segment_s: (tree of repeat 0, ...)}`:
-    one buffer per layer (the decode layout). Stacked trees are what `init_transformer`,
-    checkpoints and training use."""
-    return {name: _unstack(seg) for name, seg in tree.items()}
-
-
-def _unstack(seg) -> tuple:
-    if isinstance(seg, tuple):
-        return seg
-    reps = jax.tree.leaves(seg)[0].shape[0]
-    return tuple(jax.tree.map(lambda a, r=r: a[r], seg) for r in range(reps))
-
-
-def apply_transformer(
-    params,
-    x: jax.Array,
-    encoder_kv: jax.Array | None,
-    spec: LayerSpec,
-    *,
-    unroll: bool = False,
-    capture: frozenset[int] = frozenset(),
-    cache=None,
-    t0: jax.Array | None = None,
-):
-    """Full pass: `x [b, t, w]` (any `t` up to the window) -> `(x, Captured, None)`.
-    Cached pass: `x` holds positions `t0..t0+t-1`; `cache` (see `init_cache`, in the params'
-    layout) holds the earlier ones -> `(x, Captured, updated cache)`. `params` may be stacked
-    or per layer (`unstack_layers`)."""
-    activations, attn_probs = {}, {}
-    new_cache = None if cache is None else {}
-    first = 0
-    for s, (unit, reps) in enumerate(layer_groups(spec.config.pattern)):
-        name = f"segment_{s}"
-        seg, seg_cache = params[name], None if cache is None else cache[name]
-        module = Unit(unit, spec, parent=None)  # a free-standing module, applied per repeat
-        enc = encoder_kv if AttnKind.ENC_DEC in unit else None
-        layers = range(first, first + len(unit) * reps)
-        if isinstance(seg, tuple) or unroll or capture.intersection(layers):
-            caches = []
-            for r, (p, c) in enumerate(zip(_unstack(seg), [None] * reps if cache is None else _unstack(seg_cache))):
-                base = first + r * len(unit)
-                wanted = tuple(j for j in range(len(unit)) if base + j in capture)
-                x, captured, c = module.apply({"params": p}, x, enc, wanted, c, t0)
-                caches.append(c)
-                for j, (act, probs) in zip(wanted, captured):
-                    activations[base + j], attn_probs[base + j] = act, probs
-            if cache is not None:
-                new_cache[name] = tuple(caches) if isinstance(seg_cache, tuple) else jax.tree.map(lambda *a: jnp.stack(a), *caches)
-        else:
-            def step(x, p_c, module=module, enc=enc):
-                x, _, c = module.apply({"params": p_c[0]}, x, enc, (), p_c[1], t0)
-                return x, c
-
-            x, c = jax.lax.scan(step, x, (seg, seg_cache))
-            if cache is not None:
-                new_cache[name] = c
-        first = layers.stop
-    return x, Captured(activations, attn_probs), new_cache
-
-
-def init_cache(spec: LayerSpec, batch: int, n_tokens: int = 0, dtype=jnp.float32, stacked: bool = True):
-    """Zeros in the cache layout of every layer (see `attention.cache_shape`):
-    `{segment_s: {layer_j: {"k", "v"}}}` with the segments' leading repeats axis, or with
-    `stacked=False` `{segment_s: ({layer_j: ...} per repeat)}` (for per-layer params)."""
-    cfg = spec.config
-    h, d = cfg.heads, cfg.attn_width // cfg.heads
-    cache = {}
-    for s, (unit, reps) in enumerate(layer_groups(cfg.pattern)):
-        shapes = {
-            f"layer_{j}": (batch * h, *attention.cache_shape(kind, n_positions=spec.n_positions, block_ctx=spec.block_ctx, prime_len=spec.prime_len, n_tokens=n_tokens), d)
-            for j, kind in enumerate(unit)
-        }
-        zeros = lambda lead: {name: {"k": jnp.zeros((*lead, *shape), dtype), "v": jnp.zeros((*lead, *shape), dtype)} for name, shape in shapes.items()}
-        cache[f"segment_{s}"] = zeros((reps,)) if stacked else tuple(zeros(()) for _ in range(reps))
-    return cache
+def init_caches(setup_: Setup, batch: int) -> dict[str, Cache]:
+    """Zeros in every layer's cache layout (`attention.init_cache`), for `Transformer.extend`."""
+    cfg = setup_.config
+    return {
+        f"layers_{d}": attention.init_cache(kind, setup_.geometry, batch, cfg.heads, setup_.head_width, setup_.precision.cache.jnp)
+        for d, kind in enumerate(cfg.pattern)
+    }

@@ -1,7 +1,7 @@
 """Sampling one window of a prior: a chunked prefill of the prompt, then a jitted
 `lax.fori_loop` of single-position steps over an explicit `SampleState` (`decode`; in calls of
-a few steps with `decode_chunks`). Params may be stacked or in `decode_layout`, one buffer
-per layer, which decodes several times faster on CPU; the cache follows the params' layout.
+a few steps with `decode_chunks`). Params may be canonical or `prior.decode_params` (one
+buffer per layer), which decodes several times faster on CPU and GPU (benchmarks/RESULTS.md).
 
 Step keys are `fold_in(key, position)`, so a window's tokens do not depend on how the work
 was split into calls (progress-bar chunks, or a run resumed after an interruption).
@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from jukebox_jax.config import PriorConfig
-from jukebox_jax.prior.prior import Context, Prior, init_prior_cache, is_stacked
+from jukebox_jax import prior
+from jukebox_jax.prior import Context
 from jukebox_jax.sampling.methods import Method
 
 
@@ -44,25 +45,23 @@ def _inputs(tokens: jax.Array, t0, length: int) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _extend(cfg: PriorConfig, params, tokens, t0, ctx: Context, length: int, cache):
-    logits, cache = Prior(cfg).apply({"params": params}, _inputs(tokens, t0, length), t0, ctx, cache, method=Prior.extend)
-    return logits, cache
+    return prior.extend(cfg, params, _inputs(tokens, t0, length), t0, ctx, cache)
 
 
 def prefill(cfg: PriorConfig, params, ctx: Context, prompt: jax.Array, key: jax.Array, chunk_size: int | None = None):
     """Fills the cache with `prompt [b, p]` (transformer ids) in chunks of `chunk_size` (any
     size; default one chunk) -> `(SampleState at step p, the prompt's logits [b, p, bins])`.
-    `params` may be stacked or in `decode_layout` (faster to decode; same numbers); the cache
-    takes the same layout."""
+    The ENC_DEC layers' caches are filled from `ctx.encoder_kv` first, once."""
     b, p = prompt.shape
     tokens = jnp.zeros((b, cfg.n_positions), jnp.int32).at[:, :p].set(prompt)
-    cache = init_prior_cache(cfg, b, stacked=is_stacked(params))
-    if ctx.encoder_kv is not None and p == 0:  # the enc-dec caches still need filling
-        _, cache = _extend(cfg, params, tokens, jnp.int32(0), ctx, 1, cache)
+    cache = prior.init_cache(cfg, b)
+    if ctx.encoder_kv is not None:
+        cache = prior.fill_encoder_cache(cfg, params, ctx, cache)
+    ctx = dataclasses.replace(ctx, encoder_kv=None)  # read from the caches from here on
     logits = []
     for t0 in range(0, p, chunk_size or max(p, 1)):
         length = min(chunk_size or p, p - t0)
-        step_ctx = ctx if t0 == 0 else dataclasses.replace(ctx, encoder_kv=None)  # enc-dec caches fill once
-        chunk_logits, cache = _extend(cfg, params, tokens, jnp.int32(t0), step_ctx, length, cache)
+        chunk_logits, cache = _extend(cfg, params, tokens, jnp.int32(t0), ctx, length, cache)
         logits.append(chunk_logits)
     logits = jnp.concatenate(logits, axis=1) if logits else jnp.zeros((b, 0, cfg.bins))
     return SampleState(tokens, cache, jnp.int32(p), key), logits
@@ -71,8 +70,7 @@ def prefill(cfg: PriorConfig, params, ctx: Context, prompt: jax.Array, key: jax.
 @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6), donate_argnums=(3,))
 def decode(cfg: PriorConfig, params, ctx: Context, state: SampleState, method: Method, n_steps: int, return_logits: bool = False):
     """Samples the next `n_steps` positions -> `(state, logits [b, n_steps, bins] or None)`.
-    The cache is updated in place (`state` is donated); `params` in the cache's layout (see
-    `prefill`)."""
+    The cache is updated in place (`state` is donated: pass a state you own)."""
     ctx = dataclasses.replace(ctx, encoder_kv=None)  # enc-dec layers read their filled cache
     b = state.tokens.shape[0]
     all_logits = jnp.zeros((b, n_steps if return_logits else 0, cfg.bins))
@@ -80,7 +78,7 @@ def decode(cfg: PriorConfig, params, ctx: Context, state: SampleState, method: M
     def body(i, carry):
         state, all_logits = carry
         t = state.step
-        logits, cache = Prior(cfg).apply({"params": params}, _inputs(state.tokens, t, 1), t, ctx, state.cache, method=Prior.extend)
+        logits, cache = prior.extend(cfg, params, _inputs(state.tokens, t, 1), t, ctx, state.cache, step=True)
         token = method.next_token(logits[:, 0], jax.random.fold_in(state.key, t))  # [b]
         tokens = jax.lax.dynamic_update_slice_in_dim(state.tokens, token[:, None], t, axis=1)
         if return_logits:
