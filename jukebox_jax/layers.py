@@ -1,4 +1,4 @@
-"""Layers shared by the VQ-VAE and the priors.
+"""Layers shared by the VQ-VAE and the priors, every weight carrying logical axis names.
 
 Convolutions follow the original's (PyTorch) padding conventions, channels-last. Kernels are
 stored as `[width, in, out]` (Flax `nn.Conv` layout) for both kinds, so the converter only
@@ -9,18 +9,52 @@ How a layer stores and computes is a `config.Precision` passed to it: `params` i
 dtype weights are created in, `compute` the dtype of activations and matmul inputs, and
 `matmul` the `lax.Precision` of its matmuls and convolutions. LayerNorm statistics are
 float32 whatever these say.
+
+Logical axis names (the glossary; every weight in the project is named from it, one name per
+array axis, and a sharding rules table maps them onto a mesh):
+
+| name         | axis                                                                     |
+|--------------|--------------------------------------------------------------------------|
+| `embed`      | a transformer's width (the prior's, its lyric encoder's): residual       |
+|              | stream, LayerNorm, embeddings, conditioner outputs                       |
+| `vocab`      | rows of a prior's embedding tables and columns of its output head: music |
+|              | tokens, lyric characters, artists, genres, timing bins                   |
+| `heads`      | attention heads                                                          |
+| `kv`         | width of one attention head                                              |
+| `qkv`        | the 3 stacked query/key/value projections                                |
+| `mlp`        | a prior's MLP hidden width                                               |
+| `layers`     | stacked repeats of a transformer segment (leading axis)                  |
+| `conv_width` | kernel taps of a 1-D convolution                                         |
+| `conv_in`    | a convolution's input channels                                           |
+| `conv_out`   | a convolution's output channels (its bias too)                           |
+| `codes`      | entries of a VQ-VAE codebook (`l_bins`; the ids a prior's music `vocab`  |
+|              | holds, named apart so the VQ-VAE shards on its own)                      |
+| `code_width` | width of one code vector (`emb_width`)                                   |
+| `None`       | an axis never sharded (positions of a position embedding, the start      |
+|              | token's length-1 axis, the 2 of a stacked key/value projection)          |
+
+`logical_axes(module, *init_args)` reads these names back for any module's params.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import PartitionSpec
 
 from jukebox_jax.config import Precision
+
+AXES = frozenset(  # the glossary above
+    {"embed", "vocab", "heads", "kv", "qkv", "mlp", "layers", "conv_width", "conv_in", "conv_out", "codes", "code_width"}
+)
+CONV_KERNEL = ("conv_width", "conv_in", "conv_out")
+CONV_BIAS = ("conv_out",)
+
 
 # -- Initialisers carrying logical axis names ------------------------------------------------
 
@@ -32,6 +66,32 @@ def normal(std: float, names: tuple[str | None, ...]):
 
 def zeros(names: tuple[str | None, ...]):
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
+
+
+def lecun_normal(names: tuple[str | None, ...]):
+    """Flax's default kernel init (truncated normal, fan-in scaled) with logical axis `names`."""
+    return nn.with_logical_partitioning(nn.initializers.lecun_normal(), names)
+
+
+def logical_axes(module: nn.Module, *init_args: Any, **init_kwargs: Any) -> dict:
+    """The logical axis names of `module`'s params, as a tree of the params' structure whose
+    leaves are `PartitionSpec`s of names (tuples of `str | None`, one entry per array axis).
+
+    Traced by `jax.eval_shape(module.init, ...)`, so nothing is allocated and `init_args` may
+    be `jax.ShapeDtypeStruct`s. Raises `ValueError` naming every param that carries no names
+    or a number of names other than its rank.
+    """
+    boxed = jax.eval_shape(functools.partial(module.init, **init_kwargs), jax.random.key(0), *init_args)["params"]
+    is_box = lambda x: isinstance(x, nn.Partitioned)
+    bad = [
+        f"{jax.tree_util.keystr(path)} {getattr(leaf, 'names', None)} on shape {tuple(nn.unbox(leaf).shape)}"
+        for path, leaf in jax.tree_util.tree_flatten_with_path(boxed, is_leaf=is_box)[0]
+        if not is_box(leaf) or len(leaf.names) != leaf.value.ndim
+    ]
+    if bad:
+        what = f"{len(bad)} params of {type(module).__name__} lack one logical axis name per axis"
+        raise ValueError(what + ":\n  " + "\n  ".join(bad))
+    return jax.tree.map(lambda b: PartitionSpec(*b.names), boxed, is_leaf=is_box)
 
 
 # -- Layers ------------------------------------------------------------------------------
@@ -59,6 +119,8 @@ def conv1d(
         dtype=precision.compute.jnp,
         param_dtype=precision.params.jnp,
         precision=precision.matmul.lax,
+        kernel_init=lecun_normal(CONV_KERNEL),
+        bias_init=zeros(CONV_BIAS),
         name=name,
     )
 
@@ -80,8 +142,8 @@ class ConvTranspose1D(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:  # [B, T, C_in] -> [B, T', features]
         p, c_in = self.precision, x.shape[-1]
         shape = (self.kernel, c_in, self.features)
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, p.params.jnp)  # [K, in, out]
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), p.params.jnp)  # [out]
+        kernel = self.param("kernel", lecun_normal(CONV_KERNEL), shape, p.params.jnp)  # [K, in, out]
+        bias = self.param("bias", zeros(CONV_BIAS), (self.features,), p.params.jnp)  # [out]
         pad = self.kernel - 1 - self.padding
         y = lax.conv_general_dilated(
             x.astype(p.compute.jnp),

@@ -6,7 +6,8 @@ Both store and compute in float32 whatever the prior's `PriorConfig.precision` (
 convolutions at HIGHEST matmul precision, `FULL_PRECISION`): they are cheap next to the
 transformer, and the prior casts their outputs to its compute dtype.
 
-Axis names on weights: vocab (embedding rows), embed (prior width). Param trees:
+Axis names on weights (glossary in `jukebox_jax/layers.py`): vocab (embedding rows), embed
+(prior width), conv_width/conv_in/conv_out (the conditioner's convolutions). Param trees:
 `LabelConditioner`: `{artist,genre,total_length,absolute_pos,relative_pos}_emb/embedding`
 (the last three only with timing); `MusicTokenConditioner`: `x_emb/embedding`, `block` (a
 `DecoderBlock`), `ln/{scale,bias}`.

@@ -12,12 +12,14 @@ import jax
 import jax.numpy as jnp
 
 from jukebox_jax.config import VQVAEConfig
+from jukebox_jax.layers import normal
 from jukebox_jax.vqvae.bottleneck import dequantise, quantise
 from jukebox_jax.vqvae.encdec import Decoder, Encoder
 
 
 class VQVAE(nn.Module):
-    """Param tree: `encoders_{L}`, `decoders_{L}`, `codebook_{L}` for each level L."""
+    """Param tree: `encoders_{L}`, `decoders_{L}`, `codebook_{L}` for each level L; codebooks
+    `[l_bins, emb_width]` with axes ("codes", "code_width")."""
 
     config: VQVAEConfig
 
@@ -25,7 +27,7 @@ class VQVAE(nn.Module):
         cfg = self.config
         self.encoders = [Encoder(cfg, level) for level in range(cfg.levels)]
         self.decoders = [Decoder(cfg, level) for level in range(cfg.levels)]
-        init, shape = nn.initializers.normal(1.0), (cfg.l_bins, cfg.emb_width)
+        init, shape = normal(1.0, ("codes", "code_width")), (cfg.l_bins, cfg.emb_width)
         self.codebooks = [
             self.param(f"codebook_{level}", init, shape, cfg.precision.params.jnp) for level in range(cfg.levels)
         ]  # [l_bins, emb_width] each
