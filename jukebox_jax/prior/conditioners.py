@@ -2,7 +2,12 @@
 the start embedding from artist and genres, the top prior's timing signal, and the
 upsamplers' embedding of the codes of the level above.
 
-Axis names on weights: vocab (embedding rows), embed (prior width). Param trees:
+Both store and compute in float32 whatever the prior's `PriorConfig.precision` (the
+convolutions at HIGHEST matmul precision, `FULL_PRECISION`): they are cheap next to the
+transformer, and the prior casts their outputs to its compute dtype.
+
+Axis names on weights (glossary in `jukebox_jax/layers.py`): vocab (embedding rows), embed
+(prior width), conv_width/conv_in/conv_out (the conditioner's convolutions). Param trees:
 `LabelConditioner`: `{artist,genre,total_length,absolute_pos,relative_pos}_emb/embedding`
 (the last three only with timing); `MusicTokenConditioner`: `x_emb/embedding`, `block` (a
 `DecoderBlock`), `ln/{scale,bias}`.
@@ -17,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jukebox_jax.config import PriorConfig
+from jukebox_jax.config import FULL_PRECISION, PriorConfig
 from jukebox_jax.layers import embed, layer_norm
 from jukebox_jax.vqvae.encdec import DecoderBlock
 
@@ -74,7 +79,8 @@ class LabelConditioner(nn.Module):
     `labels` `[b, 4 + max_bow_genre_size]` int: `[total_length, offset, sample_length, artist,
     genre_0, ...]`, lengths in audio samples, -1 in empty genre slots. Returns (start
     `[b, 1, w]` = artist embedding + the sum of the genre embeddings, timing `[b, n_ctx, w]`
-    or None without timing). Ids are not range-checked, as the original asserts.
+    or None without timing), float32 from float32 tables. Ids are not range-checked, as the
+    original asserts.
     """
 
     config: PriorConfig
@@ -107,8 +113,11 @@ class LabelConditioner(nn.Module):
 
 class MusicTokenConditioner(nn.Module):
     """An upsampler's conditioning on the codes of the level above (original `Conditioner`):
-    embed, upsample by `cond_downsample` with a `DecoderBlock`, LayerNorm in float32.
-    `upper_codes` `[b, t]` int -> `[b, t * cond_downsample, w]` (t = n_ctx // cond_downsample)."""
+    embed, upsample by `cond_downsample` with a `DecoderBlock`, LayerNorm.
+    `upper_codes` `[b, t]` int -> `[b, t * cond_downsample, w]` (t = n_ctx // cond_downsample).
+
+    Always float32 at `FULL_PRECISION` (params, activations, output), whatever the prior's
+    `precision`: the prior casts the output to its compute dtype."""
 
     config: PriorConfig
 
@@ -128,6 +137,7 @@ class MusicTokenConditioner(nn.Module):
             dilation_cycle=cond.dilation_cycle,
             res_scale=cond.res_scale,
             reverse_dilation=False,
+            precision=FULL_PRECISION,
             name="block",
         )(x)  # [b, t * cond_downsample, w]
-        return layer_norm("ln")(x)
+        return layer_norm("ln")(x)  # [b, t * cond_downsample, w]

@@ -1,6 +1,8 @@
 """Vector quantisation against a fixed codebook (original `BottleneckBlock.encode/decode`).
 
-Training-time codebook EMA state is not part of inference and arrives with training.
+Distances are computed in float32 whatever the VQ-VAE's compute dtype (as logits are): the
+nearest code is an argmin over differences of large sums, which bfloat16 would mostly
+randomise. Training-time codebook EMA state is not part of inference and arrives with training.
 """
 
 from __future__ import annotations
@@ -8,31 +10,33 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jukebox_jax.layers import PRECISION
+from jukebox_jax.config import FULL_PRECISION, Precision
 
 
-def quantise(x: jax.Array, codebook: jax.Array) -> jax.Array:
+def quantise(x: jax.Array, codebook: jax.Array, precision: Precision = FULL_PRECISION) -> jax.Array:
     """Nearest codebook entry: `x [B, T, D]`, `codebook [K, D]` -> codes `[B, T]` int32.
 
     Distances are `|x|^2 - 2 x.k + |k|^2`, the original's formula, so near-ties resolve the
     same way up to float32 rounding.
     """
-    return jnp.argmin(distances(x, codebook), axis=-1).astype(jnp.int32)
+    return jnp.argmin(distances(x, codebook, precision), axis=-1).astype(jnp.int32)
 
 
-def distances(x: jax.Array, codebook: jax.Array) -> jax.Array:
-    """Squared distances `[B, T, K]` from each vector of `x [B, T, D]` to each code."""
-    dots = jnp.einsum("btd,kd->btk", x, codebook, precision=PRECISION)
+def distances(x: jax.Array, codebook: jax.Array, precision: Precision = FULL_PRECISION) -> jax.Array:
+    """Squared distances `[B, T, K]` float32 from each vector of `x [B, T, D]` to each code
+    of `codebook [K, D]`, the dot products at `precision.matmul`."""
+    x, codebook = x.astype(jnp.float32), codebook.astype(jnp.float32)
+    dots = jnp.einsum("btd,kd->btk", x, codebook, precision=precision.matmul.lax)  # [B, T, K]
     return jnp.sum(x**2, axis=-1, keepdims=True) - 2 * dots + jnp.sum(codebook**2, axis=-1)
 
 
 def dequantise(codes: jax.Array, codebook: jax.Array) -> jax.Array:
-    """Codes `[B, T]` -> code vectors `[B, T, D]`."""
+    """Codes `[B, T]` -> code vectors `[B, T, D]` in the codebook's dtype."""
     return jnp.take(codebook, codes, axis=0)
 
 
 def codebook_from_samples(x: jax.Array, l_bins: int, key: jax.Array) -> jax.Array:
-    """A codebook of `l_bins` encoder outputs drawn at random from `x [..., D]`: the original
-    `BottleneckBlock.init_k` start, so every code is near some real input."""
-    flat = x.reshape(-1, x.shape[-1])
+    """A codebook `[l_bins, D]` of encoder outputs drawn at random from `x [..., D]`: the
+    original `BottleneckBlock.init_k` start, so every code is near some real input."""
+    flat = x.reshape(-1, x.shape[-1])  # [N, D]
     return flat[jax.random.randint(key, (l_bins,), 0, flat.shape[0])]

@@ -2,7 +2,8 @@
 
 The encoder of level L stacks the downsampling blocks of levels 0..L (each level has its own
 encoder and decoder, with no weights shared between levels); its decoder mirrors it.
-`DecoderBlock` is also the upsamplers' conditioner stack.
+`DecoderBlock` is also the upsamplers' conditioner stack. Every block computes as its
+`precision` says (the VQ-VAE's `VQVAEConfig.precision`, the conditioner's `FULL_PRECISION`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from jukebox_jax.config import VQVAEConfig
+from jukebox_jax.config import Precision, VQVAEConfig
 from jukebox_jax.layers import ConvTranspose1D, conv1d
 from jukebox_jax.vqvae.resnet import Resnet1D
 
@@ -24,17 +25,20 @@ class EncoderBlock(nn.Module):
     depth: int
     down_t: int
     stride: int
+    precision: Precision
     m_conv: float = 1.0
     dilation_growth_rate: int = 1
     dilation_cycle: int | None = None
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        s = self.stride
+    def __call__(self, x: jax.Array) -> jax.Array:  # [B, T, C] -> [B, T / stride**down_t, out_width]
+        s, p = self.stride, self.precision
         for i in range(self.down_t):
-            x = conv1d(self.width, 2 * s, s, s // 2, name=f"down_{i}")(x)
-            x = Resnet1D(self.depth, self.m_conv, self.dilation_growth_rate, self.dilation_cycle, name=f"resnet_{i}")(x)
-        return conv1d(self.out_width, 3, padding=1, name="proj_out")(x)
+            x = conv1d(self.width, 2 * s, s, s // 2, precision=p, name=f"down_{i}")(x)  # [B, T / s**(i+1), width]
+            x = Resnet1D(
+                self.depth, p, self.m_conv, self.dilation_growth_rate, self.dilation_cycle, name=f"resnet_{i}"
+            )(x)  # [B, T / s**(i+1), width]
+        return conv1d(self.out_width, 3, padding=1, precision=p, name="proj_out")(x)
 
 
 class DecoderBlock(nn.Module):
@@ -46,6 +50,7 @@ class DecoderBlock(nn.Module):
     depth: int
     down_t: int
     stride: int
+    precision: Precision
     m_conv: float = 1.0
     dilation_growth_rate: int = 1
     dilation_cycle: int | None = None
@@ -53,47 +58,57 @@ class DecoderBlock(nn.Module):
     reverse_dilation: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        s = self.stride
-        x = conv1d(self.width, 3, padding=1, name="proj_in")(x)
+    def __call__(self, x: jax.Array) -> jax.Array:  # [B, T, C] -> [B, T * stride**down_t, out_width]
+        s, p = self.stride, self.precision
+        x = conv1d(self.width, 3, padding=1, precision=p, name="proj_in")(x)  # [B, T, width]
         for i in range(self.down_t):
             x = Resnet1D(
-                self.depth, self.m_conv, self.dilation_growth_rate, self.dilation_cycle, self.res_scale, self.reverse_dilation, name=f"resnet_{i}"
-            )(x)
+                self.depth, p, self.m_conv, self.dilation_growth_rate, self.dilation_cycle, self.res_scale,
+                self.reverse_dilation, name=f"resnet_{i}",
+            )(x)  # [B, T * s**i, width]
             out = self.out_width if i == self.down_t - 1 else self.width
-            x = ConvTranspose1D(out, 2 * s, s, s // 2, name=f"up_{i}")(x)
+            x = ConvTranspose1D(out, 2 * s, s, s // 2, p, name=f"up_{i}")(x)  # [B, T * s**(i+1), out]
         return x
 
 
+def _shared_sizes(cfg: VQVAEConfig, level: int) -> dict:
+    """What every block of `level`'s encoder and decoder shares."""
+    return dict(
+        out_width=cfg.emb_width, width=cfg.level_width(level), depth=cfg.level_depth(level), precision=cfg.precision,
+        m_conv=cfg.m_conv, dilation_growth_rate=cfg.dilation_growth_rate, dilation_cycle=cfg.dilation_cycle,
+    )
+
+
 class Encoder(nn.Module):
-    """Audio `[B, T, 1]` -> continuous codes of `level`, `[B, T / hop_lengths[level], emb_width]`."""
+    """Audio `[B, T, 1]` -> continuous codes of `level`, `[B, T / hop_lengths[level], emb_width]`
+    in the config's compute dtype."""
 
     config: VQVAEConfig
     level: int
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array) -> jax.Array:  # [B, T, 1] -> [B, T_level, emb_width]
         cfg = self.config
         for l in range(self.level + 1):  # one downsampling block per level up to ours
             x = EncoderBlock(
-                cfg.emb_width, cfg.level_width(self.level), cfg.level_depth(self.level), cfg.downs_t[l], cfg.strides_t[l],
-                cfg.m_conv, cfg.dilation_growth_rate, cfg.dilation_cycle, name=f"block_{l}",
-            )(x)
+                down_t=cfg.downs_t[l], stride=cfg.strides_t[l], **_shared_sizes(cfg, self.level), name=f"block_{l}"
+            )(x)  # [B, T / hop_lengths[l], emb_width]
         return x
 
 
 class Decoder(nn.Module):
-    """Dequantised codes of `level` `[B, T_level, emb_width]` -> audio `[B, T, 1]`."""
+    """Dequantised codes of `level` `[B, T_level, emb_width]` -> audio `[B, T, 1]` in the
+    config's compute dtype."""
 
     config: VQVAEConfig
     level: int
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array) -> jax.Array:  # [B, T_level, emb_width] -> [B, T, 1]
         cfg = self.config
         for l in reversed(range(self.level + 1)):
             x = DecoderBlock(
-                cfg.emb_width, cfg.level_width(self.level), cfg.level_depth(self.level), cfg.downs_t[l], cfg.strides_t[l],
-                cfg.m_conv, cfg.dilation_growth_rate, cfg.dilation_cycle, reverse_dilation=cfg.reverse_decoder_dilation, name=f"block_{l}",
-            )(x)
-        return conv1d(1, 3, padding=1, name="proj_out")(x)
+                down_t=cfg.downs_t[l], stride=cfg.strides_t[l], reverse_dilation=cfg.reverse_decoder_dilation,
+                **_shared_sizes(cfg, self.level), name=f"block_{l}",
+            )(x)  # [B, T_in * downsamples[l], emb_width]
+        return conv1d(1, 3, padding=1, precision=cfg.precision, name="proj_out")(x)

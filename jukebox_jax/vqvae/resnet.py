@@ -8,6 +8,7 @@ import math
 import flax.linen as nn
 import jax
 
+from jukebox_jax.config import Precision
 from jukebox_jax.layers import conv1d
 
 
@@ -16,13 +17,16 @@ class ResConv1DBlock(nn.Module):
 
     state: int
     dilation: int
+    precision: Precision
     res_scale: float = 1.0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:  # [B, T, C] -> [B, T, C]
-        h = conv1d(self.state, 3, padding=self.dilation, dilation=self.dilation, name="conv_1")(nn.relu(x))
-        h = conv1d(x.shape[-1], 1, name="conv_2")(nn.relu(h))
-        return x + self.res_scale * h
+    def __call__(self, x: jax.Array) -> jax.Array:  # [B, T, C] -> [B, T, C] in precision.compute
+        p = self.precision
+        conv_1 = conv1d(self.state, 3, padding=self.dilation, dilation=self.dilation, precision=p, name="conv_1")
+        h = conv_1(nn.relu(x))  # [B, T, state]
+        h = conv1d(x.shape[-1], 1, precision=p, name="conv_2")(nn.relu(h))  # [B, T, C]
+        return x.astype(p.compute.jnp) + self.res_scale * h
 
 
 class Resnet1D(nn.Module):
@@ -30,6 +34,7 @@ class Resnet1D(nn.Module):
     `res_scale` divides each residual by sqrt(depth)."""
 
     depth: int
+    precision: Precision
     m_conv: float = 1.0
     dilation_growth_rate: int = 1
     dilation_cycle: int | None = None
@@ -42,9 +47,9 @@ class Resnet1D(nn.Module):
         return ds[::-1] if self.reverse_dilation else ds
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:  # [B, T, C] -> [B, T, C]
+    def __call__(self, x: jax.Array) -> jax.Array:  # [B, T, C] -> [B, T, C] in precision.compute
         scale = 1.0 / math.sqrt(self.depth) if self.res_scale else 1.0
         state = int(self.m_conv * x.shape[-1])
         for d, dilation in enumerate(self.dilations()):
-            x = ResConv1DBlock(state, dilation, scale, name=f"block_{d}")(x)
+            x = ResConv1DBlock(state, dilation, self.precision, scale, name=f"block_{d}")(x)  # [B, T, C]
         return x
