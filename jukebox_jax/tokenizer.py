@@ -19,7 +19,7 @@ import re
 from importlib import resources
 
 from jukebox_jax.config import PriorConfig
-from jukebox_jax.sampling.windows import SongLabels
+from jukebox_jax.labels import SongLabels
 
 _V2_LYRICS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?-+'\"()[] \t\n"
 _V3_LYRICS = _V2_LYRICS.replace("+", "")

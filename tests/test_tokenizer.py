@@ -10,7 +10,7 @@ import pytest
 
 from jukebox_jax import tokenizer
 from jukebox_jax.config import JukeboxConfig
-from jukebox_jax.sampling.windows import window_labels
+from jukebox_jax.labels import window_labels
 
 
 @pytest.fixture(scope="module")

@@ -1,25 +1,12 @@
-"""The original's windowing rules (`jukebox/sample.py`, `utils/sample_utils.py`,
-`data/labels.py`), as pure host-side functions over plain ints and numpy arrays."""
+"""The original's windowing rules (`jukebox/sample.py`, `utils/sample_utils.py`), as pure
+host-side functions over plain ints and numpy arrays. The labels row of a window is in
+`jukebox_jax.labels`."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 
 from jukebox_jax.config import PriorConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class SongLabels:
-    """One sample's conditioning in one label set (v2 for 5b and the upsamplers, v3 for the
-    1b_lyrics top prior): lengths in audio samples, ids, and the whole song's lyric tokens."""
-
-    total_length: int
-    artist: int
-    genres: tuple[int, ...] = ()
-    lyrics: tuple[int, ...] = ()
-    offset: int = 0  # where the sampled audio starts in the song
 
 
 def get_starts(total_length: int, n_ctx: int, hop_length: int) -> list[int]:
@@ -29,37 +16,6 @@ def get_starts(total_length: int, n_ctx: int, hop_length: int) -> list[int]:
     for start in range(0, total_length - n_ctx + hop_length, hop_length):
         starts.append(total_length - n_ctx if start + n_ctx >= total_length else start)
     return starts
-
-
-def relevant_lyric_tokens(full: tuple[int, ...], n_tokens: int, total_length: int, offset: int, duration: int) -> tuple[list[int], list[int]]:
-    """The `n_tokens` lyric tokens for audio `[offset, offset + duration)` of a song of
-    `total_length` samples, chosen linearly around the window's midpoint; short lyrics are
-    left-padded with 0 (index -1). Returns (tokens, indices into `full`)."""
-    full = list(full)
-    if len(full) < n_tokens:
-        pad = n_tokens - len(full)
-        return [0] * pad + full, [-1] * pad + list(range(len(full)))
-    if not 0 <= offset < total_length:
-        raise ValueError(f"window offset {offset} is outside the song (total_length {total_length})")
-    midpoint = int(len(full) * (offset + duration / 2.0) / total_length)
-    midpoint = min(max(midpoint, n_tokens // 2), len(full) - n_tokens // 2)
-    indices = list(range(midpoint - n_tokens // 2, midpoint + n_tokens // 2))
-    return [full[i] for i in indices], indices
-
-
-def window_labels(cfg: PriorConfig, song: SongLabels, start: int) -> np.ndarray:
-    """The labels row `[n_labels]` of the window starting at token `start` of the prior's
-    level (original `get_y`): offset moved by the window, sample_length = the window's
-    audio, genre slots padded with -1, and that window's lyric tokens."""
-    n_genres = cfg.labels.max_bow_genre_size if cfg.labels else 0
-    if len(song.genres) > n_genres:
-        raise ValueError(f"{len(song.genres)} genres given; the level-{cfg.level} prior takes at most {n_genres}")
-    sample_length = cfg.n_ctx * cfg.raw_to_tokens
-    offset = song.offset + start * cfg.raw_to_tokens
-    row = [song.total_length, offset, sample_length, song.artist, *song.genres, *[-1] * (n_genres - len(song.genres))]
-    if cfg.n_tokens:
-        row += relevant_lyric_tokens(song.lyrics, cfg.n_tokens, song.total_length, offset, sample_length)[0]
-    return np.asarray(row, np.int64)
 
 
 def upper_codes_of_window(cfg: PriorConfig, upper: np.ndarray, start: int) -> np.ndarray:
