@@ -81,15 +81,15 @@ MODES = ("ancestral", "continue", "upsample", "primed")
 
 
 def sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Windowed multi-level sampling into `args.out`, resumable (see `sampling.job`)."""
+    """Windowed multi-level sampling into `args.out`, resumable (see `generation.job`)."""
     import jax
     from tqdm import tqdm
 
     from jukebox_jax import Jukebox, JukeboxConfig
     from jukebox_jax.config import MODEL_PRESETS
-    from jukebox_jax.sampling.job import SampleRequest, run_job
-    from jukebox_jax.sampling.levels import LevelSettings
-    from jukebox_jax.sampling.windows import get_starts
+    from jukebox_jax.generation.job import SampleRequest, run_job
+    from jukebox_jax.generation.levels import LevelSettings
+    from jukebox_jax.generation.windows import get_starts
     from jukebox_jax.tokenizer import song_labels
 
     if args.lyrics is not None and args.lyrics_file:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from jukebox_jax import Jukebox, JukeboxConfig
+from jukebox_jax.generation.job import SampleRequest, run_job
+from jukebox_jax.generation.levels import LevelSettings, sample_levels
+from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
 from jukebox_jax.labels import SongLabels, relevant_lyric_tokens, window_labels
-from jukebox_jax.sampling.job import SampleRequest, run_job
-from jukebox_jax.sampling.levels import LevelSettings, sample_levels
-from jukebox_jax.sampling.windows import get_starts, upper_codes_of_window
 
 
 @pytest.mark.parametrize(

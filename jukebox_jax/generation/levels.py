@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
+from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
 from jukebox_jax.labels import SongLabels, window_labels
-from jukebox_jax.sampling.windows import get_starts, upper_codes_of_window
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
 from jukebox_jax.io import write_npz, write_text, write_wav
 from jukebox_jax.labels import SongLabels
-from jukebox_jax.sampling.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
 
 
 @dataclasses.dataclass(frozen=True)
