@@ -90,6 +90,7 @@ def sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from jukebox_jax.generation.job import SampleRequest, run_job
     from jukebox_jax.generation.levels import LevelSettings
     from jukebox_jax.generation.windows import get_starts
+    from jukebox_jax.sampling import sampling_method
     from jukebox_jax.tokenizer import song_labels
 
     if args.lyrics is not None and args.lyrics_file:
@@ -140,10 +141,12 @@ def sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         songs = {level: (song_labels(jb.config.prior(level), song_length, args.artist, args.genre, lyrics),) * n for level in levels}
     except (ValueError, ImportError) as e:
         parser.error(str(e))
+    try:
+        method = sampling_method(args.temperature, args.top_k, args.top_p)
+    except ValueError as e:
+        parser.error(f"--temperature/--top-k/--top-p: {e}")
     settings = {
-        level: LevelSettings(
-            args.temperature, args.top_k, args.top_p, hop_fraction=0.125 if level == vq.levels - 1 else 0.5, max_batch_size=args.max_batch_size
-        )
+        level: LevelSettings(method, hop_fraction=0.125 if level == vq.levels - 1 else 0.5, max_batch_size=args.max_batch_size)
         for level in levels
     }
     request = SampleRequest(levels, sample_length, args.seed, songs, settings)

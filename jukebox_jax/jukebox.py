@@ -22,7 +22,7 @@ from jukebox_jax.io import write_text
 from jukebox_jax.params import Params, abstract_params, check_params, init_params
 from jukebox_jax.prior import Prior, PriorOutput, prior_losses
 from jukebox_jax.prior.prior import Context, decode_layout
-from jukebox_jax.sampling import decode_chunks, prefill, sampling_method
+from jukebox_jax.sampling import Method, decode_chunks, prefill, sampling_method
 from jukebox_jax.vqvae import VQVAE
 
 _FORMAT = "jukebox-jax/1"
@@ -141,6 +141,7 @@ class Jukebox:
         top_k: int = 0,
         top_p: float = 0.0,
         *,
+        method: Method | None = None,
         chunk_size: int | None = None,
         steps_per_call: int | None = None,
         on_tokens: Callable[[int, int], None] | None = None,
@@ -150,14 +151,18 @@ class Jukebox:
 
         `labels` and `upper_codes` as `prior_logits` (their batch size is the number of
         samples). `top_k=1` is greedy; otherwise tokens are drawn at `temperature`, from the
-        `top_k` most likely or the `top_p` nucleus. The prompt is read in chunks of
+        `top_k` most likely or the `top_p` nucleus; or give the `method` object
+        (`jukebox_jax.sampling.Greedy`, `Temperature`, `TopK`, `TopP`) instead. The prompt is read in chunks of
         `chunk_size` (default: one). The new tokens are decoded in jitted calls of
         `steps_per_call` (default: one call), after each of which `on_tokens(done, total)`
         is told how many of the window's new tokens exist. For 1b_lyrics the window is sampled over the joint
         vocabulary after the lyric prefix, and lyric ids drawn at music positions become 0,
         as the original's `prior_postprocess`."""
         cfg = self._prior_config(level)
-        method = sampling_method(temperature, top_k, top_p)
+        if method is None:
+            method = sampling_method(temperature, top_k, top_p)
+        elif (temperature, top_k, top_p) != (1.0, 0, 0.0):
+            raise ValueError(f"give method= or temperature/top_k/top_p, not both (got {method} and {temperature}, {top_k}, {top_p})")
         if not 0 < n_tokens <= cfg.n_ctx:
             raise ValueError(f"n_tokens must be in 1..{cfg.n_ctx} (the prior's window), got {n_tokens}")
         batch = jnp.shape(labels)[0]
