@@ -65,12 +65,12 @@ def test_signal(n: int, sample_rate: int, seed: int) -> np.ndarray:
 
 def convert(sources: Sequence[str], out: Path, config: str | None) -> None:
     try:
-        import convert as converter
+        from convert import ConversionError, convert_checkpoint
     except ImportError as e:
         sys.exit(f"jukebox-jax convert needs PyTorch: pip install 'jukebox-jax[convert]' ({e})")
     try:
-        jb = converter.convert_checkpoint(*sources, config=config)
-    except converter.ConversionError as e:
+        jb = convert_checkpoint(*sources, config=config)
+    except ConversionError as e:
         sys.exit(f"jukebox-jax convert: {e}")
     jb.save(out)
     parts = (["vqvae"] if jb.config.vqvae else []) + [f"prior_level_{p.level}" for p in jb.config.priors]

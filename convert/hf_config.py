@@ -1,7 +1,8 @@
 """Reads a transformers 4.40.2 Jukebox `config.json` into our `JukeboxConfig`.
 
-Field meanings were checked against the 4.40.2 modeling code, not the docstrings. Transformers
-is never imported: the HF defaults and the generic `PretrainedConfig` fields are written out.
+Field meanings were checked against the 4.40.2 modeling code, not the docstrings. Neither
+transformers nor torch is imported: the HF defaults and the generic `PretrainedConfig` fields
+are written out.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ _ATTN_ORDERS = {
 _V3_GENRES = 604  # the 1b_lyrics (v3) label set; the v2 set has 120 genres
 
 
-def read(d: Mapping[str, Any]) -> JukeboxConfig:
+def config_from_hf(d: Mapping[str, Any]) -> JukeboxConfig:
     """Our config from a `JukeboxConfig.to_dict()` / `config.json` (model_type "jukebox"), or
     from a standalone `JukeboxVQVAEConfig` one (model_type "jukebox_vqvae"; no priors)."""
     kind = d.get("model_type")
