@@ -7,6 +7,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -361,6 +362,39 @@ def test_from_hf_standalone_vqvae(hf):
     d = json.loads(hf.JukeboxVQVAEConfig(**_HF_VQVAE).to_json_string())
     assert d["model_type"] == "jukebox_vqvae"
     assert config_from_hf(d) == JukeboxConfig(vqvae=preset("tiny_vqvae"))
+
+
+def test_from_hf_reads_the_dropout_rates(hf):
+    """HF's priors and lyric encoder read `attn_dropout`, `resid_dropout` and `emb_dropout`."""
+    d = _hf_json(hf, "tiny_5b_lyrics", attn_dropout=0.1, resid_dropout=0.2, emb_dropout=0.3)
+    d["prior_config_list"][0]["encoder_config"] |= dict(attn_dropout=0.4, resid_dropout=0.5, emb_dropout=0.6)
+    cfg = config_from_hf(d)
+    t, e = cfg.prior(2).transformer, cfg.prior(2).lyric_encoder
+    assert (t.attn_dropout, t.resid_dropout, t.emb_dropout) == (0.1, 0.2, 0.3)
+    assert (e.attn_dropout, e.resid_dropout, e.emb_dropout) == (0.4, 0.5, 0.6)
+    up = cfg.prior(1).transformer
+    assert (up.attn_dropout, up.resid_dropout, up.emb_dropout) == (0.0, 0.0, 0.0)
+
+
+def test_from_hf_reads_vqvae_config_not_vqvae_config_dict(hf):
+    """HF's documented `JukeboxConfig.from_configs(priors, vqvae)` stores the VQ-VAE as
+    `vqvae_config_dict`, which `JukeboxModel` never reads: it builds `vqvae_config`. We read
+    `vqvae_config` too, warn when the two differ once HF's defaults are filled in, and check
+    `vqvae_config_dict`'s fields like any other."""
+    d = _hf_json(hf, "tiny_5b", "saved")  # vqvae_config: only the fields that differ from HF's defaults
+    full = hf.JukeboxVQVAEConfig(**_HF_VQVAE).to_dict()  # as from_configs stores it: every field
+    want = config_from_hf(d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert config_from_hf(d | {"vqvae_config_dict": full}) == want  # the same VQ-VAE spelled out: no warning
+    other = full | {"nb_discrete_codes": 32, "embed_dim": 8}
+    with pytest.warns(UserWarning, match="ignores vqvae_config_dict") as record:
+        assert config_from_hf(d | {"vqvae_config_dict": other}) == want
+    message = str(record[0].message)
+    assert "nb_discrete_codes=64 (vqvae_config_dict: 32)" in message and "embed_dim=16 (vqvae_config_dict: 8)" in message
+    assert "res_conv_width" not in message  # only the differing fields
+    with pytest.raises(ConfigError, match=r"vqvae_config_dict\.made_up"):
+        config_from_hf(d | {"vqvae_config_dict": full | {"made_up": 1}})
 
 
 def test_from_hf_rejects_unknown_fields(hf):
