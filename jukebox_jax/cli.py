@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jukebox_jax.audio import test_signal
 from jukebox_jax.io import write_npz, write_wav
 
 DEMO_SECONDS = 2.0
@@ -53,14 +54,6 @@ def demo(out: Path, seconds: float, seed: int) -> None:
         print(f"level {level}: hop {cfg.hop_lengths[level]:>3}, {z.shape[1]:>5} codes ({used} distinct) -> {out / f'recon_level{level}.wav'}")
     write_npz(out / "codes.npz", {f"level_{level}": np.asarray(z) for level, z in enumerate(codes)})
     print(f"codes -> {out / 'codes.npz'}")
-
-
-def test_signal(n: int, sample_rate: int, seed: int) -> np.ndarray:
-    """`[1, n, 1]` float32: four sines (110-3300 Hz) and a little noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / sample_rate
-    x = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(110, 3300, 4)) / 4 + 0.02 * rng.standard_normal(n)
-    return np.clip(x, -1, 1).astype(np.float32)[None, :, None]
 
 
 def convert(sources: Sequence[str], out: Path, config: str | None) -> None:
