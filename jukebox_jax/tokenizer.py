@@ -47,6 +47,14 @@ def _table(kind: str, v3: bool) -> dict[str, int]:
     return table
 
 
+def id_table(kind: str, v3: bool) -> dict[str, int]:
+    """The packaged `kind` ("artist" or "genre") table of a label set: name (lowercased, as
+    written in the table) -> id. Where a name repeats, the later line wins, as the original's dict."""
+    if kind not in ("artist", "genre"):
+        raise ValueError(f"kind must be 'artist' or 'genre', got {kind!r}")
+    return dict(_table(kind, v3))
+
+
 def _lookup(kind: str, name: str, key: str, v3: bool) -> int:
     table = _table(kind, v3)
     if key not in table:

@@ -25,7 +25,7 @@ def tables(fixtures):
 def test_packaged_tables_are_the_originals(tables):
     for name, rows in tables.items():
         version, kind = name.split("_")
-        assert tokenizer._table(kind, version == "v3") == {n.lower(): int(i) for n, i in rows}  # later lines win, as the original's dict
+        assert tokenizer.id_table(kind, version == "v3") == {n.lower(): int(i) for n, i in rows}  # later lines win, as the original's dict
 
 
 def test_every_table_name_maps_to_its_id(tables):
