@@ -26,16 +26,12 @@ from jukebox_jax.config import (
     preset,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "openai"
 STEMS = ["vqvae", "prior_5b_level2", "prior_5b_lyrics_level2", "prior_1b_lyrics_level2", "upsampler_level1",
          "upsampler_level0"]  # fmt: skip
 
 
-def _hparams(stem: str) -> dict:
-    path = FIXTURES / f"{stem}.hparams.json"
-    if not path.is_file():
-        pytest.skip(f"the original-code fixtures are not at {FIXTURES}")
-    return json.loads(path.read_text())
+def _hparams(fixtures: Path, stem: str) -> dict:
+    return json.loads((fixtures / f"{stem}.hparams.json").read_text())
 
 
 # ----------------------------------------------------------------------------------------
@@ -43,10 +39,10 @@ def _hparams(stem: str) -> dict:
 
 
 @pytest.mark.parametrize("stem", STEMS)
-def test_from_hps_matches_original_derived_values_and_tiny_presets(stem):
-    j = _hparams(stem)
+def test_from_hps_matches_original_derived_values_and_tiny_presets(fixtures, stem):
+    j = _hparams(fixtures, stem)
     derived, tiny = j["derived"], preset("tiny_" + j["preset"].removeprefix("prior_"))
-    vq = vqvae_config_from_hps(_hparams("vqvae")["hps"])
+    vq = vqvae_config_from_hps(_hparams(fixtures, "vqvae")["hps"])
     if j["kind"] == "vqvae":
         assert vq == tiny
         assert list(vq.hop_lengths) == derived["hop_lengths"]
@@ -77,12 +73,12 @@ def test_from_hps_matches_original_derived_values_and_tiny_presets(stem):
         assert cfg.n_tokens // enc.blocks == derived["prime_block_ctx"]
     else:
         assert cfg.lyric_encoder is None
-    with np.load(FIXTURES / f"{stem}.reference.npz") as ref:
+    with np.load(fixtures / f"{stem}.reference.npz") as ref:
         assert ref["y"].shape[1] == cfg.n_labels
 
 
-def test_from_hps_rejects_unknown_fields_and_unsupported_values():
-    vq_hps, prior_hps = _hparams("vqvae")["hps"], _hparams("upsampler_level1")["hps"]
+def test_from_hps_rejects_unknown_fields_and_unsupported_values(fixtures):
+    vq_hps, prior_hps = _hparams(fixtures, "vqvae")["hps"], _hparams(fixtures, "upsampler_level1")["hps"]
     with pytest.raises(ConfigError, match="made_up_field"):
         vqvae_config_from_hps({**vq_hps, "made_up_field": 1})
     with pytest.raises(ConfigError, match="use_bottleneck"):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +14,16 @@ from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.labels import window_labels
 
 
+# The original tables as the project's shared folder holds them, an independent copy of
+# jukebox_jax/data (beside the repository, not in it).
+SHARED_IDS = Path(__file__).resolve().parents[2] / "shared" / "jukebox-ids"
+
+
 @pytest.fixture(scope="module")
-def tables(fixtures):
-    ids = fixtures.parents[1] / "jukebox-ids"
+def tables():
+    ids = SHARED_IDS
     if not ids.is_dir():
-        pytest.skip("needs ../shared/jukebox-ids")
+        pytest.skip(f"needs the original id tables at {ids}")
     read = lambda name: [line.rsplit(";", 1) for line in (ids / name).read_text("utf-8").splitlines()]
     return {name: read(f"{name}_ids.txt") for name in ("v2_artist", "v2_genre", "v3_artist", "v3_genre")}
 
