@@ -21,24 +21,13 @@ def demo(out: Path, seconds: float, seed: int) -> None:
     There is no trained default model yet (no weights can ship with the package), so this
     runs the tiny VQ-VAE structure with random weights: the round trip exercises the whole
     path, but the reconstructions are noise-like, not music."""
-    import jax
-
-    from jukebox_jax import Jukebox, JukeboxConfig, preset
-    from jukebox_jax.vqvae import VQVAE, codebook_from_samples
+    from jukebox_jax import preset
 
     cfg = preset("tiny_vqvae")
     hop = cfg.hop_lengths[-1]
     n = max(hop, int(seconds * cfg.sample_rate) // hop * hop)
     audio = test_signal(n, cfg.sample_rate, seed)  # [1, n, 1]
-
-    init_key, *code_keys = jax.random.split(jax.random.key(seed), 1 + cfg.levels)
-    jb = Jukebox.init(JukeboxConfig(vqvae=cfg), init_key)
-    params = dict(jb.params["vqvae"])
-    for level, key in enumerate(code_keys):
-        x = VQVAE(cfg).apply({"params": params}, audio, level, method=VQVAE.encode_continuous)
-        params[f"codebook_{level}"] = codebook_from_samples(x, cfg.l_bins, key)
-    jb = Jukebox(jb.config, {"vqvae": params})
-
+    jb = demo_model(audio, seed)
     codes = jb.encode(audio)
     out.mkdir(parents=True, exist_ok=True)
     write_wav(out / "input.wav", audio[0], cfg.sample_rate)
@@ -54,6 +43,23 @@ def demo(out: Path, seconds: float, seed: int) -> None:
         print(f"level {level}: hop {cfg.hop_lengths[level]:>3}, {z.shape[1]:>5} codes ({used} distinct) -> {out / f'recon_level{level}.wav'}")
     write_npz(out / "codes.npz", {f"level_{level}": np.asarray(z) for level, z in enumerate(codes)})
     print(f"codes -> {out / 'codes.npz'}")
+
+
+def demo_model(audio: np.ndarray, seed: int):
+    """The demo's `Jukebox`: the tiny VQ-VAE structure with random weights from `seed`, each
+    level's codebook drawn from its encoder outputs on `audio` (so codes spread over it)."""
+    import jax
+
+    from jukebox_jax import Jukebox, JukeboxConfig, preset
+    from jukebox_jax.vqvae import VQVAE, codebook_from_samples
+
+    cfg = preset("tiny_vqvae")
+    init_key, *code_keys = jax.random.split(jax.random.key(seed), 1 + cfg.levels)
+    params = dict(Jukebox.init(JukeboxConfig(vqvae=cfg), init_key).params["vqvae"])
+    for level, key in enumerate(code_keys):
+        x = VQVAE(cfg).apply({"params": params}, audio, level, method=VQVAE.encode_continuous)
+        params[f"codebook_{level}"] = codebook_from_samples(x, cfg.l_bins, key)
+    return Jukebox(JukeboxConfig(vqvae=cfg), {"vqvae": params})
 
 
 def convert(sources: Sequence[str], out: Path, config: str | None) -> None:
