@@ -11,6 +11,7 @@ import numpy as np
 
 from jukebox_jax.audio import test_signal
 from jukebox_jax.io import write_npz, write_wav
+from jukebox_jax.jukebox import Jukebox
 
 DEMO_SECONDS = 2.0
 
@@ -45,7 +46,7 @@ def demo(out: Path, seconds: float, seed: int) -> None:
     print(f"codes -> {out / 'codes.npz'}")
 
 
-def demo_model(audio: np.ndarray, seed: int):
+def demo_model(audio: np.ndarray, seed: int) -> Jukebox:
     """The demo's `Jukebox`: the tiny VQ-VAE structure with random weights from `seed`, each
     level's codebook drawn from its encoder outputs on `audio` (so codes spread over it)."""
     import jax
