@@ -59,8 +59,8 @@ _PRIOR = dict(act_fn="quick_gelu", level=0, alignment_head=2, alignment_layer=68
               res_downs_t=[3, 2, 2], res_strides_t=[2, 2, 2], resid_dropout=0, sampling_rate=44100, spread=None,
               timing_dims=64, zero_out=False)  # fmt: skip
 # Fields read nowhere below: the top-level `hop_fraction` (a sampling schedule) and
-# `max_nb_genres` (see `_labels`); the priors' `level` (`JukeboxModel` passes the list index instead), `embed_dim` (the conditioner writes `music_vocab_size`
-# there), the label fields that `set_shared_params` overwrites with the top-level ones, and
+# `max_nb_genres` (see `_labels`); the priors' `level` (`JukeboxModel` passes the list index
+# instead), `embed_dim` (the conditioner writes `music_vocab_size` there), the label fields that `set_shared_params` overwrites with the top-level ones, and
 # `mask`: HF's False (its default) drops the causal mask from full-sequence passes, but every
 # original prior was trained causal (`mask=True`) and our attention always is.
 _PRIOR_KEYS = frozenset(_PRIOR) | {"embed_dim"}
