@@ -9,11 +9,13 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from convert.hf_config import config_from_hf
+from convert.hps import prior_config_from_hps, vqvae_config_from_hps
 from convert.sources import ConversionError, HFDirectory, OriginalFile, read_hf, read_original
 from convert.table import Row, vqvae_rows
 from convert.table_prior import prior_rows
 from jukebox_jax import Jukebox
-from jukebox_jax.config import PRESETS, ConfigError, JukeboxConfig, PriorConfig, VQVAEConfig
+from jukebox_jax.config import PRESETS, ConfigError, JukeboxConfig, VQVAEConfig
 from jukebox_jax.params import abstract_params, describe_mismatch, flatten
 
 
@@ -79,21 +81,21 @@ def _from_original(files: list[OriginalFile], config: JukeboxConfig | None) -> J
 
 def _config_from_hps(vqvae_file: OriginalFile | None, prior_files: list[OriginalFile]) -> JukeboxConfig:
     try:
-        vqvae = VQVAEConfig.from_hps(vqvae_file.hps) if vqvae_file else None
+        vqvae = vqvae_config_from_hps(vqvae_file.hps) if vqvae_file else None
         if prior_files and vqvae is None:
             raise ConversionError(
                 f"{prior_files[0].path} is a prior: its hps hold only defaults for the VQ-VAE fields "
                 f"(codebook size, hops). Convert it together with its vqvae.pth.tar, or pass "
                 f"config= a preset name such as '5b_lyrics'"
             )
-        return JukeboxConfig(vqvae=vqvae, priors=tuple(PriorConfig.from_hps(f.hps, vqvae) for f in prior_files))
+        return JukeboxConfig(vqvae=vqvae, priors=tuple(prior_config_from_hps(f.hps, vqvae) for f in prior_files))
     except ConfigError as e:
         raise ConversionError(f"cannot read the checkpoints' hps: {e}") from None
 
 
 def _from_hf(d: HFDirectory, config: JukeboxConfig | None) -> Jukebox:
     try:
-        config = config or JukeboxConfig.from_hf(d.config)
+        config = config or config_from_hf(d.config)
     except ConfigError as e:
         raise ConversionError(f"{d.path}/config.json: {e}") from None
     standalone = d.config.get("model_type") == "jukebox_vqvae"

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jukebox_jax.audio import test_signal
 from jukebox_jax.io import write_npz, write_wav
+from jukebox_jax.jukebox import Jukebox
 
 DEMO_SECONDS = 2.0
 
@@ -20,24 +22,13 @@ def demo(out: Path, seconds: float, seed: int) -> None:
     There is no trained default model yet (no weights can ship with the package), so this
     runs the tiny VQ-VAE structure with random weights: the round trip exercises the whole
     path, but the reconstructions are noise-like, not music."""
-    import jax
-
-    from jukebox_jax import Jukebox, JukeboxConfig, preset
-    from jukebox_jax.vqvae import VQVAE, codebook_from_samples
+    from jukebox_jax import preset
 
     cfg = preset("tiny_vqvae")
     hop = cfg.hop_lengths[-1]
     n = max(hop, int(seconds * cfg.sample_rate) // hop * hop)
     audio = test_signal(n, cfg.sample_rate, seed)  # [1, n, 1]
-
-    init_key, *code_keys = jax.random.split(jax.random.key(seed), 1 + cfg.levels)
-    jb = Jukebox.init(JukeboxConfig(vqvae=cfg), init_key)
-    params = dict(jb.params["vqvae"])
-    for level, key in enumerate(code_keys):
-        x = VQVAE(cfg).apply({"params": params}, audio, level, method=VQVAE.encode_continuous)
-        params[f"codebook_{level}"] = codebook_from_samples(x, cfg.l_bins, key)
-    jb = Jukebox(jb.config, {"vqvae": params})
-
+    jb = demo_model(audio, seed)
     codes = jb.encode(audio)
     out.mkdir(parents=True, exist_ok=True)
     write_wav(out / "input.wav", audio[0], cfg.sample_rate)
@@ -55,22 +46,31 @@ def demo(out: Path, seconds: float, seed: int) -> None:
     print(f"codes -> {out / 'codes.npz'}")
 
 
-def test_signal(n: int, sample_rate: int, seed: int) -> np.ndarray:
-    """`[1, n, 1]` float32: four sines (110-3300 Hz) and a little noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / sample_rate
-    x = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(110, 3300, 4)) / 4 + 0.02 * rng.standard_normal(n)
-    return np.clip(x, -1, 1).astype(np.float32)[None, :, None]
+def demo_model(audio: np.ndarray, seed: int) -> Jukebox:
+    """The demo's `Jukebox`: the tiny VQ-VAE structure with random weights from `seed`, each
+    level's codebook drawn from its encoder outputs on `audio` (so codes spread over it)."""
+    import jax
+
+    from jukebox_jax import Jukebox, JukeboxConfig, preset
+    from jukebox_jax.vqvae import VQVAE, codebook_from_samples
+
+    cfg = preset("tiny_vqvae")
+    init_key, *code_keys = jax.random.split(jax.random.key(seed), 1 + cfg.levels)
+    params = dict(Jukebox.init(JukeboxConfig(vqvae=cfg), init_key).params["vqvae"])
+    for level, key in enumerate(code_keys):
+        x = VQVAE(cfg).apply({"params": params}, audio, level, method=VQVAE.encode_continuous)
+        params[f"codebook_{level}"] = codebook_from_samples(x, cfg.l_bins, key)
+    return Jukebox(JukeboxConfig(vqvae=cfg), {"vqvae": params})
 
 
 def convert(sources: Sequence[str], out: Path, config: str | None) -> None:
     try:
-        import convert as converter
+        from convert import ConversionError, convert_checkpoint
     except ImportError as e:
         sys.exit(f"jukebox-jax convert needs PyTorch: pip install 'jukebox-jax[convert]' ({e})")
     try:
-        jb = converter.convert_checkpoint(*sources, config=config)
-    except converter.ConversionError as e:
+        jb = convert_checkpoint(*sources, config=config)
+    except ConversionError as e:
         sys.exit(f"jukebox-jax convert: {e}")
     jb.save(out)
     parts = (["vqvae"] if jb.config.vqvae else []) + [f"prior_level_{p.level}" for p in jb.config.priors]
@@ -81,15 +81,16 @@ MODES = ("ancestral", "continue", "upsample", "primed")
 
 
 def sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Windowed multi-level sampling into `args.out`, resumable (see `sampling.job`)."""
+    """Windowed multi-level sampling into `args.out`, resumable (see `generation.job`)."""
     import jax
     from tqdm import tqdm
 
     from jukebox_jax import Jukebox, JukeboxConfig
     from jukebox_jax.config import MODEL_PRESETS
-    from jukebox_jax.sampling.job import SampleRequest, run_job
-    from jukebox_jax.sampling.levels import LevelSettings
-    from jukebox_jax.sampling.windows import get_starts
+    from jukebox_jax.generation.job import SampleRequest, run_job
+    from jukebox_jax.generation.levels import LevelSettings
+    from jukebox_jax.generation.windows import get_starts
+    from jukebox_jax.sampling import sampling_method
     from jukebox_jax.tokenizer import song_labels
 
     if args.lyrics is not None and args.lyrics_file:
@@ -140,10 +141,12 @@ def sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         songs = {level: (song_labels(jb.config.prior(level), song_length, args.artist, args.genre, lyrics),) * n for level in levels}
     except (ValueError, ImportError) as e:
         parser.error(str(e))
+    try:
+        method = sampling_method(args.temperature, args.top_k, args.top_p)
+    except ValueError as e:
+        parser.error(f"--temperature/--top-k/--top-p: {e}")
     settings = {
-        level: LevelSettings(
-            args.temperature, args.top_k, args.top_p, hop_fraction=0.125 if level == vq.levels - 1 else 0.5, max_batch_size=args.max_batch_size
-        )
+        level: LevelSettings(method, hop_fraction=0.125 if level == vq.levels - 1 else 0.5, max_batch_size=args.max_batch_size)
         for level in levels
     }
     request = SampleRequest(levels, sample_length, args.seed, songs, settings)

@@ -1,10 +1,9 @@
-"""Frozen configs for the Jukebox VQ-VAE and priors, their presets, and readers.
+"""Frozen configs for the Jukebox VQ-VAE and priors, their presets, and our JSON form.
 
 Every structural fact a module needs is a field or a derived property here, so a model can
-be built from its config alone. Two readers turn the configs stored beside released weights
-into ours: `*.from_hps` for the original `hps` dict (in `*.pth.tar` files) and
-`JukeboxConfig.from_hf` for a transformers 4.40.2 `config.json`. Both reject fields they do
-not know and values we do not implement, naming them.
+be built from its config alone. The readers of the configs stored beside released weights
+(the original `hps` dict, a transformers 4.40.2 `config.json`) are in `convert/hps.py` and
+`convert/hf_config.py`.
 
 Levels follow the original: 0 is the finest VQ-VAE level (hop 8), 2 the top (hop 128), and a
 prior is named by the level it models.
@@ -177,31 +176,6 @@ class VQVAEConfig:
         """Audio samples per code at each level (8, 32, 128 for the released model)."""
         return tuple(math.prod(self.downsamples[: level + 1]) for level in range(self.levels))
 
-    @classmethod
-    def from_hps(cls, hps: Mapping[str, Any]) -> VQVAEConfig:
-        """Reads the `hps` dict stored in an original `vqvae.pth.tar`."""
-        _check_hps_keys(hps)
-        if not hps.get("use_bottleneck", True):
-            raise ConfigError("use_bottleneck=False (a plain autoencoder) is not supported")
-        levels = hps["levels"]
-        return cls(
-            levels=levels,
-            downs_t=tuple(hps["downs_t"]),
-            strides_t=tuple(hps["strides_t"]),
-            emb_width=hps["emb_width"],
-            l_bins=hps["l_bins"],
-            width=hps["width"],
-            depth=hps["depth"],
-            m_conv=float(hps["m_conv"]),
-            dilation_growth_rate=hps["dilation_growth_rate"],
-            dilation_cycle=hps["dilation_cycle"],
-            multipliers=tuple(hps["hvqvae_multipliers"] or (1,) * levels),
-            reverse_decoder_dilation=hps["vqvae_reverse_decoder_dilation"],
-            commit=float(hps["commit"]),
-            mu=float(hps["l_mu"]),
-            sample_rate=hps["sr"],
-        )
-
 
 # ----------------------------------------------------------------------------------------
 # Priors
@@ -355,149 +329,6 @@ class PriorConfig:
         """Output vocabulary (lyrics and music joined for the 1b sequence)."""
         return self.l_bins + (self.n_vocab if self.lyrics is Lyrics.JOINT_SEQUENCE else 0)
 
-    @classmethod
-    def from_hps(cls, hps: Mapping[str, Any], vqvae: VQVAEConfig) -> PriorConfig:
-        """Reads an original prior's `hps`; the VQ-VAE fields come from `vqvae`, as the original
-        `make_prior` takes them from the VQ-VAE object (a prior file stores only defaults)."""
-        _check_hps_keys(hps)
-        unsupported = {
-            k: hps[k]
-            for k, ok in [("y_cond_as_bias", False), ("copy_input", False), ("prime_rel_attn", False), ("cond_levels", None)]
-            if hps.get(k, ok) != ok
-        }
-        if unsupported:
-            raise ConfigError(f"unsupported prior settings: {unsupported}")
-        level = hps["level"]
-        top = level == vqvae.levels - 1
-        if hps["single_enc_dec"]:
-            lyrics = Lyrics.JOINT_SEQUENCE
-        elif hps["use_tokens"]:
-            lyrics = Lyrics.SEPARATE_ENCODER
-        else:
-            lyrics = Lyrics.NONE
-        labels = None
-        if hps["labels"]:
-            genre_bins, artist_bins = hps["y_bins"]
-            min_duration, max_duration = _durations(hps) if top else (LabelConfig.min_duration, LabelConfig.max_duration)
-            labels = LabelConfig(
-                genre_bins=genre_bins,
-                artist_bins=artist_bins,
-                max_bow_genre_size=hps["max_bow_genre_size"],
-                t_bins=hps["t_bins"],
-                timing=top,
-                min_duration=min_duration,
-                max_duration=max_duration,
-                sample_rate=hps["sr"],
-                v3=hps["labels_v3"],
-            )
-        conditioner = None
-        if not top:
-            conditioner = ConditionerConfig(
-                width=hps["cond_width"],
-                depth=hps["cond_depth"],
-                m_conv=float(hps["cond_m_conv"]),
-                dilation_growth_rate=hps["cond_dilation_growth_rate"],
-                dilation_cycle=hps["cond_dilation_cycle"],
-                res_scale=hps["cond_res_scale"],
-                zero_out=hps["cond_zero_out"],
-            )
-        lyric_encoder = None
-        if lyrics is Lyrics.SEPARATE_ENCODER:
-            lyric_encoder = _transformer_from_hps(hps, prefix="prime_", width="prime_width", depth="prime_depth", heads="prime_heads")
-        return cls(
-            level=level,
-            n_ctx=hps["n_ctx"],
-            transformer=_transformer_from_hps(hps, prefix="", width="prior_width", depth="prior_depth", heads="heads"),
-            l_bins=vqvae.l_bins,
-            downs_t=vqvae.downs_t,
-            strides_t=vqvae.strides_t,
-            labels=labels,
-            conditioner=conditioner,
-            lyrics=lyrics,
-            n_vocab=hps["n_vocab"],
-            n_tokens=hps["n_tokens"] if lyrics is not Lyrics.NONE else 0,
-            lyric_encoder=lyric_encoder,
-            prime_loss_fraction=float(hps["prime_loss_fraction"]),
-            merged_decoder=hps["merged_decoder"],
-            alignment_layer=hps["alignment_layer"],
-            alignment_head=hps["alignment_head"],
-        )
-
-
-def _durations(hps: Mapping[str, Any]) -> tuple[float, float]:
-    """The top prior's (min, max) duration in seconds: from `min_duration`/`max_duration`, or
-    from `t_ranges` (in samples), which some versions of the original store instead."""
-    if hps.get("min_duration") is not None and hps.get("max_duration") is not None:
-        return float(hps["min_duration"]), float(hps["max_duration"])
-    ranges, sr = hps.get("t_ranges"), hps["sr"]
-    if ranges is None:
-        raise ConfigError("the top prior's hps give neither min/max_duration nor t_ranges; pass a preset config")
-    (lo, hi), absolute, relative = ranges
-    if tuple(absolute) != (0.0, hi) or tuple(relative) != (0.0, 1.0):
-        raise ConfigError(f"unsupported t_ranges {ranges}: expected ((min, max), (0, max), (0, 1)) in samples")
-    return lo / sr, hi / sr
-
-
-def _transformer_from_hps(hps: Mapping[str, Any], *, prefix: str, width: str, depth: str, heads: str) -> TransformerConfig:
-    return TransformerConfig(
-        width=hps[width],
-        depth=hps[depth],
-        heads=hps[heads],
-        attn_order=hps[prefix + "attn_order"],
-        blocks=hps[prefix + "blocks"],
-        spread=hps[prefix + "spread"],
-        m_attn=float(hps[prefix + "m_attn"]),
-        m_mlp=float(hps[prefix + "m_mlp"]),
-        res_scale=hps[prefix + "res_scale"],
-        init_scale=float(hps[prefix + "init_scale"]),
-        zero_out=hps[prefix + "zero_out"],
-        attn_dropout=float(hps.get(prefix + "attn_dropout", 0.0)),
-        resid_dropout=float(hps.get(prefix + "resid_dropout", 0.0)),
-        emb_dropout=float(hps.get(prefix + "emb_dropout", 0.0)),
-    )
-
-
-# Every field of the original `Hyperparams` (jukebox/hparams.py at commit 08efbbc). The ones
-# the readers above use are structural; the rest only steer training, data loading, logging
-# or the sampling script, and are accepted and ignored. Anything else is an error.
-_HPS_STRUCTURAL = frozenset(
-    """levels downs_t strides_t emb_width l_bins width depth m_conv dilation_growth_rate
-    dilation_cycle hvqvae_multipliers vqvae_reverse_decoder_dilation commit l_mu sr use_bottleneck
-    level n_ctx prior_width prior_depth heads attn_order blocks spread m_attn m_mlp res_scale
-    init_scale zero_out labels y_bins t_bins max_bow_genre_size min_duration max_duration labels_v3
-    cond_width cond_depth cond_m_conv cond_dilation_growth_rate cond_dilation_cycle cond_res_scale
-    cond_zero_out cond_c_res single_enc_dec use_tokens n_vocab n_tokens prime_width prime_depth
-    prime_heads prime_attn_order prime_blocks prime_spread prime_m_attn prime_m_mlp prime_res_scale
-    prime_init_scale prime_zero_out prime_loss_fraction merged_decoder alignment_layer
-    alignment_head y_cond_as_bias copy_input prime_rel_attn cond_levels attn_dropout resid_dropout
-    emb_dropout prime_attn_dropout prime_resid_dropout prime_emb_dropout""".split()
-)
-_HPS_IGNORED = frozenset(
-    """rcall_command git_commit name debug_mem debug_eval_files debug_speed debug_iters debug_batch
-    debug_grad_accum debug_inputs local_path local_logdir max_len max_log save save_iters seed prior
-    log_steps func audio_files_dir finetune english_only bs bs_sample nworkers aug_shift aug_blend
-    train_test_split train_shrink_factor test_shrink_factor p_unk curr_epoch restore_vqvae
-    revival_threshold spectral multispectral loss_fn linf_k lmix_l1 lmix_l2 lmix_linf restore_prior
-    restore_prior_ddp pos_init c_res c_attn c_mlp
-    primed_chunk_size selected_artists temp_top temp_rest sample_length_in_seconds
-    total_sample_length_in_seconds restore_decoder prime_pos_init prime_c_res prime_c_attn prime_c_mlp prime_posemb_timescale
-    epochs lr clip beta1 beta2 ignore_grad_norm weight_decay eps lr_warmup lr_decay lr_gamma lr_scale
-    lr_use_linear_decay lr_start_linear_decay lr_use_cosine_decay fp16 fp16_params fp16_loss_scale
-    fp16_scale_window fp16_opt dump ema ema_fused cpu_ema cpu_ema_freq reset_best_loss reset_step
-    reset_opt reset_shd train test sample sampler codes_logdir date labeller label_line
-    iters_before_update grad_accum_iters mu piped pipe_depth break_train break_test exit_train n_fft
-    hop_length window_size channels wav n_inps n_hops n_segment n_total_segment n_segment_each
-    prime_chunks sample_length sample_hop_length max_silence_pad_length ignore_boundaries
-    use_nonrelative_specloss multispec_loss_n_fft multispec_loss_hop_length
-    multispec_loss_window_size bucket t_ranges""".split()
-)
-
-
-def _check_hps_keys(hps: Mapping[str, Any]) -> None:
-    unknown = sorted(set(hps) - _HPS_STRUCTURAL - _HPS_IGNORED)
-    if unknown:
-        raise ConfigError(f"unknown hps fields {unknown}: not an original Jukebox checkpoint, or a newer one")
-
 
 # ----------------------------------------------------------------------------------------
 # The whole model
@@ -541,14 +372,6 @@ class JukeboxConfig:
             vqvae=preset(p + "vqvae"),
             priors=(preset(name), preset(p + "upsampler_level_1"), preset(p + "upsampler_level_0")),
         )
-
-    @classmethod
-    def from_hf(cls, d: Mapping[str, Any]) -> JukeboxConfig:
-        """Reads a transformers 4.40.2 `config.json`: a whole `JukeboxModel`'s or a
-        standalone `JukeboxVQVAE`'s (see `_hf_config.py`)."""
-        from jukebox_jax import _hf_config
-
-        return _hf_config.read(d)
 
 
 def _to_json(x: Any) -> Any:

@@ -173,7 +173,7 @@ class Jukebox:
         if method is None:
             method = sampling_method(temperature, top_k, top_p)
         elif (temperature, top_k, top_p) != (1.0, 0, 0.0):
-            raise ValueError("give a sampling method or temperature/top_k/top_p, not both")
+            raise ValueError(f"give method= or temperature/top_k/top_p, not both (got {method} and {temperature}, {top_k}, {top_p})")
         if not 0 < n_tokens <= cfg.n_ctx:
             raise ValueError(f"n_tokens must be in 1..{cfg.n_ctx} (the prior's window), got {n_tokens}")
         batch = jnp.shape(labels)[0]

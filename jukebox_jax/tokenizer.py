@@ -19,7 +19,7 @@ import re
 from importlib import resources
 
 from jukebox_jax.config import PriorConfig
-from jukebox_jax.sampling.windows import SongLabels
+from jukebox_jax.labels import SongLabels
 
 _V2_LYRICS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?-+'\"()[] \t\n"
 _V3_LYRICS = _V2_LYRICS.replace("+", "")
@@ -45,6 +45,14 @@ def _table(kind: str, v3: bool) -> dict[str, int]:
         name, i = line.strip().rsplit(";", 1)
         table[name.lower()] = int(i)
     return table
+
+
+def id_table(kind: str, v3: bool) -> dict[str, int]:
+    """The packaged `kind` ("artist" or "genre") table of a label set: name (lowercased, as
+    written in the table) -> id. Where a name repeats, the later line wins, as the original's dict."""
+    if kind not in ("artist", "genre"):
+        raise ValueError(f"kind must be 'artist' or 'genre', got {kind!r}")
+    return dict(_table(kind, v3))
 
 
 def _lookup(kind: str, name: str, key: str, v3: bool) -> int:

@@ -1,4 +1,4 @@
-"""Shared test helpers: paths to the shared fixtures, tiny PyTorch reference models."""
+"""Shared test helpers: the original-code fixtures in `tests/fixtures/openai`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 # Tests compare float32 numbers; keep XLA on CPU deterministic and quiet.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "openai"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "openai"  # see tests/fixtures/README.md
 
 
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"the openai fixtures are not at {FIXTURES}")
+    if not (FIXTURES / "vqvae.pth.tar").is_file():
+        pytest.fail(f"the original-code fixtures are missing from {FIXTURES} (they are part of the repository)")
     return FIXTURES

@@ -18,9 +18,10 @@ from jax.sharding import PartitionSpec as P
 from transformers import JukeboxPriorConfig
 from transformers.models.jukebox.modeling_jukebox import JukeboxLabelConditioner, JukeboxMusicTokenConditioner
 
+from convert.hps import prior_config_from_hps, vqvae_config_from_hps
 from convert.table import Row
 from convert.table_conditioners import label_rows, music_conditioner_rows
-from jukebox_jax.config import ConditionerConfig, LabelConfig, PriorConfig, TransformerConfig, VQVAEConfig, preset
+from jukebox_jax.config import ConditionerConfig, LabelConfig, PriorConfig, TransformerConfig, preset
 from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
 
 PRIORS = ["prior_5b_level2", "prior_5b_lyrics_level2", "prior_1b_lyrics_level2", "upsampler_level1", "upsampler_level0"]
@@ -55,9 +56,9 @@ def apply(module: nn.Module, params: dict, *inputs):
 def case(request, fixtures):
     stem = request.param
     hps = json.loads((fixtures / f"{stem}.hparams.json").read_text())["hps"]
-    vqvae = VQVAEConfig.from_hps(json.loads((fixtures / "vqvae.hparams.json").read_text())["hps"])
+    vqvae = vqvae_config_from_hps(json.loads((fixtures / "vqvae.hparams.json").read_text())["hps"])
     state = torch.load(fixtures / f"{stem}.pth.tar", weights_only=True)["model"]
-    return PriorConfig.from_hps(hps, vqvae), state, np.load(fixtures / f"{stem}.reference.npz")
+    return prior_config_from_hps(hps, vqvae), state, np.load(fixtures / f"{stem}.reference.npz")
 
 
 def _rows(cfg: PriorConfig) -> tuple[list[Row], list[Row]]:

@@ -1,4 +1,4 @@
-"""Configs: the readers (`from_hps`, `from_hf`), the presets, the attention layouts, and the
+"""Configs: the readers (`convert.hps`, `convert.hf_config`), the presets, the attention layouts, and the
 JSON round trip, against the original code's own numbers and transformers 4.40.2 configs."""
 
 from __future__ import annotations
@@ -7,11 +7,14 @@ import dataclasses
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from convert.hf_config import config_from_hf
+from convert.hps import prior_config_from_hps, vqvae_config_from_hps
 from jukebox_jax.config import (
     MODEL_PRESETS,
     ConfigError,
@@ -19,21 +22,16 @@ from jukebox_jax.config import (
     Lyrics,
     PriorConfig,
     TransformerConfig,
-    VQVAEConfig,
     attn_pattern,
     preset,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "openai"
 STEMS = ["vqvae", "prior_5b_level2", "prior_5b_lyrics_level2", "prior_1b_lyrics_level2", "upsampler_level1",
          "upsampler_level0"]  # fmt: skip
 
 
-def _hparams(stem: str) -> dict:
-    path = FIXTURES / f"{stem}.hparams.json"
-    if not path.is_file():
-        pytest.skip(f"the original-code fixtures are not at {FIXTURES}")
-    return json.loads(path.read_text())
+def _hparams(fixtures: Path, stem: str) -> dict:
+    return json.loads((fixtures / f"{stem}.hparams.json").read_text())
 
 
 # ----------------------------------------------------------------------------------------
@@ -41,17 +39,17 @@ def _hparams(stem: str) -> dict:
 
 
 @pytest.mark.parametrize("stem", STEMS)
-def test_from_hps_matches_original_derived_values_and_tiny_presets(stem):
-    j = _hparams(stem)
+def test_from_hps_matches_original_derived_values_and_tiny_presets(fixtures, stem):
+    j = _hparams(fixtures, stem)
     derived, tiny = j["derived"], preset("tiny_" + j["preset"].removeprefix("prior_"))
-    vq = VQVAEConfig.from_hps(_hparams("vqvae")["hps"])
+    vq = vqvae_config_from_hps(_hparams(fixtures, "vqvae")["hps"])
     if j["kind"] == "vqvae":
         assert vq == tiny
         assert list(vq.hop_lengths) == derived["hop_lengths"]
         assert list(vq.downsamples) == derived["downsamples"]
         assert [[j["hps"]["sample_length"] // h] for h in vq.hop_lengths] == derived["z_shapes"]
         return
-    cfg = PriorConfig.from_hps(j["hps"], vq)
+    cfg = prior_config_from_hps(j["hps"], vq)
     assert cfg == tiny
     assert (cfg.level, cfg.l_bins, cfg.n_ctx) == (derived["level"], derived["l_bins"], derived["n_ctx"])
     assert cfg.n_tokens == derived["n_tokens"]
@@ -75,21 +73,21 @@ def test_from_hps_matches_original_derived_values_and_tiny_presets(stem):
         assert cfg.n_tokens // enc.blocks == derived["prime_block_ctx"]
     else:
         assert cfg.lyric_encoder is None
-    with np.load(FIXTURES / f"{stem}.reference.npz") as ref:
+    with np.load(fixtures / f"{stem}.reference.npz") as ref:
         assert ref["y"].shape[1] == cfg.n_labels
 
 
-def test_from_hps_rejects_unknown_fields_and_unsupported_values():
-    vq_hps, prior_hps = _hparams("vqvae")["hps"], _hparams("upsampler_level1")["hps"]
+def test_from_hps_rejects_unknown_fields_and_unsupported_values(fixtures):
+    vq_hps, prior_hps = _hparams(fixtures, "vqvae")["hps"], _hparams(fixtures, "upsampler_level1")["hps"]
     with pytest.raises(ConfigError, match="made_up_field"):
-        VQVAEConfig.from_hps({**vq_hps, "made_up_field": 1})
+        vqvae_config_from_hps({**vq_hps, "made_up_field": 1})
     with pytest.raises(ConfigError, match="use_bottleneck"):
-        VQVAEConfig.from_hps({**vq_hps, "use_bottleneck": False})
-    vq = VQVAEConfig.from_hps(vq_hps)
+        vqvae_config_from_hps({**vq_hps, "use_bottleneck": False})
+    vq = vqvae_config_from_hps(vq_hps)
     with pytest.raises(ConfigError, match="another_field"):
-        PriorConfig.from_hps({**prior_hps, "another_field": 0}, vq)
+        prior_config_from_hps({**prior_hps, "another_field": 0}, vq)
     with pytest.raises(ConfigError, match="copy_input"):
-        PriorConfig.from_hps({**prior_hps, "copy_input": True}, vq)
+        prior_config_from_hps({**prior_hps, "copy_input": True}, vq)
 
 
 # ----------------------------------------------------------------------------------------
@@ -310,7 +308,7 @@ def _expected(name: str) -> JukeboxConfig:
 @pytest.mark.parametrize("name", sorted(_HF_TOPS))
 def test_from_hf_reads_each_structure(hf, name, layout):
     d = _hf_json(hf, name, layout)
-    ours = JukeboxConfig.from_hf(d)
+    ours = config_from_hf(d)
     assert ours == _expected(name)
     top = ours.prior(2)
     lyrics = dict(tiny_5b=Lyrics.NONE, tiny_5b_lyrics=Lyrics.SEPARATE_ENCODER, tiny_1b_lyrics=Lyrics.JOINT_SEQUENCE)
@@ -327,7 +325,7 @@ def test_from_hf_does_not_copy_shared_label_fields_onto_upsamplers(hf):
     d = _hf_json(hf, "tiny_1b_lyrics")
     assert [p["max_nb_genres"] for p in d["prior_config_list"]] == [1, 1, 1]  # the HF defect is in the input
     assert d["prior_config_list"][1]["min_duration"] == 17.84
-    ours = JukeboxConfig.from_hf(d)
+    ours = config_from_hf(d)
     top = ours.prior(2).labels
     assert (top.v3, top.max_bow_genre_size, top.timing, top.t_bins, top.min_duration) == (True, 1, True, 64, 17.84)
     for level in (1, 0):
@@ -338,7 +336,7 @@ def test_from_hf_does_not_copy_shared_label_fields_onto_upsamplers(hf):
 
 def test_from_hf_without_metadata_conditioning(hf):
     d = _hf_json(hf, "tiny_5b") | {"metadata_conditioning": False}
-    assert all(p.labels is None for p in JukeboxConfig.from_hf(d).priors)
+    assert all(p.labels is None for p in config_from_hf(d).priors)
 
 
 @pytest.mark.parametrize("pattern", ["full_dense_attention", "raw_column_previous_row_attention",
@@ -351,7 +349,7 @@ def test_from_hf_attention_patterns_match_hf_layers(hf, pattern):
     kinds = dict(dense_attn=0, dense_attention=0, block_attn=1, transpose_block_attn=2, prev_block_attn=3,
                  cross_attention=6, prime_attn=7)  # fmt: skip
     depth = 2 * 79 + 5
-    ours = JukeboxConfig.from_hf(_hf_json(hf, "tiny_5b", attention_pattern=pattern, num_layers=depth))
+    ours = config_from_hf(_hf_json(hf, "tiny_5b", attention_pattern=pattern, num_layers=depth))
     hf_layers = [kinds[ATTENTION_PATTERNS[pattern](d)] for d in range(depth)]
     assert [int(k) for k in ours.prior(2).transformer.pattern] == hf_layers
 
@@ -359,7 +357,40 @@ def test_from_hf_attention_patterns_match_hf_layers(hf, pattern):
 def test_from_hf_standalone_vqvae(hf):
     d = json.loads(hf.JukeboxVQVAEConfig(**_HF_VQVAE).to_json_string())
     assert d["model_type"] == "jukebox_vqvae"
-    assert JukeboxConfig.from_hf(d) == JukeboxConfig(vqvae=preset("tiny_vqvae"))
+    assert config_from_hf(d) == JukeboxConfig(vqvae=preset("tiny_vqvae"))
+
+
+def test_from_hf_reads_the_dropout_rates(hf):
+    """HF's priors and lyric encoder read `attn_dropout`, `resid_dropout` and `emb_dropout`."""
+    d = _hf_json(hf, "tiny_5b_lyrics", attn_dropout=0.1, resid_dropout=0.2, emb_dropout=0.3)
+    d["prior_config_list"][0]["encoder_config"] |= dict(attn_dropout=0.4, resid_dropout=0.5, emb_dropout=0.6)
+    cfg = config_from_hf(d)
+    t, e = cfg.prior(2).transformer, cfg.prior(2).lyric_encoder
+    assert (t.attn_dropout, t.resid_dropout, t.emb_dropout) == (0.1, 0.2, 0.3)
+    assert (e.attn_dropout, e.resid_dropout, e.emb_dropout) == (0.4, 0.5, 0.6)
+    up = cfg.prior(1).transformer
+    assert (up.attn_dropout, up.resid_dropout, up.emb_dropout) == (0.0, 0.0, 0.0)
+
+
+def test_from_hf_reads_vqvae_config_not_vqvae_config_dict(hf):
+    """HF's documented `JukeboxConfig.from_configs(priors, vqvae)` stores the VQ-VAE as
+    `vqvae_config_dict`, which `JukeboxModel` never reads: it builds `vqvae_config`. We read
+    `vqvae_config` too, warn when the two differ once HF's defaults are filled in, and check
+    `vqvae_config_dict`'s fields like any other."""
+    d = _hf_json(hf, "tiny_5b", "saved")  # vqvae_config: only the fields that differ from HF's defaults
+    full = hf.JukeboxVQVAEConfig(**_HF_VQVAE).to_dict()  # as from_configs stores it: every field
+    want = config_from_hf(d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert config_from_hf(d | {"vqvae_config_dict": full}) == want  # the same VQ-VAE spelled out: no warning
+    other = full | {"nb_discrete_codes": 32, "embed_dim": 8}
+    with pytest.warns(UserWarning, match="ignores vqvae_config_dict") as record:
+        assert config_from_hf(d | {"vqvae_config_dict": other}) == want
+    message = str(record[0].message)
+    assert "nb_discrete_codes=64 (vqvae_config_dict: 32)" in message and "embed_dim=16 (vqvae_config_dict: 8)" in message
+    assert "res_conv_width" not in message  # only the differing fields
+    with pytest.raises(ConfigError, match=r"vqvae_config_dict\.made_up"):
+        config_from_hf(d | {"vqvae_config_dict": full | {"made_up": 1}})
 
 
 def test_from_hf_rejects_unknown_fields(hf):
@@ -369,13 +400,13 @@ def test_from_hf_rejects_unknown_fields(hf):
     d["prior_config_list"][1]["prior_extra"] = 3
     d["prior_config_list"][0]["encoder_config"]["enc_extra"] = 4
     with pytest.raises(ConfigError) as e:
-        JukeboxConfig.from_hf(d)
+        config_from_hf(d)
     for field in ["top_extra", "vqvae_config.vq_extra", "prior_config_list[1].prior_extra", "encoder_config.enc_extra"]:
         assert field in str(e.value)
     with pytest.raises(ConfigError, match="vq_only_extra"):
-        JukeboxConfig.from_hf({**hf.JukeboxVQVAEConfig().to_dict(), "vq_only_extra": 0})
+        config_from_hf({**hf.JukeboxVQVAEConfig().to_dict(), "vq_only_extra": 0})
     with pytest.raises(ConfigError, match="model_type"):
-        JukeboxConfig.from_hf({"model_type": "bert"})
+        config_from_hf({"model_type": "bert"})
 
 
 @pytest.mark.parametrize(
@@ -396,7 +427,7 @@ def test_from_hf_rejects_unsupported_values(hf, where, field, value):
               "vqvae": d["vqvae_config"]}[where]  # fmt: skip
     target[field] = value
     with pytest.raises(ConfigError, match=field) as e:
-        JukeboxConfig.from_hf(d)
+        config_from_hf(d)
     assert repr(value) in str(e.value)
 
 
@@ -407,11 +438,12 @@ def test_from_hf_rejects_upsampling_factors_hf_would_swap(hf):
     for c in [d["vqvae_config"], *d["prior_config_list"]]:
         c["res_downs_t"] = [2, 3, 2]
     with pytest.raises(ConfigError, match="HF would upsample"):
-        JukeboxConfig.from_hf(d)
+        config_from_hf(d)
 
 
-def test_library_imports_neither_transformers_nor_torch():
-    code = "import sys, jukebox_jax._hf_config; print(sorted({'transformers', 'torch'} & set(sys.modules)))"
+def test_library_and_config_readers_import_neither_transformers_nor_torch():
+    """`jukebox_jax` never needs torch; the config readers in `convert/` are pure Python too."""
+    code = "import sys, jukebox_jax.cli, convert.hps, convert.hf_config; print(sorted({'transformers', 'torch'} & set(sys.modules)))"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
@@ -420,14 +452,12 @@ def test_library_imports_neither_transformers_nor_torch():
 def test_durations_from_t_ranges(fixtures):
     """Some versions of the original store the top prior's timing ranges as `t_ranges` (in
     samples) with min/max_duration None; both spellings give the same config."""
-    from jukebox_jax.config import ConfigError, PriorConfig, VQVAEConfig
-
-    vq = VQVAEConfig.from_hps(json.loads((fixtures / "vqvae.hparams.json").read_text())["hps"])
+    vq = vqvae_config_from_hps(json.loads((fixtures / "vqvae.hparams.json").read_text())["hps"])
     hps = json.loads((fixtures / "prior_5b_level2.hparams.json").read_text())["hps"]
-    want = PriorConfig.from_hps(hps, vq)
+    want = prior_config_from_hps(hps, vq)
     sr, lo, hi = hps["sr"], hps["min_duration"], hps["max_duration"]
     hps.update(min_duration=None, max_duration=None, t_ranges=((lo * sr, hi * sr), (0.0, hi * sr), (0.0, 1.0)))
-    assert PriorConfig.from_hps(hps, vq) == want
+    assert prior_config_from_hps(hps, vq) == want
     hps["t_ranges"] = None
     with pytest.raises(ConfigError, match="t_ranges"):
-        PriorConfig.from_hps(hps, vq)
+        prior_config_from_hps(hps, vq)

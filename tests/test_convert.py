@@ -183,3 +183,43 @@ def test_tied_copy_must_match(fixtures, tmp_path):
     path = _save(ckpt, tmp_path, "prior_level_2.pth.tar")
     with pytest.raises(ConversionError, match=r"prior.x_out.weight should be the same tensor"):
         convert_checkpoint(fixtures / "vqvae.pth.tar", path)
+
+
+def test_hf_model_made_with_from_configs(tmp_path):
+    """A model built the way transformers documents, `JukeboxConfig.from_configs(prior_configs,
+    vqvae_config)`, then `save_pretrained`: HF stores the given VQ-VAE as `vqvae_config_dict` and
+    builds its VQ-VAE from `vqvae_config`, left at HF's defaults (the released structure). The
+    directory converts to what HF built, every tensor equal, with a warning that the two differ."""
+    from hf_reference import redraw_jukebox
+    from transformers import JukeboxConfig as HFJukeboxConfig
+    from transformers import JukeboxModel, JukeboxPriorConfig, JukeboxVQVAEConfig
+
+    from convert.table_prior import prior_rows
+
+    common = dict(attention_pattern="raw_column_previous_row_attention", is_encoder_decoder=False, nb_relevant_lyric_tokens=0,
+                  metadata_dims=[12, 30], mask=True)  # fmt: skip
+    priors = [
+        JukeboxPriorConfig(hidden_size=32, num_layers=3, n_heads=2, blocks=4, n_ctx=32, merged_decoder=True, **common),
+        *[
+            JukeboxPriorConfig(hidden_size=16, num_layers=2, n_heads=1, blocks=2, n_ctx=16, merged_decoder=False, res_conv_width=8,
+                               res_conv_depth=2, res_dilation_growth_rate=3, conv_res_scale=level == 1, **common)
+            for level in (1, 0)
+        ],
+    ]  # fmt: skip
+    given = JukeboxVQVAEConfig(res_conv_width=16, res_conv_depth=3, embed_dim=16, nb_discrete_codes=64)  # not what HF builds
+    model = JukeboxModel(HFJukeboxConfig.from_configs(priors, given)).eval()
+    assert model.vqvae.config.nb_discrete_codes == 2048  # HF built its default VQ-VAE, not `given`
+    redraw_jukebox(model, seed=7)
+    model.save_pretrained(tmp_path, safe_serialization=False)  # tied heads rule out safetensors
+    assert "vqvae_config_dict" in (tmp_path / "config.json").read_text()
+
+    with pytest.warns(UserWarning, match=r"nb_discrete_codes=2048 \(vqvae_config_dict: 64\)"):
+        jb = convert_checkpoint(tmp_path)
+    assert jb.config.vqvae == preset("vqvae")
+    assert [(p.level, p.n_ctx, p.transformer.width, p.l_bins) for p in jb.config.priors] == [(0, 16, 16, 2048), (1, 16, 16, 2048), (2, 32, 32, 2048)]
+    sd, ours = model.state_dict(), flatten(jb.params)
+    rows = vqvae_rows(jb.config.vqvae) + [r for p in jb.config.priors for r in prior_rows(p, hf_index=2 - p.level)]
+    assert {r.hf for r in rows} == set(sd)
+    for row in rows:
+        got = np.asarray(ours[row.path])
+        np.testing.assert_array_equal(got if row.index is None else got[row.index], row.transform(sd[row.hf].numpy()), err_msg=row.hf)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import jax
@@ -11,7 +12,8 @@ import pytest
 import soundfile
 
 from jukebox_jax import Jukebox, JukeboxConfig, preset, tokenizer
-from jukebox_jax.cli import main
+from jukebox_jax import audio as audio_lib  # (importing test_signal by name would make pytest collect it)
+from jukebox_jax.cli import demo_model, main
 from jukebox_jax.params import ParamsError, flatten
 
 
@@ -28,6 +30,11 @@ def test_save_load_round_trip(tiny, tmp_path):
     assert want.keys() == got.keys()
     for k in want:
         np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]))
+    audio = audio_lib.test_signal(8 * 128, 44100, seed=1)
+    codes = tiny.encode(audio)
+    for a, b in zip(loaded.encode(audio), codes):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(loaded.decode(codes[1:], start_level=1), tiny.decode(codes[1:], start_level=1))
     tiny.save(tmp_path / "ckpt")  # overwriting an existing checkpoint is allowed
     assert Jukebox.load(tmp_path / "ckpt").config == tiny.config
 
@@ -72,30 +79,68 @@ def test_a_model_without_vqvae_says_so():
         jb.encode(np.zeros((1, 128, 1), np.float32))
 
 
+PCM16 = 2 / 32768  # a float -> 16-bit wav -> float round trip moves a sample by at most this
+
+
 def test_cli_demo_writes_a_round_trip(tmp_path, capsys):
-    main(["demo", "--out", str(tmp_path), "--seconds", "0.1"])
-    out = capsys.readouterr().out
-    assert "RANDOM weights" in out
-    audio, sr = soundfile.read(tmp_path / "input.wav")
-    assert sr == 44100 and audio.shape[0] % 128 == 0
-    codes = np.load(tmp_path / "codes.npz")
-    for level, hop in enumerate(preset("tiny_vqvae").hop_lengths):
-        assert codes[f"level_{level}"].shape == (1, audio.shape[0] // hop)
+    """The demo's files agree with each other: input.wav is the test signal, codes.npz its
+    codes under the demo's model, and recon_level{L}.wav that model's decode of codes.npz's
+    level L, decoded here on its own."""
+    main(["demo", "--out", str(tmp_path), "--seconds", "0.1", "--seed", "3"])
+    assert "RANDOM weights" in capsys.readouterr().out
+    wav, sr = soundfile.read(tmp_path / "input.wav")
+    assert sr == 44100 and wav.shape == (int(0.1 * 44100) // 128 * 128,)
+    signal = audio_lib.test_signal(len(wav), sr, seed=3)
+    np.testing.assert_allclose(wav, signal[0, :, 0], rtol=0, atol=PCM16)
+    jb = demo_model(signal, seed=3)
+    saved = np.load(tmp_path / "codes.npz")
+    assert sorted(saved) == ["level_0", "level_1", "level_2"]
+    recons = []
+    for level, want in enumerate(jb.encode(signal)):
+        codes = saved[f"level_{level}"]
+        np.testing.assert_array_equal(codes, np.asarray(want))
+        assert len(np.unique(codes)) > 1  # the codebooks are drawn from the signal: codes spread over them
         recon, _ = soundfile.read(tmp_path / f"recon_level{level}.wav")
-        assert recon.shape == audio.shape and np.abs(recon).max() > 0
+        decoded = np.clip(np.asarray(jb.decode([codes], start_level=level))[0, :, 0], -1, 1)
+        np.testing.assert_allclose(recon, decoded, rtol=0, atol=PCM16)
+        recons.append(recon)
+    assert not np.allclose(recons[0], recons[1]) and not np.allclose(recons[1], recons[2])  # each level its own decode
 
 
 def test_cli_convert(fixtures, tmp_path, capsys):
+    from convert import convert_checkpoint
+
     main(["convert", str(fixtures / "vqvae.pth.tar"), "-o", str(tmp_path / "out")])
     assert "converted vqvae" in capsys.readouterr().out
-    assert Jukebox.load(tmp_path / "out").config.vqvae == preset("tiny_vqvae")
+    loaded = Jukebox.load(tmp_path / "out")
+    assert loaded.config.vqvae == preset("tiny_vqvae")
+    want = flatten(convert_checkpoint(fixtures / "vqvae.pth.tar").params)
+    got = flatten(loaded.params)
+    assert got.keys() == want.keys()
+    for k in want:
+        np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]))
     with pytest.raises(SystemExit, match="vqvae.pth.tar"):
         main(["convert", str(fixtures / "prior_5b_level2.pth.tar"), "-o", str(tmp_path / "x")])
 
 
-def test_config_is_static_and_hashable(tiny):
-    """Jitted kernels take the config as a static argument."""
-    assert hash(tiny.config) == hash(dataclasses.replace(tiny.config))
+def test_equal_configs_share_compiled_kernels(tiny, tmp_path):
+    """Jitted kernels take the config as a static argument: a config read back from disk is a
+    new object that must hit the kernel compiled for the original (equal, same hash), and a
+    different config must compile its own."""
+    tiny.save(tmp_path / "ckpt")
+    loaded = Jukebox.load(tmp_path / "ckpt").config
+    assert loaded is not tiny.config and loaded == tiny.config and hash(loaded) == hash(tiny.config)
+    traces = []
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def kernel(cfg, x):
+        traces.append(cfg)
+        return x * cfg.vqvae.l_bins
+
+    assert float(kernel(tiny.config, 1.0)) == float(kernel(loaded, 1.0)) == 64.0
+    assert len(traces) == 1
+    other = dataclasses.replace(tiny.config, vqvae=dataclasses.replace(tiny.config.vqvae, l_bins=32))
+    assert other != tiny.config and float(kernel(other, 1.0)) == 32.0 and len(traces) == 2
 
 
 def test_cli_sample_resume_and_errors(tmp_path, capsys):

@@ -15,7 +15,7 @@ from jax.sharding import PartitionSpec as P
 
 from jukebox_jax.config import DType, Precision, preset
 from jukebox_jax.layers import AXES, CONV_BIAS, CONV_KERNEL, layer_norm, logical_axes
-from jukebox_jax.params import prior_dummy_inputs
+from jukebox_jax.prior.prior import dummy_inputs as prior_dummy_inputs
 from jukebox_jax.prior import Prior
 from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
 from jukebox_jax.vqvae import VQVAE

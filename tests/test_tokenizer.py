@@ -4,20 +4,26 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jukebox_jax import tokenizer
 from jukebox_jax.config import JukeboxConfig
-from jukebox_jax.sampling.windows import window_labels
+from jukebox_jax.labels import window_labels
+
+
+# The original tables as the project's shared folder holds them, an independent copy of
+# jukebox_jax/data (beside the repository, not in it).
+SHARED_IDS = Path(__file__).resolve().parents[2] / "shared" / "jukebox-ids"
 
 
 @pytest.fixture(scope="module")
-def tables(fixtures):
-    ids = fixtures.parents[1] / "jukebox-ids"
+def tables():
+    ids = SHARED_IDS
     if not ids.is_dir():
-        pytest.skip("needs ../shared/jukebox-ids")
+        pytest.skip(f"needs the original id tables at {ids}")
     read = lambda name: [line.rsplit(";", 1) for line in (ids / name).read_text("utf-8").splitlines()]
     return {name: read(f"{name}_ids.txt") for name in ("v2_artist", "v2_genre", "v3_artist", "v3_genre")}
 
@@ -25,7 +31,7 @@ def tables(fixtures):
 def test_packaged_tables_are_the_originals(tables):
     for name, rows in tables.items():
         version, kind = name.split("_")
-        assert tokenizer._table(kind, version == "v3") == {n.lower(): int(i) for n, i in rows}  # later lines win, as the original's dict
+        assert tokenizer.id_table(kind, version == "v3") == {n.lower(): int(i) for n, i in rows}  # later lines win, as the original's dict
 
 
 def test_every_table_name_maps_to_its_id(tables):

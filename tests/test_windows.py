@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import jax
 import numpy as np
 import pytest
 
 from jukebox_jax import Jukebox, JukeboxConfig
-from jukebox_jax.sampling.job import SampleRequest, run_job
-from jukebox_jax.sampling.levels import LevelSettings, sample_levels
-from jukebox_jax.sampling.windows import SongLabels, get_starts, relevant_lyric_tokens, upper_codes_of_window, window_labels
+from jukebox_jax.generation.job import SampleRequest, run_job
+from jukebox_jax.generation.levels import LevelSettings, sample_levels, sample_window
+from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
+from jukebox_jax.labels import SongLabels, relevant_lyric_tokens, window_labels
+from jukebox_jax.sampling import Greedy, Temperature, TopK, TopP
 
 
 @pytest.mark.parametrize(
@@ -76,7 +79,11 @@ def test_window_labels_and_upper_codes(tiny):
         upper_codes_of_window(up, upper, 100)  # needs codes up to 41
 
 
-SETTINGS = {2: LevelSettings(1.0, hop_fraction=0.25, max_batch_size=2, chunk_size=7), 1: LevelSettings(1.0, max_batch_size=2), 0: LevelSettings(1.0, hop_fraction=1.0)}
+SETTINGS = {
+    2: LevelSettings(Temperature(1.0), hop_fraction=0.25, max_batch_size=2, chunk_size=7),
+    1: LevelSettings(TopK(1.0, 8), max_batch_size=2),
+    0: LevelSettings(Temperature(1.0), hop_fraction=1.0),
+}
 
 
 def test_ancestral_then_upsample(tiny):
@@ -96,6 +103,31 @@ def test_ancestral_then_upsample(tiny):
     np.testing.assert_array_equal(again[2], zs[2])  # upsampling keeps the top codes
     for a, b in zip(again, zs):
         np.testing.assert_array_equal(a, b)  # and is deterministic per window
+
+
+def test_the_level_method_reaches_the_sampler(tiny):
+    """A window sampled with `LevelSettings(Greedy())` is the greedy sample (`top_k=1`, which
+    ignores the key); `Jukebox.sample` takes a method object or the loose floats, not both."""
+    songs = _songs(tiny, n=2)[2]
+    empty = [np.zeros((2, 0), np.int64)] * 3
+    zs = sample_window(tiny, empty, 2, songs, 0, 12, jax.random.key(4), LevelSettings(Greedy(), chunk_size=None))
+    labels = np.stack([window_labels(tiny.config.prior(2), s, 0) for s in songs])
+    np.testing.assert_array_equal(zs[2], np.asarray(tiny.sample(2, jax.random.key(9), labels, 12, top_k=1)))
+    with pytest.raises(ValueError, match="not both"):
+        tiny.sample(2, jax.random.key(0), labels, 12, temperature=0.5, method=Greedy())
+
+
+def test_job_json_names_the_method():
+    """The request's JSON (compared on resume) tells every method apart and is deterministic."""
+    songs = {2: (SongLabels(1000, 1, (2,), (5, 6)),)}
+    methods = [Greedy(), Temperature(0.7), TopK(0.7, 8), TopP(0.7, 0.9), TopP(0.7, 0.8)]
+    texts = [SampleRequest((2,), 128, 0, songs, {2: LevelSettings(m)}).to_json() for m in methods]
+    assert len(set(texts)) == len(methods)
+    assert SampleRequest((2,), 128, 0, songs, {2: LevelSettings(TopK(0.7, 8))}).to_json() == texts[2]
+    settings = json.loads(texts[2])["settings"]["2"]
+    assert settings == {"method": {"method": "top_k", "temperature": 0.7, "k": 8}, "hop_fraction": 0.5, "max_batch_size": 16, "chunk_size": 32}
+    assert json.loads(texts[0])["settings"]["2"]["method"] == {"method": "greedy"}
+    assert json.loads(texts[0])["songs"]["2"] == [{"total_length": 1000, "artist": 1, "genres": [2], "lyrics": [5, 6], "offset": 0}]
 
 
 def test_primed_keeps_the_prompt(tiny):
@@ -129,6 +161,9 @@ def test_resume_after_kill_is_identical(tiny, tmp_path):
         run_job(tiny, tmp_path / "killed", request, start)
     with pytest.raises(ValueError, match="different job"):
         run_job(tiny, tmp_path / "killed", dataclasses.replace(request, seed=6), start, resume=True)
+    other_method = {**SETTINGS, 2: dataclasses.replace(SETTINGS[2], method=Temperature(0.5))}
+    with pytest.raises(ValueError, match="different job"):
+        run_job(tiny, tmp_path / "killed", dataclasses.replace(request, settings=other_method), start, resume=True)
     resumed = run_job(tiny, tmp_path / "killed", request, start, resume=True)
     for a, b in zip(resumed, whole):
         np.testing.assert_array_equal(a, b)

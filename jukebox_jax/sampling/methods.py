@@ -16,6 +16,9 @@ class Greedy:
     def next_token(self, logits: jax.Array, key: jax.Array) -> jax.Array:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
+    def to_dict(self) -> dict[str, str]:
+        return {"method": "greedy"}
+
 
 @dataclasses.dataclass(frozen=True)
 class Temperature:
@@ -32,6 +35,10 @@ class Temperature:
 
     def filter(self, logits: jax.Array) -> jax.Array:
         return logits
+
+    def to_dict(self) -> dict[str, str | float]:
+        """The method's name and fields, for a job's JSON: `{"method": "top_k", "temperature": 1.0, "k": 8}`."""
+        return {"method": _NAMES[type(self)], **dataclasses.asdict(self)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +69,7 @@ class TopP(Temperature):
 
 
 Method = Greedy | Temperature | TopK | TopP
+_NAMES = {Temperature: "temperature", TopK: "top_k", TopP: "top_p"}
 
 
 def sampling_method(temperature: float = 1.0, top_k: int = 0, top_p: float = 0.0) -> Method:

@@ -16,19 +16,24 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from jukebox_jax.sampling.windows import SongLabels, get_starts, upper_codes_of_window, window_labels
+from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
+from jukebox_jax.jukebox import Jukebox
+from jukebox_jax.labels import SongLabels, window_labels
+from jukebox_jax.sampling.methods import Method, Temperature
 
 
 @dataclasses.dataclass(frozen=True)
 class LevelSettings:
     """How one level is sampled (the original's per-level `sampling_kwargs` and `hop_fraction`)."""
 
-    temperature: float = 0.99
-    top_k: int = 0
-    top_p: float = 0.0
+    method: Method = Temperature(0.99)  # how each token is drawn (`sampling_method(temperature, top_k, top_p)`)
     hop_fraction: float = 0.5  # 0.125 for the released top priors
     max_batch_size: int = 16  # samples per call
     chunk_size: int | None = 32  # prompt positions per prefill call
+
+    def to_dict(self) -> dict:
+        """The fields as plain JSON values, the method as its name and fields."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {"method": self.method.to_dict()}
 
 
 Codes = list[np.ndarray]
@@ -38,7 +43,7 @@ STEPS_PER_CALL = 64  # decode steps per jitted call when `on_tokens` reports pro
 
 
 def sample_window(
-    jb,
+    jb: Jukebox,
     zs: Codes,
     level: int,
     songs: Sequence[SongLabels],
@@ -71,9 +76,7 @@ def sample_window(
                     n_tokens,
                     None if upper is None else upper[part],
                     z[part] if z.shape[1] else None,
-                    settings.temperature,
-                    settings.top_k,
-                    settings.top_p,
+                    method=settings.method,
                     chunk_size=settings.chunk_size,
                     steps_per_call=None if on_tokens is None else STEPS_PER_CALL,
                     on_tokens=on_tokens,
@@ -86,7 +89,7 @@ def sample_window(
 
 
 def sample_level(
-    jb,
+    jb: Jukebox,
     zs: Codes,
     level: int,
     songs: Sequence[SongLabels],
@@ -114,7 +117,7 @@ def sample_level(
 
 
 def sample_levels(
-    jb,
+    jb: Jukebox,
     zs: Codes,
     songs: dict[int, Sequence[SongLabels]],
     levels: Sequence[int],

@@ -12,9 +12,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
 from jukebox_jax.io import write_npz, write_text, write_wav
-from jukebox_jax.sampling.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
-from jukebox_jax.sampling.windows import SongLabels
+from jukebox_jax.jukebox import Jukebox
+from jukebox_jax.labels import SongLabels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,11 +29,15 @@ class SampleRequest:
     settings: dict[int, LevelSettings]
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=list)
+        """Deterministic: the same request always gives the same text (a resume compares them)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["songs"] = {level: [dataclasses.asdict(song) for song in songs] for level, songs in self.songs.items()}
+        d["settings"] = {level: s.to_dict() for level, s in self.settings.items()}
+        return json.dumps(d, sort_keys=True, default=list)
 
 
 def run_job(
-    jb,
+    jb: Jukebox,
     out: Path,
     request: SampleRequest,
     start_codes: Codes,
@@ -70,7 +75,7 @@ def run_job(
     return zs
 
 
-def write_level_audio(jb, folder: Path, codes: np.ndarray, level: int) -> None:
+def write_level_audio(jb: Jukebox, folder: Path, codes: np.ndarray, level: int) -> None:
     """Decodes one level's codes `[n, t]` and writes `sample_{i}.wav` per sample."""
     folder.mkdir(parents=True, exist_ok=True)
     audio = np.asarray(jb.decode([codes], start_level=level))

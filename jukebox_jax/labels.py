@@ -1,5 +1,10 @@
-"""The original's windowing rules (`jukebox/sample.py`, `utils/sample_utils.py`,
-`data/labels.py`), as pure host-side functions over plain ints and numpy arrays."""
+"""Label rows: one song's conditioning (`SongLabels`) and the row a prior reads for one
+window of it (original `data/labels.py` `get_y_from_ids` and `sample.py` `get_y`), as pure
+host-side functions over plain ints and numpy arrays.
+
+A row is `[total_length, offset, sample_length, artist, genre slots..., lyric tokens...]`:
+lengths in audio samples, empty genre slots -1, `PriorConfig.n_labels` columns in all.
+"""
 
 from __future__ import annotations
 
@@ -20,15 +25,6 @@ class SongLabels:
     genres: tuple[int, ...] = ()
     lyrics: tuple[int, ...] = ()
     offset: int = 0  # where the sampled audio starts in the song
-
-
-def get_starts(total_length: int, n_ctx: int, hop_length: int) -> list[int]:
-    """Window starts covering `total_length` tokens, `hop_length` apart; the last window is
-    moved back to end exactly at `total_length` (original `get_starts`)."""
-    starts = []
-    for start in range(0, total_length - n_ctx + hop_length, hop_length):
-        starts.append(total_length - n_ctx if start + n_ctx >= total_length else start)
-    return starts
 
 
 def relevant_lyric_tokens(full: tuple[int, ...], n_tokens: int, total_length: int, offset: int, duration: int) -> tuple[list[int], list[int]]:
@@ -60,18 +56,3 @@ def window_labels(cfg: PriorConfig, song: SongLabels, start: int) -> np.ndarray:
     if cfg.n_tokens:
         row += relevant_lyric_tokens(song.lyrics, cfg.n_tokens, song.total_length, offset, sample_length)[0]
     return np.asarray(row, np.int64)
-
-
-def upper_codes_of_window(cfg: PriorConfig, upper: np.ndarray, start: int) -> np.ndarray:
-    """The codes of the level above that condition the window at `start` (original
-    `get_z_conds`): `[b, n_ctx // cond_downsample]`."""
-    down = cfg.cond_downsample
-    if start % down:
-        raise ValueError(f"window start {start} is not a multiple of the upsampling factor {down}")
-    z = upper[:, start // down : (start + cfg.n_ctx) // down]
-    if z.shape[1] != cfg.n_ctx // down:
-        raise ValueError(
-            f"the level-{cfg.level + 1} codes end at {upper.shape[1]} tokens; the window at {start} needs "
-            f"{(start + cfg.n_ctx) // down}: sample the level above further first"
-        )
-    return z

@@ -1,11 +1,13 @@
 """Reads a transformers 4.40.2 Jukebox `config.json` into our `JukeboxConfig`.
 
-Field meanings were checked against the 4.40.2 modeling code, not the docstrings. Transformers
-is never imported: the HF defaults and the generic `PretrainedConfig` fields are written out.
+Field meanings were checked against the 4.40.2 modeling code, not the docstrings. Neither
+transformers nor torch is imported: the HF defaults and the generic `PretrainedConfig` fields
+are written out.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,7 +41,8 @@ _GENERIC = frozenset(
 # HF's constructor defaults. HF fills missing fields from them, and `JukeboxModel.save_pretrained`
 # writes only the `vqvae_config` fields that differ from them, so we must fill them too.
 _TOP = dict(vqvae_config=None, prior_config_list=None, nb_priors=3, sampling_rate=44100, timing_dims=64,
-            min_duration=0, max_duration=600.0, max_nb_genres=5, metadata_conditioning=True, hop_fraction=None)
+            min_duration=0, max_duration=600.0, max_nb_genres=5, metadata_conditioning=True, hop_fraction=None,
+            vqvae_config_dict=None)  # fmt: skip
 _VQVAE = dict(act_fn="relu", nb_discrete_codes=2048, commit=0.02, conv_input_shape=1, conv_res_scale=False,
               embed_dim=64, hop_fraction=[0.125, 0.5, 0.5], levels=3, lmu=0.99, multipliers=[2, 1, 1],
               res_conv_depth=4, res_conv_width=32, res_convolution_multiplier=1, res_dilation_cycle=None,
@@ -56,9 +59,8 @@ _PRIOR = dict(act_fn="quick_gelu", level=0, alignment_head=2, alignment_layer=68
               res_downs_t=[3, 2, 2], res_strides_t=[2, 2, 2], resid_dropout=0, sampling_rate=44100, spread=None,
               timing_dims=64, zero_out=False)  # fmt: skip
 # Fields read nowhere below: the top-level `hop_fraction` (a sampling schedule) and
-# `max_nb_genres` (see `_labels`); the priors' dropouts (training), `level` (`JukeboxModel`
-# passes the list index instead), `embed_dim` (the conditioner writes `music_vocab_size`
-# there), the label fields that `set_shared_params` overwrites with the top-level ones, and
+# `max_nb_genres` (see `_labels`); the priors' `level` (`JukeboxModel` passes the list index
+# instead), `embed_dim` (the conditioner writes `music_vocab_size` there), the label fields that `set_shared_params` overwrites with the top-level ones, and
 # `mask`: HF's False (its default) drops the causal mask from full-sequence passes, but every
 # original prior was trained causal (`mask=True`) and our attention always is.
 _PRIOR_KEYS = frozenset(_PRIOR) | {"embed_dim"}
@@ -73,7 +75,7 @@ _ATTN_ORDERS = {
 _V3_GENRES = 604  # the 1b_lyrics (v3) label set; the v2 set has 120 genres
 
 
-def read(d: Mapping[str, Any]) -> JukeboxConfig:
+def config_from_hf(d: Mapping[str, Any]) -> JukeboxConfig:
     """Our config from a `JukeboxConfig.to_dict()` / `config.json` (model_type "jukebox"), or
     from a standalone `JukeboxVQVAEConfig` one (model_type "jukebox_vqvae"; no priors)."""
     kind = d.get("model_type")
@@ -88,11 +90,15 @@ def read(d: Mapping[str, Any]) -> JukeboxConfig:
     raw = top["prior_config_list"] or [top.get(f"prior_{i}") or {} for i in range(n)]
     top_keys = frozenset(_TOP) | {f"prior_{i}" for i in range(n)}
     checks = [("", d, top_keys), ("vqvae_config.", vq_dict, frozenset(_VQVAE))]
+    if top["vqvae_config_dict"] is not None:
+        checks.append(("vqvae_config_dict.", top["vqvae_config_dict"], frozenset(_VQVAE)))
     for i, p in enumerate(raw):
         checks.append((f"prior_config_list[{i}].", p, _PRIOR_KEYS))
         if p.get("encoder_config") is not None:
             checks.append((f"prior_config_list[{i}].encoder_config.", p["encoder_config"], _PRIOR_KEYS))
     _check_keys(checks)
+    if top["vqvae_config_dict"] is not None:
+        _warn_if_vqvae_config_dict_differs(vq_dict, top["vqvae_config_dict"])
     vq = _vqvae({**_VQVAE, **vq_dict}, sample_rate=top["sampling_rate"])
     if len(raw) != n or n > vq.levels:
         raise ConfigError(f"nb_priors {n} with {len(raw)} prior configs and a {vq.levels}-level VQ-VAE")
@@ -105,6 +111,25 @@ def _check_keys(checks: list[tuple[str, Mapping[str, Any], frozenset[str]]]) -> 
     unknown = [prefix + k for prefix, d, known in checks for k in sorted(set(d) - known - _GENERIC)]
     if unknown:
         raise ConfigError(f"unknown Jukebox config fields {unknown}: not a transformers 4.40.2 config")
+
+
+def _warn_if_vqvae_config_dict_differs(vq_dict: Mapping[str, Any], vq_dict_ignored: Mapping[str, Any]) -> None:
+    """HF's documented `JukeboxConfig.from_configs(priors, vqvae_config)` stores the VQ-VAE it
+    is given as `vqvae_config_dict`, which `JukeboxModel` never reads: the model is built from
+    `vqvae_config`, left at HF's defaults. We read what HF built, and say so when the two differ."""
+    built, ignored = {**_VQVAE, **vq_dict}, {**_VQVAE, **vq_dict_ignored}
+    differ = {k: (built[k], ignored[k]) for k in _VQVAE if _plain(built[k]) != _plain(ignored[k])}
+    if differ:
+        fields = ", ".join(f"{k}={b!r} (vqvae_config_dict: {i!r})" for k, (b, i) in differ.items())
+        warnings.warn(
+            f"config.json: vqvae_config differs from vqvae_config_dict in {fields}. transformers builds the VQ-VAE "
+            "from vqvae_config and ignores vqvae_config_dict (as written by JukeboxConfig.from_configs); so do we",
+            stacklevel=3,
+        )
+
+
+def _plain(x: Any) -> Any:
+    return list(x) if isinstance(x, tuple) else x
 
 
 def _unsupported(where: str, field: str, value: Any, why: str) -> ConfigError:
@@ -154,6 +179,9 @@ def _transformer(p: Mapping[str, Any], where: str) -> TransformerConfig:
         res_scale=bool(p["attn_res_scale"]),
         init_scale=float(p["init_scale"]),
         zero_out=bool(p["zero_out"]),
+        attn_dropout=float(p["attn_dropout"]),
+        resid_dropout=float(p["resid_dropout"]),
+        emb_dropout=float(p["emb_dropout"]),
     )
 
 
