@@ -30,8 +30,12 @@ array axis, and a sharding rules table maps them onto a mesh):
 | `codes`      | entries of a VQ-VAE codebook (`l_bins`; the ids a prior's music `vocab`  |
 |              | holds, named apart so the VQ-VAE shards on its own)                      |
 | `code_width` | width of one code vector (`emb_width`)                                   |
-| `None`       | an axis never sharded (positions of a position embedding, the start      |
-|              | token's length-1 axis, the 2 of a stacked key/value projection)          |
+| `length`     | sequence positions: position embeddings, the start token's length-1      |
+|              | axis, activations                                                        |
+| `lyric_embed`| the 5b_lyrics lyric encoder's width where it projects to the prior's     |
+| `batch`      | activations and KV caches only: the batch                                |
+| `cache_length` | KV caches only: cached positions (per attention kind, `attention.py`)  |
+| `None`       | an axis never sharded                                                    |
 
 `logical_axes(module, *init_args)` reads these names back for any module's params.
 """
@@ -50,7 +54,8 @@ from jax.sharding import PartitionSpec
 from jukebox_jax.config import Precision
 
 AXES = frozenset(  # the glossary above
-    {"embed", "vocab", "heads", "kv", "qkv", "mlp", "layers", "conv_width", "conv_in", "conv_out", "codes", "code_width"}
+    {"embed", "vocab", "heads", "kv", "qkv", "mlp", "layers", "conv_width", "conv_in", "conv_out", "codes", "code_width",
+     "length", "lyric_embed", "batch", "cache_length"}
 )
 CONV_KERNEL = ("conv_width", "conv_in", "conv_out")
 CONV_BIAS = ("conv_out",)

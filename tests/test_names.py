@@ -15,6 +15,8 @@ from jax.sharding import PartitionSpec as P
 
 from jukebox_jax.config import DType, Precision, preset
 from jukebox_jax.layers import AXES, CONV_BIAS, CONV_KERNEL, layer_norm, logical_axes
+from jukebox_jax import JukeboxConfig
+from jukebox_jax.params import abstract_params, flatten, param_axes
 from jukebox_jax.prior.prior import dummy_inputs as prior_dummy_inputs
 from jukebox_jax.prior import Prior
 from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
@@ -83,7 +85,22 @@ def test_prior_names_are_in_the_glossary(name):
     """Every prior weight, conditioners included, is named from the glossary (None marks an
     axis never sharded)."""
     cfg = preset(name)
-    check_named(names_and_shapes(Prior(cfg), *prior_dummy_inputs(cfg)), allow_none=True)
+    check_named(names_and_shapes(Prior(cfg), *prior_dummy_inputs(cfg)))
+
+
+@pytest.mark.parametrize("name", ["5b_lyrics", "1b_lyrics"])
+def test_every_param_of_a_released_model_is_named(name):
+    """`param_axes` (the names sharding reads) covers every leaf of the canonical tree that
+    checkpoints hold, one glossary name per axis, for a whole released model (VQ-VAE, top
+    prior, both upsamplers), without allocating."""
+    config = JukeboxConfig.from_preset(name)
+    axes, shapes = param_axes(config), abstract_params(config)
+    flat_axes = flatten(axes)
+    flat_shapes = flatten(shapes)
+    assert flat_axes.keys() == flat_shapes.keys()
+    check_named({"/".join(p): (names, flat_shapes[p].shape) for p, names in flat_axes.items()})
+    stacks = {p: names for p, names in flat_axes.items() if "transformer" in p}
+    assert stacks and all(names[0] == "layers" for names in stacks.values())
 
 
 def test_logical_axes_rejects_unnamed_and_misranked_params():
