@@ -45,18 +45,15 @@ from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # HF's sampling loops draw progress bars
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
 
+from jukebox_jax import prior
 from jukebox_jax.config import AttnKind, Lyrics, PriorConfig, preset
-from jukebox_jax.jukebox import _condition, _sequence
-from jukebox_jax.params import prior_dummy_inputs
-from jukebox_jax.prior import Prior
-from jukebox_jax.prior.prior import decode_layout
-from jukebox_jax.prior.attention import cache_shape
+from jukebox_jax.prior.attention import attention
+from jukebox_jax.prior.prior import geometry
 from jukebox_jax.sampling import Temperature, decode, prefill
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -163,7 +160,7 @@ def decode_bytes(cfg: PriorConfig, params, batch: int) -> tuple[int, int]:
         elif kind is AttnKind.SUMMARY or kind is AttnKind.SUMMARY_SPREAD:
             keys = cfg.n_positions
         else:
-            keys = int(np.prod(cache_shape(kind, n_positions=cfg.n_positions, block_ctx=c, prime_len=cfg.prime_len, n_tokens=cfg.n_tokens)))
+            keys = int(np.prod(attention(kind, geometry(cfg)).cache_positions()))
         kv += 2 * keys * t.attn_width * 4 * batch
     return weights, kv
 
@@ -190,9 +187,9 @@ class Ours:
 
     def __init__(self, cfg: PriorConfig, params, labels, upper, prompt, seed: int = 0):
         self.cfg, self.params = cfg, params
-        self.layered = jax.block_until_ready(decode_layout(params))  # what `Jukebox.sample` decodes with
-        self.ctx = jax.block_until_ready(_condition(params, labels, upper, cfg))
-        self.seq = jax.block_until_ready(_sequence(params, prompt, labels, cfg))
+        self.layered = jax.block_until_ready(prior.decode_params(cfg, params))  # what `Jukebox.sample` decodes with
+        self.ctx = jax.block_until_ready(prior.condition(cfg, params, labels, upper))
+        self.seq = jax.block_until_ready(prior.sequence(cfg, prompt, labels))
         self.seed = seed
 
     def prefill(self, per_layer: bool = False):
@@ -375,7 +372,7 @@ def full_inputs(cfg: PriorConfig, batch: int = 1):
 def run_full(name: str, args, bw: float, rows: list[str]) -> dict:
     cfg = preset(name)
     start = time.perf_counter()
-    params = jax.jit(lambda k: nn.unbox(Prior(cfg).init(k, *prior_dummy_inputs(cfg))["params"]))(jax.random.key(0))
+    params = jax.jit(prior.init_params, static_argnums=0)(cfg, jax.random.key(0))
     params = jax.block_until_ready(params)
     init_s = time.perf_counter() - start
     n_params = sum(x.size for x in jax.tree.leaves(params))

@@ -1,6 +1,7 @@
 """Decode speed of the full-size priors on one accelerator, against its bandwidth floor, with
-both layer-loop forms: the checkpoint's stacked weights under `lax.scan`, and one buffer per
-layer unrolled (what CPU decoding uses). Random weights; one process; a short budget.
+both weight layouts: one buffer per layer (`prior.decode_params`, what `Jukebox.sample` uses)
+and the canonical stacks sliced inside the jitted step (on 2026-11-27: the issue-4 core, whose
+stacked form ran under `lax.scan`). Random weights; one process; a short budget.
 
     python benchmarks/gpu_decode.py [--presets 1b_lyrics upsampler_level_0 5b_lyrics]
                                     [--batches 1 16] [--tokens 32] [--dtypes float32]
@@ -27,18 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jukebox_jax import prior
 from jukebox_jax.config import AttnKind, PriorConfig, preset
-from jukebox_jax.params import prior_dummy_inputs
-from jukebox_jax.prior import Prior
-
-try:  # the public functional API of the redesigned core
-    from jukebox_jax.prior import condition, sequence
-except ImportError:  # the API of 2026-11-24
-    from jukebox_jax.jukebox import _condition as _c, _sequence as _s
-
-    condition = lambda cfg, params, labels, upper: _c(params, labels, upper, cfg)  # noqa: E731
-    sequence = lambda cfg, params, tokens, labels: _s(params, tokens, labels, cfg)  # noqa: E731
-from jukebox_jax.prior.prior import decode_layout
 from jukebox_jax.sampling import Temperature, decode, prefill
 
 METHOD = Temperature(1.0)
@@ -61,7 +52,7 @@ def _time(fn) -> float:
 
 def random_params(cfg: PriorConfig, dtype, key):
     """Random weights of the prior's shapes (a normal draw per leaf; no Flax init compile)."""
-    shapes = jax.eval_shape(lambda k: __import__("flax").linen.unbox(Prior(cfg).init(k, *prior_dummy_inputs(cfg))["params"]), key)
+    shapes = jax.eval_shape(lambda k: prior.init_params(cfg, k), key)
     leaves, tree = jax.tree.flatten(shapes)
     draw = jax.jit(lambda k, shape: 0.02 * jax.random.normal(k, shape, jnp.float32), static_argnums=1)
     out = []
@@ -93,12 +84,12 @@ def run(name: str, params, batch: int, dtype_name: str, tokens: int, bw: float, 
     cfg = preset(name)
     labels = labels_for(cfg, batch)
     upper = jnp.zeros((batch, cfg.n_ctx // cfg.cond_downsample), jnp.int32) if cfg.conditioner else None
-    ctx = jax.block_until_ready(condition(cfg, params, labels, upper))
-    seq = sequence(cfg, params, jnp.zeros((batch, prompt_len), jnp.int32), labels)
+    ctx = jax.block_until_ready(prior.condition(cfg, params, labels, upper))
+    seq = prior.sequence(cfg, jnp.zeros((batch, prompt_len), jnp.int32), labels)
     floor = step_bytes(cfg, params, batch) / (bw * 1e9)
     rows = []
-    for layout in ("per_layer", "stacked"):
-        weights = decode_layout(params) if layout == "per_layer" else params
+    for layout in ("per_layer", "canonical"):
+        weights = prior.decode_params(cfg, params) if layout == "per_layer" else params
 
         def call(n: int) -> float:
             state, _ = prefill(cfg, weights, ctx, seq, jax.random.key(1), None)

@@ -16,9 +16,9 @@ import time
 import jax
 import jax.numpy as jnp
 
+from jukebox_jax import prior
 from jukebox_jax.config import preset
-from jukebox_jax.params import prior_dummy_inputs
-from jukebox_jax.prior import Prior, layer_groups
+from jukebox_jax.prior import Execution, layer_groups
 
 
 def main() -> None:
@@ -32,15 +32,16 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name in args.presets:
         cfg = preset(name)
-        tokens, labels, upper = prior_dummy_inputs(cfg)
+        tokens, labels, upper = prior.prior.dummy_inputs(cfg)
         tokens = jnp.zeros((1, args.tokens), jnp.int32)
         if upper is not None:
             upper = jnp.zeros((1, cfg.n_ctx // cfg.cond_downsample), jnp.int32)
         labels = labels.at[:, 0].set(int(cfg.labels.t_ranges[0][0]) + 1).at[:, 2].set(cfg.n_ctx * cfg.raw_to_tokens)
-        params = jax.jit(lambda k: Prior(cfg).init(k, tokens, labels, upper))(jax.random.key(0))
+        params = jax.jit(prior.init_params, static_argnums=0)(cfg, jax.random.key(0))
         compiled_layers = sum(len(u) for u, _ in layer_groups(cfg.transformer.pattern))
         for unroll in (False, True):
-            fn = jax.jit(lambda p, t, y, u, unroll=unroll: Prior(cfg, unroll).apply(p, t, y, u).logits)
+            execution = Execution.UNROLLED if unroll else Execution.SCAN
+            fn = jax.jit(lambda p, t, y, u, execution=execution: prior.forward(cfg, p, t, y, u, frozenset(), execution).logits)
             start = time.perf_counter()
             compiled = fn.lower(params, tokens, labels, upper).compile()
             compile_s = time.perf_counter() - start
