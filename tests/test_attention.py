@@ -16,7 +16,7 @@ import pytest
 from jukebox_jax.config import AttnKind, TransformerConfig, attn_pattern
 from jukebox_jax.prior import layout
 from jukebox_jax.prior.attention import Geometry, self_attention
-from jukebox_jax.prior.transformer import Execution, Remat, Setup, Transformer, layer_groups
+from jukebox_jax.prior.transformer import Execution, Remat, LayerSpec, Transformer, layer_groups
 
 
 def reference(kind: AttnKind, q, k, v, c: int, spread: int, prime_len: int) -> np.ndarray:
@@ -89,7 +89,7 @@ def test_released_stacks_compile_few_layers():
 
 def _stack(order: int, depth: int, **dropout: float):
     cfg = TransformerConfig(width=16, depth=depth, heads=2, attn_order=order, blocks=4, init_scale=4.0, **dropout)
-    setup = Setup(cfg, Geometry(n_positions=20, block_ctx=5, spread=2, prime_len=8, n_tokens=6))
+    setup = LayerSpec(cfg, Geometry(n_positions=20, block_ctx=5, spread=2, prime_len=8, n_tokens=6))
     enc = jax.random.normal(jax.random.key(2), (2, 6, 16)) if AttnKind.ENC_DEC in cfg.pattern else None
     x = jax.random.normal(jax.random.key(1), (2, 20, 16))
     scan_tree = Transformer(setup, Execution.SCAN).init(jax.random.key(order), x, enc)["params"]

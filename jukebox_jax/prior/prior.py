@@ -27,7 +27,7 @@ from jukebox_jax.layers import embed, layer_norm, normal, zeros
 from jukebox_jax.prior import layout
 from jukebox_jax.prior.attention import Cache, Geometry
 from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
-from jukebox_jax.prior.transformer import Captured, Execution, Remat, Setup, Transformer, init_caches
+from jukebox_jax.prior.transformer import Captured, Execution, LayerSpec, Remat, Transformer, init_caches
 
 Params = dict
 
@@ -68,8 +68,8 @@ class LyricEncoder(nn.Module):
         pos = self.param("pos_emb", normal(std, ("length", "embed")), (cfg.n_tokens, enc.width))[: x.shape[1]]
         dropout = nn.Dropout(enc.emb_dropout, deterministic=self.deterministic)
         x = dropout(x) + dropout(pos)
-        setup_ = Setup(enc, lyric_geometry(cfg), precision, self.deterministic)
-        x, _ = Transformer(setup_, self.execution, self.remat, name="transformer")(x)
+        spec = LayerSpec(enc, lyric_geometry(cfg), precision, self.deterministic)
+        x, _ = Transformer(spec, self.execution, self.remat, name="transformer")(x)
         w = cfg.transformer.width
         x = x @ self.param("proj_kernel", normal(0.02 * enc.init_scale, ("lyric_embed", "embed")), (enc.width, w)).astype(x.dtype)
         x = x + self.param("proj_bias", zeros(("embed",)), (w,)).astype(x.dtype)
@@ -129,7 +129,7 @@ class Prior(nn.Module):
         self.x_emb = embed(cfg.bins, w, 0.02 * init_scale)
         self.pos_emb = self.param("pos_emb", normal(0.01 * init_scale, ("length", "embed")), (cfg.n_positions, w))
         self.emb_dropout = nn.Dropout(cfg.transformer.emb_dropout, deterministic=self.deterministic)
-        self.transformer = Transformer(Setup(cfg.transformer, geometry(cfg), cfg.precision, self.deterministic), self.execution, self.remat)
+        self.transformer = Transformer(LayerSpec(cfg.transformer, geometry(cfg), cfg.precision, self.deterministic), self.execution, self.remat)
         if cfg.merged_decoder:
             self.x_out_kernel = self.param("x_out_kernel", normal(0.02 * init_scale, ("embed", "vocab")), (w, cfg.bins))
 
@@ -294,7 +294,7 @@ def decode_params(cfg: PriorConfig, params: Params) -> Params:
 
 def init_cache(cfg: PriorConfig, batch: int) -> dict[str, Cache]:
     """Zeros in every layer's KV-cache layout (`attention.py`), for `extend`."""
-    return init_caches(Setup(cfg.transformer, geometry(cfg), cfg.precision), batch)
+    return init_caches(LayerSpec(cfg.transformer, geometry(cfg), cfg.precision), batch)
 
 
 @functools.partial(jax.jit, static_argnums=0)

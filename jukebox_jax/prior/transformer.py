@@ -82,7 +82,7 @@ def _matmul(x: jax.Array, kernel: jax.Array, precision: Precision) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class Setup:
+class LayerSpec:
     """What every layer of one stack shares: sizes, geometry, precision, training mode."""
 
     config: TransformerConfig
@@ -103,10 +103,10 @@ class Attention(nn.Module):
     """Projections around one attention kind (original `FactoredAttention`)."""
 
     kind: AttnKind
-    setup_: Setup
+    spec: LayerSpec
 
     def setup(self):
-        s, cfg = self.setup_, self.setup_.config
+        s, cfg = self.spec, self.spec.config
         w, h, d, dtype = cfg.width, cfg.heads, s.head_width, s.precision.params.jnp
         self.attn = attention.attention(self.kind, s.geometry)
         if self.kind is AttnKind.ENC_DEC:  # queries from x, keys and values from the encoder
@@ -124,23 +124,23 @@ class Attention(nn.Module):
         self.resid_dropout = nn.Dropout(cfg.resid_dropout, deterministic=s.deterministic)
 
     def _qkv(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:  # [b, t, w] -> 3 x [b, t, h, d]
-        qkv = _matmul(x, self.c_attn_kernel, self.setup_.precision) + self.c_attn_bias.astype(x.dtype)
+        qkv = _matmul(x, self.c_attn_kernel, self.spec.precision) + self.c_attn_bias.astype(x.dtype)
         return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
 
     def _encoder_kv(self, encoder_kv: jax.Array) -> tuple[jax.Array, jax.Array]:  # [b, s, w] -> 2 x [b, s, h, d]
-        kv = _matmul(encoder_kv, self.c_enc_kv_kernel, self.setup_.precision) + self.c_enc_kv_bias.astype(self.setup_.precision.compute.jnp)
+        kv = _matmul(encoder_kv, self.c_enc_kv_kernel, self.spec.precision) + self.c_enc_kv_bias.astype(self.spec.precision.compute.jnp)
         return kv[:, :, 0], kv[:, :, 1]
 
     def _out(self, out: jax.Array) -> jax.Array:  # [b, t, h, d] -> [b, t, w]
-        a = _matmul(out.reshape(*out.shape[:2], -1), self.c_proj_kernel.reshape(-1, self.c_proj_kernel.shape[-1]), self.setup_.precision)
+        a = _matmul(out.reshape(*out.shape[:2], -1), self.c_proj_kernel.reshape(-1, self.c_proj_kernel.shape[-1]), self.spec.precision)
         return self.resid_dropout(a + self.c_proj_bias.astype(a.dtype))
 
     def _queries(self, x: jax.Array) -> jax.Array:  # ENC_DEC: [b, t, w] -> [b, t, h, d]
-        return _matmul(x, self.c_attn_kernel, self.setup_.precision) + self.c_attn_bias.astype(self.setup_.precision.compute.jnp)
+        return _matmul(x, self.c_attn_kernel, self.spec.precision) + self.c_attn_bias.astype(self.spec.precision.compute.jnp)
 
     def __call__(self, x: jax.Array, encoder_kv: jax.Array | None) -> tuple[jax.Array, jax.Array]:
         """Full pass: `x [b, t, w]`, `encoder_kv [b, s, w]` (ENC_DEC) -> `(out [b, t, w], probs)`."""
-        dropout = None if self.setup_.deterministic or not self.setup_.config.attn_dropout else self.attn_dropout
+        dropout = None if self.spec.deterministic or not self.spec.config.attn_dropout else self.attn_dropout
         if self.kind is AttnKind.ENC_DEC:
             out, probs = self.attn.full(self._queries(x), *self._encoder_kv(encoder_kv), dropout)
         else:
@@ -157,15 +157,15 @@ class Attention(nn.Module):
 
     def encoder_cache(self, encoder_kv: jax.Array) -> Cache:
         """ENC_DEC: the cache of the encoder's keys and values, computed once per window."""
-        return self.attn.fill(*self._encoder_kv(encoder_kv), self.setup_.precision.cache.jnp)
+        return self.attn.fill(*self._encoder_kv(encoder_kv), self.spec.precision.cache.jnp)
 
 
 class MLP(nn.Module):
-    setup_: Setup
+    spec: LayerSpec
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:  # [b, t, w] -> [b, t, w]
-        s, cfg = self.setup_, self.setup_.config
+        s, cfg = self.spec, self.spec.config
         dtype = s.precision.params.jnp
         m = _matmul(x, self.param("c_fc_kernel", normal(s.std, ("embed", "mlp")), (cfg.width, cfg.mlp_width), dtype), s.precision)
         m = m + self.param("c_fc_bias", zeros(("mlp",)), (cfg.mlp_width,), dtype).astype(m.dtype)
@@ -184,27 +184,27 @@ class Layer(nn.Module):
     """One pre-LN block (original `ResAttnBlock`)."""
 
     kind: AttnKind
-    setup_: Setup
+    spec: LayerSpec
 
     def setup(self):
         self.ln_0 = layer_norm()  # float32 scale and bias (tiny), float32 statistics
-        self.attn = Attention(self.kind, self.setup_)
+        self.attn = Attention(self.kind, self.spec)
         self.ln_1 = layer_norm()
-        self.mlp = MLP(self.setup_)
+        self.mlp = MLP(self.spec)
 
     def _finish(self, x: jax.Array, a: jax.Array) -> jax.Array:
-        compute = self.setup_.precision.compute.jnp
+        compute = self.spec.precision.compute.jnp
         m = self.mlp(self.ln_1(x + a).astype(compute))
-        cfg = self.setup_.config
+        cfg = self.spec.config
         return _residual(x + (1.0 / cfg.depth) * (a + m) if cfg.res_scale else x + a + m)
 
     def __call__(self, x: jax.Array, encoder_kv: jax.Array | None) -> tuple[jax.Array, jax.Array]:
         """Full pass `x [b, t, w]` -> `(x [b, t, w], attention probs)`."""
-        a, probs = self.attn(self.ln_0(x).astype(self.setup_.precision.compute.jnp), encoder_kv)
+        a, probs = self.attn(self.ln_0(x).astype(self.spec.precision.compute.jnp), encoder_kv)
         return self._finish(x, a), probs
 
     def extend(self, x: jax.Array, cache: Cache, t0: jax.Array, step: bool) -> tuple[jax.Array, Cache]:
-        cache, a = self.attn.extend(self.ln_0(x).astype(self.setup_.precision.compute.jnp), cache, t0, step)
+        cache, a = self.attn.extend(self.ln_0(x).astype(self.spec.precision.compute.jnp), cache, t0, step)
         return self._finish(x, a), cache
 
     def encoder_cache(self, encoder_kv: jax.Array) -> Cache:
@@ -215,12 +215,12 @@ class Unit(nn.Module):
     """One repeat of a scanned segment: consecutive layers of `kinds` (the scan body)."""
 
     kinds: tuple[AttnKind, ...]
-    setup_: Setup
+    spec: LayerSpec
 
     @nn.compact
     def __call__(self, x: jax.Array, encoder_kv: jax.Array | None) -> tuple[jax.Array, None]:
         for j, kind in enumerate(self.kinds):
-            x, _ = Layer(kind, self.setup_, name=f"layers_{j}")(x, encoder_kv)
+            x, _ = Layer(kind, self.spec, name=f"layers_{j}")(x, encoder_kv)
         return x, None
 
 
@@ -240,12 +240,12 @@ class Transformer(nn.Module):
     """The stack. `__call__` is the full pass (either execution form); `extend` a cached pass
     and `encoder_caches` the ENC_DEC layers' caches (UNROLLED only)."""
 
-    setup_: Setup
+    spec: LayerSpec
     execution: Execution = Execution.UNROLLED
     remat: Remat = Remat.NONE
 
     def setup(self):
-        s = self.setup_
+        s = self.spec
         pattern = s.config.pattern
         if self.execution is Execution.UNROLLED:
             self.layers = [Layer(kind, s) for kind in pattern]
@@ -266,7 +266,7 @@ class Transformer(nn.Module):
     def __call__(self, x: jax.Array, encoder_kv: jax.Array | None = None, capture: frozenset[int] = frozenset()) -> tuple[jax.Array, Captured]:
         """Full pass `x [b, t, w]` (any `t` up to the window), `encoder_kv [b, s, w]` (stacks
         with ENC_DEC layers) -> `(x [b, t, w], Captured)`. Capturing needs UNROLLED."""
-        x = _residual(x.astype(self.setup_.precision.compute.jnp))
+        x = _residual(x.astype(self.spec.precision.compute.jnp))
         activations, probs = {}, {}
         if self.execution is Execution.SCAN:
             if capture:
@@ -283,7 +283,7 @@ class Transformer(nn.Module):
     def extend(self, x: jax.Array, caches: dict[str, Cache], t0: jax.Array, step: bool = False) -> tuple[jax.Array, dict[str, Cache]]:
         """Positions `t0..t0+L-1` (`x [b, L, w]`) against `caches` of the earlier ones ->
         `(x [b, L, w], updated caches)`. `step`: L is 1 and a decode step is wanted."""
-        x = x.astype(self.setup_.precision.compute.jnp)
+        x = x.astype(self.spec.precision.compute.jnp)
         new = {}
         for d, layer in enumerate(self.layers):
             x, new[f"layers_{d}"] = layer.extend(x, caches[f"layers_{d}"], t0, step)
@@ -292,16 +292,16 @@ class Transformer(nn.Module):
     def encoder_caches(self, encoder_kv: jax.Array, caches: dict[str, Cache]) -> dict[str, Cache]:
         """`caches` with every ENC_DEC layer's filled from the encoder states `[b, s, w]`."""
         new = dict(caches)
-        for d, (kind, layer) in enumerate(zip(self.setup_.config.pattern, self.layers)):
+        for d, (kind, layer) in enumerate(zip(self.spec.config.pattern, self.layers)):
             if kind is AttnKind.ENC_DEC:
                 new[f"layers_{d}"] = layer.encoder_cache(encoder_kv)
         return new
 
 
-def init_caches(setup_: Setup, batch: int) -> dict[str, Cache]:
+def init_caches(spec: LayerSpec, batch: int) -> dict[str, Cache]:
     """Zeros in every layer's cache layout (`attention.init_cache`), for `Transformer.extend`."""
-    cfg = setup_.config
+    cfg = spec.config
     return {
-        f"layers_{d}": attention.init_cache(kind, setup_.geometry, batch, cfg.heads, setup_.head_width, setup_.precision.cache.jnp)
+        f"layers_{d}": attention.init_cache(kind, spec.geometry, batch, cfg.heads, spec.head_width, spec.precision.cache.jnp)
         for d, kind in enumerate(cfg.pattern)
     }
