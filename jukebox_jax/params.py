@@ -19,6 +19,7 @@ from flax import traverse_util
 
 from jukebox_jax import prior
 from jukebox_jax.config import JukeboxConfig
+from jukebox_jax.layers import init_key
 from jukebox_jax.vqvae import VQVAE
 
 Params = dict[str, Any]
@@ -33,16 +34,17 @@ def init_boxed(config: JukeboxConfig, key: jax.Array) -> Params:
     """Random params for every part of `config`, boxed with their logical axis names."""
     params: Params = {}
     if config.vqvae is not None:
-        audio = jnp.zeros((1, config.vqvae.hop_lengths[-1], 1), jnp.float32)  # one top-level code
-        params["vqvae"] = VQVAE(config.vqvae).init(jax.random.fold_in(key, 0), audio)["params"]
+        audio = jax.ShapeDtypeStruct((1, config.vqvae.hop_lengths[-1], 1), jnp.float32)  # one top-level code
+        params["vqvae"] = VQVAE(config.vqvae).lazy_init(jax.random.fold_in(key, 0), audio)["params"]
     for cfg, key in zip(config.priors, jax.random.split(jax.random.fold_in(key, 1), len(config.priors))):
         params[f"prior_level_{cfg.level}"] = prior.init_boxed(cfg, key)
     return params
 
 
 def init_params(config: JukeboxConfig, key: jax.Array) -> Params:
-    """Random params for every part of `config` (for tests and training from scratch)."""
-    return nn.unbox(init_boxed(config, key))
+    """Random params for every part of `config` (for tests and training from scratch),
+    deterministic in `key` (drawn from `layers.init_key(key)`)."""
+    return nn.unbox(init_boxed(config, init_key(key)))
 
 
 def abstract_params(config: JukeboxConfig) -> Params:

@@ -51,8 +51,10 @@ def assert_close(a, b):
 FIXTURES = {"prior_5b_level2": 2, "prior_5b_lyrics_level2": 2, "prior_1b_lyrics_level2": 2, "upsampler_level1": 1}
 
 
-@pytest.mark.parametrize("per_layer", [False, True], ids=["canonical", "per_layer"])
-@pytest.mark.parametrize("stem", FIXTURES)
+CASES = [(stem, True) for stem in FIXTURES] + [("prior_5b_level2", False)]  # what `sample` runs, and canonical params once
+
+
+@pytest.mark.parametrize("stem,per_layer", CASES, ids=[f"{s}-{'per_layer' if p else 'canonical'}" for s, p in CASES])
 def test_cached_equals_full_pass_on_fixtures(stem, per_layer, fixtures):
     jb = convert_checkpoint(fixtures / "vqvae.pth.tar", fixtures / f"{stem}.pth.tar")
     ref = np.load(fixtures / f"{stem}.reference.npz")

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from jukebox_jax.config import Lyrics, PriorConfig
-from jukebox_jax.layers import embed, layer_norm, normal, zeros
+from jukebox_jax.layers import embed, init_key, layer_norm, normal, zeros
 from jukebox_jax.prior import layout
 from jukebox_jax.prior.attention import Cache, Geometry
 from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
@@ -251,13 +251,14 @@ def dummy_inputs(cfg: PriorConfig) -> tuple[jax.Array, jax.Array, jax.Array | No
 def init_boxed(cfg: PriorConfig, key: jax.Array) -> Params:
     """Random canonical params, boxed with their logical axis names (`nn.LogicallyPartitioned`;
     the scan's stacked leaves lead with `layers`, which the canonical stacks keep)."""
-    boxed = Prior(cfg, Execution.SCAN).init(key, *dummy_inputs(cfg))["params"]
+    shapes = [None if x is None else jax.ShapeDtypeStruct(x.shape, x.dtype) for x in dummy_inputs(cfg)]
+    boxed = Prior(cfg, Execution.SCAN).lazy_init(key, *shapes)["params"]  # no forward pass is computed
     return _transformers(cfg, boxed, layout.to_canonical)
 
 
 def init_params(cfg: PriorConfig, key: jax.Array) -> Params:
-    """Random canonical params of the prior (unboxed)."""
-    return nn.unbox(init_boxed(cfg, key))
+    """Random canonical params of the prior (unboxed), deterministic in `key`."""
+    return nn.unbox(init_boxed(cfg, init_key(key)))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
