@@ -196,9 +196,9 @@ class Jukebox:
         return tokens
 
     def decode_params(self, level: int) -> Params:
-        """The prior's params with one buffer per layer (`prior.decode_params`), made once and
-        kept: zero-copy views of `params` on a CPU, a copy of the transformer's weights on an
-        accelerator."""
+        """The prior's params as cached passes run them fastest (`prior.decode_params`), made
+        once and kept: one buffer per layer as views of `params` on a CPU, `params` itself on
+        an accelerator. Never a second copy of the weights."""
         if level not in self._derived:
             self._prior_config(level)
             self._derived[level] = prior.decode_params(self.config.prior(level), self.params[f"prior_level_{level}"])

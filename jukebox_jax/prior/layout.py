@@ -117,8 +117,8 @@ def to_canonical(tree: Tree, pattern: tuple[AttnKind, ...]) -> Tree:
 
 def per_layer(tree: Tree, pattern: tuple[AttnKind, ...]) -> Tree:
     """Canonical concrete arrays -> the UNROLLED layout, one buffer per layer, computed
-    eagerly (what decoding runs on). On a single CPU device each layer's buffer is a view of
-    the stacked one (no copy); elsewhere each is a device copy of its slice."""
+    eagerly (what decoding runs on a CPU). On a single CPU device each layer's buffer is a
+    view of the stacked one (no copy); elsewhere each is a device copy of its slice."""
     cut = {stack: jax.tree.map(lambda x: _layers_of(x), tree[stack]) for stack in stack_sizes(pattern)}
     return {
         f"layers_{d}": jax.tree.map(lambda xs, i=i: xs[i], cut[stack], is_leaf=lambda x: isinstance(x, list))
