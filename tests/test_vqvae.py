@@ -208,7 +208,7 @@ def test_bfloat16_policy_stores_bf16_and_stays_close_to_float32():
 
         k, k16 = (np.asarray(p[f"codebook_{level}"], np.float64) for p in (params, params16))  # [K, D]
         e, e16 = np.asarray(x_enc[level], np.float64), np.asarray(x_enc16[level], np.float64)  # [B, T_l, D]
-        dist = np.sort(np.sqrt(np.maximum(np.asarray(distances(e, k), np.float64), 0)), axis=-1)  # [B, T_l, K]
+        dist = np.sort(np.sqrt(np.maximum(sq_distances(e, k), 0)), axis=-1)  # [B, T_l, K]
         moved = np.linalg.norm(e16 - e, axis=-1) + np.linalg.norm(k16 - k, axis=-1).max()  # [B, T_l]
         sure = dist[..., 1] - dist[..., 0] > 2 * moved + MARGIN  # MARGIN: float32 rounding of the distances
         assert sure.mean() > 0.1  # a fair share of the codes is checked
