@@ -5,8 +5,9 @@ not two copies").
     python benchmarks/sample_memory.py [--preset 1b_lyrics] [--batch 1] [--tokens 16] [--calls 2]
 
 Random weights. The process's resident-set high-water mark (`VmHWM`) is reset after the
-weights exist (`/proc/self/clear_refs`), so the figure is what sampling adds on top of them,
-including the first call's compilation. A second call shows the per-layer weights are made
+weights exist (`/proc/self/clear_refs`), so the peak is that of sampling (the first call
+includes compilation), split into weights, cache and everything else (runtime, compiled code,
+allocator slack). A second call shows the per-layer weights are made
 once per `Jukebox` (it adds nothing).
 """
 
@@ -53,11 +54,10 @@ def main() -> None:
     del params
     gc.collect()
     weights = sum(x.nbytes for x in jax.tree.leaves(jb.params))
-    cache = sum(x.nbytes for x in jax.tree.leaves(jax.eval_shape(lambda: init_cache(cfg, args.batch))))
+    cache = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(jax.eval_shape(lambda: init_cache(cfg, args.batch))))
     print(f"# {datetime.date.today()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}")
     print(f"{args.preset}: weights {weights / 1e9:.2f} GB (made in {time.perf_counter() - start:.0f} s), "
           f"KV cache at batch {args.batch} {cache / 1e9:.3f} GB")  # fmt: skip
-    base, _ = rss()
     reset_peak()
     labels = np.zeros((args.batch, cfg.n_labels), np.int64)
     labels[:, 0], labels[:, 2] = int(cfg.labels.t_ranges[0][0]) + 1, cfg.n_ctx * cfg.raw_to_tokens
@@ -67,9 +67,9 @@ def main() -> None:
         tokens = jb.sample(cfg.level, jax.random.key(call), labels, args.tokens, upper)
         jax.block_until_ready(tokens)
         now, peak = rss()
-        print(f"call {call}: {time.perf_counter() - start:.1f} s; RSS {now / 1e9:.2f} GB, peak {peak / 1e9:.2f} GB; "
-              f"peak above the weights' process {(peak - base) / 1e9:.2f} GB "
-              f"(= {(peak - base) / weights:.2f} x the weights; the cache is {cache / weights:.3f} x)", flush=True)  # fmt: skip
+        print(f"call {call}: {time.perf_counter() - start:.1f} s; RSS {now / 1e9:.2f} GB, peak since the weights existed "
+              f"{peak / 1e9:.2f} GB = weights {weights / 1e9:.2f} + cache {cache / 1e9:.2f} + other {(peak - weights - cache) / 1e9:.2f} "
+              f"(a second copy of the weights would need {weights / 1e9:.2f} more)", flush=True)  # fmt: skip
     decode = jb.decode_params(cfg.level)["transformer"]
     stacked = jb.params[f"prior_level_{cfg.level}"]["transformer"]["layers"]["mlp"]["c_fc_kernel"]
     shared = decode["layers_1"]["mlp"]["c_fc_kernel"].unsafe_buffer_pointer() - stacked.unsafe_buffer_pointer()
