@@ -68,3 +68,11 @@ def test_teacher_forcing_is_causal(case):
     t = ref["z"].shape[1] // 2 + 1  # not a whole number of blocks
     part = jb.prior_logits(level, ref["z"][:, :t], ref["y"], ref.get("z_cond"))
     np.testing.assert_allclose(np.asarray(part), np.asarray(full[:, :t]), rtol=1e-5, atol=1e-5 * float(np.abs(full).max()))
+
+
+def test_capture_outside_the_stack_is_an_error(case):
+    """Asking for a layer the prior does not have is refused, not silently empty."""
+    stem, jb, level, ref = case
+    depth = jb.config.prior(level).transformer.depth
+    with pytest.raises(ValueError, match=f"layers 0..{depth - 1}"):
+        jb.prior_forward(level, ref["z"], ref["y"], ref.get("z_cond"), capture={depth})
