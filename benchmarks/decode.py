@@ -50,8 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from jukebox_jax import prior
-from jukebox_jax.config import AttnKind, Lyrics, PriorConfig, preset
+from jukebox_jax import prior as jbprior
+from jukebox_jax.config import AttnKind, PriorConfig, preset
 from jukebox_jax.prior.attention import attention
 from jukebox_jax.prior.prior import geometry
 from jukebox_jax.sampling import Temperature, decode, prefill
@@ -187,9 +187,9 @@ class Ours:
 
     def __init__(self, cfg: PriorConfig, params, labels, upper, prompt, seed: int = 0):
         self.cfg, self.params = cfg, params
-        self.layered = jax.block_until_ready(prior.decode_params(cfg, params))  # what `Jukebox.sample` decodes with
-        self.ctx = jax.block_until_ready(prior.condition(cfg, params, labels, upper))
-        self.seq = jax.block_until_ready(prior.sequence(cfg, prompt, labels))
+        self.layered = jax.block_until_ready(jbprior.decode_params(cfg, params))  # what `Jukebox.sample` decodes with
+        self.ctx = jax.block_until_ready(jbprior.condition(cfg, params, labels, upper))
+        self.seq = jax.block_until_ready(jbprior.sequence(cfg, prompt, labels))
         self.seed = seed
 
     def prefill(self, per_layer: bool = False):
@@ -372,7 +372,7 @@ def full_inputs(cfg: PriorConfig, batch: int = 1):
 def run_full(name: str, args, bw: float, rows: list[str]) -> dict:
     cfg = preset(name)
     start = time.perf_counter()
-    params = jax.jit(prior.init_params, static_argnums=0)(cfg, jax.random.key(0))
+    params = jax.jit(jbprior.init_params, static_argnums=0)(cfg, jax.random.key(0))
     params = jax.block_until_ready(params)
     init_s = time.perf_counter() - start
     n_params = sum(x.size for x in jax.tree.leaves(params))
