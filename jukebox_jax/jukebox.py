@@ -200,8 +200,7 @@ class Jukebox:
         once and kept: one buffer per layer as views of `params` on a CPU, `params` itself on
         an accelerator. Never a second copy of the weights."""
         if level not in self._derived:
-            self._prior_config(level)
-            self._derived[level] = prior.decode_params(self.config.prior(level), self.params[f"prior_level_{level}"])
+            self._derived[level] = prior.decode_params(self._prior_config(level), self.params[f"prior_level_{level}"])
         return self._derived[level]
 
     @staticmethod
@@ -289,7 +288,7 @@ def _from_v1(config: JukeboxConfig, params: Params) -> Params:
 
     out = dict(params)
     for cfg in config.priors:
-        out[f"prior_level_{cfg.level}"] = prior.prior._transformers(cfg, params[f"prior_level_{cfg.level}"], convert)
+        out[f"prior_level_{cfg.level}"] = prior.prior.map_transformers(cfg, params[f"prior_level_{cfg.level}"], convert)
     return out
 
 

@@ -78,13 +78,13 @@ def _stack(trees: list[Tree]) -> Tree:
 
 def to_execution(tree: Tree, pattern: tuple[AttnKind, ...], execution: Execution) -> Tree:
     """Canonical -> the `execution` layout (slices; meant for inside jit)."""
-    layers = [_take(tree[stack], i) for stack, i in slots(pattern)]
+    where = slots(pattern)
     if execution is Execution.UNROLLED:
-        return {f"layers_{d}": layer for d, layer in enumerate(layers)}
+        return {f"layers_{d}": _take(tree[stack], i) for d, (stack, i) in enumerate(where)}
     out, first = {}, 0
     for s, (unit, reps) in enumerate(layer_groups(pattern)):
         out[f"segments_{s}"] = {
-            f"layers_{j}": _strided(tree, slots(pattern)[first + j], slots(pattern)[first + j + len(unit) * (reps - 1)], reps)
+            f"layers_{j}": _strided(tree, where[first + j], where[first + j + len(unit) * (reps - 1)], reps)
             for j in range(len(unit))
         }
         first += len(unit) * reps
@@ -119,17 +119,23 @@ def per_layer(tree: Tree, pattern: tuple[AttnKind, ...]) -> Tree:
     """Canonical concrete arrays -> the UNROLLED layout, one buffer per layer, computed
     eagerly (what decoding runs on a CPU). On a single CPU device each layer's buffer is a
     view of the stacked one (no copy); elsewhere each is a device copy of its slice."""
-    cut = {stack: jax.tree.map(lambda x: _layers_of(x), tree[stack]) for stack in stack_sizes(pattern)}
+    device = cpu_device(tree)
+    cut = {stack: jax.tree.map(lambda x: _layers_of(x, device), tree[stack]) for stack in stack_sizes(pattern)}
     return {
         f"layers_{d}": jax.tree.map(lambda xs, i=i: xs[i], cut[stack], is_leaf=lambda x: isinstance(x, list))
         for d, (stack, i) in enumerate(slots(pattern))
     }
 
 
-def _layers_of(x: jax.Array) -> list[jax.Array]:
-    """The entries of a stacked array, zero-copy where its memory is the host's."""
-    devices = x.devices() if isinstance(x, jax.Array) else set()
-    if len(devices) == 1 and next(iter(devices)).platform == "cpu":
+def cpu_device(tree: Tree) -> jax.Device | None:
+    """The one CPU device holding every array of `tree`, or None (other or several devices)."""
+    devices = {d for x in jax.tree.leaves(tree) if isinstance(x, jax.Array) for d in x.devices()}
+    return next(iter(devices)) if len(devices) == 1 and next(iter(devices)).platform == "cpu" else None
+
+
+def _layers_of(x: jax.Array, cpu: jax.Device | None) -> list[jax.Array]:
+    """The entries of a stacked array: views of its buffer on a `cpu`, else device copies."""
+    if cpu is not None:
         view = np.asarray(x)  # the array's own buffer
-        return [jax.device_put(view[i], next(iter(devices))) for i in range(x.shape[0])]
+        return [jax.device_put(view[i], cpu) for i in range(x.shape[0])]
     return [x[i] for i in range(x.shape[0])]

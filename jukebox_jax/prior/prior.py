@@ -218,8 +218,9 @@ def prior_losses(cfg: PriorConfig, out: PriorOutput, tokens: jax.Array, labels: 
 # -- The functional API over canonical params ---------------------------------------------
 
 
-def _transformers(cfg: PriorConfig, params: Params, convert) -> Params:
-    """`params` with each transformer's tree passed through `convert(tree, pattern)`."""
+def map_transformers(cfg: PriorConfig, params: Params, convert) -> Params:
+    """`params` with each transformer's tree (the prior's, and the 5b_lyrics lyric encoder's)
+    passed through `convert(tree, pattern)`."""
     out = {**params, "transformer": convert(params["transformer"], cfg.transformer.pattern)}
     if cfg.lyrics is Lyrics.SEPARATE_ENCODER:
         enc = params["lyric_encoder"]
@@ -237,7 +238,7 @@ def to_execution(cfg: PriorConfig, params: Params, execution: Execution) -> Para
             return tree
         return layout.to_execution(layout.to_canonical(tree, pattern), pattern, execution)
 
-    return _transformers(cfg, params, convert)
+    return map_transformers(cfg, params, convert)
 
 
 def dummy_inputs(cfg: PriorConfig) -> tuple[jax.Array, jax.Array, jax.Array | None]:
@@ -253,7 +254,7 @@ def init_boxed(cfg: PriorConfig, key: jax.Array) -> Params:
     the scan's stacked leaves lead with `layers`, which the canonical stacks keep)."""
     shapes = [None if x is None else jax.ShapeDtypeStruct(x.shape, x.dtype) for x in dummy_inputs(cfg)]
     boxed = Prior(cfg, Execution.SCAN).lazy_init(key, *shapes)["params"]  # no forward pass is computed
-    return _transformers(cfg, boxed, layout.to_canonical)
+    return map_transformers(cfg, boxed, layout.to_canonical)
 
 
 def init_params(cfg: PriorConfig, key: jax.Array) -> Params:
@@ -291,14 +292,9 @@ def decode_params(cfg: PriorConfig, params: Params) -> Params:
     canonical params themselves (on an H100 the jitted step's static slices of the stacks cost
     nothing: 3.39 ms/token for 1b_lyrics against 3.85 with per-layer copies,
     benchmarks/RESULTS.md). The lyric encoder, run once per window, stays canonical."""
-    if layout.layout_of(params["transformer"]) is layout.Layout.UNROLLED or not _on_one_cpu(params):
+    if layout.layout_of(params["transformer"]) is layout.Layout.UNROLLED or layout.cpu_device(params) is None:
         return params
     return {**params, "transformer": layout.per_layer(params["transformer"], cfg.transformer.pattern)}
-
-
-def _on_one_cpu(params: Params) -> bool:
-    devices = {d for x in jax.tree.leaves(params) if isinstance(x, jax.Array) for d in x.devices()}
-    return len(devices) == 1 and next(iter(devices)).platform == "cpu"
 
 
 def init_cache(cfg: PriorConfig, batch: int) -> dict[str, Cache]:
