@@ -43,7 +43,7 @@ class Jukebox:
     @classmethod
     def init(cls, config: JukeboxConfig, key: jax.Array) -> Jukebox:
         """Random weights for every part of `config`."""
-        return cls(config, _init(config, key))
+        return cls(config, init_params(config, key))
 
     # -- VQ-VAE -------------------------------------------------------------------------
 
@@ -290,9 +290,6 @@ def _from_v1(config: JukeboxConfig, params: Params) -> Params:
     for cfg in config.priors:
         out[f"prior_level_{cfg.level}"] = prior.prior.map_transformers(cfg, params[f"prior_level_{cfg.level}"], convert)
     return out
-
-
-_init = jax.jit(init_params, static_argnums=0)
 
 
 def _check_range(name: str, x: jax.Array, n: int) -> None:

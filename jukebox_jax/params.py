@@ -11,15 +11,15 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import flax.linen as nn
 from flax import traverse_util
 
 from jukebox_jax import prior
 from jukebox_jax.config import JukeboxConfig
-from jukebox_jax.layers import init_key
+from jukebox_jax.layers import draw, is_param
 from jukebox_jax.vqvae import VQVAE
 
 Params = dict[str, Any]
@@ -30,35 +30,35 @@ class ParamsError(ValueError):
     mis-shaped array."""
 
 
-def init_boxed(config: JukeboxConfig, key: jax.Array) -> Params:
-    """Random params for every part of `config`, boxed with their logical axis names."""
+@functools.cache
+def boxed_shapes(config: JukeboxConfig) -> Params:
+    """The params of every part of `config` as abstract `layers.Param`s (shape, dtype, logical
+    axis names, init), traced once per config without allocating."""
     params: Params = {}
     if config.vqvae is not None:
         audio = jax.ShapeDtypeStruct((1, config.vqvae.hop_lengths[-1], 1), jnp.float32)  # one top-level code
-        params["vqvae"] = VQVAE(config.vqvae).lazy_init(jax.random.fold_in(key, 0), audio)["params"]
-    for cfg, key in zip(config.priors, jax.random.split(jax.random.fold_in(key, 1), len(config.priors))):
-        params[f"prior_level_{cfg.level}"] = prior.init_boxed(cfg, key)
+        init = functools.partial(VQVAE(config.vqvae).init, jax.random.key(0))
+        params["vqvae"] = jax.eval_shape(init, audio)["params"]
+    for cfg in config.priors:
+        params[f"prior_level_{cfg.level}"] = prior.boxed_shapes(cfg)
     return params
 
 
 def init_params(config: JukeboxConfig, key: jax.Array) -> Params:
     """Random params for every part of `config` (for tests and training from scratch),
-    deterministic in `key` (drawn from `layers.init_key(key)`)."""
-    return nn.unbox(init_boxed(config, init_key(key)))
+    deterministic in `key`."""
+    return draw(boxed_shapes(config), key)
 
 
 def abstract_params(config: JukeboxConfig) -> Params:
     """`jax.ShapeDtypeStruct` leaves of `init_params(config)`, computed without allocating."""
-    return jax.eval_shape(functools.partial(init_params, config), jax.random.key(0))
+    return nn.unbox(boxed_shapes(config))
 
 
 def param_axes(config: JukeboxConfig) -> Params:
-    """The logical axis names of every param (a tuple per leaf, one name per array axis; None
-    where a module gives no name), computed without allocating. Sharding rules map these
-    names onto mesh axes."""
-    boxed = jax.eval_shape(functools.partial(init_boxed, config), jax.random.key(0))
-    is_box = lambda x: isinstance(x, nn.LogicallyPartitioned)
-    return jax.tree.map(lambda x: tuple(x.names) if is_box(x) else (None,) * len(x.shape), boxed, is_leaf=is_box)
+    """The logical axis names of every param (a tuple per leaf, one name per array axis),
+    computed without allocating. Sharding rules map these names onto mesh axes."""
+    return jax.tree.map(lambda x: tuple(x.names), boxed_shapes(config), is_leaf=is_param)
 
 
 def flatten(params: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:

@@ -26,9 +26,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jukebox_jax.config import AttnKind
+from jukebox_jax.layers import cpu_device, unstack
 from jukebox_jax.prior.transformer import Execution, layer_groups
 
 Tree = dict[str, Any]
@@ -120,22 +120,8 @@ def per_layer(tree: Tree, pattern: tuple[AttnKind, ...]) -> Tree:
     eagerly (what decoding runs on a CPU). On a single CPU device each layer's buffer is a
     view of the stacked one (no copy); elsewhere each is a device copy of its slice."""
     device = cpu_device(tree)
-    cut = {stack: jax.tree.map(lambda x: _layers_of(x, device), tree[stack]) for stack in stack_sizes(pattern)}
+    cut = {stack: jax.tree.map(lambda x: unstack(x, device, copy=False), tree[stack]) for stack in stack_sizes(pattern)}
     return {
         f"layers_{d}": jax.tree.map(lambda xs, i=i: xs[i], cut[stack], is_leaf=lambda x: isinstance(x, list))
         for d, (stack, i) in enumerate(slots(pattern))
     }
-
-
-def cpu_device(tree: Tree) -> jax.Device | None:
-    """The one CPU device holding every array of `tree`, or None (other or several devices)."""
-    devices = {d for x in jax.tree.leaves(tree) if isinstance(x, jax.Array) for d in x.devices()}
-    return next(iter(devices)) if len(devices) == 1 and next(iter(devices)).platform == "cpu" else None
-
-
-def _layers_of(x: jax.Array, cpu: jax.Device | None) -> list[jax.Array]:
-    """The entries of a stacked array: views of its buffer on a `cpu`, else device copies."""
-    if cpu is not None:
-        view = np.asarray(x)  # the array's own buffer
-        return [jax.device_put(view[i], cpu) for i in range(x.shape[0])]
-    return [x[i] for i in range(x.shape[0])]

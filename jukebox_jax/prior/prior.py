@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from jukebox_jax.config import Lyrics, PriorConfig
-from jukebox_jax.layers import embed, init_key, layer_norm, normal, zeros
+from jukebox_jax.layers import cpu_device, draw, embed, layer_norm, normal, zeros
 from jukebox_jax.prior import layout
 from jukebox_jax.prior.attention import Cache, Geometry
 from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
@@ -249,17 +249,23 @@ def dummy_inputs(cfg: PriorConfig) -> tuple[jax.Array, jax.Array, jax.Array | No
     return jnp.zeros((1, down), jnp.int32), labels, upper
 
 
-def init_boxed(cfg: PriorConfig, key: jax.Array) -> Params:
-    """Random canonical params, boxed with their logical axis names (`nn.LogicallyPartitioned`;
-    the scan's stacked leaves lead with `layers`, which the canonical stacks keep)."""
+@functools.cache
+def boxed_shapes(cfg: PriorConfig) -> Params:
+    """Canonical params as abstract `layers.Param`s (shape, dtype, logical axis names, init;
+    the scan's stacked leaves lead with `layers`, which the canonical stacks keep), traced
+    once per config without allocating."""
     shapes = [None if x is None else jax.ShapeDtypeStruct(x.shape, x.dtype) for x in dummy_inputs(cfg)]
-    boxed = Prior(cfg, Execution.SCAN).lazy_init(key, *shapes)["params"]  # no forward pass is computed
-    return map_transformers(cfg, boxed, layout.to_canonical)
+
+    def init(*inputs):
+        boxed = Prior(cfg, Execution.SCAN).init(jax.random.key(0), *inputs)["params"]
+        return map_transformers(cfg, boxed, layout.to_canonical)
+
+    return jax.eval_shape(init, *shapes)
 
 
 def init_params(cfg: PriorConfig, key: jax.Array) -> Params:
     """Random canonical params of the prior (unboxed), deterministic in `key`."""
-    return nn.unbox(init_boxed(cfg, init_key(key)))
+    return draw(boxed_shapes(cfg), key)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
@@ -292,7 +298,7 @@ def decode_params(cfg: PriorConfig, params: Params) -> Params:
     canonical params themselves (on an H100 the jitted step's static slices of the stacks cost
     nothing: 3.39 ms/token for 1b_lyrics against 3.85 with per-layer copies,
     benchmarks/RESULTS.md). The lyric encoder, run once per window, stays canonical."""
-    if layout.layout_of(params["transformer"]) is layout.Layout.UNROLLED or layout.cpu_device(params) is None:
+    if layout.layout_of(params["transformer"]) is layout.Layout.UNROLLED or cpu_device(params) is None:
         return params
     return {**params, "transformer": layout.per_layer(params["transformer"], cfg.transformer.pattern)}
 

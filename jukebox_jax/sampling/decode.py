@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import jax
 import jax.numpy as jnp
 
-from jukebox_jax.config import PriorConfig
 from jukebox_jax import prior
+from jukebox_jax.config import PriorConfig
 from jukebox_jax.prior import Context
 from jukebox_jax.sampling.methods import Method
 
