@@ -14,9 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-class ConversionError(ValueError):
-    """A checkpoint that cannot be converted; the message names the problem and the fix."""
+from jukebox_jax.errors import ConversionError
 
 
 @dataclasses.dataclass

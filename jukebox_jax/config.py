@@ -17,9 +17,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """A config that we cannot read or do not support."""
+from jukebox_jax.errors import ConfigError
 
 
 class AttnKind(enum.IntEnum):

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jukebox_jax import prior
+from jukebox_jax import integrity, prior
 from jukebox_jax.config import JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig
 from jukebox_jax.io import write_text
 from jukebox_jax.params import Params, abstract_params, check_params, init_params
@@ -44,6 +44,13 @@ class Jukebox:
     def init(cls, config: JukeboxConfig, key: jax.Array) -> Jukebox:
         """Random weights for every part of `config`."""
         return cls(config, init_params(config, key))
+
+    def fingerprint(self) -> str:
+        """A digest of the config and every weight (`integrity.py`), computed once: what a
+        sampling job records to know which model it was made with."""
+        if "fingerprint" not in self._derived:
+            self._derived["fingerprint"] = integrity.fingerprint(self.config.to_dict(), integrity.tree_digests(self.params))
+        return self._derived["fingerprint"]
 
     # -- VQ-VAE -------------------------------------------------------------------------
 

@@ -19,15 +19,11 @@ from flax import traverse_util
 
 from jukebox_jax import prior
 from jukebox_jax.config import JukeboxConfig
+from jukebox_jax.errors import ParamsError
 from jukebox_jax.layers import draw, is_param
 from jukebox_jax.vqvae import VQVAE
 
 Params = dict[str, Any]
-
-
-class ParamsError(ValueError):
-    """A param tree that does not fit the config: lists every missing, unexpected and
-    mis-shaped array."""
 
 
 @functools.cache

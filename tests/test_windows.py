@@ -99,10 +99,9 @@ def test_ancestral_then_upsample(tiny):
     key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.key(0), 2), 0), 0)
     first = tiny.sample(2, key, labels[:2], 48, temperature=1.0, chunk_size=7)
     np.testing.assert_array_equal(zs[2][:2, :48], np.asarray(first))
-    again = sample_levels(tiny, [np.zeros((3, 0), np.int64)] * 2 + [zs[2]], songs, (1, 0), length, jax.random.key(0), SETTINGS)
+    again = sample_levels(tiny, [np.zeros((3, 0), np.int64)] * 2 + [zs[2]], songs, (1,), length, jax.random.key(0), SETTINGS)
     np.testing.assert_array_equal(again[2], zs[2])  # upsampling keeps the top codes
-    for a, b in zip(again, zs):
-        np.testing.assert_array_equal(a, b)  # and is deterministic per window
+    np.testing.assert_array_equal(again[1], zs[1])  # and is deterministic per window
 
 
 def test_the_level_method_reaches_the_sampler(tiny):

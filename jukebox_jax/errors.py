@@ -1,0 +1,47 @@
+"""The errors jukebox-jax raises for bad input. Each is a `JukeboxError`, and a `ValueError`
+(bad values) or an `OSError` (files), so callers can catch either the project's base or
+Python's. Every message names what is wrong and how to fix it.
+
+| error             | raised for                                                              |
+|-------------------|-------------------------------------------------------------------------|
+| `ConfigError`     | a config we cannot read or do not support; an unknown preset            |
+| `ParamsError`     | params whose paths or shapes do not fit the config                      |
+| `InputError`      | an argument out of range: labels, tokens, codes, audio, lengths, keys,  |
+|                   | sampling settings                                                       |
+| `CheckpointError` | a checkpoint that is missing, unreadable, corrupted or does not fit     |
+| `ConversionError` | a PyTorch checkpoint that cannot be converted                           |
+| `JobError`        | a sampling job folder that holds another job, or cannot be written      |
+"""
+
+from __future__ import annotations
+
+
+class JukeboxError(Exception):
+    """Base of every error jukebox-jax raises for bad input."""
+
+
+class ConfigError(JukeboxError, ValueError):
+    """A config that we cannot read or do not support."""
+
+
+class ParamsError(JukeboxError, ValueError):
+    """A param tree that does not fit the config: lists every missing, unexpected and
+    mis-shaped array."""
+
+
+class InputError(JukeboxError, ValueError):
+    """An argument out of its range or of the wrong shape or type."""
+
+
+class CheckpointError(JukeboxError, ValueError):
+    """A checkpoint that is missing, unreadable, corrupted (its checksums disagree) or does
+    not fit its config; the message names the file."""
+
+
+class ConversionError(JukeboxError, ValueError):
+    """A PyTorch checkpoint that cannot be converted; the message names the file, the
+    problem and the fix."""
+
+
+class JobError(JukeboxError, ValueError):
+    """A sampling job folder that holds a different job, or that cannot be written."""
