@@ -12,12 +12,28 @@ from typing import IO
 import numpy as np
 
 
+TEMP_PREFIX = ".partial-"  # temporary files start with this; a kill can leave them behind
+
+
 def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Runs `write(file)` on a temporary file beside `path`, then renames it into place."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=path.suffix, delete=False) as f:
-        write(f)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix, delete=False) as f:
+        try:
+            write(f)
+        except BaseException:
+            os.unlink(f.name)
+            raise
     os.chmod(f.name, 0o644)
     os.replace(f.name, path)
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Deletes the temporary files an interrupted `write_atomic` left in `folder` and its
+    subfolders; returns them."""
+    found = sorted(folder.rglob(f"{TEMP_PREFIX}*")) if folder.is_dir() else []
+    for path in found:
+        path.unlink()
+    return found
 
 
 def write_text(path: Path, text: str) -> None:
