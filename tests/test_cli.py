@@ -224,7 +224,9 @@ def test_resume_refuses_other_arguments_naming_what_differs(files, other_model, 
 
 def test_resume_removes_what_a_kill_left(tmp_path):
     args = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "--out", str(tmp_path / "job")]
-    main(args)
+    with pytest.raises(SystemExit):
+        main(args + ["--artist", "Nobody Zzz"])
+    main(args)  # the corrected command runs: the refused one left nothing behind
     before = np.load(tmp_path / "job" / "codes.npz")["level_2"]
     left = [tmp_path / "job" / ".partial-k1l2m3.npz", tmp_path / "job" / "level_2" / ".partial-x9y8.wav"]
     for path in left:
@@ -318,3 +320,22 @@ def test_sample_continue_upsample_and_primed(tmp_path, capsys):
     jb = _MODELS[("tiny_5b", 0)]  # the CLI's model (seed 0)
     audio, _ = soundfile.read(prompt, dtype="float32")
     np.testing.assert_array_equal(primed[:, :7], np.asarray(jb.encode(audio[None, :896, None], start_level=2)[0]))
+
+
+def test_the_eta_leaves_out_each_levels_first_sampled_window():
+    """tqdm's rate (smoothing 0) counts the windows after `initial`: the clock restarts after
+    windows a resume finds done and after each level's first sampled window."""
+    progress = cli_sample.Progress(6)
+    progress.on_window(2, 0, [])  # done before a resume: no tokens sampled
+    assert progress.windows.initial == 1
+    progress.on_tokens(3, 6)
+    progress.on_tokens(6, 6)
+    progress.on_window(2, 6, [])  # the first sampled window of level 2 (it compiles)
+    assert progress.windows.initial == 2
+    progress.on_tokens(6, 6)
+    progress.on_window(2, 12, [])
+    assert progress.windows.initial == 2  # counted
+    progress.on_tokens(6, 6)
+    progress.on_window(1, 0, [])  # level 1 compiles its own kernels
+    assert progress.windows.initial == 4
+    progress.close()
