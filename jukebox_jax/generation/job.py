@@ -86,6 +86,8 @@ def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
         saved = json.loads(job.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise JobError(f"{job} cannot be read ({e}); choose another output folder") from None
+    if not isinstance(saved, dict):
+        raise JobError(f"{job} is not a job record; choose another output folder")
     saved = {k: v for k, v in saved.items() if k in record or k not in ("model", "start_codes")}
     differences = job_differences(saved, record)
     if differences:
