@@ -19,6 +19,7 @@ import soundfile
 from jukebox_jax import Jukebox, JukeboxConfig, cli_sample, preset, tokenizer
 from jukebox_jax.cli import main
 from jukebox_jax.config import MODEL_PRESETS
+from jukebox_jax.generation.inputs import file_digest, read_prompt
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SR = 44100
@@ -149,6 +150,18 @@ def test_bad_input_is_a_one_line_error_before_loading(files, args, pattern, monk
     assert message.startswith("jukebox-jax sample: error: ")
     assert re.search(pattern.replace("{d}", re.escape(d)), message), message
     assert not (files / "out").exists()  # nothing was written
+
+
+@pytest.mark.parametrize("suffix", ["wav", "flac", "ogg", "mp3"])
+def test_prompt_formats_the_help_names_are_read(tmp_path, suffix):
+    """`--prompt-audio` reads what its help says: the first 0.05 s, cut to whole top-level
+    tokens, mixed to mono; the prompt's digest is the file's."""
+    path = tmp_path / f"prompt.{suffix}"
+    soundfile.write(path, 0.1 * np.sin(np.arange(SR // 10)[:, None] / [10.0, 20.0]), SR)  # 0.1 s stereo
+    prompt = read_prompt(path, SR, 128, 0.05)
+    assert prompt.audio.shape == (int(0.05 * SR) // 128 * 128, 1) and prompt.audio.dtype == np.float32
+    assert abs(prompt.file_seconds - 0.1) < 0.01 and prompt.digest == file_digest(path)
+    assert np.abs(prompt.audio).max() > 0.01
 
 
 def test_version(capsys):
