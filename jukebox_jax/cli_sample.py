@@ -136,7 +136,8 @@ def plan(args: argparse.Namespace) -> Plan:
     song_length = max(sample_length, int(check_seconds("--song-seconds", args.song_seconds, config) * vq.sample_rate))
     songs = song_labels(config, levels, song_length, args.artist, args.genre, lyrics, n)
     request = SampleRequest(levels, sample_length, args.seed, songs, level_settings(args, config, levels), job_source(args, prompt))
-    check_out(args.out, args.resume, job_record(request, start_codes=start))
+    if not check_out(args.out, args.resume, job_record(request, start_codes=start)) and args.resume:
+        notices.append(f"note: {args.out} holds no job to resume: starting one")
     return Plan(config, request, start, prompt, tuple(notices))
 
 
@@ -309,8 +310,9 @@ def job_source(args: argparse.Namespace, prompt: Prompt | None) -> JobSource:
     return JobSource(args.mode, prompt.digest, args.prompt_seconds)
 
 
-def check_out(out: Path, resume: bool, record: dict) -> None:
-    """`out` is (or can become) a writable folder, and holds no other job."""
+def check_out(out: Path, resume: bool, record: dict) -> bool:
+    """Whether `out` holds this job to resume; raises unless `out` is (or can become) a
+    writable folder holding no other job."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
     existing = next(p for p in (out, *out.absolute().parents) if p.exists())
@@ -318,7 +320,7 @@ def check_out(out: Path, resume: bool, record: dict) -> None:
         raise InputError(f"--out {out}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"--out {out}: {existing} is read-only; choose a folder you can write in")
-    check_job(out, record, resume)
+    return check_job(out, record, resume)
 
 
 def load_model(name: str, config: JukeboxConfig, seed: int) -> Jukebox:
@@ -397,6 +399,8 @@ def run(args: argparse.Namespace) -> None:
     progress = Progress(count_windows(checked.config, checked.request))
     try:
         zs = run_job(jb, args.out, checked.request, start, resume=args.resume, on_window=progress.on_window, on_tokens=progress.on_tokens)
-    finally:
+    except KeyboardInterrupt:
         progress.close()
+        raise SystemExit(f"\ninterrupted: {args.out} keeps every finished window; the same command with --resume continues it") from None
+    progress.close()
     print(f"codes {[z.shape for z in zs]} -> {args.out / CODES_FILE}; audio per level in {args.out}/level_*/")

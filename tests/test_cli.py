@@ -249,6 +249,26 @@ def test_resume_removes_what_a_kill_left(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "job" / "codes.npz")["level_2"], before)
 
 
+def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):
+    """--resume of an empty folder starts the job (and says so); Ctrl-C says how to go on."""
+    args = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "--out", str(tmp_path / "job"), "--resume"]
+    assert cli_sample.plan(_parse(args)).notices == (f"note: {tmp_path / 'job'} holds no job to resume: starting one",)
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("jukebox_jax.generation.job.run_job", interrupted)
+    with pytest.raises(SystemExit, match=r"interrupted: .* keeps every finished window; the same command with --resume continues it"):
+        main(args)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The `sample` arguments of a command line `sample ...`."""
+    parser = argparse.ArgumentParser()
+    cli_sample.add_arguments(parser)
+    return parser.parse_args(argv[1:])
+
+
 def _readme_commands() -> list[list[str]]:
     """The `jukebox-jax sample` commands of the README, continuation lines joined."""
     text = README.read_text(encoding="utf-8").replace("\\\n", " ")
@@ -272,14 +292,12 @@ def test_readme_examples_pass_the_checks(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("lyrics.txt").write_text("Hello, it's me", encoding="utf-8")
     soundfile.write("intro.wav", np.zeros(13 * SR), SR)
-    parser = argparse.ArgumentParser()
-    cli_sample.add_arguments(parser)
     checked = 0
     for argv in _readme_commands():
         model = argv[3].removeprefix("jukebox_")
         if model not in MODEL_PRESETS or argv[3] == model or "..." in argv:
             continue
-        args = parser.parse_args(argv[2:3] + [model] + argv[4:])
+        args = _parse(argv[1:3] + [model] + argv[4:])
         if args.codes:
             args.codes.parent.mkdir(exist_ok=True)
             np.savez(args.codes, **{f"level_{i}": np.zeros((2, int(20 * SR) // h), np.int64) for i, h in enumerate((8, 32, 128))})
