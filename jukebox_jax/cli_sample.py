@@ -142,6 +142,7 @@ def plan(args: argparse.Namespace) -> Plan:
 
 
 def read_lyrics(lyrics: str | None, lyrics_file: Path | None) -> str:
+    """The lyrics of --lyrics or --lyrics-file (none: empty)."""
     if lyrics is not None and lyrics_file:
         raise InputError("give --lyrics or --lyrics-file, not both")
     if not lyrics_file:
@@ -184,6 +185,7 @@ def model_config(name: str) -> JukeboxConfig:
 
 
 def check_levels(levels: list[int] | None, config: JukeboxConfig, mode: str) -> tuple[int, ...]:
+    """The levels to sample, top first: priors the model has, and below the top for upsampling."""
     have = sorted(p.level for p in config.priors)
     levels = tuple(sorted(set(levels or have), reverse=True))
     if not set(levels) <= set(have):
@@ -195,6 +197,7 @@ def check_levels(levels: list[int] | None, config: JukeboxConfig, mode: str) -> 
 
 
 def n_samples(asked: int | None, codes: dict[int, np.ndarray] | None) -> int:
+    """The samples to draw: as asked (default 1), or as many as the codes continued hold."""
     if codes is None:
         return asked or 1
     n = len(next(iter(codes.values())))
@@ -291,6 +294,7 @@ def song_labels(config: JukeboxConfig, levels: tuple[int, ...], song_length: int
 
 
 def level_settings(args: argparse.Namespace, config: JukeboxConfig, levels: tuple[int, ...]) -> dict[int, LevelSettings]:
+    """Each level's sampling method, window hop and batch limit."""
     from jukebox_jax.sampling import sampling_method
 
     try:
@@ -305,6 +309,7 @@ def level_settings(args: argparse.Namespace, config: JukeboxConfig, levels: tupl
 
 
 def job_source(args: argparse.Namespace, prompt: Prompt | None) -> JobSource:
+    """Where the start codes come from, for `job.json`."""
     if prompt is None:
         return JobSource(args.mode)
     return JobSource(args.mode, prompt.digest, args.prompt_seconds)
@@ -344,6 +349,7 @@ def encode_prompt(jb: Jukebox, prompt: Prompt, n: int) -> Codes:
 
 
 def count_windows(config: JukeboxConfig, request: SampleRequest) -> int:
+    """The windows the job samples over its levels (placed as `sample_level` places them)."""
     n = 0
     for level in request.levels:
         cfg = config.prior(level)
@@ -400,7 +406,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         zs = run_job(jb, args.out, checked.request, start, resume=args.resume, on_window=progress.on_window, on_tokens=progress.on_tokens)
     except KeyboardInterrupt:
+        raise SystemExit(f"interrupted: {args.out} keeps every finished window; the same command with --resume continues it") from None
+    finally:
         progress.close()
-        raise SystemExit(f"\ninterrupted: {args.out} keeps every finished window; the same command with --resume continues it") from None
-    progress.close()
     print(f"codes {[z.shape for z in zs]} -> {args.out / CODES_FILE}; audio per level in {args.out}/level_*/")
