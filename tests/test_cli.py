@@ -262,6 +262,30 @@ def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):
         main(args)
 
 
+def test_kill_and_resume_is_exact(tmp_path, monkeypatch):
+    """Ctrl-C after the second of four windows, then --resume: the codes and audio of an
+    uninterrupted run."""
+    args = ["sample", "--model", "tiny_5b", "--seconds", "0.18", "--levels", "2", "--n-samples", "2"]
+    main(args + ["--out", str(tmp_path / "whole")])
+    on_window = cli_sample.Progress.on_window
+
+    def interrupt_second(self, level, start, zs):
+        on_window(self, level, start, zs)
+        if self.windows.n == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_sample.Progress, "on_window", interrupt_second)
+    with pytest.raises(SystemExit, match="interrupted"):
+        main(args + ["--out", str(tmp_path / "killed")])
+    monkeypatch.setattr(cli_sample.Progress, "on_window", on_window)
+    main(args + ["--out", str(tmp_path / "killed"), "--resume"])
+    whole, resumed = np.load(tmp_path / "whole" / "codes.npz"), np.load(tmp_path / "killed" / "codes.npz")
+    assert whole["level_2"].shape == (2, 62)
+    np.testing.assert_array_equal(resumed["level_2"], whole["level_2"])
+    for wav in ("level_2/sample_0.wav", "level_2/sample_1.wav"):
+        np.testing.assert_array_equal(soundfile.read(tmp_path / "killed" / wav)[0], soundfile.read(tmp_path / "whole" / wav)[0])
+
+
 def _parse(argv: list[str]) -> argparse.Namespace:
     """The `sample` arguments of a command line `sample ...`."""
     parser = argparse.ArgumentParser()
