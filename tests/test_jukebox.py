@@ -1,4 +1,5 @@
-"""The `Jukebox` container: save/load round trips, clear errors on bad input, and the CLI."""
+"""The `Jukebox` container: save/load round trips, clear errors on bad input, and the CLI's
+`demo` and `convert` (`sample` is in test_cli.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from jukebox_jax import Jukebox, JukeboxConfig, preset, tokenizer
+from jukebox_jax import Jukebox, JukeboxConfig, preset
 from jukebox_jax import audio as audio_lib  # (importing test_signal by name would make pytest collect it)
 from jukebox_jax.cli import demo_model, main
 from jukebox_jax.params import ParamsError, flatten
@@ -141,79 +142,3 @@ def test_equal_configs_share_compiled_kernels(tiny, tmp_path):
     assert len(traces) == 1
     other = dataclasses.replace(tiny.config, vqvae=dataclasses.replace(tiny.config.vqvae, l_bins=32))
     assert other != tiny.config and float(kernel(other, 1.0)) == 32.0 and len(traces) == 2
-
-
-def test_cli_sample_resume_and_errors(tmp_path, capsys):
-    out = tmp_path / "run"
-    args = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "1", "--out", str(out)]
-    main(args)
-    codes = np.load(out / "codes.npz")
-    assert codes["level_2"].shape == (1, int(0.05 * 44100) // 128) and codes["level_1"].shape[1] == 4 * codes["level_2"].shape[1]
-    assert (out / "level_1" / "sample_0.wav").exists()
-    with pytest.raises(SystemExit, match="--resume"):
-        main(args)
-    main(args + ["--resume"])  # nothing left to do: the same codes
-    np.testing.assert_array_equal(np.load(out / "codes.npz")["level_1"], codes["level_1"])
-    for bad, message in [
-        (["--levels", "5"], "levels"),
-        (["--artist", "Nobody Zzz"], "not in the v2 artist table"),
-        (["--lyrics", "la", "--lyrics-file", "x.txt"], "not both"),
-        (["--mode", "upsample"], "--codes"),
-        (["--mode", "primed"], "--prompt-audio"),
-        (["--seconds", "-1"], "positive"),
-    ]:
-        with pytest.raises(SystemExit):
-            main(["sample", "--model", "tiny_5b", "--out", str(tmp_path / "x")] + bad)
-        assert message in capsys.readouterr().err
-
-
-def test_cli_sample_with_names_and_lyrics(tmp_path):
-    """Names become each prior's ids (v3 at the 1b top, v2 below); the top window's labels hold
-    the lyric tokens."""
-    lyrics = tmp_path / "lyrics.txt"
-    lyrics.write_text("old town road\nla la la", encoding="utf-8")
-    out = tmp_path / "run"
-    args = ["sample", "--model", "tiny_1b_lyrics", "--seconds", "0.05", "--levels", "2", "1", "--out", str(out)]
-    main(args + ["--artist", "unknown", "--genre", "unknown", "--lyrics-file", str(lyrics)])
-    job = json.loads((out / "job.json").read_text())
-    top, up = job["songs"]["2"][0], job["songs"]["1"][0]
-    assert top["lyrics"] == list(tokenizer.lyric_tokens(lyrics.read_text(), v3=True))
-    assert up["lyrics"] == [] and top["genres"] == [0] and up["genres"] == [0]
-    assert np.load(out / "codes.npz")["level_1"].shape[1] > 0
-
-
-def test_cli_sample_continue(tmp_path):
-    base = ["sample", "--model", "tiny_5b", "--levels", "2"]
-    main(base + ["--seconds", "0.05", "--out", str(tmp_path / "short")])
-    short = np.load(tmp_path / "short" / "codes.npz")["level_2"]
-    main(base + ["--mode", "continue", "--codes", str(tmp_path / "short" / "codes.npz"), "--seconds", "0.1", "--out", str(tmp_path / "long")])
-    longer = np.load(tmp_path / "long" / "codes.npz")["level_2"]
-    assert longer.shape == (1, int(0.1 * 44100) // 128)
-    np.testing.assert_array_equal(longer[:, : short.shape[1]], short)  # the saved codes are continued, not redrawn
-    assert (tmp_path / "long" / "level_2" / "sample_0.wav").exists()
-    with pytest.raises(SystemExit):  # continuing needs codes
-        main(base + ["--mode", "continue", "--out", str(tmp_path / "x")])
-
-
-def test_cli_sample_upsample_and_primed(tmp_path):
-    base = ["sample", "--model", "tiny_5b", "--seconds", "0.05"]
-    main(base + ["--levels", "2", "--out", str(tmp_path / "top")])
-    top = np.load(tmp_path / "top" / "codes.npz")["level_2"]
-    main(base + ["--mode", "upsample", "--codes", str(tmp_path / "top" / "codes.npz"), "--levels", "1", "--out", str(tmp_path / "up")])
-    up = np.load(tmp_path / "up" / "codes.npz")
-    np.testing.assert_array_equal(up["level_2"], top)  # upsampling leaves the top codes alone
-    assert up["level_1"].shape == (1, 4 * top.shape[1])
-    with pytest.raises(SystemExit):
-        main(base + ["--mode", "upsample", "--codes", str(tmp_path / "top" / "codes.npz"), "--levels", "2", "--out", str(tmp_path / "u2")])
-
-    prompt = tmp_path / "prompt.wav"
-    soundfile.write(prompt, 0.1 * np.sin(np.arange(4410) / 10.0), 44100)
-    main(base + ["--mode", "primed", "--prompt-audio", str(prompt), "--prompt-seconds", "0.01", "--levels", "2", "--out", str(tmp_path / "p")])
-    primed = np.load(tmp_path / "p" / "codes.npz")["level_2"]
-    assert primed.shape == top.shape
-    jb = Jukebox.init(JukeboxConfig.from_preset("tiny_5b"), jax.random.key(0))  # the CLI's model (seed 0)
-    audio, _ = soundfile.read(prompt, dtype="float32")
-    np.testing.assert_array_equal(primed[:, :3], np.asarray(jb.encode(audio[None, :384, None], start_level=2)[0]))
-    soundfile.write(tmp_path / "slow.wav", np.zeros(1000), 22050)
-    with pytest.raises(SystemExit):
-        main(base + ["--mode", "primed", "--prompt-audio", str(tmp_path / "slow.wav"), "--out", str(tmp_path / "p2")])

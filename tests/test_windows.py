@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jukebox_jax import Jukebox, JukeboxConfig
+from jukebox_jax.errors import JobError
 from jukebox_jax.generation.job import SampleRequest, run_job
 from jukebox_jax.generation.levels import LevelSettings, sample_levels, sample_window
 from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
@@ -156,14 +157,18 @@ def test_resume_after_kill_is_identical(tiny, tmp_path):
 
     with pytest.raises(Killed):
         run_job(tiny, tmp_path / "killed", request, start, on_window=kill_after_three)
-    with pytest.raises(FileExistsError, match="resume"):
+    with pytest.raises(JobError, match="--resume"):
         run_job(tiny, tmp_path / "killed", request, start)
-    with pytest.raises(ValueError, match="different job"):
+    with pytest.raises(JobError, match=r"another job; this request differs in seed: 5 -> 6\. "):
         run_job(tiny, tmp_path / "killed", dataclasses.replace(request, seed=6), start, resume=True)
     other_method = {**SETTINGS, 2: dataclasses.replace(SETTINGS[2], method=Temperature(0.5))}
-    with pytest.raises(ValueError, match="different job"):
+    with pytest.raises(JobError, match=r"settings\.2\.method\.temperature: 1\.0 -> 0\.5"):
         run_job(tiny, tmp_path / "killed", dataclasses.replace(request, settings=other_method), start, resume=True)
+    with pytest.raises(JobError, match=r"differs in start_codes: '[0-9a-f]{36}\.\.\. -> '[0-9a-f]{36}\.\.\.\. Resume"):
+        run_job(tiny, tmp_path / "killed", request, [np.ones((2, 1), np.int64)] + start[1:], resume=True)
+    (tmp_path / "killed" / ".partial-x.npz").write_bytes(b"")  # a temporary file a kill left
     resumed = run_job(tiny, tmp_path / "killed", request, start, resume=True)
     for a, b in zip(resumed, whole):
         np.testing.assert_array_equal(a, b)
     assert (tmp_path / "killed" / "level_1" / "sample_1.wav").exists()
+    assert not (tmp_path / "killed" / ".partial-x.npz").exists()  # the resume removed it

@@ -1,39 +1,121 @@
-"""A sampling job in a folder: the request (`job.json`), the codes after every window
+"""A sampling job in a folder: what the job is (`job.json`), the codes after every window
 (`codes.npz`, written atomically) and each finished level's audio (`level_{L}/sample_{i}.wav`).
-Rerunning the same request with `resume=True` continues where it stopped and gives the
-result an uninterrupted run gives; a kill loses at most the window in flight."""
+Rerunning the same job with `resume=True` continues where it stopped and gives the result an
+uninterrupted run gives; a kill loses at most the window in flight.
+
+`job.json` holds the request, where its start codes came from (`JobSource`), the model's
+fingerprint (`Jukebox.fingerprint`) and a digest of the start codes; a resume with anything
+different is refused, naming what differs."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
 
+from jukebox_jax import integrity
+from jukebox_jax.errors import JobError
 from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
-from jukebox_jax.io import write_npz, write_text, write_wav
+from jukebox_jax.io import remove_leftovers, write_npz, write_text, write_wav
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels
+
+JOB_FILE = "job.json"
+CODES_FILE = "codes.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSource:
+    """Where a job's start codes come from, as the user gave them."""
+
+    mode: str = "ancestral"  # ancestral, continue, upsample or primed
+    prompt: str | None = None  # SHA-256 of the prompt audio file (primed)
+    prompt_seconds: float | None = None  # seconds of it the job continues (primed)
 
 
 @dataclasses.dataclass(frozen=True)
 class SampleRequest:
-    """Everything that determines a job's output."""
+    """Everything that determines a job's output, besides the model and the start codes."""
 
     levels: tuple[int, ...]
     sample_length: int  # audio samples
     seed: int
     songs: dict[int, tuple[SongLabels, ...]]  # per level, in that prior's label set
     settings: dict[int, LevelSettings]
+    source: JobSource = JobSource()
 
     def to_json(self) -> str:
-        """Deterministic: the same request always gives the same text (a resume compares them)."""
+        """Deterministic: the same request always gives the same text."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["songs"] = {level: [dataclasses.asdict(song) for song in songs] for level, songs in self.songs.items()}
         d["settings"] = {level: s.to_dict() for level, s in self.settings.items()}
+        d["source"] = dataclasses.asdict(self.source)
         return json.dumps(d, sort_keys=True, default=list)
+
+
+def codes_digest(codes: Codes) -> str:
+    """SHA-256 of a list of codes (as int64), one per level."""
+    return integrity.text_digest(json.dumps([integrity.array_digest(np.asarray(z, np.int64)) for z in codes]))
+
+
+def job_record(request: SampleRequest, model: str | None = None, start_codes: Codes | None = None) -> dict[str, Any]:
+    """What `job.json` holds: the request plus the model's fingerprint and the start codes'
+    digest. Either may be left out (not known yet, e.g. before the model is loaded): a
+    check then compares the rest."""
+    record = json.loads(request.to_json())
+    if model is not None:
+        record["model"] = model
+    if start_codes is not None:
+        record["start_codes"] = codes_digest(start_codes)
+    return record
+
+
+def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
+    """Whether `out` holds a job to continue. Raises `JobError` if it holds one and `resume`
+    is false, or if that job differs from `record` (in the keys `record` has)."""
+    job = out / JOB_FILE
+    if not job.exists():
+        return False
+    if not resume:
+        raise JobError(f"{out} already holds a sampling job: resume it (--resume) or choose another output folder")
+    try:
+        saved = json.loads(job.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise JobError(f"{job} cannot be read ({e}); choose another output folder") from None
+    if not isinstance(saved, dict):
+        raise JobError(f"{job} is not a job record; choose another output folder")
+    saved = {k: v for k, v in saved.items() if k in record or k not in ("model", "start_codes")}
+    differences = job_differences(saved, record)
+    if differences:
+        raise JobError(
+            f"{out} holds another job; this request differs in {'; '.join(differences)}. "
+            "Resume it with the arguments it was started with, or choose another output folder"
+        )
+    return True
+
+
+def job_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """`"path: saved -> new"` for every leaf that differs between two job records."""
+    a, b = _flatten(saved), _flatten(new)
+    return [f"{key}: {_short(a.get(key))} -> {_short(b.get(key))}" for key in sorted(a.keys() | b.keys()) if a.get(key) != b.get(key)]
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for k, v in d.items():
+        out |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def _short(value: Any) -> str:
+    text = "(none)" if value is None else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def run_job(
@@ -48,20 +130,19 @@ def run_job(
 ) -> Codes:
     """Runs (or, with `resume`, continues) `request` in folder `out`; returns the codes.
     `start_codes` are the codes to continue (empty arrays for ancestral sampling).
+    A resume first removes the temporary files a killed run left (`io.remove_leftovers`).
     `on_window` hears after each saved window, `on_tokens` during one (`sample_levels`)."""
-    out.mkdir(parents=True, exist_ok=True)
-    job, codes_file = out / "job.json", out / "codes.npz"
     zs = [np.asarray(z, np.int64) for z in start_codes]
-    if job.exists():
-        if not resume:
-            raise FileExistsError(f"{out} already holds a sampling job: pass resume=True (--resume) to continue it, or choose another output folder")
-        if job.read_text() != request.to_json():
-            raise ValueError(f"{out} holds a different job (job.json differs from this request); choose another output folder")
+    record = job_record(request, jb.fingerprint(), zs)
+    codes_file = out / CODES_FILE
+    if check_job(out, record, resume):
+        remove_leftovers(out)
         if codes_file.exists():
             saved = np.load(codes_file)
             zs = [saved[f"level_{level}"] for level in range(len(zs))]
     else:
-        write_text(job, request.to_json())
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / JOB_FILE, json.dumps(record, sort_keys=True))
 
     def checkpoint(level: int, start: int, zs: Codes) -> None:
         write_npz(codes_file, {f"level_{i}": z for i, z in enumerate(zs)})
@@ -81,4 +162,3 @@ def write_level_audio(jb: Jukebox, folder: Path, codes: np.ndarray, level: int) 
     audio = np.asarray(jb.decode([codes], start_level=level))
     for i, x in enumerate(audio):
         write_wav(folder / f"sample_{i}.wav", x, jb.config.vqvae.sample_rate)
-

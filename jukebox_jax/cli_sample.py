@@ -1,0 +1,412 @@
+"""`jukebox-jax sample`: its options, the checks of every argument and file (made before any
+model is built, so a mistake costs milliseconds, and before anything is written, so a
+corrected retry works), and the run. A problem is a `JukeboxError`; `cli.main` prints it
+argparse-style (one line, exit code 2)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jukebox_jax.config import MODEL_PRESETS, JukeboxConfig
+from jukebox_jax.errors import InputError
+from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, read_codes, read_prompt
+from jukebox_jax.generation.job import CODES_FILE, JobSource, SampleRequest, check_job, job_record
+from jukebox_jax.generation.levels import Codes, LevelSettings
+from jukebox_jax.generation.windows import get_starts
+from jukebox_jax.jukebox import Jukebox
+
+DESCRIPTION = (
+    "Sample music window by window, from the top level down, into --out: a job folder that --resume continues after an "
+    "interruption. Every argument and file is checked before the model is loaded."
+)
+MODES = ("ancestral", "continue", "upsample", "primed")
+DEFAULT_SECONDS = 20.0
+TOP_HOP_FRACTION, HOP_FRACTION = 0.125, 0.5  # window hops of the top prior and of the upsamplers (the original's)
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return x
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    x = finite_float(text)
+    if x <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return x
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def seed(text: str) -> int:
+    """argparse type: a PRNG seed, 0 <= seed < 2**63."""
+    if not text.strip().isdigit() or int(text) >= 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number in [0, 2**63)")
+    return int(text)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The `sample` command's options."""
+    p.add_argument(
+        "--model",
+        required=True,
+        help=f"a checkpoint folder (`jukebox-jax convert -o`), or a preset with RANDOM weights for a dry run: {', '.join(MODEL_PRESETS)}",
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="ancestral",
+        help="ancestral: from nothing; continue: extend --codes to --seconds; upsample: sample the levels below the top of "
+        "--codes; primed: continue --prompt-audio (default: %(default)s)",
+    )
+    p.add_argument("--artist", default="unknown", help="artist name as in the id tables, e.g. 'Alan Jackson' (default: %(default)s)")
+    p.add_argument("--genre", default="unknown", help="genre, e.g. 'Country Rock' (a bag of words for the v2 label set; default: %(default)s)")
+    p.add_argument("--lyrics", help="the song's lyrics (priors with lyrics pick each window's part; default: none)")
+    p.add_argument("--lyrics-file", type=Path, help="the song's lyrics from a UTF-8 text file")
+    p.add_argument(
+        "--seconds",
+        type=positive_float,
+        help=f"length to sample, at most what the model's timing conditioning covers (600 s for the released models) "
+        f"(default: {DEFAULT_SECONDS:g}; --mode upsample: the length of --codes)",
+    )
+    p.add_argument("--song-seconds", type=positive_float, default=240.0, help="the song length the timing labels describe (default: %(default)g)")
+    p.add_argument("--n-samples", type=positive_int, help="samples to draw (default: 1; --mode continue/upsample: as many as --codes holds)")
+    p.add_argument("--levels", type=int, nargs="*", help="levels to sample, e.g. 2 1 (default: every prior of the model)")
+    p.add_argument("--temperature", type=finite_float, default=0.99, help="sampling temperature, > 0 (default: %(default)g)")
+    p.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest tokens; 1 is greedy, 0 off (default: %(default)s)")
+    p.add_argument("--top-p", type=finite_float, default=0.0, help="sample from the smallest set of tokens holding this probability; 0 off (default: %(default)g)")
+    p.add_argument("--max-batch-size", type=positive_int, default=16, help="samples per model call (default: %(default)s)")
+    p.add_argument("--prompt-audio", type=Path, help=f"audio to continue (--mode primed): {AUDIO_FORMATS}, at the model's sample rate")
+    p.add_argument("--prompt-seconds", type=positive_float, default=12.0, help="seconds of --prompt-audio to continue (default: %(default)g)")
+    p.add_argument("--codes", type=Path, help="codes.npz of an earlier run (--mode continue/upsample)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed of the sampling (and of a preset's weights) (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("jukebox_samples"), help="the job's folder (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue the job already in --out (it must have been started with the same arguments)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A checked `sample` command: everything but the model, which is built or loaded last."""
+
+    config: JukeboxConfig
+    request: SampleRequest
+    start: Codes | None  # the codes to continue; None when they are `prompt`'s, encoded once the model is loaded
+    prompt: Prompt | None
+    notices: tuple[str, ...] = ()  # what the user should know before the run
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """Checks every argument and file of `args` against the model's config; raises
+    `InputError` or `JobError` naming the first problem. Builds no model and writes nothing."""
+    lyrics = read_lyrics(args.lyrics, args.lyrics_file)
+    check_mode(args)
+    config = model_config(args.model)
+    vq = config.vqvae
+    levels = check_levels(args.levels, config, args.mode)
+    codes = read_codes(args.codes, vq.levels, vq.l_bins) if args.mode in ("continue", "upsample") else None
+    n = n_samples(args.n_samples, codes)
+    start = start_codes(args.mode, codes, n, vq.levels)
+    sample_length = check_length(args.seconds, args.mode, config, levels, start)
+    prompt, notices = None, []
+    if args.mode == "primed":
+        prompt = read_prompt(args.prompt_audio, vq.sample_rate, vq.hop_lengths[-1], args.prompt_seconds)
+        notices += check_prompt(prompt, args.prompt_audio, args.prompt_seconds, sample_length, vq.sample_rate)
+    lengths = [len(prompt.audio) // hop for hop in vq.hop_lengths] if prompt else [z.shape[1] for z in start]
+    check_upper_codes(config, levels, lengths, sample_length)
+    song_length = max(sample_length, int(check_seconds("--song-seconds", args.song_seconds, config) * vq.sample_rate))
+    songs = song_labels(config, levels, song_length, args.artist, args.genre, lyrics, n)
+    request = SampleRequest(levels, sample_length, args.seed, songs, level_settings(args, config, levels), job_source(args, prompt))
+    if not check_out(args.out, args.resume, job_record(request, start_codes=start)) and args.resume:
+        notices.append(f"note: {args.out} holds no job to resume: starting one")
+    return Plan(config, request, start, prompt, tuple(notices))
+
+
+def read_lyrics(lyrics: str | None, lyrics_file: Path | None) -> str:
+    """The lyrics of --lyrics or --lyrics-file (none: empty)."""
+    if lyrics is not None and lyrics_file:
+        raise InputError("give --lyrics or --lyrics-file, not both")
+    if not lyrics_file:
+        return lyrics or ""
+    try:
+        return lyrics_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"--lyrics-file {lyrics_file} cannot be read: {e}") from None
+
+
+def check_mode(args: argparse.Namespace) -> None:
+    """Each mode's own inputs are given, and no other mode's."""
+    if args.mode in ("continue", "upsample") and not args.codes:
+        raise InputError(f"--mode {args.mode} needs --codes (a codes.npz of an earlier run)")
+    if args.mode == "primed" and not args.prompt_audio:
+        raise InputError("--mode primed needs --prompt-audio")
+    if args.codes and args.mode not in ("continue", "upsample"):
+        raise InputError(f"--codes is read by --mode continue or upsample, not {args.mode}")
+    if args.prompt_audio and args.mode != "primed":
+        raise InputError(f"--prompt-audio is read by --mode primed, not {args.mode}")
+
+
+def model_config(name: str) -> JukeboxConfig:
+    """The config of a preset or of a checkpoint folder, read without its weights."""
+    if name in MODEL_PRESETS:
+        return JukeboxConfig.from_preset(name)
+    folder = Path(name)
+    if not folder.is_dir():
+        raise InputError(f"--model {name!r} is neither a checkpoint folder nor a preset ({', '.join(MODEL_PRESETS)})")
+    file = folder / "config.json"
+    if not file.is_file():
+        raise InputError(f"--model {name}: the folder has no config.json; give a folder `jukebox-jax convert -o` wrote")
+    try:
+        config = JukeboxConfig.from_dict(json.loads(file.read_text(encoding="utf-8"))["config"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as e:
+        raise InputError(f"--model {name}: {file} is broken ({type(e).__name__}: {e}); convert the checkpoint again") from None
+    if config.vqvae is None or not config.priors:
+        raise InputError(f"--model {name} needs a VQ-VAE and priors to sample; it holds {'only a VQ-VAE' if config.vqvae else 'no VQ-VAE'}")
+    return config
+
+
+def check_levels(levels: list[int] | None, config: JukeboxConfig, mode: str) -> tuple[int, ...]:
+    """The levels to sample, top first: priors the model has, and below the top for upsampling."""
+    have = sorted(p.level for p in config.priors)
+    levels = tuple(sorted(set(levels or have), reverse=True))
+    if not set(levels) <= set(have):
+        raise InputError(f"--levels {' '.join(map(str, levels))}: the model has priors for levels {' '.join(map(str, have))}")
+    top = config.vqvae.levels - 1
+    if mode == "upsample" and top in levels:
+        raise InputError(f"--mode upsample samples the levels below the top: give --levels without {top}, e.g. --levels {' '.join(map(str, range(top - 1, -1, -1)))}")
+    return levels
+
+
+def n_samples(asked: int | None, codes: dict[int, np.ndarray] | None) -> int:
+    """The samples to draw: as asked (default 1), or as many as the codes continued hold."""
+    if codes is None:
+        return asked or 1
+    n = len(next(iter(codes.values())))
+    if asked is not None and asked != n:
+        raise InputError(f"--n-samples {asked}: --codes holds {n} samples; leave --n-samples out to continue all of them")
+    return n
+
+
+def start_codes(mode: str, codes: dict[int, np.ndarray] | None, n: int, n_levels: int) -> Codes | None:
+    """The codes the job continues: empty for ancestral, `codes` for continue, the top of
+    `codes` for upsample; None for primed (the prompt's, known once the model is loaded)."""
+    if mode == "primed":
+        return None
+    empty = np.zeros((n, 0), np.int64)
+    if mode == "ancestral":
+        return [empty] * n_levels
+    if mode == "upsample":
+        if n_levels - 1 not in codes:
+            raise InputError(f"--codes holds no level_{n_levels - 1}: upsampling needs the top level's codes")
+        return [empty] * (n_levels - 1) + [codes[n_levels - 1]]
+    return [codes.get(level, empty) for level in range(n_levels)]
+
+
+def check_seconds(option: str, seconds: float, config: JukeboxConfig) -> float:
+    """`seconds`, if within what the model's timing conditioning covers."""
+    limit = max_seconds(config)
+    if limit is not None and seconds > limit:
+        raise InputError(f"{option} {seconds:g} is past the {limit:g} s the model's timing conditioning covers; give at most {limit:g}")
+    return seconds
+
+
+def check_length(seconds: float | None, mode: str, config: JukeboxConfig, levels: tuple[int, ...], start: Codes | None) -> int:
+    """The job's length in audio samples: a multiple of the top sampled level's hop, within
+    the model's timing range, longer than the codes it continues."""
+    vq = config.vqvae
+    hop = config.prior(max(levels)).raw_to_tokens
+    if seconds is None and mode == "upsample":
+        length = start[-1].shape[1] * vq.hop_lengths[-1] // hop * hop
+        seconds = length / vq.sample_rate
+    else:
+        seconds = DEFAULT_SECONDS if seconds is None else seconds
+        length = int(seconds * vq.sample_rate) // hop * hop
+    check_seconds("--seconds", seconds, config)
+    if length <= 0:
+        raise InputError(f"--seconds {seconds:g} is shorter than one level-{max(levels)} token ({hop} samples, {hop / vq.sample_rate:.4f} s)")
+    if mode == "continue":
+        for level in levels:
+            have = start[level].shape[1] * vq.hop_lengths[level]
+            if have >= length:
+                raise InputError(
+                    f"--codes already holds {have / vq.sample_rate:.2f} s at level {level}, --seconds {seconds:g} no more: "
+                    "give a longer --seconds to continue them"
+                )
+    return length
+
+
+def check_prompt(prompt: Prompt, path: Path, seconds: float, sample_length: int, sample_rate: int) -> list[str]:
+    """Refuses a prompt as long as the job; notes a file shorter than `--prompt-seconds`."""
+    used = len(prompt.audio) / sample_rate
+    if len(prompt.audio) >= sample_length:
+        raise InputError(
+            f"--prompt-audio {path}: priming with {used:.2f} s of it leaves nothing to sample in --seconds "
+            f"{sample_length / sample_rate:.2f}; give a longer --seconds or a shorter --prompt-seconds"
+        )
+    if prompt.file_seconds < seconds:
+        return [f"note: {path} holds {prompt.file_seconds:.2f} s, less than --prompt-seconds {seconds:g}: priming with {used:.2f} s of it"]
+    return []
+
+
+def check_upper_codes(config: JukeboxConfig, levels: tuple[int, ...], lengths: list[int], sample_length: int) -> None:
+    """Each sampled upsampler has the codes of the level above for the whole length: that
+    level is sampled too, or its start codes cover the length."""
+    vq = config.vqvae
+    for level in levels:
+        upper = level + 1
+        if config.prior(level).conditioner is None or upper in levels:
+            continue
+        if lengths[upper] * vq.hop_lengths[upper] < sample_length:
+            raise InputError(
+                f"--levels {' '.join(map(str, levels))}: level {level} reads the level-{upper} codes, which cover "
+                f"{lengths[upper] * vq.hop_lengths[upper] / vq.sample_rate:.2f} s of the {sample_length / vq.sample_rate:.2f} s "
+                f"asked; sample level {upper} too, or give --codes that hold it"
+            )
+
+
+def song_labels(config: JukeboxConfig, levels: tuple[int, ...], song_length: int, artist: str, genre: str, lyrics: str, n: int) -> dict:
+    """Each sampled level's labels of the song, `n` times."""
+    from jukebox_jax import tokenizer
+
+    try:
+        return {level: (tokenizer.song_labels(config.prior(level), song_length, artist, genre, lyrics),) * n for level in levels}
+    except (ValueError, ImportError) as e:
+        raise InputError(str(e)) from None
+
+
+def level_settings(args: argparse.Namespace, config: JukeboxConfig, levels: tuple[int, ...]) -> dict[int, LevelSettings]:
+    """Each level's sampling method, window hop and batch limit."""
+    from jukebox_jax.sampling import sampling_method
+
+    try:
+        method = sampling_method(args.temperature, args.top_k, args.top_p)
+    except ValueError as e:
+        raise InputError(f"--temperature/--top-k/--top-p: {e}") from None
+    top = config.vqvae.levels - 1
+    return {
+        level: LevelSettings(method, hop_fraction=TOP_HOP_FRACTION if level == top else HOP_FRACTION, max_batch_size=args.max_batch_size)
+        for level in levels
+    }
+
+
+def job_source(args: argparse.Namespace, prompt: Prompt | None) -> JobSource:
+    """Where the start codes come from, for `job.json`."""
+    if prompt is None:
+        return JobSource(args.mode)
+    return JobSource(args.mode, prompt.digest, args.prompt_seconds)
+
+
+def check_out(out: Path, resume: bool, record: dict) -> bool:
+    """Whether `out` holds this job to resume; raises unless `out` is (or can become) a
+    writable folder holding no other job."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: {existing} is read-only; choose a folder you can write in")
+    return check_job(out, record, resume)
+
+
+def load_model(name: str, config: JukeboxConfig, seed: int) -> Jukebox:
+    """The preset `name` with random weights from `seed`, or the checkpoint folder `name`."""
+    import jax
+
+    if name in MODEL_PRESETS:
+        print(f"building --model {name}: a preset with RANDOM weights (seed {seed}); the samples are not music", flush=True)
+        return Jukebox.init(config, jax.random.key(seed))
+    print(f"loading --model {name} ...", flush=True)
+    try:
+        return Jukebox.load(name)
+    except (OSError, ValueError) as e:
+        raise InputError(f"--model {name} cannot be loaded: {e}") from None
+
+
+def encode_prompt(jb: Jukebox, prompt: Prompt, n: int) -> Codes:
+    """The prompt's codes at every level, `n` times."""
+    audio = np.broadcast_to(prompt.audio, (n, *prompt.audio.shape))  # [n, T, 1]
+    return [np.asarray(z, np.int64) for z in jb.encode(audio)]
+
+
+def count_windows(config: JukeboxConfig, request: SampleRequest) -> int:
+    """The windows the job samples over its levels (placed as `sample_level` places them)."""
+    n = 0
+    for level in request.levels:
+        cfg = config.prior(level)
+        total = request.sample_length // cfg.raw_to_tokens
+        hop = int(request.settings[level].hop_fraction * cfg.n_ctx)
+        n += len(get_starts(total, cfg.n_ctx, hop)) if total >= cfg.n_ctx else 1
+    return n
+
+
+class Progress:
+    """Two bars: windows over the job, tokens within a window. The windows' rate and ETA
+    leave out each level's first sampled window (it pays for compiling) and windows a
+    resume finds done."""
+
+    def __init__(self, n_windows: int):
+        from tqdm import tqdm
+
+        self.windows = tqdm(total=n_windows, unit="window", desc="sampling", smoothing=0)
+        self.tokens = tqdm(unit="token", desc="window", leave=False)
+        self.warm: set[int] = set()  # levels whose first sampled window is done
+        self.sampled = False  # whether the window in flight sampled tokens
+
+    def on_tokens(self, done: int, total: int) -> None:
+        if done <= self.tokens.n or self.tokens.total != total:  # a new window (or batch chunk): counts restart
+            self.tokens.reset(total)
+        self.tokens.update(done - self.tokens.n)
+        self.sampled = True
+
+    def on_window(self, level: int, start: int, zs: Codes) -> None:
+        self.windows.set_postfix(level=level, start=start, refresh=False)
+        self.windows.update()
+        if level not in self.warm:  # restart the clock: tqdm's rate (smoothing 0) is (n - initial) / (now - start_t)
+            self.windows.initial, self.windows.start_t = self.windows.n, time.time()
+            if self.sampled:
+                self.warm.add(level)
+        self.sampled = False
+
+    def close(self) -> None:
+        self.tokens.close()
+        self.windows.close()
+
+
+def run(args: argparse.Namespace) -> None:
+    """The `sample` command: checks, then loads the model, then runs the job."""
+    from jukebox_jax.generation.job import run_job
+
+    checked = plan(args)
+    for notice in checked.notices:
+        print(notice)
+    jb = load_model(args.model, checked.config, args.seed)
+    n = len(next(iter(checked.request.songs.values())))
+    start = checked.start if checked.prompt is None else encode_prompt(jb, checked.prompt, n)
+    progress = Progress(count_windows(checked.config, checked.request))
+    try:
+        zs = run_job(jb, args.out, checked.request, start, resume=args.resume, on_window=progress.on_window, on_tokens=progress.on_tokens)
+    except KeyboardInterrupt:
+        raise SystemExit(f"interrupted: {args.out} keeps every finished window; the same command with --resume continues it") from None
+    finally:
+        progress.close()
+    print(f"codes {[z.shape for z in zs]} -> {args.out / CODES_FILE}; audio per level in {args.out}/level_*/")

@@ -1,0 +1,113 @@
+"""A sampling job's inputs read from files and checked before any model is built: codes of an
+earlier run (`read_codes`), prompt audio (`read_prompt`), and the longest song a model's
+timing conditioning covers (`max_seconds`). Each problem is an `InputError` naming the file."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from jukebox_jax.config import JukeboxConfig
+from jukebox_jax.errors import InputError
+
+AUDIO_FORMATS = "wav, flac, ogg or mp3"  # what soundfile (libsndfile >= 1.1) reads
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_codes(path: Path, levels: int, l_bins: int) -> dict[int, np.ndarray]:
+    """The `level_{L}` arrays of a codes `.npz` (as `jukebox-jax sample` writes), checked:
+    integer `[samples, tokens]` in `[0, l_bins)`, the same number of samples at every level,
+    levels `0..levels-1` only. Returns `{level: int64 codes}`."""
+    what = f"codes file {path}"
+    _check_file(path, what)
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{what} is not an .npz archive; give the codes.npz an earlier run wrote")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise InputError(f"{what} cannot be read ({e}); give the codes.npz an earlier run wrote") from None
+    found = {int(m.group(1)): name for name in arrays if (m := re.fullmatch(r"level_(\d+)", name))}
+    if not found:
+        raise InputError(f"{what} holds no level_* arrays (it has {sorted(arrays) or 'nothing'}); give the codes.npz an earlier run wrote")
+    if max(found) >= levels:
+        raise InputError(f"{what} holds {found[max(found)]}, but the model has levels 0..{levels - 1}")
+    codes = {level: _check_codes(arrays[name], f"{what}: {name}", l_bins) for level, name in sorted(found.items())}
+    batches = {level: len(z) for level, z in codes.items()}
+    if len(set(batches.values())) > 1:
+        raise InputError(f"{what} holds different numbers of samples per level ({batches}); every level needs the same")
+    return codes
+
+
+def _check_codes(z: np.ndarray, what: str, l_bins: int) -> np.ndarray:
+    if not np.issubdtype(z.dtype, np.integer):
+        raise InputError(f"{what} is {z.dtype}; codes are integers")
+    if z.ndim != 2 or not len(z):
+        raise InputError(f"{what} has shape {z.shape}; codes are [samples >= 1, tokens]")
+    if z.size and not (0 <= z.min() and z.max() < l_bins):
+        raise InputError(f"{what} holds codes in [{z.min()}, {z.max()}]; the model's codes lie in [0, {l_bins})")
+    return z.astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+    """The part of a prompt file a job continues."""
+
+    audio: np.ndarray  # [T, 1] float32 mono, T a multiple of the top hop
+    digest: str  # SHA-256 of the file
+    file_seconds: float  # the whole file's length
+
+
+def read_prompt(path: Path, sample_rate: int, hop: int, seconds: float) -> Prompt:
+    """Up to `seconds` of the audio file at `path`, mixed to mono and cut to a multiple of
+    `hop` samples; the file must be at `sample_rate` and hold at least `hop` finite samples."""
+    import soundfile
+
+    what = f"prompt audio {path}"
+    _check_file(path, what)
+    try:
+        info = soundfile.info(str(path))
+    except soundfile.SoundFileError as e:
+        raise InputError(f"{what} is not audio soundfile can read ({AUDIO_FORMATS}): {e}") from None
+    if info.samplerate != sample_rate:
+        raise InputError(f"{what} is at {info.samplerate} Hz; the model needs {sample_rate} Hz (resample it first)")
+    audio, _ = soundfile.read(str(path), frames=int(seconds * sample_rate), dtype="float32", always_2d=True)
+    length = len(audio) // hop * hop
+    if length == 0:
+        raise InputError(
+            f"{what}: {len(audio)} samples used; priming needs at least {hop} ({hop / sample_rate:.4f} s): "
+            "prime with more of it, or with a longer file"
+        )
+    mono = audio[:length].mean(axis=1, keepdims=True)
+    if not np.isfinite(mono).all():
+        raise InputError(f"{what} holds NaN or infinite samples")
+    return Prompt(mono, file_digest(path), info.frames / sample_rate)
+
+
+def _check_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise InputError(f"{what} is a folder; give a file")
+    if not path.is_file():
+        raise InputError(f"{what} does not exist")
+
+
+def max_seconds(config: JukeboxConfig) -> float | None:
+    """The longest song (seconds) the model's timing conditioning covers: its timing bins
+    end at `max_duration`, and longer songs would all fall in the last bin. None if no prior
+    is conditioned on timing."""
+    limits = [p.labels.max_duration for p in config.priors if p.labels is not None and p.labels.timing]
+    return min(limits) if limits else None

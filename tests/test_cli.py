@@ -1,0 +1,396 @@
+"""`jukebox-jax sample`: every bad argument or file is a one-line error (exit code 2) made
+before any model is loaded and before anything is written; a job knows what it is, so a
+resume with other arguments is refused naming what differs; a resume removes what a kill
+left; the README's examples run. Models are loaded once per (name, seed) for the module."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from jukebox_jax import Jukebox, JukeboxConfig, cli_sample, preset, tokenizer
+from jukebox_jax.cli import main
+from jukebox_jax.config import MODEL_PRESETS
+from jukebox_jax.generation.inputs import file_digest, read_prompt
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SR = 44100
+_MODELS: dict = {}  # (name, seed) -> Jukebox, shared by the module's tests
+_LOAD = cli_sample.load_model
+
+
+def _shared_load(name: str, config: JukeboxConfig, seed: int) -> Jukebox:
+    """`load_model`, run once per preset and seed (or folder): building is deterministic."""
+    key = (name, seed if name in MODEL_PRESETS else None)
+    if key not in _MODELS:
+        _MODELS[key] = _LOAD(name, config, seed)
+    return _MODELS[key]
+
+
+@pytest.fixture(autouse=True)
+def shared_models(monkeypatch):
+    monkeypatch.setattr(cli_sample, "load_model", _shared_load)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    """Good and bad inputs, made once."""
+    d = tmp_path_factory.mktemp("inputs")
+    codes = {f"level_{i}": np.zeros((1, n), np.int64) for i, n in enumerate((16, 4, 1))}
+    np.savez(d / "good.npz", **codes)
+    np.savez(d / "long.npz", **{**codes, "level_2": np.zeros((1, 400), np.int64)})
+    np.savez(d / "float.npz", **{**codes, "level_1": np.zeros((1, 4))})
+    np.savez(d / "rank1.npz", **{**codes, "level_0": np.zeros(5, np.int64)})
+    np.savez(d / "object.npz", level_2=np.array([{"a": 1}], dtype=object))
+    np.savez(d / "batch.npz", **{**codes, "level_2": np.zeros((2, 1), np.int64)})
+    np.savez(d / "nolevels.npz", codes=np.zeros((1, 4), np.int64))
+    np.savez(d / "range.npz", **{**codes, "level_2": np.full((1, 1), 64)})
+    np.savez(d / "level3.npz", **codes, level_3=np.zeros((1, 1), np.int64))
+    (d / "text.npz").write_text("not a zip")
+    soundfile.write(d / "prompt.wav", 0.1 * np.sin(np.arange(SR) / 10.0), SR)  # 1 s
+    soundfile.write(d / "slow.wav", np.zeros(1000), 22050)
+    (d / "text.wav").write_text("not audio")
+    (d / "lyrics.txt").write_text("la la la", encoding="utf-8")
+    for name, text in [("noconfig", None), ("badjson", "{"), ("nokey", "{}"), ("vqonly", _config_json(JukeboxConfig(vqvae=preset("tiny_vqvae"))))]:
+        (d / name).mkdir()
+        if text is not None:
+            (d / name / "config.json").write_text(text)
+    (d / "job").mkdir()
+    (d / "job" / "job.json").write_text("{}")
+    (d / "readonly").mkdir(mode=0o555)
+    return d
+
+
+def _config_json(config: JukeboxConfig) -> str:
+    return json.dumps({"format": "jukebox-jax/2", "config": config.to_dict()})
+
+
+ROOT = os.geteuid() == 0  # root writes in read-only folders
+PROC = Path("/proc/1")  # a folder even root cannot write in (procfs)
+BAD = [
+    # (arguments after `sample --model tiny_5b --out {d}/out`, the message's pattern)
+    (["--seconds", "nan"], r"argument --seconds: 'nan' is not a finite number"),
+    (["--seconds", "inf"], r"argument --seconds: 'inf' is not a finite number"),
+    (["--seconds", "0"], r"argument --seconds: 0 is not positive"),
+    (["--seconds", "-1"], r"argument --seconds: -1 is not positive"),
+    (["--seconds", "1e7"], r"--seconds 1e\+07 is past the 600 s the model's timing conditioning covers; give at most 600"),
+    (["--seconds", "0.001"], r"--seconds 0.001 is shorter than one level-2 token \(128 samples"),
+    (["--song-seconds", "601"], r"--song-seconds 601 is past the 600 s"),
+    (["--n-samples", "0"], r"argument --n-samples: '0' is not a whole number >= 1"),
+    (["--max-batch-size", "x"], r"argument --max-batch-size: 'x' is not a whole number >= 1"),
+    (["--seed", "-1"], r"argument --seed: '-1' is not a whole number in \[0, 2\*\*63\)"),
+    (["--temperature", "0"], r"--temperature/--top-k/--top-p: temperature must be positive"),
+    (["--top-k", "3", "--top-p", "0.5"], r"give top_k or top_p, not both"),
+    (["--levels", "5"], r"--levels 5: the model has priors for levels 0 1 2"),
+    (["--levels", "1"], r"level 1 reads the level-2 codes, which cover 0.00 s of the 20.00 s asked; sample level 2 too"),
+    (["--artist", "Nobody Zzz"], r"artist 'Nobody Zzz' .* not in the v2 artist table.*Use 'unknown'"),
+    (["--artist", "Alan Jackson"], r"beyond the level-\d prior's 30 artists .*use 'unknown'"),
+    (["--lyrics", "la", "--lyrics-file", "{d}/lyrics.txt"], r"give --lyrics or --lyrics-file, not both"),
+    (["--lyrics-file", "{d}/missing.txt"], r"--lyrics-file {d}/missing.txt cannot be read"),
+    (["--mode", "upsample"], r"--mode upsample needs --codes"),
+    (["--mode", "primed"], r"--mode primed needs --prompt-audio"),
+    (["--codes", "{d}/good.npz"], r"--codes is read by --mode continue or upsample, not ancestral"),
+    (["--prompt-audio", "{d}/prompt.wav"], r"--prompt-audio is read by --mode primed, not ancestral"),
+    (["--mode", "continue", "--codes", "{d}/missing.npz"], r"codes file {d}/missing.npz does not exist"),
+    (["--mode", "continue", "--codes", "{d}"], r"codes file {d} is a folder"),
+    (["--mode", "continue", "--codes", "{d}/text.npz"], r"codes file {d}/text.npz is not an .npz archive"),
+    (["--mode", "continue", "--codes", "{d}/object.npz"], r"codes file {d}/object.npz cannot be read \(Object arrays"),
+    (["--mode", "continue", "--codes", "{d}/rank1.npz"], r"level_0 has shape \(5,\); codes are \[samples >= 1, tokens\]"),
+    (["--mode", "continue", "--codes", "{d}/float.npz"], r"level_1 is float64; codes are integers"),
+    (["--mode", "continue", "--codes", "{d}/batch.npz"], r"different numbers of samples per level \(\{0: 1, 1: 1, 2: 2\}\)"),
+    (["--mode", "continue", "--codes", "{d}/nolevels.npz"], r"holds no level_\* arrays \(it has \['codes'\]\)"),
+    (["--mode", "continue", "--codes", "{d}/range.npz"], r"level_2 holds codes in \[64, 64\]; the model's codes lie in \[0, 64\)"),
+    (["--mode", "continue", "--codes", "{d}/level3.npz"], r"holds level_3, but the model has levels 0..2"),
+    (["--mode", "continue", "--codes", "{d}/long.npz", "--seconds", "0.5"], r"--codes already holds 1.16 s at level 2, --seconds 0.5 no more"),
+    (["--mode", "continue", "--codes", "{d}/good.npz", "--n-samples", "3"], r"--n-samples 3: --codes holds 1 samples"),
+    (["--mode", "upsample", "--codes", "{d}/good.npz", "--levels", "2", "1"], r"--mode upsample samples the levels below the top: give --levels without 2"),
+    (["--mode", "upsample", "--codes", "{d}/good.npz", "--levels", "1", "--seconds", "1"], r"level 1 reads the level-2 codes, which cover 0.00 s of the 1.00 s"),
+    (["--mode", "primed", "--prompt-audio", "{d}/missing.wav"], r"prompt audio {d}/missing.wav does not exist"),
+    (["--mode", "primed", "--prompt-audio", "{d}"], r"prompt audio {d} is a folder; give a file"),
+    (["--mode", "primed", "--prompt-audio", "{d}/text.wav"], r"prompt audio {d}/text.wav is not audio soundfile can read \(wav, flac, ogg or mp3\)"),
+    (["--mode", "primed", "--prompt-audio", "{d}/slow.wav"], r"is at 22050 Hz; the model needs 44100 Hz \(resample it first\)"),
+    (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--prompt-seconds", "-1"], r"argument --prompt-seconds: -1 is not positive"),
+    (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--prompt-seconds", "0.001"], r"priming needs at least 128"),
+    (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--seconds", "0.5"], r"priming with 1.00 s of it leaves nothing to sample in --seconds 0.50; give a longer --seconds"),
+    (["--model", "{d}/missing"], r"--model '{d}/missing' is neither a checkpoint folder nor a preset \(5b, "),
+    (["--model", "{d}/noconfig"], r"the folder has no config.json"),
+    (["--model", "{d}/badjson"], r"config.json is broken \(JSONDecodeError: .*\); convert the checkpoint again"),
+    (["--model", "{d}/nokey"], r"config.json is broken \(KeyError: 'config'\)"),
+    (["--model", "{d}/vqonly"], r"needs a VQ-VAE and priors to sample; it holds only a VQ-VAE"),
+    (["--out", "{d}/lyrics.txt"], r"--out {d}/lyrics.txt is a file; give a folder"),
+    (["--out", "{d}/lyrics.txt/run"], r"{d}/lyrics.txt is a file, not a folder"),
+    pytest.param(["--out", "{d}/readonly/run"], r"{d}/readonly is read-only", marks=pytest.mark.skipif(ROOT, reason="root ignores permissions")),
+    pytest.param(["--out", "/proc/1/run"], r"/proc/1 is read-only", marks=pytest.mark.skipif(not PROC.is_dir(), reason="no procfs")),
+    (["--out", "{d}/job"], r"{d}/job already holds a sampling job: resume it \(--resume\) or choose another output folder"),
+]
+
+
+@pytest.mark.parametrize("args,pattern", BAD)
+def test_bad_input_is_a_one_line_error_before_loading(files, args, pattern, monkeypatch, capsys):
+    def no_model(*_):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(cli_sample, "load_model", no_model)
+    d = str(files)
+    argv = ["sample", "--model", "tiny_5b", "--out", f"{d}/out"] + [a.replace("{d}", d) for a in args]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert "Traceback" not in err
+    message = err.strip().splitlines()[-1]
+    assert message.startswith("jukebox-jax sample: error: ")
+    assert re.search(pattern.replace("{d}", re.escape(d)), message), message
+    assert not (files / "out").exists()  # nothing was written
+
+
+@pytest.mark.parametrize("suffix", ["wav", "flac", "ogg", "mp3"])
+def test_prompt_formats_the_help_names_are_read(tmp_path, suffix):
+    """`--prompt-audio` reads what its help says: the first 0.05 s, cut to whole top-level
+    tokens, mixed to mono; the prompt's digest is the file's."""
+    path = tmp_path / f"prompt.{suffix}"
+    soundfile.write(path, 0.1 * np.sin(np.arange(SR // 10)[:, None] / [10.0, 20.0]), SR)  # 0.1 s stereo
+    prompt = read_prompt(path, SR, 128, 0.05)
+    assert prompt.audio.shape == (int(0.05 * SR) // 128 * 128, 1) and prompt.audio.dtype == np.float32
+    assert abs(prompt.file_seconds - 0.1) < 0.01 and prompt.digest == file_digest(path)
+    assert np.abs(prompt.audio).max() > 0.01
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and re.fullmatch(r"jukebox-jax \S+\n", capsys.readouterr().out)
+
+
+def test_sample_help_describes_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    text = capsys.readouterr().out
+    options = re.findall(r"^  (--[a-z-]+)", text, re.MULTILINE)
+    assert len(options) == 20
+    for option in options:
+        block = text.split(f"  {option}", 1)[1].split("\n  --", 1)[0]
+        assert len(block.split()) > 3, f"{option} has no help"
+    for name in MODEL_PRESETS:
+        assert name in text
+    for default in ["(default: ancestral)", "(default: 0.99)", "(default: 0)", "(default: 240)", "(default: 16)", "(default: 12)", "mp3"]:
+        assert default in " ".join(text.split())
+
+
+def _differences(message: str) -> set[str]:
+    """The fields a 'holds another job' message names."""
+    listed = re.search(r"this request differs in (.*)\. Resume it", message).group(1)
+    return {part.split(":")[0] for part in listed.split("; ")}
+
+
+def _refused(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory) -> Path:
+    """tiny_5b (seed 0) with one weight changed: the same config, another fingerprint."""
+    jb = _shared_load("tiny_5b", JukeboxConfig.from_preset("tiny_5b"), 0)
+    vq = dict(jb.params["vqvae"])
+    vq["codebook_2"] = vq["codebook_2"] + 1.0
+    folder = tmp_path_factory.mktemp("other") / "model"
+    Jukebox(jb.config, {**jb.params, "vqvae": vq}).save(folder)
+    return folder
+
+
+def test_resume_refuses_other_arguments_naming_what_differs(files, other_model, tmp_path, capsys):
+    base = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2"]
+    job = ["--out", str(tmp_path / "job"), "--resume"]
+    main(base + job[:2])
+    codes = np.load(tmp_path / "job" / "codes.npz")
+    np.savez(tmp_path / "codes.npz", **codes)
+    primed = ["--mode", "primed", "--prompt-audio", str(files / "prompt.wav"), "--prompt-seconds", "0.01"]
+
+    assert _differences(_refused(base + ["--seed", "1"] + job, capsys)) == {"seed"}
+    assert _differences(_refused(base + primed + job, capsys)) == {"source.mode", "source.prompt", "source.prompt_seconds"}
+    message = _refused(["sample", "--model", str(other_model), "--seconds", "0.05", "--levels", "2"] + job, capsys)
+    assert _differences(message) == {"model"}
+
+    main(base + primed + ["--out", str(tmp_path / "primed")])
+    soundfile.write(tmp_path / "other.wav", 0.2 * np.sin(np.arange(SR) / 7.0), SR)
+    other_prompt = base + ["--mode", "primed", "--prompt-audio", str(tmp_path / "other.wav"), "--prompt-seconds", "0.01"]
+    assert _differences(_refused(other_prompt + ["--out", str(tmp_path / "primed"), "--resume"], capsys)) == {"source.prompt"}
+
+    cont = ["sample", "--model", "tiny_5b", "--seconds", "0.08", "--levels", "2", "--mode", "continue", "--codes"]
+    main(cont + [str(tmp_path / "codes.npz"), "--out", str(tmp_path / "cont")])
+    np.savez(tmp_path / "codes2.npz", **{**codes, "level_2": (codes["level_2"] + 1) % 64})
+    message = _refused(cont + [str(tmp_path / "codes2.npz"), "--out", str(tmp_path / "cont"), "--resume"], capsys)
+    assert _differences(message) == {"start_codes"}
+    np.testing.assert_array_equal(np.load(tmp_path / "job" / "codes.npz")["level_2"], codes["level_2"])  # nothing was rewritten
+
+
+def test_resume_removes_what_a_kill_left(tmp_path):
+    args = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "--out", str(tmp_path / "job")]
+    with pytest.raises(SystemExit):
+        main(args + ["--artist", "Nobody Zzz"])
+    main(args)  # the corrected command runs: the refused one left nothing behind
+    before = np.load(tmp_path / "job" / "codes.npz")["level_2"]
+    left = [tmp_path / "job" / ".partial-k1l2m3.npz", tmp_path / "job" / "level_2" / ".partial-x9y8.wav"]
+    for path in left:
+        path.write_bytes(b"half a file")
+    main(args + ["--resume"])
+    assert not any(path.exists() for path in left)
+    np.testing.assert_array_equal(np.load(tmp_path / "job" / "codes.npz")["level_2"], before)
+
+
+def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):
+    """--resume of an empty folder starts the job (and says so); Ctrl-C says how to go on."""
+    args = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "--out", str(tmp_path / "job"), "--resume"]
+    assert cli_sample.plan(_parse(args)).notices == (f"note: {tmp_path / 'job'} holds no job to resume: starting one",)
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("jukebox_jax.generation.job.run_job", interrupted)
+    with pytest.raises(SystemExit, match=r"interrupted: .* keeps every finished window; the same command with --resume continues it"):
+        main(args)
+
+
+def test_kill_and_resume_is_exact(tmp_path, monkeypatch):
+    """Ctrl-C after the second of four windows, then --resume: the codes and audio of an
+    uninterrupted run."""
+    args = ["sample", "--model", "tiny_5b", "--seconds", "0.18", "--levels", "2", "--n-samples", "2"]
+    main(args + ["--out", str(tmp_path / "whole")])
+    on_window = cli_sample.Progress.on_window
+
+    def interrupt_second(self, level, start, zs):
+        on_window(self, level, start, zs)
+        if self.windows.n == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_sample.Progress, "on_window", interrupt_second)
+    with pytest.raises(SystemExit, match="interrupted"):
+        main(args + ["--out", str(tmp_path / "killed")])
+    monkeypatch.setattr(cli_sample.Progress, "on_window", on_window)
+    main(args + ["--out", str(tmp_path / "killed"), "--resume"])
+    whole, resumed = np.load(tmp_path / "whole" / "codes.npz"), np.load(tmp_path / "killed" / "codes.npz")
+    assert whole["level_2"].shape == (2, 62)
+    np.testing.assert_array_equal(resumed["level_2"], whole["level_2"])
+    for wav in ("level_2/sample_0.wav", "level_2/sample_1.wav"):
+        np.testing.assert_array_equal(soundfile.read(tmp_path / "killed" / wav)[0], soundfile.read(tmp_path / "whole" / wav)[0])
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The `sample` arguments of a command line `sample ...`."""
+    parser = argparse.ArgumentParser()
+    cli_sample.add_arguments(parser)
+    return parser.parse_args(argv[1:])
+
+
+def _readme_commands() -> list[list[str]]:
+    """The `jukebox-jax sample` commands of the README, continuation lines joined."""
+    text = README.read_text(encoding="utf-8").replace("\\\n", " ")
+    return [shlex.split(line.split("#")[0]) for line in text.splitlines() if line.startswith("jukebox-jax sample --model")]
+
+
+def test_readme_dry_run_runs(tmp_path, monkeypatch):
+    """The README's dry run, exactly as written (in an empty folder)."""
+    dry = [argv for argv in _readme_commands() if argv[3] in MODEL_PRESETS]
+    assert len(dry) == 1
+    monkeypatch.chdir(tmp_path)
+    main(dry[0][1:])
+    out = Path(dry[0][dry[0].index("--out") + 1])
+    assert sorted(np.load(out / "codes.npz")) == ["level_0", "level_1", "level_2"]
+    assert all((out / f"level_{level}" / "sample_0.wav").exists() for level in range(3))
+
+
+def test_readme_examples_pass_the_checks(tmp_path, monkeypatch):
+    """The README's other sample commands, with the released preset's config standing in for
+    the converted model folder they name (no weights are built: `plan` stops before)."""
+    monkeypatch.chdir(tmp_path)
+    Path("lyrics.txt").write_text("Hello, it's me", encoding="utf-8")
+    soundfile.write("intro.wav", np.zeros(13 * SR), SR)
+    checked = 0
+    for argv in _readme_commands():
+        model = argv[3].removeprefix("jukebox_")
+        if model not in MODEL_PRESETS or argv[3] == model or "..." in argv:
+            continue
+        args = _parse(argv[1:3] + [model] + argv[4:])
+        if args.codes:
+            args.codes.parent.mkdir(exist_ok=True)
+            np.savez(args.codes, **{f"level_{i}": np.zeros((2, int(20 * SR) // h), np.int64) for i, h in enumerate((8, 32, 128))})
+        plan = cli_sample.plan(args)
+        assert plan.request.levels and plan.request.sample_length > 0
+        checked += 1
+    assert checked == 4
+
+
+def test_sample_with_names_and_lyrics(tmp_path):
+    """Names become each prior's ids (v3 at the 1b top, v2 below); the top window's labels hold
+    the lyric tokens."""
+    lyrics = tmp_path / "lyrics.txt"
+    lyrics.write_text("old town road\nla la la", encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["sample", "--model", "tiny_1b_lyrics", "--seconds", "0.05", "--levels", "2", "1", "--out", str(out)]
+    main(args + ["--artist", "unknown", "--genre", "unknown", "--lyrics-file", str(lyrics)])
+    job = json.loads((out / "job.json").read_text())
+    top, up = job["songs"]["2"][0], job["songs"]["1"][0]
+    assert top["lyrics"] == list(tokenizer.lyric_tokens(lyrics.read_text(), v3=True))
+    assert up["lyrics"] == [] and top["genres"] == [0] and up["genres"] == [0]
+    assert job["source"] == {"mode": "ancestral", "prompt": None, "prompt_seconds": None}
+    assert re.fullmatch("[0-9a-f]{64}", job["model"]) and re.fullmatch("[0-9a-f]{64}", job["start_codes"])
+    assert np.load(out / "codes.npz")["level_1"].shape[1] > 0
+
+
+def test_sample_continue_upsample_and_primed(tmp_path, capsys):
+    base = ["sample", "--model", "tiny_5b", "--levels", "2"]
+    main(base + ["--seconds", "0.05", "--out", str(tmp_path / "short")])
+    short = np.load(tmp_path / "short" / "codes.npz")["level_2"]
+    assert short.shape == (1, int(0.05 * SR) // 128)
+    main(base + ["--mode", "continue", "--codes", str(tmp_path / "short" / "codes.npz"), "--seconds", "0.1", "--out", str(tmp_path / "long")])
+    longer = np.load(tmp_path / "long" / "codes.npz")["level_2"]
+    assert longer.shape == (1, int(0.1 * SR) // 128)
+    np.testing.assert_array_equal(longer[:, : short.shape[1]], short)  # the saved codes are continued, not redrawn
+    assert (tmp_path / "long" / "level_2" / "sample_0.wav").exists()
+
+    # upsample takes its length from --codes (the top level's 0.1 s), not from the --seconds default
+    main(["sample", "--model", "tiny_5b", "--mode", "upsample", "--codes", str(tmp_path / "long" / "codes.npz"), "--levels", "1", "--out", str(tmp_path / "up")])
+    up = np.load(tmp_path / "up" / "codes.npz")
+    np.testing.assert_array_equal(up["level_2"], longer)  # upsampling leaves the top codes alone
+    assert up["level_1"].shape == (1, 4 * longer.shape[1])
+
+    prompt = tmp_path / "prompt.wav"
+    soundfile.write(prompt, 0.1 * np.sin(np.arange(1000) / 10.0), SR)
+    capsys.readouterr()
+    main(base + ["--seconds", "0.05", "--mode", "primed", "--prompt-audio", str(prompt), "--out", str(tmp_path / "p")])
+    assert "note: " in capsys.readouterr().out  # the file is shorter than --prompt-seconds (12): it says so
+    primed = np.load(tmp_path / "p" / "codes.npz")["level_2"]
+    assert primed.shape == short.shape
+    jb = _MODELS[("tiny_5b", 0)]  # the CLI's model (seed 0)
+    audio, _ = soundfile.read(prompt, dtype="float32")
+    np.testing.assert_array_equal(primed[:, :7], np.asarray(jb.encode(audio[None, :896, None], start_level=2)[0]))
+
+
+def test_the_eta_leaves_out_each_levels_first_sampled_window():
+    """tqdm's rate (smoothing 0) counts the windows after `initial`: the clock restarts after
+    windows a resume finds done and after each level's first sampled window."""
+    progress = cli_sample.Progress(6)
+    progress.on_window(2, 0, [])  # done before a resume: no tokens sampled
+    assert progress.windows.initial == 1
+    progress.on_tokens(3, 6)
+    progress.on_tokens(6, 6)
+    progress.on_window(2, 6, [])  # the first sampled window of level 2 (it compiles)
+    assert progress.windows.initial == 2
+    progress.on_tokens(6, 6)
+    progress.on_window(2, 12, [])
+    assert progress.windows.initial == 2  # counted
+    progress.on_tokens(6, 6)
+    progress.on_window(1, 0, [])  # level 1 compiles its own kernels
+    assert progress.windows.initial == 4
+    progress.close()
