@@ -250,8 +250,8 @@ def _verify_params(folder: Path, want: Mapping[str, str], params: Params) -> Non
     differ = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
     if differ:
         raise CheckpointError(
-            f"{folder}: {len(differ)} arrays do not match their checksums in {CONFIG} (damaged data files; {_REWRITE}):\n  "
-            + "\n  ".join(differ)
+            f"{folder}: checksum mismatch, {len(differ)} of {len(want)} arrays differ from {CONFIG} "
+            f"(damaged data files; {_REWRITE}):\n  " + "\n  ".join(differ)
         )
 
 

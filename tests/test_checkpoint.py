@@ -23,17 +23,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jukebox_jax import Jukebox, JukeboxConfig, VQVAEConfig, preset
-from jukebox_jax import audio as audio_lib
 from jukebox_jax.errors import CheckpointError, JukeboxError
 from jukebox_jax.io import TEMP_PREFIX
 from jukebox_jax.params import Params, flatten
 from jukebox_jax.prior import Execution, layout
 
 ROOT = Path(__file__).resolve().parents[1]
-# A one-level VQ-VAE of a few arrays: orbax reads it in ~0.05 s, so damage can be tried often.
+# A one-level VQ-VAE of a few arrays: orbax reads it in ~0.05 s, so damage can be tried often;
+# wide enough that orbax keeps the weights in their own data file (ocdbt.process_0/d).
 MICRO = JukeboxConfig(
     vqvae=VQVAEConfig(
-        levels=1, downs_t=(1,), strides_t=(2,), multipliers=(1,), width=8, depth=1, emb_width=8, l_bins=16
+        levels=1, downs_t=(1,), strides_t=(2,), multipliers=(1,), width=32, depth=1, emb_width=32, l_bins=64
     )
 )
 # orbax leaves unawaited coroutines behind when it fails to read a damaged checkpoint
@@ -98,10 +98,6 @@ def test_round_trip_is_exact():
         assert meta["checksums"]["params"].keys() == {"/".join(k) for k in flatten(tiny.params)}
         loaded = Jukebox.load(path)
         assert loaded.config == tiny.config and same(loaded.params, tiny.params)
-        audio = audio_lib.test_signal(8 * 128, 44100, seed=1)
-        codes = tiny.encode(audio)
-        for a, b in zip(loaded.encode(audio), codes):
-            np.testing.assert_array_equal(a, b)
         tiny.save(path)  # replacing a checkpoint is allowed, and leaves nothing beside it
         assert same(Jukebox.load(path).params, tiny.params)
         assert os.listdir(tmp) == ["ckpt"]
@@ -113,10 +109,10 @@ def test_older_formats_load_unverified_with_a_warning(saved, micro, tmp_path):
     with pytest.warns(UserWarning, match="'jukebox-jax/2' has no checksums; loaded unverified"):
         loaded = Jukebox.load(path)
     assert same(loaded.params, micro.params)
-    edit_config_json(path, lambda m: m["config"]["vqvae"].update(l_bins=17))
+    edit_config_json(path, lambda m: m["config"]["vqvae"].update(l_bins=65))
     with (
         pytest.warns(UserWarning),
-        pytest.raises(CheckpointError, match=r"(?s)params: .*codebook_0: expected \(17, 8\), got \(16, 8\)"),
+        pytest.raises(CheckpointError, match=r"(?s)params: .*codebook_0: expected \(65, 32\), got \(64, 32\)"),
     ):
         Jukebox.load(path)
 
@@ -262,7 +258,7 @@ def test_bad_weights_are_refused_naming_them(micro, tmp_path):
     assert not (tmp_path / "nan").exists()
     for name, value in (
         ("nan", nan),
-        ("int", {"vqvae": {**micro.params["vqvae"], "codebook_0": np.zeros((16, 8), np.int32)}}),
+        ("int", {"vqvae": {**micro.params["vqvae"], "codebook_0": np.zeros((64, 32), np.int32)}}),
     ):
         path = tmp_path / name  # written as an old, unverified format would hold it
         with ocp.StandardCheckpointer() as ckptr:
@@ -281,7 +277,7 @@ def test_bad_weights_are_refused_naming_them(micro, tmp_path):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("dilation_growth_rate", 2), ("reverse_decoder_dilation", False), ("sample_rate", 22050), ("l_bins", 17)],
+    [("dilation_growth_rate", 2), ("reverse_decoder_dilation", False), ("sample_rate", 22050), ("l_bins", 65)],
 )
 def test_an_edited_config_is_refused(field, value, saved, tmp_path):
     path = copy(saved, tmp_path / "ckpt")
@@ -295,7 +291,10 @@ def test_arrays_that_differ_from_their_checksums_are_named(saved, micro, other, 
     other.save(tmp_path / "other")
     shutil.rmtree(path / "params")
     shutil.move(tmp_path / "other" / "params", path / "params")  # another model's weights, same shapes
-    with pytest.raises(CheckpointError, match=rf"{path / 'params'}: \d+ arrays do not match .*\n  vqvae/codebook_0\n"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"{path / 'params'}: checksum mismatch, \d+ of \d+ arrays differ .*\n  vqvae/codebook_0\n",
+    ):
         Jukebox.load(path)
     assert same(Jukebox.load(path, verify=False).params, other.params)
     edit_config_json(path, lambda m: m["checksums"]["params"].update({"vqvae/extra": "0"}))
@@ -334,13 +333,13 @@ def flip(file: Path, at: float, xor: int = 0xFF) -> None:
 def test_damaged_data_files_are_refused_or_unused(saved, micro, tmp_path):
     """Each file under `params/` flipped, truncated to 90% or deleted: the load fails naming
     the params folder, or (a file orbax does not read back) returns the saved weights exactly.
-    The data files and the metadata always fail."""
+    Damage to the weights' data file, the index and the metadata always fails."""
     damages = {
         "flipped": lambda f: flip(f, 0.5),
         "truncated": lambda f: f.write_bytes(f.read_bytes()[: int(0.9 * f.stat().st_size)]),
         "deleted": Path.unlink,
     }
-    refused = set()
+    refused = {}
     for i, rel in enumerate(
         sorted(f.relative_to(saved) for f in saved.rglob("*") if f.is_file() and f.parent != saved)
     ):
@@ -351,11 +350,16 @@ def test_damaged_data_files_are_refused_or_unused(saved, micro, tmp_path):
                 loaded = Jukebox.load(path)
             except CheckpointError as e:
                 assert str(path / "params") in str(e)
-                refused.add((rel.parent.name, rel.name, how))
+                refused[rel.parent.name, rel.name, how] = str(e)
             else:
                 assert same(loaded.params, micro.params), (rel, how)
-    data = [(r.parent.name, r.name) for r in (saved / "params" / "d").iterdir()] + [("params", "_METADATA")]
-    assert all((*f, how) in refused for f in data for how in damages)
+    weights = max(saved.rglob("ocdbt.process_0/d/*"), key=lambda f: f.stat().st_size)
+    index = list((saved / "params" / "d").iterdir())
+    always = [(f.parent.name, f.name) for f in [weights, *index, saved / "params" / "_METADATA"]]
+    assert {(*f, how) for f in always for how in damages} <= refused.keys()
+    assert (
+        "checksum mismatch" in refused[weights.parent.name, weights.name, "flipped"]
+    )  # orbax read it without noticing
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
