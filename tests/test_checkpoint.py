@@ -218,6 +218,8 @@ def test_saving_over_what_is_not_a_checkpoint_is_refused(saved, micro, tmp_path)
     with pytest.raises(CheckpointError, match=f"{file}: it is a file"):
         micro.save(file)
     assert file.read_bytes() == b"precious"
+    with pytest.raises(CheckpointError, match=f"cannot write the checkpoint {file / 'ckpt'}"):
+        micro.save(file / "ckpt")
     foreign = [{"notes.txt": "precious"}, {"config.json": '{"model": "mine"}'}, {"config.json": "not json"}]
     for i, files in enumerate(foreign):
         folder = tmp_path / f"foreign_{i}"
