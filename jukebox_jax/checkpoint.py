@@ -244,7 +244,7 @@ def _read_params(folder: Path, config: JukeboxConfig, fmt: str) -> Params:
         if fmt == FORMAT_V1:
             params = _from_v1(config, params)
     except Exception as e:  # orbax and tensorstore raise many types for damaged files
-        first = (str(e).strip().splitlines() or [""])[0]
+        first = (str(e).strip().splitlines() or [""])[0].split(" [tensorstore_spec")[0][:300]
         raise CheckpointError(
             f"{folder}: the params cannot be read ({type(e).__name__}: {first}); the checkpoint is damaged: {_REWRITE}"
         ) from e
@@ -269,10 +269,10 @@ def bad_weights(params: Params) -> list[str]:
     """The arrays of `params` that are not float or hold non-finite values, described."""
     bad = []
     for path, x in flatten(params).items():
-        name = "/".join(path)
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            bad.append(f"{name}: {x.dtype} (weights must be float)")
-        elif n := int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x)))):
+        name, a = "/".join(path), np.asarray(x)
+        if not jnp.issubdtype(a.dtype, jnp.floating):
+            bad.append(f"{name}: {a.dtype} (weights must be float)")
+        elif n := int(a.size - np.count_nonzero(np.isfinite(a))):
             bad.append(f"{name}: {n} NaN or infinite values")
     return bad
 
