@@ -71,14 +71,15 @@ def save(path: Path, config: JukeboxConfig, params: Params) -> None:
         _refuse_foreign(path)
         _remove_leftovers(path)
         new = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.new-"))
+        try:
+            _write(new, config, params)
+            _swap(new, path)
+        finally:
+            shutil.rmtree(new, ignore_errors=True)  # nothing there once swapped in
     except OSError as e:
-        raise CheckpointError(f"cannot write the checkpoint {path} ({e}); choose a folder you can write to") from e
-    try:
-        _write(new, config, params)
-    except BaseException:
-        shutil.rmtree(new, ignore_errors=True)
-        raise
-    _swap(new, path)
+        raise CheckpointError(
+            f"cannot write the checkpoint {path} ({e}); choose a folder you can write to, with room"
+        ) from e
 
 
 def _write(folder: Path, config: JukeboxConfig, params: Params) -> None:
@@ -108,7 +109,7 @@ def _swap(new: Path, path: Path) -> None:
     if path.exists():
         os.rename(path, _aside(path))
         os.rename(new, path)
-        shutil.rmtree(_aside(path))
+        shutil.rmtree(_aside(path), ignore_errors=True)  # the save is complete; the next removes what is left
     else:
         os.rename(new, path)
 
