@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -17,18 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jukebox_jax import integrity, prior
+from jukebox_jax import checkpoint, integrity, prior
 from jukebox_jax.config import JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig
-from jukebox_jax.io import write_text
-from jukebox_jax.params import Params, abstract_params, check_params, init_params
+from jukebox_jax.params import Params, init_params
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
 from jukebox_jax.sampling import Method, decode_chunks, prefill, sampling_method
 from jukebox_jax.vqvae import VQVAE
-
-# The checkpoint format. 2: priors in the canonical layout (`prior/layout.py`). 1 (issues 2-4):
-# layers stacked per `layer_groups` segment (`segment_{s}/layer_{j}`); read and converted.
-_FORMAT = "jukebox-jax/2"
-_FORMAT_V1 = "jukebox-jax/1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,60 +236,20 @@ class Jukebox:
     # -- Saving -------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes `path/config.json` and an orbax checkpoint `path/params`, each atomically;
-        an existing checkpoint at `path` is replaced."""
-        import orbax.checkpoint as ocp
-
-        path = Path(path).absolute()
-        path.mkdir(parents=True, exist_ok=True)
-        with ocp.StandardCheckpointer() as ckptr:
-            ckptr.save(path / "params", self.params, force=True)
-        write_text(path / "config.json", json.dumps({"format": _FORMAT, "config": self.config.to_dict()}, indent=1))
+        """Writes the folder `path`: `config.json` and an orbax checkpoint `params/`, with
+        checksums; an existing checkpoint there is replaced atomically (`checkpoint.py`)."""
+        checkpoint.save(Path(path), self.config, self.params)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Jukebox:
-        """Reads what `save` wrote; checks every array against the config."""
-        import orbax.checkpoint as ocp
-
-        path = Path(path).absolute()
-        if not (path / "config.json").is_file() or not (path / "params").is_dir():
-            raise FileNotFoundError(f"{path} is not a jukebox-jax checkpoint (needs config.json and params/)")
-        meta = json.loads((path / "config.json").read_text())
-        if meta.get("format") not in (_FORMAT, _FORMAT_V1):
-            raise ValueError(
-                f"{path}/config.json: format {meta.get('format')!r}; this version reads {_FORMAT!r} and {_FORMAT_V1!r} "
-                f"(a newer jukebox-jax wrote it, or it is not a jukebox-jax checkpoint)"
-            )
-        config = JukeboxConfig.from_dict(meta["config"])
-        with ocp.StandardCheckpointer() as ckptr:
-            params = ckptr.restore(path / "params")
-        if meta["format"] == _FORMAT_V1:
-            params = _from_v1(config, params)
-        check_params(abstract_params(config), params)
-        return cls(config, params)
+    def load(cls, path: str | os.PathLike, *, verify: bool = True) -> Jukebox:
+        """Reads what `save` wrote; verifies the checksums (unless `verify` is false) and
+        checks every array against the config; raises `CheckpointError` naming the file."""
+        return cls(*checkpoint.load(Path(path), verify=verify))
 
     def __repr__(self) -> str:
         parts = (["vqvae"] if self.config.vqvae else []) + [f"prior_level_{p.level}" for p in self.config.priors]
         n = sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(self.params))
         return f"Jukebox({', '.join(parts)}; {n / 1e6:.2f} M params)"
-
-
-def _from_v1(config: JukeboxConfig, params: Params) -> Params:
-    """Format-1 priors (`transformer/segment_{s}/layer_{j}`, stacked over each segment's
-    repeats as `layer_groups` cut the pattern) -> the canonical layout."""
-    from jukebox_jax.prior import layout
-
-    def convert(tree, pattern):
-        renamed = {
-            name.replace("segment_", "segments_"): {layer.replace("layer_", "layers_"): sub for layer, sub in seg.items()}
-            for name, seg in tree.items()
-        }
-        return layout.to_canonical(renamed, pattern)
-
-    out = dict(params)
-    for cfg in config.priors:
-        out[f"prior_level_{cfg.level}"] = prior.prior.map_transformers(cfg, params[f"prior_level_{cfg.level}"], convert)
-    return out
 
 
 def _check_range(name: str, x: jax.Array, n: int) -> None:
