@@ -169,6 +169,26 @@ def _remove_leftovers(path: Path) -> None:
 def load(path: Path, *, verify: bool = True) -> tuple[JukeboxConfig, Params]:
     """Reads what `save` wrote (or formats 1, 2); verifies format 3's checksums unless
     `verify` is false, checks every array against the config, refuses bad weights."""
+    path, meta = _open(path, verify)
+    config = _read_config(path / CONFIG, meta["config"])
+    params = _read_params(path / PARAMS, config, meta["format"])
+    if meta["format"] == FORMAT and verify:
+        _verify_params(path / PARAMS, meta["checksums"]["params"], params)
+    if bad := bad_weights(params):
+        raise CheckpointError(f"{path / PARAMS}: bad weights ({_REWRITE}):\n  " + "\n  ".join(bad))
+    return config, params
+
+
+def read_config(path: Path, *, verify: bool = True) -> JukeboxConfig:
+    """The config of the checkpoint at `path`, verified against its checksum unless `verify`
+    is false, without reading the weights (what a command checks its arguments against)."""
+    path, meta = _open(path, verify)
+    return _read_config(path / CONFIG, meta["config"])
+
+
+def _open(path: Path, verify: bool) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint folder (an interrupted save recovered) and its `config.json`, the
+    config verified unless `verify` is false."""
     path = path.resolve()
     _recover(path)
     if not path.is_dir():
@@ -182,15 +202,9 @@ def load(path: Path, *, verify: bool = True) -> tuple[JukeboxConfig, Params]:
     elif meta["format"] != FORMAT:
         warnings.warn(
             f"{path}: format {meta['format']!r} has no checksums; loaded unverified ({_REWRITE} to add them)",
-            stacklevel=3,
+            stacklevel=4,
         )
-    config = _read_config(path / CONFIG, meta["config"])
-    params = _read_params(path / PARAMS, config, meta["format"])
-    if meta["format"] == FORMAT and verify:
-        _verify_params(path / PARAMS, meta["checksums"]["params"], params)
-    if bad := bad_weights(params):
-        raise CheckpointError(f"{path / PARAMS}: bad weights ({_REWRITE}):\n  " + "\n  ".join(bad))
-    return config, params
+    return path, meta
 
 
 def _read_meta(file: Path) -> dict[str, Any]:

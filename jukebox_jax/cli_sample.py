@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import time
@@ -15,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jukebox_jax import checkpoint
 from jukebox_jax.config import MODEL_PRESETS, JukeboxConfig
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import CheckpointError, InputError
 from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, read_codes, read_prompt
 from jukebox_jax.generation.job import CODES_FILE, JobSource, SampleRequest, check_job, job_record
 from jukebox_jax.generation.levels import Codes, LevelSettings
@@ -169,16 +169,12 @@ def model_config(name: str) -> JukeboxConfig:
     """The config of a preset or of a checkpoint folder, read without its weights."""
     if name in MODEL_PRESETS:
         return JukeboxConfig.from_preset(name)
-    folder = Path(name)
-    if not folder.is_dir():
-        raise InputError(f"--model {name!r} is neither a checkpoint folder nor a preset ({', '.join(MODEL_PRESETS)})")
-    file = folder / "config.json"
-    if not file.is_file():
-        raise InputError(f"--model {name}: the folder has no config.json; give a folder `jukebox-jax convert -o` wrote")
     try:
-        config = JukeboxConfig.from_dict(json.loads(file.read_text(encoding="utf-8"))["config"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as e:
-        raise InputError(f"--model {name}: {file} is broken ({type(e).__name__}: {e}); convert the checkpoint again") from None
+        config = checkpoint.read_config(Path(name))  # recovers an interrupted save first
+    except CheckpointError:
+        if not Path(name).exists():
+            raise InputError(f"--model {name!r} is neither a checkpoint folder nor a preset ({', '.join(MODEL_PRESETS)})") from None
+        raise  # names the file and the fix
     if config.vqvae is None or not config.priors:
         raise InputError(f"--model {name} needs a VQ-VAE and priors to sample; it holds {'only a VQ-VAE' if config.vqvae else 'no VQ-VAE'}")
     return config
@@ -336,10 +332,7 @@ def load_model(name: str, config: JukeboxConfig, seed: int) -> Jukebox:
         print(f"building --model {name}: a preset with RANDOM weights (seed {seed}); the samples are not music", flush=True)
         return Jukebox.init(config, jax.random.key(seed))
     print(f"loading --model {name} ...", flush=True)
-    try:
-        return Jukebox.load(name)
-    except (OSError, ValueError) as e:
-        raise InputError(f"--model {name} cannot be loaded: {e}") from None
+    return Jukebox.load(name)
 
 
 def encode_prompt(jb: Jukebox, prompt: Prompt, n: int) -> Codes:
