@@ -51,7 +51,8 @@ def _extend(cfg: PriorConfig, params, tokens, t0, ctx: Context, length: int, cac
 def prefill(cfg: PriorConfig, params, ctx: Context, prompt: jax.Array, key: jax.Array, chunk_size: int | None = None):
     """Fills the cache with `prompt [b, p]` (transformer ids) in chunks of `chunk_size` (any
     size; default one chunk) -> `(SampleState at step p, the prompt's logits [b, p, bins])`.
-    The ENC_DEC layers' caches are filled from `ctx.encoder_kv` first, once."""
+    The ENC_DEC layers' caches are filled from `ctx.encoder_kv` first, once. The state holds
+    a copy of `key`, so `decode` may donate it and the caller's key stays usable."""
     b, p = prompt.shape
     tokens = jnp.zeros((b, cfg.n_positions), jnp.int32).at[:, :p].set(prompt)
     cache = prior.init_cache(cfg, b)
@@ -64,13 +65,14 @@ def prefill(cfg: PriorConfig, params, ctx: Context, prompt: jax.Array, key: jax.
         chunk_logits, cache = _extend(cfg, params, tokens, jnp.int32(t0), ctx, length, cache)
         logits.append(chunk_logits)
     logits = jnp.concatenate(logits, axis=1) if logits else jnp.zeros((b, 0, cfg.bins))
-    return SampleState(tokens, cache, jnp.int32(p), key), logits
+    return SampleState(tokens, cache, jnp.int32(p), jnp.copy(key)), logits
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6), donate_argnums=(3,))
 def decode(cfg: PriorConfig, params, ctx: Context, state: SampleState, method: Method, n_steps: int, return_logits: bool = False):
     """Samples the next `n_steps` positions -> `(state, logits [b, n_steps, bins] or None)`.
-    The cache is updated in place (`state` is donated: pass a state you own)."""
+    The cache is updated in place (`state` is donated: pass a state you own, as `prefill`
+    and `decode` return)."""
     ctx = dataclasses.replace(ctx, encoder_kv=None)  # enc-dec layers read their filled cache
     b = state.tokens.shape[0]
     all_logits = jnp.zeros((b, n_steps if return_logits else 0, cfg.bins))
