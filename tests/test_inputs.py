@@ -21,7 +21,8 @@ RATE = 44100
 
 @pytest.fixture(scope="module")
 def jb() -> Jukebox:
-    return Jukebox.init(JukeboxConfig.from_preset("tiny_5b"), jax.random.key(0))
+    """The tiny VQ-VAE and 5b top prior (the upsampler cases need no weights: `params_free`)."""
+    return Jukebox.init(JukeboxConfig(vqvae=preset("tiny_vqvae"), priors=(preset("tiny_5b"),)), jax.random.key(0))
 
 
 def params_free(name: str) -> Jukebox:
@@ -43,8 +44,8 @@ def with_(labels: np.ndarray, col, value) -> np.ndarray:
     return out
 
 
-def logits(labels=TOP, tokens=TOKENS, level=2, upper=None, **kw):
-    return lambda jb: jb.prior_logits(level, tokens, labels, upper, **kw)
+def logits(labels=TOP, tokens=TOKENS, level=2, upper=None):
+    return lambda jb: (jb if level == 2 else params_free("tiny_5b")).prior_logits(level, tokens, labels, upper)
 
 
 def sample(labels=TOP, n_tokens=4, **kw):
@@ -136,7 +137,7 @@ CASES = [
     ("total seconds nan", lambda jb: jb.labels(2, total_seconds=float("nan")), InputError, r"total_seconds must be finite"),
     ("total seconds zero", lambda jb: jb.labels(2, total_seconds=0), InputError, r"total_seconds must be in \(0, 600\]"),
     ("total seconds past timing", lambda jb: jb.labels(2, total_seconds=601), InputError, r"timing covers songs up to 600 s"),
-    ("total seconds past int32", lambda jb: jb.labels(1, total_seconds=1e9), InputError, r"int32 audio samples"),
+    ("total seconds past int32", lambda _: params_free("tiny_5b").labels(1, total_seconds=1e9), InputError, r"int32 audio samples"),
     ("total seconds str", lambda jb: jb.labels(2, total_seconds="60"), InputError, r"total_seconds must be a number"),
     ("offset past song", lambda jb: jb.labels(2, total_seconds=60, offset_seconds=60), InputError, r"offset_seconds must be in \[0, total_seconds=60\)"),
     ("offset negative", lambda jb: jb.labels(2, total_seconds=60, offset_seconds=-1), InputError, r"offset_seconds"),
@@ -245,5 +246,5 @@ def test_presets_by_whole_model_or_part():
 
 def test_repr_is_one_short_line(jb):
     text = repr(jb)
-    assert text.startswith("Jukebox(vqvae, prior_level_0, prior_level_1, prior_level_2; ") and text.endswith(" M params)"), text
+    assert text.startswith("Jukebox(vqvae, prior_level_2; ") and text.endswith(" M params)"), text
     assert len(text) < 100 and "\n" not in text
