@@ -16,6 +16,10 @@ from jukebox_jax.config import PriorConfig
 from jukebox_jax.errors import InputError
 
 _INT32 = np.iinfo(np.int32)
+# The loudest audio `encode` takes. Float audio is full scale at 1, but decoded audio (which
+# callers re-encode) overshoots it, by 2.4x from a random tiny model; anything past this bound
+# is almost surely integer PCM that was never scaled, whose codes would be noise.
+MAX_AUDIO_PEAK = 8.0
 
 
 def integer(name: str, value: Any, lo: int, hi: int = _INT32.max, note: str = "") -> int:
@@ -78,8 +82,8 @@ def key(value: Any) -> jax.Array:
 
 
 def audio(value: Any) -> np.ndarray:
-    """Audio `[batch, time, 1]` of finite floats in [-1, 1] -> float32. Values outside are
-    refused rather than clipped: they are almost always unscaled PCM."""
+    """Audio `[batch, time, 1]` of finite floats with a peak of at most `MAX_AUDIO_PEAK` ->
+    float32. Samples past [-1, 1] but under the bound are encoded as given (not clipped)."""
     x = array("audio", value, 3, "[batch, time, 1] (mono)")
     if x.shape[-1] != 1:
         raise InputError(f"audio must be [batch, time, 1] (mono), got shape {x.shape}; average the channels for mono")
@@ -89,10 +93,10 @@ def audio(value: Any) -> np.ndarray:
     if not math.isfinite(peak):
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
         raise InputError(f"audio must be finite: audio{list(where)} is {x[where]}; replace NaN and Inf samples (np.nan_to_num)")
-    if peak > 1.0:
+    if peak > MAX_AUDIO_PEAK:
         raise InputError(
-            f"audio must lie in [-1, 1], its peak is {peak:.4g}: scale it (integer PCM: divide by its full scale, "
-            "32768 for 16 bit) or clip it (np.clip(audio, -1, 1))"
+            f"audio must be float audio, full scale 1 (peaks up to {MAX_AUDIO_PEAK:g} are taken), its peak is {peak:.4g}: "
+            "scale it (integer PCM: divide by its full scale, 32768 for 16 bit) or clip it (np.clip(audio, -1, 1))"
         )
     return x.astype(np.float32)
 

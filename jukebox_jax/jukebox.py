@@ -64,8 +64,9 @@ class Jukebox:
         level 0 (finest) first, for levels `start_level..end_level-1` (default: all).
 
         `T` must be a multiple of the hop of the deepest level asked for (128 for all three
-        levels of the released VQ-VAE). NaN, Inf and samples outside [-1, 1] are refused, not
-        clipped (they are usually unscaled integer PCM): clip or scale the audio first."""
+        levels of the released VQ-VAE). NaN and Inf are refused, and so is a peak past
+        `checks.MAX_AUDIO_PEAK` (8: unscaled integer PCM); samples in between are encoded
+        as given, not clipped (decoded audio overshoots [-1, 1] and may be re-encoded)."""
         cfg = self._vqvae_config()
         start_level = checks.integer("start_level", start_level, 0, cfg.levels - 1, f" (the VQ-VAE has {cfg.levels} levels)")
         end_level = checks.integer("end_level", cfg.levels if end_level is None else end_level, start_level + 1, cfg.levels, " (above start_level)")

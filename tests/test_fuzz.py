@@ -55,7 +55,7 @@ def outcome(call):
     try:
         result = call()
     except JukeboxError as e:
-        event(f"refused: {type(e).__name__} {str(e)[:30]}")
+        event(f"refused: {type(e).__name__}")
         return None
     event("accepted")
     return result
@@ -110,9 +110,9 @@ def label_rows() -> st.SearchStrategy:
 
 
 def token_arrays() -> st.SearchStrategy:
-    valid_shape = hnp.arrays(np.int64, (1, T), elements=mostly(st.integers(0, 63), WIDE_INTS))
+    valid_shape = hnp.arrays(np.int64, (1, T), elements=st.integers(0, 63))
     other = hnp.arrays(
-        st.sampled_from([np.int32, np.uint8, np.float32, np.bool_]),
+        st.sampled_from([np.int64, np.int32, np.uint8, np.float32, np.bool_]),
         st.sampled_from([(1, T), (1, 0), (2, T), (1, 49), (T,), (1, 1, T)]),
     )
     return mostly(valid_shape, other)
@@ -130,7 +130,7 @@ def test_prior_logits_of_any_tokens_and_labels(jb, tokens, labels):
 
 def audio_arrays() -> st.SearchStrategy:
     """`[1, 256, 1]` audio: mostly in range, some with a NaN, an Inf or a loud sample."""
-    sample = st.one_of(st.floats(-1, 1, width=32), st.floats(width=32))
+    sample = mostly(st.floats(-1, 1, width=32), st.one_of(st.floats(width=32), st.floats(-9, 9, width=32)))
     loud = hnp.arrays(np.float32, (1, 256, 1), elements=sample)
     quiet = hnp.arrays(np.float32, (1, 256, 1), elements=st.floats(-1, 1, width=32))
     other = hnp.arrays(st.sampled_from([np.float64, np.int16]), st.sampled_from([(1, 256, 1), (1, 256, 2), (1, 100, 1), (256, 1)]))
@@ -142,7 +142,7 @@ def audio_arrays() -> st.SearchStrategy:
 def test_encode_any_audio(jb, audio):
     codes = outcome(lambda: jb.encode(audio))
     if codes is not None:
-        assert np.isfinite(audio).all() and np.abs(audio).max() <= 1 and audio.shape == (1, 256, 1)
+        assert np.isfinite(audio).all() and np.abs(audio).max() <= checks.MAX_AUDIO_PEAK and audio.shape == (1, 256, 1)
         assert [z.shape for z in codes] == [(1, 32), (1, 8), (1, 2)]
         assert all(0 <= int(z.min()) and int(z.max()) < 64 for z in codes)
 

@@ -146,8 +146,8 @@ CASES = [
     # encode
     ("audio nan", lambda jb: jb.encode(np.where(np.arange(256)[None, :, None] == 7, np.nan, AUDIO)), InputError, r"audio must be finite: audio\[0, 7, 0\] is nan.*nan_to_num"),
     ("audio inf", lambda jb: jb.encode(np.full((1, 256, 1), np.inf, np.float32)), InputError, r"audio must be finite"),
-    ("audio unscaled", lambda jb: jb.encode(np.full((1, 256, 1), 1000.0, np.float32)), InputError, r"\[-1, 1\], its peak is 1000.*32768.*np.clip"),
-    ("audio just over", lambda jb: jb.encode(np.full((1, 256, 1), 1.01, np.float32)), InputError, r"peak is 1.01"),
+    ("audio unscaled", lambda jb: jb.encode(np.full((1, 256, 1), 1000.0, np.float32)), InputError, r"full scale 1 \(peaks up to 8 are taken\), its peak is 1000.*32768.*np.clip"),
+    ("audio past the bound", lambda jb: jb.encode(np.full((1, 256, 1), -8.5, np.float32)), InputError, r"its peak is 8.5"),
     ("audio int", lambda jb: jb.encode(np.zeros((1, 256, 1), np.int16)), InputError, r"audio must be float.*32768"),
     ("audio stereo", lambda jb: jb.encode(np.zeros((1, 256, 2), np.float32)), InputError, r"mono"),
     ("audio empty", lambda jb: jb.encode(np.zeros((1, 0, 1), np.float32)), InputError, r"audio must be an array .*none of it empty"),
@@ -248,3 +248,10 @@ def test_repr_is_one_short_line(jb):
     text = repr(jb)
     assert text.startswith("Jukebox(vqvae, prior_level_2; ") and text.endswith(" M params)"), text
     assert len(text) < 100 and "\n" not in text
+
+
+def test_audio_past_full_scale_is_encoded_as_given(jb):
+    """Decoded audio overshoots [-1, 1] and callers re-encode it: a peak under the bound is
+    taken (and encoded as given: `encode` does not clip)."""
+    loud = 2.0 * np.sin(np.arange(256) / 3.0, dtype=np.float32)[None, :, None]
+    assert [z.shape for z in jb.encode(loud)] == [(1, 32), (1, 8), (1, 2)]
