@@ -360,16 +360,17 @@ class JukeboxConfig:
 
     @classmethod
     def from_preset(cls, name: str) -> JukeboxConfig:
-        """A whole released model ('5b', '5b_lyrics', '1b_lyrics') or its tiny test twin
-        ('tiny_5b', ...): the VQ-VAE, that top prior and both upsamplers."""
-        tiny = name.startswith("tiny_")
-        if name.removeprefix("tiny_") not in ("5b", "5b_lyrics", "1b_lyrics"):
-            raise ConfigError(f"unknown model preset {name!r}; choose from {sorted(MODEL_PRESETS)}")
-        p = "tiny_" if tiny else ""
-        return cls(
-            vqvae=preset(p + "vqvae"),
-            priors=(preset(name), preset(p + "upsampler_level_1"), preset(p + "upsampler_level_0")),
-        )
+        """A whole released model ('5b', '5b_lyrics', '1b_lyrics': the VQ-VAE, that top prior
+        and both upsamplers), or one released part alone ('vqvae', 'upsampler_level_1',
+        'upsampler_level_0'); 'tiny_' before any name gives its tiny test twin."""
+        if name in MODEL_PRESETS:
+            p = "tiny_" if name.startswith("tiny_") else ""
+            return cls(vqvae=preset(p + "vqvae"), priors=(preset(name), preset(p + "upsampler_level_1"), preset(p + "upsampler_level_0")))
+        if name in PRESETS:
+            part = PRESETS[name]
+            return cls(vqvae=part) if isinstance(part, VQVAEConfig) else cls(priors=(part,))
+        parts = sorted(set(PRESETS) - set(MODEL_PRESETS))
+        raise ConfigError(f"unknown preset {name!r}; whole models: {', '.join(MODEL_PRESETS)}; single parts: {', '.join(parts)}")
 
 
 def _to_json(x: Any) -> Any:

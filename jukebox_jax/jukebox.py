@@ -2,6 +2,8 @@
 
 Any subset of parts may be present (a VQ-VAE alone, one prior alone, or all). Methods are
 pure: they read `params` and return arrays; the jitted kernels take the config statically.
+Every argument is checked on the host before anything is traced (`checks.py`); a bad one
+raises `InputError` naming it, its allowed range and the fix.
 """
 
 from __future__ import annotations
@@ -10,17 +12,20 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable, Iterable, Sequence
+from numbers import Integral
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jukebox_jax import checkpoint, integrity, prior
+from jukebox_jax import checkpoint, checks, integrity, prior, tokenizer
 from jukebox_jax.config import JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig
+from jukebox_jax.errors import InputError
+from jukebox_jax.labels import window_labels
 from jukebox_jax.params import Params, init_params
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
-from jukebox_jax.sampling import Method, decode_chunks, prefill, sampling_method
+from jukebox_jax.sampling import Greedy, Method, Temperature, TopK, decode_chunks, prefill, sampling_method
 from jukebox_jax.vqvae import VQVAE
 
 
@@ -48,27 +53,24 @@ class Jukebox:
     # -- VQ-VAE -------------------------------------------------------------------------
 
     def encode(self, audio: jax.Array, *, start_level: int = 0, end_level: int | None = None) -> list[jax.Array]:
-        """Audio `[B, T, 1]` float32 in [-1, 1] -> int32 codes `[B, T / hop]` per level,
+        """Audio `[B, T, 1]` float in [-1, 1] -> int32 codes `[B, T / hop]` per level,
         level 0 (finest) first, for levels `start_level..end_level-1` (default: all).
 
         `T` must be a multiple of the hop of the deepest level asked for (128 for all three
-        levels of the released VQ-VAE)."""
+        levels of the released VQ-VAE). NaN and Inf are refused, and so is a peak past
+        `checks.MAX_AUDIO_PEAK` (8: unscaled integer PCM); samples in between are encoded
+        as given, not clipped (decoded audio overshoots [-1, 1] and may be re-encoded)."""
         cfg = self._vqvae_config()
-        end_level = cfg.levels if end_level is None else end_level
-        if not 0 <= start_level < end_level <= cfg.levels:
-            raise ValueError(f"need 0 <= start_level < end_level <= {cfg.levels}, got {start_level}, {end_level}")
-        audio = jnp.asarray(audio)
+        start_level = checks.integer("start_level", start_level, 0, cfg.levels - 1, f" (the VQ-VAE has {cfg.levels} levels)")
+        end_level = checks.integer("end_level", cfg.levels if end_level is None else end_level, start_level + 1, cfg.levels, " (above start_level)")
+        audio = checks.audio(audio)
         hop = cfg.hop_lengths[end_level - 1]
-        if audio.ndim != 3 or audio.shape[-1] != 1:
-            raise ValueError(f"audio must be [batch, time, 1] (mono), got shape {audio.shape}")
-        if audio.shape[1] % hop or audio.shape[1] == 0:
-            raise ValueError(
+        if audio.shape[1] % hop:
+            raise InputError(
                 f"audio length {audio.shape[1]} is not a positive multiple of {hop} samples (the hop of "
                 f"level {end_level - 1}); pad or trim it"
             )
-        if not jnp.issubdtype(audio.dtype, jnp.floating):
-            raise ValueError(f"audio must be float in [-1, 1], got {audio.dtype}")
-        return _encode(self.params["vqvae"], audio.astype(jnp.float32), cfg, start_level, end_level)
+        return _encode(self.params["vqvae"], audio, cfg, start_level, end_level)
 
     def decode(self, codes: Sequence[jax.Array], start_level: int = 0) -> jax.Array:
         """Codes of levels `start_level, start_level + 1, ...` -> audio `[B, T, 1]`.
@@ -76,15 +78,14 @@ class Jukebox:
         As the original `decode(zs[l:], start_level=l)`, only `codes[0]` (level
         `start_level`) is decoded; the rest are accepted for symmetry with `encode`."""
         cfg = self._vqvae_config()
-        if isinstance(codes, (jax.Array, np.ndarray)) or not len(codes):
-            raise TypeError("codes must be a non-empty list of [batch, time] arrays, one per level")
-        if not 0 <= start_level < cfg.levels or start_level + len(codes) > cfg.levels:
-            raise ValueError(f"{len(codes)} levels of codes from start_level {start_level} do not fit {cfg.levels} levels")
-        z = jnp.asarray(codes[0])
-        if z.ndim != 2 or not jnp.issubdtype(z.dtype, jnp.integer):
-            raise ValueError(f"codes must be integer [batch, time], got {z.dtype} {z.shape}")
-        _check_range("codes", z, cfg.l_bins)
-        return _decode(self.params["vqvae"], z.astype(jnp.int32), cfg, start_level)
+        if not isinstance(codes, (list, tuple)) or not codes:
+            raise InputError(f"codes must be a non-empty list of [batch, time] arrays, one per level, got {type(codes).__name__}; wrap one level's codes in a list")
+        start_level = checks.integer("start_level", start_level, 0, cfg.levels - 1, f" (the VQ-VAE has {cfg.levels} levels)")
+        if start_level + len(codes) > cfg.levels:
+            raise InputError(f"{len(codes)} levels of codes from start_level {start_level} do not fit {cfg.levels} levels")
+        z = checks.int_array("codes[0]", codes[0], 2, "[batch, time]")
+        checks.in_range("codes[0]", z, 0, cfg.l_bins, f"the VQ-VAE codebook has {cfg.l_bins} codes")
+        return _decode(self.params["vqvae"], jnp.asarray(z, jnp.int32), cfg, start_level)
 
     # -- Priors -------------------------------------------------------------------------
 
@@ -104,12 +105,8 @@ class Jukebox:
         each and its attention probabilities (lyric alignment reads the enc-dec/prime ones).
         `unroll` runs the layer stack unrolled instead of scanned (same numbers)."""
         cfg = self._prior_config(level)
-        if jnp.shape(tokens)[-1:] == (0,):
-            raise ValueError("tokens must hold at least one position")
         tokens, labels, upper_codes = self._check_prior_inputs(cfg, tokens, labels, upper_codes)
-        capture = frozenset(capture)
-        if not capture <= set(range(cfg.transformer.depth)):
-            raise ValueError(f"capture {sorted(capture)}: the level-{level} prior has layers 0..{cfg.transformer.depth - 1}")
+        capture = _layers(cfg, capture)
         execution = Execution.UNROLLED if unroll else Execution.SCAN
         return prior.forward(cfg, self.params[f"prior_level_{level}"], tokens, labels, upper_codes, capture, execution)
 
@@ -134,11 +131,55 @@ class Jukebox:
         out = self.prior_forward(level, tokens, labels, upper_codes)
         return prior_losses(cfg, out, jnp.asarray(tokens), jnp.asarray(labels))
 
+    def labels(
+        self,
+        level: int,
+        *,
+        total_seconds: float,
+        artist: tokenizer.Artist = "unknown",
+        genre: tokenizer.Genre = "unknown",
+        lyrics: tokenizer.Lyrics = "",
+        offset_seconds: float = 0.0,
+        n_samples: int = 1,
+    ) -> np.ndarray:
+        """The labels `[n_samples, n_labels]` int32 that the prior of `level` takes (`sample`,
+        `prior_logits`, ...) for the window starting `offset_seconds` into a song of
+        `total_seconds` by `artist`, in `genre`, with `lyrics`.
+
+        artist, genre: names in the prior's tables (v2 for 5b, 5b_lyrics and the upsamplers,
+          v3 for 1b_lyrics; see `tokenizer`), 'unknown' (id 0), or ids; a v2 genre name may
+          be several words ("country rock"), one genre slot each, and a genre may also be a
+          sequence of ids. An unknown name is an error suggesting close ones.
+        lyrics: the whole song's text (or its token ids); the window's tokens are the ones
+          around its place in the song. Ignored by priors that do not read lyrics.
+        total_seconds: the song's length, at most the top prior's `max_duration` (600 s for the
+          released ones); a song shorter than `min_duration` is conditioned as the shortest
+          length the prior knows.
+        offset_seconds: where the window starts, in [0, total_seconds). The window at token
+          `start` of a sample starts `start * raw_to_tokens / sample_rate` seconds later.
+        """
+        cfg = self._prior_config(level)
+        n_samples = checks.integer("n_samples", n_samples, 1)
+        rate = cfg.labels.sample_rate if cfg.labels else self._vqvae_config().sample_rate
+        if cfg.labels and cfg.labels.timing:
+            longest, why = cfg.labels.max_duration, f"the level-{cfg.level} prior's timing covers songs up to {cfg.labels.max_duration:g} s"
+        else:
+            longest, why = np.iinfo(np.int32).max // rate, "labels hold lengths as int32 audio samples"
+        total_seconds = checks.finite_real("total_seconds", total_seconds)
+        if not 0 < total_seconds <= longest:
+            raise InputError(f"total_seconds must be in (0, {longest:g}] ({why}), got {total_seconds:g}")
+        offset_seconds = checks.finite_real("offset_seconds", offset_seconds)
+        total, offset = max(round(total_seconds * rate), 1), round(offset_seconds * rate)
+        if not 0 <= offset < total:
+            raise InputError(f"offset_seconds must be in [0, total_seconds={total_seconds:g}), got {offset_seconds:g}")
+        song = tokenizer.song_labels(cfg, total, artist, genre, lyrics, offset)
+        return np.repeat(window_labels(cfg, song, 0)[None].astype(np.int32), n_samples, axis=0)
+
     def _prior_config(self, level: int) -> PriorConfig:
         try:
             return self.config.prior(level)
         except KeyError as e:
-            raise ValueError(e.args[0]) from None
+            raise InputError(e.args[0]) from None
 
     def sample(
         self,
@@ -170,17 +211,20 @@ class Jukebox:
         vocabulary after the lyric prefix, and lyric ids drawn at music positions become 0,
         as the original's `prior_postprocess`."""
         cfg = self._prior_config(level)
+        key = checks.key(key)
         if method is None:
             method = sampling_method(temperature, top_k, top_p)
         elif (temperature, top_k, top_p) != (1.0, 0, 0.0):
-            raise ValueError(f"give method= or temperature/top_k/top_p, not both (got {method} and {temperature}, {top_k}, {top_p})")
-        if not 0 < n_tokens <= cfg.n_ctx:
-            raise ValueError(f"n_tokens must be in 1..{cfg.n_ctx} (the prior's window), got {n_tokens}")
-        batch = jnp.shape(labels)[0]
-        prompt = jnp.zeros((batch, 0), jnp.int32) if prompt is None else prompt
-        if jnp.shape(prompt)[1] >= n_tokens:
-            raise ValueError(f"the prompt ({jnp.shape(prompt)[1]} tokens) must be shorter than n_tokens={n_tokens}")
-        prompt, labels, upper_codes = self._check_prior_inputs(cfg, prompt, labels, upper_codes)
+            raise InputError(f"give method= or temperature/top_k/top_p, not both (got {method} and {temperature}, {top_k}, {top_p})")
+        _check_method(cfg, method)
+        n_tokens = checks.integer("n_tokens", n_tokens, 1, cfg.n_ctx, " (the prior's window)")
+        if chunk_size is not None:
+            checks.integer("chunk_size", chunk_size, 1)
+        if steps_per_call is not None:
+            checks.integer("steps_per_call", steps_per_call, 1)
+        prompt, labels, upper_codes = self._check_prior_inputs(cfg, prompt, labels, upper_codes, prompt=True)
+        if prompt.shape[1] >= n_tokens:
+            raise InputError(f"the prompt ({prompt.shape[1]} tokens) must be shorter than n_tokens={n_tokens}")
         params = self.decode_params(level)
         ctx = prior.condition(cfg, self.params[f"prior_level_{level}"], labels, upper_codes)
         seq = prior.sequence(cfg, prompt, labels)
@@ -204,33 +248,38 @@ class Jukebox:
         return self._derived[level]
 
     @staticmethod
-    def _check_prior_inputs(cfg: PriorConfig, tokens, labels, upper_codes):
-        """Checks and casts `tokens [B, T]` (T may be 0 for a sampling prompt), `labels` and
-        `upper_codes`; raises ValueError naming the problem."""
-        tokens, labels = jnp.asarray(tokens), jnp.asarray(labels)
-        if tokens.ndim != 2 or tokens.shape[1] > cfg.n_ctx or not jnp.issubdtype(tokens.dtype, jnp.integer):
-            raise ValueError(f"tokens must be integer [batch, <= {cfg.n_ctx}], got {tokens.dtype} {tokens.shape}")
-        if labels.shape != (tokens.shape[0], cfg.n_labels) or not jnp.issubdtype(labels.dtype, jnp.integer):
-            raise ValueError(
-                f"labels must be integer [batch={tokens.shape[0]}, {cfg.n_labels}] (4 + genre slots + {cfg.n_tokens} "
-                f"lyric tokens), got {labels.dtype} {labels.shape}"
+    def _check_prior_inputs(cfg: PriorConfig, tokens, labels, upper_codes, *, prompt: bool = False):
+        """Checks `tokens [B, T]` (1 <= T <= n_ctx; for a sampling `prompt`, None or T >= 0),
+        `labels` (`checks.labels`) and `upper_codes` on the host -> int32 arrays."""
+        labels = checks.int_array("labels", labels, 2, f"[batch, {cfg.n_labels}]")
+        if labels.shape[1] != cfg.n_labels:
+            raise InputError(
+                f"labels must be integer [batch, {cfg.n_labels}] (4 + genre slots + {cfg.n_tokens} lyric tokens), got "
+                f"shape {labels.shape}; build them with Jukebox.labels({cfg.level}, ...)"
             )
-        _check_range("tokens", tokens, cfg.l_bins)
+        checks.labels(cfg, labels)
+        batch, name = labels.shape[0], "prompt" if prompt else "tokens"
+        tokens = np.zeros((batch, 0), np.int32) if prompt and tokens is None else tokens
+        tokens = checks.int_array(name, tokens, 2, f"[batch, <= {cfg.n_ctx}] of level-{cfg.level} codes", empty_ok=prompt)
+        if tokens.shape[0] != batch or tokens.shape[1] > cfg.n_ctx:
+            raise InputError(f"{name} must be [batch={batch} (as labels), <= {cfg.n_ctx} (the prior's window)], got shape {tokens.shape}")
+        checks.in_range(name, tokens, 0, cfg.l_bins, f"they are codes of a {cfg.l_bins}-code VQ-VAE level")
         if cfg.conditioner is None:
             if upper_codes is not None:
-                raise ValueError(f"the level-{cfg.level} prior is not conditioned on upper codes; pass upper_codes=None")
+                raise InputError(f"the level-{cfg.level} prior is not conditioned on upper codes; pass upper_codes=None")
         else:
-            want = (tokens.shape[0], cfg.n_ctx // cfg.cond_downsample)
-            if upper_codes is None or jnp.shape(upper_codes) != want:
-                raise ValueError(f"upper_codes must be the level-{cfg.level + 1} codes of the window, {want}, got {jnp.shape(upper_codes)}")
-            upper_codes = jnp.asarray(upper_codes)
-            _check_range("upper_codes", upper_codes, cfg.l_bins)
-            upper_codes = upper_codes.astype(jnp.int32)
-        return tokens.astype(jnp.int32), labels.astype(jnp.int32), upper_codes
+            want = (batch, cfg.n_ctx // cfg.cond_downsample)
+            doc = f"{want}: the level-{cfg.level + 1} codes of the window"
+            upper_codes = checks.int_array("upper_codes", [] if upper_codes is None else upper_codes, 2, doc)
+            if upper_codes.shape != want:
+                raise InputError(f"upper_codes must be {doc}, got shape {upper_codes.shape}")
+            checks.in_range("upper_codes", upper_codes, 0, cfg.l_bins, f"they are codes of a {cfg.l_bins}-code VQ-VAE level")
+            upper_codes = jnp.asarray(upper_codes, jnp.int32)
+        return jnp.asarray(tokens, jnp.int32), jnp.asarray(labels, jnp.int32), upper_codes
 
     def _vqvae_config(self) -> VQVAEConfig:
         if self.config.vqvae is None:
-            raise ValueError("this Jukebox has no VQ-VAE: convert or load one with it")
+            raise InputError("this Jukebox has no VQ-VAE: convert or load one with it")
         return self.config.vqvae
 
     # -- Saving -------------------------------------------------------------------------
@@ -252,9 +301,25 @@ class Jukebox:
         return f"Jukebox({', '.join(parts)}; {n / 1e6:.2f} M params)"
 
 
-def _check_range(name: str, x: jax.Array, n: int) -> None:
-    if x.size and not (0 <= int(x.min()) and int(x.max()) < n):
-        raise ValueError(f"{name} must lie in [0, {n}), got [{int(x.min())}, {int(x.max())}]")
+def _layers(cfg: PriorConfig, capture: Iterable[int]) -> frozenset[int]:
+    """The layer indices of `capture`, each in the prior's stack."""
+    try:
+        layers = frozenset(capture)
+    except TypeError:
+        raise InputError(f"capture must be a set of layer indices, got {capture!r}") from None
+    depth = cfg.transformer.depth
+    outside = sorted((i for i in layers if not isinstance(i, Integral) or isinstance(i, bool) or not 0 <= i < depth), key=repr)
+    if outside:
+        raise InputError(f"capture {outside}: the level-{cfg.level} prior has layers 0..{depth - 1}")
+    return layers
+
+
+def _check_method(cfg: PriorConfig, method: Method) -> None:
+    """A sampling method object whose top-k fits the prior's vocabulary."""
+    if not isinstance(method, (Greedy, Temperature)):
+        raise InputError(f"method must be a jukebox_jax.sampling method (Greedy, Temperature, TopK, TopP), got {method!r}")
+    if isinstance(method, TopK) and method.k > cfg.bins:
+        raise InputError(f"top_k must be at most {cfg.bins} (the level-{cfg.level} prior's vocabulary), got {method.k}")
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))

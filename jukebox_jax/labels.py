@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from jukebox_jax.config import PriorConfig
+from jukebox_jax.errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +37,7 @@ def relevant_lyric_tokens(full: tuple[int, ...], n_tokens: int, total_length: in
         pad = n_tokens - len(full)
         return [0] * pad + full, [-1] * pad + list(range(len(full)))
     if not 0 <= offset < total_length:
-        raise ValueError(f"window offset {offset} is outside the song (total_length {total_length})")
+        raise InputError(f"window offset {offset} is outside the song (total_length {total_length})")
     midpoint = int(len(full) * (offset + duration / 2.0) / total_length)
     midpoint = min(max(midpoint, n_tokens // 2), len(full) - n_tokens // 2)
     indices = list(range(midpoint - n_tokens // 2, midpoint + n_tokens // 2))
@@ -49,7 +50,7 @@ def window_labels(cfg: PriorConfig, song: SongLabels, start: int) -> np.ndarray:
     audio, genre slots padded with -1, and that window's lyric tokens."""
     n_genres = cfg.labels.max_bow_genre_size if cfg.labels else 0
     if len(song.genres) > n_genres:
-        raise ValueError(f"{len(song.genres)} genres given; the level-{cfg.level} prior takes at most {n_genres}")
+        raise InputError(f"{len(song.genres)} genres given; the level-{cfg.level} prior takes at most {n_genres}")
     sample_length = cfg.n_ctx * cfg.raw_to_tokens
     offset = song.offset + start * cfg.raw_to_tokens
     row = [song.total_length, offset, sample_length, song.artist, *song.genres, *[-1] * (n_genres - len(song.genres))]

@@ -9,6 +9,7 @@ index in the vocabulary + 1 (0 is the padding the window adds).
 
 Unlike the original, an artist or genre word that is not in the table is an error (the
 original prints a warning and falls back to `unknown`, id 0); ask for `unknown` to get that.
+Bad names and ids raise `InputError`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,14 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+from collections.abc import Sequence
 from importlib import resources
+from numbers import Integral
+
+import numpy as np
 
 from jukebox_jax.config import PriorConfig
+from jukebox_jax.errors import InputError
 from jukebox_jax.labels import SongLabels
 
 _V2_LYRICS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?-+'\"()[] \t\n"
@@ -51,7 +57,7 @@ def id_table(kind: str, v3: bool) -> dict[str, int]:
     """The packaged `kind` ("artist" or "genre") table of a label set: name (lowercased, as
     written in the table) -> id. Where a name repeats, the later line wins, as the original's dict."""
     if kind not in ("artist", "genre"):
-        raise ValueError(f"kind must be 'artist' or 'genre', got {kind!r}")
+        raise InputError(f"kind must be 'artist' or 'genre', got {kind!r}")
     return dict(_table(kind, v3))
 
 
@@ -60,7 +66,7 @@ def _lookup(kind: str, name: str, key: str, v3: bool) -> int:
     if key not in table:
         close = difflib.get_close_matches(key, table, n=5)
         hint = f"; close: {', '.join(repr(c) for c in close)}" if close else ""
-        raise ValueError(
+        raise InputError(
             f"{kind} {name!r} (as {key!r}) is not in the {'v3' if v3 else 'v2'} {kind} table{hint}. Use 'unknown' for id 0."
         )
     return table[key]
@@ -101,23 +107,48 @@ def lyric_tokens(text: str, v3: bool) -> tuple[int, ...]:
     return tuple(index[c] for c in clean_lyrics(text, v3))
 
 
-def song_labels(cfg: PriorConfig, total_length: int, artist: str = "unknown", genre: str = "unknown", lyrics: str = "", offset: int = 0) -> SongLabels:
+Artist = str | int
+Genre = str | int | Sequence[int]
+Lyrics = str | Sequence[int]
+
+
+def song_labels(cfg: PriorConfig, total_length: int, artist: Artist = "unknown", genre: Genre = "unknown", lyrics: Lyrics = "", offset: int = 0) -> SongLabels:
     """One song's `SongLabels` in the label set of the prior `cfg` (its lyric tokens only if
-    it reads lyrics). `total_length` and `offset` in audio samples."""
+    it reads lyrics). `artist`, `genre`: names in that set's tables or ids (a genre also a
+    sequence of ids, one per slot); `lyrics`: text or token ids. `total_length` and `offset`
+    in audio samples."""
     if cfg.labels is None:
         return SongLabels(total_length, 0, (), (), offset)
     lab, v3 = cfg.labels, cfg.labels.v3
-    a, genres = artist_id(artist, v3), genre_ids(genre, v3)
+    a = artist_id(artist, v3) if isinstance(artist, str) else _ids("artist", (artist,), lab.artist_bins)[0]
+    genres = genre_ids(genre, v3) if isinstance(genre, str) else _ids("genre", (genre,) if _is_int(genre) else genre, lab.genre_bins)
     if len(genres) > lab.max_bow_genre_size:
-        raise ValueError(f"genre {genre!r} has {len(genres)} words; the level-{cfg.level} prior takes at most {lab.max_bow_genre_size}")
+        raise InputError(f"genre {genre!r} has {len(genres)} words or ids; the level-{cfg.level} prior takes at most {lab.max_bow_genre_size}")
     if a >= lab.artist_bins or any(g >= lab.genre_bins for g in genres):
-        raise ValueError(
+        raise InputError(
             f"artist {artist!r} / genre {genre!r} have ids {a} / {list(genres)}, beyond the level-{cfg.level} prior's "
             f"{lab.artist_bins} artists and {lab.genre_bins} genres (a model smaller than the released ones); use 'unknown'"
         )
     tokens = ()
     if cfg.n_tokens:
         if len(lyric_vocab(v3)) + 1 != cfg.n_vocab:
-            raise ValueError(f"the level-{cfg.level} prior reads {cfg.n_vocab} lyric ids; the {'v3' if v3 else 'v2'} lyric vocabulary has {len(lyric_vocab(v3)) + 1}")
-        tokens = lyric_tokens(lyrics, v3)
+            raise InputError(f"the level-{cfg.level} prior reads {cfg.n_vocab} lyric ids; the {'v3' if v3 else 'v2'} lyric vocabulary has {len(lyric_vocab(v3)) + 1}")
+        tokens = lyric_tokens(lyrics, v3) if isinstance(lyrics, str) else _ids("lyrics", lyrics, cfg.n_vocab)
     return SongLabels(total_length, a, genres, tokens, offset)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, Integral) and not isinstance(x, bool)
+
+
+def _ids(name: str, ids: object, n: int) -> tuple[int, ...]:
+    """The ids given for `name` (a sequence of ints, or a 1-D int array) checked to lie in
+    [0, n) -> a tuple of ints."""
+    ids = ids.tolist() if isinstance(ids, np.ndarray) and ids.ndim == 1 else ids
+    if isinstance(ids, str) or not isinstance(ids, Sequence) or not all(_is_int(i) for i in ids):
+        what = "a name (str) or an id (int)" if name == "artist" else "text (str) or token ids" if name == "lyrics" else "a name (str), an id (int) or ids"
+        raise InputError(f"{name} must be {what}, got {ids!r}")
+    bad = [i for i in ids if not 0 <= i < n]
+    if bad:
+        raise InputError(f"{name} ids must lie in [0, {n}) for this prior, got {bad[:5]}")
+    return tuple(int(i) for i in ids)

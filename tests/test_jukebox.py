@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 
 import jax
 import numpy as np
@@ -15,6 +14,7 @@ import soundfile
 from jukebox_jax import Jukebox, JukeboxConfig, preset
 from jukebox_jax import audio as audio_lib  # (importing test_signal by name would make pytest collect it)
 from jukebox_jax.cli import demo_model, main
+from jukebox_jax.errors import InputError
 from jukebox_jax.params import flatten
 
 
@@ -40,7 +40,7 @@ def test_encode_decode_shapes_and_errors(tiny):
         tiny.encode(audio, start_level=2, end_level=1)
     with pytest.raises(ValueError, match=r"\[0, 64\)"):
         tiny.decode([np.full((1, 4), 64)], start_level=2)
-    with pytest.raises(TypeError, match="list"):
+    with pytest.raises(InputError, match="list"):
         tiny.decode(codes[0])
     with pytest.raises(ValueError, match="do not fit"):
         tiny.decode(codes, start_level=1)

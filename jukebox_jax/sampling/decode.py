@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import jax
 import jax.numpy as jnp
 
-from jukebox_jax import prior
+from jukebox_jax import checks, prior
 from jukebox_jax.config import PriorConfig
 from jukebox_jax.prior import Context
 from jukebox_jax.sampling.methods import Method
@@ -50,8 +50,11 @@ def _extend(cfg: PriorConfig, params, tokens, t0, ctx: Context, length: int, cac
 
 def prefill(cfg: PriorConfig, params, ctx: Context, prompt: jax.Array, key: jax.Array, chunk_size: int | None = None):
     """Fills the cache with `prompt [b, p]` (transformer ids) in chunks of `chunk_size` (any
-    size; default one chunk) -> `(SampleState at step p, the prompt's logits [b, p, bins])`.
-    The ENC_DEC layers' caches are filled from `ctx.encoder_kv` first, once."""
+    positive size; default one chunk) -> `(SampleState at step p, the prompt's logits [b, p, bins])`.
+    The ENC_DEC layers' caches are filled from `ctx.encoder_kv` first, once. The state holds
+    a copy of `key`, so `decode` may donate it and the caller's key stays usable."""
+    if chunk_size is not None:
+        checks.integer("chunk_size", chunk_size, 1)
     b, p = prompt.shape
     tokens = jnp.zeros((b, cfg.n_positions), jnp.int32).at[:, :p].set(prompt)
     cache = prior.init_cache(cfg, b)
@@ -64,13 +67,14 @@ def prefill(cfg: PriorConfig, params, ctx: Context, prompt: jax.Array, key: jax.
         chunk_logits, cache = _extend(cfg, params, tokens, jnp.int32(t0), ctx, length, cache)
         logits.append(chunk_logits)
     logits = jnp.concatenate(logits, axis=1) if logits else jnp.zeros((b, 0, cfg.bins))
-    return SampleState(tokens, cache, jnp.int32(p), key), logits
+    return SampleState(tokens, cache, jnp.int32(p), jnp.copy(key)), logits
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6), donate_argnums=(3,))
 def decode(cfg: PriorConfig, params, ctx: Context, state: SampleState, method: Method, n_steps: int, return_logits: bool = False):
     """Samples the next `n_steps` positions -> `(state, logits [b, n_steps, bins] or None)`.
-    The cache is updated in place (`state` is donated: pass a state you own)."""
+    The cache is updated in place (`state` is donated: pass a state you own, as `prefill`
+    and `decode` return)."""
     ctx = dataclasses.replace(ctx, encoder_kv=None)  # enc-dec layers read their filled cache
     b = state.tokens.shape[0]
     all_logits = jnp.zeros((b, n_steps if return_logits else 0, cfg.bins))
@@ -95,8 +99,7 @@ def decode_chunks(
     """`decode` in calls of `steps_per_call` steps (the last may be shorter), yielding the
     state after each, so a host progress bar can advance during a long window. The tokens
     equal one `decode(..., n_steps)` call's; at most two step counts are compiled."""
-    if steps_per_call <= 0:
-        raise ValueError(f"steps_per_call must be positive, got {steps_per_call}")
+    checks.integer("steps_per_call", steps_per_call, 1)
     for done in range(0, n_steps, steps_per_call):
         state, _ = decode(cfg, params, ctx, state, method, min(steps_per_call, n_steps - done))
         yield state

@@ -1,12 +1,23 @@
 """How the next token is drawn from a step's logits: small frozen dataclasses behind one
-`next_token(logits [b, v], key) -> [b]` (the original's `filter_logits` + `Categorical`)."""
+`next_token(logits [b, v], key) -> [b]` (the original's `filter_logits` + `Categorical`).
+Each checks its settings when made (`InputError`); `TopK.k` against the vocabulary is checked
+by `Jukebox.sample`, which knows it."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from numbers import Integral, Real
 
 import jax
 import jax.numpy as jnp
+
+from jukebox_jax.errors import InputError
+
+# The least temperature taken. Logits are shifted to a row maximum of 0 before the division,
+# so any temperature whose reciprocal is a finite float32 would draw without overflow; below
+# this one the draw is the greedy one for any logit gap above 1e-4, so ask for that instead.
+MIN_TEMPERATURE = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,10 +37,18 @@ class Temperature:
 
     temperature: float = 1.0
 
+    def __post_init__(self):
+        _check_temperature(self.temperature)
+
     def next_token(self, logits: jax.Array, key: jax.Array) -> jax.Array:
+        logits = logits.astype(jnp.float32)
+        # Shifted first: the row maximum is exactly 0 however small the temperature (dividing
+        # first, XLA's fused multiply-subtract in softmax leaves the maximum's rounding error
+        # times 1 / temperature, which overflows below about 1e-7 and gives NaN).
+        logits = (logits - jnp.max(logits, axis=-1, keepdims=True)) / self.temperature
         # Inverse CDF with one uniform per row: the same distribution as a Gumbel-max draw
         # (`jax.random.categorical`) for a fortieth of the cost on CPU (no random bits per token).
-        cdf = jnp.cumsum(jax.nn.softmax(self.filter(logits.astype(jnp.float32) / self.temperature), axis=-1), axis=-1)
+        cdf = jnp.cumsum(jax.nn.softmax(self.filter(logits), axis=-1), axis=-1)
         u = jax.random.uniform(key, (logits.shape[0], 1)) * cdf[:, -1:]
         return jnp.minimum(jnp.sum(cdf <= u, axis=-1), logits.shape[-1] - 1).astype(jnp.int32)
 
@@ -47,6 +66,11 @@ class TopK(Temperature):
 
     k: int = 1
 
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.k, Integral) or isinstance(self.k, bool) or self.k < 1:
+            raise InputError(f"top_k must be an int >= 1, got {self.k!r}")
+
     def filter(self, logits: jax.Array) -> jax.Array:
         kth = jax.lax.top_k(logits, self.k)[0][..., -1:]
         return jnp.where(logits < kth, -jnp.inf, logits)
@@ -58,6 +82,11 @@ class TopP(Temperature):
     (nucleus sampling; the token that crosses `p` is kept, as the original)."""
 
     p: float = 0.9
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.p, Real) or isinstance(self.p, bool) or not 0.0 < self.p <= 1.0:
+            raise InputError(f"top_p must be a number in (0, 1], got {self.p!r}")
 
     def filter(self, logits: jax.Array) -> jax.Array:
         order = jnp.argsort(-logits, axis=-1)
@@ -72,14 +101,26 @@ Method = Greedy | Temperature | TopK | TopP
 _NAMES = {Temperature: "temperature", TopK: "top_k", TopP: "top_p"}
 
 
+def _check_temperature(temperature: float) -> None:
+    if not isinstance(temperature, Real) or isinstance(temperature, bool) or not math.isfinite(temperature):
+        raise InputError(f"temperature must be a finite number, got {temperature!r}")
+    if temperature < MIN_TEMPERATURE:
+        raise InputError(
+            f"temperature must be at least {MIN_TEMPERATURE:g} (lower ones draw as greedy decoding does), got {temperature}; "
+            "for greedy decoding pass top_k=1"
+        )
+
+
 def sampling_method(temperature: float = 1.0, top_k: int = 0, top_p: float = 0.0) -> Method:
-    """The method the original's `(temp, top_k, top_p)` arguments describe."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    if top_k < 0 or not 0.0 <= top_p <= 1.0:
-        raise ValueError(f"need top_k >= 0 and 0 <= top_p <= 1, got top_k={top_k}, top_p={top_p}")
+    """The method the original's `(temp, top_k, top_p)` arguments describe: `top_k=1` greedy,
+    `top_k > 1` or `0 < top_p <= 1` filtered, both 0 plain `temperature`."""
+    _check_temperature(temperature)
+    if not isinstance(top_k, Integral) or isinstance(top_k, bool) or top_k < 0:
+        raise InputError(f"top_k must be an int >= 0 (0: no top-k filter), got {top_k!r}")
+    if not isinstance(top_p, Real) or isinstance(top_p, bool) or not 0.0 <= top_p <= 1.0:
+        raise InputError(f"top_p must be a number in [0, 1] (0: no nucleus filter), got {top_p!r}")
     if top_k and top_p:
-        raise ValueError("give top_k or top_p, not both (as the original)")
+        raise InputError(f"give top_k or top_p, not both (as the original), got top_k={top_k}, top_p={top_p}")
     if top_k == 1:
         return Greedy()
     if top_k:

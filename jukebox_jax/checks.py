@@ -1,0 +1,136 @@
+"""Argument checks at the API edge: host-side, on concrete values, before anything is traced
+or compiled. Each raises `InputError` naming the argument, what it may hold and the fix;
+the model code behind them assumes valid input and checks nothing."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jukebox_jax.config import PriorConfig
+from jukebox_jax.errors import InputError
+
+_INT32 = np.iinfo(np.int32)
+# The loudest audio `encode` takes. Float audio is full scale at 1, but decoded audio (which
+# callers re-encode) overshoots it, by 2.4x from a random tiny model; anything past this bound
+# is almost surely integer PCM that was never scaled, whose codes would be noise.
+MAX_AUDIO_PEAK = 8.0
+
+
+def integer(name: str, value: Any, lo: int, hi: int = _INT32.max, note: str = "") -> int:
+    """`value` as an int in `lo..hi` (inclusive); bools, floats and strings are refused.
+    `note` says where the bounds come from."""
+    if not isinstance(value, Integral) or isinstance(value, bool):
+        raise InputError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if not lo <= value <= hi:
+        span = f">= {lo}" if hi == _INT32.max else f"in {lo}..{hi}"
+        raise InputError(f"{name} must be {span}{note}, got {value}")
+    return int(value)
+
+
+def finite_real(name: str, value: Any) -> float:
+    """`value` as a finite float; bools, strings, NaN and infinities are refused."""
+    if not isinstance(value, Real) or isinstance(value, bool):
+        raise InputError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
+        raise InputError(f"{name} must be finite, got {value}")
+    return float(value)
+
+
+def array(name: str, value: Any, ndim: int, shape_doc: str, *, empty_ok: bool = False) -> np.ndarray:
+    """`value` as a numpy array of `ndim` dimensions, none of them empty (but the last where
+    `empty_ok`)."""
+    try:
+        x = np.asarray(value)
+    except (TypeError, ValueError) as e:  # ragged nested lists, objects numpy cannot read
+        raise InputError(f"{name} must be an array {shape_doc}, got {type(value).__name__} ({e})") from None
+    if x.ndim != ndim or 0 in x.shape[: -1 if empty_ok else None]:
+        raise InputError(f"{name} must be an array {shape_doc}{'' if empty_ok else ', none of it empty'}, got shape {x.shape}")
+    return x
+
+
+def int_array(name: str, value: Any, ndim: int, shape_doc: str, *, empty_ok: bool = False) -> np.ndarray:
+    """`value` as an integer numpy array (`array`)."""
+    x = array(name, value, ndim, shape_doc, empty_ok=empty_ok)
+    if not np.issubdtype(x.dtype, np.integer):
+        raise InputError(f"{name} must hold integers {shape_doc}, got dtype {x.dtype}")
+    return x
+
+
+def in_range(name: str, x: np.ndarray, lo: int, hi: int, fix: str) -> None:
+    """Every value of `x` lies in `[lo, hi)`; otherwise an error naming the first one outside."""
+    bad = (x < lo) | (x >= hi)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{name} must lie in [{lo}, {hi}): {name}[{', '.join(map(str, where))}] is {x[where]}; {fix}")
+
+
+def key(value: Any) -> jax.Array:
+    """One PRNG key: a typed key of shape () (`jax.random.key`) or a raw uint32 `[2]`
+    (`jax.random.PRNGKey`)."""
+    dtype = getattr(value, "dtype", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and np.shape(value) == ()
+    raw = dtype == np.uint32 and np.shape(value) == (2,)
+    if not (typed or raw):
+        raise InputError(f"key must be one PRNG key, jax.random.key(seed), got {type(value).__name__} {dtype} {np.shape(value)}")
+    return value
+
+
+def audio(value: Any) -> np.ndarray:
+    """Audio `[batch, time, 1]` of finite floats with a peak of at most `MAX_AUDIO_PEAK` ->
+    float32. Samples past [-1, 1] but under the bound are encoded as given (not clipped)."""
+    x = array("audio", value, 3, "[batch, time, 1] (mono)")
+    if x.shape[-1] != 1:
+        raise InputError(f"audio must be [batch, time, 1] (mono), got shape {x.shape}; average the channels for mono")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise InputError(f"audio must be float in [-1, 1], got {x.dtype}; integer PCM: divide by its full scale (32768 for 16 bit)")
+    peak = float(np.max(np.abs(x)))
+    if not math.isfinite(peak):
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise InputError(f"audio must be finite: audio{list(where)} is {x[where]}; replace NaN and Inf samples (np.nan_to_num)")
+    if peak > MAX_AUDIO_PEAK:
+        raise InputError(
+            f"audio must be float audio, full scale 1 (peaks up to {MAX_AUDIO_PEAK:g} are taken), its peak is {peak:.4g}: "
+            "scale it (integer PCM: divide by its full scale, 32768 for 16 bit) or clip it (np.clip(audio, -1, 1))"
+        )
+    return x.astype(np.float32)
+
+
+def labels(cfg: PriorConfig, y: np.ndarray) -> None:
+    """Label rows `[b, n_labels]` the prior of `cfg` can read: artist and genre ids inside its
+    tables, lyric ids inside its vocabulary, and, where the prior reads timing, lengths and an
+    offset that place the window in a song the timing covers. `Jukebox.labels` builds them."""
+    fix = "build labels with Jukebox.labels(level, artist=..., genre=..., ...)"
+    if y.min() < _INT32.min or y.max() > _INT32.max:
+        raise InputError(f"labels must fit int32, got values in [{y.min()}, {y.max()}]; {fix}")
+    lab = cfg.labels
+    if lab is not None:
+        n_genres = lab.max_bow_genre_size
+        in_range("labels[:, 3] (artist ids)", y[:, 3], 0, lab.artist_bins, f"the level-{cfg.level} prior has {lab.artist_bins} artists; {fix}")
+        genres = y[:, 4 : 4 + n_genres]
+        in_range(f"labels[:, 4:{4 + n_genres}] (genre ids, -1 in empty slots)", genres, -1, lab.genre_bins, f"the level-{cfg.level} prior has {lab.genre_bins} genres; {fix}")
+        if lab.timing:
+            _timing(cfg, y[:, 0], y[:, 1], y[:, 2], fix)
+    if cfg.n_tokens:
+        first = cfg.n_labels - cfg.n_tokens
+        in_range(f"labels[:, {first}:] (lyric token ids)", y[:, first:], 0, cfg.n_vocab, f"the level-{cfg.level} prior reads {cfg.n_vocab} lyric ids; {fix}")
+
+
+def _timing(cfg: PriorConfig, total: np.ndarray, offset: np.ndarray, length: np.ndarray, fix: str) -> None:
+    """The timing columns (in audio samples): 0 < total_length <= the longest song the
+    prior's timing covers, 0 <= offset < total_length, sample_length > 0."""
+    longest = round(cfg.labels.max_duration * cfg.labels.sample_rate)
+    if not ((0 < total) & (total <= longest)).all():
+        raise InputError(
+            f"labels[:, 0] (total_length, audio samples) must be in 1..{longest} (the level-{cfg.level} prior's "
+            f"timing covers songs up to {cfg.labels.max_duration:g} s), got {total.tolist()}; {fix}"
+        )
+    if not ((0 <= offset) & (offset < total)).all():
+        raise InputError(f"labels[:, 1] (offset, audio samples) must be in [0, total_length), got {offset.tolist()} for total_length {total.tolist()}; {fix}")
+    if not (length > 0).all():
+        raise InputError(f"labels[:, 2] (sample_length, audio samples) must be positive, got {length.tolist()}; {fix}")
