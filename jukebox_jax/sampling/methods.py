@@ -107,7 +107,7 @@ def _check_temperature(temperature: float) -> None:
     if temperature < MIN_TEMPERATURE:
         raise InputError(
             f"temperature must be at least {MIN_TEMPERATURE:g} (lower ones draw as greedy decoding does), got {temperature}; "
-            "for greedy decoding pass top_k=1"
+            "for greedy decoding use top_k=1"
         )
 
 
