@@ -17,6 +17,7 @@ from jukebox_jax.io import write_npz, write_wav
 from jukebox_jax.jukebox import Jukebox
 
 DEMO_SECONDS = 2.0
+DEMO_MAX_SECONDS = 600.0  # a round trip of ten minutes of audio fits in a few GB
 DEMO_OUT = Path(tempfile.gettempdir()) / "jukebox_demo"  # not the working directory, which may be a repository
 
 
@@ -85,10 +86,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jukebox-jax", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="audio round trip through a built-in VQ-VAE (random weights)")
-    p.add_argument("--out", type=Path, default=DEMO_OUT, help="output folder (default: %(default)s)")
-    p.add_argument("--seconds", type=cli_sample.positive_float, default=DEMO_SECONDS, help="length of the test signal (default: %(default)g)")
-    p.add_argument("--seed", type=cli_sample.seed, default=0, help="seed of the test signal and the random weights (default: %(default)s)")
+    demo_parser = sub.add_parser("demo", help="audio round trip through a built-in VQ-VAE (random weights)")
+    demo_parser.add_argument("--out", type=Path, default=DEMO_OUT, help="output folder (default: %(default)s)")
+    demo_parser.add_argument(
+        "--seconds", type=cli_sample.positive_float, default=DEMO_SECONDS, help="length of the test signal (default: %(default)g)"
+    )
+    demo_parser.add_argument("--seed", type=cli_sample.seed, default=0, help="seed of the test signal and the random weights (default: %(default)s)")
     p = sub.add_parser("convert", help="convert PyTorch Jukebox weights (original files or an HF directory)")
     p.add_argument("sources", nargs="+", help="vqvae.pth.tar / prior_level_*.pth.tar files, or one HF model directory")
     p.add_argument("-o", "--out", type=Path, required=True, help="folder for the jukebox-jax checkpoint")
@@ -97,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli_sample.add_arguments(sample)
     args = parser.parse_args(argv)
     if args.command == "demo":
+        if args.seconds > DEMO_MAX_SECONDS:
+            demo_parser.error(f"--seconds {args.seconds:g}: the demo takes at most {DEMO_MAX_SECONDS:g} s")
         demo(args.out, args.seconds, args.seed)
     elif args.command == "sample":
         try:

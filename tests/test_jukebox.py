@@ -55,6 +55,14 @@ def test_a_model_without_vqvae_says_so():
 PCM16 = 2 / 32768  # a float -> 16-bit wav -> float round trip moves a sample by at most this
 
 
+@pytest.mark.parametrize("seconds,message", [("1e9", "the demo takes at most 600 s"), ("nan", "not a finite number"), ("0", "not positive")])
+def test_cli_demo_refuses_absurd_lengths(tmp_path, capsys, seconds, message):
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--out", str(tmp_path / "demo"), "--seconds", seconds])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
+
+
 def test_cli_demo_writes_a_round_trip(tmp_path, capsys):
     """The demo's files agree with each other: input.wav is the test signal, codes.npz its
     codes under the demo's model, and recon_level{L}.wav that model's decode of codes.npz's
