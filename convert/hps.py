@@ -6,6 +6,7 @@ do not implement. Pure Python: importing this needs no torch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,23 +26,23 @@ def vqvae_config_from_hps(hps: Mapping[str, Any]) -> VQVAEConfig:
     _check_hps_keys(hps)
     if not hps.get("use_bottleneck", True):
         raise ConfigError("use_bottleneck=False (a plain autoencoder) is not supported")
-    levels = hps["levels"]
+    levels = _size(hps, "levels")
     return VQVAEConfig(
         levels=levels,
-        downs_t=tuple(hps["downs_t"]),
-        strides_t=tuple(hps["strides_t"]),
-        emb_width=hps["emb_width"],
-        l_bins=hps["l_bins"],
-        width=hps["width"],
-        depth=hps["depth"],
-        m_conv=float(hps["m_conv"]),
-        dilation_growth_rate=hps["dilation_growth_rate"],
-        dilation_cycle=hps["dilation_cycle"],
-        multipliers=tuple(hps["hvqvae_multipliers"] or (1,) * levels),
+        downs_t=_sizes(hps, "downs_t"),
+        strides_t=_sizes(hps, "strides_t"),
+        emb_width=_size(hps, "emb_width"),
+        l_bins=_size(hps, "l_bins"),
+        width=_size(hps, "width"),
+        depth=_size(hps, "depth"),
+        m_conv=_factor(hps, "m_conv"),
+        dilation_growth_rate=_size(hps, "dilation_growth_rate"),
+        dilation_cycle=_size(hps, "dilation_cycle", optional=True),
+        multipliers=_sizes(hps, "hvqvae_multipliers") if hps["hvqvae_multipliers"] else (1,) * levels,
         reverse_decoder_dilation=hps["vqvae_reverse_decoder_dilation"],
         commit=float(hps["commit"]),
         mu=float(hps["l_mu"]),
-        sample_rate=hps["sr"],
+        sample_rate=_size(hps, "sr"),
     )
 
 
@@ -56,7 +57,9 @@ def prior_config_from_hps(hps: Mapping[str, Any], vqvae: VQVAEConfig) -> PriorCo
     }
     if unsupported:
         raise ConfigError(f"unsupported prior settings: {unsupported}")
-    level = hps["level"]
+    level = _size(hps, "level", minimum=0)
+    if level >= vqvae.levels:
+        raise ConfigError(f"hps level={level}: the VQ-VAE has levels 0 to {vqvae.levels - 1}")
     top = level == vqvae.levels - 1
     if hps["single_enc_dec"]:
         lyrics = Lyrics.JOINT_SEQUENCE
@@ -66,27 +69,27 @@ def prior_config_from_hps(hps: Mapping[str, Any], vqvae: VQVAEConfig) -> PriorCo
         lyrics = Lyrics.NONE
     labels = None
     if hps["labels"]:
-        genre_bins, artist_bins = hps["y_bins"]
+        genre_bins, artist_bins = _sizes(hps, "y_bins")
         min_duration, max_duration = _durations(hps) if top else (LabelConfig.min_duration, LabelConfig.max_duration)
         labels = LabelConfig(
             genre_bins=genre_bins,
             artist_bins=artist_bins,
-            max_bow_genre_size=hps["max_bow_genre_size"],
-            t_bins=hps["t_bins"],
+            max_bow_genre_size=_size(hps, "max_bow_genre_size"),
+            t_bins=_size(hps, "t_bins"),
             timing=top,
             min_duration=min_duration,
             max_duration=max_duration,
-            sample_rate=hps["sr"],
+            sample_rate=_size(hps, "sr"),
             v3=hps["labels_v3"],
         )
     conditioner = None
     if not top:
         conditioner = ConditionerConfig(
-            width=hps["cond_width"],
-            depth=hps["cond_depth"],
-            m_conv=float(hps["cond_m_conv"]),
-            dilation_growth_rate=hps["cond_dilation_growth_rate"],
-            dilation_cycle=hps["cond_dilation_cycle"],
+            width=_size(hps, "cond_width"),
+            depth=_size(hps, "cond_depth"),
+            m_conv=_factor(hps, "cond_m_conv"),
+            dilation_growth_rate=_size(hps, "cond_dilation_growth_rate"),
+            dilation_cycle=_size(hps, "cond_dilation_cycle", optional=True),
             res_scale=hps["cond_res_scale"],
             zero_out=hps["cond_zero_out"],
         )
@@ -95,7 +98,7 @@ def prior_config_from_hps(hps: Mapping[str, Any], vqvae: VQVAEConfig) -> PriorCo
         lyric_encoder = _transformer_from_hps(hps, prefix="prime_", width="prime_width", depth="prime_depth", heads="prime_heads")
     return PriorConfig(
         level=level,
-        n_ctx=hps["n_ctx"],
+        n_ctx=_size(hps, "n_ctx"),
         transformer=_transformer_from_hps(hps, prefix="", width="prior_width", depth="prior_depth", heads="heads"),
         l_bins=vqvae.l_bins,
         downs_t=vqvae.downs_t,
@@ -103,8 +106,8 @@ def prior_config_from_hps(hps: Mapping[str, Any], vqvae: VQVAEConfig) -> PriorCo
         labels=labels,
         conditioner=conditioner,
         lyrics=lyrics,
-        n_vocab=hps["n_vocab"],
-        n_tokens=hps["n_tokens"] if lyrics is not Lyrics.NONE else 0,
+        n_vocab=_size(hps, "n_vocab"),
+        n_tokens=_size(hps, "n_tokens", minimum=0) if lyrics is not Lyrics.NONE else 0,
         lyric_encoder=lyric_encoder,
         prime_loss_fraction=float(hps["prime_loss_fraction"]),
         merged_decoder=hps["merged_decoder"],
@@ -127,16 +130,42 @@ def _durations(hps: Mapping[str, Any]) -> tuple[float, float]:
     return lo / sr, hi / sr
 
 
+def _size(hps: Mapping[str, Any], key: str, *, minimum: int = 1, optional: bool = False) -> int | None:
+    """`hps[key]`, a structural size: an integer of at least `minimum`, or None where `optional`."""
+    value = hps[key]
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"hps {key}={value!r}: expected an integer >= {minimum}")
+    return value
+
+
+def _sizes(hps: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    """`hps[key]`, a list of positive integer sizes."""
+    value = hps[key]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+        raise ConfigError(f"hps {key}={value!r}: expected a list of integers >= 1")
+    return tuple(value)
+
+
+def _factor(hps: Mapping[str, Any], key: str) -> float:
+    """`hps[key]`, a width multiplier: a positive finite number."""
+    value = hps[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigError(f"hps {key}={value!r}: expected a positive number")
+    return float(value)
+
+
 def _transformer_from_hps(hps: Mapping[str, Any], *, prefix: str, width: str, depth: str, heads: str) -> TransformerConfig:
     return TransformerConfig(
-        width=hps[width],
-        depth=hps[depth],
-        heads=hps[heads],
-        attn_order=hps[prefix + "attn_order"],
-        blocks=hps[prefix + "blocks"],
-        spread=hps[prefix + "spread"],
-        m_attn=float(hps[prefix + "m_attn"]),
-        m_mlp=float(hps[prefix + "m_mlp"]),
+        width=_size(hps, width),
+        depth=_size(hps, depth),
+        heads=_size(hps, heads),
+        attn_order=_size(hps, prefix + "attn_order", minimum=0),
+        blocks=_size(hps, prefix + "blocks", optional=True),
+        spread=_size(hps, prefix + "spread", optional=True),
+        m_attn=_factor(hps, prefix + "m_attn"),
+        m_mlp=_factor(hps, prefix + "m_mlp"),
         res_scale=hps[prefix + "res_scale"],
         init_scale=float(hps[prefix + "init_scale"]),
         zero_out=hps[prefix + "zero_out"],

@@ -1,0 +1,292 @@
+"""Bad input to the converter: each case is a `ConversionError` (a `JukeboxError`) whose message
+names the file and the problem, never a PyTorch, safetensors, zipfile or JSON traceback; a
+fuzz test corrupts bytes of valid files and demands an error or exactly the original weights."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convert import ConversionError, convert_checkpoint
+from jukebox_jax.config import preset
+from jukebox_jax.errors import JukeboxError
+from jukebox_jax.params import flatten
+
+
+def _vqvae(fixtures: Path) -> dict:
+    return torch.load(fixtures / "vqvae.pth.tar", weights_only=True)
+
+
+def _saved(tmp: Path, ckpt, name: str = "vqvae.pth.tar") -> Path:
+    torch.save(ckpt, tmp / name)
+    return tmp / name
+
+
+def _written(tmp: Path, data: bytes, name: str = "vqvae.pth.tar") -> Path:
+    (tmp / name).write_bytes(data)
+    return tmp / name
+
+
+def _edited(fixtures: Path, tmp: Path, edit: Callable[[dict], None]) -> Path:
+    ckpt = _vqvae(fixtures)
+    edit(ckpt)
+    return _saved(tmp, ckpt)
+
+
+def _set_hps(**fields) -> Callable[[dict], None]:
+    return lambda ckpt: ckpt["hps"].update(fields)
+
+
+def _set_tensors(**tensors) -> Callable[[dict], None]:
+    return lambda ckpt: ckpt["model"].update(tensors)
+
+
+def _flip_in_member(fixtures: Path, tmp: Path, member: str) -> Path:
+    data = bytearray((fixtures / "vqvae.pth.tar").read_bytes())
+    with zipfile.ZipFile(fixtures / "vqvae.pth.tar") as z:
+        info = z.getinfo(member)
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    data[info.header_offset + 30 + name_len + extra_len + info.file_size // 2] ^= 0x10  # one bit of one weight
+    return _written(tmp, bytes(data))
+
+
+def _central_field(fixtures: Path, tmp: Path, member: str, offset: int, bits: int) -> Path:
+    """The fixture with `bits` set in byte `offset` of `member`'s central directory entry."""
+    data = bytearray((fixtures / "vqvae.pth.tar").read_bytes())
+    entry = data.rfind(member.encode() + b"PK") - 46  # the name ends the entry's fixed fields; the next record follows
+    assert data[entry : entry + 4] == b"PK\x01\x02"
+    data[entry + offset] |= bits
+    return _written(tmp, bytes(data))
+
+
+def _hf_dir(tmp: Path, config: bytes | None = b'{"model_type": "jukebox_vqvae"}', **files: bytes) -> Path:
+    d = tmp / "hf"
+    d.mkdir()
+    if config is not None:
+        (d / "config.json").write_bytes(config)
+    for name, data in files.items():
+        (d / name.replace("__", ".")).write_bytes(data)
+    return d
+
+
+def _safetensors(header: bytes, declared: int | None = None) -> bytes:
+    return struct.pack("<Q", len(header) if declared is None else declared) + header
+
+
+_W = "decoders.0.out.weight"
+# case -> (build(fixtures, tmp) -> (paths, config, the file the message must name), message regex)
+CASES: dict[str, tuple[Callable, str]] = {
+    "missing file": (lambda f, t: ([t / "absent.pth.tar"], None, t / "absent.pth.tar"), r"no such file"),
+    "zero bytes": (lambda f, t: ([p := _written(t, b"")], None, p), r"empty file \(0 bytes\).*fetch it again"),
+    "truncated": (lambda f, t: ([p := _written(t, (f / "vqvae.pth.tar").read_bytes()[:700_000])], None, p), r"truncated or corrupt"),
+    "text, not zip": (lambda f, t: ([p := _written(t, b"hello, not a checkpoint\n" * 10)], None, p), r"not a PyTorch checkpoint, or corrupt"),
+    "random bytes": (
+        lambda f, t: ([p := _written(t, np.random.default_rng(0).bytes(4096))], None, p),
+        r"not a PyTorch checkpoint, or corrupt",
+    ),
+    "zip, not torch": (
+        lambda f, t: ([p := _zip_of(t, {"notes.txt": b"hello"})], None, p),
+        r"not a PyTorch checkpoint, or corrupt \(RuntimeError: file in archive is not in a subdirectory: notes.txt\)",
+    ),
+    "flipped byte": (
+        lambda f, t: ([p := _flip_in_member(f, t, "vqvae.pth/data/2")], None, p),
+        r"member 'vqvae.pth/data/2' fails its CRC-32 check",
+    ),
+    "member marked a directory": (
+        lambda f, t: ([p := _central_field(f, t, "vqvae.pth/data/2", 38, 0x10)], None, p),  # external attributes
+        r"member 'vqvae.pth/data/2' is marked as a directory",
+    ),
+    "member marked encrypted": (
+        lambda f, t: ([p := _central_field(f, t, "vqvae.pth/data/2", 8, 0x01)], None, p),  # general purpose flags
+        r"truncated or corrupt \(not a readable zip archive: File 'vqvae.pth/data/2' is encrypted",
+    ),
+    "state dict a list": (
+        lambda f, t: ([p := _edited(f, t, lambda c: c.update(model=list(c["model"].values())))], None, p),
+        r"the state dict is a list, not a dict",
+    ),
+    "hps a string": (lambda f, t: ([p := _edited(f, t, lambda c: c.update(hps="levels=3"))], None, p), r"'hps' is a str.*config="),
+    "negative width": (lambda f, t: ([p := _edited(f, t, _set_hps(width=-16))], None, p), r"hps width=-16: expected an integer >= 1"),
+    "zero depth": (lambda f, t: ([p := _edited(f, t, _set_hps(depth=0))], None, p), r"hps depth=0: expected an integer >= 1"),
+    "negative stride": (lambda f, t: ([p := _edited(f, t, _set_hps(strides_t=[2, -2, 2]))], None, p), r"strides_t=\[2, -2, 2\]"),
+    "NaN width factor": (lambda f, t: ([p := _edited(f, t, _set_hps(m_conv=float("nan")))], None, p), r"hps m_conv=nan: expected a positive number"),
+    "hps lack a field": (lambda f, t: ([p := _edited(f, t, lambda c: c["hps"].pop("l_bins"))], None, p), r"lacks the field 'l_bins'"),
+    "an entry not a tensor": (lambda f, t: ([p := _edited(f, t, _set_tensors(**{_W: [1.0]}))], None, p), rf"1 state dict value not a tensor: {_W} \(list\)"),
+    "int tensor": (
+        lambda f, t: ([p := _edited(f, t, _set_tensors(**{_W: torch.ones(1, 16, 3, dtype=torch.int32)}))], None, p),
+        rf"1 tensor not dense floating point.*{_W} \(torch.int32\)",
+    ),
+    "bool tensor": (lambda f, t: ([p := _edited(f, t, _set_tensors(**{_W: torch.ones(1, 16, 3, dtype=torch.bool)}))], None, p), r"torch.bool"),
+    "complex tensor": (lambda f, t: ([p := _edited(f, t, _set_tensors(**{_W: torch.ones(1, 16, 3, dtype=torch.complex64)}))], None, p), r"torch.complex64"),
+    "a NaN": (
+        lambda f, t: ([p := _edited(f, t, lambda c: c["model"][_W].view(-1)[5].fill_(float("nan")))], None, p),
+        rf"1 tensor with NaN or Inf: {_W} \(1 of 48 values\)",
+    ),
+    "Infs everywhere": (
+        lambda f, t: ([p := _edited(f, t, lambda c: [v.fill_(float("inf")) for v in c["model"].values()])], None, p),
+        r"\d\d\d tensors with NaN or Inf: .* and \d+ more",
+    ),
+    "sample rates differ": (
+        lambda f, t: ([p := _edited(f, t, _set_hps(sr=22050)), f / "prior_5b_level2.pth.tar"], None, p),
+        r"different sample rates.*vqvae.pth.tar: 22050 Hz.*prior_5b_level2.pth.tar: 44100 Hz",
+    ),
+    "level out of range": (
+        lambda f, t: ([f / "vqvae.pth.tar", p := _edited(f, t, lambda c: c.update(hps={**torch.load(f / "upsampler_level0.pth.tar", weights_only=True)["hps"], "level": 5}, model=torch.load(f / "upsampler_level0.pth.tar", weights_only=True)["model"]))], None, p),  # fmt: skip
+        r"hps level=5: the VQ-VAE has levels 0 to 2",
+    ),
+    "a directory among files": (lambda f, t: ([f / "vqvae.pth.tar", t], None, t), r"a directory among several paths"),
+    "directory, no config.json": (lambda f, t: ([t], None, t), r"without config.json"),
+    "config.json not JSON": (lambda f, t: ([p := _hf_dir(t, b'{"model_type": ')], None, p / "config.json"), r"not valid JSON"),
+    "config.json not UTF-8": (lambda f, t: ([p := _hf_dir(t, b"\xff\xfe\x00garbage")], None, p / "config.json"), r"not valid JSON"),
+    "config.json a list": (lambda f, t: ([p := _hf_dir(t, b"[1, 2]")], None, p / "config.json"), r"holds a JSON list, not an object"),
+    "config.json a directory": (lambda f, t: ([p := _hf_dir(t, None)], None, (p / "config.json").mkdir() or p / "config.json"), r"not a file"),
+    "config.json fields": (
+        lambda f, t: ([p := _hf_dir(t, b'{"model_type": "jukebox_vqvae", "levels": "three"}', model__safetensors=_safetensors(b"{}"))], None, p / "config.json"),  # fmt: skip
+        r"cannot read its config",
+    ),
+    "safetensors bad header": (
+        lambda f, t: ([p := _hf_dir(t, model__safetensors=_safetensors(b"{not json}"))], None, p / "model.safetensors"),
+        r"not a safetensors file, or corrupt",
+    ),
+    "safetensors huge header": (
+        lambda f, t: ([p := _hf_dir(t, model__safetensors=_safetensors(b"{}", declared=2**62))], None, p / "model.safetensors"),
+        r"not a safetensors file, or corrupt",
+    ),
+    "safetensors truncated data": (
+        lambda f, t: ([p := _hf_dir(t, model__safetensors=_safetensors(b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}') + b"\0" * 8)], None, p / "model.safetensors"),  # fmt: skip
+        r"not a safetensors file, or corrupt",
+    ),
+    "safetensors int tensor": (
+        lambda f, t: ([p := _hf_dir(t, model__safetensors=_safetensors(b'{"w":{"dtype":"I32","shape":[4],"data_offsets":[0,16]}}') + b"\0" * 16)], None, p / "model.safetensors"),  # fmt: skip
+        r"1 tensor not dense floating point.*w \(torch.int32\)",
+    ),
+    "index not JSON": (
+        lambda f, t: ([p := _hf_dir(t, model__safetensors__index__json=b"nope")], None, p / "model.safetensors.index.json"),
+        r"not valid JSON",
+    ),
+    "index shard outside": (
+        lambda f, t: ([p := _hf_dir(t, model__safetensors__index__json=b'{"weight_map": {"w": "../x.safetensors"}}')], None, p / "model.safetensors.index.json"),  # fmt: skip
+        r"'weight_map' must map tensor names to shard file names",
+    ),
+    "unknown preset": (lambda f, t: ([f / "vqvae.pth.tar"], "7b", None), r"unknown preset '7b'; choose a whole model"),
+}
+
+
+def _zip_of(tmp: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(tmp / "vqvae.pth.tar", "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return tmp / "vqvae.pth.tar"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_a_conversion_error_naming_the_file(case, fixtures, tmp_path):
+    build, pattern = CASES[case]
+    paths, config, named = build(fixtures, tmp_path)
+    with pytest.raises(ConversionError) as e:
+        convert_checkpoint(*paths, config=config)
+    assert isinstance(e.value, JukeboxError) and isinstance(e.value, ValueError)
+    message = str(e.value)
+    assert re.search(pattern, message, re.S), message
+    assert named is None or str(named) in message, message
+    assert e.value.__context__ is None or e.value.__suppress_context__, "the message replaces the library's traceback"
+
+
+class _RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_hostile_pickle_is_refused_without_advice_to_load_it_unsafely(fixtures, tmp_path):
+    marker = tmp_path / "code_ran"
+    path = _edited(fixtures, tmp_path, lambda c: c.update(opt=_RunsCode(marker)))
+    with pytest.raises(ConversionError, match="refused to unpickle") as e:
+        convert_checkpoint(path)
+    assert not marker.exists()
+    assert str(path) in str(e.value)
+    for advice in ("weights_only", "add_safe_globals", "safe_globals", "can still be loaded"):
+        assert advice not in str(e.value)
+
+
+def test_whole_model_preset_names_take_the_parts_the_files_hold(fixtures):
+    """A whole-model preset name gives the structure of every part; the result holds the parts
+    the files hold (the fixtures are the tiny presets' sizes, as the files' hps say)."""
+    vq, top = fixtures / "vqvae.pth.tar", fixtures / "prior_5b_lyrics_level2.pth.tar"
+    jb = convert_checkpoint(vq, top, config="tiny_5b_lyrics")
+    assert jb.config.vqvae == preset("tiny_vqvae") and jb.config.priors == (preset("tiny_5b_lyrics"),)
+    reference = convert_checkpoint(vq, top)  # the files' own hps
+    for path, value in flatten(reference.params).items():
+        np.testing.assert_array_equal(np.asarray(flatten(jb.params)[path]), np.asarray(value))
+
+    ups = [fixtures / "upsampler_level1.pth.tar", fixtures / "upsampler_level0.pth.tar"]
+    jb = convert_checkpoint(*ups, config="tiny_5b")  # priors alone: the preset supplies the VQ-VAE's fields
+    assert jb.config.vqvae is None and jb.config.priors == (preset("tiny_upsampler_level_0"), preset("tiny_upsampler_level_1"))
+
+
+def test_prior_without_a_level_is_found_by_its_tensor_names(fixtures, tmp_path):
+    ckpt = torch.load(fixtures / "prior_5b_level2.pth.tar", weights_only=True)
+    path = _saved(tmp_path, {"model": ckpt["model"]}, "top.pth.tar")  # no hps
+    assert convert_checkpoint(path, config="tiny_5b").config.priors == (preset("tiny_5b"),)
+    up = torch.load(fixtures / "upsampler_level1.pth.tar", weights_only=True)
+    path = _saved(tmp_path, {"model": up["model"]}, "up.pth.tar")  # both upsamplers have its names
+    with pytest.raises(ConversionError, match=r"up.pth.tar: cannot tell which prior.*no level.*'upsampler_level_1'"):
+        convert_checkpoint(path, config="tiny_5b")
+    assert convert_checkpoint(path, config="tiny_upsampler_level_1").config.priors == (preset("tiny_upsampler_level_1"),)
+
+
+# ----------------------------------------------------------------------------------------
+# Fuzz: corrupted bytes give a clear error or exactly the uncorrupted weights
+
+
+@pytest.fixture(scope="module")
+def pristine(fixtures) -> tuple[bytes, dict]:
+    data = (fixtures / "vqvae.pth.tar").read_bytes()
+    return data, {k: np.asarray(v) for k, v in flatten(convert_checkpoint(fixtures / "vqvae.pth.tar").params).items()}
+
+
+def _corruptions(size: int) -> st.SearchStrategy:
+    """(position, new byte) anywhere, in the first member's header and pickle, or in the central
+    directory at the end; or a truncation."""
+    position = st.one_of(st.integers(0, size - 1), st.integers(0, 400), st.integers(max(0, size - 3000), size - 1))
+    flip = st.tuples(st.just("flip"), position, st.integers(0, 255))
+    return st.one_of(flip, st.tuples(st.just("truncate"), st.integers(0, size - 1), st.just(0)))
+
+
+def _corrupt(data: bytes, kind: str, position: int, value: int) -> bytes:
+    if kind == "truncate":
+        return data[:position]
+    return data[:position] + bytes([value]) + data[position + 1 :]
+
+
+def _assert_error_or_same(path: Path, want: dict) -> None:
+    try:
+        jb = convert_checkpoint(path)
+    except ConversionError:
+        return
+    got = flatten(jb.params)
+    assert got.keys() == want.keys()
+    for k, v in got.items():
+        np.testing.assert_array_equal(np.asarray(v), want[k], err_msg="/".join(k))
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_corrupted_pth_tar_is_an_error_or_the_same_weights(pristine, data):
+    original, want = pristine
+    kind, position, value = data.draw(_corruptions(len(original)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _written(Path(tmp), _corrupt(original, kind, position, value))
+        _assert_error_or_same(path, want)
