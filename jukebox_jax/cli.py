@@ -63,6 +63,15 @@ def demo_model(audio: np.ndarray, seed: int) -> Jukebox:
     return Jukebox(JukeboxConfig(vqvae=cfg), {"vqvae": params})
 
 
+def _checkpoint_folder(value: str) -> Path:
+    """`convert -o`: a folder to write, so neither it nor any folder above it may be a file."""
+    path = Path(value)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise argparse.ArgumentTypeError(f"{p} is a file; give a folder for the converted checkpoint")
+    return path
+
+
 def convert(sources: Sequence[str], out: Path, config: str | None) -> None:
     try:
         from convert import ConversionError, convert_checkpoint
@@ -72,7 +81,10 @@ def convert(sources: Sequence[str], out: Path, config: str | None) -> None:
         jb = convert_checkpoint(*sources, config=config)
     except ConversionError as e:
         sys.exit(f"jukebox-jax convert: {e}")
-    jb.save(out)
+    try:
+        jb.save(out)
+    except OSError as e:
+        sys.exit(f"jukebox-jax convert: cannot write {out}: {e}")
     parts = (["vqvae"] if jb.config.vqvae else []) + [f"prior_level_{p.level}" for p in jb.config.priors]
     print(f"converted {', '.join(parts)} -> {out}")
 
@@ -196,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("convert", help="convert PyTorch Jukebox weights (original files or an HF directory)")
     p.add_argument("sources", nargs="+", help="vqvae.pth.tar / prior_level_*.pth.tar files, or one HF model directory")
-    p.add_argument("-o", "--out", type=Path, required=True, help="folder for the jukebox-jax checkpoint")
+    p.add_argument("-o", "--out", type=_checkpoint_folder, required=True, help="folder for the jukebox-jax checkpoint")
     p.add_argument("--config", help="preset name giving the structure (e.g. 5b_lyrics), instead of the files' own")
     p = sub.add_parser("sample", help="windowed multi-level sampling (resumable)")
     p.add_argument("--model", required=True, help="a converted checkpoint folder, or a model preset (random weights)")

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convert import ConversionError, convert_checkpoint
+from jukebox_jax.cli import main
 from jukebox_jax.config import preset
 from jukebox_jax.errors import JukeboxError
 from jukebox_jax.params import flatten
@@ -245,6 +246,35 @@ def test_prior_without_a_level_is_found_by_its_tensor_names(fixtures, tmp_path):
     with pytest.raises(ConversionError, match=r"up.pth.tar: cannot tell which prior.*no level.*'upsampler_level_1'"):
         convert_checkpoint(path, config="tiny_5b")
     assert convert_checkpoint(path, config="tiny_upsampler_level_1").config.priors == (preset("tiny_upsampler_level_1"),)
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_cli_convert_onto_a_file_is_a_usage_error(fixtures, tmp_path, capsys, below):
+    """`-o` naming a file, or a folder below a file, is refused before anything is read."""
+    taken = tmp_path / "taken"
+    taken.write_text("not a checkpoint")
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(fixtures / "vqvae.pth.tar"), "-o", str(taken / below)])
+    assert e.value.code == 2
+    assert re.search(rf"-o/--out: .*{re.escape(str(taken))} is a file; give a folder", capsys.readouterr().err)
+    assert taken.read_text() == "not a checkpoint"
+
+
+def test_cli_convert_of_a_bad_file_exits_with_the_message(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(_written(tmp_path, b"")), "-o", str(tmp_path / "out")])
+    assert e.value.code != 0 and "empty file" in str(e.value.code)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_convert_that_cannot_write_exits_with_the_message(fixtures, tmp_path, monkeypatch):
+    def full_disk(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("jukebox_jax.cli.Jukebox.save", full_disk)
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(fixtures / "vqvae.pth.tar"), "-o", str(tmp_path / "out")])
+    assert re.fullmatch(rf"jukebox-jax convert: cannot write {re.escape(str(tmp_path / 'out'))}: .*No space left on device", str(e.value.code))
 
 
 # ----------------------------------------------------------------------------------------
