@@ -320,3 +320,45 @@ def test_corrupted_pth_tar_is_an_error_or_the_same_weights(pristine, data):
     with tempfile.TemporaryDirectory() as tmp:
         path = _written(Path(tmp), _corrupt(original, kind, position, value))
         _assert_error_or_same(path, want)
+
+
+@pytest.fixture(scope="module")
+def hf_pristine(tmp_path_factory) -> tuple[dict[str, bytes], dict]:
+    """A tiny HF VQ-VAE saved both ways (pytorch_model.bin, model.safetensors): its files' bytes
+    and its converted weights."""
+    from hf_reference import tiny_hf_vqvae
+
+    model = tiny_hf_vqvae(preset("tiny_vqvae"), seed=3)
+    files = {}
+    for safe in (False, True):
+        d = tmp_path_factory.mktemp("hf")
+        model.save_pretrained(d, safe_serialization=safe)
+        files |= {p.name: p.read_bytes() for p in d.iterdir()}
+    return files, {k: np.asarray(v) for k, v in flatten(convert_checkpoint(d).params).items()}
+
+
+def test_hf_directory_with_a_whole_model_preset_name(hf_pristine, tmp_path):
+    files, want = hf_pristine
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).write_bytes(files[name])
+    jb = convert_checkpoint(tmp_path, config="tiny_5b")  # a standalone VQ-VAE: that part of the model
+    assert jb.config.vqvae == preset("tiny_vqvae") and jb.config.priors == ()
+    _assert_error_or_same(tmp_path, want)
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_corrupted_hf_directory_is_an_error_or_the_same_weights(hf_pristine, data):
+    """config.json anywhere, pytorch_model.bin anywhere (CRC-checked), model.safetensors in its
+    header only: safetensors carries no checksum, so a changed data byte cannot be detected."""
+    files, want = hf_pristine
+    weights = data.draw(st.sampled_from(["pytorch_model.bin", "model.safetensors"]))
+    target = data.draw(st.sampled_from(["config.json", weights]))
+    size = len(files[target])
+    if target == "model.safetensors":
+        size = 8 + int.from_bytes(files[target][:8], "little")
+    kind, position, value = data.draw(_corruptions(size))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("config.json", weights):
+            _written(Path(tmp), _corrupt(files[name], kind, position, value) if name == target else files[name], name)
+        _assert_error_or_same(Path(tmp), want)
