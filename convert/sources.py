@@ -78,7 +78,7 @@ def verify_zip(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()  # the first member whose CRC or local header disagrees
-            # torch's reader takes a member with a directory attribute for an empty directory
+            # torch's reader reads no bytes for a member marked as a directory: its tensor would be uninitialised memory
             folders = [i.filename for i in z.infolist() if i.external_attr & _DIRECTORY_ATTRIBUTES]
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as e:
         raise ConversionError(
@@ -108,7 +108,7 @@ def torch_load(path: Path) -> Any:
                 f"trust to safetensors or a plain state dict first."
             ) from None
         raise ConversionError(f"{path}: not a PyTorch checkpoint, or corrupt (its pickle: {detail}); fetch the file again") from None
-    except Exception as e:  # torch's readers raise many types on damaged input; none is ours
+    except Exception as e:  # noqa: BLE001 - torch's readers raise many types on damaged input
         raise ConversionError(
             f"{path}: not a PyTorch checkpoint, or corrupt ({type(e).__name__}: {_first_sentence(str(e))}); fetch the file again"
         ) from None
@@ -116,7 +116,7 @@ def torch_load(path: Path) -> Any:
 
 def _unpickler_detail(message: str) -> str:
     """What torch's weights-only unpickler objected to, without its advice to retry unsafely."""
-    m = re.search(r"WeightsUnpickler error:\s*(.*?)(?: was not an allowed global|\. Please use|\n\n|$)", message, re.S)
+    m = re.search(r"WeightsUnpickler error:\s*(.*?)(?: was not an allowed global|\. Please use|\n\n|$)", message, re.DOTALL)
     return m.group(1).strip() if m else _first_sentence(message)
 
 

@@ -4,7 +4,8 @@ fuzz test corrupts bytes of valid files and demands an error or exactly the orig
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import io
 import re
 import struct
 import tempfile
@@ -25,181 +26,184 @@ from jukebox_jax.errors import JukeboxError
 from jukebox_jax.params import flatten
 
 
-def _vqvae(fixtures: Path) -> dict:
-    return torch.load(fixtures / "vqvae.pth.tar", weights_only=True)
-
-
-def _saved(tmp: Path, ckpt, name: str = "vqvae.pth.tar") -> Path:
-    torch.save(ckpt, tmp / name)
-    return tmp / name
-
-
 def _written(tmp: Path, data: bytes, name: str = "vqvae.pth.tar") -> Path:
     (tmp / name).write_bytes(data)
     return tmp / name
 
 
-def _edited(fixtures: Path, tmp: Path, edit: Callable[[dict], None]) -> Path:
-    ckpt = _vqvae(fixtures)
-    edit(ckpt)
-    return _saved(tmp, ckpt)
+def _saved(tmp: Path, ckpt: dict, name: str = "vqvae.pth.tar") -> Path:
+    torch.save(ckpt, tmp / name)
+    return tmp / name
 
 
-def _set_hps(**fields) -> Callable[[dict], None]:
+def _bytes(make: Callable[[bytes], bytes]) -> Callable[[Path, Path], list[Path]]:
+    """A case writing `make(the VQ-VAE fixture's bytes)` to vqvae.pth.tar."""
+    return lambda fixtures, tmp: [_written(tmp, make((fixtures / "vqvae.pth.tar").read_bytes()))]
+
+
+def _edit(edit: Callable[[dict], object], stem: str = "vqvae") -> Callable[[Path, Path], list[Path]]:
+    """A case saving the fixture `stem`'s checkpoint, changed by `edit`, as vqvae.pth.tar."""
+
+    def build(fixtures: Path, tmp: Path) -> list[Path]:
+        ckpt = torch.load(fixtures / f"{stem}.pth.tar", weights_only=True)
+        edit(ckpt)
+        return [_saved(tmp, ckpt)]
+
+    return build
+
+
+def _hps(**fields) -> Callable[[dict], object]:
     return lambda ckpt: ckpt["hps"].update(fields)
 
 
-def _set_tensors(**tensors) -> Callable[[dict], None]:
-    return lambda ckpt: ckpt["model"].update(tensors)
+def _tensor(value) -> Callable[[dict], object]:
+    return lambda ckpt: ckpt["model"].update({_W: value})
 
 
-def _flip_in_member(fixtures: Path, tmp: Path, member: str) -> Path:
-    data = bytearray((fixtures / "vqvae.pth.tar").read_bytes())
-    with zipfile.ZipFile(fixtures / "vqvae.pth.tar") as z:
-        info = z.getinfo(member)
+def _flip_in_member(data: bytes, member: str) -> bytes:
+    """`data` with one bit flipped in the middle of zip member `member`'s bytes."""
+    data = bytearray(data)
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo(member)
     name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
-    data[info.header_offset + 30 + name_len + extra_len + info.file_size // 2] ^= 0x10  # one bit of one weight
-    return _written(tmp, bytes(data))
+    data[info.header_offset + 30 + name_len + extra_len + info.file_size // 2] ^= 0x10
+    return bytes(data)
 
 
-def _central_field(fixtures: Path, tmp: Path, member: str, offset: int, bits: int) -> Path:
-    """The fixture with `bits` set in byte `offset` of `member`'s central directory entry."""
-    data = bytearray((fixtures / "vqvae.pth.tar").read_bytes())
+def _set_central_bits(data: bytes, member: str, offset: int, bits: int) -> bytes:
+    """`data` with `bits` set in byte `offset` of `member`'s central directory entry."""
+    data = bytearray(data)
     entry = data.rfind(member.encode() + b"PK") - 46  # the name ends the entry's fixed fields; the next record follows
     assert data[entry : entry + 4] == b"PK\x01\x02"
     data[entry + offset] |= bits
-    return _written(tmp, bytes(data))
+    return bytes(data)
 
 
-def _hf_dir(tmp: Path, config: bytes | None = b'{"model_type": "jukebox_vqvae"}', **files: bytes) -> Path:
-    d = tmp / "hf"
-    d.mkdir()
-    if config is not None:
-        (d / "config.json").write_bytes(config)
-    for name, data in files.items():
-        (d / name.replace("__", ".")).write_bytes(data)
-    return d
+def _zip_of(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buffer.getvalue()
 
 
-def _safetensors(header: bytes, declared: int | None = None) -> bytes:
-    return struct.pack("<Q", len(header) if declared is None else declared) + header
+def _hf(config: bytes | None = b'{"model_type": "jukebox_vqvae"}', **files: bytes) -> Callable[[Path, Path], list[Path]]:
+    """A case converting directory hf/ holding `config` as config.json and `files` (dots
+    written as `__` in their names)."""
+
+    def build(fixtures: Path, tmp: Path) -> list[Path]:
+        (tmp / "hf").mkdir()
+        if config is not None:
+            (tmp / "hf" / "config.json").write_bytes(config)
+        for name, data in files.items():
+            (tmp / "hf" / name.replace("__", ".")).write_bytes(data)
+        return [tmp / "hf"]
+
+    return build
+
+
+def _safetensors(header: bytes, data: bytes = b"", declared: int | None = None) -> bytes:
+    return struct.pack("<Q", len(header) if declared is None else declared) + header + data
+
+
+def _fixture_and(build: Callable[[Path, Path], list[Path]], stem: str = "vqvae") -> Callable[[Path, Path], list[Path]]:
+    """A case converting the fixture `stem` together with what `build` makes."""
+    return lambda fixtures, tmp: [fixtures / f"{stem}.pth.tar", *build(fixtures, tmp)]
+
+
+def _config_dir(fixtures: Path, tmp: Path) -> list[Path]:
+    (tmp / "hf" / "config.json").mkdir(parents=True)
+    return [tmp / "hf"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    build: Callable[[Path, Path], list[Path]]  # (fixtures, tmp) -> the paths to convert
+    message: str  # a regex the message must match
+    names: str | None = "vqvae.pth.tar"  # the file the message must name, relative to tmp
+    config: str | None = None
 
 
 _W = "decoders.0.out.weight"
-# case -> (build(fixtures, tmp) -> (paths, config, the file the message must name), message regex)
-CASES: dict[str, tuple[Callable, str]] = {
-    "missing file": (lambda f, t: ([t / "absent.pth.tar"], None, t / "absent.pth.tar"), r"no such file"),
-    "zero bytes": (lambda f, t: ([p := _written(t, b"")], None, p), r"empty file \(0 bytes\).*fetch it again"),
-    "truncated": (lambda f, t: ([p := _written(t, (f / "vqvae.pth.tar").read_bytes()[:700_000])], None, p), r"truncated or corrupt"),
-    "text, not zip": (lambda f, t: ([p := _written(t, b"hello, not a checkpoint\n" * 10)], None, p), r"not a PyTorch checkpoint, or corrupt"),
-    "random bytes": (
-        lambda f, t: ([p := _written(t, np.random.default_rng(0).bytes(4096))], None, p),
-        r"not a PyTorch checkpoint, or corrupt",
-    ),
-    "zip, not torch": (
-        lambda f, t: ([p := _zip_of(t, {"notes.txt": b"hello"})], None, p),
-        r"not a PyTorch checkpoint, or corrupt \(RuntimeError: file in archive is not in a subdirectory: notes.txt\)",
-    ),
-    "flipped byte": (
-        lambda f, t: ([p := _flip_in_member(f, t, "vqvae.pth/data/2")], None, p),
-        r"member 'vqvae.pth/data/2' fails its CRC-32 check",
-    ),
-    "member marked a directory": (
-        lambda f, t: ([p := _central_field(f, t, "vqvae.pth/data/2", 38, 0x10)], None, p),  # external attributes
+_SAFE_F32 = b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
+_CORRUPT = r"not a PyTorch checkpoint, or corrupt"
+CASES = {
+    "missing file": Case(lambda f, t: [t / "absent.pth.tar"], r"no such file", "absent.pth.tar"),
+    "zero bytes": Case(_bytes(lambda d: b""), r"empty file \(0 bytes\).*fetch it again"),
+    "truncated": Case(_bytes(lambda d: d[: len(d) // 2]), r"truncated or corrupt \(not a readable zip archive"),
+    "text, not zip": Case(_bytes(lambda d: b"hello, not a checkpoint\n" * 10), _CORRUPT),
+    "random bytes": Case(_bytes(lambda d: np.random.default_rng(0).bytes(4096)), rf"{_CORRUPT} \(its pickle: Unsupported operand"),
+    "zip, not torch": Case(_bytes(lambda d: _zip_of({"notes.txt": b"hi"})), rf"{_CORRUPT} \(RuntimeError: file in archive is not in a subdirectory"),
+    "flipped byte": Case(_bytes(lambda d: _flip_in_member(d, "vqvae.pth/data/2")), r"member 'vqvae.pth/data/2' fails its CRC-32 check"),
+    "member marked a directory": Case(
+        _bytes(lambda d: _set_central_bits(d, "vqvae.pth/data/2", 38, 0x10)),  # external attributes
         r"member 'vqvae.pth/data/2' is marked as a directory",
     ),
-    "member marked encrypted": (
-        lambda f, t: ([p := _central_field(f, t, "vqvae.pth/data/2", 8, 0x01)], None, p),  # general purpose flags
-        r"truncated or corrupt \(not a readable zip archive: File 'vqvae.pth/data/2' is encrypted",
+    "member marked encrypted": Case(
+        _bytes(lambda d: _set_central_bits(d, "vqvae.pth/data/2", 8, 0x01)),  # general purpose flags
+        r"not a readable zip archive: File 'vqvae.pth/data/2' is encrypted",
     ),
-    "state dict a list": (
-        lambda f, t: ([p := _edited(f, t, lambda c: c.update(model=list(c["model"].values())))], None, p),
-        r"the state dict is a list, not a dict",
+    "state dict a list": Case(_edit(lambda c: c.update(model=list(c["model"].values()))), r"the state dict is a list, not a dict"),
+    "hps a string": Case(_edit(lambda c: c.update(hps="levels=3")), r"'hps' is a str, not a dict.*config="),
+    "negative width": Case(_edit(_hps(width=-16)), r"hps width=-16: expected an integer >= 1"),
+    "zero depth": Case(_edit(_hps(depth=0)), r"hps depth=0: expected an integer >= 1"),
+    "negative stride": Case(_edit(_hps(strides_t=[2, -2, 2])), r"hps strides_t=\[2, -2, 2\]: expected a list of integers >= 1"),
+    "NaN width factor": Case(_edit(_hps(m_conv=float("nan"))), r"hps m_conv=nan: expected a positive number"),
+    "hps lack a field": Case(_edit(lambda c: c["hps"].pop("l_bins")), r"lacks the field 'l_bins'"),
+    "level out of range": Case(_fixture_and(_edit(_hps(level=5), "upsampler_level0")), r"hps level=5: the VQ-VAE has levels 0 to 2"),
+    "sample rates differ": Case(
+        _fixture_and(_edit(_hps(sr=22050)), "prior_5b_level2"),
+        r"different sample rates.*prior_5b_level2.pth.tar: 44100 Hz.*vqvae.pth.tar: 22050 Hz",
     ),
-    "hps a string": (lambda f, t: ([p := _edited(f, t, lambda c: c.update(hps="levels=3"))], None, p), r"'hps' is a str.*config="),
-    "negative width": (lambda f, t: ([p := _edited(f, t, _set_hps(width=-16))], None, p), r"hps width=-16: expected an integer >= 1"),
-    "zero depth": (lambda f, t: ([p := _edited(f, t, _set_hps(depth=0))], None, p), r"hps depth=0: expected an integer >= 1"),
-    "negative stride": (lambda f, t: ([p := _edited(f, t, _set_hps(strides_t=[2, -2, 2]))], None, p), r"strides_t=\[2, -2, 2\]"),
-    "NaN width factor": (lambda f, t: ([p := _edited(f, t, _set_hps(m_conv=float("nan")))], None, p), r"hps m_conv=nan: expected a positive number"),
-    "hps lack a field": (lambda f, t: ([p := _edited(f, t, lambda c: c["hps"].pop("l_bins"))], None, p), r"lacks the field 'l_bins'"),
-    "an entry not a tensor": (lambda f, t: ([p := _edited(f, t, _set_tensors(**{_W: [1.0]}))], None, p), rf"1 state dict value not a tensor: {_W} \(list\)"),
-    "int tensor": (
-        lambda f, t: ([p := _edited(f, t, _set_tensors(**{_W: torch.ones(1, 16, 3, dtype=torch.int32)}))], None, p),
-        rf"1 tensor not dense floating point.*{_W} \(torch.int32\)",
+    "an entry not a tensor": Case(_edit(_tensor([1.0])), rf"1 state dict value not a tensor: {_W} \(list\)"),
+    "int tensor": Case(_edit(_tensor(torch.ones(1, 16, 3, dtype=torch.int32))), rf"1 tensor not dense floating point.*{_W} \(torch.int32\)"),
+    "bool tensor": Case(_edit(_tensor(torch.ones(1, 16, 3, dtype=torch.bool))), rf"{_W} \(torch.bool\)"),
+    "complex tensor": Case(_edit(_tensor(torch.ones(1, 16, 3, dtype=torch.complex64))), rf"{_W} \(torch.complex64\)"),
+    "a NaN": Case(_edit(lambda c: c["model"][_W].view(-1)[5].fill_(float("nan"))), rf"1 tensor with NaN or Inf: {_W} \(1 of 48 values\)"),
+    "Infs everywhere": Case(
+        _edit(lambda c: [v.fill_(float("inf")) for v in c["model"].values()]), r"\d\d\d tensors with NaN or Inf: .* and \d+ more"
     ),
-    "bool tensor": (lambda f, t: ([p := _edited(f, t, _set_tensors(**{_W: torch.ones(1, 16, 3, dtype=torch.bool)}))], None, p), r"torch.bool"),
-    "complex tensor": (lambda f, t: ([p := _edited(f, t, _set_tensors(**{_W: torch.ones(1, 16, 3, dtype=torch.complex64)}))], None, p), r"torch.complex64"),
-    "a NaN": (
-        lambda f, t: ([p := _edited(f, t, lambda c: c["model"][_W].view(-1)[5].fill_(float("nan")))], None, p),
-        rf"1 tensor with NaN or Inf: {_W} \(1 of 48 values\)",
-    ),
-    "Infs everywhere": (
-        lambda f, t: ([p := _edited(f, t, lambda c: [v.fill_(float("inf")) for v in c["model"].values()])], None, p),
-        r"\d\d\d tensors with NaN or Inf: .* and \d+ more",
-    ),
-    "sample rates differ": (
-        lambda f, t: ([p := _edited(f, t, _set_hps(sr=22050)), f / "prior_5b_level2.pth.tar"], None, p),
-        r"different sample rates.*vqvae.pth.tar: 22050 Hz.*prior_5b_level2.pth.tar: 44100 Hz",
-    ),
-    "level out of range": (
-        lambda f, t: ([f / "vqvae.pth.tar", p := _edited(f, t, lambda c: c.update(hps={**torch.load(f / "upsampler_level0.pth.tar", weights_only=True)["hps"], "level": 5}, model=torch.load(f / "upsampler_level0.pth.tar", weights_only=True)["model"]))], None, p),  # fmt: skip
-        r"hps level=5: the VQ-VAE has levels 0 to 2",
-    ),
-    "a directory among files": (lambda f, t: ([f / "vqvae.pth.tar", t], None, t), r"a directory among several paths"),
-    "directory, no config.json": (lambda f, t: ([t], None, t), r"without config.json"),
-    "config.json not JSON": (lambda f, t: ([p := _hf_dir(t, b'{"model_type": ')], None, p / "config.json"), r"not valid JSON"),
-    "config.json not UTF-8": (lambda f, t: ([p := _hf_dir(t, b"\xff\xfe\x00garbage")], None, p / "config.json"), r"not valid JSON"),
-    "config.json a list": (lambda f, t: ([p := _hf_dir(t, b"[1, 2]")], None, p / "config.json"), r"holds a JSON list, not an object"),
-    "config.json a directory": (lambda f, t: ([p := _hf_dir(t, None)], None, (p / "config.json").mkdir() or p / "config.json"), r"not a file"),
-    "config.json fields": (
-        lambda f, t: ([p := _hf_dir(t, b'{"model_type": "jukebox_vqvae", "levels": "three"}', model__safetensors=_safetensors(b"{}"))], None, p / "config.json"),  # fmt: skip
+    "a directory among files": Case(_fixture_and(lambda f, t: [t]), r"a directory among several paths", ""),
+    "directory, no config.json": Case(lambda f, t: [t], r"a directory without config.json", ""),
+    "config.json a directory": Case(_config_dir, r"not a file", "hf/config.json"),
+    "config.json not JSON": Case(_hf(b'{"model_type": '), r"not valid JSON", "hf/config.json"),
+    "config.json not UTF-8": Case(_hf(b"\xff\xfe\x00garbage"), r"not valid JSON", "hf/config.json"),
+    "config.json a list": Case(_hf(b"[1, 2]"), r"holds a JSON list, not an object", "hf/config.json"),
+    "config.json fields": Case(
+        _hf(b'{"model_type": "jukebox_vqvae", "levels": "three"}', model__safetensors=_safetensors(b"{}")),
         r"cannot read its config",
+        "hf/config.json",
     ),
-    "safetensors bad header": (
-        lambda f, t: ([p := _hf_dir(t, model__safetensors=_safetensors(b"{not json}"))], None, p / "model.safetensors"),
-        r"not a safetensors file, or corrupt",
+    "safetensors bad header": Case(_hf(model__safetensors=_safetensors(b"{not json}")), r"not a safetensors file", "hf/model.safetensors"),
+    "safetensors huge header": Case(
+        _hf(model__safetensors=_safetensors(b"{}", declared=2**62)), r"not a safetensors file.*header too large", "hf/model.safetensors"
     ),
-    "safetensors huge header": (
-        lambda f, t: ([p := _hf_dir(t, model__safetensors=_safetensors(b"{}", declared=2**62))], None, p / "model.safetensors"),
-        r"not a safetensors file, or corrupt",
+    "safetensors truncated data": Case(
+        _hf(model__safetensors=_safetensors(_SAFE_F32, b"\0" * 8)), r"not a safetensors file", "hf/model.safetensors"
     ),
-    "safetensors truncated data": (
-        lambda f, t: ([p := _hf_dir(t, model__safetensors=_safetensors(b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}') + b"\0" * 8)], None, p / "model.safetensors"),  # fmt: skip
-        r"not a safetensors file, or corrupt",
-    ),
-    "safetensors int tensor": (
-        lambda f, t: ([p := _hf_dir(t, model__safetensors=_safetensors(b'{"w":{"dtype":"I32","shape":[4],"data_offsets":[0,16]}}') + b"\0" * 16)], None, p / "model.safetensors"),  # fmt: skip
+    "safetensors int tensor": Case(
+        _hf(model__safetensors=_safetensors(_SAFE_F32.replace(b"F32", b"I32"), b"\0" * 16)),
         r"1 tensor not dense floating point.*w \(torch.int32\)",
+        "hf/model.safetensors",
     ),
-    "index not JSON": (
-        lambda f, t: ([p := _hf_dir(t, model__safetensors__index__json=b"nope")], None, p / "model.safetensors.index.json"),
-        r"not valid JSON",
-    ),
-    "index shard outside": (
-        lambda f, t: ([p := _hf_dir(t, model__safetensors__index__json=b'{"weight_map": {"w": "../x.safetensors"}}')], None, p / "model.safetensors.index.json"),  # fmt: skip
+    "index not JSON": Case(_hf(model__safetensors__index__json=b"nope"), r"not valid JSON", "hf/model.safetensors.index.json"),
+    "index shard outside": Case(
+        _hf(model__safetensors__index__json=b'{"weight_map": {"w": "../x.safetensors"}}'),
         r"'weight_map' must map tensor names to shard file names",
+        "hf/model.safetensors.index.json",
     ),
-    "unknown preset": (lambda f, t: ([f / "vqvae.pth.tar"], "7b", None), r"unknown preset '7b'; choose a whole model"),
+    "unknown preset": Case(lambda f, t: [f / "vqvae.pth.tar"], r"unknown preset '7b'; choose a whole model", None, config="7b"),
 }
-
-
-def _zip_of(tmp: Path, members: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(tmp / "vqvae.pth.tar", "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return tmp / "vqvae.pth.tar"
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_a_conversion_error_naming_the_file(case, fixtures, tmp_path):
-    build, pattern = CASES[case]
-    paths, config, named = build(fixtures, tmp_path)
+    c = CASES[case]
     with pytest.raises(ConversionError) as e:
-        convert_checkpoint(*paths, config=config)
+        convert_checkpoint(*c.build(fixtures, tmp_path), config=c.config)
     assert isinstance(e.value, JukeboxError) and isinstance(e.value, ValueError)
     message = str(e.value)
-    assert re.search(pattern, message, re.S), message
-    assert named is None or str(named) in message, message
+    assert re.search(c.message, message, re.DOTALL), message
+    assert c.names is None or str(tmp_path / c.names) in message, message
     assert e.value.__context__ is None or e.value.__suppress_context__, "the message replaces the library's traceback"
 
 
@@ -213,13 +217,25 @@ class _RunsCode:
 
 def test_hostile_pickle_is_refused_without_advice_to_load_it_unsafely(fixtures, tmp_path):
     marker = tmp_path / "code_ran"
-    path = _edited(fixtures, tmp_path, lambda c: c.update(opt=_RunsCode(marker)))
+    (path,) = _edit(lambda c: c.update(opt=_RunsCode(marker)))(fixtures, tmp_path)
     with pytest.raises(ConversionError, match="refused to unpickle") as e:
         convert_checkpoint(path)
     assert not marker.exists()
     assert str(path) in str(e.value)
     for advice in ("weights_only", "add_safe_globals", "safe_globals", "can still be loaded"):
         assert advice not in str(e.value)
+
+
+def test_pre_zip_format_still_converts(fixtures, tmp_path, pristine):
+    """Files saved before torch 1.6's zip format (a bare pickle) have no CRC-32s to check, but
+    convert as before."""
+    path = tmp_path / "vqvae.pth.tar"
+    torch.save(torch.load(fixtures / "vqvae.pth.tar", weights_only=True), path, _use_new_zipfile_serialization=False)
+    assert not zipfile.is_zipfile(path)
+    got = flatten(convert_checkpoint(path).params)
+    assert got.keys() == pristine[1].keys()
+    for k, v in got.items():
+        np.testing.assert_array_equal(np.asarray(v), pristine[1][k])
 
 
 def test_whole_model_preset_names_take_the_parts_the_files_hold(fixtures):
