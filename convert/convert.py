@@ -64,7 +64,8 @@ def _resolve(config: JukeboxConfig | str | None) -> JukeboxConfig | None:
     if config in PRESETS:
         part = PRESETS[config]
         return JukeboxConfig(vqvae=part) if isinstance(part, VQVAEConfig) else JukeboxConfig(priors=(part,))
-    raise ConversionError(f"unknown preset {config!r}; choose a whole model {list(MODEL_PRESETS)} or a part {sorted(set(PRESETS) - set(MODEL_PRESETS))}")
+    parts = sorted(set(PRESETS) - set(MODEL_PRESETS))
+    raise ConversionError(f"unknown preset {config!r}; choose a whole model {list(MODEL_PRESETS)} or a part {parts}")
 
 
 def _from_original(files: list[OriginalFile], config: JukeboxConfig | None) -> Jukebox:

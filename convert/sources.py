@@ -85,7 +85,9 @@ def verify_zip(path: Path) -> None:
             f"{path}: truncated or corrupt (not a readable zip archive: {e}); fetch the file again"
         ) from None
     if bad is not None:
-        raise ConversionError(f"{path}: corrupt: member {bad!r} fails its CRC-32 check (bytes changed after saving); fetch the file again")
+        raise ConversionError(
+            f"{path}: corrupt: member {bad!r} fails its CRC-32 check (bytes changed after saving); fetch the file again"
+        )
     if folders:
         raise ConversionError(f"{path}: corrupt: member {folders[0]!r} is marked as a directory; fetch the file again")
 
@@ -137,14 +139,20 @@ def to_numpy(state: Any, path: Path) -> dict[str, np.ndarray]:
     not_tensors = [f"{k} ({type(v).__name__})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise ConversionError(f"{path}: {count(not_tensors, 'state dict value')} not a tensor: {few(not_tensors)}")
-    not_float = [f"{k} ({v.dtype if v.layout is torch.strided else v.layout})" for k, v in state.items() if v.layout is not torch.strided or not v.is_floating_point()]
+    not_float = [
+        f"{k} ({v.dtype if v.layout is torch.strided else v.layout})"
+        for k, v in state.items()
+        if v.layout is not torch.strided or not v.is_floating_point()
+    ]
     if not_float:
         raise ConversionError(
             f"{path}: {count(not_float, 'tensor')} not dense floating point, as every Jukebox weight is: "
             f"{few(not_float)}; the file is corrupt or not a Jukebox checkpoint"
         )
     out = {k: v.float().numpy() for k, v in state.items()}
-    non_finite = [f"{k} ({a.size - np.count_nonzero(np.isfinite(a))} of {a.size} values)" for k, a in out.items() if not np.isfinite(a).all()]
+    non_finite = [
+        f"{k} ({a.size - np.count_nonzero(np.isfinite(a))} of {a.size} values)" for k, a in out.items() if not np.isfinite(a).all()
+    ]
     if non_finite:
         raise ConversionError(
             f"{path}: {count(non_finite, 'tensor')} with NaN or Inf: {few(non_finite)}; the weights are corrupt "
@@ -181,7 +189,9 @@ def read_json(path: Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ConversionError(f"{path}: not valid JSON ({e}); restore the file from where the model came from") from None
     if not isinstance(d, dict):
-        raise ConversionError(f"{path}: holds a JSON {type(d).__name__}, not an object; restore the file from where the model came from")
+        raise ConversionError(
+            f"{path}: holds a JSON {type(d).__name__}, not an object; restore the file from where the model came from"
+        )
     return d
 
 
