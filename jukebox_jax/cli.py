@@ -209,7 +209,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = sub.add_parser("convert", help="convert PyTorch Jukebox weights (original files or an HF directory)")
     p.add_argument("sources", nargs="+", help="vqvae.pth.tar / prior_level_*.pth.tar files, or one HF model directory")
     p.add_argument("-o", "--out", type=_checkpoint_folder, required=True, help="folder for the jukebox-jax checkpoint")
-    p.add_argument("--config", help="preset name giving the structure (e.g. 5b_lyrics), instead of the files' own")
+    p.add_argument(
+        "--config",
+        help="a preset giving the structure instead of the files' own: a whole model (e.g. 5b_lyrics; the parts the "
+        "files hold are converted) or one part (vqvae, upsampler_level_1, ...)",
+    )
     p = sub.add_parser("sample", help="windowed multi-level sampling (resumable)")
     p.add_argument("--model", required=True, help="a converted checkpoint folder, or a model preset (random weights)")
     p.add_argument("--mode", choices=MODES, default="ancestral")
