@@ -96,6 +96,8 @@ def _prior_of(f: OriginalFile, config: JukeboxConfig) -> PriorConfig:
     """The prior of `config` that file `f` holds: the one of the level its hps give, else the one
     whose tensor names the file holds exactly."""
     level = f.hps.get("level")
+    if level is not None and type(level) is not int:
+        raise ConversionError(f"{f.path}: its hps say level={level!r}, not an integer level")
     if level is not None:
         candidates = [p for p in config.priors if p.level == level]
     else:
@@ -117,6 +119,9 @@ def _names_fit(rows: list[Row], state: dict[str, np.ndarray]) -> bool:
 def _check_sample_rates(files: list[OriginalFile]) -> None:
     """Refuses files whose hps say they were trained at different sample rates."""
     rates = [(f.path, f.hps["sr"]) for f in files if "sr" in f.hps]
+    for path, sr in rates:
+        if type(sr) is not int:
+            raise ConversionError(f"{path}: its hps say sr={sr!r}, not a sample rate in Hz")
     if any(sr != rates[0][1] for _, sr in rates):
         listed = ", ".join(f"{path}: {sr} Hz" for path, sr in rates)
         raise ConversionError(

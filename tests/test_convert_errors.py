@@ -144,9 +144,12 @@ CASES = {
     ),
     "state dict a list": Case(_edit(lambda c: c.update(model=list(c["model"].values()))), r"the state dict is a list, not a dict"),
     "hps a string": Case(_edit(lambda c: c.update(hps="levels=3")), r"'hps' is a str, not a dict.*config="),
-    "negative width": Case(_edit(_hps(width=-16)), r"hps width=-16: expected an integer >= 1"),
-    "zero depth": Case(_edit(_hps(depth=0)), r"hps depth=0: expected an integer >= 1"),
-    "negative stride": Case(_edit(_hps(strides_t=[2, -2, 2])), r"hps strides_t=\[2, -2, 2\]: expected a list of integers >= 1"),
+    "negative width": Case(_edit(_hps(width=-16)), r"hps width=-16: expected an integer from 1 to"),
+    "zero depth": Case(_edit(_hps(depth=0)), r"hps depth=0: expected an integer from 1 to 64"),
+    "negative stride": Case(_edit(_hps(strides_t=[2, -2, 2])), r"hps strides_t=\[2, -2, 2\]: expected a list of integers from 1 to 16"),
+    "huge depth": Case(_edit(_hps(depth=10**6)), r"hps depth=1000000: expected an integer from 1 to 64"),
+    "huge context": Case(_fixture_and(_edit(_hps(n_ctx=10**6), "upsampler_level1")), r"hps n_ctx=1000000: expected an integer from 1 to 16384"),
+    "huge dilation": Case(_edit(_hps(depth=64)), r"hps dilation_growth_rate=3 over 128 layers \(cycle None\) gives dilation 3\d+"),
     "NaN width factor": Case(_edit(_hps(m_conv=float("nan"))), r"hps m_conv=nan: expected a positive number"),
     "hps lack a field": Case(_edit(lambda c: c["hps"].pop("l_bins")), r"lacks the field 'l_bins'"),
     "level out of range": Case(_fixture_and(_edit(_hps(level=5), "upsampler_level0")), r"hps level=5: the VQ-VAE has levels 0 to 2"),
@@ -378,3 +381,26 @@ def test_corrupted_hf_directory_is_an_error_or_the_same_weights(hf_pristine, dat
         for name in ("config.json", weights):
             _written(Path(tmp), _corrupt(files[name], kind, position, value) if name == target else files[name], name)
         _assert_error_or_same(Path(tmp), want)
+
+
+_HPS_VALUES = st.sampled_from(
+    [None, True, False, 0, -1, 1, 3, 10**6, 0.5, -0.5, float("nan"), float("inf"), "x", [], [0, 1], [2, 2, 2], [-1, 2, 2], {}]
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_odd_hps_values_are_an_error_or_a_finite_model(fixtures, data):
+    """One or two hps fields of a VQ-VAE or an upsampler set to odd values: a ConversionError,
+    or a model of finite weights (fields that steer only training change nothing)."""
+    stem = data.draw(st.sampled_from(["vqvae", "upsampler_level1"]))
+    ckpt = torch.load(fixtures / f"{stem}.pth.tar", weights_only=True)
+    fields = data.draw(st.dictionaries(st.sampled_from(sorted(ckpt["hps"])), _HPS_VALUES, min_size=1, max_size=2))
+    ckpt["hps"] = {**ckpt["hps"], **fields}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _saved(Path(tmp), ckpt, f"{stem}.pth.tar")
+        try:
+            jb = convert_checkpoint(*([] if stem == "vqvae" else [fixtures / "vqvae.pth.tar"]), path)
+        except ConversionError:
+            return
+    assert all(np.isfinite(np.asarray(v)).all() for v in flatten(jb.params).values())
