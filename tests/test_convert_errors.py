@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from convert import ConversionError, convert_checkpoint
@@ -324,7 +324,9 @@ def _assert_error_or_same(path: Path, want: dict) -> None:
     try:
         jb = convert_checkpoint(path)
     except ConversionError:
+        event("refused")
         return
+    event("converted")
     got = flatten(jb.params)
     assert got.keys() == want.keys()
     for k, v in got.items():
