@@ -320,17 +320,17 @@ def _corrupt(data: bytes, kind: str, position: int, value: int) -> bytes:
     return data[:position] + bytes([value]) + data[position + 1 :]
 
 
-def _assert_error_or_same(path: Path, want: dict) -> None:
+def _assert_error_or_same(path: Path, want: dict) -> str:
+    """Converts `path`: "refused" on a ConversionError, else "converted", the weights being `want`."""
     try:
         jb = convert_checkpoint(path)
     except ConversionError:
-        event("refused")
-        return
-    event("converted")
+        return "refused"
     got = flatten(jb.params)
     assert got.keys() == want.keys()
     for k, v in got.items():
         np.testing.assert_array_equal(np.asarray(v), want[k], err_msg="/".join(k))
+    return "converted"
 
 
 @settings(max_examples=40, deadline=None)
@@ -340,7 +340,7 @@ def test_corrupted_pth_tar_is_an_error_or_the_same_weights(pristine, data):
     kind, position, value = data.draw(_corruptions(len(original)))
     with tempfile.TemporaryDirectory() as tmp:
         path = _written(Path(tmp), _corrupt(original, kind, position, value))
-        _assert_error_or_same(path, want)
+        event(_assert_error_or_same(path, want))
 
 
 @pytest.fixture(scope="module")
@@ -364,7 +364,7 @@ def test_hf_directory_with_a_whole_model_preset_name(hf_pristine, tmp_path):
         (tmp_path / name).write_bytes(files[name])
     jb = convert_checkpoint(tmp_path, config="tiny_5b")  # a standalone VQ-VAE: that part of the model
     assert jb.config.vqvae == preset("tiny_vqvae") and jb.config.priors == ()
-    _assert_error_or_same(tmp_path, want)
+    assert _assert_error_or_same(tmp_path, want) == "converted"
 
 
 @settings(max_examples=30, deadline=None)
@@ -382,7 +382,7 @@ def test_corrupted_hf_directory_is_an_error_or_the_same_weights(hf_pristine, dat
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("config.json", weights):
             _written(Path(tmp), _corrupt(files[name], kind, position, value) if name == target else files[name], name)
-        _assert_error_or_same(Path(tmp), want)
+        event(_assert_error_or_same(Path(tmp), want))
 
 
 _HPS_VALUES = st.sampled_from(
