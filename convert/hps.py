@@ -6,6 +6,7 @@ do not implement. Pure Python: importing this needs no torch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,23 +26,25 @@ def vqvae_config_from_hps(hps: Mapping[str, Any]) -> VQVAEConfig:
     _check_hps_keys(hps)
     if not hps.get("use_bottleneck", True):
         raise ConfigError("use_bottleneck=False (a plain autoencoder) is not supported")
-    levels = hps["levels"]
+    levels = _size(hps, "levels")
+    multipliers = _sizes(hps, "hvqvae_multipliers") if hps["hvqvae_multipliers"] else (1,) * levels
+    _check_dilation(hps, "", layers=_size(hps, "depth") * max(multipliers))
     return VQVAEConfig(
         levels=levels,
-        downs_t=tuple(hps["downs_t"]),
-        strides_t=tuple(hps["strides_t"]),
-        emb_width=hps["emb_width"],
-        l_bins=hps["l_bins"],
-        width=hps["width"],
-        depth=hps["depth"],
-        m_conv=float(hps["m_conv"]),
-        dilation_growth_rate=hps["dilation_growth_rate"],
-        dilation_cycle=hps["dilation_cycle"],
-        multipliers=tuple(hps["hvqvae_multipliers"] or (1,) * levels),
-        reverse_decoder_dilation=hps["vqvae_reverse_decoder_dilation"],
-        commit=float(hps["commit"]),
-        mu=float(hps["l_mu"]),
-        sample_rate=hps["sr"],
+        downs_t=_sizes(hps, "downs_t"),
+        strides_t=_sizes(hps, "strides_t"),
+        emb_width=_size(hps, "emb_width"),
+        l_bins=_size(hps, "l_bins"),
+        width=_size(hps, "width"),
+        depth=_size(hps, "depth"),
+        m_conv=_number(hps, "m_conv"),
+        dilation_growth_rate=_size(hps, "dilation_growth_rate"),
+        dilation_cycle=_size(hps, "dilation_cycle", optional=True),
+        multipliers=multipliers,
+        reverse_decoder_dilation=_flag(hps, "vqvae_reverse_decoder_dilation"),
+        commit=_number(hps, "commit", positive=False),
+        mu=_number(hps, "l_mu", positive=False),
+        sample_rate=_size(hps, "sr"),
     )
 
 
@@ -56,46 +59,49 @@ def prior_config_from_hps(hps: Mapping[str, Any], vqvae: VQVAEConfig) -> PriorCo
     }
     if unsupported:
         raise ConfigError(f"unsupported prior settings: {unsupported}")
-    level = hps["level"]
+    level = _size(hps, "level", minimum=0)
+    if level >= vqvae.levels:
+        raise ConfigError(f"hps level={level}: the VQ-VAE has levels 0 to {vqvae.levels - 1}")
     top = level == vqvae.levels - 1
-    if hps["single_enc_dec"]:
+    if _flag(hps, "single_enc_dec"):
         lyrics = Lyrics.JOINT_SEQUENCE
-    elif hps["use_tokens"]:
+    elif _flag(hps, "use_tokens"):
         lyrics = Lyrics.SEPARATE_ENCODER
     else:
         lyrics = Lyrics.NONE
     labels = None
-    if hps["labels"]:
-        genre_bins, artist_bins = hps["y_bins"]
+    if _flag(hps, "labels"):
+        genre_bins, artist_bins = _sizes(hps, "y_bins")
         min_duration, max_duration = _durations(hps) if top else (LabelConfig.min_duration, LabelConfig.max_duration)
         labels = LabelConfig(
             genre_bins=genre_bins,
             artist_bins=artist_bins,
-            max_bow_genre_size=hps["max_bow_genre_size"],
-            t_bins=hps["t_bins"],
+            max_bow_genre_size=_size(hps, "max_bow_genre_size"),
+            t_bins=_size(hps, "t_bins"),
             timing=top,
             min_duration=min_duration,
             max_duration=max_duration,
-            sample_rate=hps["sr"],
-            v3=hps["labels_v3"],
+            sample_rate=_size(hps, "sr"),
+            v3=_flag(hps, "labels_v3"),
         )
     conditioner = None
     if not top:
+        _check_dilation(hps, "cond_", layers=_size(hps, "cond_depth"))
         conditioner = ConditionerConfig(
-            width=hps["cond_width"],
-            depth=hps["cond_depth"],
-            m_conv=float(hps["cond_m_conv"]),
-            dilation_growth_rate=hps["cond_dilation_growth_rate"],
-            dilation_cycle=hps["cond_dilation_cycle"],
-            res_scale=hps["cond_res_scale"],
-            zero_out=hps["cond_zero_out"],
+            width=_size(hps, "cond_width"),
+            depth=_size(hps, "cond_depth"),
+            m_conv=_number(hps, "cond_m_conv"),
+            dilation_growth_rate=_size(hps, "cond_dilation_growth_rate"),
+            dilation_cycle=_size(hps, "cond_dilation_cycle", optional=True),
+            res_scale=_flag(hps, "cond_res_scale"),
+            zero_out=_flag(hps, "cond_zero_out"),
         )
     lyric_encoder = None
     if lyrics is Lyrics.SEPARATE_ENCODER:
         lyric_encoder = _transformer_from_hps(hps, prefix="prime_", width="prime_width", depth="prime_depth", heads="prime_heads")
     return PriorConfig(
         level=level,
-        n_ctx=hps["n_ctx"],
+        n_ctx=_size(hps, "n_ctx"),
         transformer=_transformer_from_hps(hps, prefix="", width="prior_width", depth="prior_depth", heads="heads"),
         l_bins=vqvae.l_bins,
         downs_t=vqvae.downs_t,
@@ -103,13 +109,13 @@ def prior_config_from_hps(hps: Mapping[str, Any], vqvae: VQVAEConfig) -> PriorCo
         labels=labels,
         conditioner=conditioner,
         lyrics=lyrics,
-        n_vocab=hps["n_vocab"],
-        n_tokens=hps["n_tokens"] if lyrics is not Lyrics.NONE else 0,
+        n_vocab=_size(hps, "n_vocab"),
+        n_tokens=_size(hps, "n_tokens", minimum=0) if lyrics is not Lyrics.NONE else 0,
         lyric_encoder=lyric_encoder,
-        prime_loss_fraction=float(hps["prime_loss_fraction"]),
-        merged_decoder=hps["merged_decoder"],
-        alignment_layer=hps["alignment_layer"],
-        alignment_head=hps["alignment_head"],
+        prime_loss_fraction=_number(hps, "prime_loss_fraction", positive=False),
+        merged_decoder=_flag(hps, "merged_decoder"),
+        alignment_layer=_size(hps, "alignment_layer", minimum=0, optional=True),
+        alignment_head=_size(hps, "alignment_head", minimum=0, optional=True),
     )
 
 
@@ -117,29 +123,90 @@ def _durations(hps: Mapping[str, Any]) -> tuple[float, float]:
     """The top prior's (min, max) duration in seconds: from `min_duration`/`max_duration`, or
     from `t_ranges` (in samples), which some versions of the original store instead."""
     if hps.get("min_duration") is not None and hps.get("max_duration") is not None:
-        return float(hps["min_duration"]), float(hps["max_duration"])
-    ranges, sr = hps.get("t_ranges"), hps["sr"]
-    if ranges is None:
-        raise ConfigError("the top prior's hps give neither min/max_duration nor t_ranges; pass a preset config")
-    (lo, hi), absolute, relative = ranges
-    if tuple(absolute) != (0.0, hi) or tuple(relative) != (0.0, 1.0):
-        raise ConfigError(f"unsupported t_ranges {ranges}: expected ((min, max), (0, max), (0, 1)) in samples")
-    return lo / sr, hi / sr
+        lo, hi = float(hps["min_duration"]), float(hps["max_duration"])
+    else:
+        ranges, sr = hps.get("t_ranges"), hps["sr"]
+        if ranges is None:
+            raise ConfigError("the top prior's hps give neither min/max_duration nor t_ranges; pass a preset config")
+        (lo, hi), absolute, relative = ranges
+        if tuple(absolute) != (0.0, hi) or tuple(relative) != (0.0, 1.0):
+            raise ConfigError(f"unsupported t_ranges {ranges}: expected ((min, max), (0, max), (0, 1)) in samples")
+        lo, hi = lo / sr, hi / sr
+    if not 0 <= lo < hi < math.inf:
+        raise ConfigError(f"the top prior's durations ({lo}, {hi}) s: expected 0 <= min < max, both finite")
+    return lo, hi
+
+
+# Upper bounds on hps sizes, far beyond every released model (its largest value in the
+# comment): past them a corrupt size would make building the model take minutes or GBs (the
+# layers are traced one by one; attention masks are n_ctx squared). Widths and vocabularies
+# cost nothing to trace and are bounded by _MAX_SIZE. A real model beyond them: pass config=.
+_MAX = {"levels": 8, "depth": 64, "cond_depth": 64, "prior_depth": 256, "prime_depth": 256,  # 3, 4, 16, 79, 18
+        "dilation_growth_rate": 16, "cond_dilation_growth_rate": 16, "dilation_cycle": 256,  # 3, 3, None
+        "cond_dilation_cycle": 256, "downs_t": 16, "strides_t": 16, "hvqvae_multipliers": 16,  # 8, 3, 2, 2
+        "n_ctx": 16384, "n_tokens": 4096, "heads": 256, "prime_heads": 256, "alignment_layer": 256,  # 8192, 512, 8, 4, 68
+        "alignment_head": 256, "level": 7}  # fmt: skip
+_MAX_SIZE = 2**24
+
+
+def _size(hps: Mapping[str, Any], key: str, *, minimum: int = 1, optional: bool = False) -> int | None:
+    """`hps[key]`, a structural size: an integer from `minimum` to its bound in `_MAX`, or None
+    where `optional`."""
+    value, maximum = hps[key], _MAX.get(key, _MAX_SIZE)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ConfigError(f"hps {key}={value!r}: expected an integer from {minimum} to {maximum}")
+    return value
+
+
+def _check_dilation(hps: Mapping[str, Any], prefix: str, layers: int) -> None:
+    """Refuses a residual stack whose largest dilation, `growth ** (layer % cycle)`, passes
+    int32 (the released models' largest is 3**7): larger paddings overflow when traced."""
+    growth, cycle = _size(hps, prefix + "dilation_growth_rate"), _size(hps, prefix + "dilation_cycle", optional=True)
+    largest = growth ** (min(layers, cycle or layers) - 1)
+    if largest >= 2**31:
+        raise ConfigError(f"hps {prefix}dilation_growth_rate={growth} over {layers} layers (cycle {cycle}) gives dilation {largest}")
+
+
+def _sizes(hps: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    """`hps[key]`, a list of integer sizes from 1 to its bound in `_MAX`."""
+    value, maximum = hps[key], _MAX.get(key, _MAX_SIZE)
+    if not isinstance(value, (list, tuple)) or not all(type(v) is int and 1 <= v <= maximum for v in value):
+        raise ConfigError(f"hps {key}={value!r}: expected a list of integers from 1 to {maximum}")
+    return tuple(value)
+
+
+def _flag(hps: Mapping[str, Any], key: str) -> bool | int | None:
+    """`hps[key]`, a switch: a bool, 0 or 1, or None (off)."""
+    value = hps[key]
+    if not (value is None or isinstance(value, bool) or (type(value) is int and value in (0, 1))):
+        raise ConfigError(f"hps {key}={value!r}: expected true or false")
+    return value
+
+
+def _number(hps: Mapping[str, Any], key: str, *, positive: bool = True) -> float:
+    """`hps[key]`, a finite number above zero (or at least zero where not `positive`)."""
+    value = hps[key]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or value < 0 or (positive and value == 0):
+        raise ConfigError(f"hps {key}={value!r}: expected a {'positive' if positive else 'non-negative'} number")
+    return float(value)
 
 
 def _transformer_from_hps(hps: Mapping[str, Any], *, prefix: str, width: str, depth: str, heads: str) -> TransformerConfig:
     return TransformerConfig(
-        width=hps[width],
-        depth=hps[depth],
-        heads=hps[heads],
-        attn_order=hps[prefix + "attn_order"],
-        blocks=hps[prefix + "blocks"],
-        spread=hps[prefix + "spread"],
-        m_attn=float(hps[prefix + "m_attn"]),
-        m_mlp=float(hps[prefix + "m_mlp"]),
-        res_scale=hps[prefix + "res_scale"],
-        init_scale=float(hps[prefix + "init_scale"]),
-        zero_out=hps[prefix + "zero_out"],
+        width=_size(hps, width),
+        depth=_size(hps, depth),
+        heads=_size(hps, heads),
+        attn_order=_size(hps, prefix + "attn_order", minimum=0),
+        blocks=_size(hps, prefix + "blocks", optional=True),
+        spread=_size(hps, prefix + "spread", optional=True),
+        m_attn=_number(hps, prefix + "m_attn"),
+        m_mlp=_number(hps, prefix + "m_mlp"),
+        res_scale=_flag(hps, prefix + "res_scale"),
+        init_scale=_number(hps, prefix + "init_scale"),
+        zero_out=_flag(hps, prefix + "zero_out"),
         attn_dropout=float(hps.get(prefix + "attn_dropout", 0.0)),
         resid_dropout=float(hps.get(prefix + "resid_dropout", 0.0)),
         emb_dropout=float(hps.get(prefix + "emb_dropout", 0.0)),

@@ -1,6 +1,8 @@
 """Reading PyTorch checkpoints safely: original `*.pth.tar` files and HF model directories.
 
 Nothing is unpickled beyond tensors and plain containers (`torch.load(weights_only=True)`).
+Every failure to read a file is a `ConversionError` naming the file, never a PyTorch,
+safetensors, zipfile or JSON traceback. Every tensor must be a finite float.
 """
 
 from __future__ import annotations
@@ -8,6 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import re
+import zipfile
+import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,9 @@ import numpy as np
 import torch
 
 from jukebox_jax.errors import ConversionError
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6; older files are a bare pickle
+_DIRECTORY_ATTRIBUTES = 0x10 | (0o040000 << 16)  # zip external attributes: MS-DOS directory, Unix S_IFDIR
 
 
 @dataclasses.dataclass
@@ -39,25 +48,116 @@ class HFDirectory:
     state: dict[str, np.ndarray]
 
 
+def few(names: list[str], n: int = 5) -> str:
+    """`names` for a message: the first `n`, then how many more."""
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
+
+
+def count(xs: list, noun: str) -> str:
+    """"1 tensor", "3 tensors"."""
+    return f"{len(xs)} {noun}{'' if len(xs) == 1 else 's'}"
+
+
+def check_file(path: Path) -> None:
+    """Refuses a path that is not a non-empty regular file."""
+    if not path.exists():
+        raise ConversionError(f"{path}: no such file; check the path")
+    if not path.is_file():
+        raise ConversionError(f"{path}: not a file (a directory?); give the checkpoint file itself")
+    if path.stat().st_size == 0:
+        raise ConversionError(f"{path}: empty file (0 bytes); the download or copy did not finish, fetch it again")
+
+
+def verify_zip(path: Path) -> None:
+    """Checks the CRC-32 of every member of a zip-format checkpoint, which torch.load does not.
+
+    Costs one extra read of the file (zlib's CRC-32 runs at several GB/s, so the disk sets
+    the pace: seconds for the 5b priors' GBs, nothing for the page-cached re-read that follows).
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()  # the first member whose CRC or local header disagrees
+            # torch's reader reads no bytes for a member marked as a directory: its tensor would be uninitialised memory
+            folders = [i.filename for i in z.infolist() if i.external_attr & _DIRECTORY_ATTRIBUTES]
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as e:
+        raise ConversionError(
+            f"{path}: truncated or corrupt (not a readable zip archive: {e}); fetch the file again"
+        ) from None
+    if bad is not None:
+        raise ConversionError(
+            f"{path}: corrupt: member {bad!r} fails its CRC-32 check (bytes changed after saving); fetch the file again"
+        )
+    if folders:
+        raise ConversionError(f"{path}: corrupt: member {folders[0]!r} is marked as a directory; fetch the file again")
+
+
 def torch_load(path: Path) -> Any:
-    """`torch.load` that refuses anything but tensors and plain containers."""
+    """`torch.load` that refuses anything but tensors and plain containers, and any file
+    that is not an intact PyTorch checkpoint."""
+    check_file(path)
+    with path.open("rb") as f:
+        if f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC:
+            verify_zip(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        detail = _unpickler_detail(str(e))
+        if detail.startswith("Unsupported global"):
+            raise ConversionError(
+                f"{path}: refused to unpickle: the file holds objects other than tensors and plain "
+                f"containers, which could run code on load ({detail}). Convert only checkpoints you "
+                f"trust to safetensors or a plain state dict first."
+            ) from None
+        raise ConversionError(f"{path}: not a PyTorch checkpoint, or corrupt (its pickle: {detail}); fetch the file again") from None
+    except Exception as e:  # noqa: BLE001 - torch's readers raise many types on damaged input
         raise ConversionError(
-            f"{path}: refused to unpickle: the file holds objects other than tensors and plain "
-            f"containers, which could run code on load. Convert only checkpoints you trust to "
-            f"safetensors or a plain state dict first. ({str(e).splitlines()[0]})"
+            f"{path}: not a PyTorch checkpoint, or corrupt ({type(e).__name__}: {_first_sentence(str(e))}); fetch the file again"
         ) from None
 
 
-def to_numpy(state: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
-    """Tensors -> numpy; fp16/bf16 are upcast to float32 (released 5b priors store fp16)."""
-    out = {}
-    for k, v in state.items():
-        if not isinstance(v, torch.Tensor):
-            raise ConversionError(f"{path}: state dict entry {k!r} is a {type(v).__name__}, not a tensor")
-        out[k] = (v.float() if v.is_floating_point() else v).numpy()
+def _unpickler_detail(message: str) -> str:
+    """What torch's weights-only unpickler objected to, without its advice to retry unsafely."""
+    m = re.search(r"WeightsUnpickler error:\s*(.*?)(?: was not an allowed global|\. Please use|\n\n|$)", message, re.DOTALL)
+    return m.group(1).strip() if m else _first_sentence(message)
+
+
+def _first_sentence(message: str) -> str:
+    message = re.sub(r"^\[enforce fail at [^\]]*\][\s.]*", "", message.strip())  # c10's source location
+    return re.split(r"(?<=\.)\s", message, maxsplit=1)[0] if message else "no detail"
+
+
+def to_numpy(state: Any, path: Path) -> dict[str, np.ndarray]:
+    """A state dict's tensors as float32 numpy (fp16/bf16 upcast: the released 5b priors store
+    fp16). Refuses, naming them, keys that are not strings, values that are not tensors,
+    tensors that are not dense floats (int, bool, complex, sparse) and weights with NaN or Inf."""
+    if not isinstance(state, Mapping):
+        raise ConversionError(f"{path}: the state dict is a {type(state).__name__}, not a dict of name -> tensor")
+    bad_keys = [repr(k) for k in state if not isinstance(k, str)]
+    if bad_keys:
+        raise ConversionError(f"{path}: {count(bad_keys, 'state dict key')} not a string: {few(bad_keys)}")
+    not_tensors = [f"{k} ({type(v).__name__})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ConversionError(f"{path}: {count(not_tensors, 'state dict value')} not a tensor: {few(not_tensors)}")
+    not_float = [
+        f"{k} ({v.dtype if v.layout is torch.strided else v.layout})"
+        for k, v in state.items()
+        if v.layout is not torch.strided or not v.is_floating_point()
+    ]
+    if not_float:
+        raise ConversionError(
+            f"{path}: {count(not_float, 'tensor')} not dense floating point, as every Jukebox weight is: "
+            f"{few(not_float)}; the file is corrupt or not a Jukebox checkpoint"
+        )
+    out = {k: v.float().numpy() for k, v in state.items()}
+    non_finite = [
+        f"{k} ({a.size - np.count_nonzero(np.isfinite(a))} of {a.size} values)" for k, a in out.items() if not np.isfinite(a).all()
+    ]
+    if non_finite:
+        raise ConversionError(
+            f"{path}: {count(non_finite, 'tensor')} with NaN or Inf: {few(non_finite)}; the weights are corrupt "
+            f"(or training diverged), convert a healthy checkpoint"
+        )
     return out
 
 
@@ -68,34 +168,73 @@ def read_original(path: Path) -> OriginalFile:
             f"{path}: not an original Jukebox checkpoint (expected a dict with a 'model' state dict "
             f"and 'hps', as `make_models.save_checkpoint` writes)"
         )
-    state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}
-    return OriginalFile(path, dict(ckpt.get("hps") or {}), to_numpy(state, path))
+    model, hps = ckpt["model"], ckpt.get("hps") or {}
+    if not isinstance(hps, Mapping) or not all(isinstance(k, str) for k in hps):
+        raise ConversionError(
+            f"{path}: 'hps' is a {type(hps).__name__}, not a dict of hyperparameters; "
+            f"pass config= a preset name (e.g. '5b_lyrics') to convert the weights without them"
+        )
+    state = to_numpy(model, path)
+    unprefixed = {k.removeprefix("module."): v for k, v in state.items()}
+    if len(unprefixed) != len(state):
+        raise ConversionError(f"{path}: the state dict holds some names both with and without DDP's 'module.' prefix")
+    return OriginalFile(path, dict(hps), unprefixed)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file that must hold an object."""
+    check_file(path)
+    try:
+        d = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ConversionError(f"{path}: not valid JSON ({e}); restore the file from where the model came from") from None
+    if not isinstance(d, dict):
+        raise ConversionError(
+            f"{path}: holds a JSON {type(d).__name__}, not an object; restore the file from where the model came from"
+        )
+    return d
 
 
 def read_hf(path: Path) -> HFDirectory:
     config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ConversionError(f"{path}: an HF model directory needs a config.json")
-    config = json.loads(config_file.read_text())
-    state: dict[str, Any] = {}
+    if not config_file.exists():
+        raise ConversionError(
+            f"{path}: a directory without config.json; give an HF model directory (config.json and "
+            f"its weights) or the original *.pth.tar files"
+        )
+    config = read_json(config_file)
+    state: dict[str, np.ndarray] = {}
     for file in _hf_weight_files(path):
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        part = to_numpy(_read_safetensors(file) if file.suffix == ".safetensors" else torch_load(file), file)
+        twice = sorted(state.keys() & part.keys())
+        if twice:
+            raise ConversionError(f"{file}: {count(twice, 'tensor')} also in another shard: {few(twice)}")
+        state |= part
+    return HFDirectory(path, config, state)
 
-            state.update(load_file(file))
-        else:
-            state.update(torch_load(file))
-    return HFDirectory(path, config, to_numpy(state, path))
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    check_file(path)
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ConversionError(f"{path}: not a safetensors file, or corrupt ({e}); fetch the file again") from None
 
 
 def _hf_weight_files(path: Path) -> list[Path]:
     for name in ("model.safetensors", "pytorch_model.bin"):
-        if (path / name).is_file():
+        if (path / name).exists():
             return [path / name]
         index = path / f"{name}.index.json"
-        if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            missing = [s for s in shards if not (path / s).is_file()]
+        if index.exists():
+            weight_map = read_json(index).get("weight_map")
+            if not isinstance(weight_map, dict) or not all(isinstance(s, str) and s == Path(s).name for s in weight_map.values()):
+                raise ConversionError(f"{index}: 'weight_map' must map tensor names to shard file names in {path}")
+            shards = sorted(set(weight_map.values()))
+            missing = [s for s in shards if not (path / s).exists()]
             if missing:
                 raise ConversionError(f"{index}: shards {missing} are missing from {path}")
             return [path / s for s in shards]

@@ -44,7 +44,7 @@ import numpy as np
 from jukebox_jax import integrity, prior
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import CheckpointError, ParamsError
-from jukebox_jax.io import TEMP_PREFIX, write_text
+from jukebox_jax.io import TEMP_PREFIX, writable_ancestor, write_text
 from jukebox_jax.params import Params, abstract_params, check_params, flatten
 
 FORMAT = "jukebox-jax/3"
@@ -65,10 +65,9 @@ def save(path: Path, config: JukeboxConfig, params: Params) -> None:
     path = path.resolve()
     if bad := bad_weights(params):
         raise CheckpointError(f"refusing to save {path}: bad weights:\n  " + "\n  ".join(bad))
+    check_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _recover(path)
-        _refuse_foreign(path)
         _remove_leftovers(path)
         new = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.new-"))
         try:
@@ -80,6 +79,18 @@ def save(path: Path, config: JukeboxConfig, params: Params) -> None:
         raise CheckpointError(
             f"cannot write the checkpoint {path} ({e}); choose a folder you can write to, with room"
         ) from e
+
+
+def check_target(path: Path) -> None:
+    """Raises `CheckpointError` unless `save` can write a checkpoint at `path`: a folder we can
+    write in that is absent, empty or a checkpoint (what a conversion checks before it starts)."""
+    path = path.resolve()
+    try:
+        writable_ancestor(path.parent)
+    except OSError as e:
+        raise CheckpointError(f"cannot write the checkpoint {path} ({e.filename}: {e.strerror}); choose a folder you can write to") from e
+    _recover(path)
+    _refuse_foreign(path)
 
 
 def _write(folder: Path, config: JukeboxConfig, params: Params) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jukebox_jax import cli_sample
+from jukebox_jax import checkpoint, cli_sample
 from jukebox_jax.audio import test_signal
 from jukebox_jax.errors import JukeboxError
 from jukebox_jax.io import write_npz, write_wav
@@ -68,16 +68,26 @@ def demo_model(audio: np.ndarray, seed: int) -> Jukebox:
     return Jukebox(JukeboxConfig(vqvae=cfg), {"vqvae": params})
 
 
+def _checkpoint_folder(value: str) -> Path:
+    """`convert -o`: a folder to write, so neither it nor any folder above it may be a file."""
+    path = Path(value)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise argparse.ArgumentTypeError(f"{p} is a file; give a folder for the converted checkpoint")
+    return path
+
+
 def convert(sources: Sequence[str], out: Path, config: str | None) -> None:
     try:
-        from convert import ConversionError, convert_checkpoint
+        from convert import convert_checkpoint
     except ImportError as e:
         sys.exit(f"jukebox-jax convert needs PyTorch: pip install 'jukebox-jax[convert]' ({e})")
     try:
+        checkpoint.check_target(out)  # before a conversion that may take minutes
         jb = convert_checkpoint(*sources, config=config)
-    except ConversionError as e:
+        jb.save(out)
+    except JukeboxError as e:
         sys.exit(f"jukebox-jax convert: {e}")
-    jb.save(out)
     parts = (["vqvae"] if jb.config.vqvae else []) + [f"prior_level_{p.level}" for p in jb.config.priors]
     print(f"converted {', '.join(parts)} -> {out}")
 
@@ -94,8 +104,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     demo_parser.add_argument("--seed", type=cli_sample.seed, default=0, help="seed of the test signal and the random weights (default: %(default)s)")
     p = sub.add_parser("convert", help="convert PyTorch Jukebox weights (original files or an HF directory)")
     p.add_argument("sources", nargs="+", help="vqvae.pth.tar / prior_level_*.pth.tar files, or one HF model directory")
-    p.add_argument("-o", "--out", type=Path, required=True, help="folder for the jukebox-jax checkpoint")
-    p.add_argument("--config", help="preset name giving the structure (e.g. 5b_lyrics), instead of the files' own")
+    p.add_argument("-o", "--out", type=_checkpoint_folder, required=True, help="folder for the jukebox-jax checkpoint")
+    p.add_argument(
+        "--config",
+        help="a preset giving the structure instead of the files' own: a whole model (e.g. 5b_lyrics; the parts the "
+        "files hold are converted) or one part (vqvae, upsampler_level_1, ...)",
+    )
     sample = sub.add_parser("sample", help="windowed multi-level sampling (resumable)", description=cli_sample.DESCRIPTION)
     cli_sample.add_arguments(sample)
     args = parser.parse_args(argv)

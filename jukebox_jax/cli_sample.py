@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, re
 from jukebox_jax.generation.job import CODES_FILE, JobSource, SampleRequest, check_job, job_record
 from jukebox_jax.generation.levels import Codes, LevelSettings
 from jukebox_jax.generation.windows import get_starts
-from jukebox_jax.io import TEMP_PREFIX
+from jukebox_jax.io import writable_ancestor
 from jukebox_jax.jukebox import Jukebox
 
 DESCRIPTION = (
@@ -317,14 +316,10 @@ def check_out(out: Path, resume: bool, record: dict) -> bool:
     writable folder holding no other job."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
-    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise InputError(f"--out {out}: {existing} is a file, not a folder")
-    try:  # a real write: permission bits do not tell for root, /proc or a read-only mount
-        with tempfile.TemporaryFile(dir=existing, prefix=TEMP_PREFIX):
-            pass
+    try:
+        writable_ancestor(out)
     except OSError as e:
-        raise InputError(f"--out {out}: cannot write in {existing} ({e.strerror or e}); choose a folder you can write in") from None
+        raise InputError(f"--out {out}: cannot write in {e.filename} ({e.strerror or e}); choose a folder you can write in") from None
     return check_job(out, record, resume)
 
 

@@ -11,7 +11,6 @@ from typing import IO
 
 import numpy as np
 
-
 TEMP_PREFIX = ".partial-"  # temporary files start with this; a kill can leave them behind
 
 
@@ -25,6 +24,21 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             raise
     os.chmod(f.name, 0o644)
     os.replace(f.name, path)
+
+
+def writable_ancestor(path: Path) -> Path:
+    """The nearest existing folder at or above `path`, after writing a temporary file there
+    (permission bits do not tell for root, /proc or a read-only mount); raises `OSError` if
+    it cannot be written, `NotADirectoryError` if it is a file."""
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(20, "a file, not a folder", str(existing))
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=TEMP_PREFIX):
+            pass
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(existing)) from e
+    return existing
 
 
 def remove_leftovers(folder: Path) -> list[Path]:

@@ -126,7 +126,7 @@ BAD = [
     (["--model", "{d}/nokey"], r"nokey/config.json: format None; this version reads"),
     (["--model", "{d}/vqonly"], r"needs a VQ-VAE and priors to sample; it holds only a VQ-VAE"),
     (["--out", "{d}/lyrics.txt"], r"--out {d}/lyrics.txt is a file; give a folder"),
-    (["--out", "{d}/lyrics.txt/run"], r"{d}/lyrics.txt is a file, not a folder"),
+    (["--out", "{d}/lyrics.txt/run"], r"cannot write in {d}/lyrics.txt \(a file, not a folder\)"),
     pytest.param(["--out", "{d}/readonly/run"], r"cannot write in {d}/readonly ", marks=pytest.mark.skipif(ROOT, reason="root ignores permissions")),
     pytest.param(["--out", "/proc/1/run"], r"cannot write in /proc/1 ", marks=pytest.mark.skipif(not PROC.is_dir(), reason="no procfs")),
     pytest.param(["--out", "/proc/run"], r"cannot write in /proc ", marks=pytest.mark.skipif(not PROC.is_dir(), reason="no procfs")),
