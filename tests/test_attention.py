@@ -101,7 +101,7 @@ def _apply(setup, params, x, enc, execution, remat=Remat.NONE, **kw):
     return Transformer(setup, execution, remat).apply({"params": tree}, x, enc, **kw)
 
 
-@pytest.mark.parametrize("order,depth", [(2, 7), (12, 17), (10, 12), (9, 6)])
+@pytest.mark.parametrize("order,depth", [pytest.param(2, 7, marks=pytest.mark.slow), pytest.param(12, 17, marks=pytest.mark.slow), (10, 12), (9, 6)])  # slow: ~17 s each
 def test_scan_and_unrolled_stacks_agree(order, depth):
     """One set of canonical weights, every execution form: the same numbers."""
     cfg, setup, x, enc, params = _stack(order, depth)

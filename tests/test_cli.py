@@ -300,6 +300,7 @@ def _readme_commands() -> list[list[str]]:
     return [shlex.split(line.split("#")[0]) for line in text.splitlines() if line.startswith("jukebox-jax sample --model")]
 
 
+@pytest.mark.slow  # ~30 s: builds and samples tiny_1b_lyrics as a new user would
 def test_readme_dry_run_runs(tmp_path, monkeypatch):
     """The README's dry run, exactly as written (in an empty folder)."""
     dry = [argv for argv in _readme_commands() if argv[3] in MODEL_PRESETS]

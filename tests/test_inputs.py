@@ -141,6 +141,7 @@ CASES = [
     ("total seconds str", lambda jb: jb.labels(2, total_seconds="60"), InputError, r"total_seconds must be a number"),
     ("offset past song", lambda jb: jb.labels(2, total_seconds=60, offset_seconds=60), InputError, r"offset_seconds must be in \[0, total_seconds=60\)"),
     ("offset negative", lambda jb: jb.labels(2, total_seconds=60, offset_seconds=-1), InputError, r"offset_seconds"),
+    ("offset negative, rounding to sample 0", lambda jb: jb.labels(2, total_seconds=1, offset_seconds=-1e-300), InputError, r"offset_seconds must be in \[0, "),  # found by test_fuzz
     ("n_samples zero", lambda jb: jb.labels(2, total_seconds=60, n_samples=0), InputError, r"n_samples must be >= 1"),
     ("labels of no prior", lambda jb: jb.labels(5, total_seconds=60), InputError, r"no prior for level 5"),
     # encode

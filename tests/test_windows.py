@@ -87,6 +87,7 @@ SETTINGS = {
 }
 
 
+@pytest.mark.slow  # ~50 s: three levels, 14 upsampling windows
 def test_ancestral_then_upsample(tiny):
     """Three levels from nothing; every level has its requested length, and the top level's
     first window is what a single-window sample of it gives."""
