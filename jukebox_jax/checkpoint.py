@@ -59,9 +59,10 @@ _REWRITE = "save it again, or convert the original again (`jukebox-jax convert`)
 # -- Saving -------------------------------------------------------------------------------
 
 
-def save(path: Path, config: JukeboxConfig, params: Params) -> None:
+def save(path: Path, config: JukeboxConfig, params: Params, digests: Mapping[str, str] | None = None) -> None:
     """Writes the checkpoint of `config` and `params` to the folder `path`, replacing the one
-    there atomically (module docstring)."""
+    there atomically (module docstring). `digests`: the params' `integrity.tree_digests`, if
+    the caller has them already."""
     path = path.resolve()
     if bad := bad_weights(params):
         raise CheckpointError(f"refusing to save {path}: bad weights:\n  " + "\n  ".join(bad))
@@ -71,7 +72,7 @@ def save(path: Path, config: JukeboxConfig, params: Params) -> None:
         _remove_leftovers(path)
         new = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.new-"))
         try:
-            _write(new, config, params)
+            _write(new, config, params, integrity.tree_digests(params) if digests is None else digests)
             _swap(new, path)
         finally:
             shutil.rmtree(new, ignore_errors=True)  # nothing there once swapped in
@@ -93,13 +94,13 @@ def check_target(path: Path) -> None:
     _refuse_foreign(path)
 
 
-def _write(folder: Path, config: JukeboxConfig, params: Params) -> None:
+def _write(folder: Path, config: JukeboxConfig, params: Params, digests: Mapping[str, str]) -> None:
     import orbax.checkpoint as ocp
 
     os.chmod(folder, 0o755)  # mkdtemp makes it private
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(folder / PARAMS, params)
-    write_text(folder / CONFIG, json.dumps(_metadata(config.to_dict(), integrity.tree_digests(params)), indent=1))
+    write_text(folder / CONFIG, json.dumps(_metadata(config.to_dict(), digests), indent=1))
 
 
 def _metadata(config: Mapping[str, Any], digests: Mapping[str, str]) -> dict[str, Any]:
@@ -177,17 +178,19 @@ def _remove_leftovers(path: Path) -> None:
 # -- Loading ------------------------------------------------------------------------------
 
 
-def load(path: Path, *, verify: bool = True) -> tuple[JukeboxConfig, Params]:
+def load(path: Path, *, verify: bool = True) -> tuple[JukeboxConfig, Params, dict[str, str] | None]:
     """Reads what `save` wrote (or formats 1, 2); verifies format 3's checksums unless
-    `verify` is false, checks every array against the config, refuses bad weights."""
+    `verify` is false, checks every array against the config, refuses bad weights. Returns
+    the config, the params and, when verified, their `integrity.tree_digests`."""
     path, meta = _open(path, verify)
     config = _read_config(path / CONFIG, meta["config"])
     params = _read_params(path / PARAMS, config, meta["format"])
+    digests = None
     if meta["format"] == FORMAT and verify:
-        _verify_params(path / PARAMS, meta["checksums"]["params"], params)
+        digests = _verify_params(path / PARAMS, meta["checksums"]["params"], params)
     if bad := bad_weights(params):
         raise CheckpointError(f"{path / PARAMS}: bad weights ({_REWRITE}):\n  " + "\n  ".join(bad))
-    return config, params
+    return config, params, digests
 
 
 def read_config(path: Path, *, verify: bool = True) -> JukeboxConfig:
@@ -281,7 +284,8 @@ def _read_params(folder: Path, config: JukeboxConfig, fmt: str) -> Params:
     return params
 
 
-def _verify_params(folder: Path, want: Mapping[str, str], params: Params) -> None:
+def _verify_params(folder: Path, want: Mapping[str, str], params: Params) -> dict[str, str]:
+    """The params' digests, once they are checked to be `want`."""
     got = integrity.tree_digests(params)
     differ = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
     if differ:
@@ -289,6 +293,7 @@ def _verify_params(folder: Path, want: Mapping[str, str], params: Params) -> Non
             f"{folder}: checksum mismatch, {len(differ)} of {len(want)} arrays differ from {CONFIG} "
             f"(damaged data files; {_REWRITE}):\n  " + "\n  ".join(differ)
         )
+    return got
 
 
 def bad_weights(params: Params) -> list[str]:

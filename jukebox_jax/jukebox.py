@@ -44,11 +44,16 @@ class Jukebox:
         return cls(config, init_params(config, key))
 
     def fingerprint(self) -> str:
-        """A digest of the config and every weight (`integrity.py`), computed once: what a
-        sampling job records to know which model it was made with."""
-        if "fingerprint" not in self._derived:
-            self._derived["fingerprint"] = integrity.fingerprint(self.config.to_dict(), integrity.tree_digests(self.params))
-        return self._derived["fingerprint"]
+        """A digest of the config and every weight (`integrity.py`): what a sampling job
+        records to know which model it was made with."""
+        return integrity.fingerprint(self.config.to_dict(), self._digests())
+
+    def _digests(self) -> dict[str, str]:
+        """`integrity.tree_digests(self.params)`, hashed once per `Jukebox` (a verified load
+        or a save already did)."""
+        if "digests" not in self._derived:
+            self._derived["digests"] = integrity.tree_digests(self.params)
+        return self._derived["digests"]
 
     # -- VQ-VAE -------------------------------------------------------------------------
 
@@ -287,13 +292,17 @@ class Jukebox:
     def save(self, path: str | os.PathLike) -> None:
         """Writes the folder `path`: `config.json` and an orbax checkpoint `params/`, with
         checksums; an existing checkpoint there is replaced atomically (`checkpoint.py`)."""
-        checkpoint.save(Path(path), self.config, self.params)
+        checkpoint.save(Path(path), self.config, self.params, self._digests())
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, verify: bool = True) -> Jukebox:
         """Reads what `save` wrote; verifies the checksums (unless `verify` is false) and
         checks every array against the config; raises `CheckpointError` naming the file."""
-        return cls(*checkpoint.load(Path(path), verify=verify))
+        config, params, digests = checkpoint.load(Path(path), verify=verify)
+        jb = cls(config, params)
+        if digests is not None:
+            jb._derived["digests"] = digests  # checked equal to the arrays' own
+        return jb
 
     def __repr__(self) -> str:
         parts = (["vqvae"] if self.config.vqvae else []) + [f"prior_level_{p.level}" for p in self.config.priors]

@@ -98,6 +98,8 @@ def test_round_trip_is_exact():
         assert meta["checksums"]["params"].keys() == {"/".join(k) for k in flatten(tiny.params)}
         loaded = Jukebox.load(path)
         assert loaded.config == tiny.config and same(loaded.params, tiny.params)
+        # the verified digests the load kept give the fingerprint hashing the arrays gives
+        assert loaded.fingerprint() == tiny.fingerprint() == Jukebox(tiny.config, tiny.params).fingerprint()
         tiny.save(path)  # replacing a checkpoint is allowed, and leaves nothing beside it
         assert same(Jukebox.load(path).params, tiny.params)
         assert os.listdir(tmp) == ["ckpt"]

@@ -287,7 +287,7 @@ def test_cli_convert_of_a_bad_file_exits_with_the_message(tmp_path, capsys):
 
 
 def test_cli_convert_that_cannot_write_exits_with_the_message(fixtures, tmp_path, monkeypatch):
-    def full_disk(folder, config, params):
+    def full_disk(folder, config, params, digests):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("jukebox_jax.checkpoint._write", full_disk)
