@@ -34,6 +34,15 @@ def tree_digests(tree: Mapping[str, Any]) -> dict[str, str]:
         return dict(zip(flat, pool.map(array_digest, flat.values())))
 
 
+def file_digest(path: os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -19,7 +19,8 @@ import soundfile
 from jukebox_jax import Jukebox, JukeboxConfig, cli_sample, preset, tokenizer
 from jukebox_jax.cli import main
 from jukebox_jax.config import MODEL_PRESETS
-from jukebox_jax.generation.inputs import file_digest, read_prompt
+from jukebox_jax.generation.inputs import read_prompt
+from jukebox_jax.integrity import file_digest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SR = 44100

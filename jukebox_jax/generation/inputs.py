@@ -5,7 +5,6 @@ timing conditioning covers (`max_seconds`). Each problem is an `InputError` nami
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 import zipfile
 import zlib
@@ -13,19 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from jukebox_jax import integrity
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import InputError
 
 AUDIO_FORMATS = "wav, flac, ogg or mp3"  # what soundfile (libsndfile >= 1.1) reads
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_codes(path: Path, levels: int, l_bins: int) -> dict[int, np.ndarray]:
@@ -95,7 +86,7 @@ def read_prompt(path: Path, sample_rate: int, hop: int, seconds: float) -> Promp
     mono = audio[:length].mean(axis=1, keepdims=True)
     if not np.isfinite(mono).all():
         raise InputError(f"{what} holds NaN or infinite samples")
-    return Prompt(mono, file_digest(path), info.frames / sample_rate)
+    return Prompt(mono, integrity.file_digest(path), info.frames / sample_rate)
 
 
 def _check_file(path: Path, what: str) -> None:
