@@ -40,6 +40,19 @@ class DType(enum.Enum):
     BFLOAT16 = "bfloat16"
     FLOAT16 = "float16"
 
+    @classmethod
+    def parse(cls, dtype: DType | str | Any) -> DType:
+        """A `DType`, its name ('bfloat16'), or a numpy/JAX dtype of one -> `DType`."""
+        if isinstance(dtype, cls):
+            return dtype
+        import numpy as np
+
+        try:
+            return cls(dtype if isinstance(dtype, str) else np.dtype(dtype).name)
+        except (TypeError, ValueError):
+            names = ", ".join(d.value for d in cls)
+            raise ConfigError(f"dtype {dtype!r} is not one of {names}") from None
+
     @property
     def jnp(self) -> Any:
         import jax.numpy as jnp
@@ -350,6 +363,15 @@ class JukeboxConfig:
             if p.level == level:
                 return p
         raise KeyError(f"no prior for level {level}; this model has levels {[p.level for p in self.priors]}")
+
+    def astype(self, dtype: DType | str) -> JukeboxConfig:
+        """This config with every prior storing its transformer weights, computing and caching
+        in `dtype` (`Precision`: LayerNorm statistics, softmax, timing tables and logits stay
+        float32). The VQ-VAE and the upsamplers' conditioners stay float32 (`FULL_PRECISION`):
+        codes are an argmin over distances that 16 bits would change, and both are cheap."""
+        d = DType.parse(dtype)
+        with_dtype = lambda p: dataclasses.replace(p, precision=dataclasses.replace(p.precision, params=d, compute=d, cache=d))
+        return dataclasses.replace(self, priors=tuple(with_dtype(p) for p in self.priors))
 
     def to_dict(self) -> dict[str, Any]:
         return _to_json(self)

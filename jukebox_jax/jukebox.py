@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jukebox_jax import checkpoint, checks, integrity, prior, tokenizer
-from jukebox_jax.config import JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig
+from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig
 from jukebox_jax.errors import InputError
 from jukebox_jax.labels import window_labels
-from jukebox_jax.params import Params, init_params
+from jukebox_jax.params import Params, cast, init_params
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
 from jukebox_jax.sampling import Greedy, Method, Temperature, TopK, decode_chunks, prefill, sampling_method
 from jukebox_jax.vqvae import VQVAE
@@ -42,6 +42,14 @@ class Jukebox:
     def init(cls, config: JukeboxConfig, key: jax.Array) -> Jukebox:
         """Random weights for every part of `config`."""
         return cls(config, init_params(config, key))
+
+    def astype(self, dtype: DType | str) -> Jukebox:
+        """This model with its priors' transformer weights stored, and their activations and KV
+        caches computed, in `dtype` ('float32', 'bfloat16', 'float16'; `JukeboxConfig.astype`
+        says what stays float32 and why). Casting back to float32 restores the weights exactly
+        only if they were float32-representable in `dtype`."""
+        config = self.config.astype(dtype)
+        return self if config == self.config else Jukebox(config, cast(config, self.params))
 
     def fingerprint(self) -> str:
         """A digest of the config and every weight (`integrity.py`): what a sampling job

@@ -57,6 +57,14 @@ def param_axes(config: JukeboxConfig) -> Params:
     return jax.tree.map(lambda x: tuple(x.names), boxed_shapes(config), is_leaf=is_param)
 
 
+def cast(config: JukeboxConfig, params: Params) -> Params:
+    """`params` with every array in the dtype `config` stores it in (`abstract_params`), one
+    array at a time (a leaf already in its dtype is kept, not copied); sharded arrays keep
+    their sharding."""
+    check_params(abstract_params(config), params)
+    return jax.tree.map(lambda want, x: x if x.dtype == want.dtype else x.astype(want.dtype), abstract_params(config), params)
+
+
 def flatten(params: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
     return traverse_util.flatten_dict(params)
 
