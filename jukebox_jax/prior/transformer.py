@@ -17,6 +17,11 @@ repeats), UNROLLED `layers_{d}/...` (d the original layer index); each layer
 
 Axis names on weights: embed (model width), heads, kv (head width), qkv (the 3 projections),
 mlp (MLP width), layers (stacked layers). Activations: batch, length, embed.
+
+Projection matrices (`c_attn`, `c_enc_kv`, `c_proj`, `c_fc`) are `{name}_kernel` in
+`Precision.params`, or with `Precision.weights` INT8 an int8 `{name}_kernel` plus a float32
+`{name}_scale` over its output axes (e.g. `c_fc_kernel [embed, mlp]`, `c_fc_scale [mlp]`;
+`quantize.py` makes them from float weights).
 """
 
 from __future__ import annotations
