@@ -16,7 +16,6 @@ import time
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jukebox_jax.config import DType, Precision, preset
 from jukebox_jax.prior.attention import Geometry

@@ -23,7 +23,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-
 from flax import traverse_util
 
 from jukebox_jax.config import JukeboxConfig, WeightFormat
