@@ -12,8 +12,9 @@ of `q * scale`); the matmul computes `(x @ q) * scale` (`transformer._matmul`).
 
 What stays float, and why: embeddings and position embeddings are read one row per token
 (a decode step reads a few KB of them, not the table); LayerNorms and biases are tiny; the
-output head makes the logits, which sampling reads directly (its rounding would move them
-unscaled). Quantizing them would save little bandwidth and cost accuracy.
+output head (`x_out_kernel`, or the tied embedding table) makes the logits sampling reads
+directly, and is 0.2-0.5% of a released prior's weights. Quantizing them would save little
+bandwidth and cost accuracy.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from jukebox_jax.config import AttnKind, Precision, TransformerConfig, WeightFormat
-from jukebox_jax.layers import Init, InitKind, initializer, layer_norm, normal, zeros
+from jukebox_jax.layers import _TRUNCATED_STD, Init, InitKind, initializer, layer_norm, normal, zeros
 from jukebox_jax.prior import attention
 from jukebox_jax.prior.attention import Cache, Geometry
 
@@ -96,7 +96,7 @@ def _matmul(x: jax.Array, kernel: jax.Array, scale: jax.Array | None, precision:
 # A random int8 kernel: N(0, 1) truncated to [-2, 2] times 63.5 fills [-127, 127]; its scale
 # makes the weights' standard deviation the float init's `std` (`quantize.py` makes real ones).
 _INT8_DRAW = Init(InitKind.TRUNCATED_NORMAL, 127 / 2)
-_INT8_DRAW_STD = 127 / 2 * 0.87962566103423978  # sd of N(0, 1) truncated to [-2, 2]
+_INT8_DRAW_STD = 127 / 2 * _TRUNCATED_STD
 
 
 def _projection(module: nn.Module, name: str, shape: tuple[int, ...], names: tuple[str, ...], n_in: int, std: float, precision: Precision):
