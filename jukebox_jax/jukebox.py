@@ -19,12 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jukebox_jax import checkpoint, checks, integrity, prior, quantize, tokenizer
+from jukebox_jax import checkpoint, checks, integrity, prior, tokenizer
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, WeightFormat
 from jukebox_jax.errors import InputError
 from jukebox_jax.labels import window_labels
 from jukebox_jax.params import Params, cast, init_params
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
+from jukebox_jax.quantize import config_with_weights, quantize_params
 from jukebox_jax.sampling import Greedy, Method, Temperature, TopK, decode_chunks, prefill, sampling_method
 from jukebox_jax.vqvae import VQVAE
 
@@ -58,8 +59,8 @@ class Jukebox:
         stays float and why). 'float' keeps a float model as it is. Quantizing int8 weights
         again is an `InputError`; `astype` afterwards keeps them int8 and changes the compute
         and cache dtype."""
-        config = quantize.config_with_weights(self.config, weights)
-        return self if config == self.config else Jukebox(config, quantize.quantize_params(self.config, self.params, config))
+        config = config_with_weights(self.config, weights)
+        return self if config == self.config else Jukebox(config, quantize_params(self.config, self.params, config))
 
     def fingerprint(self) -> str:
         """A digest of the config and every weight (`integrity.py`): what a sampling job
