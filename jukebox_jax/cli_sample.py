@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from jukebox_jax import checkpoint
-from jukebox_jax.config import MODEL_PRESETS, JukeboxConfig
+from jukebox_jax.config import MODEL_PRESETS, DType, JukeboxConfig, WeightFormat
 from jukebox_jax.errors import CheckpointError, InputError
 from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, read_codes, read_prompt
 from jukebox_jax.generation.job import CODES_FILE, JobSource, SampleRequest, check_job, job_record
@@ -102,6 +102,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed, default=0, help="random seed of the sampling (and of a preset's weights) (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("jukebox_samples"), help="the job's folder (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the job already in --out (it must have been started with the same arguments)")
+    p.add_argument(
+        "--dtype",
+        choices=[d.value for d in DType],
+        help="the priors' transformer weights, activations and KV caches in this dtype, applied after loading; LayerNorm, "
+        "softmax and logits stay float32, the VQ-VAE and conditioners too (16 bits: half the memory and bandwidth on a "
+        "GPU or TPU, slower on a CPU) (default: as --model stores them; float32 for a preset)",
+    )
+    p.add_argument(
+        "--weights",
+        choices=[w.value for w in WeightFormat],
+        help="int8: the priors' attention and MLP matrices quantized to int8 per output channel after loading (a quarter "
+        "of float32's bytes; for a GPU or TPU) (default: as --model stores them; float for a preset)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +134,7 @@ def plan(args: argparse.Namespace) -> Plan:
     lyrics = read_lyrics(args.lyrics, args.lyrics_file)
     check_mode(args)
     config = model_config(args.model)
+    check_weights(args.weights, config)
     vq = config.vqvae
     levels = check_levels(args.levels, config, args.mode)
     codes = read_codes(args.codes, vq.levels, vq.l_bins) if args.mode in ("continue", "upsample") else None
@@ -178,6 +192,16 @@ def model_config(name: str) -> JukeboxConfig:
     if config.vqvae is None or not config.priors:
         raise InputError(f"--model {name} needs a VQ-VAE and priors to sample; it holds {'only a VQ-VAE' if config.vqvae else 'no VQ-VAE'}")
     return config
+
+
+def check_weights(weights: str | None, config: JukeboxConfig) -> None:
+    """`--weights float` cannot undo int8 weights."""
+    if weights == WeightFormat.FLOAT.value and int8_weights(config):
+        raise InputError("--weights float: --model holds int8 weights, which cannot become float again; give its float checkpoint")
+
+
+def int8_weights(config: JukeboxConfig) -> bool:
+    return any(p.precision.weights is WeightFormat.INT8 for p in config.priors)
 
 
 def check_levels(levels: list[int] | None, config: JukeboxConfig, mode: str) -> tuple[int, ...]:
@@ -334,6 +358,14 @@ def load_model(name: str, config: JukeboxConfig, seed: int) -> Jukebox:
     return Jukebox.load(name)
 
 
+def with_precision(jb: Jukebox, dtype: str | None, weights: str | None) -> Jukebox:
+    """The loaded model with `--weights` int8 (quantized from its float weights, before any
+    cast) and `--dtype`; either left out keeps what the model stores."""
+    if weights == WeightFormat.INT8.value and not int8_weights(jb.config):
+        jb = jb.quantize(weights)
+    return jb if dtype is None else jb.astype(dtype)
+
+
 def encode_prompt(jb: Jukebox, prompt: Prompt, n: int) -> Codes:
     """The prompt's codes at every level, `n` times."""
     audio = np.broadcast_to(prompt.audio, (n, *prompt.audio.shape))  # [n, T, 1]
@@ -391,7 +423,7 @@ def run(args: argparse.Namespace) -> None:
     checked = plan(args)
     for notice in checked.notices:
         print(notice)
-    jb = load_model(args.model, checked.config, args.seed)
+    jb = with_precision(load_model(args.model, checked.config, args.seed), args.dtype, args.weights)
     n = len(next(iter(checked.request.songs.values())))
     start = checked.start if checked.prompt is None else encode_prompt(jb, checked.prompt, n)
     progress = Progress(count_windows(checked.config, checked.request))

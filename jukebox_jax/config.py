@@ -60,6 +60,24 @@ class DType(enum.Enum):
         return jnp.dtype(self.value)
 
 
+class WeightFormat(enum.Enum):
+    """How the priors' transformer projection matrices are stored: FLOAT (in `Precision.params`)
+    or INT8 (symmetric per output channel, a float32 scale per channel; `quantize.py`)."""
+
+    FLOAT = "float"
+    INT8 = "int8"
+
+    @classmethod
+    def parse(cls, weights: WeightFormat | str) -> WeightFormat:
+        """A `WeightFormat` or its name ('float', 'int8') -> `WeightFormat`."""
+        if isinstance(weights, cls):
+            return weights
+        try:
+            return cls(weights)
+        except ValueError:
+            raise ConfigError(f"weight format {weights!r} is not one of {', '.join(w.value for w in cls)}") from None
+
+
 class MatmulPrecision(enum.Enum):
     """`jax.lax.Precision` of float32 matmuls and convolutions (GPUs and TPUs may use reduced
     precision at DEFAULT; HIGHEST reproduces float32 rounding)."""
@@ -78,7 +96,10 @@ class MatmulPrecision(enum.Enum):
 @dataclasses.dataclass(frozen=True)
 class Precision:
     """How a part of the model stores and computes: `params` (stored weights), `compute`
-    (activations and matmul inputs), `cache` (KV cache) and `matmul` precision.
+    (activations and matmul inputs), `cache` (KV cache), `matmul` precision, and `weights`,
+    the format of a prior transformer's projection matrices (INT8: int8 kernels with float32
+    per-output-channel scales in place of `params`-dtype kernels; read by the transformer
+    only).
 
     Whatever these say, LayerNorm statistics, softmax, timing-bin tables and output logits
     are float32 (as the original's fp16 mode). The default is float32 throughout."""
@@ -87,6 +108,7 @@ class Precision:
     compute: DType = DType.FLOAT32
     cache: DType = DType.FLOAT32
     matmul: MatmulPrecision = MatmulPrecision.DEFAULT
+    weights: WeightFormat = WeightFormat.FLOAT
 
 
 # The VQ-VAE and the upsamplers' conditioners are cheap next to the priors: float32 at

@@ -23,7 +23,7 @@ def array_digest(x: Any) -> str:
     """SHA-256 (hex) of an array's dtype, shape and bytes."""
     a = np.ascontiguousarray(np.asarray(x))
     h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(memoryview(a).cast("B") if a.size else b"")
+    h.update(a.reshape(-1).view(np.uint8) if a.size else b"")  # as bytes: memoryview refuses bfloat16
     return h.hexdigest()
 
 

@@ -20,11 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jukebox_jax import checkpoint, checks, integrity, prior, tokenizer
-from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig
+from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, WeightFormat
 from jukebox_jax.errors import InputError
 from jukebox_jax.labels import window_labels
 from jukebox_jax.params import Params, cast, init_params
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
+from jukebox_jax.quantize import config_with_weights, quantize_params
 from jukebox_jax.sampling import Greedy, Method, Temperature, TopK, decode_chunks, prefill, sampling_method
 from jukebox_jax.vqvae import VQVAE
 
@@ -50,6 +51,16 @@ class Jukebox:
         only if they were float32-representable in `dtype`."""
         config = self.config.astype(dtype)
         return self if config == self.config else Jukebox(config, cast(config, self.params))
+
+    def quantize(self, weights: WeightFormat | str) -> Jukebox:
+        """This model with its priors' transformer projection matrices (attention and MLP, the
+        lyric encoder's too) stored as `weights` ('int8': symmetric per output channel, a
+        float32 scale per channel, dequantised inside each matmul; `quantize.py` says what
+        stays float and why). 'float' keeps a float model as it is. Quantizing int8 weights
+        again is an `InputError`; `astype` afterwards keeps them int8 and changes the compute
+        and cache dtype."""
+        config = config_with_weights(self.config, weights)
+        return self if config == self.config else Jukebox(config, quantize_params(self.config, self.params, config))
 
     def fingerprint(self) -> str:
         """A digest of the config and every weight (`integrity.py`): what a sampling job

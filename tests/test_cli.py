@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from jukebox_jax import Jukebox, JukeboxConfig, cli_sample, preset, tokenizer
+from jukebox_jax import Jukebox, JukeboxConfig, cli_sample, preset, quantize, tokenizer
 from jukebox_jax.cli import main
-from jukebox_jax.config import MODEL_PRESETS
+from jukebox_jax.config import MODEL_PRESETS, DType, Precision, WeightFormat
 from jukebox_jax.generation.inputs import read_prompt
 from jukebox_jax.integrity import file_digest
 
@@ -26,6 +26,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 SR = 44100
 _MODELS: dict = {}  # (name, seed) -> Jukebox, shared by the module's tests
 _LOAD = cli_sample.load_model
+_WITH_PRECISION = cli_sample.with_precision
 
 
 def _shared_load(name: str, config: JukeboxConfig, seed: int) -> Jukebox:
@@ -60,7 +61,14 @@ def files(tmp_path_factory) -> Path:
     soundfile.write(d / "slow.wav", np.zeros(1000), 22050)
     (d / "text.wav").write_text("not audio")
     (d / "lyrics.txt").write_text("la la la", encoding="utf-8")
-    for name, text in [("noconfig", None), ("badjson", "{"), ("nokey", "{}"), ("vqonly", _config_json(JukeboxConfig(vqvae=preset("tiny_vqvae"))))]:
+    int8 = quantize.config_with_weights(JukeboxConfig.from_preset("tiny_5b"), "int8")
+    for name, text in [
+        ("noconfig", None),
+        ("badjson", "{"),
+        ("nokey", "{}"),
+        ("vqonly", _config_json(JukeboxConfig(vqvae=preset("tiny_vqvae")))),
+        ("int8", _config_json(int8)),
+    ]:
         (d / name).mkdir()
         if text is not None:
             (d / name / "config.json").write_text(text)
@@ -126,6 +134,9 @@ BAD = [
     (["--model", "{d}/badjson"], r"badjson/config.json is not readable JSON .*convert the original again"),
     (["--model", "{d}/nokey"], r"nokey/config.json: format None; this version reads"),
     (["--model", "{d}/vqonly"], r"needs a VQ-VAE and priors to sample; it holds only a VQ-VAE"),
+    (["--dtype", "float64"], r"argument --dtype: invalid choice: 'float64' \(choose from .*float32.*bfloat16.*float16"),
+    (["--weights", "int4"], r"argument --weights: invalid choice: 'int4' \(choose from .*float.*int8"),
+    (["--model", "{d}/int8", "--weights", "float"], r"--weights float: --model holds int8 weights, which cannot become float again"),
     (["--out", "{d}/lyrics.txt"], r"--out {d}/lyrics.txt is a file; give a folder"),
     (["--out", "{d}/lyrics.txt/run"], r"cannot write in {d}/lyrics.txt \(a file, not a folder\)"),
     pytest.param(["--out", "{d}/readonly/run"], r"cannot write in {d}/readonly ", marks=pytest.mark.skipif(ROOT, reason="root ignores permissions")),
@@ -177,7 +188,7 @@ def test_sample_help_describes_every_option(capsys):
         main(["sample", "--help"])
     text = capsys.readouterr().out
     options = re.findall(r"^  (--[a-z-]+)", text, re.MULTILINE)
-    assert len(options) == 20
+    assert len(options) == 22
     for option in options:
         block = text.split(f"  {option}", 1)[1].split("\n  --", 1)[0]
         assert len(block.split()) > 3, f"{option} has no help"
@@ -378,6 +389,18 @@ def test_sample_continue_upsample_and_primed(tmp_path, capsys):
     jb = _MODELS[("tiny_5b", 0)]  # the CLI's model (seed 0)
     audio, _ = soundfile.read(prompt, dtype="float32")
     np.testing.assert_array_equal(primed[:, :7], np.asarray(jb.encode(audio[None, :896, None], start_level=2)[0]))
+
+
+def test_sample_in_bfloat16_with_int8_weights(tmp_path, monkeypatch):
+    """--weights int8 --dtype bfloat16: the model sampled is the loaded one quantized, then cast."""
+    sampled = []
+    monkeypatch.setattr(cli_sample, "with_precision", lambda *a: sampled.append(_WITH_PRECISION(*a)) or sampled[-1])
+    out = tmp_path / "run"
+    main(["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "--dtype", "bfloat16", "--weights", "int8", "--out", str(out)])
+    bf16 = DType.BFLOAT16
+    assert [p.precision for p in sampled[0].config.priors] == [Precision(bf16, bf16, bf16, weights=WeightFormat.INT8)] * 3
+    codes = np.load(out / "codes.npz")["level_2"]
+    assert codes.shape == (1, int(0.05 * SR) // 128) and 0 <= codes.min() and codes.max() < 64
 
 
 def test_the_eta_leaves_out_each_levels_first_sampled_window():

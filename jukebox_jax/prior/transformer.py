@@ -17,6 +17,11 @@ repeats), UNROLLED `layers_{d}/...` (d the original layer index); each layer
 
 Axis names on weights: embed (model width), heads, kv (head width), qkv (the 3 projections),
 mlp (MLP width), layers (stacked layers). Activations: batch, length, embed.
+
+Projection matrices (`c_attn`, `c_enc_kv`, `c_proj`, `c_fc`) are `{name}_kernel` in
+`Precision.params`, or with `Precision.weights` INT8 an int8 `{name}_kernel` plus a float32
+`{name}_scale` over its output axes (e.g. `c_fc_kernel [embed, mlp]`, `c_fc_scale [mlp]`;
+`quantize.py` makes them from float weights).
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jukebox_jax.config import AttnKind, Precision, TransformerConfig
-from jukebox_jax.layers import layer_norm, normal, zeros
+from jukebox_jax.config import AttnKind, Precision, TransformerConfig, WeightFormat
+from jukebox_jax.layers import _TRUNCATED_STD, Init, InitKind, initializer, layer_norm, normal, zeros
 from jukebox_jax.prior import attention
 from jukebox_jax.prior.attention import Cache, Geometry
 
@@ -72,13 +77,39 @@ def layer_groups(pattern: tuple[AttnKind, ...]) -> tuple[Segment, ...]:
     return best[0][2]
 
 
-def _matmul(x: jax.Array, kernel: jax.Array, precision: Precision) -> jax.Array:
+def _matmul(x: jax.Array, kernel: jax.Array, scale: jax.Array | None, precision: Precision) -> jax.Array:
     """`x [..., w] @ kernel [w, *out]` -> `[..., *out]` in the compute dtype, the kernel seen
     as 2-D (a free reshape; an einsum over the split axes makes XLA transpose-copy the
-    weights every step)."""
+    weights every step). An int8 kernel is converted to the compute dtype inside the matmul
+    and its float32 `scale [*out]` multiplies the output, accumulated in float32 (the raw
+    int8 products are ~1/scale times the true ones: past float16's range)."""
     k2 = kernel.reshape(kernel.shape[0], -1).astype(precision.compute.jnp)
-    out = jnp.matmul(x.astype(precision.compute.jnp), k2, precision=precision.matmul.lax)
+    x = x.astype(precision.compute.jnp)
+    if scale is None:
+        out = jnp.matmul(x, k2, precision=precision.matmul.lax)
+    else:
+        out = jnp.matmul(x, k2, precision=precision.matmul.lax, preferred_element_type=jnp.float32)
+        out = (out * scale.reshape(-1)).astype(x.dtype)
     return out.reshape(*x.shape[:-1], *kernel.shape[1:])
+
+
+# A random int8 kernel: N(0, 1) truncated to [-2, 2] times 63.5 fills [-127, 127]; its scale
+# makes the weights' standard deviation the float init's `std` (`quantize.py` makes real ones).
+_INT8_DRAW = Init(InitKind.TRUNCATED_NORMAL, 127 / 2)
+_INT8_DRAW_STD = 127 / 2 * _TRUNCATED_STD
+
+
+def _projection(module: nn.Module, name: str, shape: tuple[int, ...], names: tuple[str, ...], n_in: int, std: float, precision: Precision):
+    """Declares the projection matrix `{name}_kernel [*in, *out]` (the first `n_in` axes are
+    contracted), normal(`std`) or zeros (`std` 0) in `precision.params` -> `(kernel, None)`;
+    with INT8 weights, an int8 kernel and its float32 per-output-channel `{name}_scale [*out]`
+    (axes `names[n_in:]`) -> `(kernel, scale)`."""
+    if precision.weights is WeightFormat.FLOAT:
+        init = normal(std, names) if std else zeros(names)
+        return module.param(f"{name}_kernel", init, shape, precision.params.jnp), None
+    kernel = module.param(f"{name}_kernel", initializer(_INT8_DRAW if std else Init(InitKind.ZEROS), names), shape, jnp.int8)
+    scale_init = initializer(Init(InitKind.ONES, std / _INT8_DRAW_STD), names[n_in:])
+    return kernel, module.param(f"{name}_scale", scale_init, shape[n_in:], jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,34 +140,36 @@ class Attention(nn.Module):
         s, cfg = self.spec, self.spec.config
         w, h, d, dtype = cfg.width, cfg.heads, s.head_width, s.precision.params.jnp
         self.attn = attention.attention(self.kind, s.geometry)
+        proj = lambda name, shape, names, n_in, std: _projection(self, name, shape, names, n_in, std, s.precision)
         if self.kind is AttnKind.ENC_DEC:  # queries from x, keys and values from the encoder
-            self.c_attn_kernel = self.param("c_attn_kernel", normal(s.std, ("embed", "heads", "kv")), (w, h, d), dtype)
+            self.c_attn = proj("c_attn", (w, h, d), ("embed", "heads", "kv"), 1, s.std)
             self.c_attn_bias = self.param("c_attn_bias", zeros(("heads", "kv")), (h, d), dtype)
-            self.c_enc_kv_kernel = self.param("c_enc_kv_kernel", normal(s.std, ("embed", "qkv", "heads", "kv")), (w, 2, h, d), dtype)
+            self.c_enc_kv = proj("c_enc_kv", (w, 2, h, d), ("embed", "qkv", "heads", "kv"), 1, s.std)
             self.c_enc_kv_bias = self.param("c_enc_kv_bias", zeros(("qkv", "heads", "kv")), (2, h, d), dtype)
         else:
-            self.c_attn_kernel = self.param("c_attn_kernel", normal(s.std, ("embed", "qkv", "heads", "kv")), (w, 3, h, d), dtype)
+            self.c_attn = proj("c_attn", (w, 3, h, d), ("embed", "qkv", "heads", "kv"), 1, s.std)
             self.c_attn_bias = self.param("c_attn_bias", zeros(("qkv", "heads", "kv")), (3, h, d), dtype)
-        proj_init = zeros if cfg.zero_out or self.kind is AttnKind.ENC_DEC else lambda names: normal(s.std, names)
-        self.c_proj_kernel = self.param("c_proj_kernel", proj_init(("heads", "kv", "embed")), (h, d, w), dtype)
+        zero_proj = cfg.zero_out or self.kind is AttnKind.ENC_DEC
+        self.c_proj = proj("c_proj", (h, d, w), ("heads", "kv", "embed"), 2, 0.0 if zero_proj else s.std)
         self.c_proj_bias = self.param("c_proj_bias", zeros(("embed",)), (w,), dtype)
         self.attn_dropout = nn.Dropout(cfg.attn_dropout, deterministic=s.deterministic)
         self.resid_dropout = nn.Dropout(cfg.resid_dropout, deterministic=s.deterministic)
 
     def _qkv(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:  # [b, t, w] -> 3 x [b, t, h, d]
-        qkv = _matmul(x, self.c_attn_kernel, self.spec.precision) + self.c_attn_bias.astype(x.dtype)
+        qkv = _matmul(x, *self.c_attn, self.spec.precision) + self.c_attn_bias.astype(x.dtype)
         return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
 
     def _encoder_kv(self, encoder_kv: jax.Array) -> tuple[jax.Array, jax.Array]:  # [b, s, w] -> 2 x [b, s, h, d]
-        kv = _matmul(encoder_kv, self.c_enc_kv_kernel, self.spec.precision) + self.c_enc_kv_bias.astype(self.spec.precision.compute.jnp)
+        kv = _matmul(encoder_kv, *self.c_enc_kv, self.spec.precision) + self.c_enc_kv_bias.astype(self.spec.precision.compute.jnp)
         return kv[:, :, 0], kv[:, :, 1]
 
     def _out(self, out: jax.Array) -> jax.Array:  # [b, t, h, d] -> [b, t, w]
-        a = _matmul(out.reshape(*out.shape[:2], -1), self.c_proj_kernel.reshape(-1, self.c_proj_kernel.shape[-1]), self.spec.precision)
+        kernel, scale = self.c_proj
+        a = _matmul(out.reshape(*out.shape[:2], -1), kernel.reshape(-1, kernel.shape[-1]), scale, self.spec.precision)
         return self.resid_dropout(a + self.c_proj_bias.astype(a.dtype))
 
     def _queries(self, x: jax.Array) -> jax.Array:  # ENC_DEC: [b, t, w] -> [b, t, h, d]
-        return _matmul(x, self.c_attn_kernel, self.spec.precision) + self.c_attn_bias.astype(self.spec.precision.compute.jnp)
+        return _matmul(x, *self.c_attn, self.spec.precision) + self.c_attn_bias.astype(self.spec.precision.compute.jnp)
 
     def __call__(self, x: jax.Array, encoder_kv: jax.Array | None) -> tuple[jax.Array, jax.Array]:
         """Full pass: `x [b, t, w]`, `encoder_kv [b, s, w]` (ENC_DEC) -> `(out [b, t, w], probs)`."""
@@ -167,11 +200,11 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:  # [b, t, w] -> [b, t, w]
         s, cfg = self.spec, self.spec.config
         dtype = s.precision.params.jnp
-        m = _matmul(x, self.param("c_fc_kernel", normal(s.std, ("embed", "mlp")), (cfg.width, cfg.mlp_width), dtype), s.precision)
+        m = _matmul(x, *_projection(self, "c_fc", (cfg.width, cfg.mlp_width), ("embed", "mlp"), 1, s.std, s.precision), s.precision)
         m = m + self.param("c_fc_bias", zeros(("mlp",)), (cfg.mlp_width,), dtype).astype(m.dtype)
         m = m * jax.nn.sigmoid(1.702 * m)  # quick_gelu
-        out_init = zeros(("mlp", "embed")) if cfg.zero_out else normal(s.std, ("mlp", "embed"))
-        m = _matmul(m, self.param("c_proj_kernel", out_init, (cfg.mlp_width, cfg.width), dtype), s.precision)
+        out_std = 0.0 if cfg.zero_out else s.std
+        m = _matmul(m, *_projection(self, "c_proj", (cfg.mlp_width, cfg.width), ("mlp", "embed"), 1, out_std, s.precision), s.precision)
         m = m + self.param("c_proj_bias", zeros(("embed",)), (cfg.width,), dtype).astype(m.dtype)
         return nn.Dropout(cfg.resid_dropout, deterministic=s.deterministic)(m)
 
