@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -9,22 +10,27 @@ from typing import TypeVar
 
 import jax
 import numpy as np
+import torch
 from flax import traverse_util
 
 from convert.hf_config import config_from_hf
 from convert.hps import prior_config_from_hps, vqvae_config_from_hps
-from convert.sources import ConversionError, HFDirectory, OriginalFile, read_hf, read_original
+from convert.sources import ConversionError, HFDirectory, OriginalFile, count, few, numpy_view, read_hf, read_original, release
 from convert.table import Row, vqvae_rows
 from convert.table_prior import prior_rows
 from jukebox_jax import Jukebox
-from jukebox_jax.config import MODEL_PRESETS, PRESETS, ConfigError, JukeboxConfig, PriorConfig, VQVAEConfig
+from jukebox_jax.config import MODEL_PRESETS, PRESETS, ConfigError, DType, JukeboxConfig, PriorConfig, VQVAEConfig
 from jukebox_jax.params import abstract_params, describe_mismatch, flatten
 
 T = TypeVar("T")
 
 
-def convert_checkpoint(*paths: str | os.PathLike, config: JukeboxConfig | str | None = None) -> Jukebox:
-    """Converts PyTorch Jukebox weights into a `Jukebox`.
+def convert_checkpoint(
+    *paths: str | os.PathLike, config: JukeboxConfig | str | None = None, dtype: DType | str | None = None
+) -> Jukebox:
+    """Converts PyTorch Jukebox weights into a `Jukebox`, one tensor at a time: the files are
+    memory-mapped where their format allows, and each tensor is cast once, from the file's
+    dtype, into the result (so the host holds the result, plus one tensor in flight).
 
     Args:
       paths: either any set of original files (`vqvae.pth.tar`, `prior_level_{0,1,2}.pth.tar`),
@@ -34,11 +40,17 @@ def convert_checkpoint(*paths: str | os.PathLike, config: JukeboxConfig | str | 
         of a whole model ("5b_lyrics", "tiny_5b", ...) or of one part ("vqvae",
         "upsampler_level_1", ...). The result holds the parts of it that the files hold. Needed
         for a prior file given without its VQ-VAE file.
+      dtype: the priors' weight and compute dtype ('float32', 'bfloat16', 'float16'): the
+        result equals converting to float32, then `Jukebox.astype(dtype)`, bit for bit. The
+        5b files' fp16 weights go straight into a 16-bit target (float32 holds them exactly).
+        None keeps the config's (float32, unless a given config says otherwise).
 
     Raises `ConversionError` naming the file for anything unreadable, corrupt (a zip member
     failing its CRC-32, NaN or Inf weights, non-float tensors) or not fitting: every missing,
-    unexpected and mis-shaped tensor is named.
+    unexpected and mis-shaped tensor is named; and for weights beyond float16's range when
+    converting to it. `ConfigError` for an unknown `dtype`.
     """
+    dtype = None if dtype is None else DType.parse(dtype)
     if not paths:
         raise ConversionError("give at least one checkpoint file or HF directory")
     paths = tuple(Path(p) for p in paths)
@@ -51,8 +63,8 @@ def convert_checkpoint(*paths: str | os.PathLike, config: JukeboxConfig | str | 
                 f"{next(p for p in paths if p.is_dir())}: a directory among several paths; give an HF model "
                 f"directory on its own, or only original *.pth.tar files"
             )
-        return _from_hf(read_hf(paths[0]), _resolve(config))
-    return _from_original([read_original(p) for p in paths], _resolve(config))
+        return _from_hf(read_hf(paths[0]), _resolve(config), dtype)
+    return _from_original([read_original(p) for p in paths], _resolve(config), dtype)
 
 
 def _resolve(config: JukeboxConfig | str | None) -> JukeboxConfig | None:
@@ -68,7 +80,7 @@ def _resolve(config: JukeboxConfig | str | None) -> JukeboxConfig | None:
     raise ConversionError(f"unknown preset {config!r}; choose a whole model {list(MODEL_PRESETS)} or a part {parts}")
 
 
-def _from_original(files: list[OriginalFile], config: JukeboxConfig | None) -> Jukebox:
+def _from_original(files: list[OriginalFile], config: JukeboxConfig | None, dtype: DType | None) -> Jukebox:
     vqvae_files = [f for f in files if f.is_vqvae]
     prior_files = [f for f in files if not f.is_vqvae]
     if len(vqvae_files) > 1:
@@ -83,12 +95,13 @@ def _from_original(files: list[OriginalFile], config: JukeboxConfig | None) -> J
         config = JukeboxConfig(vqvae=config.vqvae if vqvae_files else None, priors=tuple(priors))  # the parts the files hold
     except ConfigError as e:
         raise ConversionError(f"{', '.join(str(f.path) for f in prior_files)}: {e}") from None
+    config = config if dtype is None else config.astype(dtype)
     template = flatten(abstract_params(config))
     flat = {}
     if vqvae_files:
-        flat |= _fill(template, vqvae_rows(config.vqvae), vqvae_files[0].state, lambda r: r.original, vqvae_files[0].path)
+        flat |= _fill(template, vqvae_rows(config.vqvae), vqvae_files[0], lambda r: r.original)
     for f, prior in zip(prior_files, priors):
-        flat |= _fill(template, prior_rows(prior, 0), f.state, lambda r: r.original, f.path)
+        flat |= _fill(template, prior_rows(prior, 0), f, lambda r: r.original)
     return _jukebox(config, template, flat)
 
 
@@ -111,7 +124,7 @@ def _prior_of(f: OriginalFile, config: JukeboxConfig) -> PriorConfig:
     return candidates[0]
 
 
-def _names_fit(rows: list[Row], state: dict[str, np.ndarray]) -> bool:
+def _names_fit(rows: list[Row], state: dict[str, torch.Tensor]) -> bool:
     names = {r.original for r in rows}
     return {r.original for r in rows if not r.tied} <= state.keys() <= names
 
@@ -152,64 +165,99 @@ def _read_config(source: Path, read: Callable[[], T]) -> T:
         raise ConversionError(f"{source}: cannot read its config: {e}; pass config= a preset name instead") from None
 
 
-def _from_hf(d: HFDirectory, config: JukeboxConfig | None) -> Jukebox:
+def _from_hf(d: HFDirectory, config: JukeboxConfig | None, dtype: DType | None) -> Jukebox:
     standalone = d.config.get("model_type") == "jukebox_vqvae"
     vqvae_prefix = "" if standalone else "vqvae."
     if config is None:
         config = _read_config(d.path / "config.json", lambda: config_from_hf(d.config))
     else:
         config = _hf_parts(config, d.state, vqvae_prefix)
+    config = config if dtype is None else config.astype(dtype)
     rows = vqvae_rows(config.vqvae, hf_prefix=vqvae_prefix) if config.vqvae else []
     for p in config.priors:
         rows += prior_rows(p, hf_index=_hf_index(p))
     template = flatten(abstract_params(config))
-    return _jukebox(config, template, _fill(template, rows, d.state, lambda r: r.hf, d.path))
+    return _jukebox(config, template, _fill(template, rows, d, lambda r: r.hf))
 
 
 def _hf_index(prior: PriorConfig) -> int:
     return len(prior.downs_t) - 1 - prior.level  # HF lists the priors top first
 
 
-def _hf_parts(config: JukeboxConfig, state: dict[str, np.ndarray], vqvae_prefix: str) -> JukeboxConfig:
+def _hf_parts(config: JukeboxConfig, state: dict[str, torch.Tensor], vqvae_prefix: str) -> JukeboxConfig:
     """The parts of a given `config` that an HF state dict holds tensors of."""
     has_vqvae = any(k.startswith(vqvae_prefix + p) for k in state for p in ("encoders.", "decoders.", "bottleneck."))
     priors = tuple(p for p in config.priors if any(k.startswith(f"priors.{_hf_index(p)}.") for k in state))
     return JukeboxConfig(vqvae=config.vqvae if has_vqvae else None, priors=priors)
 
 
-def _fill(template: dict, rows: list[Row], state: dict[str, np.ndarray], key, source) -> dict:
-    """Our params named by `rows`, from `state`, demanding exact key-set equality (tied
-    copies may be absent) and checking every shape and tied copy."""
+def _fill(template: dict, rows: list[Row], source: OriginalFile | HFDirectory, key) -> dict:
+    """Our params named by `rows`, in the template's dtypes, from `source`'s tensors, demanding
+    exact key-set equality (tied copies may be absent) and checking every shape, tied copy and
+    value. Reads one tensor at a time, each cast once into its place in the result, and lets
+    go of it (`sources.release`; `source.state` is consumed)."""
+    state, path = source.state, source.path
     wanted = {key(r): r for r in rows}
     required = {k for k, r in wanted.items() if not r.tied}
     missing = sorted(required - state.keys())
     unexpected = sorted(state.keys() - wanted.keys())
-    misshaped, stacks, flat = [], {}, {}
-    for name in sorted(wanted.keys() & state.keys()):
-        row, tensor = wanted[name], state[name]
-        want = tuple(template[row.path].shape)
-        want = want[1:] if row.index is not None else want
-        if row.our_shape(tensor.shape) != want:
-            misshaped.append(f"{name}: {tuple(tensor.shape)} does not give our {'/'.join(row.path)} {want}")
-            continue
-        value = row.transform(tensor).astype(np.float32)
-        if row.tied:
-            continue  # compared below, once every weight is in place
-        if row.index is None:
-            flat[row.path] = value
-        else:
-            stack = stacks.setdefault(row.path, np.zeros(template[row.path].shape, np.float32))
-            stack[row.index] = value
+    misshaped = [
+        f"{name}: {tuple(state[name].shape)} does not give our {'/'.join(wanted[name].path)} {_slot_shape(template, wanted[name])}"
+        for name in sorted(wanted.keys() & state.keys())
+        if wanted[name].our_shape(tuple(state[name].shape)) != _slot_shape(template, wanted[name])
+    ]
     if missing or unexpected or misshaped:
-        raise ConversionError(f"{source}: " + describe_mismatch(missing, unexpected, misshaped).replace("params", "checkpoint", 1))
-    flat |= stacks
-    for name, row in wanted.items():
-        if row.tied and name in state and not np.array_equal(row.transform(state[name]), flat[row.path]):
-            raise ConversionError(f"{source}: {name} should be the same tensor as our {'/'.join(row.path)} (tied), but differs")
-    return flat
+        raise ConversionError(f"{path}: " + describe_mismatch(missing, unexpected, misshaped).replace("params", "checkpoint", 1))
+    owned = sorted(name for name, r in wanted.items() if not r.tied)
+    for name, row in wanted.items():  # before anything is released
+        if row.tied and name in state:
+            owner = next(n for n in owned if wanted[n].path == row.path)  # a tied weight is not stacked
+            tied, own = (wanted[n].transform(numpy_view(state[n])) for n in (name, owner))
+            if not np.array_equal(tied, own, equal_nan=True):  # a NaN is named below
+                raise ConversionError(f"{path}: {name} should be the same tensor as our {'/'.join(row.path)} (tied), but differs")
+    flat = {p: _empty(template[p].shape, template[p].dtype) for p in {wanted[n].path for n in owned}}
+    non_finite, overflow = [], []
+    for name in owned:
+        row, tensor = wanted[name], state.pop(name)
+        out = flat[row.path] if row.index is None else flat[row.path][row.index]
+        row.write(numpy_view(tensor), out)
+        if not np.isfinite(out).all():  # NaN or Inf in the file, or (float16) a value beyond the target's range
+            values = numpy_view(tensor)
+            if n := values.size - np.count_nonzero(np.isfinite(values)):
+                non_finite.append(f"{name} ({n} of {values.size} values)")
+            else:
+                overflow.append(f"{name} (|x| up to {np.abs(values).max():.4g}, beyond {out.dtype}'s {np.finfo(out.dtype).max:g})")
+        if source.mapped:
+            release(tensor)
+    if non_finite:
+        raise ConversionError(
+            f"{path}: {count(non_finite, 'tensor')} with NaN or Inf: {few(non_finite)}; the weights are corrupt "
+            f"(or training diverged), convert a healthy checkpoint"
+        )
+    if overflow:
+        raise ConversionError(
+            f"{path}: {count(overflow, 'tensor')} with values beyond the target dtype's range: {few(overflow)}; "
+            f"convert to bfloat16 or float32 instead"
+        )
+    return {p: jax.device_put(flat.pop(p)) for p in list(flat)}  # one at a time: any copy a device makes is freed as it goes
+
+
+def _slot_shape(template: dict, row: Row) -> tuple[int, ...]:
+    """The shape `row`'s tensor takes in our param: one layer's slot if stacked."""
+    shape = tuple(template[row.path].shape)
+    return shape[1:] if row.index is not None else shape
+
+
+def _empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Uninitialised host memory aligned to 64 bytes, which `jax.device_put` on the CPU adopts
+    without a copy (its pages are committed only as they are written)."""
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
 def _jukebox(config: JukeboxConfig, template: dict, flat: dict) -> Jukebox:
     if flat.keys() != template.keys():  # the table and the modules must agree
         raise AssertionError(f"name table out of sync with the model: {sorted(map('/'.join, flat.keys() ^ template.keys()))}")
-    return Jukebox(config, jax.device_put(traverse_util.unflatten_dict(flat)))
+    return Jukebox(config, traverse_util.unflatten_dict(flat))

@@ -2,13 +2,22 @@
 
 Nothing is unpickled beyond tensors and plain containers (`torch.load(weights_only=True)`).
 Every failure to read a file is a `ConversionError` naming the file, never a PyTorch,
-safetensors, zipfile or JSON traceback. Every tensor must be a finite float.
+safetensors, zipfile or JSON traceback. Every tensor must be a dense float (checked here) and
+finite (checked by the converter as it reads each one).
+
+Reading is lazy where the format allows, so that converting never holds a file's weights and
+the result at once: zip-format `.pth.tar`/`.bin` files are memory-mapped (`torch.load(mmap=True)`)
+and safetensors files are mapped by their library; the converter reads each tensor as it
+converts it, then `release`s its pages. Old non-zip `.pth.tar` files (torch < 1.6) are read whole
+(their format has no index to map); the converter lets go of each tensor as it converts it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
+import mmap
 import pickle
 import re
 import zipfile
@@ -17,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import torch
 
@@ -24,15 +34,19 @@ from jukebox_jax.errors import ConversionError
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6; older files are a bare pickle
 _DIRECTORY_ATTRIBUTES = 0x10 | (0o040000 << 16)  # zip external attributes: MS-DOS directory, Unix S_IFDIR
+_MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # POSIX systems
+_libc = ctypes.CDLL(None) if _MADV_DONTNEED is not None else None
 
 
 @dataclasses.dataclass
 class OriginalFile:
-    """One original checkpoint: its `hps` dict and its state dict as float32 numpy arrays."""
+    """One original checkpoint: its `hps` dict and its state dict (dense float tensors, in the
+    file's dtypes; `mapped`: memory-mapped from the file, see `release`)."""
 
     path: Path
     hps: dict[str, Any]
-    state: dict[str, np.ndarray]
+    state: dict[str, torch.Tensor]
+    mapped: bool
 
     @property
     def is_vqvae(self) -> bool:
@@ -41,11 +55,13 @@ class OriginalFile:
 
 @dataclasses.dataclass
 class HFDirectory:
-    """A transformers 4.40.2 `save_pretrained` directory: `config.json` and its weights."""
+    """A transformers 4.40.2 `save_pretrained` directory: `config.json` and its weights (as
+    `OriginalFile.state`; `mapped` if every shard is)."""
 
     path: Path
     config: dict[str, Any]
-    state: dict[str, np.ndarray]
+    state: dict[str, torch.Tensor]
+    mapped: bool
 
 
 def few(names: list[str], n: int = 5) -> str:
@@ -92,15 +108,17 @@ def verify_zip(path: Path) -> None:
         raise ConversionError(f"{path}: corrupt: member {folders[0]!r} is marked as a directory; fetch the file again")
 
 
-def torch_load(path: Path) -> Any:
+def torch_load(path: Path) -> tuple[Any, bool]:
     """`torch.load` that refuses anything but tensors and plain containers, and any file
-    that is not an intact PyTorch checkpoint."""
+    that is not an intact PyTorch checkpoint; and whether its tensors are memory-mapped (those
+    of a zip-format file are; an old non-zip file is read whole)."""
     check_file(path)
     with path.open("rb") as f:
-        if f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC:
-            verify_zip(path)
+        mapped = f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+    if mapped:
+        verify_zip(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mapped), mapped
     except pickle.UnpicklingError as e:
         detail = _unpickler_detail(str(e))
         if detail.startswith("Unsupported global"):
@@ -127,10 +145,9 @@ def _first_sentence(message: str) -> str:
     return re.split(r"(?<=\.)\s", message, maxsplit=1)[0] if message else "no detail"
 
 
-def to_numpy(state: Any, path: Path) -> dict[str, np.ndarray]:
-    """A state dict's tensors as float32 numpy (fp16/bf16 upcast: the released 5b priors store
-    fp16). Refuses, naming them, keys that are not strings, values that are not tensors,
-    tensors that are not dense floats (int, bool, complex, sparse) and weights with NaN or Inf."""
+def check_state(state: Any, path: Path) -> dict[str, torch.Tensor]:
+    """A state dict, refusing, naming them, keys that are not strings, values that are not
+    tensors and tensors that are not dense floats (int, bool, complex, sparse). Reads no values."""
     if not isinstance(state, Mapping):
         raise ConversionError(f"{path}: the state dict is a {type(state).__name__}, not a dict of name -> tensor")
     bad_keys = [repr(k) for k in state if not isinstance(k, str)]
@@ -149,20 +166,38 @@ def to_numpy(state: Any, path: Path) -> dict[str, np.ndarray]:
             f"{path}: {count(not_float, 'tensor')} not dense floating point, as every Jukebox weight is: "
             f"{few(not_float)}; the file is corrupt or not a Jukebox checkpoint"
         )
-    out = {k: v.float().numpy() for k, v in state.items()}
-    non_finite = [
-        f"{k} ({a.size - np.count_nonzero(np.isfinite(a))} of {a.size} values)" for k, a in out.items() if not np.isfinite(a).all()
-    ]
-    if non_finite:
-        raise ConversionError(
-            f"{path}: {count(non_finite, 'tensor')} with NaN or Inf: {few(non_finite)}; the weights are corrupt "
-            f"(or training diverged), convert a healthy checkpoint"
-        )
-    return out
+    return dict(state)
+
+
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
+def numpy_view(tensor: torch.Tensor) -> np.ndarray:
+    """A float tensor's values as numpy in its own dtype, without a copy (a bfloat16 tensor as
+    `ml_dtypes.bfloat16`); float8 types, which numpy lacks, as a float32 copy."""
+    if tensor.dtype in _NUMPY_FLOATS:
+        return tensor.numpy()
+    if tensor.dtype is torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.float().numpy()
+
+
+def release(tensor: torch.Tensor) -> None:
+    """Drops the pages of a tensor memory-mapped from a file out of this process's resident
+    set (`madvise(MADV_DONTNEED)`): they stay in the page cache, reclaimable, and reading the
+    tensor again maps them back in. Without this, every page read stays resident until the
+    whole file is unmapped. Only for mapped tensors: anonymous memory would read as zeros."""
+    if _MADV_DONTNEED is None:
+        return
+    storage = tensor.untyped_storage()
+    start = -(-storage.data_ptr() // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the tensor's bytes
+    end = (storage.data_ptr() + storage.nbytes()) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > start:
+        _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)
 
 
 def read_original(path: Path) -> OriginalFile:
-    ckpt = torch_load(path)
+    ckpt, mapped = torch_load(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ConversionError(
             f"{path}: not an original Jukebox checkpoint (expected a dict with a 'model' state dict "
@@ -174,11 +209,11 @@ def read_original(path: Path) -> OriginalFile:
             f"{path}: 'hps' is a {type(hps).__name__}, not a dict of hyperparameters; "
             f"pass config= a preset name (e.g. '5b_lyrics') to convert the weights without them"
         )
-    state = to_numpy(model, path)
+    state = check_state(model, path)
     unprefixed = {k.removeprefix("module."): v for k, v in state.items()}
     if len(unprefixed) != len(state):
         raise ConversionError(f"{path}: the state dict holds some names both with and without DDP's 'module.' prefix")
-    return OriginalFile(path, dict(hps), unprefixed)
+    return OriginalFile(path, dict(hps), unprefixed, mapped)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -203,17 +238,21 @@ def read_hf(path: Path) -> HFDirectory:
             f"its weights) or the original *.pth.tar files"
         )
     config = read_json(config_file)
-    state: dict[str, np.ndarray] = {}
+    state: dict[str, torch.Tensor] = {}
+    mapped = True
     for file in _hf_weight_files(path):
-        part = to_numpy(_read_safetensors(file) if file.suffix == ".safetensors" else torch_load(file), file)
+        part, part_mapped = (_read_safetensors(file), True) if file.suffix == ".safetensors" else torch_load(file)
+        part = check_state(part, file)
         twice = sorted(state.keys() & part.keys())
         if twice:
             raise ConversionError(f"{file}: {count(twice, 'tensor')} also in another shard: {few(twice)}")
         state |= part
-    return HFDirectory(path, config, state)
+        mapped &= part_mapped
+    return HFDirectory(path, config, state, mapped)
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, views of its library's memory map."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 

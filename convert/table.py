@@ -54,6 +54,12 @@ class Row:
         shape = self.our_shape(tensor.shape)
         return (np.transpose(tensor, self.perm) if self.perm else tensor).reshape(shape)
 
+    def write(self, tensor: np.ndarray, out: np.ndarray) -> None:
+        """`out[...] = transform(tensor)` cast to `out`'s dtype, in one pass with no temporary
+        (`out`: contiguous, our layout; the split is a view of it)."""
+        source = np.transpose(tensor, self.perm) if self.perm else tensor
+        np.copyto(out.reshape(source.shape), source, casting="unsafe")  # float to float, rounding to nearest even
+
 
 def _conv(path: tuple[str, ...], original: str, hf: str, perm: tuple[int, ...] = CONV) -> Iterator[Row]:
     yield Row((*path, "kernel"), f"{original}.weight", f"{hf}.weight", perm)

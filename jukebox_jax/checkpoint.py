@@ -55,6 +55,7 @@ FORMATS = (FORMAT, FORMAT_V2, FORMAT_V1)
 CONFIG = "config.json"
 PARAMS = "params"
 _REWRITE = "save it again, or convert the original again (`jukebox-jax convert`)"
+_DATA_FILE_BYTES = 16 << 20  # measured: saving 3.3 GB of random float32 held 0.18 GB more (2 GiB files: 3.1 GB)
 
 
 # -- Saving -------------------------------------------------------------------------------
@@ -96,11 +97,14 @@ def check_target(path: Path) -> None:
 
 
 def _write(folder: Path, config: JukeboxConfig, params: Params, digests: Mapping[str, str]) -> None:
+    """Writes the params in OCDBT data files of at most `_DATA_FILE_BYTES` (so in chunks of at
+    most that): tensorstore holds each data file's compressed bytes until it is written, which
+    with orbax's default (2 GiB files) held about a second copy of the weights."""
     import orbax.checkpoint as ocp
 
     os.chmod(folder, 0o755)  # mkdtemp makes it private
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(folder / PARAMS, params)
+    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as ckptr:
+        ckptr.save(folder / PARAMS, args=ocp.args.PyTreeSave(params, ocdbt_target_data_file_size=_DATA_FILE_BYTES))
     write_text(folder / CONFIG, json.dumps(_metadata(config.to_dict(), digests), indent=1))
 
 
@@ -308,9 +312,16 @@ def bad_weights(params: Params, config: JukeboxConfig) -> list[str]:
         int8 = path in declared and declared[path].dtype == jnp.int8
         if int8 != (a.dtype == jnp.int8) or not (int8 or jnp.issubdtype(a.dtype, jnp.floating)):
             bad.append(f"{name}: {a.dtype} (weights must be {'int8, as the config declares' if int8 else 'float'})")
-        elif n := int(a.size - np.count_nonzero(np.isfinite(a))):
+        elif n := _non_finite(a):
             bad.append(f"{name}: {n} NaN or infinite values")
     return bad
+
+
+def _non_finite(a: np.ndarray, block: int = 1 << 24) -> int:
+    """How many values of `a` are NaN or infinite, counted a block at a time (a 5b prior's MLP
+    stack would need a 6.6 GB boolean temporary at once)."""
+    flat = a.reshape(-1)
+    return sum(int(b.size - np.count_nonzero(np.isfinite(b))) for b in (flat[i : i + block] for i in range(0, flat.size, block)))
 
 
 def _from_v1(config: JukeboxConfig, params: Params) -> Params:

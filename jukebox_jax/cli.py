@@ -12,6 +12,7 @@ import numpy as np
 
 from jukebox_jax import checkpoint, cli_sample
 from jukebox_jax.audio import test_signal
+from jukebox_jax.config import DType
 from jukebox_jax.errors import JukeboxError
 from jukebox_jax.io import write_npz, write_wav
 from jukebox_jax.jukebox import Jukebox
@@ -77,19 +78,19 @@ def _checkpoint_folder(value: str) -> Path:
     return path
 
 
-def convert(sources: Sequence[str], out: Path, config: str | None) -> None:
+def convert(sources: Sequence[str], out: Path, config: str | None, dtype: str | None) -> None:
     try:
         from convert import convert_checkpoint
     except ImportError as e:
         sys.exit(f"jukebox-jax convert needs PyTorch: pip install 'jukebox-jax[convert]' ({e})")
     try:
         checkpoint.check_target(out)  # before a conversion that may take minutes
-        jb = convert_checkpoint(*sources, config=config)
+        jb = convert_checkpoint(*sources, config=config, dtype=dtype)
         jb.save(out)
     except JukeboxError as e:
         sys.exit(f"jukebox-jax convert: {e}")
     parts = (["vqvae"] if jb.config.vqvae else []) + [f"prior_level_{p.level}" for p in jb.config.priors]
-    print(f"converted {', '.join(parts)} -> {out}")
+    print(f"converted {', '.join(parts)}{f' (priors in {dtype})' if dtype and jb.config.priors else ''} -> {out}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -110,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="a preset giving the structure instead of the files' own: a whole model (e.g. 5b_lyrics; the parts the "
         "files hold are converted) or one part (vqvae, upsampler_level_1, ...)",
     )
+    p.add_argument(
+        "--dtype",
+        choices=[d.value for d in DType],
+        help="the priors' weight and compute dtype (default: float32; the VQ-VAE and the upsamplers' conditioners stay "
+        "float32); each weight is cast once, from the file's dtype",
+    )
     sample = sub.add_parser("sample", help="windowed multi-level sampling (resumable)", description=cli_sample.DESCRIPTION)
     cli_sample.add_arguments(sample)
     args = parser.parse_args(argv)
@@ -125,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         except OSError as e:
             sys.exit(f"jukebox-jax sample: cannot write {e.filename or args.out}: {e.strerror or e}")
     else:
-        convert(args.sources, args.out, args.config)
+        convert(args.sources, args.out, args.config, args.dtype)
 
 
 def package_version() -> str:
