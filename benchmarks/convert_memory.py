@@ -8,7 +8,9 @@ Writes a random-weight `prior_level_{L}.pth.tar` of the preset's structure, tens
 from the converter's name table (each tensor a slice of a memory-mapped scratch file, so this
 process never holds the weights), then runs `jukebox-jax convert FILE --config PRESET -o OUT
 --dtype D` once per target dtype in a child process and reports the child's peak resident set
-(`wait4`'s `ru_maxrss`) beside the converted weights' size. Deletes everything it wrote.
+(its own `VmHWM` at exit: `ru_maxrss` would count this parent's memory, which the child's
+exec inherits as its high-water mark) beside the converted weights' size. Deletes everything
+it wrote.
 """
 
 from __future__ import annotations
@@ -28,26 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convert.table import Row
 from convert.table_prior import prior_rows
 from jukebox_jax.config import DType, JukeboxConfig, preset
 from jukebox_jax.params import abstract_params, flatten
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def torch_shape(row: Row, ours: tuple[int, ...]) -> tuple[int, ...]:
-    """The PyTorch shape that `row` turns into our (per-layer) shape `ours`: `Row.our_shape` inverted."""
-    shape = list(ours)
-    if row.split is not None:
-        axis, sizes = row.split
-        shape[axis : axis + len(sizes)] = [math.prod(sizes)]
-    if not row.perm:
-        return tuple(shape)
-    out = [0] * len(shape)
-    for i, p in enumerate(row.perm):
-        out[p] = shape[i]
-    return tuple(out)
 
 
 def write_original(path: Path, level_preset: str, source: torch.dtype, scratch: Path) -> int:
@@ -59,11 +46,11 @@ def write_original(path: Path, level_preset: str, source: torch.dtype, scratch: 
     shapes = {}
     for r in rows:
         ours = tuple(template[r.path].shape)
-        shapes[r.original] = torch_shape(r, ours[1:] if r.index is not None else ours)
+        shapes[r.original] = r.torch_shape(ours[1:] if r.index is not None else ours)
     owned = [r for r in rows if not r.tied]
     sizes = [math.prod(shapes[r.original]) for r in owned]
     np_dtype = torch.empty(0, dtype=source).numpy().dtype
-    pool = np.memmap(scratch, np_dtype, "w+", shape=(sum(sizes),))  # file-backed: the page cache holds it, not this process
+    pool = np.memmap(scratch, np_dtype, "w+", shape=(sum(sizes),))  # file-backed: reclaimable page cache, not anonymous memory
     rng, state, start = np.random.default_rng(0), {}, 0
     for r, n in zip(owned, sizes):
         view = pool[start : start + n]
@@ -77,12 +64,24 @@ def write_original(path: Path, level_preset: str, source: torch.dtype, scratch: 
     return start * pool.itemsize
 
 
-def peak_rss(command: list[str]) -> tuple[int, float, int]:
-    """Runs `command`; its exit status, seconds, and peak resident set in bytes."""
+_REPORT_PEAK = """
+import atexit, runpy, sys
+atexit.register(lambda: print("VmHWM", open("/proc/self/status").read().split("VmHWM:")[1].split()[0], file=sys.stderr))
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def peak_rss(module: str, *args: str) -> tuple[int, float, int]:
+    """Runs `python -m module args` in a child; its exit status, seconds, and peak resident set in bytes."""
     start = time.perf_counter()
-    child = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    _, status, usage = os.wait4(child.pid, 0)
-    return os.waitstatus_to_exitcode(status), time.perf_counter() - start, usage.ru_maxrss * 1024  # KiB on Linux
+    child = subprocess.run(
+        [sys.executable, "-c", _REPORT_PEAK, module, *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    peak = [int(line.split()[1]) * 1024 for line in child.stderr.splitlines() if line.startswith("VmHWM ")]
+    sys.stderr.write("".join(line + "\n" for line in child.stderr.splitlines() if not line.startswith("VmHWM ")))
+    return child.returncode, time.perf_counter() - start, peak[-1]
 
 
 def folder_bytes(path: Path) -> int:
@@ -106,12 +105,11 @@ def main() -> None:
               f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB, torch {torch.__version__}")  # fmt: skip
         print(f"{args.preset} ({args.source}): {source.stat().st_size / 1e9:.2f} GB file, weights {weights / 1e9:.2f} GB, "
               f"written in {time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
-        baseline = peak_rss([sys.executable, "-c", "import jax, torch, orbax.checkpoint, jukebox_jax, convert.convert"])[2]
-        print(f"baseline (python + jax + torch + orbax imported): peak RSS {baseline / 1e9:.2f} GB", flush=True)
+        baseline = peak_rss("convert.convert")[2]
+        print(f"baseline (python with jax, torch and the converter imported): peak RSS {baseline / 1e9:.2f} GB", flush=True)
         for dtype in args.dtype:
             out = work / f"out_{dtype}"
-            command = [sys.executable, "-m", "jukebox_jax.cli", "convert", str(source), "--config", args.preset, "-o", str(out)]
-            rc, seconds, peak = peak_rss(command + ["--dtype", dtype])
+            rc, seconds, peak = peak_rss("jukebox_jax.cli", "convert", str(source), "--config", args.preset, "-o", str(out), "--dtype", dtype)
             if rc != 0:
                 sys.exit(f"convert to {dtype} failed with exit status {rc}")
             size = sum(math.prod(x.shape) * x.dtype.itemsize for x in flatten(abstract_params(JukeboxConfig(priors=(preset(args.preset),)).astype(DType.parse(dtype)))).values())  # fmt: skip

@@ -49,6 +49,14 @@ class Row:
             shape[axis : axis + 1] = sizes
         return tuple(shape)
 
+    def torch_shape(self, ours: tuple[int, ...]) -> tuple[int, ...]:
+        """The PyTorch shape that gives our shape `ours` (one layer's slot if stacked): `our_shape` inverted."""
+        shape = list(ours)
+        if self.split is not None:
+            axis, sizes = self.split
+            shape[axis : axis + len(sizes)] = [math.prod(sizes)]
+        return tuple(shape[self.perm.index(i)] for i in range(len(shape))) if self.perm else tuple(shape)
+
     def transform(self, tensor: np.ndarray) -> np.ndarray:
         """The PyTorch tensor in our layout (its shape already checked with `our_shape`)."""
         shape = self.our_shape(tensor.shape)
@@ -58,7 +66,8 @@ class Row:
         """`out[...] = transform(tensor)` cast to `out`'s dtype, in one pass with no temporary
         (`out`: contiguous, our layout; the split is a view of it)."""
         source = np.transpose(tensor, self.perm) if self.perm else tensor
-        np.copyto(out.reshape(source.shape), source, casting="unsafe")  # float to float, rounding to nearest even
+        with np.errstate(over="ignore"):  # a value beyond a float16 target becomes inf, which the converter names
+            np.copyto(out.reshape(source.shape), source, casting="unsafe")  # float to float, rounding to nearest even
 
 
 def _conv(path: tuple[str, ...], original: str, hf: str, perm: tuple[int, ...] = CONV) -> Iterator[Row]:
