@@ -2,7 +2,7 @@
 against the size of what it writes (issue 10: "converting the released files must not need
 twice their size in host RAM").
 
-    python benchmarks/convert_memory.py [--preset 1b_lyrics] [--source float32] [--dtype float32 bfloat16] [--dir /tmp]
+    python benchmarks/convert_memory.py [--preset 1b_lyrics] [--source float32] [--dtype float32 bfloat16] [--old-format] [--dir /tmp]
 
 Writes a random-weight `prior_level_{L}.pth.tar` of the preset's structure, tensor by tensor
 from the converter's name table (each tensor a slice of a memory-mapped scratch file, so this
@@ -37,9 +37,10 @@ from jukebox_jax.params import abstract_params, flatten
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_original(path: Path, level_preset: str, source: torch.dtype, scratch: Path) -> int:
+def write_original(path: Path, level_preset: str, source: torch.dtype, scratch: Path, zip_format: bool = True) -> int:
     """A random-weight original checkpoint of the prior `level_preset` at `path` (weights in
-    `source`); returns the weights' bytes."""
+    `source`; in torch's zip format, or the older one the converter reads whole); returns the
+    weights' bytes."""
     cfg = preset(level_preset)
     template = flatten(abstract_params(JukeboxConfig(priors=(cfg,))))
     rows = prior_rows(cfg, 0)
@@ -60,7 +61,7 @@ def write_original(path: Path, level_preset: str, source: torch.dtype, scratch: 
     for r in rows:
         if r.tied:  # the original saves a tied weight's two names as one storage
             state[r.original] = state[next(o.original for o in owned if o.path == r.path)]
-    torch.save({"model": state, "hps": {"level": cfg.level, "sr": 44100}}, path)
+    torch.save({"model": state, "hps": {"level": cfg.level, "sr": 44100}}, path, _use_new_zipfile_serialization=zip_format)
     return start * pool.itemsize
 
 
@@ -93,17 +94,18 @@ def main() -> None:
     p.add_argument("--preset", default="1b_lyrics", help="the prior's preset (default: %(default)s)")
     p.add_argument("--source", default="float32", choices=["float32", "float16"], help="dtype of the file's weights")
     p.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"], help="target dtypes, one conversion each")
+    p.add_argument("--old-format", action="store_true", help="write the file in torch's pre-1.6 (non-zip) format")
     p.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where to write the file and the checkpoints")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(dir=args.dir, prefix="convert_memory_"))
     try:
         start = time.perf_counter()
         source = work / f"prior_level_{preset(args.preset).level}.pth.tar"
-        weights = write_original(source, args.preset, getattr(torch, args.source), work / "scratch.bin")
+        weights = write_original(source, args.preset, getattr(torch, args.source), work / "scratch.bin", not args.old_format)
         (work / "scratch.bin").unlink()
         print(f"# {datetime.date.today()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
               f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB, torch {torch.__version__}")  # fmt: skip
-        print(f"{args.preset} ({args.source}): {source.stat().st_size / 1e9:.2f} GB file, weights {weights / 1e9:.2f} GB, "
+        print(f"{args.preset} ({args.source}{', pre-1.6 format' if args.old_format else ''}): {source.stat().st_size / 1e9:.2f} GB file, weights {weights / 1e9:.2f} GB, "
               f"written in {time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
         baseline = peak_rss("convert.convert")[2]
         print(f"baseline (python with jax, torch and the converter imported): peak RSS {baseline / 1e9:.2f} GB", flush=True)
