@@ -78,7 +78,7 @@ def peak_rss(module: str, *args: str) -> tuple[int, float, int]:
     start = time.perf_counter()
     child = subprocess.run(
         [sys.executable, "-c", _REPORT_PEAK, module, *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True, check=False,
     )  # fmt: skip
     peak = [int(line.split()[1]) * 1024 for line in child.stderr.splitlines() if line.startswith("VmHWM ")]
     sys.stderr.write("".join(line + "\n" for line in child.stderr.splitlines() if not line.startswith("VmHWM ")))

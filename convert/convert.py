@@ -15,7 +15,17 @@ from flax import traverse_util
 
 from convert.hf_config import config_from_hf
 from convert.hps import prior_config_from_hps, vqvae_config_from_hps
-from convert.sources import ConversionError, HFDirectory, OriginalFile, count, few, numpy_view, read_hf, read_original, release
+from convert.sources import (
+    ConversionError,
+    HFDirectory,
+    OriginalFile,
+    count,
+    few,
+    numpy_view,
+    read_hf,
+    read_original,
+    release,
+)
 from convert.table import Row, vqvae_rows
 from convert.table_prior import prior_rows
 from jukebox_jax import Jukebox

@@ -182,7 +182,7 @@ def test_conversion_holds_the_result_once(fixtures, tmp_path):
     torch.save({"model": state, "hps": {"level": cfg.level}}, tmp_path / "prior_level_2.pth.tar")
     tests = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)]), "JAX_PLATFORMS": "cpu"}
-    run = subprocess.run([sys.executable, "-c", _PEAK_GROWTH, str(tmp_path / "prior_level_2.pth.tar"), "bfloat16", str(fixtures / "prior_1b_lyrics_level2.pth.tar")], capture_output=True, text=True, env=env)
+    run = subprocess.run([sys.executable, "-c", _PEAK_GROWTH, str(tmp_path / "prior_level_2.pth.tar"), "bfloat16", str(fixtures / "prior_1b_lyrics_level2.pth.tar")], capture_output=True, text=True, env=env, check=False)
     assert run.returncode == 0, run.stderr
     growth = float(run.stdout.split()[-1])
     assert 0.9 < growth < 1.5, growth
