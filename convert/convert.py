@@ -29,7 +29,16 @@ from convert.sources import (
 from convert.table import Row, vqvae_rows
 from convert.table_prior import prior_rows
 from jukebox_jax import Jukebox
-from jukebox_jax.config import MODEL_PRESETS, PRESETS, ConfigError, DType, JukeboxConfig, PriorConfig, VQVAEConfig
+from jukebox_jax.config import (
+    MODEL_PRESETS,
+    PRESETS,
+    ConfigError,
+    DType,
+    JukeboxConfig,
+    PriorConfig,
+    VQVAEConfig,
+    WeightFormat,
+)
 from jukebox_jax.params import abstract_params, describe_mismatch, flatten
 
 T = TypeVar("T")
@@ -79,6 +88,8 @@ def convert_checkpoint(
 
 def _resolve(config: JukeboxConfig | str | None) -> JukeboxConfig | None:
     """A preset name as a config: a whole model (`MODEL_PRESETS`) or one part (`PRESETS`)."""
+    if isinstance(config, JukeboxConfig) and any(p.precision.weights is not WeightFormat.FLOAT for p in config.priors):
+        raise ConversionError("the given config declares int8 weights; convert with float weights, then `Jukebox.quantize('int8')`")
     if not isinstance(config, str):
         return config
     if config in MODEL_PRESETS:

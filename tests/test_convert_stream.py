@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,7 @@ from convert import ConversionError, convert_checkpoint
 from convert.table_prior import prior_rows
 from jukebox_jax import Jukebox
 from jukebox_jax.cli import main
-from jukebox_jax.config import ConfigError, preset
+from jukebox_jax.config import ConfigError, JukeboxConfig, preset
 from jukebox_jax.params import flatten
 
 _TORCH = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -112,6 +113,14 @@ def test_float32_beyond_float16_is_refused(fixtures, tmp_path):
     assert float(jb.params["prior_level_2"]["transformer"]["layers"]["mlp"]["c_fc_kernel"][3, 0, 0]) == 99840.0  # 1e5 rounded to 8 bits
 
 
+def test_int8_config_is_refused(fixtures):
+    """The files hold float weights: an int8 target is `Jukebox.quantize` after converting."""
+    config = JukeboxConfig(priors=(preset("tiny_5b_lyrics"),))
+    int8 = Jukebox.init(config, jax.random.key(0)).quantize("int8").config
+    with pytest.raises(ConversionError, match=r"declares int8 weights; convert with float weights, then `Jukebox.quantize\('int8'\)`"):
+        convert_checkpoint(fixtures / "prior_5b_lyrics_level2.pth.tar", config=int8)
+
+
 def test_unknown_dtype_is_a_clear_error(fixtures, tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"dtype 'float64' is not one of float32, bfloat16, float16"):
         convert_checkpoint(fixtures / "vqvae.pth.tar", dtype="float64")
@@ -150,8 +159,6 @@ print((status("VmHWM") - base) / sum(x.nbytes for x in jax.tree.leaves(jb.params
 def mid_size_prior():
     """The tiny 1b_lyrics structure widened to 40 M params (160 MB in float32)."""
     import dataclasses
-
-    from jukebox_jax.config import JukeboxConfig
 
     cfg = preset("tiny_1b_lyrics")
     return JukeboxConfig(priors=(dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, width=1024, depth=12)),))
