@@ -16,6 +16,9 @@ Parts:
 - `1b`, `upsampler`: the full-size `1b_lyrics` top prior and `upsampler_level_0`, ours only
   (random weights), batch 1; `--hf-full` adds HF's own 1b decode (its own random weights) at a
   few tokens.
+- `formats` (not run by default): the full-size `1b_lyrics` and `upsampler_level_0` per weight
+  format (float32; bfloat16; int8 weights with float32 compute) at `--batches`, one buffer per
+  layer, each against its own floor (`run_formats`).
 - `layout` (not run by default): the 1b top prior's matmuls alone at batch 1, weights stacked
   (unrolled or scanned) vs one buffer per layer: what the stacked layout costs a decode step.
 
@@ -50,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from jukebox_jax import Jukebox, JukeboxConfig
 from jukebox_jax import prior as jbprior
 from jukebox_jax.config import AttnKind, PriorConfig, preset
 from jukebox_jax.prior.attention import attention
@@ -146,7 +150,8 @@ def decode_bytes(cfg: PriorConfig, params, batch: int) -> tuple[int, int]:
     weight but the enc-dec key/value projections (their outputs are cached once), the output
     head (the tied embedding for untied-off priors); the keys and values each layer attends to
     (a block for BLOCK, the previous and current block for PREV_BLOCK, one column for
-    TRANSPOSE_BLOCK, the window for DENSE, the prefix for PRIME, the encoder for ENC_DEC)."""
+    TRANSPOSE_BLOCK, the window for DENSE, the prefix for PRIME, the encoder for ENC_DEC), in
+    the cache dtype."""
     flat = jax.tree_util.tree_flatten_with_path(params["transformer"])[0]
     weights = sum(leaf.nbytes for path, leaf in flat if "c_enc_kv" not in jax.tree_util.keystr(path))
     head = params["x_out_kernel"] if cfg.merged_decoder else params["x_emb"]["embedding"]
@@ -161,7 +166,7 @@ def decode_bytes(cfg: PriorConfig, params, batch: int) -> tuple[int, int]:
             keys = cfg.n_positions
         else:
             keys = int(np.prod(attention(kind, geometry(cfg)).cache_positions()))
-        kv += 2 * keys * t.attn_width * 4 * batch
+        kv += 2 * keys * t.attn_width * cfg.precision.cache.jnp.itemsize * batch
     return weights, kv
 
 
@@ -408,6 +413,52 @@ def run_full(name: str, args, bw: float, rows: list[str]) -> dict:
     return result
 
 
+def run_formats(name: str, args, bw: float, rows: list[str]) -> None:
+    """Decode ms/token of the full-size prior `name` (random weights) per weight format
+    (`--formats`: float32; bfloat16 weights and compute; int8 weights with float32 compute) at
+    each of `--batches`, one buffer per layer (`Jukebox.sample`'s layout), against each format's
+    own floor (its weight bytes, the head, and the KV entries in its cache dtype). One prefill
+    (the lyric prefix and 8 music tokens) per format and batch; each timed call decodes from a
+    copy of its state."""
+    cfg = preset(name)
+    f32 = Jukebox(JukeboxConfig(priors=(cfg,)), {f"prior_level_{cfg.level}": jax.jit(jbprior.init_params, static_argnums=0)(cfg, jax.random.key(0))})
+    models = {"float32": f32, "bfloat16": f32.astype("bfloat16"), "int8": f32.quantize("int8")}
+    for fmt in args.formats:
+        jb = models[fmt]
+        c = jb.config.priors[0]
+        params = jb.params[f"prior_level_{c.level}"]
+        weights = jax.block_until_ready(jbprior.decode_params(c, params))
+        for batch in args.batches:
+            labels, upper = full_inputs(c, batch)
+            ctx = jbprior.condition(c, params, labels, upper)
+            seq = jbprior.sequence(c, jax.random.randint(jax.random.key(4), (batch, 8), 0, c.l_bins), labels)
+            state, _ = prefill(c, weights, ctx, seq, jax.random.key(0))
+            state = jax.block_until_ready(state)
+            print(f"\n## {name} {fmt} batch {batch}: {wait_idle(args.max_wait)}", flush=True)
+            others = Others().start()
+
+            def call(n: int) -> float:
+                fresh = jax.block_until_ready(jax.tree.map(jnp.copy, state))
+                start = time.perf_counter()
+                jax.block_until_ready(decode(c, weights, ctx, fresh, METHOD, n)[0])
+                return time.perf_counter() - start
+
+            n = args.format_tokens
+            first = call(n)
+            call(1)
+            long = STAT([call(n) for _ in range(args.repeats)])
+            short = STAT([call(1) for _ in range(args.repeats)])
+            step = (long - short) / (n - 1)
+            w_bytes, kv_bytes = decode_bytes(c, weights, batch)
+            floor = (w_bytes + kv_bytes) / (bw * 1e9)
+            rows.append(f"| {name} | {fmt} | {batch} | {1e3 * step:.1f} | {1e3 * floor:.1f} ({(w_bytes + kv_bytes) / 1e9:.2f} GB) | "
+                        f"{step / floor:.2f} | {first - long:.1f} | {others.cores():.2f} |")  # fmt: skip
+            print(rows[-1], flush=True)
+        del weights
+    del models, f32
+    gc.collect()
+
+
 def run_hf_full(args) -> float:
     """HF's own 1b_lyrics top prior (random weights, not ours), ms/token at batch 1."""
     from transformers import JukeboxConfig as HFJukeboxConfig
@@ -501,7 +552,7 @@ def run_layout(args, bw: float, rows: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", nargs="+", default=["mid", "1b", "upsampler"], choices=["mid", "1b", "upsampler", "layout"])
+    parser.add_argument("--parts", nargs="+", default=["mid", "1b", "upsampler"], choices=["mid", "1b", "upsampler", "layout", "formats"])
     parser.add_argument("--tokens", type=int, default=128, help="decode tokens timed (mid)")
     parser.add_argument("--prompt", type=int, default=0, help="prompt tokens (mid; default half the window)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
@@ -511,6 +562,8 @@ def main() -> None:
     parser.add_argument("--layout-layers", type=int, default=72, help="layers in the layout part")
     parser.add_argument("--tiny", action="store_true", help="the tiny test twins of 1b_lyrics and upsampler_level_0 (smoke test)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--formats", nargs="+", default=["float32", "bfloat16", "int8"], choices=["float32", "bfloat16", "int8"])
+    parser.add_argument("--format-tokens", type=int, default=4, help="decode tokens per timed call (formats)")
     parser.add_argument("--mid-width", type=int, default=512)
     parser.add_argument("--mid-depth", type=int, default=8)
     parser.add_argument("--mid-ctx", type=int, default=1024)
@@ -554,6 +607,10 @@ def main() -> None:
         verdicts.append(f"1b_lyrics decode batch 1: {r['best'] / r['floor']:.2f}x the floor (target <= 1.3x): "
                         f"{'MET' if r['best'] / r['floor'] <= 1.3 else 'NOT MET'}")  # fmt: skip
     hf_full = run_hf_full(args) if args.hf_full else None
+    format_rows = []
+    if "formats" in args.parts:
+        for name in ("1b_lyrics", "upsampler_level_0"):
+            run_formats(prefix + name, args, bw, format_rows)
     layout_rows = []
     if "layout" in args.parts:
         run_layout(args, bw, layout_rows)
@@ -571,6 +628,10 @@ def main() -> None:
         print("\n| structure | params | ours stacked ms/token | ours per layer ms/token | floor ms (bytes) | ours / floor | compile s (stacked / per layer) | fixed s per call (stacked / per layer) | others' cores |")
         print("|---|---|---|---|---|---|---|---|---|")
         print("\n".join(full_rows))
+    if format_rows:
+        print("\n| structure | format | batch | ms/token | floor ms (bytes) | / floor | compile s | others' cores |")
+        print("|---|---|---|---|---|---|---|---|")
+        print("\n".join(format_rows))
     if layout_rows:
         print("\n| weights (1b matmuls only, batch 1) | layers | ms/step | GB/s | / floor | others' cores |")
         print("|---|---|---|---|---|---|")
