@@ -4,10 +4,14 @@ Any subset of parts may be present (a VQ-VAE alone, one prior alone, or all). Me
 pure: they read `params` and return arrays; the jitted kernels take the config statically.
 Every argument is checked on the host before anything is traced (`checks.py`); a bad one
 raises `InputError` naming it, its allowed range and the fix.
+
+A `Jukebox` placed on a device mesh (`shard`, or `load(mesh=...)`) keeps its mesh and rules,
+and every method runs under them with the same API (`sharding.py`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -19,7 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jukebox_jax import checkpoint, checks, integrity, prior, tokenizer
+from jax.sharding import Mesh
+
+from jukebox_jax import checkpoint, checks, integrity, prior, sharding, tokenizer
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, WeightFormat
 from jukebox_jax.errors import InputError
 from jukebox_jax.labels import window_labels
@@ -33,10 +39,13 @@ from jukebox_jax.vqvae import VQVAE
 @dataclasses.dataclass(frozen=True)
 class Jukebox:
     """A config and its params (canonical layout). Execution layouts derived from the params
-    (the per-layer weights decoding runs on) are made once per `Jukebox` and kept with it."""
+    (the per-layer weights decoding runs on) are made once per `Jukebox` and kept with it.
+    `mesh` and `rules` (None: one device) are set by `shard` and `load(mesh=...)`."""
 
     config: JukeboxConfig
     params: Params = dataclasses.field(repr=False)
+    mesh: Mesh | None = dataclasses.field(default=None, repr=False)
+    rules: sharding.Rules | None = dataclasses.field(default=None, repr=False)
     _derived: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
@@ -50,7 +59,26 @@ class Jukebox:
         says what stays float32 and why). Casting back to float32 restores the weights exactly
         only if they were float32-representable in `dtype`."""
         config = self.config.astype(dtype)
-        return self if config == self.config else Jukebox(config, cast(config, self.params))
+        return self if config == self.config else Jukebox(config, cast(config, self.params), self.mesh, self.rules)
+
+    def shard(self, mesh: Mesh, rules: sharding.Rules | None = None) -> Jukebox:
+        """This model on `mesh` (`sharding.make_mesh`): each param placed in its shards
+        (`sharding.shardings`; `rules` overrides `sharding.RULES`), and every method run
+        under the mesh. In a run of several processes, each process calls it with the same
+        params (e.g. from the same key) and keeps only its own shards."""
+        if not isinstance(mesh, Mesh):
+            raise InputError(f"mesh must be a jax.sharding.Mesh (sharding.make_mesh), got {type(mesh).__name__}")
+        rules = None if rules is None else sharding.check_rules(rules, sharding.shape_of(mesh))
+        jb = Jukebox(self.config, jax.device_put(self.params, sharding.shardings(self.config, mesh, rules)), mesh, rules)
+        if "digests" in self._derived:
+            jb._derived["digests"] = self._derived["digests"]  # the same values
+        return jb
+
+    def _running(self, part: PriorConfig | VQVAEConfig) -> contextlib.AbstractContextManager:
+        """The mesh and `part`'s rules (`sharding.use`) if this model has a mesh."""
+        if self.mesh is None:
+            return contextlib.nullcontext()
+        return sharding.use(self.mesh, sharding.part_rules(part, sharding.shape_of(self.mesh), self.rules))
 
     def quantize(self, weights: WeightFormat | str) -> Jukebox:
         """This model with its priors' transformer projection matrices (attention and MLP, the
@@ -71,7 +99,7 @@ class Jukebox:
         """`integrity.tree_digests(self.params)`, hashed once per `Jukebox` (a verified load
         or a save already did)."""
         if "digests" not in self._derived:
-            self._derived["digests"] = integrity.tree_digests(self.params)
+            self._derived["digests"] = checkpoint.digests(self.params)
         return self._derived["digests"]
 
     # -- VQ-VAE -------------------------------------------------------------------------
@@ -94,7 +122,8 @@ class Jukebox:
                 f"audio length {audio.shape[1]} is not a positive multiple of {hop} samples (the hop of "
                 f"level {end_level - 1}); pad or trim it"
             )
-        return _encode(self.params["vqvae"], audio, cfg, start_level, end_level)
+        with self._running(cfg):
+            return _encode(self.params["vqvae"], audio, cfg, start_level, end_level)
 
     def decode(self, codes: Sequence[jax.Array], start_level: int = 0) -> jax.Array:
         """Codes of levels `start_level, start_level + 1, ...` -> audio `[B, T, 1]`.
@@ -109,7 +138,8 @@ class Jukebox:
             raise InputError(f"{len(codes)} levels of codes from start_level {start_level} do not fit {cfg.levels} levels")
         z = checks.int_array("codes[0]", codes[0], 2, "[batch, time]")
         checks.in_range("codes[0]", z, 0, cfg.l_bins, f"the VQ-VAE codebook has {cfg.l_bins} codes")
-        return _decode(self.params["vqvae"], jnp.asarray(z, jnp.int32), cfg, start_level)
+        with self._running(cfg):
+            return _decode(self.params["vqvae"], jnp.asarray(z, jnp.int32), cfg, start_level)
 
     # -- Priors -------------------------------------------------------------------------
 
@@ -132,7 +162,8 @@ class Jukebox:
         tokens, labels, upper_codes = self._check_prior_inputs(cfg, tokens, labels, upper_codes)
         capture = _layers(cfg, capture)
         execution = Execution.UNROLLED if unroll else Execution.SCAN
-        return prior.forward(cfg, self.params[f"prior_level_{level}"], tokens, labels, upper_codes, capture, execution)
+        with self._running(cfg):
+            return prior.forward(cfg, self.params[f"prior_level_{level}"], tokens, labels, upper_codes, capture, execution)
 
     def prior_logits(self, level: int, tokens: jax.Array, labels: jax.Array, upper_codes: jax.Array | None = None) -> jax.Array:
         """Teacher-forced music logits `[B, T, l_bins]`: position i predicts `tokens[:, i]`.
@@ -250,17 +281,20 @@ class Jukebox:
         if prompt.shape[1] >= n_tokens:
             raise InputError(f"the prompt ({prompt.shape[1]} tokens) must be shorter than n_tokens={n_tokens}")
         params = self.decode_params(level)
-        ctx = prior.condition(cfg, self.params[f"prior_level_{level}"], labels, upper_codes)
-        seq = prior.sequence(cfg, prompt, labels)
-        total = seq.shape[1] + n_tokens - prompt.shape[1]
-        state, _ = prefill(cfg, params, ctx, seq, key, chunk_size)
-        n_new = total - seq.shape[1]
-        for state in decode_chunks(cfg, params, ctx, state, method, n_new, steps_per_call or n_new):
-            if on_tokens is not None:
-                on_tokens(int(state.step) - seq.shape[1], n_new)
-        tokens = state.tokens[:, :total]
-        if cfg.lyrics is Lyrics.JOINT_SEQUENCE:
-            tokens = jnp.maximum(tokens[:, cfg.n_tokens :] - cfg.n_vocab, 0)
+        with self._running(cfg):
+            ctx = prior.condition(cfg, self.params[f"prior_level_{level}"], labels, upper_codes)
+            seq = prior.sequence(cfg, prompt, labels)
+            total = seq.shape[1] + n_tokens - prompt.shape[1]
+            state, _ = prefill(cfg, params, ctx, seq, key, chunk_size)
+            n_new = total - seq.shape[1]
+            for state in decode_chunks(cfg, params, ctx, state, method, n_new, steps_per_call or n_new):
+                if on_tokens is not None:
+                    on_tokens(int(state.step) - seq.shape[1], n_new)
+            tokens = state.tokens[:, :total]
+            if cfg.lyrics is Lyrics.JOINT_SEQUENCE:
+                tokens = jnp.maximum(tokens[:, cfg.n_tokens :] - cfg.n_vocab, 0)
+            if self.mesh is not None:  # every process can read the result
+                tokens = jax.device_put(tokens, sharding.replicated(self.mesh))
         return tokens
 
     def decode_params(self, level: int) -> Params:
@@ -314,14 +348,34 @@ class Jukebox:
         checkpoint.save(Path(path), self.config, self.params, self._digests())
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, verify: bool = True) -> Jukebox:
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        verify: bool = True,
+        dtype: DType | str | None = None,
+        mesh: Mesh | None = None,
+        rules: sharding.Rules | None = None,
+    ) -> Jukebox:
         """Reads what `save` wrote; verifies the checksums (unless `verify` is false) and
-        checks every array against the config; raises `CheckpointError` naming the file."""
-        config, params, digests = checkpoint.load(Path(path), verify=verify)
-        jb = cls(config, params)
+        checks every array against the config; raises `CheckpointError` naming the file.
+
+        mesh: restore each array straight into its shards on `mesh` (as `shard(mesh, rules)`
+          places them; each process reads only its own), never the whole model on one device.
+        dtype: then cast (`astype`), one array at a time, keeping the shards."""
+        if mesh is not None and not isinstance(mesh, Mesh):
+            raise InputError(f"mesh must be a jax.sharding.Mesh (sharding.make_mesh), got {type(mesh).__name__}")
+        if rules is not None:
+            if mesh is None:
+                raise InputError("rules= places the params on a mesh: give mesh= too")
+            rules = sharding.check_rules(rules, sharding.shape_of(mesh))
+        if dtype is not None:
+            dtype = DType.parse(dtype)
+        config, params, digests = checkpoint.load(Path(path), verify=verify, mesh=mesh, rules=rules)
+        jb = cls(config, params, mesh, rules)
         if digests is not None:
             jb._derived["digests"] = digests  # checked equal to the arrays' own
-        return jb
+        return jb if dtype is None else jb.astype(dtype)
 
     def __repr__(self) -> str:
         parts = (["vqvae"] if self.config.vqvae else []) + [f"prior_level_{p.level}" for p in self.config.priors]

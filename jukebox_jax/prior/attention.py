@@ -124,8 +124,9 @@ def _put(cache: jax.Array, new: jax.Array, index: tuple, keep_old: jax.Array | b
 
 
 def constrain(cache: Cache) -> Cache:
-    """Names the cache's axes for sharding (a no-op without a mesh and rules)."""
-    names = lambda x: ("batch", "heads", *("cache_length",) * (x.ndim - 3), "kv")
+    """Names the cache's axes for sharding (a no-op without a mesh and rules); a
+    column-major cache's second position axis is unnamed (a name may appear once)."""
+    names = lambda x: ("batch", "heads", "cache_length", *(None,) * (x.ndim - 4), "kv")
     return {name: nn.with_logical_constraint(x, names(x)) for name, x in cache.items()}
 
 

@@ -5,6 +5,10 @@ buffer per layer), which decodes several times faster on CPU and GPU (benchmarks
 
 Step keys are `fold_in(key, position)`, so a window's tokens do not depend on how the work
 was split into calls (progress-bar chunks, or a run resumed after an interruption).
+
+Under a mesh and logical axis rules (`sharding.use`), the state is made sharded (the token
+buffer's batch over `data`, the caches' batch and heads as `attention.constrain` names them)
+and every step keeps it so.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import dataclasses
 import functools
 from collections.abc import Iterator
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jukebox_jax import checks, prior
 from jukebox_jax.config import PriorConfig
 from jukebox_jax.prior import Context
+from jukebox_jax.prior.attention import constrain
 from jukebox_jax.sampling.methods import Method
 
 
@@ -43,6 +49,16 @@ def _inputs(tokens: jax.Array, t0, length: int) -> jax.Array:
     return jax.lax.dynamic_slice_in_dim(jnp.pad(tokens, ((0, 0), (1, 0))), t0, length, axis=1)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _init_state(cfg: PriorConfig, prompt: jax.Array) -> tuple[jax.Array, dict]:
+    """The token buffer `[b, n_positions]` starting with `prompt [b, p]`, and zero caches,
+    both named for sharding (made in place, on their devices, under a mesh)."""
+    b, p = prompt.shape
+    tokens = jnp.zeros((b, cfg.n_positions), jnp.int32).at[:, :p].set(prompt)
+    cache = {name: constrain(c) for name, c in prior.init_cache(cfg, b).items()}
+    return nn.with_logical_constraint(tokens, ("batch", "length")), cache
+
+
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _extend(cfg: PriorConfig, params, tokens, t0, ctx: Context, length: int, cache):
     return prior.extend(cfg, params, _inputs(tokens, t0, length), t0, ctx, cache)
@@ -56,8 +72,7 @@ def prefill(cfg: PriorConfig, params, ctx: Context, prompt: jax.Array, key: jax.
     if chunk_size is not None:
         checks.integer("chunk_size", chunk_size, 1)
     b, p = prompt.shape
-    tokens = jnp.zeros((b, cfg.n_positions), jnp.int32).at[:, :p].set(prompt)
-    cache = prior.init_cache(cfg, b)
+    tokens, cache = _init_state(cfg, prompt)
     if ctx.encoder_kv is not None:
         cache = prior.fill_encoder_cache(cfg, params, ctx, cache)
     ctx = dataclasses.replace(ctx, encoder_kv=None)  # read from the caches from here on

@@ -1,0 +1,129 @@
+"""Sharded runs on 8 CPU devices, against the same model on one device. Not collected by the
+suite: `test_sharding.py` runs this file in a pytest process of its own, whose XLA_FLAGS
+give the CPU 8 devices (the flag is read once, when JAX first starts its CPU backend).
+
+Every tiny structure (5b, 5b_lyrics, 1b_lyrics, both upsamplers; random weights) on meshes
+8x1, 1x8 and 2x4 (data x model), batch 8 so that `data` splits it on every mesh."""
+
+from __future__ import annotations
+
+import dataclasses
+import jax
+import numpy as np
+import pytest
+
+from jukebox_jax import Jukebox, JukeboxConfig, preset, sharding
+from jukebox_jax.prior import condition, sequence
+from jukebox_jax.sampling import Greedy, decode, prefill
+
+STRUCTURES = ["tiny_5b", "tiny_5b_lyrics", "tiny_1b_lyrics", "tiny_upsampler_level_1", "tiny_upsampler_level_0"]
+MESHES = ["data=8", "model=8", "data=2,model=4"]
+BATCH, N_TOKENS = 8, 10  # N_TOKENS crosses a block boundary of every tiny prior (blocks of <= 9 positions)
+RTOL = 1e-5  # sharded logits: float32 sums in another order (observed ~3e-7 of the largest logit)
+
+
+def test_eight_devices():
+    assert jax.device_count() == 8, "run me with XLA_FLAGS=--xla_force_host_platform_device_count=8 (test_sharding.py does)"
+
+
+def trim(spec) -> tuple:
+    """A `PartitionSpec` as a tuple without trailing Nones (JAX may write them or not)."""
+    spec = tuple(spec)
+    while spec and spec[-1] is None:
+        spec = spec[:-1]
+    return spec
+
+
+@pytest.fixture(scope="module", params=STRUCTURES)
+def case(request):
+    """The unsharded model (random weights at init scale 1: the presets' smaller scales leave
+    near-ties of 1e-7 in the logits), its inputs, greedy tokens and logits on them."""
+    cfg = preset(request.param)
+    cfg = dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, init_scale=1.0))
+    jb = Jukebox.init(JukeboxConfig(priors=(cfg,)), jax.random.key(0))
+    labels = jb.labels(cfg.level, total_seconds=30.0, lyrics="the sharded song", n_samples=BATCH)
+    labels[:, 3] = np.arange(BATCH)  # a different artist per sample
+    upper = np.random.default_rng(0).integers(0, cfg.l_bins, (BATCH, cfg.n_ctx // cfg.cond_downsample)) if cfg.conditioner else None
+    tokens = np.asarray(jb.sample(cfg.level, jax.random.key(1), labels, N_TOKENS, upper, top_k=1))
+    logits = np.asarray(jb.prior_forward(cfg.level, tokens, labels, upper).logits)
+    return jb, cfg, (labels, upper), tokens, logits
+
+
+@pytest.mark.parametrize("mesh_spec", MESHES)
+def test_sharded_runs_equal_unsharded(case, mesh_spec):
+    """On the mesh: teacher-forced logits within `RTOL` of the largest; greedy tokens equal
+    (each sampled position's top-2 margin is over 10x what `RTOL` lets a logit move, so the
+    demand is fair); each device holds 1/model of every weight split over `model`, and every
+    attention and MLP kernel is split where `model` > 1; the token buffer and every KV cache,
+    after prefill and after decode steps, split as `sharding.cache_specs` says."""
+    jb, cfg, (labels, upper), tokens, logits = case
+    mesh = sharding.make_mesh(mesh_spec)
+    shape = sharding.shape_of(mesh)
+    sj = jb.shard(mesh)
+
+    out = sj.prior_forward(cfg.level, tokens, labels, upper).logits
+    assert trim(out.sharding.spec)[:1] == (("data",) if shape["data"] > 1 else ())
+    err = np.abs(np.asarray(out) - logits).max() / np.abs(logits).max()
+    assert err < RTOL, f"{mesh_spec}: sharded logits differ by {err:.2e} of the largest"
+    top2 = np.sort(logits[:, -N_TOKENS:], axis=-1)[..., -2:]
+    assert (top2[..., 1] - top2[..., 0]).min() > 10 * RTOL * np.abs(logits).max(), "near-ties in the reference"
+    got = np.asarray(sj.sample(cfg.level, jax.random.key(1), labels, N_TOKENS, upper, top_k=1))
+    np.testing.assert_array_equal(got, tokens, err_msg=f"{mesh_spec}: sharded greedy tokens differ")
+
+    split = {}
+    for path, x in jax.tree_util.tree_flatten_with_path(sj.params[f"prior_level_{cfg.level}"])[0]:
+        split[jax.tree_util.keystr(path)] = "model" in trim(x.sharding.spec)
+        if split[jax.tree_util.keystr(path)]:
+            assert {s.data.size for s in x.addressable_shards} == {x.size // shape["model"]}, path
+    kernels = [name for name in split if name.startswith("['transformer']") and name.endswith("kernel']")]
+    assert len(kernels) >= 4 and all(split[k] == (shape["model"] > 1) for k in kernels), split
+
+    want = jax.tree.map(trim, sharding.cache_specs(cfg, shape, BATCH), is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+    for spec in jax.tree.leaves(want, is_leaf=lambda x: isinstance(x, tuple)):
+        assert ("data" in spec) == (shape["data"] > 1) and ("model" in spec) == (shape["model"] > 1), spec
+    params, batch = sj.decode_params(cfg.level), ("data",) if shape["data"] > 1 else ()
+    with sharding.use(mesh, sharding.part_rules(cfg, shape)):  # as `sample` runs them
+        ctx = condition(cfg, sj.params[f"prior_level_{cfg.level}"], labels, upper)
+        state, _ = prefill(cfg, params, ctx, sequence(cfg, np.zeros((BATCH, 0), np.int32), labels), jax.random.key(1))
+        states = [state]
+        states.append(decode(cfg, params, ctx, state, Greedy(), N_TOKENS)[0])
+    for state in states:
+        assert jax.tree.map(lambda x: trim(x.sharding.spec), state.cache) == want
+        assert trim(state.tokens.sharding.spec) == batch
+
+
+def test_rules_key_the_jit_caches():
+    """The same model, mesh and shapes under two rules tables: the second run is traced anew
+    (its caches split by its own rules), not served from the first's jit cache."""
+    cfg = preset("tiny_5b")
+    jb = Jukebox.init(JukeboxConfig(priors=(cfg,)), jax.random.key(0))
+    mesh = sharding.make_mesh("data=2,model=4")
+    labels = jb.labels(2, total_seconds=30.0, n_samples=2)
+    specs = []
+    for rules in (sharding.RULES, (("batch", "data"),)):  # the second splits no weight
+        sj = jb.shard(mesh, rules)
+        with sharding.use(mesh, sharding.part_rules(cfg, sharding.shape_of(mesh), rules)):
+            ctx = condition(cfg, sj.params["prior_level_2"], labels)
+            state, _ = prefill(cfg, sj.params["prior_level_2"], ctx, np.zeros((2, 0), np.int32), jax.random.key(0))
+        specs.append(trim(state.cache["layers_0"]["k"].sharding.spec))
+    assert specs == [("data", "model"), ("data",)]
+
+
+def test_a_saved_checkpoint_loads_into_a_mesh(tmp_path):
+    """`Jukebox.load(mesh=...)` restores every array into the sharding `shard` gives it
+    (verified against its checksums), equal to the saved one; `dtype=` casts keeping them."""
+    config = JukeboxConfig.from_preset("tiny_5b_lyrics")
+    jb = Jukebox.init(config, jax.random.key(2))
+    jb.save(tmp_path / "ckpt")
+    mesh = sharding.make_mesh("data=2,model=4")
+    want = jax.tree.leaves(sharding.shardings(config, mesh))
+    for dtype in (None, "bfloat16"):
+        loaded = Jukebox.load(tmp_path / "ckpt", mesh=mesh, dtype=dtype)
+        assert loaded.mesh is mesh
+        cast = jb.astype(dtype) if dtype else jb
+        for a, b, s in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(cast.params), want, strict=True):
+            assert a.sharding.mesh == mesh and trim(a.sharding.spec) == trim(s.spec)
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        if dtype is None:
+            assert loaded.fingerprint() == jb.fingerprint()

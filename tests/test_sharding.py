@@ -1,0 +1,105 @@
+"""Sharding (`jukebox_jax/sharding.py`): meshes and rules on the host, then every sharded
+check of `sharded_checks.py` on 8 CPU devices in a process of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from jukebox_jax import preset, sharding
+from jukebox_jax.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "spec, n, want",
+    [
+        ("data=2,model=4", 8, (2, 4)),
+        (" model = 4 , data=2 ", 8, (2, 4)),
+        ("data=2", 8, (2, 4)),
+        ("model=8", 8, (1, 8)),
+        ({"data": 8}, 8, (8, 1)),
+        (None, 4, (1, 4)),
+    ],
+)
+def test_mesh_shapes(spec, n, want):
+    assert tuple(sharding.mesh_shape(spec, n).values()) == want
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("data=2,model=2", "holds 4 devices, but there are 8"),
+        ("data=3", "data=3 does not divide the 8 devices"),
+        ("batch=8", r"unknown axes \['batch'\]"),
+        ("data:2", "'data:2' is not AXIS=SIZE"),
+        ("data=2,data=4", "names data twice"),
+        ("model=0", "whole numbers >= 1"),
+        ({"data": 2.0}, "whole numbers >= 1"),
+        (8, "a string like 'data=2,model=4'"),
+    ],
+)
+def test_bad_meshes_are_refused(spec, match):
+    with pytest.raises(InputError, match=match):
+        sharding.mesh_shape(spec, 8)
+
+
+def test_bad_rules_are_refused():
+    with pytest.raises(InputError, match="unknown logical axis 'head'"):
+        sharding.part_rules(preset("5b"), {"data": 1, "model": 4}, (("head", "model"),))
+    with pytest.raises(InputError, match="'heads' -> 'tensor', not an axis of the mesh"):
+        sharding.part_rules(preset("5b"), {"data": 1, "model": 4}, (("heads", "tensor"),))
+
+
+def spec_of(part: str, model: int, *path: str) -> P:
+    specs = sharding.partition_specs(preset(part), {"data": 2, "model": model})
+    for key in path:
+        specs = specs[key]
+    return specs
+
+
+@pytest.mark.parametrize("model", [2, 4, 8])
+def test_released_priors_split_heads_where_they_can_else_the_head_width(model):
+    """5b (8 heads) splits heads; 1b_lyrics (2 heads) splits heads on 2, the head width (256)
+    beyond; the upsamplers (1 head of 480) the head width. The MLP width is split everywhere;
+    embeddings, LayerNorms and the layers axis never are. No devices are needed."""
+    attn = ("transformer", "layers", "attn", "c_attn_kernel")  # [layers, embed, qkv, heads, kv]
+    assert spec_of("5b", model, *attn) == P(None, None, None, "model", None)
+    assert spec_of("1b_lyrics", model, *attn) == (P(None, None, None, "model", None) if model == 2 else P(None, None, None, None, "model"))
+    assert spec_of("upsampler_level_0", model, *attn) == P(None, None, None, None, "model")
+    assert spec_of("5b", model, "transformer", "layers", "mlp", "c_fc_kernel") == P(None, None, "model")
+    assert spec_of("5b", model, "transformer", "layers", "ln_0", "scale") == P(None, None)
+    assert spec_of("5b", model, "x_emb", "embedding") == P(None, None)
+
+
+def test_an_axis_the_mesh_does_not_divide_stays_replicated():
+    """The 5b_lyrics lyric encoder (4 heads of 80) on model=8 splits its head width; on
+    model=7 nothing divides the heads (8, 4), head widths (150, 80) or MLP widths: all replicated."""
+    enc = ("lyric_encoder", "transformer", "layers", "attn", "c_attn_kernel")
+    assert spec_of("5b_lyrics", 8, *enc) == P(None, None, None, None, "model")
+    assert spec_of("5b_lyrics", 8, "transformer", "layers", "attn", "c_attn_kernel") == P(None, None, None, "model", None)
+    assert spec_of("5b_lyrics", 7, *enc) == P(None, None, None, None, None)
+    assert spec_of("5b_lyrics", 7, "transformer", "layers", "mlp", "c_proj_kernel") == P(None, None, None, None)
+
+
+def test_kv_caches_split_batch_and_heads():
+    specs = sharding.cache_specs(preset("5b_lyrics"), {"data": 2, "model": 4}, batch=4)
+    assert {tuple(s) for s in jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, P))} <= {
+        ("data", "model", None, None),
+        ("data", "model", None, None, None),
+    }
+
+
+def test_sharded_runs_on_eight_devices():
+    """`sharded_checks.py` in a pytest process whose CPU has 8 devices."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "tests/sharded_checks.py"]
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, f"sharded checks failed:\n{run.stdout[-8000:]}\n{run.stderr[-3000:]}"
