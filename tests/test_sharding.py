@@ -86,7 +86,7 @@ def test_an_axis_the_mesh_does_not_divide_stays_replicated():
     assert spec_of("5b_lyrics", 8, *enc) == P(None, None, None, None, "model")
     assert spec_of("5b_lyrics", 8, "transformer", "layers", "attn", "c_attn_kernel") == P(None, None, None, "model", None)
     assert spec_of("5b_lyrics", 7, *enc) == P(None, None, None, None, None)
-    assert spec_of("5b_lyrics", 7, "transformer", "layers", "mlp", "c_proj_kernel") == P(None, None, None, None)
+    assert spec_of("5b_lyrics", 7, "transformer", "layers", "mlp", "c_proj_kernel") == P(None, None, None)
 
 
 def test_kv_caches_split_batch_and_heads():
