@@ -74,6 +74,10 @@ class Jukebox:
             jb._derived["digests"] = self._derived["digests"]  # the same values
         return jb
 
+    def _gathered(self, x):
+        """`x` (a tree) replicated over the mesh, if any: what every process can read whole."""
+        return x if self.mesh is None else jax.device_put(x, sharding.replicated(self.mesh))
+
     def _running(self, part: PriorConfig | VQVAEConfig) -> contextlib.AbstractContextManager:
         """The mesh and `part`'s rules (`sharding.use`) if this model has a mesh."""
         if self.mesh is None:
@@ -123,7 +127,7 @@ class Jukebox:
                 f"level {end_level - 1}); pad or trim it"
             )
         with self._running(cfg):
-            return _encode(self.params["vqvae"], audio, cfg, start_level, end_level)
+            return self._gathered(_encode(self.params["vqvae"], audio, cfg, start_level, end_level))
 
     def decode(self, codes: Sequence[jax.Array], start_level: int = 0) -> jax.Array:
         """Codes of levels `start_level, start_level + 1, ...` -> audio `[B, T, 1]`.
@@ -139,7 +143,7 @@ class Jukebox:
         z = checks.int_array("codes[0]", codes[0], 2, "[batch, time]")
         checks.in_range("codes[0]", z, 0, cfg.l_bins, f"the VQ-VAE codebook has {cfg.l_bins} codes")
         with self._running(cfg):
-            return _decode(self.params["vqvae"], jnp.asarray(z, jnp.int32), cfg, start_level)
+            return self._gathered(_decode(self.params["vqvae"], jnp.asarray(z, jnp.int32), cfg, start_level))
 
     # -- Priors -------------------------------------------------------------------------
 
@@ -293,9 +297,7 @@ class Jukebox:
             tokens = state.tokens[:, :total]
             if cfg.lyrics is Lyrics.JOINT_SEQUENCE:
                 tokens = jnp.maximum(tokens[:, cfg.n_tokens :] - cfg.n_vocab, 0)
-            if self.mesh is not None:  # every process can read the result
-                tokens = jax.device_put(tokens, sharding.replicated(self.mesh))
-        return tokens
+        return self._gathered(tokens)
 
     def decode_params(self, level: int) -> Params:
         """The prior's params as cached passes run them fastest (`prior.decode_params`), made

@@ -5,7 +5,10 @@ uninterrupted run gives; a kill loses at most the window in flight.
 
 `job.json` holds the request, where its start codes came from (`JobSource`), the model's
 fingerprint (`Jukebox.fingerprint`) and a digest of the start codes; a resume with anything
-different is refused, naming what differs."""
+different is refused, naming what differs.
+
+In a run of several processes (`jax.distributed`), every process samples (they compute
+together) and reads the folder, which must be one they all see; only process 0 writes."""
 
 from __future__ import annotations
 
@@ -135,17 +138,21 @@ def run_job(
     zs = [np.asarray(z, np.int64) for z in start_codes]
     record = job_record(request, jb.fingerprint(), zs)
     codes_file = out / CODES_FILE
-    if check_job(out, record, resume):
-        remove_leftovers(out)
-        if codes_file.exists():
-            saved = np.load(codes_file)
-            zs = [saved[f"level_{level}"] for level in range(len(zs))]
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / JOB_FILE, json.dumps(record, sort_keys=True))
+    resuming = check_job(out, record, resume)
+    if resuming and codes_file.exists():
+        saved = np.load(codes_file)
+        zs = [saved[f"level_{level}"] for level in range(len(zs))]
+    _every_process_has_read()
+    if _writer():
+        if resuming:
+            remove_leftovers(out)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            write_text(out / JOB_FILE, json.dumps(record, sort_keys=True))
 
     def checkpoint(level: int, start: int, zs: Codes) -> None:
-        write_npz(codes_file, {f"level_{i}": z for i, z in enumerate(zs)})
+        if _writer():
+            write_npz(codes_file, {f"level_{i}": z for i, z in enumerate(zs)})
         if on_window is not None:
             on_window(level, start, zs)
 
@@ -156,9 +163,25 @@ def run_job(
     return zs
 
 
+def _writer() -> bool:
+    """Whether this process writes the job's files (process 0 of a multi-process run)."""
+    return jax.process_index() == 0
+
+
+def _every_process_has_read() -> None:
+    """Waits until every process has read the folder (before process 0 changes it)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("jukebox-jax: job folder read")
+
+
 def write_level_audio(jb: Jukebox, folder: Path, codes: np.ndarray, level: int) -> None:
-    """Decodes one level's codes `[n, t]` and writes `sample_{i}.wav` per sample."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Decodes one level's codes `[n, t]` and writes `sample_{i}.wav` per sample (every
+    process decodes; process 0 writes)."""
     audio = np.asarray(jb.decode([codes], start_level=level))
+    if not _writer():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
     for i, x in enumerate(audio):
         write_wav(folder / f"sample_{i}.wav", x, jb.config.vqvae.sample_rate)

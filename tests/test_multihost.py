@@ -1,0 +1,78 @@
+"""Several hosts, simulated: 2 processes on this machine, 2 CPU devices each, joined by
+`jax.distributed` with CPU collectives (gloo), load one checkpoint into one mesh over all 4
+devices, sample together and give the single-process greedy tokens; a sampling job in that
+run is written by process 0 alone (`multihost_worker.py`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jukebox_jax import Jukebox, JukeboxConfig, preset
+from jukebox_jax.generation import LevelSettings, SampleRequest, run_job
+from jukebox_jax.sampling import Greedy
+from jukebox_jax.tokenizer import song_labels
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).resolve().parent / "multihost_worker.py"
+BATCH, N_TOKENS = 4, 10  # as the worker's
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_sample_together_as_one(tmp_path):
+    """Greedy tokens of a batch of 4 (tiny_5b at init scale 1, whose greedy margins exceed
+    any float32 reordering, see sharded_checks.py) on meshes model=4 (each process holds half
+    of each split weight) and data=2,model=2, and a one-window job, equal the single-process
+    ones; only process 0 writes the job's folder."""
+    cfg = preset("tiny_5b")
+    cfg = dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, init_scale=1.0))
+    jb = Jukebox.init(JukeboxConfig(priors=(cfg,)), jax.random.key(0))
+    jb.save(tmp_path / "ckpt")
+    labels = jb.labels(2, total_seconds=30.0, n_samples=BATCH)
+    labels[:, 3] = np.arange(BATCH)
+    want = np.asarray(jb.sample(2, jax.random.key(1), labels, N_TOKENS, top_k=1))
+    request = SampleRequest((2,), N_TOKENS * cfg.raw_to_tokens, 0, {2: (song_labels(cfg, 30 * 44100, 1),) * BATCH}, {2: LevelSettings(Greedy())})
+    want_job = run_job(jb, tmp_path / "single", request, [np.zeros((BATCH, 0), np.int64)] * 3)[2]
+
+    port = free_port()
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(i), str(port), str(tmp_path / "ckpt"), str(tmp_path / f"job_{i}")],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=240))
+    finally:
+        for p in procs:
+            p.kill()
+    logs = "\n".join(f"--- process {i} (exit {p.returncode}):\n{out[-3000:]}\n{err[-5000:]}" for i, (p, (out, err)) in enumerate(zip(procs, outs)))
+    assert all(p.returncode == 0 for p in procs), logs
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    for r in results:
+        assert (r["devices"], r["local"]) == (4, 2), logs
+        assert r["held"] == {"model=4": 0.5, "data=2,model=2": 1.0}, logs  # model=4 spans both processes
+        for spec, tokens in r["tokens"].items():
+            np.testing.assert_array_equal(tokens, want, err_msg=f"{spec}\n{logs}")
+        np.testing.assert_array_equal(r["job"], want_job, err_msg=logs)
+    assert sorted(p.name for p in (tmp_path / "job_0").iterdir()) == ["codes.npz", "job.json"]
+    assert not (tmp_path / "job_1").exists()
+    saved = np.load(tmp_path / "job_0" / "codes.npz")
+    np.testing.assert_array_equal(saved["level_2"], want_job)
