@@ -115,6 +115,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="int8: the priors' attention and MLP matrices quantized to int8 per output channel after loading (a quarter "
         "of float32's bytes; for a GPU or TPU) (default: as --model stores them; float for a preset)",
     )
+    g = p.add_argument_group("several devices and hosts (README: 'Several devices and hosts')")
+    g.add_argument(
+        "--mesh",
+        help="shard the model over every device: 'data=2,model=4' (data splits the samples, model each prior's attention "
+        "and MLP; an axis left out takes the rest); 'model=8' for one sample on 8 devices (default: one device)",
+    )
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run first (jax.distributed.initialize): on a TPU slice, under Slurm or Open MPI no "
+        "more is needed; elsewhere give --coordinator, --num-processes and --process-id. Start the same command in "
+        "every process; only process 0 writes --out, which every process must see",
+    )
+    g.add_argument("--coordinator", help="with --distributed: HOST:PORT of process 0 (or set JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--num-processes", type=positive_int, help="with --distributed: how many processes run")
+    g.add_argument("--process-id", type=int, help="with --distributed: this process's index, 0 .. num-processes - 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,15 +363,47 @@ def check_out(out: Path, resume: bool, record: dict) -> bool:
     return check_job(out, record, resume)
 
 
-def load_model(name: str, config: JukeboxConfig, seed: int) -> Jukebox:
-    """The preset `name` with random weights from `seed`, or the checkpoint folder `name`."""
+def start_distributed(args: argparse.Namespace) -> None:
+    """`jax.distributed.initialize` for --distributed (before anything touches a device)."""
+    given = {"--coordinator": args.coordinator, "--num-processes": args.num_processes, "--process-id": args.process_id}
+    if not args.distributed:
+        if named := [k for k, v in given.items() if v is not None]:
+            raise InputError(f"{', '.join(named)} configure --distributed: add it")
+        return
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices only (a test cluster on one machine)
+    try:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except (ValueError, RuntimeError) as e:
+        raise InputError(
+            f"--distributed: cannot join the run ({e}); outside a TPU slice, Slurm or Open MPI give --coordinator HOST:PORT, "
+            "--num-processes and --process-id"
+        ) from None
+
+
+def device_mesh(spec: str | None):
+    """The mesh of --mesh over every device of every process, or None."""
+    if spec is None:
+        return None
+    from jukebox_jax.sharding import make_mesh
+
+    mesh = make_mesh(spec)
+    print(f"mesh: {dict(mesh.shape)} over {mesh.devices.size} devices", flush=True)
+    return mesh
+
+
+def load_model(name: str, config: JukeboxConfig, seed: int, mesh=None) -> Jukebox:
+    """The preset `name` with random weights from `seed`, or the checkpoint folder `name`,
+    placed on `mesh` if given (a checkpoint restored straight into its shards)."""
     import jax
 
     if name in MODEL_PRESETS:
         print(f"building --model {name}: a preset with RANDOM weights (seed {seed}); the samples are not music", flush=True)
-        return Jukebox.init(config, jax.random.key(seed))
+        jb = Jukebox.init(config, jax.random.key(seed))
+        return jb if mesh is None else jb.shard(mesh)
     print(f"loading --model {name} ...", flush=True)
-    return Jukebox.load(name)
+    return Jukebox.load(name, mesh=mesh)
 
 
 def with_precision(jb: Jukebox, dtype: str | None, weights: str | None) -> Jukebox:
@@ -420,10 +468,12 @@ def run(args: argparse.Namespace) -> None:
     """The `sample` command: checks, then loads the model, then runs the job."""
     from jukebox_jax.generation.job import run_job
 
+    start_distributed(args)
     checked = plan(args)
     for notice in checked.notices:
         print(notice)
-    jb = with_precision(load_model(args.model, checked.config, args.seed), args.dtype, args.weights)
+    mesh = device_mesh(args.mesh)
+    jb = with_precision(load_model(args.model, checked.config, args.seed, mesh), args.dtype, args.weights)
     n = len(next(iter(checked.request.songs.values())))
     start = checked.start if checked.prompt is None else encode_prompt(jb, checked.prompt, n)
     progress = Progress(count_windows(checked.config, checked.request))

@@ -29,8 +29,10 @@ _LOAD = cli_sample.load_model
 _WITH_PRECISION = cli_sample.with_precision
 
 
-def _shared_load(name: str, config: JukeboxConfig, seed: int) -> Jukebox:
+def _shared_load(name: str, config: JukeboxConfig, seed: int, mesh=None) -> Jukebox:
     """`load_model`, run once per preset and seed (or folder): building is deterministic."""
+    if mesh is not None:
+        return _LOAD(name, config, seed, mesh)
     key = (name, seed if name in MODEL_PRESETS else None)
     if key not in _MODELS:
         _MODELS[key] = _LOAD(name, config, seed)
@@ -188,7 +190,7 @@ def test_sample_help_describes_every_option(capsys):
         main(["sample", "--help"])
     text = capsys.readouterr().out
     options = re.findall(r"^  (--[a-z-]+)", text, re.MULTILINE)
-    assert len(options) == 22
+    assert len(options) == 27
     for option in options:
         block = text.split(f"  {option}", 1)[1].split("\n  --", 1)[0]
         assert len(block.split()) > 3, f"{option} has no help"

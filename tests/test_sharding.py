@@ -4,6 +4,7 @@ check of `sharded_checks.py` on 8 CPU devices in a process of its own."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,23 @@ def test_sharded_runs_on_eight_devices():
     cmd = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "tests/sharded_checks.py"]
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, f"sharded checks failed:\n{run.stdout[-8000:]}\n{run.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["--mesh", "data=2,model=4"], "mesh 'data=2,model=4' holds 8 devices, but there are 1"),
+        (["--mesh", "tensor=2"], r"unknown axes \['tensor'\]"),
+        (["--process-id", "1"], "--process-id configure --distributed: add it"),
+    ],
+)
+def test_the_cli_refuses_bad_mesh_and_cluster_options(args, pattern, tmp_path, monkeypatch, capsys):
+    """One-line errors, before any model is built (this process has 1 device)."""
+    from jukebox_jax import cli_sample
+    from jukebox_jax.cli import main
+
+    monkeypatch.setattr(cli_sample, "load_model", lambda *_: pytest.fail("the model was built"))
+    with pytest.raises(SystemExit) as e:
+        main(["sample", "--model", "tiny_5b", "--out", str(tmp_path / "out"), *args])
+    assert e.value.code == 2
+    assert re.search(pattern, capsys.readouterr().err)
