@@ -11,6 +11,7 @@ from jukebox_jax.config import (
     preset,
 )
 from jukebox_jax.jukebox import Jukebox
+from jukebox_jax.sharding import make_mesh
 
 __all__ = [
     "AttnKind",
@@ -21,5 +22,6 @@ __all__ = [
     "PriorConfig",
     "VQVAEConfig",
     "attn_pattern",
+    "make_mesh",
     "preset",
 ]

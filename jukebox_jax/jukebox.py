@@ -22,7 +22,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from jax.sharding import Mesh
 
 from jukebox_jax import checkpoint, checks, integrity, prior, sharding, tokenizer

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+
 import jax
 import numpy as np
 import pytest

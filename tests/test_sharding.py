@@ -102,7 +102,7 @@ def test_sharded_runs_on_eight_devices():
     """`sharded_checks.py` in a pytest process whose CPU has 8 devices."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
     cmd = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "tests/sharded_checks.py"]
-    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, f"sharded checks failed:\n{run.stdout[-8000:]}\n{run.stderr[-3000:]}"
 
 
