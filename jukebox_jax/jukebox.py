@@ -89,9 +89,12 @@ class Jukebox:
         float32 scale per channel, dequantised inside each matmul; `quantize.py` says what
         stays float and why). 'float' keeps a float model as it is. Quantizing int8 weights
         again is an `InputError`; `astype` afterwards keeps them int8 and changes the compute
-        and cache dtype."""
+        and cache dtype. A sharded model stays on its mesh, each scale split as its kernel."""
         config = config_with_weights(self.config, weights)
-        return self if config == self.config else Jukebox(config, quantize_params(self.config, self.params, config))
+        if config == self.config:
+            return self
+        jb = Jukebox(config, quantize_params(self.config, self.params, config))
+        return jb if self.mesh is None else jb.shard(self.mesh, self.rules)
 
     def fingerprint(self) -> str:
         """A digest of the config and every weight (`integrity.py`): what a sampling job

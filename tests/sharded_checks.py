@@ -119,7 +119,8 @@ def test_rules_key_the_jit_caches():
 
 def test_a_saved_checkpoint_loads_into_a_mesh(tmp_path):
     """`Jukebox.load(mesh=...)` restores every array into the sharding `shard` gives it
-    (verified against its checksums), equal to the saved one; `dtype=` casts keeping them."""
+    (verified against its checksums), equal to the saved one; `dtype=` casts keeping them;
+    `quantize` keeps the mesh."""
     config = JukeboxConfig(priors=(preset("tiny_5b_lyrics"),))
     jb = Jukebox.init(config, jax.random.key(2))
     jb.save(tmp_path / "ckpt")
@@ -135,6 +136,11 @@ def test_a_saved_checkpoint_loads_into_a_mesh(tmp_path):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         if dtype is None:
             assert loaded.fingerprint() == jb.fingerprint()
+    int8 = loaded.quantize("int8")  # stays on the mesh, each int8 kernel and its scale split alike
+    want = sharding.shardings(int8.config, mesh)
+    assert int8.mesh is mesh and jax.tree.map(lambda a: trim(a.sharding.spec), int8.params) == jax.tree.map(lambda s: trim(s.spec), want)
+    fc = int8.params["prior_level_2"]["transformer"]["layers"]["mlp"]
+    assert fc["c_fc_kernel"].dtype == np.int8 and trim(fc["c_fc_scale"].sharding.spec) == (None, "model")
 
 
 def test_the_cli_samples_on_a_mesh(tmp_path, capsys):
