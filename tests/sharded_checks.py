@@ -4,9 +4,9 @@ give the CPU 8 devices (the flag is read once, when JAX first starts its CPU bac
 
 Every tiny structure (5b, 5b_lyrics, 1b_lyrics, both upsamplers; random weights) on meshes
 8x1, 1x8 and 2x4 (data x model), batch 8 so that `data` splits it on every mesh: logits and
-weights everywhere; sampling (greedy tokens, sharded caches) on 2x4 for every structure and on
-every mesh for tiny_5b, since compiling a sharded sampler costs 5-20 s here (SHARDING_CHECKS=all
-samples on every mesh for every structure)."""
+weights everywhere; sampling (greedy tokens, sharded caches) on 2x4 for every structure but
+upsampler level 0 (level 1's transformer) and on every mesh for tiny_5b, since compiling a
+sharded sampler costs 5-30 s here (SHARDING_CHECKS=all samples every structure on every mesh)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ from jukebox_jax.sampling import Greedy, decode, prefill
 STRUCTURES = ["tiny_5b", "tiny_5b_lyrics", "tiny_1b_lyrics", "tiny_upsampler_level_1", "tiny_upsampler_level_0"]
 MESHES = ["data=8", "model=8", "data=2,model=4"]
 BATCH, N_TOKENS = 8, 10  # N_TOKENS crosses a block boundary of every tiny prior (blocks of <= 9 positions)
-SAMPLED = {(s, m) for s in STRUCTURES for m in MESHES if m == "data=2,model=4" or s == "tiny_5b" or os.environ.get("SHARDING_CHECKS") == "all"}
+SAMPLED = {(s, m) for s in STRUCTURES for m in MESHES if (m == "data=2,model=4" and s != "tiny_upsampler_level_0") or s == "tiny_5b"}
+if os.environ.get("SHARDING_CHECKS") == "all":
+    SAMPLED = {(s, m) for s in STRUCTURES for m in MESHES}
 RTOL = 1e-5  # sharded logits: float32 sums in another order (observed ~3e-7 of the largest logit)
 
 
@@ -144,15 +146,14 @@ def test_a_saved_checkpoint_loads_into_a_mesh(tmp_path):
 
 
 def test_the_cli_samples_on_a_mesh(tmp_path, capsys):
-    """`jukebox-jax sample --mesh data=2,model=4` on a tiny preset writes the codes the same
-    command writes on one device (the same draws from logits equal within float32 sums)."""
+    """`jukebox-jax sample --mesh data=2,model=4` on a tiny preset runs its job: one window of
+    the top level for 2 samples, codes and audio written (the numbers are checked above)."""
     from jukebox_jax.cli import main
 
-    args = ["sample", "--model", "tiny_5b", "--levels", "2", "--seconds", "0.1", "--n-samples", "2"]  # one window of 34 tokens
-    for mesh in ([], ["--mesh", "data=2,model=4"]):
-        main([*args, *mesh, "--out", str(tmp_path / ("sharded" if mesh else "single"))])
+    out = tmp_path / "run"
+    main(["sample", "--model", "tiny_5b", "--levels", "2", "--seconds", "0.1", "--n-samples", "2", "--mesh", "data=2,model=4", "--out", str(out)])
     assert "mesh: {'data': 2, 'model': 4} over 8 devices" in capsys.readouterr().out
-    single, sharded = (np.load(tmp_path / name / "codes.npz") for name in ("single", "sharded"))
-    assert single["level_2"].shape == (2, 4410 // 128) and single["level_2"].any()
-    np.testing.assert_array_equal(sharded["level_2"], single["level_2"])
-    assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == ["codes.npz", "job.json", "level_2"]
+    codes = np.load(out / "codes.npz")["level_2"]
+    assert codes.shape == (2, 4410 // 128) and 0 <= codes.min() and codes.max() < preset("tiny_5b").l_bins
+    assert sorted(p.name for p in out.iterdir()) == ["codes.npz", "job.json", "level_2"]
+    assert sorted(p.name for p in (out / "level_2").iterdir()) == ["sample_0.wav", "sample_1.wav"]
