@@ -59,6 +59,7 @@ from jukebox_jax.config import AttnKind, PriorConfig, preset
 from jukebox_jax.prior.attention import attention
 from jukebox_jax.prior.prior import geometry
 from jukebox_jax.sampling import Temperature, decode, prefill
+from jukebox_jax.sampling.decode import SampleState, _init_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -417,14 +418,17 @@ def run_formats(name: str, args, bw: float, rows: list[str]) -> None:
     """Decode ms/token of the full-size prior `name` (random weights) per weight format
     (`--formats`: float32; bfloat16 weights and compute; int8 weights with float32 compute) at
     each of `--batches`, one buffer per layer (`Jukebox.sample`'s layout), against each format's
-    own floor (its weight bytes, the head, and the KV entries in its cache dtype). One prefill
-    (the lyric prefix and 8 music tokens) per format and batch; each timed call decodes from a
-    copy of its state."""
+    own floor (its weight bytes, the head, and the KV entries in its cache dtype). Decoding
+    starts after the lyric prefix and 8 music tokens from a zero cache (what the cache holds
+    does not change a step's cost; a 16-bit prefill at batch 16 takes minutes on this CPU),
+    in timed calls of N and of 1 steps continuing the same state (nor does the position;
+    copying the state for each call would need a second batch-16 cache, 10 GB here). One format's
+    model exists at a time, beside the float32 one it is made from."""
     cfg = preset(name)
     f32 = Jukebox(JukeboxConfig(priors=(cfg,)), {f"prior_level_{cfg.level}": jax.jit(jbprior.init_params, static_argnums=0)(cfg, jax.random.key(0))})
-    models = {"float32": f32, "bfloat16": f32.astype("bfloat16"), "int8": f32.quantize("int8")}
+    make = {"float32": lambda: f32, "bfloat16": lambda: f32.astype("bfloat16"), "int8": lambda: f32.quantize("int8")}
     for fmt in args.formats:
-        jb = models[fmt]
+        jb = make[fmt]()
         c = jb.config.priors[0]
         params = jb.params[f"prior_level_{c.level}"]
         weights = jax.block_until_ready(jbprior.decode_params(c, params))
@@ -432,15 +436,15 @@ def run_formats(name: str, args, bw: float, rows: list[str]) -> None:
             labels, upper = full_inputs(c, batch)
             ctx = jbprior.condition(c, params, labels, upper)
             seq = jbprior.sequence(c, jax.random.randint(jax.random.key(4), (batch, 8), 0, c.l_bins), labels)
-            state, _ = prefill(c, weights, ctx, seq, jax.random.key(0))
-            state = jax.block_until_ready(state)
+            tokens, cache = _init_state(c, seq)  # a step costs the same whatever the cache holds: no prefill
+            state = jax.block_until_ready(SampleState(tokens, cache, jnp.int32(seq.shape[1]), jax.random.key(0)))
             print(f"\n## {name} {fmt} batch {batch}: {wait_idle(args.max_wait)}", flush=True)
             others = Others().start()
 
             def call(n: int) -> float:
-                fresh = jax.block_until_ready(jax.tree.map(jnp.copy, state))
+                nonlocal state
                 start = time.perf_counter()
-                jax.block_until_ready(decode(c, weights, ctx, fresh, METHOD, n)[0])
+                state = jax.block_until_ready(decode(c, weights, ctx, state, METHOD, n)[0])
                 return time.perf_counter() - start
 
             n = args.format_tokens
@@ -454,8 +458,10 @@ def run_formats(name: str, args, bw: float, rows: list[str]) -> None:
             rows.append(f"| {name} | {fmt} | {batch} | {1e3 * step:.1f} | {1e3 * floor:.1f} ({(w_bytes + kv_bytes) / 1e9:.2f} GB) | "
                         f"{step / floor:.2f} | {first - long:.1f} | {others.cores():.2f} |")  # fmt: skip
             print(rows[-1], flush=True)
-        del weights
-    del models, f32
+            del state
+        del weights, params, jb
+        gc.collect()
+    del f32
     gc.collect()
 
 

@@ -308,9 +308,10 @@ def init_cache(cfg: PriorConfig, batch: int) -> dict[str, Cache]:
     return init_caches(LayerSpec(cfg.transformer, geometry(cfg), cfg.precision), batch)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=3)
 def fill_encoder_cache(cfg: PriorConfig, params: Params, ctx: Context, caches: dict[str, Cache]) -> dict[str, Cache]:
-    """`caches` with the ENC_DEC layers' keys and values of `ctx.encoder_kv` (5b_lyrics)."""
+    """`caches` with the ENC_DEC layers' keys and values of `ctx.encoder_kv` (5b_lyrics);
+    `caches` is donated (its untouched layers are reused, not copied)."""
     return Prior(cfg, Execution.UNROLLED).apply({"params": to_execution(cfg, params, Execution.UNROLLED)}, ctx, caches, method=Prior.encoder_caches)
 
 

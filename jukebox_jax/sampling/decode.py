@@ -59,8 +59,9 @@ def _init_state(cfg: PriorConfig, prompt: jax.Array) -> tuple[jax.Array, dict]:
     return nn.with_logical_constraint(tokens, ("batch", "length")), cache
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5))
+@functools.partial(jax.jit, static_argnums=(0, 5), donate_argnums=6)
 def _extend(cfg: PriorConfig, params, tokens, t0, ctx: Context, length: int, cache):
+    """One prefill chunk; `cache` is donated (updated in place: one cache in memory, not two)."""
     return prior.extend(cfg, params, _inputs(tokens, t0, length), t0, ctx, cache)
 
 
