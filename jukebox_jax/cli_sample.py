@@ -434,13 +434,13 @@ def count_windows(config: JukeboxConfig, request: SampleRequest) -> int:
 class Progress:
     """Two bars: windows over the job, tokens within a window. The windows' rate and ETA
     leave out each level's first sampled window (it pays for compiling) and windows a
-    resume finds done."""
+    resume finds done. Hidden unless `shown` (in a run of several processes, process 0's)."""
 
-    def __init__(self, n_windows: int):
+    def __init__(self, n_windows: int, shown: bool = True):
         from tqdm import tqdm
 
-        self.windows = tqdm(total=n_windows, unit="window", desc="sampling", smoothing=0)
-        self.tokens = tqdm(unit="token", desc="window", leave=False)
+        self.windows = tqdm(total=n_windows, unit="window", desc="sampling", smoothing=0, disable=not shown)
+        self.tokens = tqdm(unit="token", desc="window", leave=False, disable=not shown)
         self.warm: set[int] = set()  # levels whose first sampled window is done
         self.sampled = False  # whether the window in flight sampled tokens
 
@@ -466,6 +466,8 @@ class Progress:
 
 def run(args: argparse.Namespace) -> None:
     """The `sample` command: checks, then loads the model, then runs the job."""
+    import jax
+
     from jukebox_jax.generation.job import run_job
 
     start_distributed(args)
@@ -476,11 +478,13 @@ def run(args: argparse.Namespace) -> None:
     jb = with_precision(load_model(args.model, checked.config, args.seed, mesh), args.dtype, args.weights)
     n = len(next(iter(checked.request.songs.values())))
     start = checked.start if checked.prompt is None else encode_prompt(jb, checked.prompt, n)
-    progress = Progress(count_windows(checked.config, checked.request))
+    first = jax.process_index() == 0  # in a run of several processes, only process 0 reports
+    progress = Progress(count_windows(checked.config, checked.request), shown=first)
     try:
         zs = run_job(jb, args.out, checked.request, start, resume=args.resume, on_window=progress.on_window, on_tokens=progress.on_tokens)
     except KeyboardInterrupt:
         raise SystemExit(f"interrupted: {args.out} keeps every finished window; the same command with --resume continues it") from None
     finally:
         progress.close()
-    print(f"codes {[z.shape for z in zs]} -> {args.out / CODES_FILE}; audio per level in {args.out}/level_*/")
+    if first:
+        print(f"codes {[z.shape for z in zs]} -> {args.out / CODES_FILE}; audio per level in {args.out}/level_*/")

@@ -6,7 +6,7 @@ Every tiny structure (5b, 5b_lyrics, 1b_lyrics, both upsamplers; random weights)
 8x1, 1x8 and 2x4 (data x model), batch 8 so that `data` splits it on every mesh: logits and
 weights everywhere; sampling (greedy tokens, sharded caches) on 2x4 for every structure but
 upsampler level 0 (level 1's transformer) and on every mesh for tiny_5b, since compiling a
-sharded sampler costs 5-30 s here (SHARDING_CHECKS=all samples every structure on every mesh)."""
+sharded sampler costs 5-30 s here (JUKEBOX_FULL_CHECKS=1 samples every structure on every mesh)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ STRUCTURES = ["tiny_5b", "tiny_5b_lyrics", "tiny_1b_lyrics", "tiny_upsampler_lev
 MESHES = ["data=8", "model=8", "data=2,model=4"]
 BATCH, N_TOKENS = 8, 10  # N_TOKENS crosses a block boundary of every tiny prior (blocks of <= 9 positions)
 SAMPLED = {(s, m) for s in STRUCTURES for m in MESHES if (m == "data=2,model=4" and s != "tiny_upsampler_level_0") or s == "tiny_5b"}
-if os.environ.get("SHARDING_CHECKS") == "all":
+if os.environ.get("JUKEBOX_FULL_CHECKS") == "1":
     SAMPLED = {(s, m) for s in STRUCTURES for m in MESHES}
 RTOL = 1e-5  # sharded logits: float32 sums in another order (observed ~3e-7 of the largest logit)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +49,10 @@ STRUCTURES = {  # fixture stem: (preset, level)
 # structures that hold every layer kind (5b's block/transpose/previous-block layers are also
 # 5b_lyrics'), both heads (untied 5b_lyrics, tied 1b_lyrics and upsamplers), the lyric encoder,
 # the joint sequence and a conditioner; upsampler_level0 is upsampler_level1's structure.
+# JUKEBOX_FULL_CHECKS=1 samples all five (as tests/sharded_checks.py samples every mesh).
 SAMPLED = {"prior_5b_lyrics_level2", "prior_1b_lyrics_level2", "upsampler_level1"}
+if os.environ.get("JUKEBOX_FULL_CHECKS") == "1":
+    SAMPLED = set(STRUCTURES)
 UNIT_ROUNDOFF = {DType.BFLOAT16: 2.0**-8, DType.FLOAT16: 2.0**-11}
 VARIANTS = ("bfloat16", "float16", "int8")
 PROJECTIONS = {"c_attn_kernel", "c_enc_kv_kernel", "c_proj_kernel", "c_fc_kernel"}  # attention and MLP matrices
