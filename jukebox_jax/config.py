@@ -227,6 +227,19 @@ class LabelConfig:
     max_duration: float = 600.0
     sample_rate: int = 44100
     v3: bool = False  # the 1b_lyrics label set (lowercase names, whole-string genres)
+    # A model trained here names its own labels (id = position; lyric character id = position
+    # + 1) and they travel in its config; None: the released v2/v3 tables (`tokenizer`).
+    artists: tuple[str, ...] | None = None
+    genres: tuple[str, ...] | None = None
+    lyric_chars: str | None = None
+
+    def __post_init__(self):
+        for name, bins in (("artists", self.artist_bins), ("genres", self.genre_bins)):
+            names = getattr(self, name)
+            if names is not None and not (len(names) <= bins and len({n.lower() for n in names}) == len(names)):
+                raise ConfigError(f"{name}: {len(names)} names for {bins} ids, or a name twice (case-insensitively)")
+        if self.lyric_chars is not None and len(set(self.lyric_chars)) != len(self.lyric_chars):
+            raise ConfigError("lyric_chars has a character twice")
 
     @property
     def t_ranges(self) -> tuple[tuple[float, float], ...]:

@@ -7,6 +7,10 @@ lowercases, and a genre is one whole string. Lyrics are characters: non-ASCII tr
 (Unidecode, as the original), anything outside the vocabulary dropped, each character its
 index in the vocabulary + 1 (0 is the padding the window adds).
 
+A model trained here carries its own tables in its `LabelConfig` (`artists`, `genres`,
+`lyric_chars`): names match case-insensitively, a genre is one whole name (one slot), and a
+lyric character's id is its position + 1; the packaged tables are then not used.
+
 Unlike the original, an artist or genre word that is not in the table is an error (the
 original prints a warning and falls back to `unknown`, id 0); ask for `unknown` to get that.
 Bad names and ids raise `InputError`.
@@ -23,7 +27,7 @@ from numbers import Integral
 
 import numpy as np
 
-from jukebox_jax.config import PriorConfig
+from jukebox_jax.config import LabelConfig, PriorConfig
 from jukebox_jax.errors import InputError
 from jukebox_jax.labels import SongLabels
 
@@ -61,32 +65,43 @@ def id_table(kind: str, v3: bool) -> dict[str, int]:
     return dict(_table(kind, v3))
 
 
-def _lookup(kind: str, name: str, key: str, v3: bool) -> int:
-    table = _table(kind, v3)
+def _lookup(kind: str, name: str, key: str, table: dict[str, int], which: str, fallback: str) -> int:
     if key not in table:
         close = difflib.get_close_matches(key, table, n=5)
         hint = f"; close: {', '.join(repr(c) for c in close)}" if close else ""
-        raise InputError(
-            f"{kind} {name!r} (as {key!r}) is not in the {'v3' if v3 else 'v2'} {kind} table{hint}. Use 'unknown' for id 0."
-        )
+        raise InputError(f"{kind} {name!r} (as {key!r}) is not in the {which} {kind} table{hint}. {fallback}")
     return table[key]
+
+
+def _released(kind: str, name: str, key: str, v3: bool) -> int:
+    return _lookup(kind, name, key, _table(kind, v3), "v3" if v3 else "v2", "Use 'unknown' for id 0.")
+
+
+def _own(kind: str, name: str, names: tuple[str, ...]) -> int:
+    table = {n.lower(): i for i, n in enumerate(names)}
+    return _lookup(kind, name, name.lower(), table, "model's", f"This model knows {', '.join(map(repr, names))}.")
 
 
 def artist_id(artist: str, v3: bool) -> int:
     """The id of `artist` in the v2 or v3 table."""
-    return _lookup("artist", artist, normalize(artist, v3), v3)
+    return _released("artist", artist, normalize(artist, v3), v3)
 
 
 def genre_ids(genre: str, v3: bool) -> tuple[int, ...]:
     """v2: one id per word of the normalised genre ("Country Rock" -> country, rock); v3: the
     id of the whole lowercased string."""
     words = [normalize(genre, v3)] if v3 else normalize(genre, v3).split("_")
-    return tuple(_lookup("genre", genre, word, v3) for word in words if word)
+    return tuple(_released("genre", genre, word, v3) for word in words if word)
 
 
-def clean_lyrics(text: str, v3: bool) -> str:
+def lyric_chars(labels: LabelConfig) -> str:
+    """The lyric characters of a prior's label set: its own, or the v2/v3 set."""
+    return lyric_vocab(labels.v3) if labels.lyric_chars is None else labels.lyric_chars
+
+
+def clean_lyrics(text: str, v3: bool, chars: str | None = None) -> str:
     """The original `TextProcessor.clean`: transliterate to ASCII, `\\` becomes a newline,
-    characters outside the vocabulary are dropped."""
+    characters outside the vocabulary (`chars`, default the v2/v3 set) are dropped."""
     if not text.isascii():
         try:
             from unidecode import unidecode
@@ -97,14 +112,14 @@ def clean_lyrics(text: str, v3: bool) -> str:
                 "Unidecode: pip install 'jukebox-jax[lyrics]' (Unidecode, GPL-2.0+), or pass ASCII lyrics"
             ) from None
         text = unidecode(text)
-    vocab = set(lyric_vocab(v3))
+    vocab = set(lyric_vocab(v3) if chars is None else chars)
     return "".join(c for c in text.replace("\\", "\n") if c in vocab)
 
 
-def lyric_tokens(text: str, v3: bool) -> tuple[int, ...]:
-    """The ids of the cleaned lyrics, one per character."""
-    index = {c: i + 1 for i, c in enumerate(lyric_vocab(v3))}
-    return tuple(index[c] for c in clean_lyrics(text, v3))
+def lyric_tokens(text: str, v3: bool, chars: str | None = None) -> tuple[int, ...]:
+    """The ids of the cleaned lyrics, one per character (of `chars`, default the v2/v3 set)."""
+    index = {c: i + 1 for i, c in enumerate(lyric_vocab(v3) if chars is None else chars)}
+    return tuple(index[c] for c in clean_lyrics(text, v3, chars))
 
 
 Artist = str | int
@@ -120,8 +135,14 @@ def song_labels(cfg: PriorConfig, total_length: int, artist: Artist = "unknown",
     if cfg.labels is None:
         return SongLabels(total_length, 0, (), (), offset)
     lab, v3 = cfg.labels, cfg.labels.v3
-    a = artist_id(artist, v3) if isinstance(artist, str) else _ids("artist", (artist,), lab.artist_bins)[0]
-    genres = genre_ids(genre, v3) if isinstance(genre, str) else _ids("genre", (genre,) if _is_int(genre) else genre, lab.genre_bins)
+    if isinstance(artist, str):
+        a = artist_id(artist, v3) if lab.artists is None else _own("artist", artist, lab.artists)
+    else:
+        a = _ids("artist", (artist,), lab.artist_bins)[0]
+    if isinstance(genre, str):
+        genres = genre_ids(genre, v3) if lab.genres is None else (_own("genre", genre, lab.genres),)
+    else:
+        genres = _ids("genre", (genre,) if _is_int(genre) else genre, lab.genre_bins)
     if len(genres) > lab.max_bow_genre_size:
         raise InputError(f"genre {genre!r} has {len(genres)} words or ids; the level-{cfg.level} prior takes at most {lab.max_bow_genre_size}")
     if a >= lab.artist_bins or any(g >= lab.genre_bins for g in genres):
@@ -131,9 +152,10 @@ def song_labels(cfg: PriorConfig, total_length: int, artist: Artist = "unknown",
         )
     tokens = ()
     if cfg.n_tokens:
-        if len(lyric_vocab(v3)) + 1 != cfg.n_vocab:
-            raise InputError(f"the level-{cfg.level} prior reads {cfg.n_vocab} lyric ids; the {'v3' if v3 else 'v2'} lyric vocabulary has {len(lyric_vocab(v3)) + 1}")
-        tokens = lyric_tokens(lyrics, v3) if isinstance(lyrics, str) else _ids("lyrics", lyrics, cfg.n_vocab)
+        chars = lyric_chars(lab)
+        if len(chars) + 1 != cfg.n_vocab:
+            raise InputError(f"the level-{cfg.level} prior reads {cfg.n_vocab} lyric ids; its lyric vocabulary has {len(chars) + 1}")
+        tokens = lyric_tokens(lyrics, v3, chars) if isinstance(lyrics, str) else _ids("lyrics", lyrics, cfg.n_vocab)
     return SongLabels(total_length, a, genres, tokens, offset)
 
 

@@ -115,3 +115,27 @@ def test_ids_beyond_a_small_model_are_errors():
     assert tokenizer.song_labels(cfg, 44100 * 60, "unknown", "blues").genres == (2,)
     with pytest.raises(ValueError, match="unknown"):
         tokenizer.song_labels(cfg, 44100 * 60, "Alan Jackson")
+
+
+def test_a_models_own_tables():
+    """A trained model's labels: its own artist and genre names (id = position, any case, one
+    genre slot) and lyric characters (id = position + 1); the released tables are not read."""
+    import dataclasses
+
+    from jukebox_jax.config import ConfigError, LabelConfig
+
+    top = JukeboxConfig.from_preset("tiny_1b_lyrics").prior(2)
+    chars = "abc "
+    lab = dataclasses.replace(top.labels, artists=("Ana", "Bo"), genres=("waltz", "march"), lyric_chars=chars)
+    cfg = dataclasses.replace(top, labels=lab, n_vocab=len(chars) + 1)
+    song = tokenizer.song_labels(cfg, 1000, "bo", "MARCH", "a cab!")
+    assert (song.artist, song.genres, song.lyrics) == (1, (1,), (1, 4, 3, 1, 2))  # '!' is not a character of this model
+    with pytest.raises(tokenizer.InputError, match="model's artist table.*'Ana', 'Bo'"):
+        tokenizer.song_labels(cfg, 1000, "Alan Jackson", "waltz")
+    with pytest.raises(tokenizer.InputError, match="lyric vocabulary has 5"):
+        tokenizer.song_labels(dataclasses.replace(cfg, n_vocab=9), 1000, "Ana", "waltz", "abc")
+    with pytest.raises(ConfigError, match="a name twice"):
+        LabelConfig(artists=("Ana", "ANA"))
+    with pytest.raises(ConfigError, match="3 names for 2 ids"):
+        LabelConfig(genre_bins=2, genres=("a", "b", "c"))
+    assert JukeboxConfig.from_dict(JukeboxConfig(priors=(cfg,)).to_dict()).prior(2).labels == lab  # stored with the config
