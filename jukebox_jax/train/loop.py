@@ -1,0 +1,205 @@
+"""The training loop: one jitted step over explicit state, checkpoints, resume and metrics.
+
+A run folder holds:
+
+    run.json          what the run trains and how (`RunConfig` and the caller's `spec`);
+                      `--resume` refuses a folder whose spec differs
+    checkpoints/N/    the `TrainState` after N steps (orbax; written to a temporary folder and
+                      renamed, so a kill leaves the previous checkpoints whole)
+    metrics.jsonl     one JSON object per step (and per evaluation), appended as the run goes
+
+Resuming restores the newest checkpoint and cuts `metrics.jsonl` back to its step. Batch `i`
+is a pure function of (seed, i) (`train/data.py`) and every random draw of a step comes from
+the state's key, so a resumed run reaches bit-identical parameters (a test kills one).
+
+The loop knows nothing of the model: a task gives `step(state, batch) -> (state, metrics)`
+and `evaluate(state, batch) -> metrics`. Data parallelism is a sharding, not another step:
+under a mesh the state is replicated and each batch split over `data`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jukebox_jax.errors import InputError
+from jukebox_jax.io import write_text
+
+Batch = Mapping[str, np.ndarray]
+Metrics = dict[str, jax.Array]
+
+RUN = "run.json"
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a step reads and writes. `aux` is what the optimizer does not learn (the
+    VQ-VAE's EMA codebooks; None for priors); `key` is a raw `[2]` uint32 PRNG key."""
+
+    step: jax.Array  # [] int32: optimizer steps taken
+    params: Any
+    opt_state: optax.OptState
+    aux: Any
+    key: jax.Array  # [2] uint32
+
+
+Step = Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
+Evaluate = Callable[[TrainState, Batch], Metrics]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """How long and how often: `steps` in all, a checkpoint every `save_every` steps (and at
+    the end; the newest `keep` are kept), an evaluation over the held-out batches every
+    `eval_every` steps (0: never)."""
+
+    steps: int
+    save_every: int = 500
+    eval_every: int = 0
+    keep: int = 2
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "save_every", "keep"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise InputError(f"eval_every must be 0 (never) or positive, got {self.eval_every}")
+
+
+def jit_step(step: Step) -> Step:
+    """`step` jitted with its state donated (the old state's buffers hold the new one)."""
+    return jax.jit(step, donate_argnums=0)
+
+
+def place(state: TrainState, mesh: Mesh | None) -> TrainState:
+    """The state replicated over `mesh` (data parallel), or as is without one."""
+    return state if mesh is None else jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+
+
+def place_batch(batch: Batch, mesh: Mesh | None) -> dict[str, jax.Array]:
+    """A host batch on the devices, split over the mesh's `data` axis along its first axis."""
+    if mesh is None:
+        return {k: jnp.asarray(v) for k, v in batch.items()}
+    n = mesh.shape.get("data", 1)
+    for k, v in batch.items():
+        if len(v) % n:
+            raise InputError(f"the batch ({len(v)} {k}) must be a multiple of the mesh's data axis ({n})")
+    return {k: jax.device_put(v, NamedSharding(mesh, PartitionSpec("data"))) for k, v in batch.items()}
+
+
+class Run:
+    """A run folder (module docstring). `start(spec, resume)` checks it against `spec` and
+    returns the step to start from; `restore(template)` the newest checkpoint."""
+
+    def __init__(self, out: Path, config: RunConfig):
+        import orbax.checkpoint as ocp
+
+        self.out, self.config = Path(out), config
+        options = ocp.CheckpointManagerOptions(max_to_keep=config.keep, create=True, enable_async_checkpointing=False)
+        self._manager = ocp.CheckpointManager((self.out / CHECKPOINTS).absolute(), options=options)
+
+    def start(self, spec: Mapping[str, Any], resume: bool) -> int:
+        """Writes `run.json` for a new run; for `resume`, checks it and returns the newest
+        checkpoint's step (0 if none). Refuses to start over a folder that holds a run."""
+        record = {"run": dataclasses.asdict(self.config), "spec": spec}
+        path = self.out / RUN
+        if path.is_file():
+            if not resume:
+                raise InputError(
+                    f"{self.out} holds a training run already: pass --resume to continue it, or choose another --out"
+                )
+            old = json.loads(path.read_text())
+            if old["spec"] != json.loads(json.dumps(spec)):
+                changed = sorted(k for k in {**old["spec"], **spec} if old["spec"].get(k) != spec.get(k))
+                raise InputError(
+                    f"{self.out} was started with other settings ({', '.join(changed)}); resume with the same ones"
+                )
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps(record, indent=1))
+        step = self._manager.latest_step() if resume else None
+        self._trim_metrics(step or 0)
+        return step or 0
+
+    def restore(self, template: TrainState) -> TrainState:
+        """The newest checkpoint, restored into the shapes, dtypes and shardings of `template`."""
+        import orbax.checkpoint as ocp
+
+        step = self._manager.latest_step()
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def save(self, state: TrainState) -> None:
+        import orbax.checkpoint as ocp
+
+        self._manager.save(int(state.step), args=ocp.args.StandardSave(state))
+        self._manager.wait_until_finished()
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        with open(self.out / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _trim_metrics(self, step: int) -> None:
+        """Keeps the metrics of steps up to `step` (a resumed run logs the later ones again)."""
+        path = self.out / METRICS
+        if not path.is_file():
+            return
+        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        write_text(path, "".join(line + "\n" for line in kept))
+
+
+def fit(
+    step: Step,
+    state: TrainState,
+    batches: Callable[[int], Batch],
+    run: Run,
+    *,
+    evaluate: Evaluate | None = None,
+    eval_batches: Callable[[], Iterator[Batch]] | None = None,
+    mesh: Mesh | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainState:
+    """Runs `state` from its step to `run.config.steps`: `batches(i)` is batch i (pure in i),
+    `step` is jitted here. Checkpoints and metrics go to `run`; `on_step(i, metrics)` is the
+    caller's progress hook (a bar). Returns the final state (also checkpointed)."""
+    cfg = run.config
+    jitted, jitted_eval = jit_step(step), None if evaluate is None else jax.jit(evaluate)
+    state = place(state, mesh)
+    for i in range(int(state.step), cfg.steps):
+        state, metrics = jitted(state, place_batch(batches(i), mesh))
+        record = {"step": i + 1, **{k: float(v) for k, v in metrics.items()}}
+        run.log(record)
+        if jitted_eval is not None and cfg.eval_every and ((i + 1) % cfg.eval_every == 0 or i + 1 == cfg.steps):
+            run.log(
+                {"step": i + 1, "eval": mean_metrics(jitted_eval(state, place_batch(b, mesh)) for b in eval_batches())}
+            )
+        if (i + 1) % cfg.save_every == 0 or i + 1 == cfg.steps:
+            run.save(state)
+        if on_step is not None:
+            on_step(i + 1, record)
+    return state
+
+
+def mean_metrics(per_batch: Iterator[Metrics]) -> dict[str, float]:
+    """The mean of each metric over batches (equal-sized batches: the mean over windows)."""
+    rows = [{k: float(v) for k, v in m.items()} for m in per_batch]
+    if not rows:
+        raise InputError("no held-out batches to evaluate on")
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def new_key(seed: int) -> jax.Array:
+    """The raw `[2]` uint32 key a `TrainState` holds (raw, so orbax saves it as an array)."""
+    return jax.random.key_data(jax.random.key(seed))

@@ -1,0 +1,82 @@
+"""The training loop on a toy regression (the model-specific steps have their own tests):
+checkpoints, bit-identical resume, metrics and the run folder's refusals."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jukebox_jax.errors import InputError
+from jukebox_jax.train.loop import Run, RunConfig, TrainState, fit, new_key
+
+OPT = optax.adam(1e-2)
+SPEC = {"task": "toy"}
+
+
+def step(state: TrainState, batch):
+    """One Adam step on `|x w - y|^2` plus a draw from the state's key (as dropout would)."""
+    key, sub = jax.random.split(jax.random.wrap_key_data(state.key))
+    noise = 1e-3 * jax.random.normal(sub, batch["y"].shape)
+
+    def loss(p):
+        return jnp.mean((batch["x"] @ p["w"] - batch["y"] - noise) ** 2)
+
+    value, grads = jax.value_and_grad(loss)(state.params)
+    updates, opt_state = OPT.update(grads, state.opt_state, state.params)
+    new = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        opt_state=opt_state,
+        key=jax.random.key_data(key),
+    )
+    return new, {"loss": value}
+
+
+def batches(i: int):
+    x = np.random.default_rng([7, i]).normal(size=(8, 3)).astype(np.float32)
+    return {"x": x, "y": x @ np.float32([1, 2, 3])}
+
+
+def fresh() -> TrainState:
+    params = {"w": jnp.zeros(3)}
+    return TrainState(jnp.zeros((), jnp.int32), params, OPT.init(params), None, new_key(0))
+
+
+def train(out, steps: int, resume: bool = False, spec=SPEC) -> TrainState:
+    run = Run(out, RunConfig(steps, save_every=2, eval_every=3))
+    start = run.start(spec, resume)
+    state = run.restore(fresh()) if start else fresh()
+    evaluate = lambda s, b: {"loss": jnp.mean((b["x"] @ s.params["w"] - b["y"]) ** 2)}
+    return fit(step, state, batches, run, evaluate=evaluate, eval_batches=lambda: iter([batches(1000), batches(1001)]))
+
+
+def test_resume_is_bit_identical_and_metrics_follow(tmp_path):
+    straight = train(tmp_path / "a", 7)
+    train(tmp_path / "b", 3)  # stopped after 3 steps: its newest checkpoint is step 3 (the end)
+    (tmp_path / "b" / "checkpoints" / "3").rename(
+        tmp_path / "b" / "checkpoints" / "old"
+    )  # a kill before step 3 was saved
+    resumed = train(tmp_path / "b", 7, resume=True)  # from step 2
+    np.testing.assert_array_equal(resumed.params["w"], straight.params["w"])
+    np.testing.assert_array_equal(resumed.key, straight.key)
+    assert int(resumed.step) == 7
+    rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 8))  # step 3 logged once, after the resume
+    assert [r["step"] for r in rows if "eval" in r] == [3, 6, 7]
+    assert rows == [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert {p.name for p in (tmp_path / "b" / "checkpoints").iterdir()} == {"6", "7", "old"}  # the newest 2 kept
+
+
+def test_run_folder_refusals(tmp_path):
+    train(tmp_path, 2)
+    with pytest.raises(InputError, match="holds a training run already: pass --resume"):
+        train(tmp_path, 4)
+    with pytest.raises(InputError, match=r"other settings \(task\)"):
+        train(tmp_path, 4, resume=True, spec={"task": "other"})
+    with pytest.raises(InputError, match="steps must be at least 1"):
+        RunConfig(0)
