@@ -36,7 +36,9 @@ def restore_state(codebook: jax.Array, expected_usage: float) -> CodebookState:
     """State for training on from a trained `codebook [k, d]` (original `restore_k`): every
     code counted `expected_usage` times (tokens per training sample / l_bins)."""
     codebook = codebook.astype(jnp.float32)
-    return CodebookState(k_sum=codebook * expected_usage, k_elem=jnp.full(codebook.shape[:1], expected_usage, jnp.float32))
+    return CodebookState(
+        k_sum=codebook * expected_usage, k_elem=jnp.full(codebook.shape[:1], expected_usage, jnp.float32)
+    )
 
 
 def restart_candidates(x_flat: jax.Array, l_bins: int, key: jax.Array) -> jax.Array:
@@ -62,7 +64,12 @@ def init_state(x_flat: jax.Array, key: jax.Array, l_bins: int) -> tuple[jax.Arra
 
 
 def ema_update(
-    codebook: jax.Array, state: CodebookState, x_flat: jax.Array, codes: jax.Array, mu: float, threshold: float,
+    codebook: jax.Array,
+    state: CodebookState,
+    x_flat: jax.Array,
+    codes: jax.Array,
+    mu: float,
+    threshold: float,
     k_rand: jax.Array,
 ) -> tuple[jax.Array, CodebookState, dict[str, jax.Array]]:
     """One EMA step of a level (original `update_k`): `codebook [k, d]` (the old one, which
@@ -89,12 +96,12 @@ def ema_update(
     usage = k_elem >= threshold  # [k]
     new_codebook = jnp.where(usage[:, None], k_sum / k_elem[:, None], k_rand)  # [k, d]
     prob = batch_elem / jnp.sum(batch_elem)  # [k]
-    metrics = dict(
-        entropy=-jnp.sum(prob * jnp.log(prob + 1e-8)),
-        used_curr=jnp.sum(batch_elem >= threshold).astype(jnp.float32),
-        usage=jnp.sum(usage).astype(jnp.float32),
-        dk=jnp.linalg.norm(new_codebook - codebook) / math.sqrt(n_codes * width),
-        fit=jnp.mean(jnp.min(distances(x_flat[None], codebook)[0], axis=-1)),
-        pn=jnp.linalg.norm(x_flat - jnp.mean(x_flat)) / math.sqrt(x_flat.size),
-    )
+    metrics = {
+        "entropy": -jnp.sum(prob * jnp.log(prob + 1e-8)),
+        "used_curr": jnp.sum(batch_elem >= threshold).astype(jnp.float32),
+        "usage": jnp.sum(usage).astype(jnp.float32),
+        "dk": jnp.linalg.norm(new_codebook - codebook) / math.sqrt(n_codes * width),
+        "fit": jnp.mean(jnp.min(distances(x_flat[None], codebook)[0], axis=-1)),
+        "pn": jnp.linalg.norm(x_flat - jnp.mean(x_flat)) / math.sqrt(x_flat.size),
+    }
     return new_codebook, CodebookState(k_sum=k_sum, k_elem=k_elem), metrics

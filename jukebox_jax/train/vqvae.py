@@ -23,7 +23,12 @@ from jukebox_jax.config import VQVAEConfig
 from jukebox_jax.errors import InputError
 from jukebox_jax.train.codebook import CodebookState, ema_update, restart_candidates, restore_state
 from jukebox_jax.train.spectral import (
-    SPECTRAL, MultiResolution, multispectral_loss, spectral_convergence, spectral_loss, stft_magnitude,
+    SPECTRAL,
+    MultiResolution,
+    multispectral_loss,
+    spectral_convergence,
+    spectral_loss,
+    stft_magnitude,
 )
 from jukebox_jax.vqvae.bottleneck import dequantise, quantise
 from jukebox_jax.vqvae.encdec import Decoder, Encoder
@@ -44,7 +49,7 @@ class VQVAELoss:
     multispectral: float = 1.0
     spectral: float = 0.0  # weight of the single-resolution spectral loss (reported either way)
     revival_threshold: float = 1.0  # codes whose EMA count falls below this restart
-    resolutions: MultiResolution = MultiResolution()
+    resolutions: MultiResolution = dataclasses.field(default_factory=MultiResolution)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +71,12 @@ def calculate_bandwidth(x: jax.Array) -> Bandwidth:
     x = jnp.asarray(x, jnp.float32)
     if x.ndim != 3:
         raise InputError(f"calculate_bandwidth takes audio [batch, samples, channels], got shape {x.shape}")
-    mean = jnp.mean(x)
-    spec = _spec_norm(jnp.mean(x, axis=-1))  # [b]
-    return Bandwidth(l2=float(jnp.mean(x**2) - mean**2), l1=float(jnp.mean(jnp.abs(x))), spec=float(jnp.mean(spec)))
-
-
-def _spec_norm(mono: jax.Array) -> jax.Array:  # [b, t] -> [b]
-    return jnp.linalg.norm(stft_magnitude(mono, SPECTRAL.n_fft, SPECTRAL.hop, SPECTRAL.window), axis=(1, 2))
+    spec = stft_magnitude(jnp.mean(x, axis=-1), SPECTRAL.n_fft, SPECTRAL.hop, SPECTRAL.window)  # [b, f, q]
+    return Bandwidth(
+        l2=float(jnp.mean(x**2) - jnp.mean(x) ** 2),
+        l1=float(jnp.mean(jnp.abs(x))),
+        spec=float(jnp.mean(jnp.linalg.norm(spec, axis=(1, 2)))),
+    )
 
 
 def expected_usage(cfg: VQVAEConfig, sample_length: int, level: int, world_size: int = 1) -> float:
@@ -103,12 +107,12 @@ def with_codebooks(params: Params, codebooks: Sequence[jax.Array]) -> Params:
 def _recons_loss(loss: VQVAELoss, bw: Bandwidth, x: jax.Array, x_out: jax.Array) -> dict[str, jax.Array]:
     """l2, l1, linf and their `lmix` sum for audio `[b, t, c]`."""
     sq = (x_out - x) ** 2  # [b, t, c]
-    terms = dict(
-        l2=jnp.mean(sq) / bw.l2,
-        l1=jnp.mean(jnp.abs(x_out - x)) / bw.l1,
-        linf=jnp.mean(jax.lax.top_k(sq.reshape(sq.shape[0], -1), loss.linf_k)[0]) / bw.l2,
-    )
-    weights = dict(l1=loss.lmix_l1, l2=loss.lmix_l2, linf=loss.lmix_linf)
+    terms = {
+        "l2": jnp.mean(sq) / bw.l2,
+        "l1": jnp.mean(jnp.abs(x_out - x)) / bw.l1,
+        "linf": jnp.mean(jax.lax.top_k(sq.reshape(sq.shape[0], -1), loss.linf_k)[0]) / bw.l2,
+    }
+    weights = {"l1": loss.lmix_l1, "l2": loss.lmix_l2, "linf": loss.lmix_linf}
     terms["lmix"] = sum(w * terms[name] for name, w in weights.items() if w)
     return terms
 
@@ -116,13 +120,19 @@ def _recons_loss(loss: VQVAELoss, bw: Bandwidth, x: jax.Array, x_out: jax.Array)
 def _check_audio(cfg: VQVAEConfig, loss: VQVAELoss, x: jax.Array) -> None:
     hop = cfg.hop_lengths[-1]
     if x.ndim != 3 or x.shape[-1] != 1 or x.shape[1] % hop:
-        raise InputError(f"VQ-VAE training takes mono audio [batch, samples, 1] with samples a multiple of {hop}, got {x.shape}")
+        raise InputError(
+            f"VQ-VAE training takes mono audio [batch, samples, 1] with samples a multiple of {hop}, got {x.shape}"
+        )
     if loss.linf_k > x.shape[1]:
         raise InputError(f"linf_k {loss.linf_k} exceeds the {x.shape[1]} samples per item; lower VQVAELoss.linf_k")
 
 
 def vqvae_loss(
-    cfg: VQVAEConfig, loss: VQVAELoss, params: Params, x: jax.Array, bandwidth: Bandwidth,
+    cfg: VQVAEConfig,
+    loss: VQVAELoss,
+    params: Params,
+    x: jax.Array,
+    bandwidth: Bandwidth,
     codes: Sequence[jax.Array] | None = None,
 ) -> tuple[jax.Array, dict]:
     """The training loss of audio `x [b, t, 1]` -> (loss, aux). `codes` (per level `[b, s]`)
@@ -159,21 +169,31 @@ def vqvae_loss(
         metrics[name] = sum(metrics[f"{name}_l{l + 1}"] for l in reversed(range(cfg.levels)))
     metrics["commit_loss"] = sum(commit_losses)
     total = (
-        metrics["recons_loss"] + loss.spectral * metrics["spectral_loss"]
-        + loss.multispectral * metrics["multispectral_loss"] + cfg.commit * metrics["commit_loss"]
+        metrics["recons_loss"]
+        + loss.spectral * metrics["spectral_loss"]
+        + loss.multispectral * metrics["multispectral_loss"]
+        + cfg.commit * metrics["commit_loss"]
     )
     finest = jax.lax.stop_gradient(x_outs[0])
     terms = _recons_loss(loss, bandwidth, x, finest)
     metrics.update(
-        l2_loss=terms["l2"], l1_loss=terms["l1"], linf_loss=terms["linf"],
+        l2_loss=terms["l2"],
+        l1_loss=terms["l1"],
+        linf_loss=terms["linf"],
         spectral_convergence=spectral_convergence(x, finest),
     )
-    return total, dict(x_enc=x_encs, codes=all_codes, metrics=jax.lax.stop_gradient(metrics))
+    return total, {"x_enc": x_encs, "codes": all_codes, "metrics": jax.lax.stop_gradient(metrics)}
 
 
 def vqvae_step(
-    cfg: VQVAEConfig, loss: VQVAELoss, params: Params, states: Sequence[CodebookState], x: jax.Array,
-    bandwidth: Bandwidth, key: jax.Array | None, codes: Sequence[jax.Array] | None = None,
+    cfg: VQVAEConfig,
+    loss: VQVAELoss,
+    params: Params,
+    states: Sequence[CodebookState],
+    x: jax.Array,
+    bandwidth: Bandwidth,
+    key: jax.Array | None,
+    codes: Sequence[jax.Array] | None = None,
     k_rand: Sequence[jax.Array] | None = None,
 ) -> tuple[jax.Array, Params, list[jax.Array], list[CodebookState], dict[str, jax.Array]]:
     """The loss, its gradients and the codebook EMA update for audio `x [b, t, 1]`:
@@ -199,7 +219,12 @@ def vqvae_step(
         x_flat = aux["x_enc"][l].reshape(-1, cfg.emb_width)  # [b * s, d], item-major
         candidates = restart_candidates(x_flat, cfg.l_bins, keys[l]) if k_rand is None else k_rand[l]
         k, state, m = ema_update(
-            params[f"codebook_{l}"], states[l], x_flat, aux["codes"][l].reshape(-1), cfg.mu, loss.revival_threshold,
+            params[f"codebook_{l}"],
+            states[l],
+            x_flat,
+            aux["codes"][l].reshape(-1),
+            cfg.mu,
+            loss.revival_threshold,
             candidates,
         )
         new_codebooks.append(k)
