@@ -20,6 +20,7 @@ import numpy as np
 from jukebox_jax.errors import InputError
 
 FORMATS = "wav, flac, ogg or mp3"  # what soundfile (libsndfile >= 1.1) reads
+SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # the files of a folder of songs (`train.data`)
 _MARGIN = 512  # samples at the lower of two rates read around a resampled segment: soxr's filter
 # settles in ~128 (differences < 1e-7 beyond, tests/test_audio.py), so this is 4x that
 
