@@ -154,6 +154,7 @@ def test_a_segment_clear_of_bad_samples_reads(bad):
     assert np.array_equal(audio.load_segment(bad / "nan.wav", 0, 400, 44100), np.zeros((400, 1), np.float32))
 
 
+@pytest.mark.slow  # ~25 s cold: builds and samples tiny_5b
 def test_primed_sampling_takes_a_48khz_stereo_prompt(tmp_path, monkeypatch):
     """`--prompt-audio` at 48 kHz in stereo primes tiny_5b (44.1 kHz): the codes continued are
     those of the prompt resampled and mixed (which is the mean of the two sines at 44.1 kHz, to 1e-4: the file is 16-bit)."""
