@@ -219,6 +219,25 @@ def test_encode_folder_writes_each_songs_codes(encoded):
         np.testing.assert_array_equal(b.upper[k], got[2][0, t // 4 : t // 4 + 4])
 
 
+def test_codes_windows_refuse_what_does_not_fit(encoded):
+    _, _, _, codes, _ = encoded
+    with pytest.raises(
+        InputError,
+        match=r"n_tokens 18 of level 1 is not a whole number of level-2 tokens \(4 each\); give a multiple of 4",
+    ):
+        data.CodesWindows.load(codes, codes.songs, 1, 18, upper=True)
+    with pytest.raises(InputError, match=r"level 2 and the level above: the codes have levels 0..2"):
+        data.CodesWindows.load(codes, codes.songs, 2, 16, upper=True)
+    with pytest.raises(
+        InputError, match=r"3 songs are shorter than the window of 100 level-2 tokens: a/one.npz \(68\)"
+    ):
+        data.CodesWindows.load(codes, codes.songs, 2, 100)
+    eval_windows = list(data.CodesWindows.load(codes, codes.songs, 2, 32).eval_batches(5))
+    assert [(name, int(o)) for b in eval_windows for name, o in zip(b.songs, b.offset)] == [
+        (s.name, k * 32 * 128) for s in codes.songs for k in range(2)
+    ]
+
+
 def test_encode_folder_resumes(encoded):
     jb, source, out, _, _ = encoded
     first = data.codes_name(data.audio_folder(source).songs[0].name)

@@ -241,11 +241,13 @@ def _batch(
     )
 
 
-def _tiles(units: list[int], window: int) -> Iterator[tuple[int, int]]:
-    """(song, start) of every whole window of each song, back to back from its start."""
-    for i, n in enumerate(units):
-        for start in range(0, n - window + 1, window):
-            yield i, start
+def _tiles(units: list[int], window: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(song, start) `[b]` arrays of every whole window of each song, back to back from its
+    start, in batches of `batch_size` (the last may be smaller)."""
+    tiles = [(i, start) for i, n in enumerate(units) for start in range(0, n - window + 1, window)]
+    for k in range(0, len(tiles), batch_size):
+        song, start = np.array(tiles[k : k + batch_size]).T
+        yield song, start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,9 +274,7 @@ class AudioWindows:
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         """Every whole window of every song, back to back, in batches of `batch_size` (the last may be smaller)."""
-        tiles = list(_tiles([s.length for s in self.songs], self.sample_length))
-        for i in range(0, len(tiles), batch_size):
-            song, start = np.array(tiles[i : i + batch_size]).T
+        for song, start in _tiles([s.length for s in self.songs], self.sample_length, batch_size):
             yield self._read(song, start)
 
     def _read(self, song: np.ndarray, start: np.ndarray) -> Batch:
@@ -332,9 +332,7 @@ class CodesWindows:
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         """Every whole window of every song, back to back, in batches of `batch_size` (the last may be smaller)."""
-        tiles = list(_tiles([len(z) for z in self.tokens], self.n_tokens))
-        for i in range(0, len(tiles), batch_size):
-            song, start = np.array(tiles[i : i + batch_size]).T
+        for song, start in _tiles([len(z) for z in self.tokens], self.n_tokens, batch_size):
             yield self._read(song, start)
 
     def _read(self, song: np.ndarray, start: np.ndarray) -> Batch:
