@@ -1,9 +1,122 @@
-"""Audio helpers that need no files: a deterministic test signal for demos, notebooks and
-tests. Audio is `[batch, time, 1]` float32 in [-1, 1] (mono), as `Jukebox.encode` takes it."""
+"""Audio in and out of files, the one way audio enters jukebox-jax (training data, prompts), plus
+a deterministic test signal. Audio is float32 in [-1, 1]; `[t, 1]` mono per file here, and
+`[batch, t, 1]` as `Jukebox.encode` takes it.
+
+Files are read with soundfile (libsndfile: wav, flac, ogg, mp3 from libsndfile 1.1 on,
+`soundfile.available_formats()`), mixed to mono by the mean of the channels and resampled
+with soxr (high quality) when their rate is not the one asked for. Lengths at a rate other
+than the file's are `frames * sample_rate // file_rate` samples. Every problem with a file is
+an `InputError` naming it. soundfile and soxr are imported on first use, so the CLI starts fast.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from pathlib import Path
+
 import numpy as np
+
+from jukebox_jax.errors import InputError
+
+FORMATS = "wav, flac, ogg or mp3"  # what soundfile (libsndfile >= 1.1) reads
+SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # the files of a folder of songs (`train.data`)
+_MARGIN = 512  # samples at the lower of two rates read around a resampled segment: soxr's filter
+# settles in ~128 (differences < 1e-7 beyond, tests/test_audio.py), so this is 4x that
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioInfo:
+    """A file's header: its rate, channels and length in frames (samples per channel)."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+    def length(self, sample_rate: int) -> int:
+        """The file's length in whole samples at `sample_rate`."""
+        return self.frames * sample_rate // self.sample_rate
+
+
+def info(path: Path, *, what: str = "audio") -> AudioInfo:
+    """The header of the audio file at `path`, read without decoding; `what` starts the error
+    messages ("prompt audio")."""
+    import soundfile
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder; give a file")
+    if not path.is_file():
+        raise InputError(f"{what} {path} does not exist")
+    try:
+        header = soundfile.info(str(path))
+    except (soundfile.SoundFileError, RuntimeError) as e:
+        raise InputError(f"{what} {path} is not audio soundfile can read ({FORMATS}): {e}") from None
+    if header.frames <= 0:
+        raise InputError(f"{what} {path} holds no samples; give a file with audio in it")
+    return AudioInfo(header.samplerate, header.channels, header.frames)
+
+
+def load(path: Path, sample_rate: int, *, mono: bool = True, min_samples: int = 1, what: str = "audio") -> np.ndarray:
+    """The whole file at `sample_rate`: `[t, 1]` float32 mixed to mono, or `[t, channels]`
+    with `mono=False`. Refuses a file of fewer than `min_samples` samples at `sample_rate`."""
+    header = info(path, what=what)
+    length = header.length(sample_rate)
+    if length < min_samples:
+        raise InputError(
+            f"{what} {path} is {header.seconds:.3f} s ({length} samples at {sample_rate} Hz); at least {min_samples} "
+            f"samples ({min_samples / sample_rate:.3f} s) are needed: give a longer file"
+        )
+    return load_segment(path, 0, length, sample_rate, mono=mono, what=what)
+
+
+def load_segment(
+    path: Path, start: int, length: int, sample_rate: int, *, mono: bool = True, what: str = "audio"
+) -> np.ndarray:
+    """Samples `[start, start + length)` at `sample_rate` of the file at `path` (`[length, 1]`
+    float32, or `[length, channels]` with `mono=False`), decoding only that part. Resampled,
+    it is the same part of the whole file resampled (to < 1e-6): the part read is aligned to
+    the rates' common period and has `_MARGIN` samples of context on each side."""
+    import soundfile
+
+    header = info(path, what=what)
+    available = header.length(sample_rate)
+    if not (start >= 0 and length >= 1 and start + length <= available):
+        raise InputError(
+            f"{what} {path}: samples [{start}, {start + length}) asked for, but it holds {available} at {sample_rate} Hz "
+            f"({header.seconds:.3f} s)"
+        )
+    rate = header.sample_rate
+    g = math.gcd(rate, sample_rate)
+    p, q = rate // g, sample_rate // g  # p samples of the file are q samples at `sample_rate`
+    margin = 0 if rate == sample_rate else -(-_MARGIN * sample_rate // min(rate, sample_rate))  # at `sample_rate`
+    first = max(0, (start - margin) // q)  # whole periods before the part read
+    stop = min(-(-(start + length + margin) // q) * p, header.frames)  # in the file's frames
+    try:
+        x, _ = soundfile.read(str(path), start=first * p, stop=stop, dtype="float32", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError) as e:
+        raise InputError(f"{what} {path} cannot be decoded ({FORMATS}): {e}") from None  # [n, channels]
+    if not np.isfinite(x).all():
+        raise InputError(f"{what} {path} holds NaN or infinite samples")
+    if mono:
+        x = x.mean(axis=1, keepdims=True)  # [n, 1]
+    x = resample(x, rate, sample_rate)
+    begin = start - first * q
+    return np.ascontiguousarray(x[begin : begin + length])
+
+
+def resample(audio: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """`[t, channels]` float32 from `rate` to `sample_rate` (soxr, high quality): about
+    `t * sample_rate / rate` samples, the first at the same instant."""
+    if rate == sample_rate:
+        return audio
+    import soxr
+
+    return soxr.resample(audio, rate, sample_rate).astype(np.float32, copy=False)
 
 
 def test_signal(n: int, sample_rate: int, seed: int) -> np.ndarray:

@@ -60,7 +60,7 @@ def files(tmp_path_factory) -> Path:
     np.savez(d / "level3.npz", **codes, level_3=np.zeros((1, 1), np.int64))
     (d / "text.npz").write_text("not a zip")
     soundfile.write(d / "prompt.wav", 0.1 * np.sin(np.arange(SR) / 10.0), SR)  # 1 s
-    soundfile.write(d / "slow.wav", np.zeros(1000), 22050)
+    soundfile.write(d / "empty.wav", np.zeros(0), 22050)
     (d / "text.wav").write_text("not audio")
     (d / "lyrics.txt").write_text("la la la", encoding="utf-8")
     int8 = quantize.config_with_weights(JukeboxConfig.from_preset("tiny_5b"), "int8")
@@ -127,7 +127,7 @@ BAD = [
     (["--mode", "primed", "--prompt-audio", "{d}/missing.wav"], r"prompt audio {d}/missing.wav does not exist"),
     (["--mode", "primed", "--prompt-audio", "{d}"], r"prompt audio {d} is a folder; give a file"),
     (["--mode", "primed", "--prompt-audio", "{d}/text.wav"], r"prompt audio {d}/text.wav is not audio soundfile can read \(wav, flac, ogg or mp3\)"),
-    (["--mode", "primed", "--prompt-audio", "{d}/slow.wav"], r"is at 22050 Hz; the model needs 44100 Hz \(resample it first\)"),
+    (["--mode", "primed", "--prompt-audio", "{d}/empty.wav"], r"prompt audio {d}/empty.wav holds no samples; give a file with audio in it"),
     (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--prompt-seconds", "-1"], r"argument --prompt-seconds: -1 is not positive"),
     (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--prompt-seconds", "0.001"], r"priming needs at least 128"),
     (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--seconds", "0.5"], r"priming with 1.00 s of it leaves nothing to sample in --seconds 0.50; give a longer --seconds"),

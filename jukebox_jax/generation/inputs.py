@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from jukebox_jax import integrity
+from jukebox_jax import audio, integrity
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import InputError
 
-AUDIO_FORMATS = "wav, flac, ogg or mp3"  # what soundfile (libsndfile >= 1.1) reads
+AUDIO_FORMATS = audio.FORMATS
 
 
 def read_codes(path: Path, levels: int, l_bins: int) -> dict[int, np.ndarray]:
@@ -64,29 +64,20 @@ class Prompt:
 
 
 def read_prompt(path: Path, sample_rate: int, hop: int, seconds: float) -> Prompt:
-    """Up to `seconds` of the audio file at `path`, mixed to mono and cut to a multiple of
-    `hop` samples; the file must be at `sample_rate` and hold at least `hop` finite samples."""
-    import soundfile
-
-    what = f"prompt audio {path}"
-    _check_file(path, what)
-    try:
-        info = soundfile.info(str(path))
-    except soundfile.SoundFileError as e:
-        raise InputError(f"{what} is not audio soundfile can read ({AUDIO_FORMATS}): {e}") from None
-    if info.samplerate != sample_rate:
-        raise InputError(f"{what} is at {info.samplerate} Hz; the model needs {sample_rate} Hz (resample it first)")
-    audio, _ = soundfile.read(str(path), frames=int(seconds * sample_rate), dtype="float32", always_2d=True)
-    length = len(audio) // hop * hop
-    if length == 0:
+    """Up to `seconds` of the audio file at `path` at `sample_rate` (resampled from any rate
+    and mixed to mono, `audio.load_segment`), cut to a multiple of `hop` samples; it must hold
+    at least `hop` finite samples."""
+    what = "prompt audio"
+    header = audio.info(path, what=what)
+    available = min(int(seconds * sample_rate), header.length(sample_rate))
+    used = available // hop * hop
+    if used == 0:
         raise InputError(
-            f"{what}: {len(audio)} samples used; priming needs at least {hop} ({hop / sample_rate:.4f} s): "
+            f"{what} {path}: {available} samples used; priming needs at least {hop} ({hop / sample_rate:.4f} s): "
             "prime with more of it, or with a longer file"
         )
-    mono = audio[:length].mean(axis=1, keepdims=True)
-    if not np.isfinite(mono).all():
-        raise InputError(f"{what} holds NaN or infinite samples")
-    return Prompt(mono, integrity.file_digest(path), info.frames / sample_rate)
+    mono = audio.load_segment(path, 0, used, sample_rate, what=what)  # [used, 1]
+    return Prompt(mono, integrity.file_digest(path), header.seconds)
 
 
 def _check_file(path: Path, what: str) -> None:

@@ -1,0 +1,394 @@
+"""Training data: batches of random song windows from a folder of audio files (the VQ-VAE, or a
+prior that encodes each step) or of precomputed codes (a prior without the VQ-VAE), with each
+window's labels. Batch `step` is a pure function of `(seed, step)`, so a resumed run draws the
+same windows; a window is uniform over every (song, start) that fits, so songs weigh by length.
+
+An audio folder (`audio_folder`):
+
+    DIR/**/*.{wav,flac,ogg,mp3}   the songs, at any rate and channel count (`jukebox_jax.audio`)
+    DIR/metadata.json             optional labels (extra keys are ignored, e.g. `jukebox-jax data synth`'s):
+      {"sample_rate": 16000,                      # the songs' rate, the default of the folder's
+       "artists": ["name", ...],                  # artist id = position in this list
+       "genres": ["name", ...],                   # genre id = position in this list
+       "songs": {"<path under DIR, / separated>": {"artist": "name", "genre": "name", "lyrics": "..."}}}
+
+With metadata.json every song must be listed and every listed song present; without it every
+song is artist 0, genre 0, with no lyrics. A codes folder (`encode_folder`) mirrors it:
+`<path>.npz` per song (the audio suffix replaced) holding `level_{L}` `[1, tokens]` int32 codes
+(as `jukebox-jax sample` writes codes.npz, so `--codes` reads one), `total_length` (the song's
+samples at the model's rate), `hop_lengths` and `sample_rate`; and metadata.json keyed by the
+.npz paths. The held-out split (`Folder.split`) hashes each song's path, so it is stable as
+songs are added. Codes are held in memory (4 bytes a token); audio is read per window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from jukebox_jax import audio
+from jukebox_jax.errors import InputError
+from jukebox_jax.io import remove_leftovers, write_npz, write_text
+
+if TYPE_CHECKING:
+    from jukebox_jax.jukebox import Jukebox
+
+METADATA = "metadata.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Song:
+    name: str  # path under the folder, / separated
+    length: int  # audio samples at the folder's rate: the song's `total_length` label
+    artist: int  # position in `Folder.artists` (0 without metadata)
+    genre: int  # position in `Folder.genres` (0 without metadata)
+    lyrics: str  # the whole song's ("" without metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class Folder:
+    """A folder's songs (sorted by name) and label tables (empty without metadata)."""
+
+    root: Path
+    sample_rate: int
+    songs: tuple[Song, ...]
+    artists: tuple[str, ...] = ()
+    genres: tuple[str, ...] = ()
+
+    def split(self, eval_fraction: float = 0.1) -> tuple[tuple[Song, ...], tuple[Song, ...]]:
+        """(train, held-out): a song is held out when the hash of its name, in [0, 1), is below
+        `eval_fraction`. With two songs or more and `eval_fraction > 0`, at least one is held
+        out and at least one trains."""
+        if not 0 <= eval_fraction < 1:
+            raise InputError(f"eval_fraction {eval_fraction} must lie in [0, 1)")
+        h = [int.from_bytes(hashlib.sha256(s.name.encode()).digest()[:8], "big") / 2**64 for s in self.songs]
+        held = {i for i, x in enumerate(h) if x < eval_fraction}
+        if len(self.songs) >= 2 and eval_fraction > 0:
+            held = held or {int(np.argmin(h))}
+            held -= {int(np.argmax(h))} if len(held) == len(h) else set()
+        elif len(self.songs) < 2:
+            held = set()
+        return (
+            tuple(s for i, s in enumerate(self.songs) if i not in held),
+            tuple(s for i, s in enumerate(self.songs) if i in held),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """Windows and their labels; lengths and offsets in audio samples at the folder's rate."""
+
+    x: np.ndarray  # [b, sample_length, 1] float32 audio, or [b, n_tokens] int32 codes
+    upper: np.ndarray | None  # [b, n_tokens // ratio] int32 codes of the level above (codes, upper=True)
+    songs: tuple[str, ...]  # each window's song name
+    artist: np.ndarray  # [b] int32
+    genre: np.ndarray  # [b] int32
+    offset: np.ndarray  # [b] int64 the window's first sample in its song
+    total_length: np.ndarray  # [b] int64 its song's length
+    lyrics: tuple[str, ...]  # its song's whole lyrics
+
+
+def audio_folder(root: Path, sample_rate: int | None = None) -> Folder:
+    """The songs under `root` (recursively) and their labels, lengths counted at `sample_rate`
+    (default: metadata.json's)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(
+            f"data folder {root} {'is a file' if root.exists() else 'does not exist'}; give a folder of audio files"
+        )
+    names = _files(root, audio.SUFFIXES)
+    if not names:
+        raise InputError(f"data folder {root} holds no audio files ({audio.FORMATS}); give a folder of songs")
+    meta = _read_metadata(root)
+    sample_rate = sample_rate or (meta or {}).get("sample_rate")
+    if not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise InputError(f"data folder {root}: no sample rate to read it at; give sample_rate (or metadata.json's)")
+    lengths = {name: audio.info(root / name).length(sample_rate) for name in names}
+    return _folder(root, sample_rate, lengths, meta)
+
+
+def codes_folder(root: Path) -> Folder:
+    """The songs of a codes folder `encode_folder` wrote, and their labels."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"codes folder {root} does not exist; encode an audio folder into it (encode_folder)")
+    names = _files(root, (".npz",))
+    if not names:
+        raise InputError(f"codes folder {root} holds no .npz files; encode an audio folder into it (encode_folder)")
+    heads = {name: _read_npz(root / name, ("total_length", "hop_lengths", "sample_rate")) for name in names}
+    kinds = {(int(h["sample_rate"]), tuple(h["hop_lengths"].tolist())) for h in heads.values()}
+    if len(kinds) > 1:
+        raise InputError(
+            f"codes folder {root} mixes models' codes (sample rates and hop lengths {sorted(kinds)}); encode it again with one"
+        )
+    lengths = {name: int(h["total_length"]) for name, h in heads.items()}
+    return _folder(root, kinds.pop()[0], lengths, _read_metadata(root))
+
+
+def _files(root: Path, suffixes: tuple[str, ...]) -> list[str]:
+    """The files under `root` with one of `suffixes`, as sorted / separated paths; hidden files
+    (a killed atomic write's `.partial-*` among them) left out."""
+    found = (p for p in root.rglob("*") if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
+    return sorted(p.relative_to(root).as_posix() for p in found)
+
+
+def _folder(root: Path, sample_rate: int, lengths: dict[str, int], meta: dict | None) -> Folder:
+    """The folder's songs with the labels of `meta` (metadata.json, checked; None: unlabelled)."""
+    if meta is None:
+        return Folder(root, sample_rate, tuple(Song(name, n, 0, 0, "") for name, n in lengths.items()))
+    what = f"{root / METADATA}"
+    artists, genres, songs = (meta.get(k) for k in ("artists", "genres", "songs"))
+    if not (_names(artists) and _names(genres) and isinstance(songs, dict)):
+        raise InputError(
+            f'{what} needs "artists" and "genres" (lists of names) and "songs" (an object); see jukebox_jax/train/data.py'
+        )
+    unlisted, missing = sorted(set(lengths) - set(songs)), sorted(set(songs) - set(lengths))
+    if unlisted or missing:
+        raise InputError(
+            f"{what} does not match the folder: songs not listed {unlisted[:5]}, listed but not found {missing[:5]}; list each song once (in a codes folder: run encode_folder to the end)"
+        )
+    out = []
+    for name, n in lengths.items():
+        entry = songs[name]
+        if not isinstance(entry, dict) or entry.get("artist") not in artists or entry.get("genre") not in genres:
+            raise InputError(
+                f'{what}: song {name!r} has artist {_get(entry, "artist")!r} and genre {_get(entry, "genre")!r}; each must be one of "artists" / "genres"'
+            )
+        lyrics = entry.get("lyrics", "")
+        if not isinstance(lyrics, str):
+            raise InputError(f"{what}: song {name!r} has lyrics of type {type(lyrics).__name__}; give a string")
+        out.append(Song(name, n, artists.index(entry["artist"]), genres.index(entry["genre"]), lyrics))
+    return Folder(root, sample_rate, tuple(out), tuple(artists), tuple(genres))
+
+
+def _names(x: object) -> bool:
+    return isinstance(x, list) and all(isinstance(n, str) for n in x) and len(set(x)) == len(x)
+
+
+def _get(entry: object, key: str) -> object:
+    return entry.get(key) if isinstance(entry, dict) else None
+
+
+def _read_metadata(root: Path) -> dict | None:
+    path = root / METADATA
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path} cannot be read as JSON ({e}); fix or remove it") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path} holds a {type(meta).__name__}; it must be an object (see jukebox_jax/train/data.py)")
+    return meta
+
+
+def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in keys}
+    except KeyError as e:
+        raise InputError(f"codes file {path} lacks {e}; encode it again (encode_folder)") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(
+            f"codes file {path} cannot be read ({e}); delete it and encode it again (encode_folder)"
+        ) from None
+
+
+# -- windows ------------------------------------------------------------------------------
+
+
+def _rng(seed: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([seed, step])
+
+
+def _draw(counts: np.ndarray, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`batch_size` (song, start index) pairs, uniform over the `counts[i]` starts of song i."""
+    ends = np.cumsum(counts)  # [songs]
+    r = rng.integers(ends[-1], size=batch_size)  # [b]
+    song = np.searchsorted(ends, r, side="right")  # [b]
+    return song, r - (ends[song] - counts[song])
+
+
+def _check_fit(songs: tuple[Song, ...], units: list[int], window: int, what: str) -> None:
+    if not songs:
+        raise InputError("no songs to draw windows from; give a folder (or split) with songs")
+    short = [f"{s.name} ({n})" for s, n in zip(songs, units) if n < window]
+    if short:
+        raise InputError(
+            f"{len(short)} songs are shorter than the window of {window} {what}: {', '.join(short[:5])}; give a shorter window or remove them"
+        )
+
+
+def _batch(
+    songs: tuple[Song, ...], index: np.ndarray, offset: np.ndarray, x: np.ndarray, upper: np.ndarray | None
+) -> Batch:
+    chosen = [songs[i] for i in index]
+    return Batch(
+        x,
+        upper,
+        tuple(s.name for s in chosen),
+        np.array([s.artist for s in chosen], np.int32),
+        np.array([s.genre for s in chosen], np.int32),
+        np.asarray(offset, np.int64),
+        np.array([s.length for s in chosen], np.int64),
+        tuple(s.lyrics for s in chosen),
+    )
+
+
+def _tiles(units: list[int], window: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(song, start) `[b]` arrays of every whole window of each song, back to back from its
+    start, in batches of `batch_size` (the last may be smaller)."""
+    tiles = [(i, start) for i, n in enumerate(units) for start in range(0, n - window + 1, window)]
+    for k in range(0, len(tiles), batch_size):
+        song, start = np.array(tiles[k : k + batch_size]).T
+        yield song, start
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioWindows:
+    """Windows of `sample_length` samples of `songs` of `folder`, read (and resampled) per batch."""
+
+    folder: Folder
+    songs: tuple[Song, ...]
+    sample_length: int
+
+    def __post_init__(self):
+        _check_fit(
+            self.songs,
+            [s.length for s in self.songs],
+            self.sample_length,
+            f"samples ({self.sample_length / self.folder.sample_rate:.2f} s at {self.folder.sample_rate} Hz)",
+        )
+
+    def batch(self, seed: int, step: int, batch_size: int) -> Batch:
+        """`batch_size` random windows, a pure function of `(seed, step)`."""
+        counts = np.array([s.length - self.sample_length + 1 for s in self.songs])
+        song, start = _draw(counts, batch_size, _rng(seed, step))
+        return self._read(song, start)
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        """Every whole window of every song, back to back, in batches of `batch_size` (the last may be smaller)."""
+        for song, start in _tiles([s.length for s in self.songs], self.sample_length, batch_size):
+            yield self._read(song, start)
+
+    def _read(self, song: np.ndarray, start: np.ndarray) -> Batch:
+        x = np.stack(
+            [
+                audio.load_segment(
+                    self.folder.root / self.songs[i].name, int(t), self.sample_length, self.folder.sample_rate
+                )
+                for i, t in zip(song, start)
+            ]
+        )  # [b, sample_length, 1]
+        return _batch(self.songs, song, start, x, None)
+
+
+@dataclasses.dataclass(frozen=True)
+class CodesWindows:
+    """Windows of `n_tokens` codes of `level` (and, with `uppers`, the level above's codes of
+    the same audio) of `songs`; starts fall on the upper level's tokens. Build with `load`."""
+
+    songs: tuple[Song, ...]
+    n_tokens: int
+    hop: int  # audio samples per token of the level
+    tokens: tuple[np.ndarray, ...]  # per song [T] int32
+    ratio: int = 1  # tokens of the level per token of the level above (1 without uppers)
+    uppers: tuple[np.ndarray, ...] | None = None  # per song [T // ratio] int32
+
+    @classmethod
+    def load(
+        cls, folder: Folder, songs: tuple[Song, ...], level: int, n_tokens: int, *, upper: bool = False
+    ) -> CodesWindows:
+        """The codes of `songs` of the codes folder `folder` at `level`, and `level + 1` with `upper`."""
+        _check_fit(songs, [], 0, "")
+        hops = _read_npz(folder.root / songs[0].name, ("hop_lengths",))["hop_lengths"].tolist()
+        if not 0 <= level < len(hops) - int(upper):
+            raise InputError(
+                f"level {level}{' and the level above' if upper else ''}: the codes have levels 0..{len(hops) - 1}"
+            )
+        levels = (level, level + 1) if upper else (level,)
+        arrays = [_read_npz(folder.root / s.name, tuple(f"level_{lv}" for lv in levels)) for s in songs]
+        ratio = hops[level + 1] // hops[level] if upper else 1
+        if n_tokens % ratio:
+            raise InputError(
+                f"n_tokens {n_tokens} of level {level} is not a whole number of level-{level + 1} tokens ({ratio} each); give a multiple of {ratio}"
+            )
+        tokens = tuple(a[f"level_{level}"][0].astype(np.int32) for a in arrays)
+        uppers = tuple(a[f"level_{level + 1}"][0].astype(np.int32) for a in arrays) if upper else None
+        _check_fit(songs, [len(z) for z in tokens], n_tokens, f"level-{level} tokens")
+        return cls(songs, n_tokens, hops[level], tokens, ratio, uppers)
+
+    def batch(self, seed: int, step: int, batch_size: int) -> Batch:
+        """`batch_size` random windows, a pure function of `(seed, step)`."""
+        counts = np.array([(len(z) - self.n_tokens) // self.ratio + 1 for z in self.tokens])
+        song, start = _draw(counts, batch_size, _rng(seed, step))
+        return self._read(song, start * self.ratio)
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        """Every whole window of every song, back to back, in batches of `batch_size` (the last may be smaller)."""
+        for song, start in _tiles([len(z) for z in self.tokens], self.n_tokens, batch_size):
+            yield self._read(song, start)
+
+    def _read(self, song: np.ndarray, start: np.ndarray) -> Batch:
+        x = np.stack([self.tokens[i][t : t + self.n_tokens] for i, t in zip(song, start)])  # [b, n_tokens]
+        upper = None
+        if self.uppers is not None:
+            n = self.n_tokens // self.ratio
+            upper = np.stack(
+                [self.uppers[i][t // self.ratio : t // self.ratio + n] for i, t in zip(song, start)]
+            )  # [b, n]
+        return _batch(self.songs, song, start * self.hop, x, upper)
+
+
+# -- encoding -----------------------------------------------------------------------------
+
+
+def codes_name(name: str) -> str:
+    """The codes file of the song `name` of an audio folder."""
+    return Path(name).with_suffix(".npz").as_posix()
+
+
+def encode_folder(jb: Jukebox, source: Path, out: Path, on_song: Callable[[str, bool], None] | None = None) -> Folder:
+    """Encodes every song of the audio folder `source` at `jb`'s sample rate (each whole, cut
+    to a multiple of the top hop) into the codes folder `out` (module docstring), each file
+    written atomically. Songs already in `out` are skipped, so an interrupted run resumes.
+    `on_song(name, skipped)` follows each song. Returns `codes_folder(out)`."""
+    cfg = jb.config.vqvae
+    if cfg is None:
+        raise InputError("encode_folder needs a Jukebox with a VQ-VAE")
+    folder = audio_folder(source, cfg.sample_rate)
+    names = {s.name: codes_name(s.name) for s in folder.songs}
+    if len(set(names.values())) < len(names):
+        clash = sorted(n for n in names if list(names.values()).count(names[n]) > 1)
+        raise InputError(f"data folder {source}: songs {clash[:4]} would share a codes file; rename them apart")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)
+    meta = _read_metadata(Path(source))
+    if meta is not None:
+        songs = {names[k]: v for k, v in meta["songs"].items()}
+        write_text(out / METADATA, json.dumps({**meta, "sample_rate": cfg.sample_rate, "songs": songs}, indent=1))
+    top = cfg.hop_lengths[-1]
+    for song in folder.songs:
+        target = out / names[song.name]
+        skipped = target.exists()
+        if not skipped:
+            x = audio.load(folder.root / song.name, cfg.sample_rate, min_samples=top)  # [t, 1]
+            codes = jb.encode(x[None, : len(x) // top * top])  # per level [1, t / hop]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            arrays = {f"level_{level}": np.asarray(z, np.int32) for level, z in enumerate(codes)}
+            extra = {
+                "total_length": np.int64(song.length),
+                "hop_lengths": np.array(cfg.hop_lengths),
+                "sample_rate": np.int64(cfg.sample_rate),
+            }
+            write_npz(target, {**arrays, **extra})
+        if on_song is not None:
+            on_song(song.name, skipped)
+    return codes_folder(out)

@@ -1,0 +1,326 @@
+"""`jukebox_jax.train.data`: batch `step` is a pure function of `(seed, step)`; each window is
+the part of its song at its offset (the songs' samples spell their index and position) with
+that song's labels; windows are uniform over (song, start); the held-out split is stable and
+disjoint; a codes folder `encode_folder` writes (resumably) holds the VQ-VAE's codes of each
+song; bad folders are `InputError`s naming the problem."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from jukebox_jax import Jukebox, JukeboxConfig, audio, preset
+from jukebox_jax.errors import InputError
+from jukebox_jax.generation.inputs import read_codes
+from jukebox_jax.io import TEMP_PREFIX
+from jukebox_jax.train import data
+
+SR = 16000
+LENGTHS = [3000, 3500, 4000, 6000, 2000]  # samples of songs 0..4
+ARTISTS, GENRES = ["ann", "bob", "cy"], ["jazz", "rock"]
+
+
+def _spell(song: int, n: int) -> np.ndarray:
+    """`[n]` float32 samples spelling `song` and each position, exactly (dyadic values)."""
+    return ((song + 1) / 16 + np.arange(n) / 2**20).astype(np.float32)
+
+
+def _read(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (song, position) that each sample of `_spell` output spells."""
+    song = np.floor(x.astype(np.float64) * 16).astype(int) - 1
+    return song, np.rint((x - (song + 1) / 16) * 2**20).astype(int)
+
+
+def _meta(name: str, i: int) -> dict:
+    return {
+        "artist": ARTISTS[i % 3],
+        "genre": GENRES[i % 2],
+        "lyrics": f"song {i} goes la",
+        "key": "C",
+    }  # extra keys are ignored
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Five songs in two subfolders (float wav, exact), with metadata.json."""
+    d = tmp_path_factory.mktemp("songs")
+    names = [f"{'a' if i % 2 else 'b/c'}/song{i}.wav" for i in range(len(LENGTHS))]
+    for i, (name, n) in enumerate(zip(names, LENGTHS)):
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(d / name, _spell(i, n), SR, subtype="FLOAT")
+    meta = {
+        "sample_rate": SR,
+        "seed": 0,
+        "artists": ARTISTS,
+        "genres": GENRES,
+        "songs": {n: _meta(n, i) for i, n in enumerate(names)},
+    }
+    (d / "metadata.json").write_text(json.dumps(meta))
+    (d / "notes.txt").write_text("not a song")
+    return d
+
+
+def test_folder_lists_songs_and_labels(folder):
+    f = data.audio_folder(folder)
+    assert f.sample_rate == SR and f.artists == tuple(ARTISTS) and f.genres == tuple(GENRES)
+    assert [s.name for s in f.songs] == sorted(s.name for s in f.songs) and len(f.songs) == len(LENGTHS)
+    for s in f.songs:
+        i = int(re.search(r"song(\d)", s.name).group(1))
+        assert (s.length, s.artist, s.genre, s.lyrics) == (LENGTHS[i], i % 3, i % 2, f"song {i} goes la")
+    assert [s.length for s in data.audio_folder(folder, 8000).songs] == [
+        s.length // 2 for s in f.songs
+    ]  # at the rate asked
+
+
+def test_batches_are_a_pure_function_of_seed_and_step(folder):
+    windows = data.AudioWindows(data.audio_folder(folder), data.audio_folder(folder).songs, 1000)
+    later = windows.batch(7, 3, 6)
+    first = windows.batch(7, 0, 6)
+    again = windows.batch(7, 3, 6)  # after another step: the same
+    assert (
+        np.array_equal(later.x, again.x) and later.songs == again.songs and np.array_equal(later.offset, again.offset)
+    )
+    assert not np.array_equal(later.offset, first.offset)
+    assert not np.array_equal(windows.batch(8, 3, 6).offset, later.offset)
+
+
+def test_windows_are_their_song_at_their_offset_with_its_labels(folder):
+    f = data.audio_folder(folder)
+    windows = data.AudioWindows(f, f.songs, 1000)
+    by_name = {s.name: s for s in f.songs}
+    for step in range(3):
+        b = windows.batch(0, step, 8)
+        assert b.x.shape == (8, 1000, 1) and b.x.dtype == np.float32 and b.upper is None
+        for k, name in enumerate(b.songs):
+            song, position = _read(b.x[k, :, 0])
+            i = int(re.search(r"song(\d)", name).group(1))
+            assert (song == i).all()
+            np.testing.assert_array_equal(position, b.offset[k] + np.arange(1000))
+            s = by_name[name]
+            assert (b.artist[k], b.genre[k], b.total_length[k], b.lyrics[k]) == (s.artist, s.genre, s.length, s.lyrics)
+            assert 0 <= b.offset[k] <= s.length - 1000
+
+
+def test_resampled_windows_are_that_part_of_the_resampled_song(folder):
+    """Read at 8 kHz, a window is the part of `audio.load` of the song at 8 kHz at its offset."""
+    f = data.audio_folder(folder, 8000)
+    b = data.AudioWindows(f, f.songs, 400).batch(1, 0, 4)
+    for k, name in enumerate(b.songs):
+        whole = audio.load(folder / name, 8000)
+        np.testing.assert_allclose(b.x[k], whole[b.offset[k] : b.offset[k] + 400], atol=1e-6, rtol=0)
+
+
+def test_eval_batches_tile_every_song(folder):
+    f = data.audio_folder(folder)
+    batches = list(data.AudioWindows(f, f.songs, 1000).eval_batches(4))
+    got = [(name, int(o)) for b in batches for name, o in zip(b.songs, b.offset)]
+    assert got == [(s.name, k * 1000) for s in f.songs for k in range(s.length // 1000)]
+    assert [len(b.songs) for b in batches] == [4, 4, 4, 4, 2]  # 18 windows
+
+
+def test_windows_are_uniform_over_song_and_start():
+    """Song i is drawn with probability (its starts) / (all starts), within 5 sigma over 20000
+    draws, and starts cover [0, length - window]."""
+    lengths = [100, 300, 1000]
+    songs = tuple(data.Song(f"s{i}", n * 8, 0, 0, "") for i, n in enumerate(lengths))
+    w = data.CodesWindows(songs, 50, 8, tuple(np.arange(n, dtype=np.int32) for n in lengths))
+    b = [w.batch(0, step, 1000) for step in range(20)]
+    names = np.concatenate([np.array(x.songs) for x in b])
+    p = np.array([n - 50 + 1 for n in lengths]) / sum(n - 50 + 1 for n in lengths)
+    counts = np.array([(names == f"s{i}").sum() for i in range(3)])
+    assert (np.abs(counts - 20000 * p) < 5 * np.sqrt(20000 * p * (1 - p))).all(), counts
+    starts = np.concatenate([x.offset for x in b])[names == "s0"] // 8
+    assert starts.min() == 0 and starts.max() == 50  # every start of song 0 is drawn
+
+
+def test_split_is_stable_disjoint_and_near_its_fraction():
+    songs = tuple(data.Song(f"songs/{i:04d}.flac", 1, 0, 0, "") for i in range(1000))
+    train, held = data.Folder(Path("."), SR, songs).split(0.1)
+    assert set(train).isdisjoint(held) and set(train) | set(held) == set(songs)
+    assert abs(len(held) - 100) < 3 * np.sqrt(1000 * 0.1 * 0.9)
+    fewer_train, fewer_held = data.Folder(Path("."), SR, songs[:500]).split(0.1)  # a song's side is its own
+    assert set(fewer_held) == set(held) & set(songs[:500]) and set(fewer_train) == set(train) & set(songs[:500])
+    assert data.Folder(Path("."), SR, songs).split(0.1) == (train, held)
+    for n in (2, 3):  # at least one of each, whatever the hashes
+        t, h = data.Folder(Path("."), SR, songs[:n]).split(0.1)
+        assert len(h) >= 1 and len(t) >= 1 and len(t) + len(h) == n
+        assert data.Folder(Path("."), SR, songs[:n]).split(0.99)[0]  # still one to train on
+    assert data.Folder(Path("."), SR, songs[:1]).split(0.5) == (songs[:1], ())
+    assert data.Folder(Path("."), SR, songs[:5]).split(0.0) == (songs[:5], ())
+
+
+def test_codes_windows_with_the_level_above():
+    """Level-1 windows start on level-2 tokens; their upper codes are that same audio's."""
+    ratio, n = 4, 4000
+    songs = (data.Song("x.npz", n * 32, 2, 1, "la"),)
+    w = data.CodesWindows(
+        songs, 64, 32, (np.arange(n, dtype=np.int32),), ratio, (np.arange(n // ratio, dtype=np.int32) * 10,)
+    )
+    b = w.batch(3, 1, 16)
+    assert b.x.shape == (16, 64) and b.upper.shape == (16, 16)
+    np.testing.assert_array_equal(b.x, b.offset[:, None] // 32 + np.arange(64))
+    np.testing.assert_array_equal(b.upper, b.x[:, ::ratio] // ratio * 10)
+    assert (b.offset % (32 * ratio) == 0).all() and (b.artist == 2).all() and b.lyrics == ("la",) * 16
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory):
+    """The tiny VQ-VAE (44.1 kHz) and three 0.2 s songs encoded with it: 48 kHz stereo, 16 kHz
+    and 44.1 kHz mono (one length at 44.1 kHz: one compile)."""
+    import jax
+
+    source = tmp_path_factory.mktemp("encode_songs")
+    rng = np.random.default_rng(0)
+    names = {"a/one.wav": (48000, 2), "a/two.flac": (16000, 1), "three.ogg": (44100, 1)}
+    for name, (rate, channels) in names.items():
+        (source / name).parent.mkdir(exist_ok=True)
+        soundfile.write(source / name, 0.3 * rng.standard_normal((rate // 5, channels)), rate)
+    meta = {
+        "sample_rate": 44100,
+        "artists": ARTISTS,
+        "genres": GENRES,
+        "songs": {n: _meta(n, i) for i, n in enumerate(names)},
+    }
+    (source / "metadata.json").write_text(json.dumps(meta))
+    jb = Jukebox.init(JukeboxConfig(vqvae=preset("tiny_vqvae")), jax.random.key(0))
+    out = tmp_path_factory.mktemp("codes")
+    seen = []
+    codes = data.encode_folder(jb, source, out, lambda name, skipped: seen.append((name, skipped)))
+    return jb, source, out, codes, seen
+
+
+def test_encode_folder_writes_each_songs_codes(encoded):
+    jb, source, out, codes, seen = encoded
+    assert seen == [(s.name, False) for s in data.audio_folder(source).songs]
+    assert codes.sample_rate == 44100 and codes.artists == tuple(ARTISTS)
+    songs = data.audio_folder(source, 44100).songs
+    assert [(s.name, s.length, s.artist, s.lyrics) for s in codes.songs] == [
+        (data.codes_name(s.name), s.length, s.artist, s.lyrics) for s in songs
+    ]
+    for s in songs:
+        x = audio.load(source / s.name, 44100)  # [t, 1] resampled and mixed
+        assert len(x) == s.length == 8820
+        expect = jb.encode(x[None, : len(x) // 128 * 128])
+        got = read_codes(out / data.codes_name(s.name), 3, 64)  # `sample --codes` reads it
+        for level in range(3):
+            np.testing.assert_array_equal(got[level], np.asarray(expect[level]))
+    w = data.CodesWindows.load(codes, codes.songs, 1, 16, upper=True)
+    b = w.batch(0, 0, 4)
+    assert b.x.shape == (4, 16) and b.upper.shape == (4, 4) and w.hop == 32 and w.ratio == 4
+    for k, name in enumerate(b.songs):  # the windows are those codes at their offsets
+        got = read_codes(out / name, 3, 64)
+        t = b.offset[k] // 32
+        np.testing.assert_array_equal(b.x[k], got[1][0, t : t + 16])
+        np.testing.assert_array_equal(b.upper[k], got[2][0, t // 4 : t // 4 + 4])
+
+
+def test_codes_windows_refuse_what_does_not_fit(encoded):
+    _, _, _, codes, _ = encoded
+    with pytest.raises(
+        InputError,
+        match=r"n_tokens 18 of level 1 is not a whole number of level-2 tokens \(4 each\); give a multiple of 4",
+    ):
+        data.CodesWindows.load(codes, codes.songs, 1, 18, upper=True)
+    with pytest.raises(InputError, match=r"level 2 and the level above: the codes have levels 0..2"):
+        data.CodesWindows.load(codes, codes.songs, 2, 16, upper=True)
+    with pytest.raises(
+        InputError, match=r"3 songs are shorter than the window of 100 level-2 tokens: a/one.npz \(68\)"
+    ):
+        data.CodesWindows.load(codes, codes.songs, 2, 100)
+    eval_windows = list(data.CodesWindows.load(codes, codes.songs, 2, 32).eval_batches(5))
+    assert [(name, int(o)) for b in eval_windows for name, o in zip(b.songs, b.offset)] == [
+        (s.name, k * 32 * 128) for s in codes.songs for k in range(2)
+    ]
+
+
+def test_encode_folder_resumes(encoded):
+    jb, source, out, _, _ = encoded
+    first = data.codes_name(data.audio_folder(source).songs[0].name)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.npz")}
+    (out / first).unlink()
+    (out / "a" / f"{TEMP_PREFIX}x.npz").write_bytes(b"killed")
+    seen = []
+    data.encode_folder(jb, source, out, lambda name, skipped: seen.append(skipped))
+    assert seen == [False, True, True]  # only the missing song is encoded again
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*.npz")}
+    assert after.keys() == before.keys() and all(after[p] == before[p] for p in before if p != out / first)
+
+
+def _write(d: Path, songs: dict[str, int], meta: dict | str | None = None) -> Path:
+    for name, n in songs.items():
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(d / name, np.zeros(n), SR)
+    if meta is not None:
+        (d / "metadata.json").write_text(json.dumps(meta) if isinstance(meta, dict) else meta)
+    return d
+
+
+def _meta_of(songs: dict[str, dict]) -> dict:
+    return {"sample_rate": SR, "artists": ARTISTS, "genres": GENRES, "songs": songs}
+
+
+def _windows(length: int, *, songs: bool = True):
+    def call(d: Path) -> data.AudioWindows:
+        f = data.audio_folder(d, SR)
+        return data.AudioWindows(f, f.songs if songs else (), length)
+
+    return call
+
+
+OK = {"artist": "ann", "genre": "rock", "lyrics": ""}
+BAD = [
+    # (songs, metadata, call on the folder, message pattern; {d} is the folder)
+    ({}, None, lambda d: data.audio_folder(d, SR), r"data folder {d} holds no audio files \(wav, flac, ogg or mp3\)"),
+    ({"x.wav": 100}, None, data.audio_folder, r"data folder {d}: no sample rate to read it at; give sample_rate"),
+    (
+        {"x.wav": 100},
+        _meta_of({"x.wav": {**OK, "artist": "zed"}}),
+        data.audio_folder,
+        r"song 'x.wav' has artist 'zed' and genre 'rock'; each must be one of",
+    ),
+    (
+        {"x.wav": 100},
+        _meta_of({"x.wav": {**OK, "genre": "pop"}}),
+        data.audio_folder,
+        r"song 'x.wav' has artist 'ann' and genre 'pop'",
+    ),
+    (
+        {"x.wav": 100, "y.wav": 100},
+        _meta_of({"x.wav": OK, "z.wav": OK}),
+        data.audio_folder,
+        r"songs not listed \['y.wav'\], listed but not found \['z.wav'\]",
+    ),
+    (
+        {"x.wav": 100},
+        _meta_of({"x.wav": {**OK, "lyrics": 3}}),
+        data.audio_folder,
+        r"song 'x.wav' has lyrics of type int; give a string",
+    ),
+    ({"x.wav": 100}, "{", data.audio_folder, r"{d}/metadata.json cannot be read as JSON"),
+    (
+        {"x.wav": 100},
+        {"songs": {}},
+        lambda d: data.audio_folder(d, SR),
+        r"needs \"artists\" and \"genres\" \(lists of names\) and \"songs\"",
+    ),
+    (
+        {"x.wav": 900, "y.wav": 1200},
+        None,
+        _windows(1000),
+        r"1 songs are shorter than the window of 1000 samples \(0.06 s at 16000 Hz\): x.wav \(900\)",
+    ),
+    ({"x.wav": 900}, None, _windows(100, songs=False), r"no songs to draw windows from"),
+    ({}, None, data.codes_folder, r"codes folder {d} holds no .npz files; encode an audio folder into it"),
+]
+
+
+@pytest.mark.parametrize(("songs", "meta", "call", "pattern"), BAD, ids=[re.sub(r"\W+", "_", b[3][:40]) for b in BAD])
+def test_bad_folders_are_named(tmp_path, songs, meta, call, pattern):
+    d = _write(tmp_path, songs, meta)
+    with pytest.raises(InputError, match=pattern.replace("{d}", re.escape(str(d)))):
+        call(d)
