@@ -15,7 +15,7 @@ from jukebox_jax.errors import InputError, JobError
 from jukebox_jax.io import TEMP_PREFIX
 from jukebox_jax.synth import SynthConfig, compare, describe, generate, make_song, song_path, vocals
 from jukebox_jax.synth.dataset import song_score, timed_notes
-from jukebox_jax.synth.instruments import INSTRUMENTS, midi_hz, render_notes
+from jukebox_jax.synth.instruments import midi_hz, render_notes
 from jukebox_jax.synth.measures import best_scale, chroma, onset_autocorrelation, scale_mask
 from jukebox_jax.synth.score import ARTISTS, GENRES, KEY_NAMES, WORDS, WORDS_PER_LINE, Scale
 from jukebox_jax.synth.spectrum import power_spectrogram
@@ -88,7 +88,7 @@ def test_notes_are_on_the_scale(songs):
         score, _ = song_score(CONFIG, index)
         allowed = set((score.tonic + np.array(score.scale.value)) % 12)
         assert {n.pitch % 12 for n in score.melody + score.chords + score.bass} <= allowed
-        melody = render_notes(INSTRUMENTS[score.artist.lead], timed_notes(score, score.melody), len(audio), SR)
+        melody = render_notes(score.artist.lead, timed_notes(score, score.melody), len(audio), SR)
         mask = scale_mask(score.scale, KEY_NAMES.index(meta["key"]))
         assert chroma(melody, SR) @ mask > 0.9, meta  # FM and higher harmonics put a little power off the scale
         assert chroma(audio, SR) @ mask > 0.8, meta
@@ -212,6 +212,16 @@ def test_bad_input():
         describe(np.zeros(SR), SR)
     with pytest.raises(InputError, match="at least one"):
         compare([], [np.zeros(3 * SR)], SR)
+
+
+def test_vocals_without_espeak_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(vocals.shutil, "which", lambda name: None)
+    vocals.speak.cache_clear()
+    with pytest.raises(InputError, match="apt-get install espeak-ng"):
+        generate(tmp_path, SynthConfig(songs=1, seconds=2.0))
+    with pytest.raises(InputError, match="apt-get install espeak-ng"):
+        make_song(SynthConfig(songs=1, seconds=2.0), 0)
+    assert not (tmp_path / "synth.json").exists()
 
 
 def test_cli(tmp_path, capsys, monkeypatch):

@@ -31,8 +31,8 @@ import numpy as np
 from jukebox_jax.errors import InputError, JobError
 from jukebox_jax.io import remove_leftovers, write_atomic, write_text
 from jukebox_jax.synth import vocals as vocals_module
-from jukebox_jax.synth.instruments import INSTRUMENTS, add_at, drum_sounds, render_notes
-from jukebox_jax.synth.score import ARTISTS, GENRES, WORDS_PER_LINE, Drum, Note, Score, compose
+from jukebox_jax.synth.instruments import Drum, add_at, drum_sounds, render_notes
+from jukebox_jax.synth.score import ARTISTS, GENRES, WORDS_PER_LINE, Note, Score, compose
 
 PEAK = 0.9  # every song is scaled to this peak: loud, never clipped
 VOCAL_OCTAVE_SHIFT = -12  # the voice sings the melody an octave below the lead instrument
@@ -85,10 +85,11 @@ def render(score: Score, rng: np.random.Generator, config: SynthConfig) -> np.nd
     """The song's audio, peak `PEAK`; [round(seconds * sample_rate)]."""
     sr = config.sample_rate
     n = round(config.seconds * sr)
-    lead = INSTRUMENTS[score.artist.lead]
-    mix = CHORD_GAIN * render_notes(INSTRUMENTS[score.genre.chords], timed_notes(score, score.chords), n, sr)
-    mix += render_notes(INSTRUMENTS[score.genre.bass], timed_notes(score, score.bass), n, sr)
-    mix += (LEAD_UNDER_VOCALS if config.vocals else 1.0) * render_notes(lead, timed_notes(score, score.melody), n, sr)
+    mix = CHORD_GAIN * render_notes(score.genre.chords, timed_notes(score, score.chords), n, sr)
+    mix += render_notes(score.genre.bass, timed_notes(score, score.bass), n, sr)
+    mix += (LEAD_UNDER_VOCALS if config.vocals else 1.0) * render_notes(
+        score.artist.lead, timed_notes(score, score.melody), n, sr
+    )
     sounds = drum_sounds(rng, sr)
     for step, drum, velocity in score.drums:
         add_at(mix, round(step * score.step_seconds * sr), DRUM_GAIN[drum] * velocity * sounds[drum])
@@ -149,10 +150,8 @@ def check_folder(out: Path, config: SynthConfig) -> None:
 def generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]], Iterable[int]] = iter) -> dict:
     """Writes the dataset to `out` (layout in the module docstring), skipping the songs already
     there; returns the metadata. `progress` wraps the loop over song indices (e.g. tqdm)."""
-    if config.vocals and not vocals_module.available():
-        raise InputError(
-            "synth: vocals need espeak-ng (apt-get install espeak-ng), or make instrumental songs (--no-vocals)"
-        )
+    if config.vocals:
+        vocals_module.require()
     check_folder(out, config)
     (out / "songs").mkdir(parents=True, exist_ok=True)
     remove_leftovers(out / "songs")

@@ -7,16 +7,21 @@ expression over its samples."""
 
 from __future__ import annotations
 
+import enum
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from jukebox_jax.synth.score import Drum
-
 TABLE_SIZE = 2048  # samples in one period of a wavetable
 NYQUIST_MARGIN = 0.45  # harmonics above this fraction of the sample rate are dropped
+
+
+class Drum(enum.IntEnum):
+    KICK = 0
+    SNARE = 1
+    HAT = 2
 
 
 @dataclass(frozen=True)
@@ -41,24 +46,19 @@ def _saw(n: int) -> tuple[float, ...]:
     return tuple(1.0 / k for k in range(1, n + 1))
 
 
-INSTRUMENTS = {
-    "pluck": Instrument(_saw(12), (1.0, 0.3, 0.1), 0.12, 0.003, 0.5, 0.0, 0.05, 0.5),
-    "pluck_bass": Instrument((1.0, 0.6, 0.4, 0.3, 0.2), (1.0, 0.2), 0.2, 0.003, 0.7, 0.0, 0.05, 0.7),
-    "organ": Instrument(
-        (1.0, 0.6, 0.4, 0.25, 0.15, 0.1), (1.0, 0.6, 0.4, 0.25, 0.15, 0.1), 1.0, 0.02, 1.0, 0.8, 0.08, 0.25
-    ),
-    "pad": Instrument(_saw(8), (1.0, 0.5, 0.25), 0.8, 0.15, 2.0, 0.7, 0.2, 0.25),
-    "bass": Instrument((1.0, 0.5, 0.2), (1.0, 0.5, 0.2), 1.0, 0.005, 0.3, 0.8, 0.05, 0.7),
-    "fm_bass": Instrument((1.0,), (1.0,), 0.15, 0.003, 0.4, 0.5, 0.05, 0.7, fm_ratio=1.0, fm_index=3.0),
-    "square": Instrument(
-        tuple(1.0 / k if k % 2 else 0.0 for k in range(1, 10)), (1.0, 0.0, 0.3), 0.5, 0.01, 0.3, 0.6, 0.05, 0.4
-    ),
-    "bell": Instrument((1.0,), (1.0,), 0.5, 0.002, 0.8, 0.0, 0.05, 0.6, fm_ratio=3.0, fm_index=2.0),
-    "brass": Instrument((1.0,), (1.0,), 0.3, 0.04, 0.5, 0.7, 0.06, 0.45, fm_ratio=1.0, fm_index=2.5),
-    "voice": Instrument(
-        (1.0,) * 40, (1.0,) * 40, 1.0, 0.02, 1.0, 1.0, 0.05, 1.0
-    ),  # flat pulse train: the vocoder's carrier
-}
+_ORGAN_HARMONICS = (1.0, 0.6, 0.4, 0.25, 0.15, 0.1)
+PLUCK = Instrument(_saw(12), (1.0, 0.3, 0.1), 0.12, 0.003, 0.5, 0.0, 0.05, 0.5)
+PLUCK_BASS = Instrument((1.0, 0.6, 0.4, 0.3, 0.2), (1.0, 0.2), 0.2, 0.003, 0.7, 0.0, 0.05, 0.7)
+ORGAN = Instrument(_ORGAN_HARMONICS, _ORGAN_HARMONICS, 1.0, 0.02, 1.0, 0.8, 0.08, 0.25)
+PAD = Instrument(_saw(8), (1.0, 0.5, 0.25), 0.8, 0.15, 2.0, 0.7, 0.2, 0.25)
+BASS = Instrument((1.0, 0.5, 0.2), (1.0, 0.5, 0.2), 1.0, 0.005, 0.3, 0.8, 0.05, 0.7)
+FM_BASS = Instrument((1.0,), (1.0,), 0.15, 0.003, 0.4, 0.5, 0.05, 0.7, fm_ratio=1.0, fm_index=3.0)
+SQUARE = Instrument(
+    tuple(1.0 / k if k % 2 else 0.0 for k in range(1, 10)), (1.0, 0.0, 0.3), 0.5, 0.01, 0.3, 0.6, 0.05, 0.4
+)
+BELL = Instrument((1.0,), (1.0,), 0.5, 0.002, 0.8, 0.0, 0.05, 0.6, fm_ratio=3.0, fm_index=2.0)
+BRASS = Instrument((1.0,), (1.0,), 0.3, 0.04, 0.5, 0.7, 0.06, 0.45, fm_ratio=1.0, fm_index=2.5)
+VOICE = Instrument((1.0,) * 40, (1.0,) * 40, 1.0, 0.02, 1.0, 1.0, 0.05, 1.0)  # flat pulse train: the vocoder's carrier
 
 
 def midi_hz(pitch: float | np.ndarray) -> float | np.ndarray:

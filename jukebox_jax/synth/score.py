@@ -13,6 +13,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jukebox_jax.synth.instruments import (
+    BASS,
+    BELL,
+    BRASS,
+    FM_BASS,
+    ORGAN,
+    PAD,
+    PLUCK,
+    PLUCK_BASS,
+    SQUARE,
+    Drum,
+    Instrument,
+)
+
 STEPS_PER_BAR = 16  # sixteenth notes in a 4/4 bar
 STEPS_PER_BEAT = 4
 BARS_PER_SECTION = 4
@@ -30,25 +44,18 @@ class Scale(enum.Enum):
     HARMONIC_MINOR = (0, 2, 3, 5, 7, 8, 11)
 
 
-class Drum(enum.IntEnum):
-    KICK = 0
-    SNARE = 1
-    HAT = 2
-
-
 @dataclass(frozen=True)
 class Genre:
     """What a genre fixes: tempo range, scales, chord progressions (scale degrees, one chord a
-    bar), the drum pattern (grid steps of one bar per drum), and the chord and bass instruments
-    (names in `instruments.INSTRUMENTS`)."""
+    bar), the drum pattern (grid steps of one bar per drum), and the chord and bass instruments."""
 
     name: str
     tempo_bpm: tuple[float, float]
     scales: tuple[Scale, ...]
     progressions: tuple[tuple[int, int, int, int], ...]
-    drums: dict[Drum, tuple[int, ...]]
-    chords: str
-    bass: str
+    drums: tuple[tuple[Drum, tuple[int, ...]], ...]
+    chords: Instrument
+    bass: Instrument
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class Artist:
     and its espeak-ng voice."""
 
     name: str
-    lead: str
+    lead: Instrument
     register: int
     density: float
     voice: str
@@ -70,35 +77,35 @@ GENRES = (
         (100.0, 118.0),
         (Scale.MAJOR,),
         ((0, 4, 5, 3), (0, 5, 3, 4), (5, 3, 0, 4)),
-        {Drum.KICK: (0, 8, 10), Drum.SNARE: (4, 12), Drum.HAT: (0, 2, 4, 6, 8, 10, 12, 14)},
-        "organ",
-        "bass",
+        ((Drum.KICK, (0, 8, 10)), (Drum.SNARE, (4, 12)), (Drum.HAT, (0, 2, 4, 6, 8, 10, 12, 14))),
+        ORGAN,
+        BASS,
     ),
     Genre(
         "folk",
         (80.0, 96.0),
         (Scale.MIXOLYDIAN, Scale.DORIAN),
         ((0, 6, 3, 0), (0, 3, 0, 4), (0, 3, 6, 0)),
-        {Drum.KICK: (0, 8), Drum.SNARE: (12,), Drum.HAT: (0, 4, 8, 12)},
-        "pluck",
-        "pluck_bass",
+        ((Drum.KICK, (0, 8)), (Drum.SNARE, (12,)), (Drum.HAT, (0, 4, 8, 12))),
+        PLUCK,
+        PLUCK_BASS,
     ),
     Genre(
         "electronic",
         (122.0, 134.0),
         (Scale.MINOR, Scale.HARMONIC_MINOR),
         ((0, 5, 6, 0), (0, 3, 4, 0), (0, 5, 2, 4)),
-        {Drum.KICK: (0, 4, 8, 12), Drum.SNARE: (4, 12), Drum.HAT: (2, 6, 10, 14, 3, 11)},
-        "pad",
-        "fm_bass",
+        ((Drum.KICK, (0, 4, 8, 12)), (Drum.SNARE, (4, 12)), (Drum.HAT, (2, 6, 10, 14, 3, 11))),
+        PAD,
+        FM_BASS,
     ),
 )
 
 ARTISTS = (
-    Artist("lark", "pluck", 64, 0.5, "en-us+f3"),
-    Artist("ember", "square", 60, 0.25, "en-us+m3"),
-    Artist("tide", "bell", 67, 0.1, "en+f2"),
-    Artist("quartz", "brass", 55, 0.4, "en+m1"),
+    Artist("lark", PLUCK, 64, 0.5, "en-us+f3"),
+    Artist("ember", SQUARE, 60, 0.25, "en-us+m3"),
+    Artist("tide", BELL, 67, 0.1, "en+f2"),
+    Artist("quartz", BRASS, 55, 0.4, "en+m1"),
 )
 
 _WORD_LIST = (
@@ -183,7 +190,7 @@ def compose(rng: np.random.Generator, artist: Artist, genre: Genre, seconds: flo
             sung.extend(line + [None] * (len(notes) - len(line)))
     hits = []
     for bar in range(bars):
-        for drum, steps in genre.drums.items():
+        for drum, steps in genre.drums:
             for step in steps:
                 velocity = float(rng.uniform(0.75, 1.0)) * (1.0 if step % 4 == 0 else 0.7)
                 hits.append((bar * STEPS_PER_BAR + step, drum, velocity))

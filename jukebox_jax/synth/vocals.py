@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jukebox_jax.synth.instruments import INSTRUMENTS, add_at, midi_hz, tone
+from jukebox_jax.errors import InputError
+from jukebox_jax.synth.instruments import VOICE, add_at, midi_hz, tone
 from jukebox_jax.synth.spectrum import istft, stft
 
 ESPEAK = "espeak-ng"
@@ -27,11 +28,18 @@ def available() -> bool:
     return shutil.which(ESPEAK) is not None
 
 
+def require() -> None:
+    """Raises `InputError` if espeak-ng is not installed."""
+    if not available():
+        raise InputError("vocals need espeak-ng (apt-get install espeak-ng), or make instrumental songs (--no-vocals)")
+
+
 @functools.lru_cache(maxsize=4096)
 def speak(word: str, voice: str) -> tuple[np.ndarray, int]:
     """`word` spoken by espeak-ng's `voice`, silence trimmed; ([n] float, its sample rate)."""
     import soundfile
 
+    require()
     wav = subprocess.run(
         [ESPEAK, "-v", voice, "-s", str(SPEECH_WPM), "--stdout", word], capture_output=True, check=True
     ).stdout
@@ -64,7 +72,7 @@ def sing_word(
     hop = n_fft // 4
     speech, rate = speak(word, voice)
     envelope = spectral_envelope(resample(speech, rate, sample_rate), n_fft, hop)  # [f, bins]
-    carrier = tone(INSTRUMENTS["voice"], float(midi_hz(pitch)), seconds, sample_rate)
+    carrier = tone(VOICE, float(midi_hz(pitch)), seconds, sample_rate)
     carrier = carrier + NOISE * rng.standard_normal(len(carrier)) * (np.abs(carrier) > 0)
     spec = stft(carrier, n_fft, hop)  # [frames, bins]
     at = np.linspace(0, len(envelope) - 1, len(spec))  # the word's frames stretched to the note
