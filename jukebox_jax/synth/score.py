@@ -179,8 +179,12 @@ def compose(rng: np.random.Generator, artist: Artist, genre: Genre, seconds: flo
         start = bar * STEPS_PER_BAR
         for third in range(3):
             chords.append(Note(start, STEPS_PER_BAR, degree_pitch(scale, chord_root, degree + 2 * third), 0.7))
-        for beat in (0, 8):
-            bass.append(Note(start + beat, 8, degree_pitch(scale, bass_root, degree), 0.9 if beat == 0 else 0.7))
+        for half in (0, STEPS_PER_BAR // 2):  # the root on beats 1 and 3
+            bass.append(
+                Note(
+                    start + half, STEPS_PER_BAR // 2, degree_pitch(scale, bass_root, degree), 0.9 if half == 0 else 0.7
+                )
+            )
         if bar % MOTIF_BARS == 0:
             line = [WORDS[int(i)] for i in rng.integers(len(WORDS), size=WORDS_PER_LINE)]
             lyrics.append(" ".join(line))
@@ -194,20 +198,8 @@ def compose(rng: np.random.Generator, artist: Artist, genre: Genre, seconds: flo
             for step in steps:
                 velocity = float(rng.uniform(0.75, 1.0)) * (1.0 if step % 4 == 0 else 0.7)
                 hits.append((bar * STEPS_PER_BAR + step, drum, velocity))
-    return Score(
-        artist,
-        genre,
-        tonic,
-        scale,
-        tempo,
-        bars,
-        tuple(chords),
-        tuple(bass),
-        tuple(melody),
-        tuple(sung),
-        tuple(hits),
-        tuple(lyrics),
-    )
+    parts = (tuple(chords), tuple(bass), tuple(melody), tuple(sung), tuple(hits), tuple(lyrics))
+    return Score(artist, genre, tonic, scale, tempo, bars, *parts)
 
 
 def _motif(rng: np.random.Generator, density: float) -> list[tuple[int, int]]:
