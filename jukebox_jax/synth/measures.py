@@ -6,6 +6,8 @@
 |                      | pitch classes, near 1                 | class alike                  |
 | `chroma_distance`    | small: the pitch-class histogram's    | large: a flat histogram      |
 |                      | profile near the training songs'      |                              |
+| `chroma_change`      | high: the pitch classes change with   | low: stationary              |
+|                      | the chords and the melody             |                              |
 | `onset_regularity`   | high: onsets repeat every beat        | near 0                       |
 | `spectral_flatness`  | low: power in harmonic peaks          | high (white noise: ~0.56)    |
 
@@ -15,9 +17,14 @@ scales, over all 12 keys) holding the largest share of it. Songs are in 12 keys 
 that share their pitch classes (C major is A minor), so the histogram is compared to the
 training songs' as a profile: its shares sorted from the largest down, free of key and mode
 (transposing each song to its best-fitting tonic does not separate music from noise: the
-tonic of a mode is ambiguous). The onset regularity is the
-highest autocorrelation (normalised to 1 at lag 0) of the onset strength (half-wave rectified
-log-spectral flux, 10 ms frames) at a beat period of 60 to 180 bpm.
+tonic of a mode is ambiguous). The onset regularity is the highest autocorrelation
+(normalised to 1 at lag 0) of the onset strength (half-wave rectified log-spectral flux,
+10 ms frames) at a beat period of 60 to 180 bpm.
+
+One measure alone can be fooled: a random-weight VQ-VAE decoder buzzes at its code rate, a
+harmonic tone whose overtones lie on a major scale (scale share 0.83 for the tiny structure's
+top level, its histogram profile near the songs'), but its pitch classes do not change and it
+has no beat: judge by all the measures together.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ CHROMA_HZ = (100.0, 4000.0)
 TEMPO_BPM = (60.0, 180.0)
 ONSET_HOP_SECONDS = 0.01
 MIN_SECONDS = 2.0
+CHANGE_FRAMES = 2
 
 
 def _pow2(seconds: float, sample_rate: int) -> int:
@@ -58,16 +66,29 @@ def scale_mask(scale: Scale, tonic: int) -> np.ndarray:
     return mask
 
 
-def chroma(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """The share of power on each pitch class, C first; [12], sums to 1 (uniform for silence)."""
+def chromagram(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Power per pitch class (C first) in frames of about 0.5 s, hop half a frame; [frames, 12]."""
     x = _mono(audio, sample_rate)
     n_fft = _pow2(0.5, sample_rate)  # 2 Hz bins: semitones apart at 100 Hz
-    power = power_spectrogram(x, n_fft, n_fft // 2).mean(0)  # [bins]
+    power = power_spectrogram(x, n_fft, n_fft // 2)  # [frames, bins]
     hz = np.fft.rfftfreq(n_fft, 1 / sample_rate)
     band = (hz >= CHROMA_HZ[0]) & (hz <= min(CHROMA_HZ[1], 0.45 * sample_rate))
     pitch_class = np.round(12 * np.log2(hz[band] / 440.0) + 69).astype(int) % 12
-    hist = np.bincount(pitch_class, weights=power[band], minlength=12)
+    return power[:, band] @ np.eye(12)[pitch_class]  # [frames, bins] @ [bins, 12]
+
+
+def chroma(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The share of power on each pitch class, C first; [12], sums to 1 (uniform for silence)."""
+    hist = chromagram(audio, sample_rate).sum(0)
     return hist / hist.sum() if hist.sum() > 0 else np.full(12, 1 / 12)
+
+
+def chroma_change(audio: np.ndarray, sample_rate: int) -> float:
+    """How much the pitch classes change: half the L1 distance (0 to 1) between the
+    `chromagram`'s shares in frames `CHANGE_FRAMES` apart (about 0.5 s), averaged."""
+    frames = chromagram(audio, sample_rate)
+    shares = frames / np.maximum(frames.sum(1, keepdims=True), 1e-30)
+    return float(0.5 * np.abs(shares[CHANGE_FRAMES:] - shares[:-CHANGE_FRAMES]).sum(1).mean())
 
 
 def best_scale(hist: np.ndarray) -> tuple[Scale, int, float]:
@@ -119,7 +140,7 @@ def spectral_flatness(audio: np.ndarray, sample_rate: int) -> float:
 def describe(audio: np.ndarray, sample_rate: int) -> dict:
     """Every measure of one song [n] or [n, channels]: its chroma transposed so that the
     best-fitting scale's tonic is first ("chroma"), its shares sorted ("chroma_profile"), that
-    scale ("key", "scale", "scale_share"), "onset_regularity", "tempo_bpm", "spectral_flatness" and
+    scale ("key", "scale", "scale_share"), "chroma_change", "onset_regularity", "tempo_bpm", "spectral_flatness" and
     "spectral_centroid_hz"."""
     x = _mono(audio, sample_rate)
     hist = chroma(x, sample_rate)
@@ -134,6 +155,7 @@ def describe(audio: np.ndarray, sample_rate: int) -> dict:
         "key": KEY_NAMES[tonic],
         "scale": scale.name.lower(),
         "scale_share": share,
+        "chroma_change": chroma_change(x, sample_rate),
         "onset_regularity": regularity,
         "tempo_bpm": tempo,
         "spectral_flatness": spectral_flatness(x, sample_rate),
@@ -141,7 +163,7 @@ def describe(audio: np.ndarray, sample_rate: int) -> dict:
     }
 
 
-SUMMARY = ("scale_share", "chroma_distance", "onset_regularity", "spectral_flatness")
+SUMMARY = ("scale_share", "chroma_distance", "chroma_change", "onset_regularity", "spectral_flatness")
 
 
 def compare(
