@@ -15,7 +15,8 @@ Song `i` takes its random numbers from `numpy.random.default_rng([seed, i])` alo
 the same whatever the number of songs; its artist is `ARTISTS[i % 4]` and its genre
 `GENRES[(i // 4) % 3]`, so any 12 consecutive songs cover every pair. Lyrics are the words
 sung before the song's end, one line per 2-bar phrase (a song without vocals has the lyrics
-its vocals would sing).
+its vocals would sing). Sung songs also depend on the installed espeak-ng (its speech is the
+source of the vocals' formants): the same seed gives the same songs with the same espeak-ng.
 """
 
 from __future__ import annotations
