@@ -1,0 +1,65 @@
+"""The `jukebox-jax data` command: `data synth` writes the synthetic music dataset
+(`jukebox_jax.synth`; folder layout in `jukebox_jax.synth.dataset`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from jukebox_jax.cli_sample import positive_float, positive_int, seed
+from jukebox_jax.errors import JukeboxError
+
+SYNTH_DESCRIPTION = (
+    "Write a synthetic music dataset to --out: songs with a key, chords, a melody on the scale, synthesised instruments "
+    "and drums on a tempo grid, by 4 artists in 3 genres, with lyrics (sung by espeak-ng when it is installed), and "
+    "metadata.json. Deterministic from --seed; rerunning the same command resumes an interrupted run."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The `data` command's subcommands and their options."""
+    sub = p.add_subparsers(dest="data_command", required=True)
+    synth = sub.add_parser("synth", help="write the synthetic music dataset", description=SYNTH_DESCRIPTION)
+    synth.add_argument("--out", type=Path, required=True, help="dataset folder (created; an interrupted run resumes)")
+    synth.add_argument("--songs", type=positive_int, default=200, help="number of songs (default: %(default)s)")
+    synth.add_argument(
+        "--seconds", type=positive_float, default=20.0, help="length of each song (default: %(default)g)"
+    )
+    synth.add_argument("--seed", type=seed, default=0, help="seed of the whole dataset (default: %(default)s)")
+    synth.add_argument("--sample-rate", type=positive_int, default=16000, help="Hz (default: %(default)s)")
+    synth.add_argument(
+        "--vocals",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sing the lyrics with espeak-ng (default: on where espeak-ng is installed; without it the songs are instrumental)",
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    """`data synth`: prints what it makes, writes the dataset, prints where."""
+    from tqdm import tqdm
+
+    from jukebox_jax.synth import vocals
+    from jukebox_jax.synth.dataset import METADATA_FILE, SynthConfig, check_folder, generate, song_path
+
+    sing = args.vocals and vocals.available()
+    if args.vocals and not sing:
+        print(
+            "espeak-ng is not installed (apt-get install espeak-ng), so the songs are instrumental (their lyrics are in the metadata)"
+        )
+    try:
+        config = SynthConfig(args.songs, args.seconds, args.seed, args.sample_rate, sing)
+        check_folder(args.out, config)
+        found = sum((args.out / song_path(i)).exists() for i in range(args.songs))
+        if found:
+            print(f"resuming: {found} of {args.songs} songs are already in {args.out}")
+        metadata = generate(args.out, config, lambda it: tqdm(it, desc="songs", unit="song"))
+    except JukeboxError as e:
+        sys.exit(f"jukebox-jax data synth: {e}")
+    except OSError as e:
+        sys.exit(f"jukebox-jax data synth: cannot write {e.filename or args.out}: {e.strerror or e}")
+    kind = "with vocals" if sing else "instrumental"
+    print(
+        f"{len(metadata['songs'])} songs of {args.seconds:g} s at {args.sample_rate} Hz ({kind}) -> {args.out / METADATA_FILE}"
+    )

@@ -1,0 +1,183 @@
+"""The synthetic music dataset (`jukebox-jax data synth`): songs rendered from `score.compose`,
+deterministic from a seed, written to a folder that a rerun resumes.
+
+Folder layout (what `jukebox_jax.train.data` reads):
+
+    DIR/synth.json       the run's arguments {"songs", "seconds", "seed", "sample_rate", "vocals"},
+                         written first; a rerun with other arguments is refused
+    DIR/songs/<name>.flac  mono 16-bit FLAC at sample_rate, one per song, each written atomically
+    DIR/metadata.json    written last: {"sample_rate": int, "seed": int, "artists": [names],
+                         "genres": [names], "songs": {"songs/<name>.flac": {"artist": name,
+                         "genre": name, "lyrics": str, "key": "C".."B", "scale": "major"|...,
+                         "tempo_bpm": float, "vocals": bool, "seconds": float}}}
+
+Song `i` takes its random numbers from `numpy.random.default_rng([seed, i])` alone, so it is
+the same whatever the number of songs; its artist is `ARTISTS[i % 4]` and its genre
+`GENRES[(i // 4) % 3]`, so any 12 consecutive songs cover every pair. Lyrics are the words
+sung before the song's end, one line per 2-bar phrase (a song without vocals has the lyrics
+its vocals would sing). Sung songs also depend on the installed espeak-ng (its speech is the
+source of the vocals' formants): the same seed gives the same songs with the same espeak-ng.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jukebox_jax.errors import InputError, JobError
+from jukebox_jax.io import remove_leftovers, write_atomic, write_text
+from jukebox_jax.synth import vocals as vocals_module
+from jukebox_jax.synth.instruments import Drum, add_at, drum_sounds, render_notes
+from jukebox_jax.synth.score import ARTISTS, GENRES, WORDS_PER_LINE, Note, Score, compose
+
+PEAK = 0.9  # every song is scaled to this peak: loud, never clipped
+VOCAL_OCTAVE_SHIFT = -12  # the voice sings the melody an octave below the lead instrument
+LEAD_UNDER_VOCALS = 0.5  # the lead instrument's level when it doubles a voice
+DRUM_GAIN = {Drum.KICK: 0.9, Drum.SNARE: 0.5, Drum.HAT: 0.2}
+CHORD_GAIN = 0.6
+VOCAL_GAIN = 0.6
+RUN_FILE = "synth.json"
+METADATA_FILE = "metadata.json"
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """The arguments of a dataset: `songs` songs of `seconds` each, from `seed`."""
+
+    songs: int = 200
+    seconds: float = 20.0
+    seed: int = 0
+    sample_rate: int = 16000
+    vocals: bool = True
+
+    def __post_init__(self):
+        if self.songs < 1 or not 1.0 <= self.seconds <= 600.0 or not 4000 <= self.sample_rate <= 48000 or self.seed < 0:
+            raise InputError(
+                f"synth: songs {self.songs}, seconds {self.seconds:g}, sample_rate {self.sample_rate}, seed {self.seed}: "
+                "give songs >= 1, seconds in [1, 600], sample_rate in [4000, 48000] and seed >= 0"
+            )
+
+
+def song_path(index: int) -> str:
+    """Song `index`'s path in the dataset folder, as the metadata keys it."""
+    return f"songs/song_{index:05d}.flac"
+
+
+def song_score(config: SynthConfig, index: int) -> tuple[Score, np.random.Generator]:
+    """Song `index`'s score, and its random generator ready for rendering."""
+    rng = np.random.default_rng([config.seed, index])
+    artist = ARTISTS[index % len(ARTISTS)]
+    genre = GENRES[(index // len(ARTISTS)) % len(GENRES)]
+    return compose(rng, artist, genre, config.seconds), rng
+
+
+def timed_notes(score: Score, notes: Iterable[Note], shift: int = 0) -> list[tuple[float, float, float, float]]:
+    """The notes as (start s, length s, MIDI pitch + `shift`, velocity) at the song's tempo."""
+    dt = score.step_seconds
+    return [(n.start * dt, n.steps * dt, n.pitch + shift, n.velocity) for n in notes]
+
+
+def render(score: Score, rng: np.random.Generator, config: SynthConfig) -> np.ndarray:
+    """The song's audio, peak `PEAK`; [round(seconds * sample_rate)]."""
+    sr = config.sample_rate
+    n = round(config.seconds * sr)
+    mix = CHORD_GAIN * render_notes(score.genre.chords, timed_notes(score, score.chords), n, sr)
+    mix += render_notes(score.genre.bass, timed_notes(score, score.bass), n, sr)
+    mix += (LEAD_UNDER_VOCALS if config.vocals else 1.0) * render_notes(
+        score.artist.lead, timed_notes(score, score.melody), n, sr
+    )
+    sounds = drum_sounds(rng, sr)
+    for step, drum, velocity in score.drums:
+        add_at(mix, round(step * score.step_seconds * sr), DRUM_GAIN[drum] * velocity * sounds[drum])
+    if config.vocals:
+        words = [
+            (start, seconds, pitch, word)
+            for (start, seconds, pitch, _), word in zip(
+                timed_notes(score, score.melody, VOCAL_OCTAVE_SHIFT), score.sung
+            )
+            if word is not None and start < config.seconds
+        ]
+        mix += VOCAL_GAIN * vocals_module.sing(words, score.artist.voice, n, rng, sr)
+    return PEAK * mix / max(np.abs(mix).max(), 1e-9)
+
+
+def song_metadata(score: Score, config: SynthConfig) -> dict:
+    """The metadata entry of a song (no rendering needed)."""
+    dt = score.step_seconds
+    n_words = sum(
+        1 for note, word in zip(score.melody, score.sung) if word is not None and note.start * dt < config.seconds
+    )
+    words = " ".join(score.lyrics).split()[:n_words]
+    lines = [" ".join(words[i : i + WORDS_PER_LINE]) for i in range(0, len(words), WORDS_PER_LINE)]
+    return {
+        "artist": score.artist.name,
+        "genre": score.genre.name,
+        "lyrics": "\n".join(lines),
+        "key": score.key,
+        "scale": score.scale.name.lower(),
+        "tempo_bpm": score.tempo_bpm,
+        "vocals": config.vocals,
+        "seconds": round(config.seconds * config.sample_rate) / config.sample_rate,
+    }
+
+
+def make_song(config: SynthConfig, index: int) -> tuple[np.ndarray, dict]:
+    """Song `index`: its audio [n] and its metadata entry."""
+    score, rng = song_score(config, index)
+    return render(score, rng, config), song_metadata(score, config)
+
+
+def check_folder(out: Path, config: SynthConfig) -> None:
+    """Raises `JobError` if `out` holds a dataset made with other arguments (or another kind
+    of dataset)."""
+    run_file, asked = out / RUN_FILE, dataclasses.asdict(config)
+    if run_file.exists():
+        found = json.loads(run_file.read_text())
+        if found != asked:
+            diff = ", ".join(f"{k} {found.get(k)!r} (asked {v!r})" for k, v in asked.items() if found.get(k) != v)
+            raise JobError(
+                f"{out} holds a synthetic dataset made with other arguments: {diff}; rerun with its arguments to "
+                "resume it, or give another --out"
+            )
+    elif (out / METADATA_FILE).exists():
+        raise JobError(f"{out} holds a {METADATA_FILE} that `data synth` did not write; give another --out")
+
+
+def generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]], Iterable[int]] = iter) -> dict:
+    """Writes the dataset to `out` (layout in the module docstring), skipping the songs already
+    there; returns the metadata. `progress` wraps the loop over song indices (e.g. tqdm)."""
+    if config.vocals:
+        vocals_module.require()
+    check_folder(out, config)
+    (out / "songs").mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out / "songs")
+    write_text(out / RUN_FILE, json.dumps(dataclasses.asdict(config), indent=1))
+    songs = {}
+    for index in progress(range(config.songs)):
+        path = out / song_path(index)
+        if path.exists():
+            songs[song_path(index)] = song_metadata(song_score(config, index)[0], config)
+            continue
+        audio, songs[song_path(index)] = make_song(config, index)
+        write_flac(path, audio, config.sample_rate)
+    metadata = {
+        "sample_rate": config.sample_rate,
+        "seed": config.seed,
+        "artists": [a.name for a in ARTISTS],
+        "genres": [g.name for g in GENRES],
+        "songs": songs,
+    }
+    write_text(out / METADATA_FILE, json.dumps(metadata, indent=1))
+    return metadata
+
+
+def write_flac(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Writes mono float audio [n] in [-1, 1] as 16-bit FLAC."""
+    import soundfile
+
+    write_atomic(path, lambda f: soundfile.write(f, audio, sample_rate, subtype="PCM_16", format="FLAC"))

@@ -1,0 +1,331 @@
+"""The synthetic music dataset (`jukebox_jax.synth`, `jukebox-jax data synth`) and the measures
+that tell its music from noise."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from jukebox_jax.cli import main
+from jukebox_jax.errors import InputError, JobError
+from jukebox_jax.io import TEMP_PREFIX
+from jukebox_jax.synth import SynthConfig, compare, describe, generate, make_song, song_path, vocals
+from jukebox_jax.synth.dataset import song_score, timed_notes
+from jukebox_jax.synth.instruments import midi_hz, render_notes
+from jukebox_jax.synth.measures import best_scale, chroma, onset_autocorrelation, scale_mask
+from jukebox_jax.synth.score import ARTISTS, GENRES, KEY_NAMES, WORDS, WORDS_PER_LINE, Scale
+from jukebox_jax.synth.spectrum import power_spectrogram
+
+SR = 16000
+CONFIG = SynthConfig(songs=12, seconds=6.0, seed=3, sample_rate=SR, vocals=False)
+needs_espeak = pytest.mark.skipif(not vocals.available(), reason="espeak-ng is not installed")
+
+
+@pytest.fixture(scope="module")
+def songs() -> list[tuple[np.ndarray, dict]]:
+    """One song of every (artist, genre) pair."""
+    return [make_song(CONFIG, i) for i in range(CONFIG.songs)]
+
+
+def noises(n: int, count: int = 3) -> dict[str, list[np.ndarray]]:
+    """White noise; noise through a random decaying FIR filter, like a random-weight
+    convolutional decoder; and integrated (brown) noise."""
+    rng = np.random.default_rng(0)
+    fir = [
+        np.convolve(rng.standard_normal(n), rng.standard_normal(64) * np.exp(-np.arange(64) / 16), "same")
+        for _ in range(count)
+    ]
+    brown = [np.cumsum(rng.standard_normal(n)) for _ in range(count)]
+    brown = [x - np.convolve(x, np.ones(401) / 401, "same") for x in brown]
+    return {"white": [rng.standard_normal(n) for _ in range(count)], "filtered": fir, "brown": brown}
+
+
+@pytest.mark.parametrize("pitch", [45, 52, 58, 61, 67, 74, 83])
+def test_pure_tone_lands_in_its_pitch_class(pitch):
+    t = np.arange(3 * SR) / SR
+    hist = chroma(np.sin(2 * np.pi * float(midi_hz(pitch)) * t), SR)
+    assert np.argmax(hist) == pitch % 12
+    assert hist[pitch % 12] > 0.9
+
+
+def test_best_scale_of_a_played_scale():
+    """The tones of A harmonic minor, played one after the other, fit that scale on A (and no
+    mode of the major scale holds as much of them)."""
+    t = np.arange(SR // 2) / SR
+    x = np.concatenate([np.sin(2 * np.pi * float(midi_hz(57 + s)) * t) for s in Scale.HARMONIC_MINOR.value])
+    scale, tonic, share = best_scale(chroma(x, SR))
+    assert (scale, KEY_NAMES[tonic]) == (Scale.HARMONIC_MINOR, "A")
+    assert share > 0.95
+
+
+def test_measures_separate_songs_from_noise(songs):
+    audio = [a for a, _ in songs]
+    ours = [describe(a, SR) for a in audio]
+    for name, xs in noises(len(audio[0])).items():
+        theirs = [describe(x, SR) for x in xs]
+        assert min(d["scale_share"] for d in ours) > max(d["scale_share"] for d in theirs) + 0.2, name
+        assert min(d["onset_regularity"] for d in ours) > 0.5, name
+        assert min(d["chroma_change"] for d in ours) > 0.3 > max(d["chroma_change"] for d in theirs) + 0.05, name
+        assert max(d["onset_regularity"] for d in theirs) < 0.2, name
+        assert 10 * max(d["spectral_flatness"] for d in ours) < min(d["spectral_flatness"] for d in theirs), name
+        summary = compare(xs, audio, SR)
+        assert summary["samples"]["chroma_distance"] > summary["reference"]["chroma_distance"] + 0.15, name
+        assert summary["samples"]["scale_share"] < summary["reference"]["scale_share"] - 0.2, name
+
+
+def test_measures_separate_songs_from_a_random_vqvae():
+    """Random codes decoded by the tiny VQ-VAE structure with random weights (what an untrained
+    model makes) at each level: no beat, flat spectra, stationary pitch classes. Their scale
+    share and histogram profile are not a tell: the decoder buzzes at its code rate (44100 / 128
+    Hz at the top level, near F4), a harmonic tone whose overtones lie on a major scale."""
+    import jax
+
+    from jukebox_jax import Jukebox, JukeboxConfig, preset
+
+    config = preset("tiny_vqvae")
+    sr = config.sample_rate
+    reference = [make_song(SynthConfig(seconds=3.0, sample_rate=sr, vocals=False), i)[0] for i in range(12)]
+    jb = Jukebox.init(JukeboxConfig(vqvae=config), jax.random.key(0))
+    rng = np.random.default_rng(0)
+    for level, hop in enumerate(config.hop_lengths):
+        codes = rng.integers(config.l_bins, size=(2, 3 * sr // hop)).astype(np.int32)
+        decoded = list(np.asarray(jb.decode([codes], start_level=level))[:, :, 0])
+        summary = compare(decoded, reference, sr)
+        ours, theirs = summary["reference"], summary["samples"]
+        assert theirs["onset_regularity"] < 0.3 and ours["onset_regularity"] > 0.5, level
+        assert theirs["spectral_flatness"] > 10 * ours["spectral_flatness"], level
+        assert theirs["chroma_change"] < 0.15 and ours["chroma_change"] > 0.3, level
+
+
+def test_compare_of_songs_with_songs_is_close(songs):
+    """Held-out songs of the same dataset sit with the reference, measure by measure."""
+    summary = compare([make_song(CONFIG, i)[0] for i in range(12, 24)], [a for a, _ in songs], SR)
+    close = (("scale_share", 0.05), ("chroma_distance", 0.05), ("chroma_change", 0.1), ("onset_regularity", 0.15))
+    for measure, tolerance in close:
+        assert abs(summary["samples"][measure] - summary["reference"][measure]) < tolerance, measure
+
+
+def test_notes_are_on_the_scale(songs):
+    for index, (audio, meta) in enumerate(songs):
+        score, _ = song_score(CONFIG, index)
+        allowed = set((score.tonic + np.array(score.scale.value)) % 12)
+        assert {n.pitch % 12 for n in score.melody + score.chords + score.bass} <= allowed
+        melody = render_notes(score.artist.lead, timed_notes(score, score.melody), len(audio), SR)
+        mask = scale_mask(score.scale, KEY_NAMES.index(meta["key"]))
+        assert chroma(melody, SR) @ mask > 0.9, meta  # FM and higher harmonics put a little power off the scale
+        assert chroma(audio, SR) @ mask > 0.8, meta
+
+
+def test_onsets_follow_the_tempo_grid(songs):
+    """The onset strength repeats at the song's own beat (or half or twice it)."""
+    for audio, meta in songs:
+        corr = onset_autocorrelation(audio, SR)
+        beat = 60 / meta["tempo_bpm"] / 0.01  # in onset frames
+        at_beat = max(corr[round(f * beat) - 1 : round(f * beat) + 2].max() for f in (0.5, 1, 2))
+        assert at_beat > 0.5, meta
+        assert describe(audio, SR)["onset_regularity"] > 0.5, meta
+
+
+def _accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray) -> float:
+    """Nearest class mean's accuracy on the songs not in `train`."""
+    classes = sorted(set(labels))
+    means = np.array([features[train & (labels == c)].mean(0) for c in classes])
+    guess = np.array([classes[np.argmin(((means - f) ** 2).sum(1))] for f in features[~train]])
+    return float((guess == labels[~train]).mean())
+
+
+def test_artists_and_genres_differ_measurably():
+    """A nearest-mean classifier fitted on 24 songs names the artist of 24 others from their
+    spectrum (log power in 24 bands), and the genre from their rhythm (onset
+    autocorrelation), far above chance (1/4 and 1/3)."""
+    config = SynthConfig(songs=48, seconds=6.0, seed=7, vocals=False)
+    made = [make_song(config, i) for i in range(config.songs)]
+    hz = np.fft.rfftfreq(1024, 1 / SR)
+    edges = np.geomspace(50, 7000, 25)
+    spectra = []
+    for audio, _ in made:
+        power = power_spectrogram(audio, 1024, 512).mean(0)
+        bands = np.array([power[(hz >= lo) & (hz < hi)].sum() for lo, hi in itertools.pairwise(edges)])
+        spectra.append(np.log(bands / bands.sum() + 1e-9))
+    rhythm = np.array([onset_autocorrelation(audio, SR)[20:150] for audio, _ in made])
+    train = np.arange(len(made)) < 24
+    artists = np.array([m["artist"] for _, m in made])
+    genres = np.array([m["genre"] for _, m in made])
+    assert _accuracy(np.array(spectra), artists, train) >= 0.6
+    assert _accuracy(rhythm, genres, train) >= 0.6
+    tempi = {g.name: [m["tempo_bpm"] for _, m in made if m["genre"] == g.name] for g in GENRES}
+    for genre in GENRES:
+        assert genre.tempo_bpm[0] <= min(tempi[genre.name]) <= max(tempi[genre.name]) <= genre.tempo_bpm[1]
+
+
+def test_same_seed_same_song_whatever_the_count(tmp_path):
+    config = SynthConfig(songs=3, seconds=2.0, seed=11, vocals=False)
+    generate(tmp_path / "a", config)
+    generate(tmp_path / "b", config)
+    generate(tmp_path / "c", SynthConfig(songs=5, seconds=2.0, seed=11, vocals=False))
+    for i in range(3):
+        a = (tmp_path / "a" / song_path(i)).read_bytes()
+        assert a == (tmp_path / "b" / song_path(i)).read_bytes() == (tmp_path / "c" / song_path(i)).read_bytes()
+    np.testing.assert_array_equal(make_song(config, 2)[0], make_song(config, 2)[0])
+    assert not np.array_equal(
+        make_song(config, 2)[0], make_song(SynthConfig(songs=3, seconds=2.0, seed=12, vocals=False), 2)[0]
+    )
+    assert (tmp_path / "a" / song_path(0)).read_bytes() != (tmp_path / "a" / song_path(1)).read_bytes()
+
+
+def test_metadata_schema_and_audio(tmp_path, songs):
+    config = SynthConfig(songs=12, seconds=2.5, seed=5, vocals=False)
+    metadata = generate(tmp_path, config)
+    assert json.loads((tmp_path / "metadata.json").read_text()) == metadata
+    assert set(metadata) == {"sample_rate", "seed", "artists", "genres", "songs"}
+    assert (metadata["sample_rate"], metadata["seed"]) == (SR, 5)
+    assert metadata["artists"] == [a.name for a in ARTISTS] and metadata["genres"] == [g.name for g in GENRES]
+    assert list(metadata["songs"]) == [song_path(i) for i in range(12)]
+    assert {(m["artist"], m["genre"]) for m in metadata["songs"].values()} == {
+        (a.name, g.name) for a in ARTISTS for g in GENRES
+    }
+    for path, meta in metadata["songs"].items():
+        assert set(meta) == {"artist", "genre", "lyrics", "key", "scale", "tempo_bpm", "vocals", "seconds"}
+        assert meta["key"] in KEY_NAMES and meta["scale"] in {s.name.lower() for s in Scale}
+        assert meta["vocals"] is False and meta["seconds"] == 2.5
+        lines = meta["lyrics"].split("\n")
+        assert lines and all(1 <= len(line.split()) <= WORDS_PER_LINE for line in lines)
+        assert set(meta["lyrics"].split()) <= set(WORDS)
+        audio, rate = soundfile.read(tmp_path / path)
+        assert rate == SR and audio.shape == (int(2.5 * SR),)
+        assert 0.8 < np.abs(audio).max() <= 1.0  # loud, never clipped
+    for audio, _ in songs:
+        assert np.abs(audio).max() <= 1.0
+
+
+def test_lyrics_stop_where_the_song_does():
+    """A longer song sings more of the same words: its lyrics start with the shorter one's."""
+    short, long = (make_song(SynthConfig(seconds=s, seed=2, vocals=False), 0)[1]["lyrics"] for s in (3.0, 12.0))
+    assert long.startswith(short) and len(long.split()) > len(short.split())
+
+
+def test_resume_and_refuse(tmp_path):
+    config = SynthConfig(songs=3, seconds=2.0, seed=1, vocals=False)
+    generate(tmp_path, config)
+    first = {i: (tmp_path / song_path(i)).read_bytes() for i in range(3)}
+    kept = (tmp_path / song_path(0)).stat().st_mtime_ns
+    (tmp_path / song_path(1)).unlink()
+    leftover = tmp_path / "songs" / f"{TEMP_PREFIX}x.flac"
+    leftover.write_bytes(b"half a song")
+    generate(tmp_path, config)
+    assert (tmp_path / song_path(1)).read_bytes() == first[1]
+    assert (tmp_path / song_path(0)).stat().st_mtime_ns == kept and not leftover.exists()
+    with pytest.raises(JobError, match=r"seed 1 \(asked 2\)"):
+        generate(tmp_path, SynthConfig(songs=3, seconds=2.0, seed=2, vocals=False))
+    with pytest.raises(JobError, match=r"songs 3 \(asked 4\)"):
+        generate(tmp_path, SynthConfig(songs=4, seconds=2.0, seed=1, vocals=False))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metadata.json").write_text("{}")
+    with pytest.raises(JobError, match="did not write"):
+        generate(other, config)
+
+
+def test_bad_input():
+    for bad in ({"songs": 0}, {"seconds": 0.5}, {"sample_rate": 100}, {"seed": -1}):
+        with pytest.raises(InputError, match="give songs >= 1"):
+            SynthConfig(**bad)
+    with pytest.raises(InputError, match="at least 2 s"):
+        describe(np.zeros(SR), SR)
+    with pytest.raises(InputError, match="at least one"):
+        compare([], [np.zeros(3 * SR)], SR)
+
+
+def test_vocals_without_espeak_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(vocals.shutil, "which", lambda name: None)
+    vocals.speak.cache_clear()
+    with pytest.raises(InputError, match="apt-get install espeak-ng"):
+        generate(tmp_path, SynthConfig(songs=1, seconds=2.0))
+    with pytest.raises(InputError, match="apt-get install espeak-ng"):
+        make_song(SynthConfig(songs=1, seconds=2.0), 0)
+    assert not (tmp_path / "synth.json").exists()
+
+
+def test_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(vocals, "available", lambda: False)
+    main(
+        [
+            "data",
+            "synth",
+            "--out",
+            str(tmp_path),
+            "--songs",
+            "2",
+            "--seconds",
+            "2",
+            "--seed",
+            "4",
+            "--sample-rate",
+            "8000",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "espeak-ng is not installed" in out and "2 songs of 2 s at 8000 Hz (instrumental)" in out
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    assert metadata["sample_rate"] == 8000 and len(metadata["songs"]) == 2
+    main(
+        [
+            "data",
+            "synth",
+            "--out",
+            str(tmp_path),
+            "--songs",
+            "2",
+            "--seconds",
+            "2",
+            "--seed",
+            "4",
+            "--sample-rate",
+            "8000",
+            "--no-vocals",
+        ]
+    )
+    assert "resuming: 2 of 2 songs" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="other arguments: seed 4 \\(asked 5\\)"):
+        main(
+            [
+                "data",
+                "synth",
+                "--out",
+                str(tmp_path),
+                "--songs",
+                "2",
+                "--seconds",
+                "2",
+                "--seed",
+                "5",
+                "--sample-rate",
+                "8000",
+            ]
+        )
+    with pytest.raises(SystemExit):
+        main(["data", "synth", "--out", str(tmp_path), "--seconds", "0"])
+
+
+@needs_espeak
+def test_vocals_sing_the_melody():
+    """With espeak-ng the songs are sung: the vocals change the audio, stay deterministic, and
+    a sung word lands on its note's pitch class."""
+    from jukebox_jax.synth.vocals import sing_word
+
+    sung = SynthConfig(songs=1, seconds=4.0, seed=3, vocals=True)
+    audio, meta = make_song(sung, 0)
+    assert meta["vocals"] is True and np.abs(audio).max() <= 1.0
+    measures = describe(audio, SR)
+    assert measures["scale_share"] > 0.8 and measures["onset_regularity"] > 0.5 and measures["spectral_flatness"] < 0.02
+    np.testing.assert_array_equal(audio, make_song(sung, 0)[0])
+    assert not np.array_equal(audio, make_song(SynthConfig(songs=1, seconds=4.0, seed=3, vocals=False), 0)[0])
+    for pitch in (57, 62, 64):
+        word = np.concatenate(
+            [sing_word(w, ARTISTS[1].voice, pitch, 0.6, np.random.default_rng(0), SR) for w in WORDS[:4]]
+        )
+        assert np.argmax(chroma(word, SR)) == pitch % 12
