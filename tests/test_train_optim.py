@@ -6,6 +6,7 @@ one-step fixtures of the five priors are in `test_train_prior.py`)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import jax
@@ -143,3 +144,20 @@ def test_without_ema_the_state_holds_none_and_update_needs_params():
     assert state.ema is None
     with pytest.raises(ValueError, match="needs the params"):
         tx.update({"w": jnp.ones(3)}, state)
+
+
+def test_a_step_may_donate_params_and_state():
+    """The state holds no buffer twice and none of the params' (a donated step would fail)."""
+    tx = original_adam(OptimConfig(lr_warmup=0, ema_mu=0.9))
+    params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+    state = tx.init(params)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    grads = {"w": jnp.full((3, 2), 0.5), "b": jnp.ones(2)}
+    for _ in range(2):
+        params, state = step(params, state, grads)
+    assert int(state.count) == 2 and float(params["w"][0, 0]) < 1

@@ -129,7 +129,7 @@ def original_adam(cfg: OptimConfig, trainable: Trainable = None) -> optax.Gradie
     needs `params`, for the decay and the EMA). `trainable`: a pytree of bools over the params
     (or a function of the params giving one); False leaves (e.g. codebooks learned by their own
     EMA) get zero updates and are left out of the gradient norm. Apply the updates with
-    `optax.apply_updates`."""
+    `optax.apply_updates`; the next step's learning rate is `lr_schedule(cfg)(state.count)`."""
     schedule = lr_schedule(cfg)
     b1, b2, wd = cfg.beta1, cfg.beta2, cfg.weight_decay
 
@@ -138,9 +138,10 @@ def original_adam(cfg: OptimConfig, trainable: Trainable = None) -> optax.Gradie
         return jax.tree.map(lambda _: True, params) if mask is None else mask
 
     def init(params: Params) -> OriginalAdamState:
-        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-        ema = None if cfg.ema_mu is None else jax.tree.map(lambda p: p.astype(jnp.float32), params)
-        return OriginalAdamState(jnp.zeros([], jnp.int32), zeros, zeros, ema)
+        # Separate buffers (never the params' own), so that a step may donate the whole state.
+        zeros = lambda: jax.tree.map(lambda p: jnp.zeros_like(p, jnp.float32), params)
+        ema = None if cfg.ema_mu is None else jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), params)
+        return OriginalAdamState(jnp.zeros([], jnp.int32), zeros(), zeros(), ema)
 
     def update(
         grads: Params, state: OriginalAdamState, params: Params | None = None
