@@ -16,7 +16,7 @@ import optax
 import pytest
 
 from jukebox_jax.errors import ConfigError
-from jukebox_jax.train.optim import OptimConfig, global_norm, lr_schedule, original_adam
+from jukebox_jax.train.optim import OptimConfig, global_norm, lr_schedule, original_adam, original_ema_mu
 
 ULP = lambda x: np.spacing(np.abs(np.asarray(x, np.float32))).astype(np.float64)  # float32 spacing at |x|
 
@@ -38,6 +38,10 @@ def test_lr_schedule_matches_the_original(schedules, variant):
     ours = np.asarray(jax.vmap(lr_schedule(cfg))(jnp.asarray(steps)), np.float64)
     assert ours[0] == ref[0] == 0.0  # the first step only fills the moments
     assert np.all(np.abs(ours - ref) <= 2 * ULP(ref)), np.abs(ours - ref) / ULP(ref)  # float32 rounding
+
+
+def test_original_ema_decay():
+    assert original_ema_mu(8) == pytest.approx(0.999)  # `1 - bs * ngpus / 8 / 1000`, bs 1 on 8 GPUs
 
 
 def test_no_warmup_gives_the_learning_rate_from_step_0():

@@ -26,7 +26,13 @@ from jukebox_jax.prior.transformer import Execution, Remat
 from jukebox_jax.train.optim import OptimConfig, global_norm, original_adam
 from jukebox_jax.train.prior import grow_label_tables, prior_loss, prior_value_and_grad
 
-LEVEL = {"prior_5b_level2": 2, "prior_5b_lyrics_level2": 2, "prior_1b_lyrics_level2": 2, "upsampler_level1": 1, "upsampler_level0": 0}  # fmt: skip
+LEVEL = {
+    "prior_5b_level2": 2,
+    "prior_5b_lyrics_level2": 2,
+    "prior_1b_lyrics_level2": 2,
+    "upsampler_level1": 1,
+    "upsampler_level0": 0,
+}
 
 
 def slot(tree: dict, row: Row) -> np.ndarray:
@@ -93,8 +99,13 @@ def test_train_mode_logits(case, fixtures):
     train-mode logits (1b_lyrics: the joint sequence and vocabulary). The original's train-mode
     attention scaling is not ours (module docstring); its effect, measured here on the
     original's own two outputs, is far below the tolerance."""
-    apply = jax.jit(lambda p, *x: Prior(case.cfg, deterministic=False).apply({"params": p}, *x, rngs={"dropout": jax.random.key(0)}))  # fmt: skip
-    logits = np.asarray(apply(to_execution(case.cfg, case.params, Execution.SCAN), *case.inputs).logits)
+
+    @jax.jit
+    def train_logits(params, *inputs):
+        rngs = {"dropout": jax.random.key(0)}
+        return Prior(case.cfg, deterministic=False).apply({"params": params}, *inputs, rngs=rngs).logits
+
+    logits = np.asarray(train_logits(to_execution(case.cfg, case.params, Execution.SCAN), *case.inputs))
     ref = case.npz["logits"]
     assert logits.shape == ref.shape
     assert np.abs(logits - ref).max() / np.abs(ref).max() < 1e-5
@@ -155,11 +166,10 @@ def test_one_adam_step(case):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("case", ["prior_5b_level2"], indirect=True)  # one structure is enough
 def test_dropout_draws_from_the_rng(case):
     """With dropout on (rates > 0), a key gives a different loss, the same key the same loss,
     and no key the deterministic loss."""
-    if case.stem != "prior_5b_level2":
-        pytest.skip("one structure is enough")
     t = dataclasses.replace(case.cfg.transformer, attn_dropout=0.2, resid_dropout=0.2, emb_dropout=0.2)
     cfg = dataclasses.replace(case.cfg, transformer=t)
     loss = jax.jit(lambda rng: prior_loss(cfg, case.params, *case.inputs, rng=rng)[0])
@@ -170,11 +180,10 @@ def test_dropout_draws_from_the_rng(case):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("case", ["prior_5b_level2"], indirect=True)  # one structure is enough
 def test_remat_and_unrolled_give_the_same_gradients(case):
     """Recomputing the layers in the backward pass (the original's `checkpoint_res`) and the
     unrolled stack change nothing beyond float32 reassociation."""
-    if case.stem != "prior_5b_level2":
-        pytest.skip("one structure is enough")
     _, base = case.step
     for kw in ({"remat": Remat.FULL}, {"execution": Execution.UNROLLED}):
         _, grads = prior_value_and_grad(case.cfg, case.params, *case.inputs, **kw)
@@ -182,9 +191,8 @@ def test_remat_and_unrolled_give_the_same_gradients(case):
         assert max(jax.tree.leaves(errors)) < 1e-5, (kw, errors)
 
 
+@pytest.mark.parametrize("case", ["upsampler_level0"], indirect=True)  # one structure is enough
 def test_bad_shapes_are_refused(case):
-    if case.stem != "upsampler_level0":
-        pytest.skip("one structure is enough")
     tokens, labels, upper = case.inputs
     with pytest.raises(InputError, match="upper_codes must be"):
         prior_loss(case.cfg, case.params, tokens, labels, None)
@@ -194,12 +202,11 @@ def test_bad_shapes_are_refused(case):
         prior_loss(case.cfg, case.params, jnp.zeros((2, case.cfg.n_ctx + 1), jnp.int32), labels, upper)
 
 
+@pytest.mark.parametrize("case", ["prior_5b_level2"], indirect=True)  # one structure is enough
 def test_grow_label_tables(case):
     """New artists and genres for fine-tuning: old ids give exactly the old logits, new rows
     are drawn as the original draws these tables (normal, std 0.01 * init_scale), and a new id
     changes the logits."""
-    if case.stem != "prior_5b_level2":
-        pytest.skip("one structure is enough")
     old = case.cfg.labels
     labels = dataclasses.replace(old, artist_bins=old.artist_bins + 3000, genre_bins=old.genre_bins + 5)
     cfg, params = grow_label_tables(case.cfg, case.params, labels, jax.random.key(0))
