@@ -1,0 +1,231 @@
+"""One training step of each of the five released prior structures against the original's
+(`<stem>.training.{npz,json}`, README "Training fixtures" / "Priors"): train-mode logits,
+the losses, every parameter's gradient, and the params after one step of the original Adam;
+plus dropout, remat and growing the label tables for fine-tuning."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from convert import convert_checkpoint
+from convert.table import Row
+from convert.table_prior import prior_rows
+from jukebox_jax.config import PriorConfig
+from jukebox_jax.errors import ConfigError, InputError
+from jukebox_jax.prior.prior import Prior, condition, forward, to_execution
+from jukebox_jax.prior.transformer import Execution, Remat
+from jukebox_jax.train.optim import OptimConfig, global_norm, original_adam
+from jukebox_jax.train.prior import grow_label_tables, prior_loss, prior_value_and_grad
+
+LEVEL = {
+    "prior_5b_level2": 2,
+    "prior_5b_lyrics_level2": 2,
+    "prior_1b_lyrics_level2": 2,
+    "upsampler_level1": 1,
+    "upsampler_level0": 0,
+}
+
+
+def slot(tree: dict, row: Row) -> np.ndarray:
+    """Our array that `row` names (its layer's slot of a stacked param), in our layout."""
+    for name in row.path[1:]:  # path[0] is the prior's `prior_level_{L}`
+        tree = tree[name]
+    return np.asarray(tree if row.index is None else tree[row.index])
+
+
+def from_original(template: dict, rows: list[Row], arrays: dict[str, np.ndarray]) -> dict:
+    """A tree shaped like `template` filled from arrays named as the original state_dict
+    (`arrays[row.original]`; a tied row's second name is skipped)."""
+    out = jax.tree.map(lambda x: np.zeros(x.shape, np.float32), template)
+    for row in rows:
+        if not row.tied:
+            target = out
+            for name in row.path[1:-1]:
+                target = target[name]
+            value = row.transform(arrays[row.original])
+            if row.index is None:
+                target[row.path[-1]] = value
+            else:
+                target[row.path[-1]][row.index] = value
+    return out
+
+
+def rel(a, b) -> float:
+    """Relative L2 error of `a` against `b` (float64)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@dataclasses.dataclass
+class Case:
+    stem: str
+    cfg: PriorConfig
+    params: dict
+    rows: list[Row]
+    npz: dict
+    json: dict
+    inputs: tuple  # tokens, labels, upper_codes
+
+    @functools.cached_property
+    def step(self):
+        """`((loss, metrics), grads)` of our training loss."""
+        return prior_value_and_grad(self.cfg, self.params, *self.inputs)
+
+
+@pytest.fixture(scope="module", params=list(LEVEL))
+def case(request, fixtures) -> Case:
+    stem = request.param
+    jb = convert_checkpoint(fixtures / "vqvae.pth.tar", fixtures / f"{stem}.pth.tar")
+    cfg = jb.config.prior(LEVEL[stem])
+    npz = dict(np.load(fixtures / f"{stem}.training.npz"))
+    upper = npz.get("z_cond")
+    inputs = (jnp.asarray(npz["z"], jnp.int32), jnp.asarray(npz["y"], jnp.int32))
+    inputs += (None if upper is None else jnp.asarray(upper, jnp.int32),)
+    meta = json.loads((fixtures / f"{stem}.training.json").read_text())
+    return Case(stem, cfg, jb.params[f"prior_level_{cfg.level}"], prior_rows(cfg, 0), npz, meta, inputs)
+
+
+def test_train_mode_logits(case, fixtures):
+    """Train mode (dropout path on, every rate 0 as in the original) gives the original's
+    train-mode logits (1b_lyrics: the joint sequence and vocabulary). The original's train-mode
+    attention scaling is not ours (module docstring); its effect, measured here on the
+    original's own two outputs, is far below the tolerance."""
+
+    @jax.jit
+    def train_logits(params, *inputs):
+        rngs = {"dropout": jax.random.key(0)}
+        return Prior(case.cfg, deterministic=False).apply({"params": params}, *inputs, rngs=rngs).logits
+
+    logits = np.asarray(train_logits(to_execution(case.cfg, case.params, Execution.SCAN), *case.inputs))
+    ref = case.npz["logits"]
+    assert logits.shape == ref.shape
+    assert np.abs(logits - ref).max() / np.abs(ref).max() < 1e-5
+    eval_ref = dict(np.load(fixtures / f"{case.stem}.reference.npz"))
+    eval_ref = eval_ref.get("logits_full", eval_ref["logits"])
+    # ~5e-7 (0 for the upsamplers, whose head width 16 makes s a power of two)
+    assert np.abs(eval_ref - ref).max() / np.abs(ref).max() < 2e-6
+
+
+def test_losses(case):
+    (loss, metrics), _ = case.step
+    assert float(loss) == float(metrics["loss"])
+    for name in ("loss", "gen_loss", "prime_loss", "bpd"):
+        want = case.json[name]
+        assert abs(float(metrics[name]) - want) <= 1e-5 * abs(want), name  # exactly 0 where the json has 0
+    assert (case.json["prime_loss_dims"] > 0) == (case.json["prime_loss"] > 0)
+
+
+def test_gradients(case):
+    """Every parameter's gradient (`grad/<name>` for each original name; the tied x_emb/x_out
+    is one param of ours holding the sum, which both names store) within 1e-4 of its norm
+    (measured: <= 1.3e-6)."""
+    _, grads = case.step
+    names = {k.removeprefix("grad/") for k in case.npz if k.startswith("grad/")}
+    assert names == {row.original for row in case.rows}
+    assert len(names) == case.json["grad_keys"]
+    for row in case.rows:
+        theirs = row.transform(case.npz[f"grad/{row.original}"])
+        assert rel(slot(grads, row), theirs) < 1e-4, row.original
+
+
+def test_one_adam_step(case):
+    """The original `FusedAdam` step from the original's gradients (so that the step alone is
+    checked): the clipping norm, then every stored param (`adam_step1/<name>`) to float32
+    rounding: within 2 ulps of the tensor's largest value."""
+    opt = case.json["optimizer"]
+    cfg = OptimConfig(
+        lr=opt["lr"], lr_warmup=0, beta1=opt["betas"][0], beta2=opt["betas"][1], eps=opt["eps"],
+        weight_decay=opt["weight_decay"], clip=opt["clip"],
+    )  # fmt: skip
+    grads = from_original(case.params, case.rows, {row.original: case.npz[f"grad/{row.original}"] for row in case.rows})
+    assert abs(float(global_norm(grads)) / opt["grad_norm"] - 1) < 1e-6
+    # The step is elementwise but for the global norm: on the params raveled into one leaf it
+    # is the same arithmetic, and compiles in no time (the tree form: test_train_optim.py).
+    flat, unravel = ravel_pytree(case.params)
+    tx = original_adam(cfg)
+    updates, state = jax.jit(tx.update)(ravel_pytree(grads)[0], tx.init(flat), flat)
+    stepped = unravel(optax.apply_updates(flat, updates))
+    assert int(state.count) == 1
+    checked = {row.original for row in case.rows if row.original in opt["adam_step1_keys"]}
+    assert checked == set(opt["adam_step1_keys"])
+    for row in case.rows:
+        if row.original in checked:
+            ours, theirs = slot(stepped, row), row.transform(case.npz[f"adam_step1/{row.original}"])
+            start = slot(case.params, row)
+            assert np.abs(theirs - start).max() > 0, row.original  # the step moved it
+            assert np.abs(ours - theirs).max() <= 2 * np.spacing(np.abs(theirs).max()), row.original
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["prior_5b_level2"], indirect=True)  # one structure is enough
+def test_dropout_draws_from_the_rng(case):
+    """With dropout on (rates > 0), a key gives a different loss, the same key the same loss,
+    and no key the deterministic loss."""
+    t = dataclasses.replace(case.cfg.transformer, attn_dropout=0.2, resid_dropout=0.2, emb_dropout=0.2)
+    cfg = dataclasses.replace(case.cfg, transformer=t)
+    loss = jax.jit(lambda rng: prior_loss(cfg, case.params, *case.inputs, rng=rng)[0])
+    a, b = float(loss(jax.random.key(1))), float(loss(jax.random.key(2)))
+    assert a != b and float(loss(jax.random.key(1))) == a
+    base = float(case.step[0][0])  # no dropout
+    assert a != base and float(loss(None)) == pytest.approx(base, rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["prior_5b_level2"], indirect=True)  # one structure is enough
+def test_remat_and_unrolled_give_the_same_gradients(case):
+    """Recomputing the layers in the backward pass (the original's `checkpoint_res`) and the
+    unrolled stack change nothing beyond float32 reassociation."""
+    _, base = case.step
+    for kw in ({"remat": Remat.FULL}, {"execution": Execution.UNROLLED}):
+        _, grads = prior_value_and_grad(case.cfg, case.params, *case.inputs, **kw)
+        errors = jax.tree.map(rel, grads, base)
+        assert max(jax.tree.leaves(errors)) < 1e-5, (kw, errors)
+
+
+@pytest.mark.parametrize("case", ["upsampler_level0"], indirect=True)  # one structure is enough
+def test_bad_shapes_are_refused(case):
+    tokens, labels, upper = case.inputs
+    with pytest.raises(InputError, match="upper_codes must be"):
+        prior_loss(case.cfg, case.params, tokens, labels, None)
+    with pytest.raises(InputError, match="labels must be"):
+        prior_loss(case.cfg, case.params, tokens, labels[:, :-1], upper)
+    with pytest.raises(InputError, match="tokens must be"):
+        prior_loss(case.cfg, case.params, jnp.zeros((2, case.cfg.n_ctx + 1), jnp.int32), labels, upper)
+
+
+@pytest.mark.parametrize("case", ["prior_5b_level2"], indirect=True)  # one structure is enough
+def test_grow_label_tables(case):
+    """New artists and genres for fine-tuning: old ids give exactly the old logits, new rows
+    are drawn as the original draws these tables (normal, std 0.01 * init_scale), and a new id
+    changes the logits."""
+    old = case.cfg.labels
+    labels = dataclasses.replace(old, artist_bins=old.artist_bins + 3000, genre_bins=old.genre_bins + 5)
+    cfg, params = grow_label_tables(case.cfg, case.params, labels, jax.random.key(0))
+    assert cfg.labels == labels
+    tables = params["labels"]
+    for name, n_old in (("artist_emb", old.artist_bins), ("genre_emb", old.genre_bins)):
+        np.testing.assert_array_equal(tables[name]["embedding"][:n_old], case.params["labels"][name]["embedding"])
+    new_rows = np.asarray(tables["artist_emb"]["embedding"][old.artist_bins :])  # [3000, w]: 384k draws
+    assert new_rows.shape == (3000, cfg.transformer.width)
+    assert abs(new_rows.std() / (0.01 * cfg.transformer.init_scale) - 1) < 0.01 and abs(new_rows.mean()) < 1e-4
+    tokens, y, upper = case.inputs
+    old_ctx, new_ctx = condition(case.cfg, case.params, y), condition(cfg, params, y)
+    np.testing.assert_array_equal(new_ctx.start, old_ctx.start)  # the artist and genre embeddings
+    np.testing.assert_array_equal(new_ctx.x_cond, old_ctx.x_cond)  # timing
+    logits = forward(cfg, params, tokens, y, upper).logits  # the rest of the prior is untouched
+    assert np.abs(logits - case.npz["logits"]).max() < 1e-5 * np.abs(case.npz["logits"]).max()
+    start = condition(cfg, params, y.at[:, 3].set(labels.artist_bins - 1)).start
+    assert np.abs(start - old_ctx.start).max() > 0.1 * np.abs(old_ctx.start).max()
+    with pytest.raises(ConfigError, match="can only grow"):
+        grow_label_tables(cfg, params, old, jax.random.key(0))
+    with pytest.raises(ConfigError, match="only artist_bins and genre_bins"):
+        grow_label_tables(case.cfg, case.params, dataclasses.replace(labels, t_bins=64), jax.random.key(0))
