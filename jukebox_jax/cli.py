@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jukebox_jax import checkpoint, cli_data, cli_sample
+from jukebox_jax import checkpoint, cli_data, cli_sample, cli_train
 from jukebox_jax.audio import test_signal
 from jukebox_jax.config import DType
 from jukebox_jax.errors import JukeboxError
@@ -120,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     sample = sub.add_parser("sample", help="windowed multi-level sampling (resumable)", description=cli_sample.DESCRIPTION)
     cli_sample.add_arguments(sample)
     cli_data.add_arguments(sub.add_parser("data", help="make datasets (`data synth`: the synthetic music)"))
+    train = sub.add_parser("train", help="train or fine-tune a VQ-VAE or a prior (resumable)", description=cli_train.__doc__.split("\n\n")[0])
+    cli_train.add_arguments(train)
     args = parser.parse_args(argv)
     if args.command == "demo":
         if args.seconds > DEMO_MAX_SECONDS:
@@ -134,6 +136,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(f"jukebox-jax sample: cannot write {e.filename or args.out}: {e.strerror or e}")
     elif args.command == "data":
         cli_data.run(args)
+    elif args.command == "train":
+        try:
+            cli_train.run(args)
+        except JukeboxError as e:
+            train.error(str(e))
+        except OSError as e:
+            sys.exit(f"jukebox-jax train: {e.filename or args.out}: {e.strerror or e}")
     else:
         convert(args.sources, args.out, args.config, args.dtype)
 

@@ -77,9 +77,13 @@ def _released(kind: str, name: str, key: str, v3: bool) -> int:
     return _lookup(kind, name, key, _table(kind, v3), "v3" if v3 else "v2", "Use 'unknown' for id 0.")
 
 
-def _own(kind: str, name: str, names: tuple[str, ...]) -> int:
+def _own(kind: str, name: str, names: tuple[str, ...], v3: bool) -> int:
+    """The position of `name` in a model's own table; as written (any case), or normalised as
+    the released tables are (a fine-tuned model's table starts with the released names)."""
     table = {n.lower(): i for i, n in enumerate(names)}
-    return _lookup(kind, name, name.lower(), table, "model's", f"This model knows {', '.join(map(repr, names))}.")
+    key = name.lower() if name.lower() in table else normalize(name, v3)
+    known = ", ".join(map(repr, names[:20])) + (", ..." if len(names) > 20 else "")
+    return _lookup(kind, name, key, table, "model's", f"This model knows {known}.")
 
 
 def artist_id(artist: str, v3: bool) -> int:
@@ -136,11 +140,11 @@ def song_labels(cfg: PriorConfig, total_length: int, artist: Artist = "unknown",
         return SongLabels(total_length, 0, (), (), offset)
     lab, v3 = cfg.labels, cfg.labels.v3
     if isinstance(artist, str):
-        a = artist_id(artist, v3) if lab.artists is None else _own("artist", artist, lab.artists)
+        a = artist_id(artist, v3) if lab.artists is None else _own("artist", artist, lab.artists, v3)
     else:
         a = _ids("artist", (artist,), lab.artist_bins)[0]
     if isinstance(genre, str):
-        genres = genre_ids(genre, v3) if lab.genres is None else (_own("genre", genre, lab.genres),)
+        genres = genre_ids(genre, v3) if lab.genres is None else (_own("genre", genre, lab.genres, v3),)
     else:
         genres = _ids("genre", (genre,) if _is_int(genre) else genre, lab.genre_bins)
     if len(genres) > lab.max_bow_genre_size:

@@ -170,10 +170,12 @@ def fit(
     eval_batches: Callable[[], Iterator[Batch]] | None = None,
     mesh: Mesh | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    on_save: Callable[[TrainState], None] | None = None,
 ) -> TrainState:
     """Runs `state` from its step to `run.config.steps`: `batches(i)` is batch i (pure in i),
     `step` is jitted here. Checkpoints and metrics go to `run`; `on_step(i, metrics)` is the
-    caller's progress hook (a bar). Returns the final state (also checkpointed)."""
+    caller's progress hook (a bar), `on_save(state)` follows each checkpoint (e.g. writes the
+    model). Returns the final state (also checkpointed)."""
     cfg = run.config
     jitted, jitted_eval = jit_step(step), None if evaluate is None else jax.jit(evaluate)
     state = place(state, mesh)
@@ -187,6 +189,8 @@ def fit(
             )
         if (i + 1) % cfg.save_every == 0 or i + 1 == cfg.steps:
             run.save(state)
+            if on_save is not None:
+                on_save(state)
         if on_step is not None:
             on_step(i + 1, record)
     return state

@@ -1,0 +1,417 @@
+"""`jukebox-jax train vqvae|prior`: train a VQ-VAE or one prior on a folder of songs, or
+fine-tune one from a checkpoint, into a run folder that `--resume` continues.
+
+    OUT/run.json, OUT/checkpoints/N/, OUT/metrics.jsonl   the run (`train/loop.py`)
+    OUT/codes/                                           a prior's training codes, encoded once
+    OUT/model/                                           the trained model (`Jukebox.load`), written
+                                                         with every checkpoint
+
+A prior's model holds the parts of the `--vqvae` checkpoint it was trained with (the VQ-VAE
+and any priors) plus itself, so training the top prior from a VQ-VAE, then each upsampler
+from the model before, ends in one model that `jukebox-jax sample --model` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from jukebox_jax import checkpoint
+from jukebox_jax.cli_sample import device_mesh, positive_float, positive_int, seed
+from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, preset
+from jukebox_jax.errors import InputError
+from jukebox_jax.jukebox import Jukebox
+from jukebox_jax.labels import SongLabels, window_labels
+from jukebox_jax.prior.transformer import Remat
+from jukebox_jax.train import data, loop, optim, steps
+from jukebox_jax.train import vqvae as vqvae_train
+
+MODEL = "model"
+CODES = "codes"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="part", required=True)
+    v = sub.add_parser("vqvae", help="train a VQ-VAE on a folder of audio")
+    q = sub.add_parser("prior", help="train one prior on a folder of audio (encoded once) or of codes")
+    for x in (v, q):
+        x.add_argument(
+            "--data",
+            type=Path,
+            required=True,
+            help="a folder of songs (wav, flac, ogg, mp3; metadata.json for labels) or, for a prior, of codes",
+        )
+        x.add_argument("--out", type=Path, required=True, help="the run folder")
+        x.add_argument(
+            "--config",
+            help="the structure of a new model: a preset (e.g. small_vqvae, small_top) or a JukeboxConfig JSON file",
+        )
+        x.add_argument(
+            "--init", type=Path, help="fine-tune: start from this checkpoint's part instead of random weights"
+        )
+        x.add_argument("--steps", type=positive_int, default=1000, help="optimizer steps in all (default: %(default)s)")
+        x.add_argument("--batch-size", type=positive_int, default=8, help="windows per step (default: %(default)s)")
+        x.add_argument("--lr", type=positive_float, default=3e-4, help="peak learning rate (default: %(default)g)")
+        x.add_argument("--warmup", type=float, default=100.0, help="learning-rate warmup steps (default: %(default)g)")
+        x.add_argument(
+            "--linear-decay",
+            type=positive_int,
+            help="decay the learning rate linearly to 0 over this many steps, after the warmup",
+        )
+        x.add_argument(
+            "--weight-decay",
+            type=float,
+            default=0.0,
+            help="the original's weight decay (its README trains with 0.01; default: %(default)g)",
+        )
+        x.add_argument(
+            "--ema",
+            type=float,
+            help="also keep an EMA of the weights with this decay, e.g. 0.999 (saved in the checkpoints)",
+        )
+        x.add_argument(
+            "--save-every", type=positive_int, default=200, help="checkpoint every N steps (default: %(default)s)"
+        )
+        x.add_argument(
+            "--eval-every",
+            type=int,
+            default=200,
+            help="evaluate on the held-out songs every N steps; 0 never (default: %(default)s)",
+        )
+        x.add_argument(
+            "--eval-fraction", type=float, default=0.1, help="share of the songs held out (default: %(default)g)"
+        )
+        x.add_argument(
+            "--seed", type=seed, default=0, help="seed of the init, the windows and every draw (default: %(default)s)"
+        )
+        x.add_argument(
+            "--resume", action="store_true", help="continue the run in --out (same settings; --steps may grow)"
+        )
+        x.add_argument("--mesh", help="data-parallel over devices: 'data=N' (the batch splits over data)")
+    v.add_argument(
+        "--seconds", type=positive_float, default=1.0, help="window length in seconds (default: %(default)g)"
+    )
+    q.add_argument("--level", type=int, required=True, help="the prior's level: 2 the top, 1 and 0 the upsamplers")
+    q.add_argument(
+        "--vqvae",
+        type=Path,
+        help="a checkpoint with the VQ-VAE that encodes --data (and any priors): they join the model",
+    )
+    q.add_argument(
+        "--remat",
+        choices=[r.value for r in Remat],
+        default="none",
+        help="recompute layers in the backward pass (default: %(default)s)",
+    )
+    q.add_argument(
+        "--compute-dtype",
+        choices=[d.value for d in DType],
+        default="float32",
+        help="mixed precision: activations in this dtype, weights and optimizer float32 (default: %(default)s)",
+    )
+
+
+def _optim(args: argparse.Namespace) -> optim.OptimConfig:
+    linear = args.linear_decay is not None
+    return optim.OptimConfig(
+        lr=args.lr,
+        lr_warmup=args.warmup,
+        lr_use_linear_decay=linear,
+        lr_start_linear_decay=int(args.warmup) if linear else 0,
+        lr_decay=float(args.linear_decay) if linear else 1e10,
+        weight_decay=args.weight_decay,
+        ema_mu=args.ema,
+    )
+
+
+def _structure(name: str | None) -> JukeboxConfig:
+    """`--config`: a preset or a JukeboxConfig JSON file."""
+    if name is None:
+        raise InputError("give --config (the structure of a new model) or --init (a checkpoint to fine-tune)")
+    path = Path(name)
+    if path.suffix == ".json" or path.is_file():
+        try:
+            return JukeboxConfig.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError) as e:
+            raise InputError(f"--config {path}: not a readable JukeboxConfig JSON file ({e})") from None
+    part = preset(name)
+    return JukeboxConfig(vqvae=part) if isinstance(part, VQVAEConfig) else JukeboxConfig(priors=(part,))
+
+
+def _spec(args: argparse.Namespace, **extra) -> dict:
+    """What `--resume` must find unchanged."""
+    keep = (
+        "part",
+        "data",
+        "config",
+        "init",
+        "batch_size",
+        "lr",
+        "warmup",
+        "linear_decay",
+        "weight_decay",
+        "ema",
+        "eval_fraction",
+        "seed",
+    )
+    spec = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in keep}
+    return {**spec, **extra}
+
+
+def _progress(total: int, done: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=done, unit="step", desc="training", smoothing=0.1)
+
+    def on_step(i: int, metrics: dict[str, float]) -> None:
+        bar.set_postfix(loss=f"{metrics['loss']:.4g}", refresh=False)
+        bar.update(i - bar.n)
+
+    return bar, on_step
+
+
+def _fit(args, task, state_of, batches, eval_batches, save_model) -> None:
+    """Starts or resumes the run, trains, and writes the model with every checkpoint."""
+    import jax
+
+    run = loop.Run(args.out, loop.RunConfig(args.steps, args.save_every, args.eval_every, seed=args.seed))
+    start = run.start(_spec(args, task=json.dumps(dataclasses.asdict(task), default=str)), args.resume)
+    state = state_of()
+    if start:
+        state = run.restore(state)
+    bar, on_step = _progress(args.steps, start)
+    try:
+        loop.fit(
+            task.step,
+            state,
+            batches,
+            run,
+            evaluate=task.evaluate,
+            eval_batches=eval_batches,
+            mesh=device_mesh(args.mesh),
+            on_step=on_step,
+            on_save=lambda s: save_model(jax.device_get(s.params)),  # the model follows every checkpoint
+        )
+    except KeyboardInterrupt:
+        raise SystemExit(
+            f"interrupted: {args.out} keeps its newest checkpoint; the same command with --resume continues"
+        ) from None
+    finally:
+        bar.close()
+    print(f"trained {args.steps} steps -> {args.out / MODEL} (metrics: {args.out / loop.METRICS})")
+
+
+def _held_out(windows, batch_size: int, arrays=lambda b: b):
+    """The held-out batches, all of one size (one shape to compile): whole batches of
+    `batch_size`, or one smaller batch of every window when there are fewer."""
+    if windows is None:
+        return None
+    tiles = [arrays(b) for b in windows.eval_batches(batch_size)]
+    full = [t for t in tiles if len(next(iter(t.values()))) == batch_size]
+    held = full or tiles[:1]
+    return lambda: iter(held)
+
+
+# -- VQ-VAE -------------------------------------------------------------------------------
+
+
+def train_vqvae(args: argparse.Namespace) -> None:
+    import jax
+
+    if args.init is not None:
+        base = Jukebox.load(args.init)
+        if base.config.vqvae is None:
+            raise InputError(f"--init {args.init} holds no VQ-VAE")
+        cfg, params = base.config.vqvae, base.params["vqvae"]
+    else:
+        cfg = _structure(args.config).vqvae
+        if cfg is None:
+            raise InputError(f"--config {args.config} is not a VQ-VAE")
+        params = Jukebox.init(JukeboxConfig(vqvae=cfg), jax.random.key(args.seed)).params["vqvae"]
+    folder = data.audio_folder(args.data, cfg.sample_rate)
+    train, held = folder.split(args.eval_fraction)
+    hop = cfg.hop_lengths[-1]
+    length = max(hop, round(args.seconds * cfg.sample_rate) // hop * hop)
+    windows, held_windows = (
+        data.AudioWindows(folder, train, length),
+        data.AudioWindows(folder, held, length) if held else None,
+    )
+    first = windows.batch(args.seed, 0, args.batch_size).x
+    bandwidth = vqvae_train.calculate_bandwidth(
+        np.concatenate([windows.batch(args.seed, i, args.batch_size).x for i in range(4)])
+    )
+    task = steps.VQVAETask(cfg, _optim(args), bandwidth)
+    out = args.out / MODEL
+
+    _fit(
+        args,
+        task,
+        lambda: task.init(params, first, args.seed, trained=args.init is not None),
+        lambda i: {"audio": windows.batch(args.seed, i, args.batch_size).x},
+        _held_out(held_windows, args.batch_size, lambda b: {"audio": b.x}),
+        lambda p: checkpoint.save(out, JukeboxConfig(vqvae=cfg), {"vqvae": p}),
+    )
+
+
+# -- Priors -------------------------------------------------------------------------------
+
+
+def _adapted(prior: PriorConfig, vq: VQVAEConfig, folder: data.Folder) -> PriorConfig:
+    """A new prior's preset fitted to the VQ-VAE (codebook, hops, sample rate) and to the
+    data's own label tables (artists, genres, lyric characters)."""
+    prior = dataclasses.replace(prior, l_bins=vq.l_bins, downs_t=vq.downs_t, strides_t=vq.strides_t)
+    if prior.labels is None:
+        return prior
+    lab = dataclasses.replace(
+        prior.labels,
+        sample_rate=vq.sample_rate,
+        artists=folder.artists or ("unknown",),
+        genres=folder.genres or ("unknown",),
+        artist_bins=max(1, len(folder.artists)),
+        genre_bins=max(1, len(folder.genres)),
+        max_bow_genre_size=1,
+    )
+    if prior.lyrics is Lyrics.NONE:
+        return dataclasses.replace(prior, labels=lab)
+    chars = "".join(sorted({c for s in folder.songs for c in s.lyrics}))
+    return dataclasses.replace(prior, labels=dataclasses.replace(lab, lyric_chars=chars), n_vocab=len(chars) + 1)
+
+
+def _codes(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
+    """The codes of `--data`: itself if it is a codes folder, else encoded once into OUT/codes."""
+    if any(args.data.rglob("*.npz")):
+        return data.codes_folder(args.data)
+    if base is None or base.config.vqvae is None:
+        raise InputError(f"--data {args.data} holds audio: give --vqvae, a checkpoint with the VQ-VAE that encodes it")
+    from tqdm import tqdm
+
+    with tqdm(unit="song", desc="encoding") as bar:
+        return data.encode_folder(base, args.data, args.out / CODES, on_song=lambda name, skipped: bar.update())
+
+
+def train_prior(args: argparse.Namespace) -> None:
+    import jax
+
+    from jukebox_jax import prior as prior_lib
+    from jukebox_jax import tokenizer
+
+    base = Jukebox.load(args.vqvae) if args.vqvae else None
+    folder = _codes(args, base)
+    if args.init is not None:
+        init = Jukebox.load(args.init)
+        if args.level not in [p.level for p in init.config.priors]:
+            raise InputError(f"--init {args.init} holds no level-{args.level} prior")
+        cfg, params = init.config.prior(args.level), init.params[f"prior_level_{args.level}"]
+        cfg, params = with_labels_of(cfg, params, folder, jax.random.key(args.seed))
+    else:
+        cfg = _structure(args.config).priors[0] if _structure(args.config).priors else None
+        if cfg is None:
+            raise InputError(f"--config {args.config} is not a prior")
+        vq = base.config.vqvae if base else None
+        if vq is None:
+            raise InputError("a new prior needs --vqvae (its codebook size, hops and sample rate)")
+        cfg = _adapted(dataclasses.replace(cfg, level=args.level), vq, folder)
+        params = prior_lib.init_params(cfg, jax.random.key(args.seed))
+    upper = cfg.conditioner is not None
+    train, held = folder.split(args.eval_fraction)
+    windows = data.CodesWindows.load(folder, train, args.level, cfg.n_ctx, upper=upper)
+    held_windows = data.CodesWindows.load(folder, held, args.level, cfg.n_ctx, upper=upper) if held else None
+    lab = cfg.labels
+    ids = _label_ids(cfg, folder)
+    lyrics = {
+        s.name: tokenizer.lyric_tokens(s.lyrics, lab.v3, tokenizer.lyric_chars(lab)) if cfg.n_tokens and lab else ()
+        for s in folder.songs
+    }
+
+    def arrays(b: data.Batch) -> dict[str, np.ndarray]:
+        rows = [
+            window_labels(
+                cfg, SongLabels(int(t), ids["artist"][a], (ids["genre"][g],) if lab else (), lyrics[s], int(o)), 0
+            )
+            for s, a, g, o, t in zip(b.songs, b.artist, b.genre, b.offset, b.total_length)
+        ]
+        out = {"tokens": b.x, "labels": np.stack(rows).astype(np.int32)}
+        return out if b.upper is None else {**out, "upper": b.upper}
+
+    task = steps.PriorTask(cfg, _optim(args), Remat(args.remat), DType(args.compute_dtype))
+    parts = base.config if base else JukeboxConfig()
+    model_cfg = dataclasses.replace(parts, priors=tuple(p for p in parts.priors if p.level != args.level) + (cfg,))
+    others = {} if base is None else {k: v for k, v in base.params.items() if k != f"prior_level_{args.level}"}
+    out = args.out / MODEL
+    _fit(
+        args,
+        task,
+        lambda: task.init(params, args.seed),
+        lambda i: arrays(windows.batch(args.seed, i, args.batch_size)),
+        _held_out(held_windows, args.batch_size, arrays),
+        lambda p: checkpoint.save(out, model_cfg, {**others, f"prior_level_{args.level}": p}),
+    )
+
+
+def with_labels_of(cfg: PriorConfig, params: dict, folder: data.Folder, key) -> tuple[PriorConfig, dict]:
+    """A prior to fine-tune on `folder`: the artists and genres it does not know get new ids
+    after its own (new embedding rows, `train.prior.grow_label_tables`), and its tables
+    become its own, named (the released names by id, then the new ones; a released id with no
+    name is called `<kind> <id>`; id 0 is `unknown`). Unchanged if it knows every name."""
+    from jukebox_jax import tokenizer
+    from jukebox_jax.train.prior import grow_label_tables
+
+    lab = cfg.labels
+    if lab is None:
+        return cfg, params
+    tables = {}
+    for kind, names, bins, own in (
+        ("artist", folder.artists, lab.artist_bins, lab.artists),
+        ("genre", folder.genres, lab.genre_bins, lab.genres),
+    ):
+        unknown = []
+        for name in names:
+            try:
+                tokenizer.song_labels(
+                    cfg, 1, **({"artist": name, "genre": 0} if kind == "artist" else {"artist": 0, "genre": name})
+                )
+            except InputError:
+                unknown.append(name)
+        if own is None and unknown:
+            by_id = {0: "unknown"}
+            for n, i in tokenizer.id_table(kind, lab.v3).items():
+                if n:
+                    by_id.setdefault(i, n)  # an id's first name in the table
+            own = tuple(by_id.get(i, f"{kind} {i}") for i in range(bins))
+        tables[kind] = own if not unknown else (*own, *unknown)
+    if tables["artist"] == lab.artists and tables["genre"] == lab.genres:
+        return cfg, params
+    grown = dataclasses.replace(
+        lab,
+        artists=tables["artist"],
+        genres=tables["genre"],
+        artist_bins=max(lab.artist_bins, len(tables["artist"] or ())),
+        genre_bins=max(lab.genre_bins, len(tables["genre"] or ())),
+    )
+    return grow_label_tables(cfg, params, grown, key)
+
+
+def _label_ids(cfg: PriorConfig, folder: data.Folder) -> dict[str, list[int]]:
+    """The prior's artist and genre id of each of the folder's names (positions in its
+    tables); a name the prior does not know is an error naming the fix."""
+    from jukebox_jax import tokenizer
+
+    if cfg.labels is None:
+        return {"artist": [0] * max(1, len(folder.artists)), "genre": [0] * max(1, len(folder.genres))}
+    out = {}
+    for kind, names in (("artist", folder.artists or ("unknown",)), ("genre", folder.genres or ("unknown",))):
+        out[kind] = []
+        for name in names:
+            song = tokenizer.song_labels(
+                cfg, 1, **({"artist": name, "genre": 0} if kind == "artist" else {"artist": 0, "genre": name})
+            )
+            out[kind].append(song.artist if kind == "artist" else song.genres[0])
+    return out
+
+
+def run(args: argparse.Namespace) -> None:
+    (train_vqvae if args.part == "vqvae" else train_prior)(args)

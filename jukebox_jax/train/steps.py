@@ -1,0 +1,147 @@
+"""The two training steps the loop runs, as `(state, batch) -> (state, metrics)` functions:
+`vqvae_step` (reconstruction, commitment and spectral losses; the codebooks learned by their
+EMA) and `prior_step` (next-token and lyric losses in bits). Each also has an `init` and an
+`evaluate` (the loss on held-out batches, no update). Batches are dicts of arrays:
+
+    VQ-VAE: audio [b, t, 1] float32
+    prior:  tokens [b, n_ctx] int32, labels [b, n_labels] int32, upper [b, n_ctx / down] int32
+            (upsamplers only)
+
+Both steps draw every random number from the state's key, so a step is a pure function.
+Metrics: the losses, `grad_norm` (before clipping), `lr` (of this step), and for the VQ-VAE the
+codebook usage; the original's names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jukebox_jax.config import DType, PriorConfig, VQVAEConfig
+from jukebox_jax.prior.transformer import Remat
+from jukebox_jax.train import codebook, optim
+from jukebox_jax.train import prior as prior_train
+from jukebox_jax.train import vqvae as vqvae_train
+from jukebox_jax.train.loop import Metrics, TrainState, new_key
+from jukebox_jax.vqvae import VQVAE
+
+Params = dict
+
+
+def _split(state: TrainState) -> tuple[jax.Array, jax.Array]:
+    """(the state's next raw key, a typed key for this step's draws)."""
+    key, sub = jax.random.split(jax.random.wrap_key_data(state.key))
+    return jax.random.key_data(key), sub
+
+
+def _optimizer_metrics(tx_cfg: optim.OptimConfig, grads: Params, count: jax.Array) -> Metrics:
+    return {"grad_norm": optim.global_norm(grads), "lr": optim.lr_schedule(tx_cfg)(count)}
+
+
+# -- VQ-VAE ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class VQVAETask:
+    """Trains a VQ-VAE: `params` holds every level's encoder, decoder and codebook; the
+    optimizer sees the encoders and decoders only (`vqvae.trainable_params`) and the codebooks
+    follow their EMA (`TrainState.aux`: one `CodebookState` per level)."""
+
+    config: VQVAEConfig
+    optim: optim.OptimConfig
+    bandwidth: vqvae_train.Bandwidth
+    loss: vqvae_train.VQVAELoss = dataclasses.field(default_factory=vqvae_train.VQVAELoss)
+
+    @property
+    def tx(self) -> optax.GradientTransformation:
+        return optim.original_adam(self.optim)
+
+    def init(self, params: Params, audio: jax.Array, seed: int, trained: bool) -> TrainState:
+        """The state before step 0. `trained` params keep their codebooks (original
+        `restore_k`, usage counted for windows of `audio`'s length); new ones draw each codebook
+        from the encoder outputs of the first batch `audio [b, t, 1]` (original `init_k`)."""
+        cfg = self.config
+        if trained:
+            states = vqvae_train.restore_states(cfg, params, audio.shape[1])
+        else:
+            keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 1), cfg.levels)
+            codebooks, states = [], []
+            for level, key in enumerate(keys):
+                x = VQVAE(cfg).apply({"params": params}, audio, level, method=VQVAE.encode_continuous)  # [b, s, d]
+                k, state = codebook.init_state(x.reshape(-1, cfg.emb_width), key, cfg.l_bins)
+                codebooks.append(k)
+                states.append(jax.tree.map(jnp.copy, state))  # not the codebook's buffer: the step donates both
+            params = vqvae_train.with_codebooks(params, codebooks)
+        trainable = vqvae_train.trainable_params(params)
+        return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(trainable), states, new_key(seed))
+
+    def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+        key, sub = _split(state)
+        _, grads, codebooks, states, metrics = vqvae_train.vqvae_step(
+            self.config, self.loss, state.params, state.aux, batch["audio"], self.bandwidth, sub
+        )
+        trainable = vqvae_train.trainable_params(state.params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, trainable)
+        params = vqvae_train.with_codebooks({**state.params, **optax.apply_updates(trainable, updates)}, codebooks)
+        metrics.update(_optimizer_metrics(self.optim, grads, state.opt_state.count))
+        return TrainState(state.step + 1, params, opt_state, states, key), metrics
+
+    def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
+        """The held-out losses (codes picked by the current codebooks; no update)."""
+        loss, aux = vqvae_train.vqvae_loss(self.config, self.loss, state.params, batch["audio"], self.bandwidth)
+        return dict(aux["metrics"], loss=loss)
+
+
+# -- Priors ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorTask:
+    """Trains one prior on its canonical params. `remat` recomputes layers in the backward
+    pass; `compute` other than float32 is mixed precision (float32 weights and optimizer,
+    activations in 16 bits)."""
+
+    config: PriorConfig
+    optim: optim.OptimConfig
+    remat: Remat = Remat.NONE
+    compute: DType = DType.FLOAT32
+
+    @property
+    def model(self) -> PriorConfig:
+        """The config the step runs: the prior's, computing in `compute`."""
+        p = self.config.precision
+        return dataclasses.replace(
+            self.config, precision=dataclasses.replace(p, compute=self.compute, cache=self.compute)
+        )
+
+    @property
+    def tx(self) -> optax.GradientTransformation:
+        return optim.original_adam(self.optim)
+
+    def init(self, params: Params, seed: int) -> TrainState:
+        return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params), None, new_key(seed))
+
+    def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+        key, sub = _split(state)
+        dropout = sub if _has_dropout(self.config) else None
+
+        def loss(params):
+            return prior_train.prior_loss(
+                self.model, params, batch["tokens"], batch["labels"], batch.get("upper"), rng=dropout, remat=self.remat
+            )
+
+        (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        metrics.update(_optimizer_metrics(self.optim, grads, state.opt_state.count))
+        return TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state, None, key), metrics
+
+    def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
+        return prior_train.prior_loss(self.model, state.params, batch["tokens"], batch["labels"], batch.get("upper"))[1]
+
+
+def _has_dropout(cfg: PriorConfig) -> bool:
+    t = cfg.transformer
+    return any((t.attn_dropout, t.resid_dropout, t.emb_dropout))

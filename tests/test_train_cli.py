@@ -1,0 +1,167 @@
+"""`jukebox-jax train`: a VQ-VAE and the three priors train from the command line into one
+model that samples; a killed run resumes to bit-identical parameters; a converted prior
+fine-tunes on songs by artists it has never seen; bad settings are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jukebox_jax import Jukebox, tokenizer
+from jukebox_jax.cli import main
+from jukebox_jax.synth.dataset import SynthConfig, generate
+
+FAST = ["--batch-size", "2", "--save-every", "2", "--eval-every", "2"]
+
+
+def cli(command: str) -> None:
+    main(shlex.split(command))
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, SynthConfig(songs=6, seconds=2.0, sample_rate=16000, vocals=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def vqvae(songs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "vqvae"
+    cli(f"train vqvae --data {songs} --out {out} --config tiny_vqvae --steps 3 --seconds 0.05 {' '.join(FAST)}")
+    return out / "model"
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_vqvae_run(vqvae):
+    run = vqvae.parent
+    rows = metrics(run)
+    steps = [r for r in rows if "eval" not in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    for key in ("loss", "recons_loss", "commit_loss", "grad_norm", "lr", "usage", "entropy"):
+        assert all(np.isfinite(r[key]) for r in steps), key
+    assert [r["lr"] for r in steps] == pytest.approx([0, 3e-6, 6e-6])  # the original's warmup
+    assert [r["step"] for r in rows if "eval" in r] == [2, 3]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["2", "3"]
+    jb = Jukebox.load(vqvae)
+    assert jb.config.vqvae.l_bins == 64 and not jb.config.priors
+
+
+@pytest.mark.slow
+def test_hierarchy_trains_into_one_model_that_samples(songs, vqvae, tmp_path):
+    """Top prior from the VQ-VAE (the audio encoded once), each upsampler from the model
+    before, then `sample` with the synthetic set's own artist and genre names."""
+    cli(
+        f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {tmp_path / 'top'} --config tiny_5b --steps 2 {' '.join(FAST)}"
+    )
+    cli(
+        f"train prior --level 1 --data {tmp_path / 'top' / 'codes'} --vqvae {tmp_path / 'top' / 'model'} --out {tmp_path / 'up1'} --config tiny_upsampler_level_1 --steps 2 {' '.join(FAST)}"
+    )
+    cli(
+        f"train prior --level 0 --data {tmp_path / 'top' / 'codes'} --vqvae {tmp_path / 'up1' / 'model'} --out {tmp_path / 'up0'} --config tiny_upsampler_level_0 --steps 2 {' '.join(FAST)}"
+    )
+    jb = Jukebox.load(tmp_path / "up0" / "model")
+    assert [p.level for p in jb.config.priors] == [0, 1, 2]
+    meta = json.loads((songs / "metadata.json").read_text())
+    for p in jb.config.priors:
+        assert p.labels.artists == tuple(meta["artists"]) and p.labels.genres == tuple(meta["genres"])
+        assert p.l_bins == jb.config.vqvae.l_bins and p.labels.sample_rate == jb.config.vqvae.sample_rate
+    top = metrics(tmp_path / "top")
+    assert abs(top[0]["gen_loss"] - np.log2(64)) < 0.1  # a new prior starts near uniform over the codebook
+    cli(
+        f"sample --model {tmp_path / 'up0' / 'model'} --seconds 0.15 --song-seconds 2 --artist {meta['artists'][1]} --genre {meta['genres'][0]} --out {tmp_path / 'song'}"
+    )
+    codes = np.load(tmp_path / "song" / "codes.npz")
+    assert codes["level_0"].shape[1] == 4 * codes["level_1"].shape[1] > 0
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_bit_identical(songs, vqvae, tmp_path):
+    """SIGKILL mid-run, then `--resume`: the parameters equal those of a run never stopped."""
+    top = tmp_path / "top"
+    cli(
+        f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {top} --config tiny_5b --steps 1 {' '.join(FAST)}"
+    )  # encodes the codes once
+    codes = top / "codes"
+    command = f"train prior --level 2 --data {codes} --vqvae {vqvae} --config tiny_5b --steps 8 {' '.join(FAST)}"
+    cli(f"{command} --out {tmp_path / 'straight'}")
+    argv = [sys.executable, "-m", "jukebox_jax.cli", *shlex.split(f"{command} --out {tmp_path / 'killed'}")]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "JAX_PLATFORMS": "cpu"}
+    )
+    log = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while (
+        time.time() < deadline and proc.poll() is None and not (log.is_file() and log.read_text().count('"loss"') >= 5)
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert log.read_text().count('"loss"') < 8, "the run finished before it was killed"
+    with pytest.raises(SystemExit):  # the folder holds a run: it must be resumed, not restarted
+        cli(f"{command} --out {tmp_path / 'killed'}")
+    cli(f"{command} --out {tmp_path / 'killed'} --resume")
+    a, b = (Jukebox.load(tmp_path / run / "model").params["prior_level_2"] for run in ("straight", "killed"))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    steps = [r["step"] for r in metrics(tmp_path / "killed") if "eval" not in r]
+    assert steps == list(range(1, 9))
+
+
+def test_fine_tune_a_converted_prior_on_new_artists(songs, fixtures, tmp_path):
+    """The original code's tiny 5b prior, converted, learns the synthetic set's artists and
+    genres as new ids after its own; its old label rows are untouched."""
+    from convert import convert_checkpoint
+
+    base = convert_checkpoint(fixtures / "vqvae.pth.tar", fixtures / "prior_5b_level2.pth.tar")
+    base.save(tmp_path / "base")
+    cli(
+        f"train prior --level 2 --data {songs} --vqvae {tmp_path / 'base'} --init {tmp_path / 'base'} --out {tmp_path / 'ft'} --steps 1 {' '.join(FAST)}"
+    )
+    tuned = Jukebox.load(tmp_path / "ft" / "model")
+    old, new = base.config.prior(2).labels, tuned.config.prior(2).labels
+    meta = json.loads((songs / "metadata.json").read_text())
+    assert new.artists[old.artist_bins :] == tuple(meta["artists"]) and new.artist_bins == old.artist_bins + len(
+        meta["artists"]
+    )
+    released = tokenizer.id_table("artist", False)
+    assert all(released[name] == i for i, name in enumerate(new.artists[: old.artist_bins]))  # the released names by id
+    before, after = base.params["prior_level_2"]["labels"], tuned.params["prior_level_2"]["labels"]
+    np.testing.assert_array_equal(
+        np.asarray(after["artist_emb"]["embedding"])[: old.artist_bins], np.asarray(before["artist_emb"]["embedding"])
+    )
+    ids = tokenizer.song_labels(tuned.config.prior(2), 1000, meta["artists"][0], meta["genres"][0])
+    assert ids.artist == old.artist_bins and ids.genres == (old.genre_bins,)
+    assert (
+        tokenizer.song_labels(tuned.config.prior(2), 1000, "unknown", "unknown").artist == 0
+    )  # released names keep their ids
+
+
+def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
+    cases = [
+        (f"train vqvae --data {songs} --out {tmp_path / 'a'}", "give --config"),
+        (f"train vqvae --data {songs} --out {tmp_path / 'b'} --config tiny_5b", "is not a VQ-VAE"),
+        (f"train prior --level 2 --data {songs} --out {tmp_path / 'c'} --config tiny_5b", "holds audio: give --vqvae"),
+        (
+            f"train prior --level 1 --data {songs} --vqvae {vqvae} --init {vqvae} --out {tmp_path / 'd'}",
+            "holds no level-1 prior",
+        ),
+        (f"train vqvae --data {tmp_path / 'none'} --out {tmp_path / 'e'} --config tiny_vqvae", str(tmp_path / "none")),
+    ]
+    for command, message in cases:
+        with pytest.raises(SystemExit):
+            cli(command)
+        assert message in capsys.readouterr().err, command
