@@ -32,6 +32,7 @@ from jukebox_jax.train import vqvae as vqvae_train
 
 MODEL = "model"
 CODES = "codes"
+EVAL_BATCHES = 8  # held-out batches per evaluation
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -206,13 +207,14 @@ def _fit(args, task, state_of, batches, eval_batches, save_model) -> None:
 
 
 def _held_out(windows, batch_size: int, arrays=lambda b: b):
-    """The held-out batches, all of one size (one shape to compile): whole batches of
-    `batch_size`, or one smaller batch of every window when there are fewer."""
+    """The held-out batches, all of one size (one shape to compile): at most `EVAL_BATCHES`
+    whole batches of `batch_size` spread evenly over the held-out songs' windows, or one
+    smaller batch of every window when there are fewer."""
     if windows is None:
         return None
-    tiles = [arrays(b) for b in windows.eval_batches(batch_size)]
-    full = [t for t in tiles if len(next(iter(t.values()))) == batch_size]
-    held = full or tiles[:1]
+    tiles = list(windows.eval_batches(batch_size))
+    full = [t for t in tiles if len(t.x) == batch_size] or tiles[:1]
+    held = [arrays(full[i]) for i in np.linspace(0, len(full) - 1, min(len(full), EVAL_BATCHES)).round().astype(int)]
     return lambda: iter(held)
 
 

@@ -419,7 +419,10 @@ class JukeboxConfig:
     def from_preset(cls, name: str) -> JukeboxConfig:
         """A whole released model ('5b', '5b_lyrics', '1b_lyrics': the VQ-VAE, that top prior
         and both upsamplers), or one released part alone ('vqvae', 'upsampler_level_1',
-        'upsampler_level_0'); 'tiny_' before any name gives its tiny test twin."""
+        'upsampler_level_0'); 'tiny_' before any name gives its tiny test twin; 'small' the
+        structure of the shipped default (`small_vqvae`, `small_top`, `small_upsampler_level_*`)."""
+        if name == "small":
+            return cls(vqvae=preset("small_vqvae"), priors=tuple(preset(f"small_{p}") for p in ("top", "upsampler_level_1", "upsampler_level_0")))
         if name in MODEL_PRESETS:
             p = "tiny_" if name.startswith("tiny_") else ""
             return cls(vqvae=preset(p + "vqvae"), priors=(preset(name), preset(p + "upsampler_level_1"), preset(p + "upsampler_level_0")))
@@ -510,7 +513,7 @@ def _top_5b(vq: VQVAEConfig, lyrics: bool, **sizes: Any) -> PriorConfig:
         l_bins=vq.l_bins,
         downs_t=vq.downs_t,
         strides_t=vq.strides_t,
-        labels=LabelConfig(min_duration=23.8 if lyrics else 60.0, **sizes.pop("labels", {})),
+        labels=LabelConfig(**{"min_duration": 23.8 if lyrics else 60.0, **sizes.pop("labels", {})}),
         lyrics=Lyrics.SEPARATE_ENCODER if lyrics else Lyrics.NONE,
         n_vocab=80,
         n_tokens=sizes.pop("n_tokens", 512) if lyrics else 0,
@@ -576,7 +579,30 @@ PRESETS: dict[str, VQVAEConfig | PriorConfig] = {
         0, _TINY_VQVAE, n_ctx=64, transformer=dict(width=64, depth=6, blocks=4), conditioner=dict(width=32, depth=10), labels=_TINY_LABELS
     ),
 }
-MODEL_PRESETS = ("5b", "5b_lyrics", "1b_lyrics", "tiny_5b", "tiny_5b_lyrics", "tiny_1b_lyrics")
+# The small model trained here on the synthetic songs (`jukebox-jax data synth`), shipped as the
+# default (`jukebox_jax.default`): 16 kHz, the released hops, a 256-code codebook; a top prior
+# of 5b's structure (no lyrics) over 4.1 s windows, upsamplers over 1 s and 0.26 s. Their label
+# tables are the dataset's own (set when training starts).
+_SMALL_VQVAE = VQVAEConfig(width=32, depth=3, emb_width=32, l_bins=256, multipliers=(1, 1, 1), sample_rate=16000)
+_SMALL_LABELS = {"genre_bins": 3, "artist_bins": 4, "max_bow_genre_size": 1, "sample_rate": 16000}
+_SMALL_TRANSFORMER = {"width": 192, "depth": 4, "heads": 2, "blocks": 16, "init_scale": 0.7}
+PRESETS |= {
+    "small_vqvae": _SMALL_VQVAE,
+    "small_top": _top_5b(
+        _SMALL_VQVAE,
+        lyrics=False,
+        n_ctx=512,
+        transformer={**_SMALL_TRANSFORMER, "width": 256, "depth": 6},
+        labels={**_SMALL_LABELS, "t_bins": 32, "min_duration": 5.0, "max_duration": 60.0},
+    ),
+    **{
+        f"small_upsampler_level_{level}": _upsampler(
+            level, _SMALL_VQVAE, n_ctx=512, transformer=_SMALL_TRANSFORMER, conditioner={"width": 64, "depth": 4}, labels=_SMALL_LABELS
+        )
+        for level in (1, 0)
+    },
+}
+MODEL_PRESETS = ("5b", "5b_lyrics", "1b_lyrics", "tiny_5b", "tiny_5b_lyrics", "tiny_1b_lyrics", "small")
 
 
 def preset(name: str) -> VQVAEConfig | PriorConfig:
