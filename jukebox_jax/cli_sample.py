@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jukebox_jax import checkpoint
+from jukebox_jax import checkpoint, default
 from jukebox_jax.config import MODEL_PRESETS, DType, JukeboxConfig, WeightFormat
 from jukebox_jax.errors import CheckpointError, InputError
 from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, read_codes, read_prompt
@@ -29,6 +29,7 @@ DESCRIPTION = (
 )
 MODES = ("ancestral", "continue", "upsample", "primed")
 DEFAULT_SECONDS = 20.0
+DEFAULT_SONG_SECONDS = 240.0
 TOP_HOP_FRACTION, HOP_FRACTION = 0.125, 0.5  # window hops of the top prior and of the upsamplers (the original's)
 
 
@@ -69,8 +70,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The `sample` command's options."""
     p.add_argument(
         "--model",
-        required=True,
-        help=f"a checkpoint folder (`jukebox-jax convert -o`), or a preset with RANDOM weights for a dry run: {', '.join(MODEL_PRESETS)}",
+        default=str(default.PATH),
+        help="a checkpoint folder (`jukebox-jax convert -o`, `jukebox-jax train`), or a preset with RANDOM weights for a dry "
+        f"run: {', '.join(MODEL_PRESETS)} (default: the small model trained on the synthetic songs that ships in the package; "
+        "artists lark, ember, tide, quartz; genres pop, folk, electronic)",
     )
     p.add_argument(
         "--mode",
@@ -89,7 +92,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"length to sample, at most what the model's timing conditioning covers (600 s for the released models) "
         f"(default: {DEFAULT_SECONDS:g}; --mode upsample: the length of --codes)",
     )
-    p.add_argument("--song-seconds", type=positive_float, default=240.0, help="the song length the timing labels describe (default: %(default)g)")
+    p.add_argument(
+        "--song-seconds",
+        type=positive_float,
+        help=f"the song length the timing labels describe (default: {DEFAULT_SONG_SECONDS:g}, or the longest the model's timing covers; "
+        "the default model was trained on 20 s songs)",
+    )
     p.add_argument("--n-samples", type=positive_int, help="samples to draw (default: 1; --mode continue/upsample: as many as --codes holds)")
     p.add_argument("--levels", type=int, nargs="*", help="levels to sample, e.g. 2 1 (default: every prior of the model)")
     p.add_argument("--temperature", type=finite_float, default=0.99, help="sampling temperature, > 0 (default: %(default)g)")
@@ -163,7 +171,8 @@ def plan(args: argparse.Namespace) -> Plan:
         notices += check_prompt(prompt, args.prompt_audio, args.prompt_seconds, sample_length, vq.sample_rate)
     lengths = [len(prompt.audio) // hop for hop in vq.hop_lengths] if prompt else [z.shape[1] for z in start]
     check_upper_codes(config, levels, lengths, sample_length)
-    song_length = max(sample_length, int(check_seconds("--song-seconds", args.song_seconds, config) * vq.sample_rate))
+    song_seconds = args.song_seconds or min(DEFAULT_SONG_SECONDS, max_seconds(config) or DEFAULT_SONG_SECONDS)
+    song_length = max(sample_length, int(check_seconds("--song-seconds", song_seconds, config) * vq.sample_rate))
     songs = song_labels(config, levels, song_length, args.artist, args.genre, lyrics, n)
     request = SampleRequest(levels, sample_length, args.seed, songs, level_settings(args, config, levels), job_source(args, prompt))
     if not check_out(args.out, args.resume, job_record(request, start_codes=start)) and args.resume:
