@@ -78,5 +78,7 @@ def test_run_folder_refusals(tmp_path):
         train(tmp_path, 4)
     with pytest.raises(InputError, match=r"other settings \(task\)"):
         train(tmp_path, 4, resume=True, spec={"task": "other"})
+    with pytest.raises(InputError, match="no training run to resume"):
+        train(tmp_path / "new", 4, resume=True)
     with pytest.raises(InputError, match="steps must be at least 1"):
         RunConfig(0)

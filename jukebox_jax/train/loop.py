@@ -108,6 +108,8 @@ class Run:
         import orbax.checkpoint as ocp
 
         self.out, self.config = Path(out), config
+        if self.out.exists() and not self.out.is_dir():
+            raise InputError(f"--out {self.out} is a file; give a folder for the run")
         options = ocp.CheckpointManagerOptions(max_to_keep=config.keep, create=True, enable_async_checkpointing=False)
         self._manager = ocp.CheckpointManager((self.out / CHECKPOINTS).absolute(), options=options)
 
@@ -116,6 +118,8 @@ class Run:
         checkpoint's step (0 if none). Refuses to start over a folder that holds a run."""
         record = {"run": dataclasses.asdict(self.config), "spec": spec}
         path = self.out / RUN
+        if resume and not path.is_file():
+            raise InputError(f"{self.out} holds no training run to resume; leave out --resume to start one")
         if path.is_file():
             if not resume:
                 raise InputError(
