@@ -1,4 +1,5 @@
-"""The `jukebox-jax` command line: `demo` (the main job on a built-in model), `convert` and `sample`."""
+"""The `jukebox-jax` command line: `demo` (an audio round trip through the default model), `sample`, `train`,
+`data`, `convert`."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jukebox_jax import checkpoint, cli_data, cli_sample, cli_train
-from jukebox_jax.audio import test_signal
+from jukebox_jax import checkpoint, cli_data, cli_sample, cli_train, default
 from jukebox_jax.config import DType
 from jukebox_jax.errors import JukeboxError
 from jukebox_jax.io import write_npz, write_wav
-from jukebox_jax.jukebox import Jukebox
 
 DEMO_SECONDS = 2.0
 DEMO_MAX_SECONDS = 600.0  # a round trip of ten minutes of audio fits in a few GB
@@ -23,50 +22,37 @@ DEMO_OUT = Path(tempfile.gettempdir()) / "jukebox_demo"  # not the working direc
 
 
 def demo(out: Path, seconds: float, seed: int) -> None:
-    """Encodes a test signal to codes at every level and decodes each level back to audio.
-
-    There is no trained default model yet (no weights can ship with the package), so this
-    runs the tiny VQ-VAE structure with random weights: the round trip exercises the whole
-    path, but the reconstructions are noise-like, not music."""
-    from jukebox_jax import preset
-
-    cfg = preset("tiny_vqvae")
-    hop = cfg.hop_lengths[-1]
-    n = max(hop, int(seconds * cfg.sample_rate) // hop * hop)
-    audio = test_signal(n, cfg.sample_rate, seed)  # [1, n, 1]
-    jb = demo_model(audio, seed)
+    """Encodes a song of the synthetic set to codes at every level with the default model's
+    VQ-VAE and decodes each level back to audio, printing each level's SNR."""
+    jb = default.load()
+    cfg = jb.config.vqvae
+    audio = demo_song(seconds, seed, cfg.sample_rate, cfg.hop_lengths[-1])  # [1, n, 1]
     codes = jb.encode(audio)
     out.mkdir(parents=True, exist_ok=True)
     write_wav(out / "input.wav", audio[0], cfg.sample_rate)
-    print(
-        "jukebox-jax demo: no trained model ships with the package, so this is the tiny VQ-VAE\n"
-        f"structure with RANDOM weights (seed {seed}): the round trip is real, the sound is not music."
-    )
+    n = audio.shape[1]
+    print(f"jukebox-jax demo: a synthetic song (seed {seed}) through the default model's VQ-VAE (jukebox_jax.default)")
     print(f"input: {n} samples ({n / cfg.sample_rate:.2f} s at {cfg.sample_rate} Hz) -> {out / 'input.wav'}")
     for level, z in enumerate(codes):
         recon = np.asarray(jb.decode([z], start_level=level))[0]
         write_wav(out / f"recon_level{level}.wav", recon, cfg.sample_rate)
+        snr = 10 * np.log10(np.sum(audio[0] ** 2) / max(np.sum((audio[0] - recon) ** 2), 1e-12))
         used = len(np.unique(np.asarray(z)))
-        print(f"level {level}: hop {cfg.hop_lengths[level]:>3}, {z.shape[1]:>5} codes ({used} distinct) -> {out / f'recon_level{level}.wav'}")
+        print(
+            f"level {level}: hop {cfg.hop_lengths[level]:>3}, {z.shape[1]:>5} codes ({used} distinct), "
+            f"SNR {snr:5.1f} dB -> {out / f'recon_level{level}.wav'}"
+        )
     write_npz(out / "codes.npz", {f"level_{level}": np.asarray(z) for level, z in enumerate(codes)})
     print(f"codes -> {out / 'codes.npz'}")
 
 
-def demo_model(audio: np.ndarray, seed: int) -> Jukebox:
-    """The demo's `Jukebox`: the tiny VQ-VAE structure with random weights from `seed`, each
-    level's codebook drawn from its encoder outputs on `audio` (so codes spread over it)."""
-    import jax
+def demo_song(seconds: float, seed: int, sample_rate: int, hop: int) -> np.ndarray:
+    """`[1, n, 1]` float32: song `seed` of a synthetic set (`synth`), n a multiple of `hop`."""
+    from jukebox_jax.synth.dataset import SynthConfig, make_song
 
-    from jukebox_jax import Jukebox, JukeboxConfig, preset
-    from jukebox_jax.vqvae import VQVAE, codebook_from_samples
-
-    cfg = preset("tiny_vqvae")
-    init_key, *code_keys = jax.random.split(jax.random.key(seed), 1 + cfg.levels)
-    params = dict(Jukebox.init(JukeboxConfig(vqvae=cfg), init_key).params["vqvae"])
-    for level, key in enumerate(code_keys):
-        x = VQVAE(cfg).apply({"params": params}, audio, level, method=VQVAE.encode_continuous)
-        params[f"codebook_{level}"] = codebook_from_samples(x, cfg.l_bins, key)
-    return Jukebox(JukeboxConfig(vqvae=cfg), {"vqvae": params})
+    x = make_song(SynthConfig(songs=1, seconds=seconds, seed=seed, sample_rate=sample_rate, vocals=False), 0)[0]
+    n = max(hop, len(x) // hop * hop)
+    return np.pad(x, (0, max(0, n - len(x))))[:n].astype(np.float32)[None, :, None]
 
 
 def _checkpoint_folder(value: str) -> Path:
@@ -97,12 +83,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jukebox-jax", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo_parser = sub.add_parser("demo", help="audio round trip through a built-in VQ-VAE (random weights)")
+    demo_parser = sub.add_parser("demo", help="a synthetic song's round trip through the default model's VQ-VAE")
     demo_parser.add_argument("--out", type=Path, default=DEMO_OUT, help="output folder (default: %(default)s)")
     demo_parser.add_argument(
         "--seconds", type=cli_sample.positive_float, default=DEMO_SECONDS, help="length of the test signal (default: %(default)g)"
     )
-    demo_parser.add_argument("--seed", type=cli_sample.seed, default=0, help="seed of the test signal and the random weights (default: %(default)s)")
+    demo_parser.add_argument("--seed", type=cli_sample.seed, default=0, help="which synthetic song (default: %(default)s)")
     p = sub.add_parser("convert", help="convert PyTorch Jukebox weights (original files or an HF directory)")
     p.add_argument("sources", nargs="+", help="vqvae.pth.tar / prior_level_*.pth.tar files, or one HF model directory")
     p.add_argument("-o", "--out", type=_checkpoint_folder, required=True, help="folder for the jukebox-jax checkpoint")

@@ -186,7 +186,7 @@ def _fit(args, task, state_of, batches, eval_batches, save_model) -> None:
         state = run.restore(state)
     bar, on_step = _progress(args.steps, start)
     try:
-        loop.fit(
+        state = loop.fit(
             task.step,
             state,
             batches,
@@ -203,6 +203,7 @@ def _fit(args, task, state_of, batches, eval_batches, save_model) -> None:
         ) from None
     finally:
         bar.close()
+    save_model(jax.device_get(state.params))  # again: a finished run rerun picks up the --vqvae model's newer parts
     print(f"trained {args.steps} steps -> {args.out / MODEL} (metrics: {args.out / loop.METRICS})")
 
 

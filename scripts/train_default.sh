@@ -12,9 +12,9 @@ $J data synth --out "$WORK/data" --songs 200 --seconds 20 --seed 0 --sample-rate
 $J train vqvae --data "$WORK/data" --out "$WORK/vqvae" --config small_vqvae --steps 900 --batch-size 8 --seconds 0.5 \
   --lr 1e-3 --warmup 50 --save-every 150 --eval-every 300 $(resume "$WORK/vqvae")
 $J train prior --level 2 --data "$WORK/data" --vqvae "$WORK/vqvae/model" --out "$WORK/top" --config small_top \
-  --steps 1200 --batch-size 8 --lr 1e-3 --warmup 50 --save-every 200 --eval-every 400 $(resume "$WORK/top")
+  --steps 3000 --batch-size 8 --lr 1e-3 --warmup 50 --save-every 200 --eval-every 400 $(resume "$WORK/top")
 $J train prior --level 1 --data "$WORK/top/codes" --vqvae "$WORK/top/model" --out "$WORK/up1" --config small_upsampler_level_1 \
-  --steps 1200 --batch-size 8 --lr 1e-3 --warmup 50 --save-every 200 --eval-every 400 $(resume "$WORK/up1")
+  --steps 2400 --batch-size 8 --lr 1e-3 --warmup 50 --save-every 200 --eval-every 400 $(resume "$WORK/up1")
 $J train prior --level 0 --data "$WORK/top/codes" --vqvae "$WORK/up1/model" --out "$WORK/up0" --config small_upsampler_level_0 \
   --steps 1200 --batch-size 8 --lr 1e-3 --warmup 50 --save-every 200 --eval-every 400 $(resume "$WORK/up0")
 echo "the default model: $WORK/up0/model"

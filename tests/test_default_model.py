@@ -1,0 +1,75 @@
+"""The default model that ships in the package: it is there, small, names its own artists and
+genres, `jukebox-jax sample` uses it without `--model`, and its songs measure as the training
+music does, not as a random-weight model of the same structure does."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import numpy as np
+import pytest
+
+from jukebox_jax import Jukebox, JukeboxConfig, audio, default
+from jukebox_jax.cli import main
+from jukebox_jax.synth import measures
+from jukebox_jax.synth.dataset import SynthConfig, make_song
+
+SR = 16000
+SECONDS = 4.0
+# The measures that tell this dataset's music from a random model's sound (synth/measures.py):
+# pitch classes that change with chords and melody, onsets on a beat, a tonal (not flat)
+# spectrum, and a chroma profile like the songs'.
+TELLING = ("chroma_change", "onset_regularity", "spectral_flatness", "chroma_distance")
+
+
+def test_ships_small_with_its_own_labels():
+    jb = default.load()
+    files = [p for p in default.PATH.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 25e6
+    small = JukeboxConfig.from_preset("small")
+    assert jb.config.vqvae == small.vqvae and [p.level for p in jb.config.priors] == [0, 1, 2]
+    for p, q in zip(jb.config.priors, small.priors):
+        assert p.transformer == q.transformer and p.n_ctx == q.n_ctx
+        assert p.labels.artists == ("lark", "ember", "tide", "quartz") and p.labels.genres == ("pop", "folk", "electronic")
+
+
+def sample(tmp_path, name: str, extra: str) -> np.ndarray:
+    main(shlex.split(f"sample --seconds {SECONDS} --song-seconds 20 --out {tmp_path / name} {extra}"))
+    wav = min((tmp_path / name / "level_0").glob("*.wav"))
+    return audio.load(wav, SR)[:, 0]
+
+
+@pytest.mark.slow
+def test_samples_measure_as_the_training_music(tmp_path):
+    """The default's songs (no --model) against training songs and a random-weight model of
+    the same structure: on every telling measure, the default is nearer the songs than the
+    random model is, by at least a third of the random model's distance."""
+    ours = [sample(tmp_path, f"default_{a}", f"--artist {a} --genre {g} --seed 1") for a, g in (("lark", "pop"), ("tide", "electronic"))]
+    random = [sample(tmp_path, "random", "--model small --seed 1")]
+    config = SynthConfig(songs=200, seconds=20.0, seed=0, sample_rate=SR, vocals=False)  # the training set's songs
+    songs = [make_song(config, i)[0] for i in range(0, 200, 25)]
+    got = measures.compare(ours, songs, SR)
+    rand = measures.compare(random, songs, SR)["samples"]
+    ref = got["reference"]
+    for m in TELLING:
+        near, far = abs(got["samples"][m] - ref[m]), abs(rand[m] - ref[m])
+        assert near < far * 2 / 3, f"{m}: default {got['samples'][m]:.3f}, random {rand[m]:.3f}, songs {ref[m]:.3f}"
+
+
+@pytest.mark.slow
+def test_primed_from_a_song(tmp_path):
+    """`--mode primed` continues a training song (any rate: here at 44.1 kHz) with the default."""
+    import soundfile
+
+    x = make_song(SynthConfig(songs=1, seconds=6.0, seed=3, sample_rate=44100, vocals=False), 0)[0]
+    soundfile.write(tmp_path / "prompt.wav", x, 44100)
+    main(shlex.split(f"sample --mode primed --prompt-audio {tmp_path / 'prompt.wav'} --prompt-seconds 2 --seconds {SECONDS} --artist ember --genre folk --out {tmp_path / 'primed'}"))
+    codes = np.load(tmp_path / "primed" / "codes.npz")
+    jb = default.load()
+    prompt = audio.load_segment(tmp_path / "prompt.wav", 0, 2 * SR, SR)[None]
+    top = np.asarray(jb.encode(prompt, start_level=2)[0])
+    np.testing.assert_array_equal(codes["level_2"][:, : top.shape[1]], top)
+    assert codes["level_0"].shape[1] == int(SECONDS * SR) // 8
+    assert json.loads((default.PATH / "config.json").read_text())["format"].startswith("jukebox-jax/")
+    assert isinstance(jb, Jukebox)
