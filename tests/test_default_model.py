@@ -5,14 +5,15 @@ music does, not as a random-weight model of the same structure does."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+import sys
 
-import jax
 import numpy as np
 import pytest
 
 from jukebox_jax import Jukebox, JukeboxConfig, audio, default
-from jukebox_jax.cli import main
 from jukebox_jax.synth import measures
 from jukebox_jax.synth.dataset import SynthConfig, make_song
 
@@ -28,17 +29,6 @@ SECONDS = 4.0
 TELLING = ("chroma_change", "spectral_flatness")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def no_persistent_cache():
-    """These tests compile outside XLA's persistent cache: one CI run (2026-11-28) crashed with a
-    segmentation fault inside jax's cache write (`put_executable_and_time`) while sampling the
-    default here, and did not reproduce alone; compiling without the cache costs these tests
-    nothing (nothing else compiles their programs)."""
-    jax.config.update("jax_enable_compilation_cache", False)
-    yield
-    jax.config.update("jax_enable_compilation_cache", True)
-
-
 def test_ships_small_with_its_own_labels():
     jb = default.load()
     files = [p for p in default.PATH.rglob("*") if p.is_file()]
@@ -50,8 +40,16 @@ def test_ships_small_with_its_own_labels():
         assert p.labels.artists == ("lark", "ember", "tide", "quartz") and p.labels.genres == ("pop", "folk", "electronic")
 
 
+def cli(command: str) -> None:
+    """`jukebox-jax COMMAND` in a process of its own, as a user runs it: without the tests'
+    persistent compilation cache, whose write segfaulted inside jax twice in CI (2026-11-28)
+    when these samples were drawn in the test process (never when run alone)."""
+    argv = [sys.executable, "-m", "jukebox_jax.cli", *shlex.split(command)]
+    subprocess.run(argv, check=True, capture_output=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
 def sample(tmp_path, name: str, extra: str) -> np.ndarray:
-    main(shlex.split(f"sample --seconds {SECONDS} --song-seconds 20 --out {tmp_path / name} {extra}"))
+    cli(f"sample --seconds {SECONDS} --song-seconds 20 --out {tmp_path / name} {extra}")
     wav = min((tmp_path / name / "level_0").glob("*.wav"))
     return audio.load(wav, SR)[:, 0]
 
@@ -80,7 +78,7 @@ def test_primed_from_a_song(tmp_path):
 
     x = make_song(SynthConfig(songs=1, seconds=6.0, seed=3, sample_rate=44100, vocals=False), 0)[0]
     soundfile.write(tmp_path / "prompt.wav", x, 44100)
-    main(shlex.split(f"sample --mode primed --prompt-audio {tmp_path / 'prompt.wav'} --prompt-seconds 2 --seconds {SECONDS} --artist ember --genre folk --out {tmp_path / 'primed'}"))
+    cli(f"sample --mode primed --prompt-audio {tmp_path / 'prompt.wav'} --prompt-seconds 2 --seconds {SECONDS} --artist ember --genre folk --out {tmp_path / 'primed'}")
     codes = np.load(tmp_path / "primed" / "codes.npz")
     jb = default.load()
     prompt = audio.load_segment(tmp_path / "prompt.wav", 0, 2 * SR, SR)[None]
