@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -114,23 +114,26 @@ def main(argv: Sequence[str] | None = None) -> None:
             demo_parser.error(f"--seconds {args.seconds:g}: the demo takes at most {DEMO_MAX_SECONDS:g} s")
         demo(args.out, args.seconds, args.seed)
     elif args.command == "sample":
-        try:
-            cli_sample.run(args)
-        except JukeboxError as e:
-            sample.error(str(e))
-        except OSError as e:
-            sys.exit(f"jukebox-jax sample: cannot write {e.filename or args.out}: {e.strerror or e}")
+        _reporting(sample, cli_sample.run, args)
     elif args.command == "data":
         cli_data.run(args)
     elif args.command == "train":
-        try:
-            cli_train.run(args)
-        except JukeboxError as e:
-            train.error(str(e))
-        except OSError as e:
-            sys.exit(f"jukebox-jax train: {e.filename or args.out}: {e.strerror or e}")
+        _reporting(train, cli_train.run, args)
     else:
         convert(args.sources, args.out, args.config, args.dtype)
+
+
+def _reporting(
+    parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace], None], args: argparse.Namespace
+) -> None:
+    """Runs a long command: bad input is a usage error naming the problem; a failed read or write
+    names the file (what the command had already written stays, and `--resume` goes on from it)."""
+    try:
+        command(args)
+    except JukeboxError as e:
+        parser.error(str(e))
+    except OSError as e:
+        sys.exit(f"{parser.prog}: {e.filename or args.out}: {e.strerror or e}")
 
 
 def package_version() -> str:

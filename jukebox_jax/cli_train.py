@@ -311,9 +311,10 @@ def train_prior(args: argparse.Namespace) -> None:
         cfg, params = init.config.prior(args.level), init.params[f"prior_level_{args.level}"]
         cfg, params = with_labels_of(cfg, params, folder, jax.random.key(args.seed))
     else:
-        cfg = _structure(args.config).priors[0] if _structure(args.config).priors else None
-        if cfg is None:
+        priors = _structure(args.config).priors
+        if not priors:
             raise InputError(f"--config {args.config} is not a prior")
+        cfg = priors[0]
         vq = base.config.vqvae if base else None
         if vq is None:
             raise InputError("a new prior needs --vqvae (its codebook size, hops and sample rate)")
@@ -374,9 +375,7 @@ def with_labels_of(cfg: PriorConfig, params: dict, folder: data.Folder, key) -> 
         unknown = []
         for name in names:
             try:
-                tokenizer.song_labels(
-                    cfg, 1, **({"artist": name, "genre": 0} if kind == "artist" else {"artist": 0, "genre": name})
-                )
+                _label_id(cfg, kind, name)
             except InputError:
                 unknown.append(name)
         if own is None and unknown:
@@ -401,19 +400,21 @@ def with_labels_of(cfg: PriorConfig, params: dict, folder: data.Folder, key) -> 
 def _label_ids(cfg: PriorConfig, folder: data.Folder) -> dict[str, list[int]]:
     """The prior's artist and genre id of each of the folder's names (positions in its
     tables); a name the prior does not know is an error naming the fix."""
-    from jukebox_jax import tokenizer
-
     if cfg.labels is None:
         return {"artist": [0] * max(1, len(folder.artists)), "genre": [0] * max(1, len(folder.genres))}
-    out = {}
-    for kind, names in (("artist", folder.artists or ("unknown",)), ("genre", folder.genres or ("unknown",))):
-        out[kind] = []
-        for name in names:
-            song = tokenizer.song_labels(
-                cfg, 1, **({"artist": name, "genre": 0} if kind == "artist" else {"artist": 0, "genre": name})
-            )
-            out[kind].append(song.artist if kind == "artist" else song.genres[0])
-    return out
+    return {
+        kind: [_label_id(cfg, kind, name) for name in names or ("unknown",)]
+        for kind, names in (("artist", folder.artists), ("genre", folder.genres))
+    }
+
+
+def _label_id(cfg: PriorConfig, kind: str, name: str) -> int:
+    """The prior's id of one artist or genre name (`InputError` naming the fix if unknown)."""
+    from jukebox_jax import tokenizer
+
+    if kind == "artist":
+        return tokenizer.song_labels(cfg, 1, artist=name, genre=0).artist
+    return tokenizer.song_labels(cfg, 1, artist=0, genre=name).genres[0]
 
 
 def run(args: argparse.Namespace) -> None:

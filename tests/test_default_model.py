@@ -41,9 +41,8 @@ def test_ships_small_with_its_own_labels():
 
 
 def cli(command: str) -> None:
-    """`jukebox-jax COMMAND` in a process of its own, as a user runs it: without the tests'
-    persistent compilation cache, whose write segfaulted inside jax twice in CI (2026-11-28)
-    when these samples were drawn in the test process (never when run alone)."""
+    """`jukebox-jax COMMAND` in a process of its own, as a user runs it (and as the README's
+    first command does)."""
     argv = [sys.executable, "-m", "jukebox_jax.cli", *shlex.split(command)]
     subprocess.run(argv, check=True, capture_output=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
 
