@@ -181,10 +181,8 @@ def _fit(args, task, state_of, batches, eval_batches, save_model) -> None:
 
     run = loop.Run(args.out, loop.RunConfig(args.steps, args.save_every, args.eval_every, seed=args.seed))
     start = run.start(_spec(args, task=json.dumps(dataclasses.asdict(task), default=str)), args.resume)
-    state = state_of()
-    if start:
-        state = run.restore(state)
-    bar, on_step = _progress(args.steps, start)
+    state = run.restore(state_of()) if start else state_of()
+    bar, on_step = _progress(args.steps, int(state.step))
     try:
         state = loop.fit(
             task.step,

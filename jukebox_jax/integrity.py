@@ -12,7 +12,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,12 @@ def tree_digests(tree: Mapping[str, Any]) -> dict[str, str]:
     flat = {"/".join(k): v for k, v in traverse_util.flatten_dict(tree).items()}
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         return dict(zip(flat, pool.map(array_digest, flat.values())))
+
+
+def leaves_digest(leaves: Sequence[Any]) -> str:
+    """One digest of a sequence of arrays (e.g. a pytree's leaves, in order)."""
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        return text_digest("".join(pool.map(array_digest, leaves)))
 
 
 def file_digest(path: os.PathLike) -> str:

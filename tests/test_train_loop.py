@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import CheckpointError, InputError
 from jukebox_jax.train.loop import Run, RunConfig, TrainState, fit, new_key
 
 OPT = optax.adam(1e-2)
@@ -82,3 +82,42 @@ def test_run_folder_refusals(tmp_path):
         train(tmp_path / "new", 4, resume=True)
     with pytest.raises(InputError, match="steps must be at least 1"):
         RunConfig(0)
+
+
+def flip_a_byte(folder) -> None:
+    """Flips one byte in the middle of every array file of an orbax checkpoint folder."""
+    for f in folder.rglob("*"):
+        if f.is_file() and f.parent.name == "d":  # ocdbt's data files
+            b = bytearray(f.read_bytes())
+            b[len(b) // 2] ^= 0xFF
+            f.write_bytes(bytes(b))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_serves(tmp_path, damage):
+    """A flipped byte (restores, but differs from its digest) or a checkpoint whose arrays are
+    gone (orbax fails): the resume warns, moves it to damaged/, resumes from the checkpoint
+    before, and reaches the straight run's parameters bit for bit."""
+    straight = train(tmp_path / "a", 7)
+    train(tmp_path / "b", 4)  # checkpoints 2 and 4
+    newest = tmp_path / "b" / "checkpoints" / "4"
+    if damage == "flip":
+        flip_a_byte(newest)
+    else:
+        for f in newest.rglob("*"):
+            if f.is_file() and f.parent.name == "d":
+                f.write_bytes(b"")
+    with pytest.warns(UserWarning, match="checkpoint 4 .*resuming from step 2"):
+        resumed = train(tmp_path / "b", 7, resume=True)
+    np.testing.assert_array_equal(resumed.params["w"], straight.params["w"])
+    assert [p.name.split(".")[0] for p in (tmp_path / "b" / "damaged").iterdir()] == ["4"]
+    rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 8))
+
+
+def test_no_whole_checkpoint_is_an_error_naming_the_run(tmp_path):
+    train(tmp_path, 4)
+    for step in (2, 4):
+        flip_a_byte(tmp_path / "checkpoints" / str(step))
+    with pytest.raises(CheckpointError, match=f"no checkpoint in {tmp_path / 'checkpoints'} restores: checkpoint 4"):
+        train(tmp_path, 7, resume=True)

@@ -6,9 +6,13 @@ A run folder holds:
                       `--resume` refuses a folder whose spec differs
     checkpoints/N/    the `TrainState` after N steps (orbax; written to a temporary folder and
                       renamed, so a kill leaves the previous checkpoints whole)
+    digests.json      the SHA-256 of each checkpoint's arrays, written after it
+    damaged/N/        a checkpoint that did not restore or match its digest, moved aside
     metrics.jsonl     one JSON object per step (and per evaluation), appended as the run goes
 
-Resuming restores the newest checkpoint and cuts `metrics.jsonl` back to its step. Batch `i`
+Resuming restores the newest checkpoint that reads back whole (one that does not, or whose
+arrays differ from its digest, is moved to `damaged/` with a warning, and the one before it
+serves) and cuts `metrics.jsonl` back to its step. Batch `i`
 is a pure function of (seed, i) (`train/data.py`) and every random draw of a step comes from
 the state's key, so a resumed run reaches bit-identical parameters (a test kills one).
 
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +38,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jukebox_jax.errors import InputError
+from jukebox_jax import integrity
+from jukebox_jax.errors import CheckpointError, InputError
 from jukebox_jax.io import write_text
 
 Batch = Mapping[str, np.ndarray]
@@ -40,6 +47,8 @@ Metrics = dict[str, jax.Array]
 
 RUN = "run.json"
 CHECKPOINTS = "checkpoints"
+DIGESTS = "digests.json"
+DAMAGED = "damaged"
 METRICS = "metrics.jsonl"
 
 
@@ -102,16 +111,19 @@ def place_batch(batch: Batch, mesh: Mesh | None) -> dict[str, jax.Array]:
 
 class Run:
     """A run folder (module docstring). `start(spec, resume)` checks it against `spec` and
-    returns the step to start from; `restore(template)` the newest checkpoint."""
+    returns the newest checkpoint's step; `restore(template)` the newest whole checkpoint."""
 
     def __init__(self, out: Path, config: RunConfig):
-        import orbax.checkpoint as ocp
-
         self.out, self.config = Path(out), config
         if self.out.exists() and not self.out.is_dir():
             raise InputError(f"--out {self.out} is a file; give a folder for the run")
-        options = ocp.CheckpointManagerOptions(max_to_keep=config.keep, create=True, enable_async_checkpointing=False)
-        self._manager = ocp.CheckpointManager((self.out / CHECKPOINTS).absolute(), options=options)
+        self._manager = self._open()
+
+    def _open(self):
+        import orbax.checkpoint as ocp
+
+        options = ocp.CheckpointManagerOptions(max_to_keep=self.config.keep, create=True, enable_async_checkpointing=False)
+        return ocp.CheckpointManager((self.out / CHECKPOINTS).absolute(), options=options)
 
     def start(self, spec: Mapping[str, Any], resume: bool) -> int:
         """Writes `run.json` for a new run; for `resume`, checks it and returns the newest
@@ -138,18 +150,53 @@ class Run:
         return step or 0
 
     def restore(self, template: TrainState) -> TrainState:
-        """The newest checkpoint, restored into the shapes, dtypes and shardings of `template`."""
+        """The newest checkpoint that restores whole into the shapes, dtypes and shardings of
+        `template` and matches its digest; a damaged one is moved to `damaged/` (warning)."""
         import orbax.checkpoint as ocp
 
-        step = self._manager.latest_step()
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        digests, problems = self._digests(), []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            except Exception as e:  # noqa: BLE001 (a damaged folder fails inside orbax or tensorstore in many ways)
+                problems.append(f"checkpoint {step} does not restore ({type(e).__name__}: {e})")
+            else:
+                want = digests.get(str(step))  # none if killed between the checkpoint and its digest
+                if want is None or want == _digest(state):
+                    break
+                problems.append(f"checkpoint {step}'s arrays differ from the digest written with it")
+            self._set_aside(step)
+        else:
+            raise CheckpointError(
+                f"no checkpoint in {self.out / CHECKPOINTS} restores: {'; '.join(problems) or 'there are none'}; "
+                f"start the run again in another --out"
+            )
+        if problems:
+            warnings.warn(f"{'; '.join(problems)}: moved to {self.out / DAMAGED}; resuming from step {step}")
+        self._trim_metrics(step)
+        return state
 
     def save(self, state: TrainState) -> None:
         import orbax.checkpoint as ocp
 
-        self._manager.save(int(state.step), args=ocp.args.StandardSave(state))
+        step = int(state.step)
+        self._manager.save(step, args=ocp.args.StandardSave(state))
         self._manager.wait_until_finished()
+        kept = {str(s) for s in self._manager.all_steps()}
+        digests = {k: v for k, v in self._digests().items() if k in kept} | {str(step): _digest(state)}
+        write_text(self.out / DIGESTS, json.dumps(digests, indent=1))
+
+    def _digests(self) -> dict[str, str]:
+        path = self.out / DIGESTS
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def _set_aside(self, step: int) -> None:
+        """Moves checkpoint `step` to `damaged/` (kept for a post-mortem, out of orbax's way)."""
+        self._manager.close()
+        (self.out / DAMAGED).mkdir(exist_ok=True)
+        (self.out / CHECKPOINTS / str(step)).rename(self.out / DAMAGED / f"{step}.{time.time_ns()}")
+        self._manager = self._open()
 
     def log(self, record: Mapping[str, Any]) -> None:
         with open(self.out / METRICS, "a") as f:
@@ -198,6 +245,11 @@ def fit(
         if on_step is not None:
             on_step(i + 1, record)
     return state
+
+
+def _digest(state: TrainState) -> str:
+    """The digest of a state's arrays (a checkpoint's, to check it restores as written)."""
+    return integrity.leaves_digest(jax.device_get(jax.tree.leaves(state)))
 
 
 def mean_metrics(per_batch: Iterator[Metrics]) -> dict[str, float]:
