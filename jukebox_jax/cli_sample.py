@@ -82,8 +82,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="ancestral: from nothing; continue: extend --codes to --seconds; upsample: sample the levels below the top of "
         "--codes; primed: continue --prompt-audio (default: %(default)s)",
     )
-    p.add_argument("--artist", default="unknown", help="artist name as in the id tables, e.g. 'Alan Jackson' (default: %(default)s)")
-    p.add_argument("--genre", default="unknown", help="genre, e.g. 'Country Rock' (a bag of words for the v2 label set; default: %(default)s)")
+    p.add_argument(
+        "--artist",
+        help="artist name as in the model's tables, e.g. 'Alan Jackson' (default: 'unknown', or for a model whose own "
+        "table lacks it, the table's first name)",
+    )
+    p.add_argument(
+        "--genre", help="genre, e.g. 'Country Rock' (a bag of words for the v2 label set; default: as for --artist)"
+    )
     p.add_argument("--lyrics", help="the song's lyrics (priors with lyrics pick each window's part; default: none)")
     p.add_argument("--lyrics-file", type=Path, help="the song's lyrics from a UTF-8 text file")
     p.add_argument(
@@ -173,7 +179,11 @@ def plan(args: argparse.Namespace) -> Plan:
     check_upper_codes(config, levels, lengths, sample_length)
     song_seconds = args.song_seconds or min(DEFAULT_SONG_SECONDS, max_seconds(config) or DEFAULT_SONG_SECONDS)
     song_length = max(sample_length, int(check_seconds("--song-seconds", song_seconds, config) * vq.sample_rate))
-    songs = song_labels(config, levels, song_length, args.artist, args.genre, lyrics, n)
+    artist, genre, named = label_names(config, levels, args.artist, args.genre)
+    notices += named
+    if lyrics and not any(config.prior(level).n_tokens for level in levels):
+        notices.append("note: no sampled level of this model reads lyrics; --lyrics goes unused")
+    songs = song_labels(config, levels, song_length, artist, genre, lyrics, n)
     request = SampleRequest(levels, sample_length, args.seed, songs, level_settings(args, config, levels), job_source(args, prompt))
     if not check_out(args.out, args.resume, job_record(request, start_codes=start)) and args.resume:
         notices.append(f"note: {args.out} holds no job to resume: starting one")
@@ -288,6 +298,14 @@ def check_length(seconds: float | None, mode: str, config: JukeboxConfig, levels
     check_seconds("--seconds", seconds, config)
     if length <= 0:
         raise InputError(f"--seconds {seconds:g} is shorter than one level-{max(levels)} token ({hop} samples, {hop / vq.sample_rate:.4f} s)")
+    for level in levels:
+        prior = config.prior(level)
+        span = prior.n_ctx * prior.raw_to_tokens  # an upsampler's window reads the level above over all of it
+        if prior.conditioner is not None and length < span:
+            raise InputError(
+                f"--seconds {seconds:g}: the level-{level} upsampler samples windows of {span / vq.sample_rate:.2f} s; "
+                f"give at least that (or leave level {level} out with --levels)"
+            )
     if mode == "continue":
         for level in levels:
             have = start[level].shape[1] * vq.hop_lengths[level]
@@ -326,6 +344,22 @@ def check_upper_codes(config: JukeboxConfig, levels: tuple[int, ...], lengths: l
                 f"{lengths[upper] * vq.hop_lengths[upper] / vq.sample_rate:.2f} s of the {sample_length / vq.sample_rate:.2f} s "
                 f"asked; sample level {upper} too, or give --codes that hold it"
             )
+
+
+def label_names(config: JukeboxConfig, levels: tuple[int, ...], artist: str | None, genre: str | None) -> tuple[str, str, list[str]]:
+    """--artist and --genre, each defaulting to 'unknown' or, where the sampled priors' own
+    table lacks it (a model trained on its own artists), to the table's first name; with a
+    notice naming what was chosen."""
+    labels = [config.prior(level).labels for level in levels if config.prior(level).labels]
+    names, notices = [], []
+    for kind, given in (("artist", artist), ("genre", genre)):
+        table = getattr(labels[0], f"{kind}s") if labels else None
+        if given is None:
+            given = "unknown" if not table or "unknown" in table else table[0]
+            if given != "unknown":
+                notices.append(f"note: no --{kind}: the model's first, {given!r} (it knows {', '.join(map(repr, table))})")
+        names.append(given)
+    return names[0], names[1], notices
 
 
 def song_labels(config: JukeboxConfig, levels: tuple[int, ...], song_length: int, artist: str, genre: str, lyrics: str, n: int) -> dict:

@@ -95,6 +95,7 @@ BAD = [
     (["--seconds", "1e7"], r"--seconds 1e\+07 is past the 600 s the model's timing conditioning covers; give at most 600"),
     (["--seconds", "0.001"], r"--seconds 0.001 is shorter than one level-2 token \(128 samples"),
     (["--song-seconds", "601"], r"--song-seconds 601 is past the 600 s"),
+    (["--seconds", "0.02"], r"--seconds 0.02: the level-1 upsampler samples windows of 0.05 s; give at least that"),
     (["--n-samples", "0"], r"argument --n-samples: '0' is not a whole number >= 1"),
     (["--max-batch-size", "x"], r"argument --max-batch-size: 'x' is not a whole number >= 1"),
     (["--seed", "-1"], r"argument --seed: '-1' is not a whole number in \[0, 2\*\*63\)"),

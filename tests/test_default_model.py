@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from jukebox_jax import Jukebox, JukeboxConfig, audio, default
+from jukebox_jax import Jukebox, JukeboxConfig, audio, cli_sample, default
 from jukebox_jax.synth import measures
 from jukebox_jax.synth.dataset import SynthConfig, make_song
 
@@ -38,6 +38,20 @@ def test_ships_small_with_its_own_labels():
     for p, q in zip(jb.config.priors, small.priors):
         assert p.transformer == q.transformer and p.n_ctx == q.n_ctx
         assert p.labels.artists == ("lark", "ember", "tide", "quartz") and p.labels.genres == ("pop", "folk", "electronic")
+
+
+def test_sample_without_artist_or_genre_takes_the_tables_first_and_says_so():
+    """The default's tables have no 'unknown' (the released ones' default): `sample` without
+    --artist/--genre takes their first names and notes it; the released tables keep 'unknown'."""
+    config = cli_sample.model_config(str(default.PATH))
+    artist, genre, notices = cli_sample.label_names(config, (2, 1, 0), None, None)
+    assert (artist, genre) == ("lark", "pop")
+    assert notices == [
+        "note: no --artist: the model's first, 'lark' (it knows 'lark', 'ember', 'tide', 'quartz')",
+        "note: no --genre: the model's first, 'pop' (it knows 'pop', 'folk', 'electronic')",
+    ]
+    assert cli_sample.label_names(config, (2,), "tide", "folk") == ("tide", "folk", [])
+    assert cli_sample.label_names(JukeboxConfig.from_preset("tiny_5b"), (2, 1, 0), None, None) == ("unknown", "unknown", [])
 
 
 def cli(command: str) -> None:
