@@ -285,7 +285,14 @@ def _adapted(prior: PriorConfig, vq: VQVAEConfig, folder: data.Folder) -> PriorC
 def _codes(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
     """The codes of `--data`: itself if it is a codes folder, else encoded once into OUT/codes."""
     if any(args.data.rglob("*.npz")):
-        return data.codes_folder(args.data)
+        folder = data.codes_folder(args.data)
+        vq = base.config.vqvae if base else None
+        if vq is not None and (folder.sample_rate != vq.sample_rate or folder.vqvae not in (None, base.vqvae_fingerprint())):
+            raise InputError(
+                f"--data {args.data} holds codes another VQ-VAE made than --vqvae {args.vqvae}'s; give the audio "
+                "folder as --data to encode it with this one, or the --vqvae the codes were made with"
+            )
+        return folder
     if base is None or base.config.vqvae is None:
         raise InputError(f"--data {args.data} holds audio: give --vqvae, a checkpoint with the VQ-VAE that encodes it")
     from tqdm import tqdm

@@ -101,6 +101,12 @@ class Jukebox:
         records to know which model it was made with."""
         return integrity.fingerprint(self.config.to_dict(), self._digests())
 
+    def vqvae_fingerprint(self) -> str:
+        """A digest of the VQ-VAE's config and weights alone: what codes record to know which
+        VQ-VAE made them (`train.data.encode_folder`), whatever priors sit beside it."""
+        vqvae = {k: v for k, v in self._digests().items() if k.split("/")[0] == "vqvae"}
+        return integrity.fingerprint({"vqvae": self.config.to_dict()["vqvae"]}, vqvae)
+
     def _digests(self) -> dict[str, str]:
         """`integrity.tree_digests(self.params)`, hashed once per `Jukebox` (a verified load
         or a save already did)."""

@@ -17,9 +17,10 @@ import jax
 import numpy as np
 import pytest
 
-from jukebox_jax import Jukebox, tokenizer
+from jukebox_jax import Jukebox, default, tokenizer
 from jukebox_jax.cli import main
 from jukebox_jax.synth.dataset import SynthConfig, generate
+from jukebox_jax.train import data
 
 FAST = ["--batch-size", "2", "--save-every", "2", "--eval-every", "2"]
 
@@ -151,6 +152,8 @@ def test_fine_tune_a_converted_prior_on_new_artists(songs, fixtures, tmp_path):
 
 
 def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
+    codes = tmp_path / "codes"
+    data.encode_folder(Jukebox.load(vqvae), songs, codes)
     cases = [
         (f"train vqvae --data {songs} --out {tmp_path / 'a'}", "give --config"),
         (f"train vqvae --data {songs} --out {tmp_path / 'b'} --config tiny_5b", "is not a VQ-VAE"),
@@ -160,6 +163,10 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
             "holds no level-1 prior",
         ),
         (f"train vqvae --data {tmp_path / 'none'} --out {tmp_path / 'e'} --config tiny_vqvae", str(tmp_path / "none")),
+        (
+            f"train prior --level 2 --data {codes} --vqvae {default.PATH} --out {tmp_path / 'f'} --config small_top",
+            f"--data {codes} holds codes another VQ-VAE made than --vqvae {default.PATH}'s",
+        ),
     ]
     for command, message in cases:
         with pytest.raises(SystemExit):

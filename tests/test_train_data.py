@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +250,31 @@ def test_encode_folder_resumes(encoded):
     assert seen == [False, True, True]  # only the missing song is encoded again
     after = {p: p.stat().st_mtime_ns for p in out.rglob("*.npz")}
     assert after.keys() == before.keys() and all(after[p] == before[p] for p in before if p != out / first)
+
+
+def test_codes_record_their_vqvae_and_another_vqvae_encodes_again(encoded, tmp_path):
+    """Codes carry the fingerprint of the VQ-VAE that made them; the same VQ-VAE beside other
+    priors has the same one; a VQ-VAE with other weights re-encodes every song (a VQ-VAE
+    retrained in place must not train a prior on stale codes), and a folder that mixes them
+    is refused."""
+    import jax
+
+    jb, source, out, codes, _ = encoded
+    assert codes.vqvae == jb.vqvae_fingerprint()
+    with_prior = Jukebox.init(JukeboxConfig(vqvae=jb.config.vqvae, priors=(preset("tiny_5b"),)), jax.random.key(1))
+    assert Jukebox(with_prior.config, {**with_prior.params, "vqvae": jb.params["vqvae"]}).vqvae_fingerprint() == codes.vqvae
+    other = Jukebox.init(JukeboxConfig(vqvae=jb.config.vqvae), jax.random.key(2))
+    assert other.vqvae_fingerprint() != codes.vqvae
+    copy = tmp_path / "codes"
+    shutil.copytree(out, copy)
+    (copy / data.codes_name(data.audio_folder(source).songs[0].name)).unlink()
+    data.encode_folder(other, source, copy.parent / "other")  # another folder: the fixture's stays
+    shutil.copy(copy.parent / "other" / "three.npz", copy / "three.npz")
+    with pytest.raises(InputError, match=r"mixes the codes of 2 VQ-VAEs"):
+        data.codes_folder(copy)
+    seen = []
+    again = data.encode_folder(other, source, copy, lambda name, skipped: seen.append(skipped))
+    assert seen == [False, False, True] and again.vqvae == other.vqvae_fingerprint()
 
 
 def _write(d: Path, songs: dict[str, int], meta: dict | str | None = None) -> Path:

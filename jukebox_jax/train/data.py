@@ -16,7 +16,8 @@ With metadata.json every song must be listed and every listed song present; with
 song is artist 0, genre 0, with no lyrics. A codes folder (`encode_folder`) mirrors it:
 `<path>.npz` per song (the audio suffix replaced) holding `level_{L}` `[1, tokens]` int32 codes
 (as `jukebox-jax sample` writes codes.npz, so `--codes` reads one), `total_length` (the song's
-samples at the model's rate), `hop_lengths` and `sample_rate`; and metadata.json keyed by the
+samples at the model's rate), `hop_lengths`, `sample_rate` and `vqvae` (`Jukebox.vqvae_fingerprint()` of the VQ-VAE that made
+them: a prior trains on them only with that VQ-VAE); and metadata.json keyed by the
 .npz paths. The held-out split (`Folder.split`) hashes each song's path, so it is stable as
 songs are added. Codes are held in memory (4 bytes a token); audio is read per window.
 """
@@ -60,6 +61,7 @@ class Folder:
     songs: tuple[Song, ...]
     artists: tuple[str, ...] = ()
     genres: tuple[str, ...] = ()
+    vqvae: str | None = None  # a codes folder's `Jukebox.vqvae_fingerprint()` (None: audio, or unrecorded)
 
     def split(self, eval_fraction: float = 0.1) -> tuple[tuple[Song, ...], tuple[Song, ...]]:
         """(train, held-out): a song is held out when the hash of its name, in [0, 1), is below
@@ -121,14 +123,16 @@ def codes_folder(root: Path) -> Folder:
     names = _files(root, (".npz",))
     if not names:
         raise InputError(f"codes folder {root} holds no .npz files; encode an audio folder into it (encode_folder)")
-    heads = {name: _read_npz(root / name, ("total_length", "hop_lengths", "sample_rate")) for name in names}
-    kinds = {(int(h["sample_rate"]), tuple(h["hop_lengths"].tolist())) for h in heads.values()}
+    heads = {name: _read_npz(root / name, ("total_length", "hop_lengths", "sample_rate"), ("vqvae",)) for name in names}
+    kinds = {(int(h["sample_rate"]), tuple(h["hop_lengths"].tolist()), str(h.get("vqvae", ""))) for h in heads.values()}
     if len(kinds) > 1:
         raise InputError(
-            f"codes folder {root} mixes models' codes (sample rates and hop lengths {sorted(kinds)}); encode it again with one"
+            f"codes folder {root} mixes the codes of {len(kinds)} VQ-VAEs (sample rates, hop lengths and fingerprints "
+            f"{sorted(kinds)}); encode it again with one"
         )
+    sample_rate, _, vqvae = kinds.pop()
     lengths = {name: int(h["total_length"]) for name, h in heads.items()}
-    return _folder(root, kinds.pop()[0], lengths, _read_metadata(root))
+    return dataclasses.replace(_folder(root, sample_rate, lengths, _read_metadata(root)), vqvae=vqvae or None)
 
 
 def _files(root: Path, suffixes: tuple[str, ...]) -> list[str]:
@@ -188,10 +192,10 @@ def _read_metadata(root: Path) -> dict | None:
     return meta
 
 
-def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in keys}
+            return {k: npz[k] for k in keys} | {k: npz[k] for k in optional if k in npz.files}
     except KeyError as e:
         raise InputError(f"codes file {path} lacks {e}; encode it again (encode_folder)") from None
     except (OSError, ValueError, EOFError) as e:
@@ -374,11 +378,11 @@ def encode_folder(jb: Jukebox, source: Path, out: Path, on_song: Callable[[str, 
     if meta is not None:
         songs = {names[k]: v for k, v in meta["songs"].items()}
         write_text(out / METADATA, json.dumps({**meta, "sample_rate": cfg.sample_rate, "songs": songs}, indent=1))
-    top = cfg.hop_lengths[-1]
+    top, vqvae = cfg.hop_lengths[-1], jb.vqvae_fingerprint()
     for song in folder.songs:
         target = out / names[song.name]
-        skipped = target.exists()
-        if not skipped:
+        skipped = target.exists() and str(_read_npz(target, (), ("vqvae",)).get("vqvae", "")) == vqvae
+        if not skipped:  # absent, or made by another VQ-VAE (e.g. retrained in place): encode it (again)
             x = audio.load(folder.root / song.name, cfg.sample_rate, min_samples=top)  # [t, 1]
             codes = jb.encode(x[None, : len(x) // top * top])  # per level [1, t / hop]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -387,6 +391,7 @@ def encode_folder(jb: Jukebox, source: Path, out: Path, on_song: Callable[[str, 
                 "total_length": np.int64(song.length),
                 "hop_lengths": np.array(cfg.hop_lengths),
                 "sample_rate": np.int64(cfg.sample_rate),
+                "vqvae": np.array(vqvae),
             }
             write_npz(target, {**arrays, **extra})
         if on_song is not None:
