@@ -78,6 +78,11 @@ def test_run_folder_refusals(tmp_path):
         train(tmp_path, 4)
     with pytest.raises(InputError, match=r"other settings \(task\)"):
         train(tmp_path, 4, resume=True, spec={"task": "other"})
+    nested = {"task": json.dumps({"lr": 1, "loss": {"l2": 1.0, "linf": 0.02}})}
+    train(tmp_path / "nested", 2, spec=nested)
+    changed = {"task": json.dumps({"lr": 1, "loss": {"l2": 2.0, "linf": 0.02}}), "seed": 3}
+    with pytest.raises(InputError, match=r"other settings \(seed, task.loss.l2\); resume with the same ones"):
+        train(tmp_path / "nested", 4, resume=True, spec=changed)
     with pytest.raises(InputError, match="no training run to resume"):
         train(tmp_path / "new", 4, resume=True)
     with pytest.raises(InputError, match="steps must be at least 1"):

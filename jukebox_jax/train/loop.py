@@ -138,8 +138,8 @@ class Run:
                     f"{self.out} holds a training run already: pass --resume to continue it, or choose another --out"
                 )
             old = json.loads(path.read_text())
-            if old["spec"] != json.loads(json.dumps(spec)):
-                changed = sorted(k for k in {**old["spec"], **spec} if old["spec"].get(k) != spec.get(k))
+            changed = _changed(old["spec"], json.loads(json.dumps(spec)))
+            if changed:
                 raise InputError(
                     f"{self.out} was started with other settings ({', '.join(changed)}); resume with the same ones"
                 )
@@ -245,6 +245,25 @@ def fit(
         if on_step is not None:
             on_step(i + 1, record)
     return state
+
+
+def _changed(old: Any, new: Any, path: str = "") -> list[str]:
+    """The dotted paths at which two JSON values differ; a string that holds a JSON object
+    (a task's config) is compared as that object, so the message names the field."""
+    old, new = _as_object(old), _as_object(new)
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(old.keys() | new.keys())
+        return [c for k in keys for c in _changed(old.get(k), new.get(k), f"{path}.{k}".lstrip("."))]
+    return [] if old == new else [path]
+
+
+def _as_object(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _digest(state: TrainState) -> str:
