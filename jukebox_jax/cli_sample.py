@@ -105,7 +105,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "the default model was trained on 20 s songs)",
     )
     p.add_argument("--n-samples", type=positive_int, help="samples to draw (default: 1; --mode continue/upsample: as many as --codes holds)")
-    p.add_argument("--levels", type=int, nargs="*", help="levels to sample, e.g. 2 1 (default: every prior of the model)")
+    p.add_argument("--levels", type=int, nargs="*", help="levels to sample, e.g. 2 1 (default: every prior of the model; --mode upsample: those below the top)")
     p.add_argument("--temperature", type=finite_float, default=0.99, help="sampling temperature, > 0 (default: %(default)g)")
     p.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest tokens; 1 is greedy, 0 off (default: %(default)s)")
     p.add_argument("--top-p", type=finite_float, default=0.0, help="sample from the smallest set of tokens holding this probability; 0 off (default: %(default)g)")
@@ -242,10 +242,11 @@ def int8_weights(config: JukeboxConfig) -> bool:
 def check_levels(levels: list[int] | None, config: JukeboxConfig, mode: str) -> tuple[int, ...]:
     """The levels to sample, top first: priors the model has, and below the top for upsampling."""
     have = sorted(p.level for p in config.priors)
-    levels = tuple(sorted(set(levels or have), reverse=True))
+    top = config.vqvae.levels - 1
+    default = [level for level in have if not (mode == "upsample" and level == top)]
+    levels = tuple(sorted(set(levels or default), reverse=True))
     if not set(levels) <= set(have):
         raise InputError(f"--levels {' '.join(map(str, levels))}: the model has priors for levels {' '.join(map(str, have))}")
-    top = config.vqvae.levels - 1
     if mode == "upsample" and top in levels:
         raise InputError(f"--mode upsample samples the levels below the top: give --levels without {top}, e.g. --levels {' '.join(map(str, range(top - 1, -1, -1)))}")
     return levels

@@ -186,6 +186,11 @@ def test_version(capsys):
     assert e.value.code == 0 and re.fullmatch(r"jukebox-jax \S+\n", capsys.readouterr().out)
 
 
+@pytest.mark.parametrize(("mode", "levels"), [("ancestral", (2, 1, 0)), ("upsample", (1, 0))])
+def test_levels_default_to_every_prior_and_upsample_to_those_below_the_top(mode, levels):
+    assert cli_sample.check_levels(None, JukeboxConfig.from_preset("tiny_5b"), mode) == levels
+
+
 def test_sample_help_describes_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["sample", "--help"])
