@@ -105,9 +105,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     sample = sub.add_parser("sample", help="windowed multi-level sampling (resumable)", description=cli_sample.DESCRIPTION)
     cli_sample.add_arguments(sample)
-    cli_data.add_arguments(sub.add_parser("data", help="make datasets (`data synth`: the synthetic music)"))
+    data_parsers = cli_data.add_arguments(sub.add_parser("data", help="make datasets (`data synth`: the synthetic music)"))
     train = sub.add_parser("train", help="train or fine-tune a VQ-VAE or a prior (resumable)", description=cli_train.__doc__.split("\n\n")[0])
-    cli_train.add_arguments(train)
+    train_parsers = cli_train.add_arguments(train)
     args = parser.parse_args(argv)
     if args.command == "demo":
         if args.seconds > DEMO_MAX_SECONDS:
@@ -116,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "sample":
         _reporting(sample, cli_sample.run, args)
     elif args.command == "data":
-        cli_data.run(args)
+        _reporting(data_parsers[args.data_command], cli_data.run, args)
     elif args.command == "train":
-        _reporting(train, cli_train.run, args)
+        _reporting(train_parsers[args.part], cli_train.run, args)
     else:
         convert(args.sources, args.out, args.config, args.dtype)
 

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from jukebox_jax.cli_sample import positive_float, positive_int, seed
-from jukebox_jax.errors import JukeboxError
 
 SYNTH_DESCRIPTION = (
     "Write a synthetic music dataset to --out: songs with a key, chords, a melody on the scale, synthesised instruments "
@@ -17,8 +15,8 @@ SYNTH_DESCRIPTION = (
 )
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The `data` command's subcommands and their options."""
+def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The `data` command's subcommands and their options; their parsers by name."""
     sub = p.add_subparsers(dest="data_command", required=True)
     synth = sub.add_parser("synth", help="write the synthetic music dataset", description=SYNTH_DESCRIPTION)
     synth.add_argument("--out", type=Path, required=True, help="dataset folder (created; an interrupted run resumes)")
@@ -34,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=True,
         help="sing the lyrics with espeak-ng (default: on where espeak-ng is installed; without it the songs are instrumental)",
     )
+    return {"synth": synth}
 
 
 def run(args: argparse.Namespace) -> None:
@@ -48,17 +47,12 @@ def run(args: argparse.Namespace) -> None:
         print(
             "espeak-ng is not installed (apt-get install espeak-ng), so the songs are instrumental (their lyrics are in the metadata)"
         )
-    try:
-        config = SynthConfig(args.songs, args.seconds, args.seed, args.sample_rate, sing)
-        check_folder(args.out, config)
-        found = sum((args.out / song_path(i)).exists() for i in range(args.songs))
-        if found:
-            print(f"resuming: {found} of {args.songs} songs are already in {args.out}")
-        metadata = generate(args.out, config, lambda it: tqdm(it, desc="songs", unit="song"))
-    except JukeboxError as e:
-        sys.exit(f"jukebox-jax data synth: {e}")
-    except OSError as e:
-        sys.exit(f"jukebox-jax data synth: cannot write {e.filename or args.out}: {e.strerror or e}")
+    config = SynthConfig(args.songs, args.seconds, args.seed, args.sample_rate, sing)
+    check_folder(args.out, config)
+    found = sum((args.out / song_path(i)).exists() for i in range(args.songs))
+    if found:
+        print(f"resuming: {found} of {args.songs} songs are already in {args.out}")
+    metadata = generate(args.out, config, lambda it: tqdm(it, desc="songs", unit="song"))
     kind = "with vocals" if sing else "instrumental"
     print(
         f"{len(metadata['songs'])} songs of {args.seconds:g} s at {args.sample_rate} Hz ({kind}) -> {args.out / METADATA_FILE}"

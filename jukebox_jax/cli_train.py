@@ -35,7 +35,8 @@ CODES = "codes"
 EVAL_BATCHES = 8  # held-out batches per evaluation
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The `train` command's subcommands and their options; their parsers by name."""
     sub = p.add_subparsers(dest="part", required=True)
     v = sub.add_parser("vqvae", help="train a VQ-VAE on a folder of audio")
     q = sub.add_parser("prior", help="train one prior on a folder of audio (encoded once) or of codes")
@@ -114,6 +115,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="float32",
         help="mixed precision: activations in this dtype, weights and optimizer float32 (default: %(default)s)",
     )
+    return {"vqvae": v, "prior": q}
 
 
 def _optim(args: argparse.Namespace) -> optim.OptimConfig:

@@ -290,7 +290,7 @@ def test_cli(tmp_path, capsys, monkeypatch):
         ]
     )
     assert "resuming: 2 of 2 songs" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="other arguments: seed 4 \\(asked 5\\)"):
+    with pytest.raises(SystemExit) as refused:
         main(
             [
                 "data",
@@ -307,8 +307,13 @@ def test_cli(tmp_path, capsys, monkeypatch):
                 "8000",
             ]
         )
+    # a usage error of `data synth` (exit 2), as sample's and train's are
+    assert refused.value.code == 2 and "jukebox-jax data synth: error: " in (err := capsys.readouterr().err), err
+    assert "other arguments: seed 4 (asked 5)" in err
     with pytest.raises(SystemExit):
         main(["data", "synth", "--out", str(tmp_path), "--seconds", "0"])
+    with pytest.raises(SystemExit, match=f"jukebox-jax data synth: {tmp_path / 'metadata.json'}/songs: Not a directory"):
+        main(["data", "synth", "--out", str(tmp_path / "metadata.json"), "--songs", "1", "--no-vocals"])  # a file
 
 
 @needs_espeak

@@ -171,7 +171,8 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
     for command, message in cases:
         with pytest.raises(SystemExit):
             cli(command)
-        assert message in capsys.readouterr().err, command
+        err = capsys.readouterr().err
+        assert message in err and f"jukebox-jax {' '.join(command.split()[:2])}: error: " in err, command  # the subcommand's usage
 
 
 @pytest.mark.slow
