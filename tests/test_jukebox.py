@@ -63,6 +63,15 @@ def test_cli_demo_refuses_absurd_lengths(tmp_path, capsys, seconds, message):
     assert not (tmp_path / "demo").exists()
 
 
+def test_cli_demo_refuses_a_file_for_its_folder(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--out", str(taken / "demo")])
+    assert e.value.code == 2 and f"{taken} is a file; give a folder" in capsys.readouterr().err
+    assert taken.read_text() == "mine"
+
+
 def test_cli_demo_writes_a_round_trip(tmp_path, capsys):
     """The demo's files agree with each other: input.wav is the synthetic song, codes.npz its
     codes under the default model, and recon_level{L}.wav that model's decode of codes.npz's
