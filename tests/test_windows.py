@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 
 import jax
@@ -140,6 +141,12 @@ def test_primed_keeps_the_prompt(tiny):
     assert [z.shape[1] for z in zs] == [768, 192, 48]
 
 
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
 class Killed(Exception):
     pass
 
@@ -167,6 +174,18 @@ def test_resume_after_kill_is_identical(tiny, tmp_path):
         run_job(tiny, tmp_path / "killed", dataclasses.replace(request, settings=other_method), start, resume=True)
     with pytest.raises(JobError, match=r"differs in start_codes: '[0-9a-f]{36}\.\.\. -> '[0-9a-f]{36}\.\.\.\. Resume"):
         run_job(tiny, tmp_path / "killed", request, [np.ones((2, 1), np.int64)] + start[1:], resume=True)
+    codes = tmp_path / "killed" / "codes.npz"
+    good = codes.read_bytes()
+    damaged = {
+        "truncated": good[:100],
+        "another job's": _npz({f"level_{i}": np.zeros((3, 0), np.int64) for i in range(3)}),  # 3 samples, not 2
+        "out of the vocabulary": _npz({f"level_{i}": np.full((2, 4), 64) for i in range(3)}),
+    }
+    for what, data in damaged.items():
+        codes.write_bytes(data)
+        with pytest.raises(JobError, match=rf"{tmp_path / 'killed'} cannot be resumed: .*Sample again into a new folder"):
+            run_job(tiny, tmp_path / "killed", request, start, resume=True)
+    codes.write_bytes(good)
     (tmp_path / "killed" / ".partial-x.npz").write_bytes(b"")  # a temporary file a kill left
     resumed = run_job(tiny, tmp_path / "killed", request, start, resume=True)
     for a, b in zip(resumed, whole):

@@ -21,7 +21,8 @@ import jax
 import numpy as np
 
 from jukebox_jax import integrity
-from jukebox_jax.errors import JobError
+from jukebox_jax.errors import InputError, JobError
+from jukebox_jax.generation.inputs import read_codes
 from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
 from jukebox_jax.io import remove_leftovers, write_npz, write_text, write_wav
 from jukebox_jax.jukebox import Jukebox
@@ -140,8 +141,7 @@ def run_job(
     codes_file = out / CODES_FILE
     resuming = check_job(out, record, resume)
     if resuming and codes_file.exists():
-        saved = np.load(codes_file)
-        zs = [saved[f"level_{level}"] for level in range(len(zs))]
+        zs = _saved_codes(codes_file, zs, jb.config.priors[0].l_bins)
     _every_process_has_read()
     if _writer():
         if resuming:
@@ -161,6 +161,26 @@ def run_job(
         if jb.config.vqvae is not None:
             write_level_audio(jb, out / f"level_{level}", zs[level], level)
     return zs
+
+
+def _saved_codes(path: Path, start: Codes, l_bins: int) -> Codes:
+    """The codes a stopped run of this job saved: every level, as many samples as the job
+    draws, each level beginning with the start codes; else a `JobError` (a damaged folder)."""
+    try:
+        saved = read_codes(path, len(start), l_bins)
+    except InputError as e:
+        raise JobError(f"{path.parent} cannot be resumed: {e}. Sample again into a new folder (without --resume)") from None
+    n = len(start[0])
+    fits = sorted(saved) == list(range(len(start))) and all(
+        len(z) == n and z.shape[1] >= s.shape[1] and np.array_equal(z[:, : s.shape[1]], s) for z, s in zip(saved.values(), start)
+    )
+    if not fits:
+        raise JobError(
+            f"{path.parent} cannot be resumed: its {path.name} is not this job's (levels {sorted(saved)}, shapes "
+            f"{[z.shape for z in saved.values()]}; the job has {len(start)} levels of {n} samples starting with its start codes). "
+            "Sample again into a new folder (without --resume)"
+        )
+    return [saved[level] for level in range(len(start))]
 
 
 def _writer() -> bool:
