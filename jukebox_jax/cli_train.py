@@ -239,6 +239,13 @@ def train_vqvae(args: argparse.Namespace) -> None:
     train, held = folder.split(args.eval_fraction)
     hop = cfg.hop_lengths[-1]
     length = max(hop, round(args.seconds * cfg.sample_rate) // hop * hop)
+    loss = vqvae_train.VQVAELoss()
+    if length < loss.min_samples:
+        shortest = -(-loss.min_samples // hop) * hop
+        raise InputError(
+            f"--seconds {args.seconds:g}: windows of {length} samples are shorter than the losses take "
+            f"({loss.min_samples}); give --seconds {shortest / cfg.sample_rate:.3f} or more"
+        )
     windows, held_windows = (
         data.AudioWindows(folder, train, length),
         data.AudioWindows(folder, held, length) if held else None,
@@ -247,7 +254,7 @@ def train_vqvae(args: argparse.Namespace) -> None:
     bandwidth = vqvae_train.calculate_bandwidth(
         np.concatenate([windows.batch(args.seed, i, args.batch_size).x for i in range(4)])
     )
-    task = steps.VQVAETask(cfg, _optim(args), bandwidth)
+    task = steps.VQVAETask(cfg, _optim(args), bandwidth, loss)
     out = args.out / MODEL
 
     _fit(

@@ -157,6 +157,10 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
     cases = [
         (f"train vqvae --data {songs} --out {tmp_path / 'a'}", "give --config"),
         (f"train vqvae --data {songs} --out {tmp_path / 'b'} --config tiny_5b", "is not a VQ-VAE"),
+        (
+            f"train vqvae --data {songs} --out {tmp_path / 'b'} --config tiny_vqvae --seconds 0.01",
+            "--seconds 0.01: windows of 384 samples are shorter than the losses take (2048); give --seconds 0.046 or more",
+        ),
         (f"train prior --level 2 --data {songs} --out {tmp_path / 'c'} --config tiny_5b", "holds audio: give --vqvae"),
         (
             f"train prior --level 1 --data {songs} --vqvae {vqvae} --init {vqvae} --out {tmp_path / 'd'}",

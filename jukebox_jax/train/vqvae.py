@@ -51,6 +51,11 @@ class VQVAELoss:
     revival_threshold: float = 1.0  # codes whose EMA count falls below this restart
     resolutions: MultiResolution = dataclasses.field(default_factory=MultiResolution)
 
+    @property
+    def min_samples(self) -> int:
+        """The shortest audio the losses take: the STFTs' reflect padding and linf's top-k."""
+        return max(self.linf_k, max(r.n_fft for r in (SPECTRAL, *self.resolutions.resolutions)) // 2 + 1)
+
 
 @dataclasses.dataclass(frozen=True)
 class Bandwidth:
