@@ -59,7 +59,7 @@ from jukebox_jax.config import AttnKind, PriorConfig, preset
 from jukebox_jax.prior.attention import attention
 from jukebox_jax.prior.prior import geometry
 from jukebox_jax.sampling import Temperature, decode, prefill
-from jukebox_jax.sampling.decode import SampleState, _init_state
+from jukebox_jax.sampling.decode import SampleState, init_buffers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -436,7 +436,7 @@ def run_formats(name: str, args, bw: float, rows: list[str]) -> None:
             labels, upper = full_inputs(c, batch)
             ctx = jbprior.condition(c, params, labels, upper)
             seq = jbprior.sequence(c, jax.random.randint(jax.random.key(4), (batch, 8), 0, c.l_bins), labels)
-            tokens, cache = _init_state(c, seq)  # a step costs the same whatever the cache holds: no prefill
+            tokens, cache = init_buffers(c, seq)  # a step costs the same whatever the cache holds: no prefill
             state = jax.block_until_ready(SampleState(tokens, cache, jnp.int32(seq.shape[1]), jax.random.key(0)))
             print(f"\n## {name} {fmt} batch {batch}: {wait_idle(args.max_wait)}", flush=True)
             others = Others().start()

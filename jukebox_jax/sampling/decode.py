@@ -50,7 +50,7 @@ def _inputs(tokens: jax.Array, t0, length: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _init_state(cfg: PriorConfig, prompt: jax.Array) -> tuple[jax.Array, dict]:
+def init_buffers(cfg: PriorConfig, prompt: jax.Array) -> tuple[jax.Array, dict]:
     """The token buffer `[b, n_positions]` starting with `prompt [b, p]`, and zero caches,
     both named for sharding (made in place, on their devices, under a mesh)."""
     b, p = prompt.shape
@@ -73,7 +73,7 @@ def prefill(cfg: PriorConfig, params, ctx: Context, prompt: jax.Array, key: jax.
     if chunk_size is not None:
         checks.integer("chunk_size", chunk_size, 1)
     b, p = prompt.shape
-    tokens, cache = _init_state(cfg, prompt)
+    tokens, cache = init_buffers(cfg, prompt)
     if ctx.encoder_kv is not None:
         cache = prior.fill_encoder_cache(cfg, params, ctx, cache)
     ctx = dataclasses.replace(ctx, encoder_kv=None)  # read from the caches from here on
