@@ -5,13 +5,10 @@ music does, not as a random-weight model of the same structure does."""
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_process import run_cli
 
 from jukebox_jax import Jukebox, JukeboxConfig, audio, cli_sample, default
 from jukebox_jax.synth import measures
@@ -54,15 +51,8 @@ def test_sample_without_artist_or_genre_takes_the_tables_first_and_says_so():
     assert cli_sample.label_names(JukeboxConfig.from_preset("tiny_5b"), (2, 1, 0), None, None) == ("unknown", "unknown", [])
 
 
-def cli(command: str) -> None:
-    """`jukebox-jax COMMAND` in a process of its own, as a user runs it (and as the README's
-    first command does)."""
-    argv = [sys.executable, "-m", "jukebox_jax.cli", *shlex.split(command)]
-    subprocess.run(argv, check=True, capture_output=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-
-
 def sample(tmp_path, name: str, extra: str) -> np.ndarray:
-    cli(f"sample --seconds {SECONDS} --song-seconds 20 --out {tmp_path / name} {extra}")
+    run_cli(f"sample --seconds {SECONDS} --song-seconds 20 --out {tmp_path / name} {extra}")
     wav = min((tmp_path / name / "level_0").glob("*.wav"))
     return audio.load(wav, SR)[:, 0]
 
@@ -91,7 +81,7 @@ def test_primed_from_a_song(tmp_path):
 
     x = make_song(SynthConfig(songs=1, seconds=6.0, seed=3, sample_rate=44100, vocals=False), 0)[0]
     soundfile.write(tmp_path / "prompt.wav", x, 44100)
-    cli(f"sample --mode primed --prompt-audio {tmp_path / 'prompt.wav'} --prompt-seconds 2 --seconds {SECONDS} --artist ember --genre folk --out {tmp_path / 'primed'}")
+    run_cli(f"sample --mode primed --prompt-audio {tmp_path / 'prompt.wav'} --prompt-seconds 2 --seconds {SECONDS} --artist ember --genre folk --out {tmp_path / 'primed'}")
     codes = np.load(tmp_path / "primed" / "codes.npz")
     jb = default.load()
     prompt = audio.load_segment(tmp_path / "prompt.wav", 0, 2 * SR, SR)[None]
