@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 
 import jax
@@ -16,6 +15,7 @@ from jukebox_jax.errors import JobError
 from jukebox_jax.generation.job import SampleRequest, run_job
 from jukebox_jax.generation.levels import LevelSettings, sample_levels, sample_window
 from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
+from jukebox_jax.io import write_npz
 from jukebox_jax.labels import SongLabels, relevant_lyric_tokens, window_labels
 from jukebox_jax.sampling import Greedy, Temperature, TopK, TopP
 
@@ -141,12 +141,6 @@ def test_primed_keeps_the_prompt(tiny):
     assert [z.shape[1] for z in zs] == [768, 192, 48]
 
 
-def _npz(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
 class Killed(Exception):
     pass
 
@@ -176,13 +170,16 @@ def test_resume_after_kill_is_identical(tiny, tmp_path):
         run_job(tiny, tmp_path / "killed", request, [np.ones((2, 1), np.int64)] + start[1:], resume=True)
     codes = tmp_path / "killed" / "codes.npz"
     good = codes.read_bytes()
-    damaged = {
-        "truncated": good[:100],
-        "another job's": _npz({f"level_{i}": np.zeros((3, 0), np.int64) for i in range(3)}),  # 3 samples, not 2
-        "out of the vocabulary": _npz({f"level_{i}": np.full((2, 4), 64) for i in range(3)}),
-    }
-    for what, data in damaged.items():
-        codes.write_bytes(data)
+    damaged = [
+        {f"level_{i}": np.zeros((3, 0), np.int64) for i in range(3)},  # another job's: 3 samples, not 2
+        {f"level_{i}": np.full((2, 4), 64) for i in range(3)},  # codes outside the 64-code book
+        None,  # truncated
+    ]
+    for arrays in damaged:
+        if arrays is None:
+            codes.write_bytes(good[:100])
+        else:
+            write_npz(codes, arrays)
         with pytest.raises(JobError, match=rf"{tmp_path / 'killed'} cannot be resumed: .*Sample again into a new folder"):
             run_job(tiny, tmp_path / "killed", request, start, resume=True)
     codes.write_bytes(good)
