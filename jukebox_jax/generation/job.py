@@ -169,18 +169,18 @@ def _saved_codes(path: Path, start: Codes, l_bins: int) -> Codes:
     try:
         saved = read_codes(path, len(start), l_bins)
     except InputError as e:
-        raise JobError(f"{path.parent} cannot be resumed: {e}. Sample again into a new folder (without --resume)") from None
-    n = len(start[0])
-    fits = sorted(saved) == list(range(len(start))) and all(
-        len(z) == n and z.shape[1] >= s.shape[1] and np.array_equal(z[:, : s.shape[1]], s) for z, s in zip(saved.values(), start)
-    )
-    if not fits:
-        raise JobError(
-            f"{path.parent} cannot be resumed: its {path.name} is not this job's (levels {sorted(saved)}, shapes "
-            f"{[z.shape for z in saved.values()]}; the job has {len(start)} levels of {n} samples starting with its start codes). "
-            "Sample again into a new folder (without --resume)"
+        problem = str(e)
+    else:
+        n = len(start[0])
+        if sorted(saved) == list(range(len(start))) and all(
+            len(z) == n and z.shape[1] >= s.shape[1] and np.array_equal(z[:, : s.shape[1]], s) for z, s in zip(saved.values(), start)
+        ):
+            return [saved[level] for level in range(len(start))]
+        problem = (
+            f"its {path.name} is not this job's (levels {sorted(saved)}, shapes {[z.shape for z in saved.values()]}; "
+            f"the job has {len(start)} levels of {n} samples starting with its start codes)"
         )
-    return [saved[level] for level in range(len(start))]
+    raise JobError(f"{path.parent} cannot be resumed: {problem}. Sample again into a new folder (without --resume)")
 
 
 def _writer() -> bool:
