@@ -101,7 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--song-seconds",
         type=positive_float,
-        help=f"the song length the timing labels describe (default: {DEFAULT_SONG_SECONDS:g}, or the longest the model's timing covers; "
+        help=f"the song length the timing labels describe, at least --seconds (default: {DEFAULT_SONG_SECONDS:g}, or the longest the model's timing covers; "
         "the default model was trained on 20 s songs)",
     )
     p.add_argument("--n-samples", type=positive_int, help="samples to draw (default: 1; --mode continue/upsample: as many as --codes holds)")
@@ -178,7 +178,11 @@ def plan(args: argparse.Namespace) -> Plan:
     lengths = [len(prompt.audio) // hop for hop in vq.hop_lengths] if prompt else [z.shape[1] for z in start]
     check_upper_codes(config, levels, lengths, sample_length)
     song_seconds = args.song_seconds or min(DEFAULT_SONG_SECONDS, max_seconds(config) or DEFAULT_SONG_SECONDS)
-    song_length = max(sample_length, int(check_seconds("--song-seconds", song_seconds, config) * vq.sample_rate))
+    song_length = int(check_seconds("--song-seconds", song_seconds, config) * vq.sample_rate)
+    if song_length < sample_length:
+        seconds = sample_length / vq.sample_rate
+        notices.append(f"note: the song is {seconds:g} s, not {song_seconds:g} (--song-seconds): the timing labels describe {seconds:g} s")
+        song_length = sample_length
     artist, genre, named = label_names(config, levels, args.artist, args.genre)
     notices += named
     if lyrics and not any(config.prior(level).n_tokens for level in levels):

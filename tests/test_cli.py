@@ -270,6 +270,17 @@ def test_resume_removes_what_a_kill_left(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "job" / "codes.npz")["level_2"], before)
 
 
+def test_a_song_shorter_than_the_sample_is_lengthened_and_said():
+    """--song-seconds below --seconds: the timing labels describe the sampled length, with a note."""
+    args = ["sample", "--model", "tiny_5b", "--seconds", "2", "--song-seconds", "1", "--levels", "2"]
+    plan = cli_sample.plan(_parse(args))
+    length = plan.request.sample_length
+    seconds = length / plan.config.vqvae.sample_rate
+    assert 1.99 < seconds <= 2
+    assert plan.notices == (f"note: the song is {seconds:g} s, not 1 (--song-seconds): the timing labels describe {seconds:g} s",)
+    assert [song.total_length for song in plan.request.songs[2]] == [length]
+
+
 def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):
     """--resume of an empty folder starts the job (and says so); Ctrl-C says how to go on."""
     args = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "--out", str(tmp_path / "job"), "--resume"]
