@@ -323,16 +323,21 @@ def check_length(seconds: float | None, mode: str, config: JukeboxConfig, levels
 
 
 def check_prompt(prompt: Prompt, path: Path, seconds: float, sample_length: int, sample_rate: int) -> list[str]:
-    """Refuses a prompt as long as the job; notes a file shorter than `--prompt-seconds`."""
+    """Refuses a prompt as long as the job; notes a file shorter than `--prompt-seconds` and
+    audio above full scale (a float file's samples beyond +-1, which the VQ-VAE never saw)."""
     used = len(prompt.audio) / sample_rate
     if len(prompt.audio) >= sample_length:
         raise InputError(
             f"--prompt-audio {path}: priming with {used:.2f} s of it leaves nothing to sample in --seconds "
             f"{sample_length / sample_rate:.2f}; give a longer --seconds or a shorter --prompt-seconds"
         )
+    notices = []
     if prompt.file_seconds < seconds:
-        return [f"note: {path} holds {prompt.file_seconds:.2f} s, less than --prompt-seconds {seconds:g}: priming with {used:.2f} s of it"]
-    return []
+        notices.append(f"note: {path} holds {prompt.file_seconds:.2f} s, less than --prompt-seconds {seconds:g}: priming with {used:.2f} s of it")
+    peak = float(np.abs(prompt.audio).max())
+    if peak > 1:
+        notices.append(f"note: {path} peaks at {peak:.3g}, above full scale (1): it is encoded as is; scale it to +-1 if the prime sounds distorted")
+    return notices
 
 
 def check_upper_codes(config: JukeboxConfig, levels: tuple[int, ...], lengths: list[int], sample_length: int) -> None:

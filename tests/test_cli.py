@@ -6,6 +6,7 @@ left; the README's examples run. Models are loaded once per (name, seed) for the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -178,6 +179,18 @@ def test_prompt_formats_the_help_names_are_read(tmp_path, suffix):
     assert prompt.audio.shape == (int(0.05 * SR) // 128 * 128, 1) and prompt.audio.dtype == np.float32
     assert abs(prompt.file_seconds - 0.1) < 0.01 and prompt.digest == file_digest(path)
     assert np.abs(prompt.audio).max() > 0.01
+
+
+def test_a_float_prompt_above_full_scale_is_noted(tmp_path):
+    """A float file may hold samples beyond +-1: read as they are (no silent rescaling), with a note."""
+    path = tmp_path / "loud.wav"
+    soundfile.write(path, 3.0 * np.sin(np.arange(SR // 10) / 10.0), SR, subtype="FLOAT")
+    prompt = read_prompt(path, SR, 128, 0.05)
+    assert 2.9 < np.abs(prompt.audio).max() <= 3.0
+    notices = cli_sample.check_prompt(prompt, path, 0.05, SR, SR)
+    assert notices == [f"note: {path} peaks at 3, above full scale (1): it is encoded as is; scale it to +-1 if the prime sounds distorted"]
+    quiet = dataclasses.replace(prompt, audio=prompt.audio / 3)
+    assert cli_sample.check_prompt(quiet, path, 0.05, SR, SR) == []
 
 
 def test_version(capsys):
