@@ -269,6 +269,9 @@ def _read_meta(file: Path) -> dict[str, Any]:
     try:
         meta = json.loads(file.read_bytes().decode())
     except FileNotFoundError as e:
+        inner = file.parent / "model" / file.name
+        if inner.is_file():  # `jukebox-jax train --out` holds the run; its checkpoint is OUT/model
+            raise CheckpointError(f"{file.parent} is a training run, not a checkpoint: give its model, {inner.parent}") from e
         raise CheckpointError(f"{file} is missing: not a jukebox-jax checkpoint, or a damaged one ({_REWRITE})") from e
     except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise CheckpointError(f"{file} is not readable JSON ({e}); the checkpoint is damaged: {_REWRITE}") from e

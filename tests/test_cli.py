@@ -75,6 +75,8 @@ def files(tmp_path_factory) -> Path:
         (d / name).mkdir()
         if text is not None:
             (d / name / "config.json").write_text(text)
+    (d / "run" / "model").mkdir(parents=True)  # a training run's --out: its checkpoint is model/
+    (d / "run" / "model" / "config.json").write_text(_config_json(JukeboxConfig.from_preset("tiny_5b")))
     (d / "job").mkdir()
     (d / "job" / "job.json").write_text("{}")
     (d / "readonly").mkdir(mode=0o555)
@@ -135,6 +137,7 @@ BAD = [
     (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--seconds", "0.5"], r"priming with 1.00 s of it leaves nothing to sample in --seconds 0.50; give a longer --seconds"),
     (["--model", "{d}/missing"], r"--model '{d}/missing' is neither a checkpoint folder nor a preset \(5b, "),
     (["--model", "{d}/noconfig"], r"noconfig/config.json is missing: not a jukebox-jax checkpoint"),
+    (["--model", "{d}/run"], r"{d}/run is a training run, not a checkpoint: give its model, {d}/run/model$"),
     (["--model", "{d}/badjson"], r"badjson/config.json is not readable JSON .*convert the original again"),
     (["--model", "{d}/nokey"], r"nokey/config.json: format None; this version reads"),
     (["--model", "{d}/vqonly"], r"needs a VQ-VAE and priors to sample; it holds only a VQ-VAE"),
