@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from jukebox_jax.cli_sample import positive_float, positive_int, seed
+from jukebox_jax.synth.dataset import MAX_SONGS
 
 SYNTH_DESCRIPTION = (
     "Write a synthetic music dataset to --out: songs with a key, chords, a melody on the scale, synthesised instruments "
@@ -20,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
     sub = p.add_subparsers(dest="data_command", required=True)
     synth = sub.add_parser("synth", help="write the synthetic music dataset", description=SYNTH_DESCRIPTION)
     synth.add_argument("--out", type=Path, required=True, help="dataset folder (created; an interrupted run resumes)")
-    synth.add_argument("--songs", type=positive_int, default=200, help="number of songs (default: %(default)s)")
+    synth.add_argument("--songs", type=positive_int, default=200, help=f"number of songs, at most {MAX_SONGS} (default: %(default)s)")
     synth.add_argument(
         "--seconds", type=positive_float, default=20.0, help="length of each song (default: %(default)g)"
     )

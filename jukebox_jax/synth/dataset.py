@@ -43,6 +43,7 @@ CHORD_GAIN = 0.6
 VOCAL_GAIN = 0.6
 RUN_FILE = "synth.json"
 METADATA_FILE = "metadata.json"
+MAX_SONGS = 99_999  # the five digits of `song_path`; the metadata of them all is one JSON file
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,10 @@ class SynthConfig:
     vocals: bool = True
 
     def __post_init__(self):
-        if self.songs < 1 or not 1.0 <= self.seconds <= 600.0 or not 4000 <= self.sample_rate <= 48000 or self.seed < 0:
+        if not 1 <= self.songs <= MAX_SONGS or not 1.0 <= self.seconds <= 600.0 or not 4000 <= self.sample_rate <= 48000 or self.seed < 0:
             raise InputError(
                 f"synth: songs {self.songs}, seconds {self.seconds:g}, sample_rate {self.sample_rate}, seed {self.seed}: "
-                "give songs >= 1, seconds in [1, 600], sample_rate in [4000, 48000] and seed >= 0"
+                f"give songs in [1, {MAX_SONGS}], seconds in [1, 600], sample_rate in [4000, 48000] and seed >= 0"
             )
 
 
