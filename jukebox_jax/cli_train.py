@@ -223,7 +223,6 @@ def _held_out(windows, batch_size: int, arrays=lambda b: b):
 
 
 def train_vqvae(args: argparse.Namespace) -> None:
-    import jax
 
     if args.init is not None:
         base = Jukebox.load(args.init)
@@ -234,7 +233,7 @@ def train_vqvae(args: argparse.Namespace) -> None:
         cfg = _structure(args.config).vqvae
         if cfg is None:
             raise InputError(f"--config {args.config} is not a VQ-VAE")
-        params = Jukebox.init(JukeboxConfig(vqvae=cfg), jax.random.key(args.seed)).params["vqvae"]
+        params = Jukebox.init(JukeboxConfig(vqvae=cfg), loop.run_key(args.seed, loop.KeyUse.INIT)).params["vqvae"]
     folder = data.audio_folder(args.data, cfg.sample_rate)
     train, held = folder.split(args.eval_fraction)
     hop = cfg.hop_lengths[-1]
@@ -311,7 +310,6 @@ def _codes(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
 
 
 def train_prior(args: argparse.Namespace) -> None:
-    import jax
 
     from jukebox_jax import prior as prior_lib
     from jukebox_jax import tokenizer
@@ -323,7 +321,7 @@ def train_prior(args: argparse.Namespace) -> None:
         if args.level not in [p.level for p in init.config.priors]:
             raise InputError(f"--init {args.init} holds no level-{args.level} prior")
         cfg, params = init.config.prior(args.level), init.params[f"prior_level_{args.level}"]
-        cfg, params = with_labels_of(cfg, params, folder, jax.random.key(args.seed))
+        cfg, params = with_labels_of(cfg, params, folder, loop.run_key(args.seed, loop.KeyUse.INIT))
     else:
         priors = _structure(args.config).priors
         if not priors:
@@ -333,7 +331,7 @@ def train_prior(args: argparse.Namespace) -> None:
         if vq is None:
             raise InputError("a new prior needs --vqvae (its codebook size, hops and sample rate)")
         cfg = _adapted(dataclasses.replace(cfg, level=args.level), vq, folder)
-        params = prior_lib.init_params(cfg, jax.random.key(args.seed))
+        params = prior_lib.init_params(cfg, loop.run_key(args.seed, loop.KeyUse.INIT))
     upper = cfg.conditioner is not None
     train, held = folder.split(args.eval_fraction)
     windows = data.CodesWindows.load(folder, train, args.level, cfg.n_ctx, upper=upper)

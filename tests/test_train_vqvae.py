@@ -19,7 +19,9 @@ from convert import convert_checkpoint
 from convert.table import vqvae_rows
 from jukebox_jax.errors import InputError
 from jukebox_jax.train.codebook import CodebookState, ema_update, init_state, restart_candidates, restore_state
+from jukebox_jax.train.optim import OptimConfig
 from jukebox_jax.train.spectral import stft_magnitude
+from jukebox_jax.train.steps import VQVAETask
 from jukebox_jax.train.vqvae import (
     Bandwidth,
     VQVAELoss,
@@ -254,6 +256,28 @@ def test_init_state():
     np.testing.assert_array_equal(np.asarray(state.k_sum), np.asarray(codebook))
     np.testing.assert_array_equal(np.asarray(state.k_elem), np.ones(16))
     assert restore_state(codebook, 0.5).k_elem.shape == (16,)
+
+
+def test_the_first_step_restarts_with_new_draws(ref, model):
+    """A run's codebook init and its first step read the same batch; their random draws come
+    from separate streams (`KeyUse`). With fewer top-level vectors than codes (one item: 32
+    for 64 codes) the init tiles them with noise and half the codes go unused at step 0: they
+    restart at new draws, not at their own initial vectors (as when both keys were
+    `fold_in(key, 1)`)."""
+    arrays, meta = ref
+    cfg, params = model
+    task = VQVAETask(cfg, OptimConfig(), Bandwidth(**meta["hps"]["bandwidth"]))
+    x = jnp.asarray(arrays["x"][:1])  # [1, 4096, 1]
+    state = task.init(params, x, seed=0, trained=False)
+    after, _ = jax.jit(task.step)(state, {"audio": x})
+    moved = []
+    for level in range(cfg.levels):
+        k_elem = np.asarray(after.aux[level].k_elem)
+        restarted = k_elem < VQVAELoss().revival_threshold
+        before, now = (np.asarray(s.params[f"codebook_{level}"]) for s in (state, after))
+        moved.append(np.abs(now - before)[restarted].max(-1) > 1e-3 * np.abs(before).max())
+    moved = np.concatenate(moved)
+    assert len(moved) > 10 and moved.mean() > 0.9
 
 
 def test_bad_inputs(model):

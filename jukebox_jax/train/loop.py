@@ -24,6 +24,7 @@ under a mesh the state is replicated and each batch split over `data`.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import time
 import warnings
@@ -279,6 +280,22 @@ def mean_metrics(per_batch: Iterator[Metrics]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
+class KeyUse(enum.IntEnum):
+    """The independent key streams a run draws from its seed: `run_key(seed, use)`. Each use
+    has its own: `fold_in(k, i)` equals `split(k)[i]`, so two uses splitting or folding one
+    key would draw the same numbers (the first step's codebook restarts would redraw the
+    initial codebook)."""
+
+    INIT = 0  # new parameters, and a fine-tuned prior's new label rows
+    CODEBOOKS = 1  # the VQ-VAE's initial codebooks
+    STEPS = 2  # the steps' draws (dropout, codebook restarts): `TrainState.key`, split every step
+
+
+def run_key(seed: int, use: KeyUse) -> jax.Array:
+    """The typed key of `use`'s stream: `fold_in(key(seed), use)`."""
+    return jax.random.fold_in(jax.random.key(seed), use)
+
+
 def new_key(seed: int) -> jax.Array:
-    """The raw `[2]` uint32 key a `TrainState` holds (raw, so orbax saves it as an array)."""
-    return jax.random.key_data(jax.random.key(seed))
+    """The raw `[2]` uint32 key a `TrainState` starts with (raw, so orbax saves it as an array)."""
+    return jax.random.key_data(run_key(seed, KeyUse.STEPS))

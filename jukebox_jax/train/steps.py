@@ -25,7 +25,7 @@ from jukebox_jax.prior.transformer import Remat
 from jukebox_jax.train import codebook, optim
 from jukebox_jax.train import prior as prior_train
 from jukebox_jax.train import vqvae as vqvae_train
-from jukebox_jax.train.loop import Metrics, TrainState, new_key
+from jukebox_jax.train.loop import KeyUse, Metrics, TrainState, new_key, run_key
 from jukebox_jax.vqvae import VQVAE
 
 Params = dict
@@ -67,7 +67,7 @@ class VQVAETask:
         if trained:
             states = vqvae_train.restore_states(cfg, params, audio.shape[1])
         else:
-            keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 1), cfg.levels)
+            keys = jax.random.split(run_key(seed, KeyUse.CODEBOOKS), cfg.levels)
             codebooks, states = [], []
             for level, key in enumerate(keys):
                 x = VQVAE(cfg).apply({"params": params}, audio, level, method=VQVAE.encode_continuous)  # [b, s, d]
