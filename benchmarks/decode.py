@@ -59,7 +59,7 @@ from jukebox_jax.config import AttnKind, PriorConfig, preset
 from jukebox_jax.prior.attention import attention
 from jukebox_jax.prior.prior import geometry
 from jukebox_jax.sampling import Temperature, decode, prefill
-from jukebox_jax.sampling.decode import SampleState, init_buffers
+from jukebox_jax.sampling.decode import SampleState, init_buffers, row_keys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -437,7 +437,7 @@ def run_formats(name: str, args, bw: float, rows: list[str]) -> None:
             ctx = jbprior.condition(c, params, labels, upper)
             seq = jbprior.sequence(c, jax.random.randint(jax.random.key(4), (batch, 8), 0, c.l_bins), labels)
             tokens, cache = init_buffers(c, seq)  # a step costs the same whatever the cache holds: no prefill
-            state = jax.block_until_ready(SampleState(tokens, cache, jnp.int32(seq.shape[1]), jax.random.key(0)))
+            state = jax.block_until_ready(SampleState(tokens, cache, jnp.int32(seq.shape[1]), row_keys(jax.random.key(0), batch)))
             print(f"\n## {name} {fmt} batch {batch}: {wait_idle(args.max_wait)}", flush=True)
             others = Others().start()
 

@@ -70,14 +70,16 @@ def in_range(name: str, x: np.ndarray, lo: int, hi: int, fix: str) -> None:
         raise InputError(f"{name} must lie in [{lo}, {hi}): {name}[{', '.join(map(str, where))}] is {x[where]}; {fix}")
 
 
-def key(value: Any) -> jax.Array:
+def key(value: Any, batch: int | None = None) -> jax.Array:
     """One PRNG key: a typed key of shape () (`jax.random.key`) or a raw uint32 `[2]`
-    (`jax.random.PRNGKey`)."""
+    (`jax.random.PRNGKey`); given `batch`, also one typed key per sample, `[batch]`."""
     dtype = getattr(value, "dtype", None)
-    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and np.shape(value) == ()
+    shapes = [(), (batch,)] if batch is not None else [()]
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and np.shape(value) in shapes
     raw = dtype == np.uint32 and np.shape(value) == (2,)
     if not (typed or raw):
-        raise InputError(f"key must be one PRNG key, jax.random.key(seed), got {type(value).__name__} {dtype} {np.shape(value)}")
+        each = f", or one per sample, jax.random.split(key, {batch})" if batch is not None else ""
+        raise InputError(f"key must be one PRNG key, jax.random.key(seed){each}; got {type(value).__name__} {dtype} {np.shape(value)}")
     return value
 
 

@@ -269,7 +269,9 @@ class Jukebox:
         including the `prompt [B, P]` (P < n_tokens) it continues, if any.
 
         `labels` and `upper_codes` as `prior_logits` (their batch size is the number of
-        samples). `top_k=1` is greedy; otherwise tokens are drawn at `temperature`, from the
+        samples). `key`: one key (sample `i` draws with `fold_in(key, i)`), or one per sample
+        `[B]`; a sample's tokens depend on its key alone, not on the others in the batch.
+        `top_k=1` is greedy; otherwise tokens are drawn at `temperature`, from the
         `top_k` most likely or the `top_p` nucleus; or pass a sampling `method` object
         (`jukebox_jax.sampling.Greedy`, `Temperature`, `TopK`, `TopP`) instead. The prompt is read in chunks of
         `chunk_size` (default: one). The new tokens are decoded in jitted calls of
@@ -278,7 +280,6 @@ class Jukebox:
         vocabulary after the lyric prefix, and lyric ids drawn at music positions become 0,
         as the original's `prior_postprocess`."""
         cfg = self._prior_config(level)
-        key = checks.key(key)
         if method is None:
             method = sampling_method(temperature, top_k, top_p)
         elif (temperature, top_k, top_p) != (1.0, 0, 0.0):
@@ -290,6 +291,7 @@ class Jukebox:
         if steps_per_call is not None:
             checks.integer("steps_per_call", steps_per_call, 1)
         prompt, labels, upper_codes = self._check_prior_inputs(cfg, prompt, labels, upper_codes, prompt=True)
+        key = checks.key(key, batch=labels.shape[0])
         if prompt.shape[1] >= n_tokens:
             raise InputError(f"the prompt ({prompt.shape[1]} tokens) must be shorter than n_tokens={n_tokens}")
         params = self.decode_params(level)

@@ -198,7 +198,7 @@ def test_the_least_temperature_is_greedy_and_finite():
     (dividing first overflowed inside the fused softmax below about 1e-7)."""
     logits = 100 * jax.random.normal(jax.random.key(0), (16, 64))
     draw = jax.jit(lambda x, k: Temperature(MIN_TEMPERATURE).next_token(x, k))
-    np.testing.assert_array_equal(np.asarray(draw(logits, KEY)), np.argmax(np.asarray(logits), -1))
+    np.testing.assert_array_equal(np.asarray(draw(logits, jax.random.split(KEY, 16))), np.argmax(np.asarray(logits), -1))
     assert sampling_method(MIN_TEMPERATURE, top_p=0.9) == TopP(MIN_TEMPERATURE, 0.9)
 
 

@@ -113,13 +113,13 @@ LOGITS = jnp.log(jnp.array([[0.5, 0.25, 0.15, 0.07, 0.03]]))
 
 @pytest.mark.parametrize("method,support", [(Greedy(), {0}), (TopK(1.0, 2), {0, 1}), (TopP(1.0, 0.7), {0, 1}), (TopP(1.0, 0.8), {0, 1, 2})])
 def test_methods_draw_only_from_their_support(method, support):
-    draws = jax.vmap(lambda k: method.next_token(LOGITS, k))(jax.random.split(jax.random.key(0), 400))
+    draws = jax.vmap(lambda k: method.next_token(LOGITS, k[None]))(jax.random.split(jax.random.key(0), 400))
     assert set(np.asarray(draws).ravel().tolist()) == support
 
 
 def test_temperature_sharpens_and_flattens():
     keys = jax.random.split(jax.random.key(1), 4000)
-    freq = lambda t: np.bincount(np.asarray(jax.vmap(lambda k: Temperature(t).next_token(LOGITS, k))(keys)).ravel(), minlength=5) / 4000
+    freq = lambda t: np.bincount(np.asarray(Temperature(t).next_token(jnp.repeat(LOGITS, 4000, 0), keys)), minlength=5) / 4000
     np.testing.assert_allclose(freq(1.0), np.exp(np.asarray(LOGITS[0])), atol=0.03)
     assert freq(0.5)[0] > 0.65 and freq(4.0)[0] < 0.35
 

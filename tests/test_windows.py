@@ -99,12 +99,27 @@ def test_ancestral_then_upsample(tiny):
     assert [z.shape for z in zs] == [(3, length // 8), (3, length // 32), (3, length // 128)]
     top = tiny.config.prior(2)
     labels = np.stack([window_labels(top, s, 0) for s in songs[2]])
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.key(0), 2), 0), 0)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(0), 2), 0)  # level 2, window start 0
     first = tiny.sample(2, key, labels[:2], 48, temperature=1.0, chunk_size=7)
     np.testing.assert_array_equal(zs[2][:2, :48], np.asarray(first))
     again = sample_levels(tiny, [np.zeros((3, 0), np.int64)] * 2 + [zs[2]], songs, (1,), length, jax.random.key(0), SETTINGS)
     np.testing.assert_array_equal(again[2], zs[2])  # upsampling keeps the top codes
     np.testing.assert_array_equal(again[1], zs[1])  # and is deterministic per window
+
+
+def test_a_sample_does_not_depend_on_its_batch(tiny):
+    """`max_batch_size` (`--max-batch-size`) only bounds memory: each sample draws with its own
+    key, so the batch split in ones gives the same tokens; three samples of one song differ."""
+    songs = (_songs(tiny, n=1)[2][0],) * 3
+    empty = [np.zeros((3, 0), np.int64)] * 3
+
+    def draw(size: int) -> np.ndarray:
+        settings = LevelSettings(Temperature(1.0), max_batch_size=size, chunk_size=None)
+        return sample_window(tiny, empty, 2, songs, 0, 12, jax.random.key(4), settings)[2]
+
+    whole = draw(3)
+    np.testing.assert_array_equal(draw(1), whole)
+    assert len({tuple(row) for row in whole.tolist()}) == 3
 
 
 def test_the_level_method_reaches_the_sampler(tiny):

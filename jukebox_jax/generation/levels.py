@@ -19,6 +19,7 @@ import numpy as np
 from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
+from jukebox_jax.sampling.decode import row_keys
 from jukebox_jax.sampling.methods import Method, Temperature
 
 
@@ -63,15 +64,15 @@ def sample_window(
         return zs
     labels = np.stack([window_labels(cfg, song, start) for song in songs])
     upper = upper_codes_of_window(cfg, zs[level + 1], start) if cfg.conditioner is not None else None
-    key = jax.random.fold_in(jax.random.fold_in(key, level), start)
+    keys = row_keys(jax.random.fold_in(jax.random.fold_in(key, level), start), len(songs))  # [samples]
     out = []
-    for i, lo in enumerate(range(0, len(songs), settings.max_batch_size)):
+    for lo in range(0, len(songs), settings.max_batch_size):
         part = slice(lo, lo + settings.max_batch_size)
         out.append(
             np.asarray(
                 jb.sample(
                     level,
-                    jax.random.fold_in(key, i),
+                    keys[part],
                     labels[part],
                     n_tokens,
                     None if upper is None else upper[part],

@@ -3,8 +3,9 @@
 a few steps with `decode_chunks`). Params may be canonical or `prior.decode_params` (one
 buffer per layer), which decodes several times faster on CPU and GPU (benchmarks/RESULTS.md).
 
-Step keys are `fold_in(key, position)`, so a window's tokens do not depend on how the work
-was split into calls (progress-bar chunks, or a run resumed after an interruption).
+Each sample has its own key (`row_keys`) and each step's draw `fold_in(that key, position)`,
+so a sample's tokens depend neither on how the work was split into calls (progress-bar
+chunks, or a run resumed after an interruption) nor on the samples batched with it.
 
 Under a mesh and logical axis rules (`sharding.use`), the state is made sharded (the token
 buffer's batch over `data`, the caches' batch and heads as `attention.constrain` names them)
@@ -31,7 +32,8 @@ from jukebox_jax.sampling.methods import Method
 @dataclasses.dataclass(frozen=True)
 class SampleState:
     """`tokens [b, n_positions]` (the transformer's ids; positions >= `step` are not yet
-    sampled), the KV `cache` of positions < `step`, `step` the next position (int32), `key`."""
+    sampled), the KV `cache` of positions < `step`, `step` the next position (int32), and
+    `key [b]`, each sample's key."""
 
     tokens: jax.Array
     cache: dict
@@ -40,6 +42,14 @@ class SampleState:
 
 
 jax.tree_util.register_dataclass(SampleState, data_fields=["tokens", "cache", "step", "key"], meta_fields=[])
+
+
+def row_keys(key: jax.Array, batch: int) -> jax.Array:
+    """One key per sample `[batch]`: `key` itself if it is already `batch` typed keys, else
+    `fold_in(key, row)` for each row (so sample `row` draws the same whatever the batch size)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == (batch,):
+        return key
+    return jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(batch, dtype=jnp.uint32))
 
 
 def _inputs(tokens: jax.Array, t0, length: int) -> jax.Array:
@@ -68,8 +78,9 @@ def _extend(cfg: PriorConfig, params, tokens, t0, ctx: Context, length: int, cac
 def prefill(cfg: PriorConfig, params, ctx: Context, prompt: jax.Array, key: jax.Array, chunk_size: int | None = None):
     """Fills the cache with `prompt [b, p]` (transformer ids) in chunks of `chunk_size` (any
     positive size; default one chunk) -> `(SampleState at step p, the prompt's logits [b, p, bins])`.
-    The ENC_DEC layers' caches are filled from `ctx.encoder_kv` first, once. The state holds
-    a copy of `key`, so `decode` may donate it and the caller's key stays usable."""
+    The ENC_DEC layers' caches are filled from `ctx.encoder_kv` first, once. `key`: one key,
+    or one per sample (`row_keys`); the state holds its own copy, so `decode` may donate it
+    and the caller's key stays usable."""
     if chunk_size is not None:
         checks.integer("chunk_size", chunk_size, 1)
     b, p = prompt.shape
@@ -83,7 +94,7 @@ def prefill(cfg: PriorConfig, params, ctx: Context, prompt: jax.Array, key: jax.
         chunk_logits, cache = _extend(cfg, params, tokens, jnp.int32(t0), ctx, length, cache)
         logits.append(chunk_logits)
     logits = jnp.concatenate(logits, axis=1) if logits else jnp.zeros((b, 0, cfg.bins))
-    return SampleState(tokens, cache, jnp.int32(p), jnp.copy(key)), logits
+    return SampleState(tokens, cache, jnp.int32(p), jnp.copy(row_keys(key, b))), logits
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6), donate_argnums=(3,))
@@ -99,7 +110,8 @@ def decode(cfg: PriorConfig, params, ctx: Context, state: SampleState, method: M
         state, all_logits = carry
         t = state.step
         logits, cache = prior.extend(cfg, params, _inputs(state.tokens, t, 1), t, ctx, state.cache, step=True)
-        token = method.next_token(logits[:, 0], jax.random.fold_in(state.key, t))  # [b]
+        keys = jax.vmap(jax.random.fold_in, (0, None))(state.key, t)  # [b]
+        token = method.next_token(logits[:, 0], keys)  # [b]
         tokens = jax.lax.dynamic_update_slice_in_dim(state.tokens, token[:, None], t, axis=1)
         if return_logits:
             all_logits = jax.lax.dynamic_update_slice_in_dim(all_logits, logits.astype(all_logits.dtype), i, axis=1)

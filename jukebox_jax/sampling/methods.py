@@ -1,5 +1,6 @@
 """How the next token is drawn from a step's logits: small frozen dataclasses behind one
-`next_token(logits [b, v], key) -> [b]` (the original's `filter_logits` + `Categorical`).
+`next_token(logits [b, v], keys [b]) -> [b]` (the original's `filter_logits` + `Categorical`),
+one key per row, so a row's draw depends on its own key alone, not on the batch it is in.
 Each checks its settings when made (`InputError`); `TopK.k` against the vocabulary is checked
 by `Jukebox.sample`, which knows it."""
 
@@ -24,7 +25,7 @@ MIN_TEMPERATURE = 1e-6
 class Greedy:
     """The most likely token (the original's `top_k=1`)."""
 
-    def next_token(self, logits: jax.Array, key: jax.Array) -> jax.Array:
+    def next_token(self, logits: jax.Array, keys: jax.Array) -> jax.Array:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
     def to_dict(self) -> dict[str, str]:
@@ -40,7 +41,7 @@ class Temperature:
     def __post_init__(self):
         _check_temperature(self.temperature)
 
-    def next_token(self, logits: jax.Array, key: jax.Array) -> jax.Array:
+    def next_token(self, logits: jax.Array, keys: jax.Array) -> jax.Array:
         logits = logits.astype(jnp.float32)
         # Shifted first: the row maximum is exactly 0 however small the temperature (dividing
         # first, XLA's fused multiply-subtract in softmax leaves the maximum's rounding error
@@ -49,7 +50,7 @@ class Temperature:
         # Inverse CDF with one uniform per row: the same distribution as a Gumbel-max draw
         # (`jax.random.categorical`) for a fortieth of the cost on CPU (no random bits per token).
         cdf = jnp.cumsum(jax.nn.softmax(self.filter(logits), axis=-1), axis=-1)
-        u = jax.random.uniform(key, (logits.shape[0], 1)) * cdf[:, -1:]
+        u = jax.vmap(jax.random.uniform)(keys)[:, None] * cdf[:, -1:]  # [b, 1]
         return jnp.minimum(jnp.sum(cdf <= u, axis=-1), logits.shape[-1] - 1).astype(jnp.int32)
 
     def filter(self, logits: jax.Array) -> jax.Array:
