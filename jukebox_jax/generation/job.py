@@ -102,10 +102,16 @@ def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
     return True
 
 
+# Leaves of a job record that do not change its samples: a resume may give other values.
+FREE_FIELDS = ("max_batch_size",)
+
+
 def job_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """`"path: saved -> new"` for every leaf that differs between two job records."""
+    """`"path: saved -> new"` for every leaf that differs between two job records, but for
+    `FREE_FIELDS`."""
     a, b = _flatten(saved), _flatten(new)
-    return [f"{key}: {_short(a.get(key))} -> {_short(b.get(key))}" for key in sorted(a.keys() | b.keys()) if a.get(key) != b.get(key)]
+    keys = sorted(key for key in a.keys() | b.keys() if key.rsplit(".", 1)[-1] not in FREE_FIELDS)
+    return [f"{key}: {_short(a.get(key))} -> {_short(b.get(key))}" for key in keys if a.get(key) != b.get(key)]
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
