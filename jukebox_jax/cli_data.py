@@ -8,6 +8,7 @@ from pathlib import Path
 
 from jukebox_jax.cli_sample import positive_float, positive_int, seed
 from jukebox_jax.synth.dataset import MAX_SONGS
+from jukebox_jax.synth.score import Comping
 
 SYNTH_DESCRIPTION = (
     "Write a synthetic music dataset to --out: songs with a key, chords, a melody on the scale, synthesised instruments "
@@ -27,6 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
     )
     synth.add_argument("--seed", type=seed, default=0, help="seed of the whole dataset (default: %(default)s)")
     synth.add_argument("--sample-rate", type=positive_int, default=16000, help="Hz (default: %(default)s)")
+    synth.add_argument(
+        "--comping",
+        choices=[c.value for c in Comping],
+        default=Comping.BAR.value,
+        help="bar: chords held a bar, bass on beats 1 and 3 (the default model's songs); beat: chord and bass struck on "
+        "every beat, a beat a coarse VQ-VAE keeps (benchmarks/RESULTS.md) (default: %(default)s)",
+    )
     synth.add_argument(
         "--vocals",
         action=argparse.BooleanOptionalAction,
@@ -48,7 +56,7 @@ def run(args: argparse.Namespace) -> None:
         print(
             "espeak-ng is not installed (apt-get install espeak-ng), so the songs are instrumental (their lyrics are in the metadata)"
         )
-    config = SynthConfig(args.songs, args.seconds, args.seed, args.sample_rate, sing)
+    config = SynthConfig(args.songs, args.seconds, args.seed, args.sample_rate, sing, Comping(args.comping))
     check_folder(args.out, config)
     found = sum((args.out / song_path(i)).exists() for i in range(args.songs))
     if found:

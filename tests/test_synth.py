@@ -3,6 +3,7 @@ that tell its music from noise."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -17,7 +18,17 @@ from jukebox_jax.synth import SynthConfig, compare, describe, generate, make_son
 from jukebox_jax.synth.dataset import song_score, timed_notes
 from jukebox_jax.synth.instruments import midi_hz, render_notes
 from jukebox_jax.synth.measures import best_scale, chroma, onset_autocorrelation, scale_mask
-from jukebox_jax.synth.score import ARTISTS, GENRES, KEY_NAMES, WORDS, WORDS_PER_LINE, Scale
+from jukebox_jax.synth.score import (
+    ARTISTS,
+    GENRES,
+    KEY_NAMES,
+    STEPS_PER_BAR,
+    STEPS_PER_BEAT,
+    WORDS,
+    WORDS_PER_LINE,
+    Comping,
+    Scale,
+)
 from jukebox_jax.synth.spectrum import power_spectrogram
 
 SR = 16000
@@ -118,6 +129,18 @@ def test_notes_are_on_the_scale(songs):
         mask = scale_mask(score.scale, KEY_NAMES.index(meta["key"]))
         assert chroma(melody, SR) @ mask > 0.9, meta  # FM and higher harmonics put a little power off the scale
         assert chroma(audio, SR) @ mask > 0.8, meta
+
+
+def test_beat_comping_strikes_chords_and_bass_on_every_beat():
+    """`Comping.BEAT`: every beat of every bar starts the bar's chord (three notes) and its root in the bass, so
+    the beat is in the low and middle bands too, which a coarse top level keeps (RESULTS.md)."""
+    for index in range(12):
+        score, _ = song_score(dataclasses.replace(CONFIG, comping=Comping.BEAT), index)
+        beats = set(range(0, score.bars * STEPS_PER_BAR, STEPS_PER_BEAT))
+        chord_starts = [n.start for n in score.chords]
+        assert set(chord_starts) == beats and all(chord_starts.count(b) == 3 for b in beats)
+        assert sorted(n.start for n in score.bass) == sorted(beats)
+        assert all(n.steps < STEPS_PER_BEAT for n in score.chords + score.bass)  # a gap before the next beat
 
 
 def test_onsets_follow_the_tempo_grid(songs):
@@ -223,6 +246,11 @@ def test_resume_and_refuse(tmp_path):
         generate(tmp_path, SynthConfig(songs=3, seconds=2.0, seed=2, vocals=False))
     with pytest.raises(JobError, match=r"songs 3 \(asked 4\)"):
         generate(tmp_path, SynthConfig(songs=4, seconds=2.0, seed=1, vocals=False))
+    with pytest.raises(JobError, match=r"comping 'bar' \(asked 'beat'\)"):
+        generate(tmp_path, dataclasses.replace(config, comping=Comping.BEAT))
+    run = json.loads((tmp_path / "synth.json").read_text())
+    (tmp_path / "synth.json").write_text(json.dumps({k: v for k, v in run.items() if k != "comping"}))
+    generate(tmp_path, config)  # a dataset from before comping had a choice is bar-comped: it resumes
     other = tmp_path / "other"
     other.mkdir()
     (other / "metadata.json").write_text("{}")

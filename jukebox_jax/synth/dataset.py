@@ -3,7 +3,7 @@ deterministic from a seed, written to a folder that a rerun resumes.
 
 Folder layout (what `jukebox_jax.train.data` reads):
 
-    DIR/synth.json       the run's arguments {"songs", "seconds", "seed", "sample_rate", "vocals"},
+    DIR/synth.json       the run's arguments {"songs", "seconds", "seed", "sample_rate", "vocals", "comping"},
                          written first; a rerun with other arguments is refused
     DIR/songs/<name>.flac  mono 16-bit FLAC at sample_rate, one per song, each written atomically
     DIR/metadata.json    written last: {"sample_rate": int, "seed": int, "artists": [names],
@@ -33,7 +33,7 @@ from jukebox_jax.errors import InputError, JobError
 from jukebox_jax.io import remove_leftovers, write_atomic, write_text
 from jukebox_jax.synth import vocals as vocals_module
 from jukebox_jax.synth.instruments import Drum, add_at, drum_sounds, render_notes
-from jukebox_jax.synth.score import ARTISTS, GENRES, WORDS_PER_LINE, Note, Score, compose
+from jukebox_jax.synth.score import ARTISTS, GENRES, WORDS_PER_LINE, Comping, Note, Score, compose
 
 PEAK = 0.9  # every song is scaled to this peak: loud, never clipped
 VOCAL_OCTAVE_SHIFT = -12  # the voice sings the melody an octave below the lead instrument
@@ -55,6 +55,7 @@ class SynthConfig:
     seed: int = 0
     sample_rate: int = 16000
     vocals: bool = True
+    comping: Comping = Comping.BAR
 
     def __post_init__(self):
         if not 1 <= self.songs <= MAX_SONGS or not 1.0 <= self.seconds <= 600.0 or not 4000 <= self.sample_rate <= 48000 or self.seed < 0:
@@ -74,7 +75,7 @@ def song_score(config: SynthConfig, index: int) -> tuple[Score, np.random.Genera
     rng = np.random.default_rng([config.seed, index])
     artist = ARTISTS[index % len(ARTISTS)]
     genre = GENRES[(index // len(ARTISTS)) % len(GENRES)]
-    return compose(rng, artist, genre, config.seconds), rng
+    return compose(rng, artist, genre, config.seconds, Comping(config.comping)), rng
 
 
 def timed_notes(score: Score, notes: Iterable[Note], shift: int = 0) -> list[tuple[float, float, float, float]]:
@@ -136,9 +137,9 @@ def make_song(config: SynthConfig, index: int) -> tuple[np.ndarray, dict]:
 def check_folder(out: Path, config: SynthConfig) -> None:
     """Raises `JobError` if `out` holds a dataset made with other arguments (or another kind
     of dataset)."""
-    run_file, asked = out / RUN_FILE, dataclasses.asdict(config)
+    run_file, asked = out / RUN_FILE, json.loads(json.dumps(dataclasses.asdict(config)))  # as synth.json holds it
     if run_file.exists():
-        found = json.loads(run_file.read_text())
+        found = {"comping": Comping.BAR.value} | json.loads(run_file.read_text())  # written before comping had a choice
         if found != asked:
             diff = ", ".join(f"{k} {found.get(k)!r} (asked {v!r})" for k, v in asked.items() if found.get(k) != v)
             raise JobError(

@@ -4,6 +4,7 @@ drawn from a per-song `numpy.random.Generator` under the song's artist and genre
 Time is counted in grid steps of a sixteenth note (`STEPS_PER_BAR` = 16 in 4/4); pitches are
 MIDI note numbers. A song is a repeating form: sections of 4 bars (A, B, A, B, ...), each with
 its own chord progression and a 2-bar melody motif that is repeated over the section's chords.
+How chords and bass accompany it is the dataset's `Comping`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ STEPS_PER_BEAT = 4
 BARS_PER_SECTION = 4
 MOTIF_BARS = 2  # a melody motif and one lyric line span 2 bars
 KEY_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+class Comping(str, enum.Enum):
+    """How chords and bass accompany the melody."""
+
+    BAR = "bar"  # the chord held a bar, the bass's root on beats 1 and 3 (the shipped default's songs)
+    BEAT = "beat"  # chord and bass's root struck on every beat, stopping short of the next: the beat
+    # sounds in the low and middle bands too, which a coarse VQ-VAE top level keeps (RESULTS.md)
 
 
 class Scale(enum.Enum):
@@ -160,7 +169,7 @@ def degree_pitch(scale: Scale, tonic_midi: int, degree: int) -> int:
     return tonic_midi + 12 * octave + scale.value[index]
 
 
-def compose(rng: np.random.Generator, artist: Artist, genre: Genre, seconds: float) -> Score:
+def compose(rng: np.random.Generator, artist: Artist, genre: Genre, seconds: float, comping: Comping = Comping.BAR) -> Score:
     """Draws a song of at least `seconds` for `artist` in `genre`."""
     tonic = int(rng.integers(12))
     scale = genre.scales[int(rng.integers(len(genre.scales)))]
@@ -177,14 +186,8 @@ def compose(rng: np.random.Generator, artist: Artist, genre: Genre, seconds: flo
         section = (bar // BARS_PER_SECTION) % len(sections)
         degree = sections[section][bar % BARS_PER_SECTION]
         start = bar * STEPS_PER_BAR
-        for third in range(3):
-            chords.append(Note(start, STEPS_PER_BAR, degree_pitch(scale, chord_root, degree + 2 * third), 0.7))
-        for half in (0, STEPS_PER_BAR // 2):  # the root on beats 1 and 3
-            bass.append(
-                Note(
-                    start + half, STEPS_PER_BAR // 2, degree_pitch(scale, bass_root, degree), 0.9 if half == 0 else 0.7
-                )
-            )
+        chords += _comped(comping, start, [degree_pitch(scale, chord_root, degree + 2 * third) for third in range(3)], chord=True)
+        bass += _comped(comping, start, [degree_pitch(scale, bass_root, degree)], chord=False)
         if bar % MOTIF_BARS == 0:
             line = [WORDS[int(i)] for i in rng.integers(len(WORDS), size=WORDS_PER_LINE)]
             lyrics.append(" ".join(line))
@@ -200,6 +203,18 @@ def compose(rng: np.random.Generator, artist: Artist, genre: Genre, seconds: flo
                 hits.append((bar * STEPS_PER_BAR + step, drum, velocity))
     parts = (tuple(chords), tuple(bass), tuple(melody), tuple(sung), tuple(hits), tuple(lyrics))
     return Score(artist, genre, tonic, scale, tempo, bars, *parts)
+
+
+def _comped(comping: Comping, start: int, pitches: list[int], chord: bool) -> list[Note]:
+    """One bar of a chord's `pitches` (`chord`) or of the bass's root, from step `start`."""
+    if comping is Comping.BAR:
+        if chord:
+            return [Note(start, STEPS_PER_BAR, p, 0.7) for p in pitches]
+        half = STEPS_PER_BAR // 2
+        return [Note(start + h, half, p, 0.9 if h == 0 else 0.7) for h in (0, half) for p in pitches]
+    steps = STEPS_PER_BEAT - 1 if chord else STEPS_PER_BEAT // 2  # a dotted eighth, or an eighth
+    loud, soft = (0.8, 0.6) if chord else (0.9, 0.7)
+    return [Note(start + b, steps, p, loud if b == 0 else soft) for b in range(0, STEPS_PER_BAR, STEPS_PER_BEAT) for p in pitches]
 
 
 def _motif(rng: np.random.Generator, density: float) -> list[tuple[int, int]]:
