@@ -2,7 +2,9 @@
 # Retrains the default model that ships in jukebox_jax/default_model (README, "The default model"):
 # the synthetic songs, then the VQ-VAE, the top prior and both upsamplers, each with the
 # project's own `jukebox-jax train`, into WORK (default /tmp/jukebox_default). Every step
-# resumes if rerun after an interruption. Measured on the CI machine kind (2 cores, no GPU):
+# resumes if rerun after an interruption. The shipped weights drew from the key streams before
+# they were separated by use (2026-12-05, `train.loop.KeyUse`): a rerun gives a model like them,
+# not the same bits. Measured on the CI machine kind (2 cores, no GPU):
 # benchmarks/RESULTS.md, "The default model".
 set -euo pipefail
 WORK=${1:-/tmp/jukebox_default}
