@@ -223,7 +223,6 @@ def _held_out(windows, batch_size: int, arrays=lambda b: b):
 
 
 def train_vqvae(args: argparse.Namespace) -> None:
-
     if args.init is not None:
         base = Jukebox.load(args.init)
         if base.config.vqvae is None:
@@ -310,7 +309,6 @@ def _codes(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
 
 
 def train_prior(args: argparse.Namespace) -> None:
-
     from jukebox_jax import prior as prior_lib
     from jukebox_jax import tokenizer
 

@@ -75,7 +75,7 @@ def song_score(config: SynthConfig, index: int) -> tuple[Score, np.random.Genera
     rng = np.random.default_rng([config.seed, index])
     artist = ARTISTS[index % len(ARTISTS)]
     genre = GENRES[(index // len(ARTISTS)) % len(GENRES)]
-    return compose(rng, artist, genre, config.seconds, Comping(config.comping)), rng
+    return compose(rng, artist, genre, config.seconds, config.comping), rng
 
 
 def timed_notes(score: Score, notes: Iterable[Note], shift: int = 0) -> list[tuple[float, float, float, float]]:

@@ -182,12 +182,13 @@ def compose(rng: np.random.Generator, artist: Artist, genre: Genre, seconds: flo
     chord_root = 48 + tonic  # C3..B3
     lead_root = artist.register + (tonic - artist.register) % 12
     chords, bass, melody, sung, lyrics = [], [], [], [], []
+    chord_strikes, bass_strikes = COMPING_STRIKES[comping]
     for bar in range(bars):
         section = (bar // BARS_PER_SECTION) % len(sections)
         degree = sections[section][bar % BARS_PER_SECTION]
         start = bar * STEPS_PER_BAR
-        chords += _comped(comping, start, [degree_pitch(scale, chord_root, degree + 2 * third) for third in range(3)], chord=True)
-        bass += _comped(comping, start, [degree_pitch(scale, bass_root, degree)], chord=False)
+        chords += chord_strikes.bar(start, [degree_pitch(scale, chord_root, degree + 2 * third) for third in range(3)])
+        bass += bass_strikes.bar(start, [degree_pitch(scale, bass_root, degree)])
         if bar % MOTIF_BARS == 0:
             line = [WORDS[int(i)] for i in rng.integers(len(WORDS), size=WORDS_PER_LINE)]
             lyrics.append(" ".join(line))
@@ -205,16 +206,27 @@ def compose(rng: np.random.Generator, artist: Artist, genre: Genre, seconds: flo
     return Score(artist, genre, tonic, scale, tempo, bars, *parts)
 
 
-def _comped(comping: Comping, start: int, pitches: list[int], chord: bool) -> list[Note]:
-    """One bar of a chord's `pitches` (`chord`) or of the bass's root, from step `start`."""
-    if comping is Comping.BAR:
-        if chord:
-            return [Note(start, STEPS_PER_BAR, p, 0.7) for p in pitches]
-        half = STEPS_PER_BAR // 2
-        return [Note(start + h, half, p, 0.9 if h == 0 else 0.7) for h in (0, half) for p in pitches]
-    steps = STEPS_PER_BEAT - 1 if chord else STEPS_PER_BEAT // 2  # a dotted eighth, or an eighth
-    loud, soft = (0.8, 0.6) if chord else (0.9, 0.7)
-    return [Note(start + b, steps, p, loud if b == 0 else soft) for b in range(0, STEPS_PER_BAR, STEPS_PER_BEAT) for p in pitches]
+@dataclass(frozen=True)
+class Strikes:
+    """One part's notes in each bar: onset steps, length in steps, velocity of the bar's first
+    onset and of the others."""
+
+    onsets: tuple[int, ...]
+    steps: int
+    accent: float
+    velocity: float
+
+    def bar(self, start: int, pitches: list[int]) -> list[Note]:
+        """The bar from step `start` with `pitches` struck together at every onset."""
+        return [Note(start + o, self.steps, p, self.accent if o == 0 else self.velocity) for o in self.onsets for p in pitches]
+
+
+_BEATS = tuple(range(0, STEPS_PER_BAR, STEPS_PER_BEAT))
+# (chord, bass) per comping; BEAT's notes end before the next beat: a dotted eighth, an eighth.
+COMPING_STRIKES = {
+    Comping.BAR: (Strikes((0,), STEPS_PER_BAR, 0.7, 0.7), Strikes((0, STEPS_PER_BAR // 2), STEPS_PER_BAR // 2, 0.9, 0.7)),
+    Comping.BEAT: (Strikes(_BEATS, STEPS_PER_BEAT - 1, 0.8, 0.6), Strikes(_BEATS, STEPS_PER_BEAT // 2, 0.9, 0.7)),
+}
 
 
 def _motif(rng: np.random.Generator, density: float) -> list[tuple[int, int]]:
