@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -139,6 +140,7 @@ def main() -> None:
     report = {"vqvae": vqvae_report(jb, folder, held), "priors": prior_report(args.work, jb.config.vqvae.l_bins)}
     artists, genres = jb.config.prior(2).labels.artists, jb.config.prior(2).labels.genres
     tmp = args.work / "report_samples"
+    shutil.rmtree(tmp, ignore_errors=True)  # a rerun samples afresh
     ours, random, walls = [], [], []
     for i in range(args.songs):
         x, wall = sample(args.model, tmp / f"default_{i}", artists[i % len(artists)], genres[i % len(genres)], i)
