@@ -32,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
         "--comping",
         choices=[c.value for c in Comping],
         default=Comping.BAR.value,
-        help="bar: chords held a bar, bass on beats 1 and 3 (the default model's songs); beat: chord and bass struck on "
-        "every beat, a beat a coarse VQ-VAE keeps (benchmarks/RESULTS.md) (default: %(default)s)",
+        help="bar: chords held a bar, bass on beats 1 and 3; beat: chord and bass struck on every beat, a beat a "
+        "coarse VQ-VAE keeps (the default model's songs; benchmarks/RESULTS.md) (default: %(default)s)",
     )
     synth.add_argument(
         "--vocals",

@@ -2,21 +2,20 @@
 # Retrains the default model that ships in jukebox_jax/default_model (README, "The default model"):
 # the synthetic songs, then the VQ-VAE, the top prior and both upsamplers, each with the
 # project's own `jukebox-jax train`, into WORK (default /tmp/jukebox_default). Every step
-# resumes if rerun after an interruption. The shipped weights drew from the key streams before
-# they were separated by use (2026-12-05, `train.loop.KeyUse`): a rerun gives a model like them,
-# not the same bits. Measured on the CI machine kind (2 cores, no GPU):
-# benchmarks/RESULTS.md, "The default model".
+# resumes if rerun after an interruption (a finished step only saves its model again), and a
+# rerun from scratch gives the shipped weights bit for bit. Measured on the CI machine kind
+# (2 cores, no GPU): benchmarks/RESULTS.md, "The default model".
 set -euo pipefail
 WORK=${1:-/tmp/jukebox_default}
 J=${JUKEBOX_JAX:-jukebox-jax}
 resume() { [ -f "$1/run.json" ] && echo --resume || true; }
-$J data synth --out "$WORK/data" --songs 200 --seconds 20 --seed 0 --sample-rate 16000 --no-vocals
+$J data synth --out "$WORK/data" --songs 800 --seconds 20 --seed 0 --sample-rate 16000 --no-vocals --comping beat
 $J train vqvae --data "$WORK/data" --out "$WORK/vqvae" --config small_vqvae --steps 900 --batch-size 8 --seconds 0.5 \
   --lr 1e-3 --warmup 50 --save-every 150 --eval-every 300 $(resume "$WORK/vqvae")
 $J train prior --level 2 --data "$WORK/data" --vqvae "$WORK/vqvae/model" --out "$WORK/top" --config small_top \
-  --steps 3000 --batch-size 8 --lr 1e-3 --warmup 50 --save-every 200 --eval-every 400 $(resume "$WORK/top")
+  --steps 6000 --batch-size 8 --lr 1e-3 --warmup 50 --save-every 200 --eval-every 400 $(resume "$WORK/top")
 $J train prior --level 1 --data "$WORK/top/codes" --vqvae "$WORK/top/model" --out "$WORK/up1" --config small_upsampler_level_1 \
-  --steps 2400 --batch-size 8 --lr 1e-3 --warmup 50 --save-every 200 --eval-every 400 $(resume "$WORK/up1")
+  --steps 4800 --batch-size 8 --lr 1e-3 --warmup 50 --save-every 200 --eval-every 400 $(resume "$WORK/up1")
 $J train prior --level 0 --data "$WORK/top/codes" --vqvae "$WORK/up1/model" --out "$WORK/up0" --config small_upsampler_level_0 \
-  --steps 1200 --batch-size 8 --lr 1e-3 --warmup 50 --save-every 200 --eval-every 400 $(resume "$WORK/up0")
+  --steps 3000 --batch-size 8 --lr 1e-3 --warmup 50 --save-every 200 --eval-every 400 $(resume "$WORK/up0")
 echo "the default model: $WORK/up0/model"

@@ -13,17 +13,19 @@ from cli_process import run_cli
 from jukebox_jax import Jukebox, JukeboxConfig, audio, cli_sample, default
 from jukebox_jax.synth import measures
 from jukebox_jax.synth.dataset import SynthConfig, make_song
+from jukebox_jax.synth.score import Comping
 
 SR = 16000
 SECONDS = 4.0
-# The measures (synth/measures.py) on which the default's songs sit with the training music,
-# on these short samples too: pitch classes that change with chords and melody, a tonal (not
-# flat) spectrum. RESULTS.md ("The default model") reports all of them on 10 s samples: the
-# chroma profile is nearer the songs' than a random model's (noisy on 4 s samples, so not
-# asserted here); onsets on a tempo grid (`onset_regularity`: its songs have no steady beat;
-# the VQ-VAE's top level loses onsets even for real songs) and `scale_share` (no better than a
-# random model's) are NOT met.
-TELLING = ("chroma_change", "spectral_flatness")
+# The measures (synth/measures.py) on which the default's songs sit nearer the training music
+# than a random-weight model's do, on these short samples too, and by how much at least (the
+# share of the random model's distance to the songs that the default's may keep): pitch
+# classes that change with chords and melody and a tonal (not flat) spectrum, by a third;
+# onsets on a tempo grid by a sixth (measured: the default 0.32, the random model 0.11, the
+# songs 0.85: a beat, weaker than the songs'). RESULTS.md ("The default model") reports them
+# all on 10 s samples; `scale_share` (no better than a random model's) and the chroma profile
+# (noisy on 4 s samples) are not asserted.
+TELLING = {"chroma_change": 2 / 3, "spectral_flatness": 2 / 3, "onset_regularity": 5 / 6}
 
 
 def test_ships_small_with_its_own_labels():
@@ -61,17 +63,17 @@ def sample(tmp_path, name: str, extra: str) -> np.ndarray:
 def test_samples_measure_as_the_training_music(tmp_path):
     """The default's songs (no --model) against training songs and a random-weight model of
     the same structure: on every telling measure, the default is nearer the songs than the
-    random model is, by at least a third of the random model's distance."""
+    random model is, by at least the share of the random model's distance that `TELLING` gives."""
     ours = [sample(tmp_path, f"default_{a}", f"--artist {a} --genre {g} --seed 1") for a, g in (("lark", "pop"), ("tide", "electronic"))]
     random = [sample(tmp_path, "random", "--model small --seed 1")]
-    config = SynthConfig(songs=200, seconds=20.0, seed=0, sample_rate=SR, vocals=False)  # the training set's songs
-    songs = [make_song(config, i)[0] for i in range(0, 200, 25)]
+    config = SynthConfig(songs=800, seconds=20.0, seed=0, sample_rate=SR, vocals=False, comping=Comping.BEAT)  # scripts/train_default.sh
+    songs = [make_song(config, i)[0] for i in range(0, 800, 100)]
     got = measures.compare(ours, songs, SR)
     rand = measures.compare(random, songs, SR)["samples"]
     ref = got["reference"]
-    for m in TELLING:
+    for m, keep in TELLING.items():
         near, far = abs(got["samples"][m] - ref[m]), abs(rand[m] - ref[m])
-        assert near < far * 2 / 3, f"{m}: default {got['samples'][m]:.3f}, random {rand[m]:.3f}, songs {ref[m]:.3f}"
+        assert near < far * keep, f"{m}: default {got['samples'][m]:.3f}, random {rand[m]:.3f}, songs {ref[m]:.3f}"
 
 
 @pytest.mark.slow

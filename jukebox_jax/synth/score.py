@@ -38,9 +38,10 @@ KEY_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 class Comping(str, enum.Enum):
     """How chords and bass accompany the melody."""
 
-    BAR = "bar"  # the chord held a bar, the bass's root on beats 1 and 3 (the shipped default's songs)
+    BAR = "bar"  # the chord held a bar, the bass's root on beats 1 and 3 (the first default's songs)
     BEAT = "beat"  # chord and bass's root struck on every beat, stopping short of the next: the beat
-    # sounds in the low and middle bands too, which a coarse VQ-VAE top level keeps (RESULTS.md)
+    # sounds in the low and middle bands too, which a coarse VQ-VAE top level keeps (the default
+    # model's songs; RESULTS.md)
 
 
 class Scale(enum.Enum):
