@@ -272,6 +272,21 @@ def test_resume_refuses_other_arguments_naming_what_differs(files, other_model, 
     np.testing.assert_array_equal(np.load(tmp_path / "job" / "codes.npz")["level_2"], codes["level_2"])  # nothing was rewritten
 
 
+def test_resume_refuses_a_job_of_an_older_format(tmp_path, capsys):
+    """A job begun before the per-sample keys (no "format" in job.json) would continue with other
+    draws: refused, saying so, and nothing in the folder changes."""
+    base = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "--out", str(tmp_path / "job")]
+    main(base)
+    job = tmp_path / "job" / "job.json"
+    record = json.loads(job.read_text())
+    assert record.pop("format") == 2
+    job.write_text(json.dumps(record))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "job").rglob("*") if p.is_file()}
+    message = _refused(base + ["--resume"], capsys)
+    assert re.search(r"holds a job of format 1, begun by another version of jukebox-jax.*format 2.*Sample again", message)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "job").rglob("*") if p.is_file()} == before
+
+
 def test_resume_removes_what_a_kill_left(tmp_path):
     args = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "--out", str(tmp_path / "job")]
     with pytest.raises(SystemExit):

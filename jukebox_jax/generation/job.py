@@ -4,8 +4,8 @@ Rerunning the same job with `resume=True` continues where it stopped and gives t
 uninterrupted run gives; a kill loses at most the window in flight.
 
 `job.json` holds the request, where its start codes came from (`JobSource`), the model's
-fingerprint (`Jukebox.fingerprint`) and a digest of the start codes; a resume with anything
-different is refused, naming what differs.
+fingerprint (`Jukebox.fingerprint`), a digest of the start codes and the job format (how keys
+become draws, `JOB_FORMAT`); a resume with anything different is refused, naming what differs.
 
 In a run of several processes (`jax.distributed`), every process samples (they compute
 together) and reads the folder, which must be one they all see; only process 0 writes."""
@@ -30,6 +30,10 @@ from jukebox_jax.labels import SongLabels
 
 JOB_FILE = "job.json"
 CODES_FILE = "codes.npz"
+# How a job's seed becomes its draws; a job of another format would continue with other
+# numbers than it began with. 2: one key per sample (`sampling.row_keys`, 2026-12-05); 1 (no
+# "format" in job.json): one key per batch chunk.
+JOB_FORMAT = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +74,7 @@ def job_record(request: SampleRequest, model: str | None = None, start_codes: Co
     """What `job.json` holds: the request plus the model's fingerprint and the start codes'
     digest. Either may be left out (not known yet, e.g. before the model is loaded): a
     check then compares the rest."""
-    record = json.loads(request.to_json())
+    record = json.loads(request.to_json()) | {"format": JOB_FORMAT}
     if model is not None:
         record["model"] = model
     if start_codes is not None:
@@ -92,6 +96,12 @@ def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
         raise JobError(f"{job} cannot be read ({e}); choose another output folder") from None
     if not isinstance(saved, dict):
         raise JobError(f"{job} is not a job record; choose another output folder")
+    if saved.get("format", 1) != JOB_FORMAT:
+        raise JobError(
+            f"{out} holds a job of format {saved.get('format', 1)}, begun by another version of jukebox-jax, which "
+            f"draws other numbers from a seed than this one (format {JOB_FORMAT}): resuming it would not give its "
+            "samples. Sample again into another output folder (its finished levels' audio and codes.npz stay valid)"
+        )
     saved = {k: v for k, v in saved.items() if k in record or k not in ("model", "start_codes")}
     differences = job_differences(saved, record)
     if differences:
