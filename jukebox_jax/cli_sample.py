@@ -223,9 +223,10 @@ def model_config(name: str) -> JukeboxConfig:
     if name in MODEL_PRESETS:
         return JukeboxConfig.from_preset(name)
     try:
-        config = checkpoint.read_config(Path(name))  # recovers an interrupted save first
+        with default.reading(name):
+            config = checkpoint.read_config(Path(name))  # recovers an interrupted save first
     except CheckpointError:
-        if not Path(name).exists():
+        if not Path(name).exists() and not default.is_default(name):
             raise InputError(f"--model {name!r} is neither a checkpoint folder nor a preset ({', '.join(MODEL_PRESETS)})") from None
         raise  # names the file and the fix
     if config.vqvae is None or not config.priors:
@@ -456,7 +457,8 @@ def load_model(name: str, config: JukeboxConfig, seed: int, mesh=None) -> Jukebo
         jb = Jukebox.init(config, jax.random.key(seed))
         return jb if mesh is None else jb.shard(mesh)
     print(f"loading --model {name} ...", flush=True)
-    return Jukebox.load(name, mesh=mesh)
+    with default.reading(name):
+        return Jukebox.load(name, mesh=mesh)
 
 
 def with_precision(jb: Jukebox, dtype: str | None, weights: str | None) -> Jukebox:

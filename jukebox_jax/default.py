@@ -7,21 +7,43 @@ given. Its label tables are its own: `Jukebox.config.prior(2).labels.artists` / 
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from jukebox_jax.errors import CheckpointError
 from jukebox_jax.jukebox import Jukebox
 
 PATH = Path(__file__).resolve().parent / "default_model"
+REPAIR = "reinstall jukebox-jax (in a clone: `git checkout jukebox_jax/default_model`), or retrain it (scripts/train_default.sh)"
+
+
+def is_default(folder: str | os.PathLike) -> bool:
+    """Whether `folder` is the default model's checkpoint folder."""
+    return Path(folder).resolve() == PATH
+
+
+@contextlib.contextmanager
+def reading(folder: str | os.PathLike) -> Iterator[None]:
+    """Turns a `CheckpointError` raised reading `folder`, if it is the default model, into one
+    that says the installation is broken and how to mend it."""
+    try:
+        yield
+    except CheckpointError as e:
+        if not is_default(folder):
+            raise
+        raise CheckpointError(f"the default model that ships in the package is missing or damaged ({e}); {REPAIR}") from e
 
 
 def path() -> Path:
     """The default model's checkpoint folder; an error if this installation lacks it."""
     if not (PATH / "config.json").is_file():
-        raise CheckpointError(f"the default model is missing from {PATH}: reinstall jukebox-jax, or retrain it (scripts/train_default.sh)")
+        raise CheckpointError(f"the default model is missing from {PATH}: {REPAIR}")
     return PATH
 
 
 def load(**kwargs) -> Jukebox:
     """`Jukebox.load` of the default model (`kwargs`: `dtype`, `mesh`, ...)."""
-    return Jukebox.load(path(), **kwargs)
+    with reading(PATH):
+        return Jukebox.load(path(), **kwargs)

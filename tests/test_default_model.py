@@ -5,12 +5,15 @@ music does, not as a random-weight model of the same structure does."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from cli_process import run_cli
 
 from jukebox_jax import Jukebox, JukeboxConfig, audio, cli_sample, default
+from jukebox_jax.cli import main
+from jukebox_jax.errors import CheckpointError
 from jukebox_jax.synth import measures
 from jukebox_jax.synth.dataset import SynthConfig, make_song
 from jukebox_jax.synth.score import Comping
@@ -51,6 +54,28 @@ def test_sample_without_artist_or_genre_takes_the_tables_first_and_says_so():
     ]
     assert cli_sample.label_names(config, (2,), "tide", "folk") == ("tide", "folk", [])
     assert cli_sample.label_names(JukeboxConfig.from_preset("tiny_5b"), (2, 1, 0), None, None) == ("unknown", "unknown", [])
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_a_broken_default_says_how_to_mend_it(tmp_path, monkeypatch, capsys, damage):
+    """A default model missing from the installation, or with a flipped byte, is named as the
+    package's and the mend given (reinstall or retrain), from `sample` and `default.load`."""
+    copy = tmp_path / "default_model"
+    if damage == "corrupt":
+        shutil.copytree(default.PATH, copy)
+        data = max((copy / "params").rglob("d/*"), key=lambda p: p.stat().st_size)
+        raw = bytearray(data.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        data.write_bytes(bytes(raw))
+    monkeypatch.setattr(default, "PATH", copy)
+    with pytest.raises(SystemExit) as e:
+        main(["sample", "--seconds", "2", "--out", str(tmp_path / "out")])
+    assert e.value.code == 2
+    message = capsys.readouterr().err
+    assert "the default model that ships in the package is missing or damaged" in message and "reinstall jukebox-jax" in message
+    assert ("checksum mismatch" if damage == "corrupt" else f"{copy} is missing") in message
+    with pytest.raises(CheckpointError, match="reinstall jukebox-jax"):
+        default.load()
 
 
 def sample(tmp_path, name: str, extra: str) -> np.ndarray:
