@@ -83,6 +83,10 @@ def test_run_folder_refusals(tmp_path):
     changed = {"task": json.dumps({"lr": 1, "loss": {"l2": 2.0, "linf": 0.02}}), "seed": 3}
     with pytest.raises(InputError, match=r"other settings \(seed, task.loss.l2\); resume with the same ones"):
         train(tmp_path / "nested", 4, resume=True, spec=changed)
+    before = (tmp_path / "run.json").read_text()
+    with pytest.raises(InputError, match=r"is at step 2, past --steps 1: a run cannot go back.*give --steps 2 or more"):
+        train(tmp_path, 1, resume=True)
+    assert (tmp_path / "run.json").read_text() == before  # the run's record is left as it was
     with pytest.raises(InputError, match="no training run to resume"):
         train(tmp_path / "new", 4, resume=True)
     with pytest.raises(InputError, match="steps must be at least 1"):

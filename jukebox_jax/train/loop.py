@@ -144,11 +144,16 @@ class Run:
                 raise InputError(
                     f"{self.out} was started with other settings ({', '.join(changed)}); resume with the same ones"
                 )
+        step = (self._manager.latest_step() if resume else None) or 0
+        if step > self.config.steps:
+            raise InputError(
+                f"{self.out} is at step {step}, past --steps {self.config.steps}: a run cannot go back (it keeps only "
+                f"its newest checkpoints); give --steps {step} or more, or train the shorter run into another --out"
+            )
         self.out.mkdir(parents=True, exist_ok=True)
         write_text(path, json.dumps(record, indent=1))
-        step = self._manager.latest_step() if resume else None
-        self._trim_metrics(step or 0)
-        return step or 0
+        self._trim_metrics(step)
+        return step
 
     def restore(self, template: TrainState) -> TrainState:
         """The newest checkpoint that restores whole into the shapes, dtypes and shardings of
