@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from damage import flip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -326,12 +327,6 @@ def test_a_damaged_checkpoint_is_refused_naming_the_file(damage, match, saved, t
     damage(path)
     with pytest.raises(CheckpointError, match=match):
         Jukebox.load(path)
-
-
-def flip(file: Path, at: float, xor: int = 0xFF) -> None:
-    data = bytearray(file.read_bytes())
-    data[min(int(at * len(data)), len(data) - 1)] ^= xor
-    file.write_bytes(bytes(data))
 
 
 def test_damaged_data_files_are_refused_or_unused(saved, micro, tmp_path):

@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 from cli_process import run_cli
+from damage import flip
 
 from jukebox_jax import Jukebox, JukeboxConfig, audio, cli_sample, default
 from jukebox_jax.cli import main
@@ -63,10 +64,7 @@ def test_a_broken_default_says_how_to_mend_it(tmp_path, monkeypatch, capsys, dam
     copy = tmp_path / "default_model"
     if damage == "corrupt":
         shutil.copytree(default.PATH, copy)
-        data = max((copy / "params").rglob("d/*"), key=lambda p: p.stat().st_size)
-        raw = bytearray(data.read_bytes())
-        raw[len(raw) // 2] ^= 0xFF
-        data.write_bytes(bytes(raw))
+        flip(max((copy / "params").rglob("d/*"), key=lambda p: p.stat().st_size), 0.5)
     monkeypatch.setattr(default, "PATH", copy)
     with pytest.raises(SystemExit) as e:
         main(["sample", "--seconds", "2", "--out", str(tmp_path / "out")])

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from damage import flip
 
 from jukebox_jax.errors import CheckpointError, InputError
 from jukebox_jax.train.loop import Run, RunConfig, TrainState, fit, new_key
@@ -97,9 +98,7 @@ def flip_a_byte(folder) -> None:
     """Flips one byte in the middle of every array file of an orbax checkpoint folder."""
     for f in folder.rglob("*"):
         if f.is_file() and f.parent.name == "d":  # ocdbt's data files
-            b = bytearray(f.read_bytes())
-            b[len(b) // 2] ^= 0xFF
-            f.write_bytes(bytes(b))
+            flip(f, 0.5)
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
