@@ -45,5 +45,6 @@ def path() -> Path:
 
 def load(**kwargs) -> Jukebox:
     """`Jukebox.load` of the default model (`kwargs`: `dtype`, `mesh`, ...)."""
-    with reading(PATH):
-        return Jukebox.load(path(), **kwargs)
+    folder = path()
+    with reading(folder):
+        return Jukebox.load(folder, **kwargs)

@@ -96,9 +96,10 @@ def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
         raise JobError(f"{job} cannot be read ({e}); choose another output folder") from None
     if not isinstance(saved, dict):
         raise JobError(f"{job} is not a job record; choose another output folder")
-    if saved.get("format", 1) != JOB_FORMAT:
+    saved_format = saved.get("format", 1)  # job.json had no format before format 2
+    if saved_format != JOB_FORMAT:
         raise JobError(
-            f"{out} holds a job of format {saved.get('format', 1)}, begun by another version of jukebox-jax, which "
+            f"{out} holds a job of format {saved_format}, begun by another version of jukebox-jax, which "
             f"draws other numbers from a seed than this one (format {JOB_FORMAT}): resuming it would not give its "
             "samples. Sample again into another output folder (its finished levels' audio and codes.npz stay valid)"
         )
