@@ -13,7 +13,7 @@ import numpy as np
 
 from jukebox_jax import checkpoint, cli_data, cli_sample, cli_train, default
 from jukebox_jax.config import DType
-from jukebox_jax.errors import JukeboxError
+from jukebox_jax.errors import ConfigError, InputError, JukeboxError
 from jukebox_jax.io import write_npz, write_wav
 
 DEMO_SECONDS = 2.0
@@ -126,12 +126,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _reporting(
     parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace], None], args: argparse.Namespace
 ) -> None:
-    """Runs a long command: bad input is a usage error naming the problem; a failed read or write
-    names the file (what the command had already written stays, and `--resume` goes on from it)."""
+    """Runs a long command: a bad argument is a usage error naming the problem; a file or folder that
+    cannot be used (a damaged checkpoint, another job's folder) the same one line, without the
+    usage; a failed read or write names the file (what the command had already written stays,
+    and `--resume` goes on from it). All exit with status 2."""
     try:
         command(args)
-    except JukeboxError as e:
+    except (InputError, ConfigError) as e:
         parser.error(str(e))
+    except JukeboxError as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
     except OSError as e:
         sys.exit(f"{parser.prog}: {e.filename or args.out}: {e.strerror or e}")
 

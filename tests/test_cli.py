@@ -222,6 +222,22 @@ def test_sample_help_describes_every_option(capsys):
         assert default in " ".join(text.split())
 
 
+@pytest.mark.parametrize(
+    "args,usage",
+    [(["--artist", "Nobody Zzz"], True), (["--model", "{d}/noconfig"], False), (["--out", "{d}/job"], False)],
+    ids=["argument", "checkpoint", "job-folder"],
+)
+def test_usage_is_shown_for_a_bad_argument_only(files, args, usage, capsys):
+    """A bad argument prints the usage before its one-line error; a file or folder that cannot be
+    used (a broken checkpoint, another job's folder) only the line: the arguments were fine."""
+    d = str(files)
+    with pytest.raises(SystemExit) as e:
+        main(["sample", "--model", "tiny_5b", "--out", f"{d}/fresh"] + [a.replace("{d}", d) for a in args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("usage: jukebox-jax sample") == usage, err
+    assert err.strip().splitlines()[-1].startswith("jukebox-jax sample: error: ")
+
+
 def _differences(message: str) -> set[str]:
     """The fields a 'holds another job' message names."""
     listed = re.search(r"this request differs in (.*)\. Resume it", message).group(1)

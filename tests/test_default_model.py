@@ -70,6 +70,7 @@ def test_a_broken_default_says_how_to_mend_it(tmp_path, monkeypatch, capsys, dam
         main(["sample", "--seconds", "2", "--out", str(tmp_path / "out")])
     assert e.value.code == 2
     message = capsys.readouterr().err
+    assert "usage:" not in message  # nothing wrong with the arguments: one line, not the usage
     assert "the default model that ships in the package is missing or damaged" in message and "reinstall jukebox-jax" in message
     assert ("checksum mismatch" if damage == "corrupt" else f"{copy} is missing") in message
     with pytest.raises(CheckpointError, match="reinstall jukebox-jax"):
