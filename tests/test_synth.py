@@ -17,7 +17,7 @@ from jukebox_jax.io import TEMP_PREFIX
 from jukebox_jax.synth import SynthConfig, compare, describe, generate, make_song, song_path, vocals
 from jukebox_jax.synth.dataset import song_score, timed_notes
 from jukebox_jax.synth.instruments import midi_hz, render_notes
-from jukebox_jax.synth.measures import best_scale, chroma, onset_autocorrelation, scale_mask
+from jukebox_jax.synth.measures import best_scale, chroma, in_tune_share, onset_autocorrelation, scale_mask
 from jukebox_jax.synth.score import (
     ARTISTS,
     GENRES,
@@ -73,6 +73,37 @@ def test_best_scale_of_a_played_scale():
     assert share > 0.95
 
 
+@pytest.mark.parametrize("cents,low,high", [(0, 0.99, 1.0), (5, 0.99, 1.0), (20, 0.0, 0.01), (50, 0.0, 0.01)])
+def test_in_tune_share_of_harmonic_tones(cents, low, high):
+    """Harmonic tones on equal-tempered pitches (low, middle and high, overtones included) are in
+    tune; moved up by 20 cents or more, not: the peaks' interpolated frequencies are that precise."""
+    t = np.arange(3 * SR) / SR
+    x = sum(
+        np.sin(2 * np.pi * float(midi_hz(p)) * 2 ** (cents / 1200) * k * t) / k for p in (45, 60, 76) for k in (1, 2, 3)
+    )
+    assert low <= in_tune_share(x, SR) <= high
+
+
+def test_in_tune_share_tells_detuned_notes(songs):
+    """Songs are in tune (>= 0.9), noise is not (peaks anywhere: about 2 x 10 / 100), and neither are
+    the songs' notes each played 30 to 50 cents off, up or down at random (below 0.05), which the
+    scale share hardly sees (each note still rounds to its own pitch class): a measure of its own."""
+    rng = np.random.default_rng(0)
+    for index, (audio, meta) in enumerate(songs):  # song `index` of CONFIG
+        score, _ = song_score(CONFIG, index)
+        parts = ((score.genre.chords, score.chords), (score.genre.bass, score.bass), (score.artist.lead, score.melody))
+        off = [
+            [(t, d, p + rng.choice([-1, 1]) * rng.uniform(0.3, 0.5), v) for t, d, p, v in timed_notes(score, notes)]
+            for _, notes in parts
+        ]
+        detuned = sum(render_notes(instrument, notes, len(audio), SR) for (instrument, _), notes in zip(parts, off))
+        assert in_tune_share(audio, SR) > 0.9, meta
+        assert in_tune_share(detuned, SR) < 0.05, meta
+        assert describe(detuned, SR)["scale_share"] > 0.7, meta
+    for name, xs in noises(3 * SR).items():
+        assert all(0.1 < in_tune_share(x, SR) < 0.35 for x in xs), name
+
+
 def test_measures_separate_songs_from_noise(songs):
     audio = [a for a, _ in songs]
     ours = [describe(a, SR) for a in audio]
@@ -115,7 +146,13 @@ def test_measures_separate_songs_from_a_random_vqvae():
 def test_compare_of_songs_with_songs_is_close(songs):
     """Held-out songs of the same dataset sit with the reference, measure by measure."""
     summary = compare([make_song(CONFIG, i)[0] for i in range(12, 24)], [a for a, _ in songs], SR)
-    close = (("scale_share", 0.05), ("chroma_distance", 0.05), ("chroma_change", 0.1), ("onset_regularity", 0.15))
+    close = (
+        ("scale_share", 0.05),
+        ("in_tune_share", 0.05),
+        ("chroma_distance", 0.05),
+        ("chroma_change", 0.1),
+        ("onset_regularity", 0.15),
+    )
     for measure, tolerance in close:
         assert abs(summary["samples"][measure] - summary["reference"][measure]) < tolerance, measure
 
@@ -340,7 +377,9 @@ def test_cli(tmp_path, capsys, monkeypatch):
     assert "other arguments: seed 4 (asked 5)" in err
     with pytest.raises(SystemExit):
         main(["data", "synth", "--out", str(tmp_path), "--seconds", "0"])
-    with pytest.raises(SystemExit, match=f"jukebox-jax data synth: {tmp_path / 'metadata.json'}/songs: Not a directory"):
+    with pytest.raises(
+        SystemExit, match=f"jukebox-jax data synth: {tmp_path / 'metadata.json'}/songs: Not a directory"
+    ):
         main(["data", "synth", "--out", str(tmp_path / "metadata.json"), "--songs", "1", "--no-vocals"])  # a file
 
 

@@ -10,6 +10,8 @@
 |                      | the chords and the melody             |                              |
 | `onset_regularity`   | high: onsets repeat every beat        | near 0                       |
 | `spectral_flatness`  | low: power in harmonic peaks          | high (white noise: ~0.56)    |
+| `in_tune_share`      | near 1: spectral peaks on the equal-  | about 0.2: peaks anywhere    |
+|                      | tempered pitches                      |                              |
 
 The pitch-class histogram (chroma) sums an STFT's power from 100 Hz to 4 kHz by the nearest
 equal-tempered pitch class; the best-fitting scale is the `Scale` and tonic (of the dataset's
@@ -19,7 +21,10 @@ training songs' as a profile: its shares sorted from the largest down, free of k
 (transposing each song to its best-fitting tonic does not separate music from noise: the
 tonic of a mode is ambiguous). The onset regularity is the highest autocorrelation
 (normalised to 1 at lag 0) of the onset strength (half-wave rectified log-spectral flux,
-10 ms frames) at a beat period of 60 to 180 bpm.
+10 ms frames) at a beat period of 60 to 180 bpm. The in-tune share is the share of the power in
+spectral peaks (from 100 Hz to 4 kHz, their frequencies interpolated) within `IN_TUNE_CENTS` of
+an equal-tempered pitch: a detuned note splits its power between two neighbouring pitch
+classes, which lowers the scale share whatever the key.
 
 One measure alone can be fooled: a random-weight VQ-VAE decoder buzzes at its code rate, a
 harmonic tone whose overtones lie on a major scale (scale share 0.83 for the tiny structure's
@@ -42,6 +47,8 @@ TEMPO_BPM = (60.0, 180.0)
 ONSET_HOP_SECONDS = 0.01
 MIN_SECONDS = 2.0
 CHANGE_FRAMES = 2
+IN_TUNE_CENTS = 10.0  # peaks spread evenly over the semitone give 2 x 10 / 100 = 0.2
+PEAK_FLOOR = 1e-2  # spectral peaks under this share of their frame's loudest are ignored
 
 
 def _pow2(seconds: float, sample_rate: int) -> int:
@@ -99,6 +106,27 @@ def best_scale(hist: np.ndarray) -> tuple[Scale, int, float]:
     return list(Scale)[-i], -t, share
 
 
+def in_tune_share(audio: np.ndarray, sample_rate: int) -> float:
+    """The share of spectral-peak power, in the `chromagram`'s frames and band, within
+    `IN_TUNE_CENTS` of an equal-tempered pitch (A = 440 Hz). Each peak's frequency is refined
+    by a parabola through the log power of its bin and the two beside it; 0 without peaks."""
+    x = _mono(audio, sample_rate)
+    n_fft = _pow2(0.5, sample_rate)
+    power = power_spectrogram(x, n_fft, n_fft // 2)  # [frames, bins]
+    bins = np.arange(1, power.shape[1] - 1)
+    hz = bins * sample_rate / n_fft
+    centre, below, above = power[:, 1:-1], power[:, :-2], power[:, 2:]  # [frames, bins - 2] each
+    peak = (centre > below) & (centre >= above) & (centre > PEAK_FLOOR * power.max(1, keepdims=True))
+    peak &= (hz >= CHROMA_HZ[0]) & (hz <= min(CHROMA_HZ[1], 0.45 * sample_rate))
+    frame, b = np.nonzero(peak)
+    logs = np.log(np.stack([below[frame, b], centre[frame, b], above[frame, b]]))  # [3, peaks]
+    offset = 0.5 * (logs[0] - logs[2]) / np.minimum(logs[0] - 2 * logs[1] + logs[2], -1e-12)  # in bins, |.| <= 0.5
+    semitones = 12 * np.log2((bins[b] + offset) * sample_rate / n_fft / 440.0)
+    in_tune = np.abs(semitones - np.round(semitones)) * 100 <= IN_TUNE_CENTS
+    weight = centre[frame, b]
+    return float(weight[in_tune].sum() / weight.sum()) if weight.sum() > 0 else 0.0
+
+
 def onset_autocorrelation(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """The autocorrelation of the onset strength (half-wave rectified log-spectral flux of
     `ONSET_HOP_SECONDS` frames), 1 at lag 0 (all 0 for a signal without onsets);
@@ -140,8 +168,8 @@ def spectral_flatness(audio: np.ndarray, sample_rate: int) -> float:
 def describe(audio: np.ndarray, sample_rate: int) -> dict:
     """Every measure of one song [n] or [n, channels]: its chroma transposed so that the
     best-fitting scale's tonic is first ("chroma"), its shares sorted ("chroma_profile"), that
-    scale ("key", "scale", "scale_share"), "chroma_change", "onset_regularity", "tempo_bpm", "spectral_flatness" and
-    "spectral_centroid_hz"."""
+    scale ("key", "scale", "scale_share"), "in_tune_share", "chroma_change", "onset_regularity", "tempo_bpm",
+    "spectral_flatness" and "spectral_centroid_hz"."""
     x = _mono(audio, sample_rate)
     hist = chroma(x, sample_rate)
     scale, tonic, share = best_scale(hist)
@@ -155,6 +183,7 @@ def describe(audio: np.ndarray, sample_rate: int) -> dict:
         "key": KEY_NAMES[tonic],
         "scale": scale.name.lower(),
         "scale_share": share,
+        "in_tune_share": in_tune_share(x, sample_rate),
         "chroma_change": chroma_change(x, sample_rate),
         "onset_regularity": regularity,
         "tempo_bpm": tempo,
@@ -163,7 +192,7 @@ def describe(audio: np.ndarray, sample_rate: int) -> dict:
     }
 
 
-SUMMARY = ("scale_share", "chroma_distance", "chroma_change", "onset_regularity", "spectral_flatness")
+SUMMARY = ("scale_share", "in_tune_share", "chroma_distance", "chroma_change", "onset_regularity", "spectral_flatness")
 
 
 def compare(
