@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     ap.add_argument("--songs", type=int, default=2, help="samples per model (default: %(default)s)")
     args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     plot_curves(args.work, args.out / "default_model_curves.png")
     jb = Jukebox.load(args.model)
     folder = data.audio_folder(args.work / "data")
