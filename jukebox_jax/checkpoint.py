@@ -17,7 +17,9 @@ between the two renames, where NAME is missing and `.partial-NAME.old` holds the
 next `load` or `save` renames it back (`_recover`). With no checkpoint before, NAME appears
 only complete. `save` refuses to replace a file or a folder that is not a checkpoint, and
 deletes the leftovers of killed saves of the same NAME. Concurrent saves to one NAME are not
-supported; nothing is fsynced (a kill is survived, a power cut may not be).
+supported; nothing is fsynced (a kill is survived, a power cut may not be). In a run of several
+processes (a file system they share) all of them save together: each writes the shards it
+holds into the new folder, which process 0 prepares and swaps in.
 
 Saving records, and loading verifies, the SHA-256 (`integrity.py`) of the config and of every
 array; both refuse non-finite weights, and weights not of the config's format (float, or
@@ -71,24 +73,80 @@ _DATA_FILE_BYTES = 16 << 20  # measured: saving 3.3 GB of random float32 held 0.
 def save(path: Path, config: JukeboxConfig, params: Params, digests: Mapping[str, str] | None = None) -> None:
     """Writes the checkpoint of `config` and `params` to the folder `path`, replacing the one
     there atomically (module docstring). `digests`: the params' `integrity.tree_digests`, if
-    the caller has them already."""
+    the caller has them already. In a run of several processes every process calls it: each
+    writes the shards it holds, process 0 the rest, and all return once the checkpoint is in
+    place (or all raise)."""
     path = path.resolve()
-    if bad := bad_weights(params, config):
+    got, bad = _inspect(params, config, digests is None)
+    if bad:
         raise CheckpointError(f"refusing to save {path}: bad weights:\n  " + "\n  ".join(bad))
+    digests = got if digests is None else digests
+    if jax.process_count() > 1:
+        _save_together(path, config, params, digests)
+        return
     check_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(path)
         new = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.new-"))
         try:
-            _write(new, config, params, integrity.tree_digests(params) if digests is None else digests)
+            _write_params(new, params)
+            _write_config(new, config, digests)
             _swap(new, path)
         finally:
             shutil.rmtree(new, ignore_errors=True)  # nothing there once swapped in
     except OSError as e:
-        raise CheckpointError(
-            f"cannot write the checkpoint {path} ({e}); choose a folder you can write to, with room"
-        ) from e
+        raise _unwritable(path, e) from e
+
+
+def _save_together(path: Path, config: JukeboxConfig, params: Params, digests: Mapping[str, str]) -> None:
+    """`save` in a run of several processes (a file system they share): process 0 prepares the
+    new folder, named after the digests so that every process knows it, all write their shards
+    into it (orbax), process 0 adds the config and swaps it in. A failure on process 0 is told
+    to every process (`_agree`), so that none waits for the others forever."""
+    first = jax.process_index() == 0
+    tag = integrity.text_digest(json.dumps(dict(sorted(digests.items()))))[:8]
+    new = path.with_name(f"{TEMP_PREFIX}{path.name}.new-{tag}")
+    failure = None
+    if first:
+        try:
+            check_target(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _remove_leftovers(path)
+            new.mkdir()
+        except CheckpointError as e:
+            failure = e
+        except OSError as e:
+            failure = _unwritable(path, e)
+    _agree(failure, path, "preparing")
+    try:
+        _write_params(new, params)  # every process: orbax writes each one's shards, in step
+        if first:
+            _write_config(new, config, digests)
+            _swap(new, path)
+    except OSError as e:
+        failure = _unwritable(path, e)
+    finally:
+        if first:
+            shutil.rmtree(new, ignore_errors=True)
+    _agree(failure, path, "writing")
+
+
+def _agree(failure: CheckpointError | None, path: Path, stage: str) -> None:
+    """A barrier of every process that raises on all of them if any failed (its own error where
+    it failed)."""
+    from jax.experimental import multihost_utils
+
+    failed = multihost_utils.process_allgather(np.int32(failure is not None))  # [processes]
+    if failure is not None:
+        raise failure
+    if failed.any():
+        where = ", ".join(map(str, np.flatnonzero(failed)))
+        raise CheckpointError(f"saving {path} failed on process {where} while {stage}: see its error")
+
+
+def _unwritable(path: Path, e: OSError) -> CheckpointError:
+    return CheckpointError(f"cannot write the checkpoint {path} ({e}); choose a folder you can write to, with room")
 
 
 def check_target(path: Path) -> None:
@@ -103,15 +161,18 @@ def check_target(path: Path) -> None:
     _refuse_foreign(path)
 
 
-def _write(folder: Path, config: JukeboxConfig, params: Params, digests: Mapping[str, str]) -> None:
+def _write_params(folder: Path, params: Params) -> None:
     """Writes the params in OCDBT data files of at most `_DATA_FILE_BYTES` (so in chunks of at
     most that): tensorstore holds each data file's compressed bytes until it is written, which
     with orbax's default (2 GiB files) held about a second copy of the weights."""
     import orbax.checkpoint as ocp
 
-    os.chmod(folder, 0o755)  # mkdtemp makes it private
     with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as ckptr:
         ckptr.save(folder / PARAMS, args=ocp.args.PyTreeSave(params, ocdbt_target_data_file_size=_DATA_FILE_BYTES))
+
+
+def _write_config(folder: Path, config: JukeboxConfig, digests: Mapping[str, str]) -> None:
+    os.chmod(folder, 0o755)  # mkdtemp makes it private
     write_text(folder / CONFIG, json.dumps(_metadata(config.to_dict(), digests), indent=1))
 
 
@@ -202,15 +263,7 @@ def load(
     targets = None if mesh is None else sharding.shardings(config, mesh, rules)
     params = _read_params(path / PARAMS, config, meta["format"], targets)
     want = meta["checksums"]["params"] if meta["format"] == FORMAT and verify else None
-    if _addressable(params):
-        got = None if want is None else integrity.tree_digests(params)
-        bad = bad_weights(params, config)
-    else:  # another process holds part of each array: gather them one at a time, in step
-        got, bad = {}, []
-        for key, x in flatten(params).items():
-            host = _host(x)
-            got["/".join(key)] = integrity.array_digest(host)
-            bad += bad_weights(traverse_util.unflatten_dict({key: host}), config)
+    got, bad = _inspect(params, config, want is not None)
     digests = None if want is None else _verify_params(path / PARAMS, want, got)
     if bad:
         raise CheckpointError(f"{path / PARAMS}: bad weights ({_REWRITE}):\n  " + "\n  ".join(bad))
@@ -223,6 +276,20 @@ def digests(params: Params) -> dict[str, str]:
     if _addressable(params):
         return integrity.tree_digests(params)
     return {"/".join(key): integrity.array_digest(_host(x)) for key, x in flatten(params).items()}
+
+
+def _inspect(params: Params, config: JukeboxConfig, hash: bool) -> tuple[dict[str, str] | None, list[str]]:
+    """(the params' digests if `hash`, else None; their `bad_weights`). Arrays split over
+    several processes are gathered one at a time, once for both (every process must call it)."""
+    if _addressable(params):
+        return (integrity.tree_digests(params) if hash else None), bad_weights(params, config)
+    got, bad = {}, []
+    for key, x in flatten(params).items():
+        host = _host(x)
+        if hash:
+            got["/".join(key)] = integrity.array_digest(host)
+        bad += bad_weights(traverse_util.unflatten_dict({key: host}), config)
+    return (got if hash else None), bad
 
 
 def _addressable(params: Params) -> bool:
@@ -309,18 +376,22 @@ def _read_config(file: Path, config: dict[str, Any]) -> JukeboxConfig:
 
 def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params | None = None) -> Params:
     """The orbax checkpoint in `folder`, in the canonical layout, checked against `config`;
-    restored into the shardings `targets` (a tree of the params'), if given."""
+    restored into the shardings `targets` (a tree of the params'), if given, else onto this
+    process's first device (also a checkpoint saved from a mesh or from several processes)."""
     import orbax.checkpoint as ocp
 
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is missing: the checkpoint is damaged; {_REWRITE}")
     try:
         with ocp.StandardCheckpointer() as ckptr:
-            if targets is None or fmt == FORMAT_V1:
-                params = ckptr.restore(folder)
+            if fmt == FORMAT_V1:
+                params = ckptr.restore(folder)  # another layout: read whole, converted below
             else:  # shapes checked first, then each array read into its shards
                 saved = dict(ckptr.metadata(folder).item_metadata.tree)
                 _check_fits(folder, config, saved)
+                if targets is None:  # onto one device, whatever devices saved it
+                    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+                    targets = jax.tree.map(lambda _: one, saved)
                 restore = lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s)
                 params = ckptr.restore(folder, jax.tree.map(restore, saved, targets))
         if fmt == FORMAT_V1:

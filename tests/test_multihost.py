@@ -1,7 +1,8 @@
 """Several hosts, simulated: 2 processes on this machine, 2 CPU devices each, joined by
 `jax.distributed` with CPU collectives (gloo), load one checkpoint into one mesh over all 4
 devices, sample together and give the single-process greedy tokens; a sampling job in that
-run is written by process 0 alone (`multihost_worker.py`)."""
+run is written by process 0 alone, and the model split over both saves to the same checkpoint
+(`multihost_worker.py`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from jukebox_jax import Jukebox, JukeboxConfig, preset
 from jukebox_jax.generation import LevelSettings, SampleRequest, run_job
+from jukebox_jax.io import TEMP_PREFIX
 from jukebox_jax.sampling import Greedy
 from jukebox_jax.tokenizer import song_labels
 
@@ -36,7 +38,9 @@ def test_two_processes_sample_together_as_one(tmp_path):
     """Greedy tokens of a batch of 4 (tiny_5b at init scale 1, whose greedy margins exceed
     any float32 reordering, see sharded_checks.py) on meshes model=4 (each process holds half
     of each split weight) and data=2,model=2, and a one-window job, equal the single-process
-    ones; only process 0 writes the job's folder."""
+    ones; only process 0 writes the job's folder; the model saved from the two processes, each
+    holding half of each split weight, loads as the one saved from one; a save that process 0
+    refuses (onto a file) raises on both, neither waiting for the other."""
     cfg = preset("tiny_5b")
     cfg = dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, init_scale=1.0))
     jb = Jukebox.init(JukeboxConfig(priors=(cfg,)), jax.random.key(0))
@@ -47,11 +51,12 @@ def test_two_processes_sample_together_as_one(tmp_path):
     request = SampleRequest((2,), N_TOKENS * cfg.raw_to_tokens, 0, {2: (song_labels(cfg, 30 * 44100, 1),) * BATCH}, {2: LevelSettings(Greedy())})
     want_job = run_job(jb, tmp_path / "single", request, [np.zeros((BATCH, 0), np.int64)] * 3)[2]
 
+    (tmp_path / "taken").write_text("mine")
     port = free_port()
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), str(i), str(port), str(tmp_path / "ckpt"), str(tmp_path / f"job_{i}")],
+            [sys.executable, str(WORKER), str(i), str(port), str(tmp_path / "ckpt"), str(tmp_path / f"job_{i}"), str(tmp_path / "saved")],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for i in range(2)
@@ -72,7 +77,13 @@ def test_two_processes_sample_together_as_one(tmp_path):
         for spec, tokens in r["tokens"].items():
             np.testing.assert_array_equal(tokens, want, err_msg=f"{spec}\n{logs}")
         np.testing.assert_array_equal(r["job"], want_job, err_msg=logs)
+    assert "refusing to save over" in results[0]["refused"] and "it is a file" in results[0]["refused"], logs
+    assert "failed on process 0 while preparing" in results[1]["refused"], logs
+    assert (tmp_path / "taken").read_text() == "mine"
     assert sorted(p.name for p in (tmp_path / "job_0").iterdir()) == ["codes.npz", "job.json"]
     assert not (tmp_path / "job_1").exists()
     saved = np.load(tmp_path / "job_0" / "codes.npz")
     np.testing.assert_array_equal(saved["level_2"], want_job)
+    again = Jukebox.load(tmp_path / "saved")  # its checksums verified
+    assert again.config == jb.config and again.fingerprint() == jb.fingerprint()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(TEMP_PREFIX)) == []  # nothing left beside it
