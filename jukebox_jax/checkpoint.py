@@ -124,8 +124,9 @@ def _save_together(path: Path, config: JukeboxConfig, params: Params, digests: M
         if first:
             _write_config(new, config, digests)
             _swap(new, path)
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 -- any failure, raised below on every process, none left waiting
         failure = _unwritable(path, e)
+        failure.__cause__ = e
     finally:
         if first:
             shutil.rmtree(new, ignore_errors=True)
@@ -145,7 +146,7 @@ def _agree(failure: CheckpointError | None, path: Path, stage: str) -> None:
         raise CheckpointError(f"saving {path} failed on process {where} while {stage}: see its error")
 
 
-def _unwritable(path: Path, e: OSError) -> CheckpointError:
+def _unwritable(path: Path, e: Exception) -> CheckpointError:
     return CheckpointError(f"cannot write the checkpoint {path} ({e}); choose a folder you can write to, with room")
 
 
@@ -273,22 +274,22 @@ def load(
 def digests(params: Params) -> dict[str, str]:
     """`integrity.tree_digests(params)`, also of arrays split over several processes (each
     gathered in turn: every process must call it)."""
-    if _addressable(params):
-        return integrity.tree_digests(params)
-    return {"/".join(key): integrity.array_digest(_host(x)) for key, x in flatten(params).items()}
+    return _inspect(params, None, True)[0]
 
 
-def _inspect(params: Params, config: JukeboxConfig, hash: bool) -> tuple[dict[str, str] | None, list[str]]:
-    """(the params' digests if `hash`, else None; their `bad_weights`). Arrays split over
-    several processes are gathered one at a time, once for both (every process must call it)."""
+def _inspect(params: Params, config: JukeboxConfig | None, hash: bool) -> tuple[dict[str, str] | None, list[str]]:
+    """(the params' digests if `hash`, else None; their `bad_weights` under `config`, [] without
+    one). Arrays split over several processes are gathered one at a time, once for both (every
+    process must call it)."""
     if _addressable(params):
-        return (integrity.tree_digests(params) if hash else None), bad_weights(params, config)
+        return (integrity.tree_digests(params) if hash else None), (bad_weights(params, config) if config else [])
     got, bad = {}, []
     for key, x in flatten(params).items():
         host = _host(x)
         if hash:
             got["/".join(key)] = integrity.array_digest(host)
-        bad += bad_weights(traverse_util.unflatten_dict({key: host}), config)
+        if config:
+            bad += bad_weights(traverse_util.unflatten_dict({key: host}), config)
     return (got if hash else None), bad
 
 
