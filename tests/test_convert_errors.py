@@ -287,10 +287,10 @@ def test_cli_convert_of_a_bad_file_exits_with_the_message(tmp_path, capsys):
 
 
 def test_cli_convert_that_cannot_write_exits_with_the_message(fixtures, tmp_path, monkeypatch):
-    def full_disk(folder, config, params, digests):
+    def full_disk(folder, params):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("jukebox_jax.checkpoint._write", full_disk)
+    monkeypatch.setattr("jukebox_jax.checkpoint._write_params", full_disk)
     with pytest.raises(SystemExit) as e:
         main(["convert", str(fixtures / "vqvae.pth.tar"), "-o", str(tmp_path / "out")])
     out = re.escape(str(tmp_path / "out"))
