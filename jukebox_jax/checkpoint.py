@@ -63,7 +63,7 @@ FORMAT_V1 = "jukebox-jax/1"
 FORMATS = (FORMAT, FORMAT_V2, FORMAT_V1)
 CONFIG = "config.json"
 PARAMS = "params"
-_REWRITE = "save it again, or convert the original again (`jukebox-jax convert`)"
+REWRITE = "save it again, or convert the original again (`jukebox-jax convert`)"  # the mend most errors give
 _DATA_FILE_BYTES = 16 << 20  # measured: saving 3.3 GB of random float32 held 0.18 GB more (2 GiB files: 3.1 GB)
 
 
@@ -267,7 +267,7 @@ def load(
     got, bad = _inspect(params, config, want is not None)
     digests = None if want is None else _verify_params(path / PARAMS, want, got)
     if bad:
-        raise CheckpointError(f"{path / PARAMS}: bad weights ({_REWRITE}):\n  " + "\n  ".join(bad))
+        raise CheckpointError(f"{path / PARAMS}: bad weights ({REWRITE}):\n  " + "\n  ".join(bad))
     return config, params, digests
 
 
@@ -326,7 +326,7 @@ def _open(path: Path, verify: bool) -> tuple[Path, dict[str, Any]]:
         _verify_config(path / CONFIG, meta)
     elif meta["format"] != FORMAT:
         warnings.warn(
-            f"{path}: format {meta['format']!r} has no checksums; loaded unverified ({_REWRITE} to add them)",
+            f"{path}: format {meta['format']!r} has no checksums; loaded unverified ({REWRITE} to add them)",
             stacklevel=4,
         )
     return path, meta
@@ -340,9 +340,9 @@ def _read_meta(file: Path) -> dict[str, Any]:
         inner = file.parent / "model" / file.name
         if inner.is_file():  # `jukebox-jax train --out` holds the run; its checkpoint is OUT/model
             raise CheckpointError(f"{file.parent} is a training run, not a checkpoint: give its model, {inner.parent}") from e
-        raise CheckpointError(f"{file} is missing: not a jukebox-jax checkpoint, or a damaged one ({_REWRITE})") from e
+        raise CheckpointError(f"{file} is missing: not a jukebox-jax checkpoint, or a damaged one ({REWRITE})") from e
     except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise CheckpointError(f"{file} is not readable JSON ({e}); the checkpoint is damaged: {_REWRITE}") from e
+        raise CheckpointError(f"{file} is not readable JSON ({e}); the checkpoint is damaged: {REWRITE}") from e
     fmt = meta.get("format") if isinstance(meta, dict) else None
     if fmt not in FORMATS or not isinstance(meta.get("config"), dict):
         raise CheckpointError(
@@ -351,7 +351,7 @@ def _read_meta(file: Path) -> dict[str, Any]:
         )
     if (fmt == FORMAT) != ("checksums" in meta):
         raise CheckpointError(
-            f"{file}: format {fmt!r} with{'out' if fmt == FORMAT else ''} checksums: the file is damaged; {_REWRITE}"
+            f"{file}: format {fmt!r} with{'out' if fmt == FORMAT else ''} checksums: the file is damaged; {REWRITE}"
         )
     return meta
 
@@ -364,7 +364,7 @@ def _verify_config(file: Path, meta: dict[str, Any]) -> None:
         and sums.get("config") == _config_digest(meta["config"])
     ):
         raise CheckpointError(
-            f"{file}: the config does not match its checksum: the file was edited or is damaged; {_REWRITE}"
+            f"{file}: the config does not match its checksum: the file was edited or is damaged; {REWRITE}"
         )
 
 
@@ -372,7 +372,7 @@ def _read_config(file: Path, config: dict[str, Any]) -> JukeboxConfig:
     try:
         return JukeboxConfig.from_dict(config)
     except Exception as e:  # an unverified config may fail anywhere in its validation
-        raise CheckpointError(f"{file}: the config cannot be read ({type(e).__name__}: {e}); {_REWRITE}") from e
+        raise CheckpointError(f"{file}: the config cannot be read ({type(e).__name__}: {e}); {REWRITE}") from e
 
 
 def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params | None = None) -> Params:
@@ -382,7 +382,7 @@ def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params 
     import orbax.checkpoint as ocp
 
     if not folder.is_dir():
-        raise CheckpointError(f"{folder} is missing: the checkpoint is damaged; {_REWRITE}")
+        raise CheckpointError(f"{folder} is missing: the checkpoint is damaged; {REWRITE}")
     try:
         with ocp.StandardCheckpointer() as ckptr:
             if fmt == FORMAT_V1:
@@ -404,7 +404,7 @@ def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params 
     except Exception as e:  # orbax and tensorstore raise many types for damaged files
         first = (str(e).strip().splitlines() or [""])[0].split(" [tensorstore_spec")[0][:300]
         raise CheckpointError(
-            f"{folder}: the params cannot be read ({type(e).__name__}: {first}); the checkpoint is damaged: {_REWRITE}"
+            f"{folder}: the params cannot be read ({type(e).__name__}: {first}); the checkpoint is damaged: {REWRITE}"
         ) from e
     _check_fits(folder, config, params)
     return params
@@ -423,7 +423,7 @@ def _verify_params(folder: Path, want: Mapping[str, str], got: Mapping[str, str]
     if differ:
         raise CheckpointError(
             f"{folder}: checksum mismatch, {len(differ)} of {len(want)} arrays differ from {CONFIG} "
-            f"(damaged data files; {_REWRITE}):\n  " + "\n  ".join(differ)
+            f"(damaged data files; {REWRITE}):\n  " + "\n  ".join(differ)
         )
     return got
 

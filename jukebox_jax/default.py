@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from jukebox_jax import checkpoint
 from jukebox_jax.errors import CheckpointError
 from jukebox_jax.jukebox import Jukebox
 
@@ -27,13 +28,17 @@ def is_default(folder: str | os.PathLike) -> bool:
 @contextlib.contextmanager
 def reading(folder: str | os.PathLike) -> Iterator[None]:
     """Turns a `CheckpointError` raised reading `folder`, if it is the default model, into one
-    that says the installation is broken and how to mend it."""
+    that says the installation is broken and how to mend it (in place of the checkpoint's own
+    mend, which would have the user save or convert it)."""
     try:
         yield
     except CheckpointError as e:
         if not is_default(folder):
             raise
-        raise CheckpointError(f"the default model that ships in the package is missing or damaged ({e}); {REPAIR}") from e
+        problem = str(e)
+        mend = "" if checkpoint.REWRITE in problem else f"; {REPAIR}"
+        problem = problem.replace(checkpoint.REWRITE, REPAIR)
+        raise CheckpointError(f"the default model that ships in the package is missing or damaged: {problem}{mend}") from e
 
 
 def path() -> Path:

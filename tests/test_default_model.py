@@ -73,6 +73,7 @@ def test_a_broken_default_says_how_to_mend_it(tmp_path, monkeypatch, capsys, dam
     assert "usage:" not in message  # nothing wrong with the arguments: one line, not the usage
     assert "the default model that ships in the package is missing or damaged" in message and "reinstall jukebox-jax" in message
     assert ("checksum mismatch" if damage == "corrupt" else f"{copy} is missing") in message
+    assert message.count("reinstall jukebox-jax") == 1 and "convert the original" not in message  # one mend, the right one
     with pytest.raises(CheckpointError, match="reinstall jukebox-jax"):
         default.load()
 
