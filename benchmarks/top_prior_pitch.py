@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     jb = Jukebox.load(args.model)
     cfg = jb.config.prior(LEVEL)
-    hop = int(np.prod(np.array(cfg.strides_t) ** np.array(cfg.downs_t)))
+    hop = cfg.raw_to_tokens
     meta = json.loads((args.work / "data" / "metadata.json").read_text())["songs"]
     _, held = data.audio_folder(args.work / "data").split(0.1)
     songs = [s.name for s in held[-args.songs :]]
@@ -64,14 +64,11 @@ def main() -> None:
     report = {}
     for name, z in codes.items():
         second = np.asarray(jb.decode([z], start_level=LEVEL))[:, half * hop :, 0]  # [b, t / 2]
-        own = [
-            measures.chroma(a, SR)
-            @ measures.scale_mask(Scale[meta[n]["scale"].upper()], KEY_NAMES.index(meta[n]["key"]))
-            for a, n in zip(second, songs)
-        ]
+        hists = [measures.chroma(a, SR) for a in second]  # [12] each
+        masks = [measures.scale_mask(Scale[meta[n]["scale"].upper()], KEY_NAMES.index(meta[n]["key"])) for n in songs]
         report[name] = {
-            "scale_share": float(np.mean([measures.best_scale(measures.chroma(a, SR))[2] for a in second])),
-            "own_scale_share": float(np.mean(own)),
+            "scale_share": float(np.mean([measures.best_scale(h)[2] for h in hists])),
+            "own_scale_share": float(np.mean([h @ m for h, m in zip(hists, masks)])),
             "in_tune_share": float(np.mean([measures.in_tune_share(a, SR) for a in second])),
         }
         print(f"{name:15s}", "  ".join(f"{k} {v:.3f}" for k, v in report[name].items()))

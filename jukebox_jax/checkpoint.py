@@ -84,10 +84,8 @@ def save(path: Path, config: JukeboxConfig, params: Params, digests: Mapping[str
     if jax.process_count() > 1:
         _save_together(path, config, params, digests)
         return
-    check_target(path)
+    _prepare(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_leftovers(path)
         new = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.new-"))
         try:
             _write_params(new, params)
@@ -110,9 +108,7 @@ def _save_together(path: Path, config: JukeboxConfig, params: Params, digests: M
     failure = None
     if first:
         try:
-            check_target(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _remove_leftovers(path)
+            _prepare(path)
             new.mkdir()
         except CheckpointError as e:
             failure = e
@@ -131,6 +127,17 @@ def _save_together(path: Path, config: JukeboxConfig, params: Params, digests: M
         if first:
             shutil.rmtree(new, ignore_errors=True)
     _agree(failure, path, "writing")
+
+
+def _prepare(path: Path) -> None:
+    """Checks that `path` may be saved to (`check_target`), makes its parent and removes what
+    killed saves of it left there."""
+    check_target(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(path)
+    except OSError as e:
+        raise _unwritable(path, e) from e
 
 
 def _agree(failure: CheckpointError | None, path: Path, stage: str) -> None:
