@@ -404,6 +404,7 @@ def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params 
                 params = ckptr.restore(folder, jax.tree.map(restore, saved, targets))
         if fmt == FORMAT_V1:
             params = _from_v1(config, params)
+            _check_fits(folder, config, params)  # the other formats' are checked before reading
             if targets is not None:
                 params = jax.device_put(params, targets)
     except CheckpointError:
@@ -413,7 +414,6 @@ def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params 
         raise CheckpointError(
             f"{folder}: the params cannot be read ({type(e).__name__}: {first}); the checkpoint is damaged: {REWRITE}"
         ) from e
-    _check_fits(folder, config, params)
     return params
 
 

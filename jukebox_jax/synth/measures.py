@@ -73,13 +73,19 @@ def scale_mask(scale: Scale, tonic: int) -> np.ndarray:
     return mask
 
 
-def chromagram(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Power per pitch class (C first) in frames of about 0.5 s, hop half a frame; [frames, 12]."""
+def _pitch_spectrogram(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The power spectrogram the pitch measures read: frames of about 0.5 s, hop half a frame;
+    (power [frames, bins], each bin's Hz [bins], the bins in `CHROMA_HZ` [bins] bool)."""
     x = _mono(audio, sample_rate)
     n_fft = _pow2(0.5, sample_rate)  # 2 Hz bins: semitones apart at 100 Hz
-    power = power_spectrogram(x, n_fft, n_fft // 2)  # [frames, bins]
     hz = np.fft.rfftfreq(n_fft, 1 / sample_rate)
     band = (hz >= CHROMA_HZ[0]) & (hz <= min(CHROMA_HZ[1], 0.45 * sample_rate))
+    return power_spectrogram(x, n_fft, n_fft // 2), hz, band
+
+
+def chromagram(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Power per pitch class (C first) in `_pitch_spectrogram`'s frames; [frames, 12]."""
+    power, hz, band = _pitch_spectrogram(audio, sample_rate)
     pitch_class = np.round(12 * np.log2(hz[band] / 440.0) + 69).astype(int) % 12
     return power[:, band] @ np.eye(12)[pitch_class]  # [frames, bins] @ [bins, 12]
 
@@ -107,21 +113,16 @@ def best_scale(hist: np.ndarray) -> tuple[Scale, int, float]:
 
 
 def in_tune_share(audio: np.ndarray, sample_rate: int) -> float:
-    """The share of spectral-peak power, in the `chromagram`'s frames and band, within
+    """The share of spectral-peak power, in `_pitch_spectrogram`'s frames and band, within
     `IN_TUNE_CENTS` of an equal-tempered pitch (A = 440 Hz). Each peak's frequency is refined
     by a parabola through the log power of its bin and the two beside it; 0 without peaks."""
-    x = _mono(audio, sample_rate)
-    n_fft = _pow2(0.5, sample_rate)
-    power = power_spectrogram(x, n_fft, n_fft // 2)  # [frames, bins]
-    bins = np.arange(1, power.shape[1] - 1)
-    hz = bins * sample_rate / n_fft
+    power, hz, band = _pitch_spectrogram(audio, sample_rate)
     centre, below, above = power[:, 1:-1], power[:, :-2], power[:, 2:]  # [frames, bins - 2] each
-    peak = (centre > below) & (centre >= above) & (centre > PEAK_FLOOR * power.max(1, keepdims=True))
-    peak &= (hz >= CHROMA_HZ[0]) & (hz <= min(CHROMA_HZ[1], 0.45 * sample_rate))
+    peak = (centre > below) & (centre >= above) & (centre > PEAK_FLOOR * power.max(1, keepdims=True)) & band[1:-1]
     frame, b = np.nonzero(peak)
     logs = np.log(np.stack([below[frame, b], centre[frame, b], above[frame, b]]))  # [3, peaks]
     offset = 0.5 * (logs[0] - logs[2]) / np.minimum(logs[0] - 2 * logs[1] + logs[2], -1e-12)  # in bins, |.| <= 0.5
-    semitones = 12 * np.log2((bins[b] + offset) * sample_rate / n_fft / 440.0)
+    semitones = 12 * np.log2((hz[b + 1] + offset * hz[1]) / 440.0)
     in_tune = np.abs(semitones - np.round(semitones)) * 100 <= IN_TUNE_CENTS
     weight = centre[frame, b]
     return float(weight[in_tune].sum() / weight.sum()) if weight.sum() > 0 else 0.0
