@@ -1,9 +1,17 @@
 """Every notebook's code cells run top to bottom, so the notebooks stay true to the API, and
-what each computes is checked: every notebook needs an entry in `CHECKS`."""
+what each computes is checked: every notebook needs an entry in `CHECKS`. Each notebook runs
+in a process of its own, as a user's kernel would (in a test worker that had compiled much,
+XLA crashed compiling the notebook's prior pass once in CI; see `cli_process.py`):
+
+    python tests/test_notebooks.py NOTEBOOK
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,11 +66,22 @@ def test_every_notebook_is_run_and_checked():
     assert {p.stem for p in NOTEBOOKS} == set(CHECKS)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path):
+def run_and_check(path: Path) -> None:
+    """Runs the notebook's code cells in one namespace, then its `CHECKS` entry on it."""
     cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
     assert cells
     namespace: dict = {}
     for i, cell in enumerate(cells):
         exec(compile("".join(cell["source"]), f"{path.name} code cell {i}", "exec"), namespace)
     CHECKS[path.stem](namespace)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, __file__, str(path)], check=False, capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, f"{path.name} failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
+
+
+if __name__ == "__main__":
+    run_and_check(Path(sys.argv[1]))
