@@ -184,6 +184,8 @@ def _fit(args, task, state_of, batches, eval_batches, save_model) -> None:
     run = loop.Run(args.out, loop.RunConfig(args.steps, args.save_every, args.eval_every, seed=args.seed))
     start = run.start(_spec(args, task=json.dumps(dataclasses.asdict(task), default=str)), args.resume)
     state = run.restore(state_of()) if start else state_of()
+    if eval_batches is None and args.eval_every:
+        print(f"note: no song of --data {args.data} is held out (--eval-fraction {args.eval_fraction:g}): no evaluation")
     bar, on_step = _progress(args.steps, int(state.step))
     try:
         state = loop.fit(

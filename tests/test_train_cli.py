@@ -152,6 +152,16 @@ def test_fine_tune_a_converted_prior_on_new_artists(songs, fixtures, tmp_path):
     )  # released names keep their ids
 
 
+def test_nothing_held_out_trains_without_evaluation(songs, tmp_path, capsys):
+    """`--eval-fraction 0` (or a one-song folder) holds no song out: the run says so, trains to
+    its last step and writes its model, without evaluation rows (it crashed at the first; a
+    prior's run goes through the same `_fit` and `loop.fit`)."""
+    out = tmp_path / "vqvae"
+    cli(f"train vqvae --config tiny_vqvae --seconds 0.05 --data {songs} --out {out} --steps 2 --eval-fraction 0 {' '.join(FAST)}")
+    assert f"note: no song of --data {songs} is held out (--eval-fraction 0): no evaluation" in capsys.readouterr().out
+    assert [r["step"] for r in metrics(out)] == [1, 2] and (out / "model" / "config.json").is_file()
+
+
 def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
     codes = tmp_path / "codes"
     data.encode_folder(Jukebox.load(vqvae), songs, codes)

@@ -232,9 +232,12 @@ def fit(
     """Runs `state` from its step to `run.config.steps`: `batches(i)` is batch i (pure in i),
     `step` is jitted here. Checkpoints and metrics go to `run`; `on_step(i, metrics)` is the
     caller's progress hook (a bar), `on_save(state)` follows each checkpoint (e.g. writes the
-    model). Returns the final state (also checkpointed)."""
+    model). With both `evaluate` and `eval_batches` (held-out batches), every `eval_every` steps
+    and at the end the mean of `evaluate` over them is logged. Returns the final state (also
+    checkpointed)."""
     cfg = run.config
-    jitted, jitted_eval = jit_step(step), None if evaluate is None else jax.jit(evaluate)
+    jitted = jit_step(step)
+    jitted_eval = None if evaluate is None or eval_batches is None else jax.jit(evaluate)
     state = place(state, mesh)
     for i in range(int(state.step), cfg.steps):
         state, metrics = jitted(state, place_batch(batches(i), mesh))
