@@ -51,7 +51,8 @@ class DType(enum.Enum):
             return cls(dtype if isinstance(dtype, str) else np.dtype(dtype).name)
         except (TypeError, ValueError):
             names = ", ".join(d.value for d in cls)
-            raise ConfigError(f"dtype {dtype!r} is not one of {names}") from None
+            int8 = "; int8 is a weight format: quantize('int8'), or --weights int8" if str(dtype) == "int8" else ""
+            raise ConfigError(f"dtype {dtype!r} is not one of {names}{int8}") from None
 
     @property
     def jnp(self) -> Any:

@@ -124,6 +124,8 @@ def test_int8_config_is_refused(fixtures):
 def test_unknown_dtype_is_a_clear_error(fixtures, tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"dtype 'float64' is not one of float32, bfloat16, float16"):
         convert_checkpoint(fixtures / "vqvae.pth.tar", dtype="float64")
+    with pytest.raises(ConfigError, match=r"dtype 'int8' is not one of .*; int8 is a weight format: quantize\('int8'\)"):
+        convert_checkpoint(fixtures / "vqvae.pth.tar", dtype="int8")
     with pytest.raises(SystemExit) as e:
         main(["convert", str(fixtures / "vqvae.pth.tar"), "-o", str(tmp_path / "out"), "--dtype", "fp8"])
     assert e.value.code == 2
