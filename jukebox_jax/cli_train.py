@@ -177,12 +177,13 @@ def _progress(total: int, done: int):
     return bar, on_step
 
 
-def _fit(args, task, state_of, batches, eval_batches, save_model) -> None:
-    """Starts or resumes the run, trains, and writes the model with every checkpoint."""
+def _fit(args, task, folder: data.Folder, state_of, batches, eval_batches, save_model) -> None:
+    """Starts or resumes the run on `folder`'s songs, trains, and writes the model with every checkpoint."""
     import jax
 
     run = loop.Run(args.out, loop.RunConfig(args.steps, args.save_every, args.eval_every, seed=args.seed))
-    start = run.start(_spec(args, task=json.dumps(dataclasses.asdict(task), default=str)), args.resume)
+    spec = _spec(args, task=json.dumps(dataclasses.asdict(task), default=str), **{"songs in --data": folder.fingerprint()})
+    start = run.start(spec, args.resume)
     state = run.restore(state_of()) if start else state_of()
     if eval_batches is None and args.eval_every:
         print(f"note: no song of --data {args.data} is held out (--eval-fraction {args.eval_fraction:g}): no evaluation")
@@ -260,6 +261,7 @@ def train_vqvae(args: argparse.Namespace) -> None:
     _fit(
         args,
         task,
+        folder,
         lambda: task.init(params, first, args.seed, trained=args.init is not None),
         lambda i: {"audio": windows.batch(args.seed, i, args.batch_size).x},
         _held_out(held_windows, args.batch_size, lambda b: {"audio": b.x}),
@@ -361,6 +363,7 @@ def train_prior(args: argparse.Namespace) -> None:
     _fit(
         args,
         task,
+        folder,
         lambda: task.init(params, args.seed),
         lambda i: arrays(windows.batch(args.seed, i, args.batch_size)),
         _held_out(held_windows, args.batch_size, arrays),

@@ -152,14 +152,24 @@ def test_fine_tune_a_converted_prior_on_new_artists(songs, fixtures, tmp_path):
     )  # released names keep their ids
 
 
-def test_nothing_held_out_trains_without_evaluation(songs, tmp_path, capsys):
+def test_nothing_held_out_trains_without_evaluation_and_resumes_on_its_songs_only(songs, tmp_path, capsys):
     """`--eval-fraction 0` (or a one-song folder) holds no song out: the run says so, trains to
     its last step and writes its model, without evaluation rows (it crashed at the first; a
-    prior's run goes through the same `_fit` and `loop.fit`)."""
+    prior's run goes through the same `_fit` and `loop.fit`). `--resume` refuses a folder whose
+    songs changed since (here a plain folder of audio files, one of them then deleted)."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for song in sorted((songs / "songs").iterdir()):
+        (plain / song.name).write_bytes(song.read_bytes())
     out = tmp_path / "vqvae"
-    cli(f"train vqvae --config tiny_vqvae --seconds 0.05 --data {songs} --out {out} --steps 2 --eval-fraction 0 {' '.join(FAST)}")
-    assert f"note: no song of --data {songs} is held out (--eval-fraction 0): no evaluation" in capsys.readouterr().out
+    command = f"train vqvae --config tiny_vqvae --seconds 0.05 --data {plain} --out {out} --eval-fraction 0 {' '.join(FAST)}"
+    cli(f"{command} --steps 2")
+    assert f"note: no song of --data {plain} is held out (--eval-fraction 0): no evaluation" in capsys.readouterr().out
     assert [r["step"] for r in metrics(out)] == [1, 2] and (out / "model" / "config.json").is_file()
+    min(plain.iterdir()).unlink()
+    with pytest.raises(SystemExit):
+        cli(f"{command} --steps 3 --resume")
+    assert "was started with other settings (songs in --data, " in capsys.readouterr().err  # and its bandwidth
 
 
 def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):

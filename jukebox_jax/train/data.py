@@ -63,6 +63,13 @@ class Folder:
     genres: tuple[str, ...] = ()
     vqvae: str | None = None  # a codes folder's `Jukebox.vqvae_fingerprint()` (None: audio, or unrecorded)
 
+    def fingerprint(self) -> str:
+        """A digest of what training reads: each song's name, length, labels and file size, and
+        the label tables (a resumed run checks it is given the songs it started on)."""
+        songs = [(*dataclasses.astuple(s), (self.root / s.name).stat().st_size) for s in self.songs]
+        text = json.dumps([songs, self.artists, self.genres, self.sample_rate])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def split(self, eval_fraction: float = 0.1) -> tuple[tuple[Song, ...], tuple[Song, ...]]:
         """(train, held-out): a song is held out when the hash of its name, in [0, 1), is below
         `eval_fraction`. With two songs or more and `eval_fraction > 0`, at least one is held
