@@ -14,6 +14,26 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # segfaulted inside jax (compilation_cache.get_executable_and_time), and the crashed worker then
 # left xdist hanging past CI's limit. Each process compiles for itself.
 
+# The files that take a minute or more each on the CI machines, longest first, run before the
+# rest: xdist hands out whole files in collection order, so the workers end together instead of
+# one finishing a long file alone. The rest keep pytest's order.
+LONGEST_FIRST = (
+    "test_cache.py",
+    "test_sample.py",
+    "test_train_cli.py",
+    "test_sharding.py",
+    "test_attention.py",
+    "test_precision.py",
+    "test_default_model.py",
+    "test_cli.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests keep their order
+
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "openai"  # see tests/fixtures/README.md
 
 
