@@ -66,6 +66,14 @@ def seed(text: str) -> int:
     return int(text)
 
 
+def host_port(text: str) -> str:
+    """argparse type: HOST:PORT, the port in 1..65535."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 10.0.0.1:8476)")
+    return text
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The `sample` command's options."""
     p.add_argument(
@@ -109,7 +117,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=finite_float, default=0.99, help="sampling temperature, > 0 (default: %(default)g)")
     p.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest tokens; 1 is greedy, 0 off (default: %(default)s)")
     p.add_argument("--top-p", type=finite_float, default=0.0, help="sample from the smallest set of tokens holding this probability; 0 off (default: %(default)g)")
-    p.add_argument("--max-batch-size", type=positive_int, default=16, help="samples per model call: bounds memory, never changes the samples (default: %(default)s)")
+    p.add_argument("--max-batch-size", type=positive_int, default=16, help="samples per model call: bounds memory; the draws stay, the logits change by float rounding (README) (default: %(default)s)")
     p.add_argument("--prompt-audio", type=Path, help=f"audio to continue (--mode primed): {AUDIO_FORMATS}, any rate and channels (resampled, mixed to mono)")
     p.add_argument("--prompt-seconds", type=positive_float, default=12.0, help="seconds of --prompt-audio to continue (default: %(default)g)")
     p.add_argument("--codes", type=Path, help="codes.npz of an earlier run (--mode continue/upsample)")
@@ -142,7 +150,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "more is needed; elsewhere give --coordinator, --num-processes and --process-id. Start the same command in "
         "every process; only process 0 writes --out, which every process must see",
     )
-    g.add_argument("--coordinator", help="with --distributed: HOST:PORT of process 0 (or set JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--coordinator", type=host_port, help="with --distributed: HOST:PORT of process 0 (or set JAX_COORDINATOR_ADDRESS)")
     g.add_argument("--num-processes", type=positive_int, help="with --distributed: how many processes run")
     g.add_argument("--process-id", type=int, help="with --distributed: this process's index, 0 .. num-processes - 1")
 
@@ -427,6 +435,8 @@ def start_distributed(args: argparse.Namespace) -> None:
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices only (a test cluster on one machine)
+    where = f" via {args.coordinator}" if args.coordinator else ""
+    print(f"--distributed: joining the run{where} (this waits for every process to start)", flush=True)
     try:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     except (ValueError, RuntimeError) as e:

@@ -112,6 +112,8 @@ def test_sharded_runs_on_eight_devices():
         (["--mesh", "data=2,model=4"], "mesh 'data=2,model=4' holds 8 devices, but there are 1"),
         (["--mesh", "tensor=2"], r"unknown axes \['tensor'\]"),
         (["--process-id", "1"], "--process-id configure --distributed: add it"),
+        (["--distributed", "--coordinator", "node0"], r"argument --coordinator: 'node0' is not HOST:PORT"),
+        (["--distributed", "--coordinator", "node0:99999"], r"'node0:99999' is not HOST:PORT"),
     ],
 )
 def test_the_cli_refuses_bad_mesh_and_cluster_options(args, pattern, tmp_path, monkeypatch, capsys):

@@ -29,7 +29,7 @@ class LevelSettings:
 
     method: Method = Temperature(0.99)  # how each token is drawn (`sampling_method(temperature, top_k, top_p)`)
     hop_fraction: float = 0.5  # 0.125 for the released top priors
-    max_batch_size: int = 16  # samples per call: bounds memory, not what is drawn (a resume may change it)
+    max_batch_size: int = 16  # samples per call: bounds memory; same keys, logits equal to float rounding (a resume may change it)
     chunk_size: int | None = 32  # prompt positions per prefill call
 
     def to_dict(self) -> dict:
