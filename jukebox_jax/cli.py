@@ -114,22 +114,26 @@ def main(argv: Sequence[str] | None = None) -> None:
             demo_parser.error(f"--seconds {args.seconds:g}: the demo takes at most {DEMO_MAX_SECONDS:g} s")
         _reporting(demo_parser, lambda a: demo(a.out, a.seconds, a.seed), args)
     elif args.command == "sample":
-        _reporting(sample, cli_sample.run, args)
+        _reporting(sample, cli_sample.run, args, "lower --max-batch-size (the draws stay the same) or sample with --dtype bfloat16")
     elif args.command == "data":
         _reporting(data_parsers[args.data_command], cli_data.run, args)
     elif args.command == "train":
-        _reporting(train_parsers[args.part], cli_train.run, args)
+        _reporting(train_parsers[args.part], cli_train.run, args, "lower --batch-size, or add --remat")
     else:
         convert(args.sources, args.out, args.config, args.dtype)
 
 
 def _reporting(
-    parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace], None], args: argparse.Namespace
+    parser: argparse.ArgumentParser,
+    command: Callable[[argparse.Namespace], None],
+    args: argparse.Namespace,
+    less_memory: str = "",
 ) -> None:
     """Runs a long command: a bad argument is a usage error naming the problem; a file or folder that
     cannot be used (a damaged checkpoint, another job's folder) the same one line, without the
-    usage; a failed read or write names the file (what the command had already written stays,
-    and `--resume` goes on from it). All exit with status 2."""
+    usage; a failed read or write names the file, and running out of device memory says so with
+    `less_memory`, the command's way to need less (what the command had already written stays,
+    and `--resume` goes on from it). All exit with status 2 but a failed write (1)."""
     try:
         command(args)
     except (InputError, ConfigError) as e:
@@ -138,6 +142,14 @@ def _reporting(
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     except OSError as e:
         sys.exit(f"{parser.prog}: {e.filename or args.out}: {e.strerror or e}")
+    except Exception as e:
+        import jax  # loaded by the command already
+
+        if not isinstance(e, jax.errors.JaxRuntimeError) or "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        first = str(e).strip().splitlines()[0]
+        resume = "; what was written stays, and --resume goes on from it" if hasattr(args, "resume") else ""
+        parser.exit(2, f"{parser.prog}: error: out of memory ({first}): {less_memory or 'ask for less'}{resume}\n")
 
 
 def package_version() -> str:

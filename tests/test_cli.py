@@ -238,6 +238,31 @@ def test_usage_is_shown_for_a_bad_argument_only(files, args, usage, capsys):
     assert err.strip().splitlines()[-1].startswith("jukebox-jax sample: error: ")
 
 
+def test_out_of_memory_is_one_line_saying_what_to_lower(tmp_path, monkeypatch, capsys):
+    """Device memory running out mid-command (XLA's RESOURCE_EXHAUSTED) ends in one line naming
+    the command's way to need less, not a traceback; other runtime errors still raise."""
+    import jax
+
+    def exhausted(message: str):
+        def run(args):
+            raise jax.errors.JaxRuntimeError(message)
+
+        return run
+
+    monkeypatch.setattr(cli_sample, "run", exhausted("RESOURCE_EXHAUSTED: Out of memory allocating 290020450384 bytes."))
+    with pytest.raises(SystemExit) as e:
+        main(["sample", "--out", str(tmp_path / "job")])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (
+        "jukebox-jax sample: error: out of memory (RESOURCE_EXHAUSTED: Out of memory allocating 290020450384 bytes.): "
+        "lower --max-batch-size (the draws stay the same) or sample with --dtype bfloat16; what was written stays, "
+        "and --resume goes on from it\n"
+    )
+    monkeypatch.setattr(cli_sample, "run", exhausted("INTERNAL: something else"))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
+        main(["sample", "--out", str(tmp_path / "job")])
+
+
 def _differences(message: str) -> set[str]:
     """The fields a 'holds another job' message names."""
     listed = re.search(r"this request differs in (.*)\. Resume it", message).group(1)
