@@ -485,8 +485,8 @@ _TINY_VQVAE = VQVAEConfig(width=16, depth=3, emb_width=16, l_bins=64)
 
 
 def _upsampler(level: int, vq: VQVAEConfig, **sizes: Any) -> PriorConfig:
-    t = dict(width=1920, depth=72, heads=1, attn_order=2, blocks=128, init_scale=0.4)
-    c = dict(width=1024, depth=16)
+    t = {"width": 1920, "depth": 72, "heads": 1, "attn_order": 2, "blocks": 128, "init_scale": 0.4}
+    c = {"width": 1024, "depth": 16}
     t.update(sizes.pop("transformer", {}))
     c.update(sizes.pop("conditioner", {}))
     return PriorConfig(
@@ -503,8 +503,8 @@ def _upsampler(level: int, vq: VQVAEConfig, **sizes: Any) -> PriorConfig:
 
 
 def _top_5b(vq: VQVAEConfig, lyrics: bool, **sizes: Any) -> PriorConfig:
-    t = dict(width=4800, depth=79 if lyrics else 72, heads=8, attn_order=10 if lyrics else 2, blocks=128, init_scale=0.1)
-    e = dict(width=1280, depth=18, heads=4, attn_order=2, blocks=32, init_scale=0.7)
+    t = {"width": 4800, "depth": 79 if lyrics else 72, "heads": 8, "attn_order": 10 if lyrics else 2, "blocks": 128, "init_scale": 0.1}
+    e = {"width": 1280, "depth": 18, "heads": 4, "attn_order": 2, "blocks": 32, "init_scale": 0.7}
     t.update(sizes.pop("transformer", {}))
     e.update(sizes.pop("lyric_encoder", {}))
     return PriorConfig(
@@ -527,7 +527,7 @@ def _top_5b(vq: VQVAEConfig, lyrics: bool, **sizes: Any) -> PriorConfig:
 
 
 def _top_1b(vq: VQVAEConfig, **sizes: Any) -> PriorConfig:
-    t = dict(width=2048, depth=72, heads=2, attn_order=12, blocks=64, init_scale=0.2)
+    t = {"width": 2048, "depth": 72, "heads": 2, "attn_order": 12, "blocks": 64, "init_scale": 0.2}
     t.update(sizes.pop("transformer", {}))
     return PriorConfig(
         level=2,
@@ -547,7 +547,7 @@ def _top_1b(vq: VQVAEConfig, **sizes: Any) -> PriorConfig:
     )
 
 
-_TINY_LABELS = dict(genre_bins=12, artist_bins=30)
+_TINY_LABELS = {"genre_bins": 12, "artist_bins": 30}
 PRESETS: dict[str, VQVAEConfig | PriorConfig] = {
     # The released files.
     "vqvae": _VQVAE,
@@ -558,26 +558,26 @@ PRESETS: dict[str, VQVAEConfig | PriorConfig] = {
     "upsampler_level_0": _upsampler(0, _VQVAE),
     # Tiny models of the same structures (the sizes of the fixtures in shared/fixtures/openai).
     "tiny_vqvae": _TINY_VQVAE,
-    "tiny_5b": _top_5b(_TINY_VQVAE, lyrics=False, n_ctx=48, transformer=dict(width=128, depth=6, blocks=4), labels=_TINY_LABELS),
+    "tiny_5b": _top_5b(_TINY_VQVAE, lyrics=False, n_ctx=48, transformer={"width": 128, "depth": 6, "blocks": 4}, labels=_TINY_LABELS),
     "tiny_5b_lyrics": _top_5b(
         _TINY_VQVAE,
         lyrics=True,
         n_ctx=48,
         n_tokens=32,
         alignment_layer=18,
-        transformer=dict(width=64, depth=19, blocks=4),
-        lyric_encoder=dict(width=32, depth=3, blocks=4),
+        transformer={"width": 64, "depth": 19, "blocks": 4},
+        lyric_encoder={"width": 32, "depth": 3, "blocks": 4},
         labels=_TINY_LABELS,
     ),
     "tiny_1b_lyrics": dataclasses.replace(
-        _top_1b(_TINY_VQVAE, n_ctx=72, n_tokens=24, alignment_layer=15, transformer=dict(width=64, depth=16, blocks=8)),
+        _top_1b(_TINY_VQVAE, n_ctx=72, n_tokens=24, alignment_layer=15, transformer={"width": 64, "depth": 16, "blocks": 8}),
         labels=LabelConfig(genre_bins=20, artist_bins=50, max_bow_genre_size=1, t_bins=64, min_duration=17.84, v3=True),
     ),
     "tiny_upsampler_level_1": _upsampler(
-        1, _TINY_VQVAE, n_ctx=64, transformer=dict(width=64, depth=6, blocks=4), conditioner=dict(width=32, depth=10), labels=_TINY_LABELS
+        1, _TINY_VQVAE, n_ctx=64, transformer={"width": 64, "depth": 6, "blocks": 4}, conditioner={"width": 32, "depth": 10}, labels=_TINY_LABELS
     ),
     "tiny_upsampler_level_0": _upsampler(
-        0, _TINY_VQVAE, n_ctx=64, transformer=dict(width=64, depth=6, blocks=4), conditioner=dict(width=32, depth=10), labels=_TINY_LABELS
+        0, _TINY_VQVAE, n_ctx=64, transformer={"width": 64, "depth": 6, "blocks": 4}, conditioner={"width": 32, "depth": 10}, labels=_TINY_LABELS
     ),
 }
 # The small model trained here on the synthetic songs (`jukebox-jax data synth`), shipped as the

@@ -73,10 +73,10 @@ class DecoderBlock(nn.Module):
 
 def _shared_sizes(cfg: VQVAEConfig, level: int) -> dict:
     """What every block of `level`'s encoder and decoder shares."""
-    return dict(
-        out_width=cfg.emb_width, width=cfg.level_width(level), depth=cfg.level_depth(level), precision=cfg.precision,
-        m_conv=cfg.m_conv, dilation_growth_rate=cfg.dilation_growth_rate, dilation_cycle=cfg.dilation_cycle,
-    )
+    return {
+        "out_width": cfg.emb_width, "width": cfg.level_width(level), "depth": cfg.level_depth(level), "precision": cfg.precision,
+        "m_conv": cfg.m_conv, "dilation_growth_rate": cfg.dilation_growth_rate, "dilation_cycle": cfg.dilation_cycle,
+    }
 
 
 class Encoder(nn.Module):
