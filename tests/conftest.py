@@ -26,6 +26,7 @@ LONGEST_FIRST = (
     "test_precision.py",
     "test_default_model.py",
     "test_cli.py",
+    "test_multihost.py",
 )
 
 

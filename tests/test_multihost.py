@@ -2,7 +2,7 @@
 `jax.distributed` with CPU collectives (gloo), load one checkpoint into one mesh over all 4
 devices, sample together and give the single-process greedy tokens; a sampling job in that
 run is written by process 0 alone, and the model split over both saves to the same checkpoint
-(`multihost_worker.py`)."""
+(`multihost_worker.py`); `jukebox-jax sample --distributed` in two processes runs one job."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from cli_process import run_cli
 
 from jukebox_jax import Jukebox, JukeboxConfig, preset
 from jukebox_jax.generation import LevelSettings, SampleRequest, run_job
@@ -87,3 +88,35 @@ def test_two_processes_sample_together_as_one(tmp_path):
     again = Jukebox.load(tmp_path / "saved")  # its checksums verified
     assert again.config == jb.config and again.fingerprint() == jb.fingerprint()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(TEMP_PREFIX)) == []  # nothing left beside it
+
+
+def test_the_cli_samples_over_two_processes(tmp_path):
+    """`jukebox-jax sample --distributed` started in 2 processes of one CPU device each, over
+    `--mesh data=2`: each joins the run, process 0 alone writes the job, and its codes are one
+    process's with `--max-batch-size 1` (each process draws one sample, as a batch of one
+    does: README, "sample_levels")."""
+    common = "sample --model tiny_5b --levels 2 --seconds 0.2 --n-samples 2 --seed 3"
+    run_cli(f"{common} --max-batch-size 1 --out {tmp_path / 'single'}")
+    port = free_port()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "jukebox_jax.cli", *common.split(), "--out", str(tmp_path / "job"), "--mesh", "data=2",
+             "--distributed", "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=240))
+    finally:
+        for p in procs:
+            p.kill()
+    logs = "\n".join(f"--- process {i} (exit {p.returncode}):\n{out[-2000:]}\n{err[-3000:]}" for i, (p, (out, err)) in enumerate(zip(procs, outs)))
+    assert all(p.returncode == 0 for p in procs), logs
+    for out, _ in outs:
+        assert f"--distributed: joining the run via localhost:{port}" in out and "mesh: {'data': 2, 'model': 1} over 2 devices" in out, logs
+    np.testing.assert_array_equal(np.load(tmp_path / "job" / "codes.npz")["level_2"], np.load(tmp_path / "single" / "codes.npz")["level_2"])
+    assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["codes.npz", "job.json", "level_2"]
