@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "data":
         _reporting(data_parsers[args.data_command], cli_data.run, args)
     elif args.command == "train":
-        _reporting(train_parsers[args.part], cli_train.run, args, "lower --batch-size, or add --remat")
+        less = "lower --batch-size, or add --remat" if args.part == "prior" else "lower --batch-size or --seconds"
+        _reporting(train_parsers[args.part], cli_train.run, args, less)
     else:
         convert(args.sources, args.out, args.config, args.dtype)
 
