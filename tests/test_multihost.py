@@ -35,6 +35,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_together(argvs: list[list[str]], env: dict[str, str]) -> tuple[list[str], str]:
+    """Runs `python ARGV` for each of `argvs` at once (the processes of one run) and waits for
+    all: (each one's stdout, every one's exit status and output tails to report); asserts each
+    exits 0."""
+    procs = [
+        subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for argv in argvs
+    ]
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=240))
+    finally:
+        for p in procs:
+            p.kill()
+    logs = "\n".join(f"--- process {i} (exit {p.returncode}):\n{out[-3000:]}\n{err[-5000:]}" for i, (p, (out, err)) in enumerate(zip(procs, outs)))
+    assert all(p.returncode == 0 for p in procs), logs
+    return [out for out, _ in outs], logs
+
+
 def test_two_processes_sample_together_as_one(tmp_path):
     """Greedy tokens of a batch of 4 (tiny_5b at init scale 1, whose greedy margins exceed
     any float32 reordering, see sharded_checks.py) on meshes model=4 (each process holds half
@@ -55,23 +75,11 @@ def test_two_processes_sample_together_as_one(tmp_path):
     (tmp_path / "taken").write_text("mine")
     port = free_port()
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), str(i), str(port), str(tmp_path / "ckpt"), str(tmp_path / f"job_{i}"), str(tmp_path / "saved")],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for i in range(2)
-    ]
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=240))
-    finally:
-        for p in procs:
-            p.kill()
-    logs = "\n".join(f"--- process {i} (exit {p.returncode}):\n{out[-3000:]}\n{err[-5000:]}" for i, (p, (out, err)) in enumerate(zip(procs, outs)))
-    assert all(p.returncode == 0 for p in procs), logs
-    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    outs, logs = run_together(
+        [[str(WORKER), str(i), str(port), str(tmp_path / "ckpt"), str(tmp_path / f"job_{i}"), str(tmp_path / "saved")] for i in range(2)],
+        env,
+    )
+    results = [json.loads(out.strip().splitlines()[-1]) for out in outs]
     for r in results:
         assert (r["devices"], r["local"]) == (4, 2), logs
         assert r["held"] == {"model=4": 0.5, "data=2,model=2": 1.0}, logs  # model=4 spans both processes
@@ -98,25 +106,12 @@ def test_the_cli_samples_over_two_processes(tmp_path):
     common = "sample --model tiny_5b --levels 2 --seconds 0.2 --n-samples 2 --seed 3"
     run_cli(f"{common} --max-batch-size 1 --out {tmp_path / 'single'}")
     port = free_port()
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "jukebox_jax.cli", *common.split(), "--out", str(tmp_path / "job"), "--mesh", "data=2",
-             "--distributed", "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for i in range(2)
-    ]
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=240))
-    finally:
-        for p in procs:
-            p.kill()
-    logs = "\n".join(f"--- process {i} (exit {p.returncode}):\n{out[-2000:]}\n{err[-3000:]}" for i, (p, (out, err)) in enumerate(zip(procs, outs)))
-    assert all(p.returncode == 0 for p in procs), logs
-    for out, _ in outs:
+    distributed = ["--distributed", "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id"]
+    outs, logs = run_together(
+        [["-m", "jukebox_jax.cli", *common.split(), "--out", str(tmp_path / "job"), "--mesh", "data=2", *distributed, str(i)] for i in range(2)],
+        {**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    for out in outs:
         assert f"--distributed: joining the run via localhost:{port}" in out and "mesh: {'data': 2, 'model': 1} over 2 devices" in out, logs
     np.testing.assert_array_equal(np.load(tmp_path / "job" / "codes.npz")["level_2"], np.load(tmp_path / "single" / "codes.npz")["level_2"])
     assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["codes.npz", "job.json", "level_2"]
