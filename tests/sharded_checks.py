@@ -18,6 +18,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from cli_process import cpu_env
 
 from jukebox_jax import Jukebox, JukeboxConfig, preset, sharding
 from jukebox_jax.prior import condition, sequence
@@ -153,7 +154,7 @@ def test_a_sharded_save_loads_on_one_device(tmp_path):
     jb = Jukebox.init(JukeboxConfig(priors=(preset("tiny_5b"),)), jax.random.key(3))
     jb.shard(sharding.make_mesh("data=2,model=4")).save(tmp_path / "ckpt")
     code = f"from jukebox_jax import Jukebox; print(Jukebox.load({str(tmp_path / 'ckpt')!r}).fingerprint())"
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    env = cpu_env()
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split()[-1] == jb.fingerprint()

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from cli_process import cpu_env
 from damage import flip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -178,7 +179,7 @@ def test_a_kill_during_save_leaves_the_old_or_the_new_checkpoint(moment, saved, 
     save to a fresh path. The path then loads as one of the two, exactly, or (fresh) not at all."""
     other.save(tmp_path / "other")
     path = tmp_path / "ckpt" if moment == "first save" else copy(saved, tmp_path / "ckpt")
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    env = {**cpu_env(), "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-c", KILLER, str(saved), str(tmp_path / "other"), str(path)]
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

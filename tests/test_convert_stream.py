@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 import torch
+from cli_process import cpu_env
 
 from convert import ConversionError, convert_checkpoint
 from convert.table_prior import prior_rows
@@ -190,7 +191,7 @@ def test_conversion_holds_the_result_once(fixtures, tmp_path):
             state[row.original] = state[next(r.original for r in prior_rows(cfg, 0) if r.path == row.path and not r.tied)]
     torch.save({"model": state, "hps": {"level": cfg.level}}, tmp_path / "prior_level_2.pth.tar")
     tests = Path(__file__).parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)]), "JAX_PLATFORMS": "cpu"}
+    env = {**cpu_env(), "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
     run = subprocess.run([sys.executable, "-c", _PEAK_GROWTH, str(tmp_path / "prior_level_2.pth.tar"), "bfloat16", str(fixtures / "prior_1b_lyrics_level2.pth.tar")], capture_output=True, text=True, env=env, check=False)
     assert run.returncode == 0, run.stderr
     growth = float(run.stdout.split()[-1])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from cli_process import run_cli
+from cli_process import cpu_env, run_cli
 
 from jukebox_jax import Jukebox, JukeboxConfig, preset
 from jukebox_jax.generation import LevelSettings, SampleRequest, run_job
@@ -74,7 +73,7 @@ def test_two_processes_sample_together_as_one(tmp_path):
 
     (tmp_path / "taken").write_text("mine")
     port = free_port()
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    env = {**cpu_env(2), "PYTHONPATH": str(ROOT)}
     outs, logs = run_together(
         [[str(WORKER), str(i), str(port), str(tmp_path / "ckpt"), str(tmp_path / f"job_{i}"), str(tmp_path / "saved")] for i in range(2)],
         env,
@@ -109,7 +108,7 @@ def test_the_cli_samples_over_two_processes(tmp_path):
     distributed = ["--distributed", "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id"]
     outs, logs = run_together(
         [["-m", "jukebox_jax.cli", *common.split(), "--out", str(tmp_path / "job"), "--mesh", "data=2", *distributed, str(i)] for i in range(2)],
-        {**os.environ, "JAX_PLATFORMS": "cpu"},
+        cpu_env(),
     )
     for out in outs:
         assert f"--distributed: joining the run via localhost:{port}" in out and "mesh: {'data': 2, 'model': 1} over 2 devices" in out, logs

@@ -9,7 +9,6 @@ XLA crashed compiling the notebook's prior pass once in CI; see `cli_process.py`
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_process import cpu_env
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -78,7 +78,7 @@ def run_and_check(path: Path) -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = cpu_env()
     run = subprocess.run([sys.executable, __file__, str(path)], check=False, capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, f"{path.name} failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
 

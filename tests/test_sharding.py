@@ -3,7 +3,6 @@ check of `sharded_checks.py` on 8 CPU devices in a process of its own."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import jax
 import pytest
+from cli_process import cpu_env
 from jax.sharding import PartitionSpec as P
 
 from jukebox_jax import preset, sharding
@@ -100,7 +100,7 @@ def test_kv_caches_split_batch_and_heads():
 
 def test_sharded_runs_on_eight_devices():
     """`sharded_checks.py` in a pytest process whose CPU has 8 devices."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    env = cpu_env(8)
     cmd = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "tests/sharded_checks.py"]
     run = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, f"sharded checks failed:\n{run.stdout[-8000:]}\n{run.stderr[-3000:]}"

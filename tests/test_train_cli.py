@@ -5,7 +5,6 @@ fine-tunes on songs by artists it has never seen; bad settings are refused."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from cli_process import run_cli
+from cli_process import cpu_env, run_cli
 
 from jukebox_jax import Jukebox, default, tokenizer
 from jukebox_jax.cli import main
@@ -102,7 +101,7 @@ def test_killed_run_resumes_bit_identical(songs, vqvae, tmp_path):
     cli(f"{command} --out {tmp_path / 'straight'}")
     argv = [sys.executable, "-m", "jukebox_jax.cli", *shlex.split(f"{command} --out {tmp_path / 'killed'}")]
     proc = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "JAX_PLATFORMS": "cpu"}
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cpu_env()
     )
     log = tmp_path / "killed" / "metrics.jsonl"
     deadline = time.time() + 120
@@ -206,7 +205,7 @@ def test_data_parallel_remat_and_mixed_precision(songs, vqvae, tmp_path):
     plain run (to float32 reduction order); `--compute-dtype bfloat16 --ema 0.99` trains."""
     cli(f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {tmp_path / 'codes'} --config tiny_5b --steps 1 {' '.join(FAST)}")
     command = f"train prior --level 2 --data {tmp_path / 'codes' / 'codes'} --vqvae {vqvae} --config tiny_5b --steps 3 {' '.join(FAST)}"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = cpu_env(2)
     runs = {"plain": "", "mesh": "--mesh data=2", "remat": "--remat full", "bf16": "--compute-dtype bfloat16 --ema 0.99"}
     for name, extra in runs.items():
         argv = [sys.executable, "-m", "jukebox_jax.cli", *shlex.split(f"{command} --out {tmp_path / name} {extra}")]
