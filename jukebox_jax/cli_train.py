@@ -24,6 +24,7 @@ from jukebox_jax import checkpoint
 from jukebox_jax.cli_sample import device_mesh, positive_float, positive_int, seed
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, preset
 from jukebox_jax.errors import InputError
+from jukebox_jax.io import check_output_folder
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
 from jukebox_jax.prior.transformer import Remat
@@ -312,27 +313,45 @@ def _codes(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
         return data.encode_folder(base, args.data, args.out / CODES, on_song=lambda name, skipped: bar.update())
 
 
+def _new_prior(args: argparse.Namespace, base: Jukebox | None) -> PriorConfig:
+    """`--config`'s prior at `--level`: an upsampler below the top level of --vqvae, a
+    top-level prior (no conditioner) at it."""
+    priors = _structure(args.config).priors
+    if not priors:
+        raise InputError(f"--config {args.config} is not a prior")
+    vq = base.config.vqvae if base else None
+    if vq is not None:
+        top = vq.levels - 1
+        if not 0 <= args.level <= top:
+            raise InputError(f"--level {args.level}: --vqvae {args.vqvae} has levels 0 to {top}")
+        if (priors[0].conditioner is None) != (args.level == top):
+            kind = "an upsampler (it reads the codes of the level above)" if priors[0].conditioner else "a top-level prior"
+            if args.level == top:
+                where, want = "the top level", "a top-level structure (e.g. small_top)"
+            else:
+                where, want = f"below the top level ({top})", "an upsampler structure (e.g. small_upsampler_level_1)"
+            raise InputError(f"--config {args.config} is {kind}, but --level {args.level} is {where}; give {want}, or another --level")
+    return dataclasses.replace(priors[0], level=args.level)
+
+
 def train_prior(args: argparse.Namespace) -> None:
     from jukebox_jax import prior as prior_lib
     from jukebox_jax import tokenizer
 
     base = Jukebox.load(args.vqvae) if args.vqvae else None
+    init = None if args.init is None else Jukebox.load(args.init)
+    if init is not None and args.level not in [p.level for p in init.config.priors]:
+        raise InputError(f"--init {args.init} holds no level-{args.level} prior")
+    new = None if init is not None else _new_prior(args, base)  # checked before the songs are encoded
     folder = _codes(args, base)
-    if args.init is not None:
-        init = Jukebox.load(args.init)
-        if args.level not in [p.level for p in init.config.priors]:
-            raise InputError(f"--init {args.init} holds no level-{args.level} prior")
+    if init is not None:
         cfg, params = init.config.prior(args.level), init.params[f"prior_level_{args.level}"]
         cfg, params = with_labels_of(cfg, params, folder, loop.run_key(args.seed, loop.KeyUse.INIT))
     else:
-        priors = _structure(args.config).priors
-        if not priors:
-            raise InputError(f"--config {args.config} is not a prior")
-        cfg = priors[0]
         vq = base.config.vqvae if base else None
         if vq is None:
             raise InputError("a new prior needs --vqvae (its codebook size, hops and sample rate)")
-        cfg = _adapted(dataclasses.replace(cfg, level=args.level), vq, folder)
+        cfg = _adapted(new, vq, folder)
         params = prior_lib.init_params(cfg, loop.run_key(args.seed, loop.KeyUse.INIT))
     upper = cfg.conditioner is not None
     train, held = folder.split(args.eval_fraction)
@@ -433,4 +452,5 @@ def _label_id(cfg: PriorConfig, kind: str, name: str) -> int:
 
 
 def run(args: argparse.Namespace) -> None:
+    check_output_folder(args.out, (loop.RUN, loop.CHECKPOINTS, CODES), "training run")  # before anything is written
     (train_vqvae if args.part == "vqvae" else train_prior)(args)

@@ -150,6 +150,7 @@ BAD = [
     pytest.param(["--out", "/proc/1/run"], r"cannot write in /proc/1 ", marks=pytest.mark.skipif(not PROC.is_dir(), reason="no procfs")),
     pytest.param(["--out", "/proc/run"], r"cannot write in /proc ", marks=pytest.mark.skipif(not PROC.is_dir(), reason="no procfs")),
     (["--out", "{d}/job"], r"{d}/job already holds a sampling job: resume it \(--resume\) or choose another output folder"),
+    (["--out", "{d}"], r"--out {d} holds other files \(.+\), not a sampling job; give a new or empty folder"),
 ]
 
 

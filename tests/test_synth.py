@@ -291,7 +291,7 @@ def test_resume_and_refuse(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "metadata.json").write_text("{}")
-    with pytest.raises(JobError, match="did not write"):
+    with pytest.raises(InputError, match=r"holds other files \(metadata.json\), not a synthetic dataset"):
         generate(other, config)
 
 
@@ -377,10 +377,14 @@ def test_cli(tmp_path, capsys, monkeypatch):
     assert "other arguments: seed 4 (asked 5)" in err
     with pytest.raises(SystemExit):
         main(["data", "synth", "--out", str(tmp_path), "--seconds", "0"])
-    with pytest.raises(
-        SystemExit, match=f"jukebox-jax data synth: {tmp_path / 'metadata.json'}/songs: Not a directory"
-    ):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
         main(["data", "synth", "--out", str(tmp_path / "metadata.json"), "--songs", "1", "--no-vocals"])  # a file
+    assert refused.value.code == 2 and f"error: --out {tmp_path / 'metadata.json'} is a file; give a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # a folder of other files: nothing is written into it
+        main(["data", "synth", "--out", str(tmp_path / "songs"), "--songs", "1", "--no-vocals"])
+    assert refused.value.code == 2 and "holds other files (song_00000.flac, song_00001.flac), not a synthetic dataset" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "songs").iterdir()) == ["song_00000.flac", "song_00001.flac"]
 
 
 @needs_espeak

@@ -191,12 +191,28 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
             f"train prior --level 2 --data {codes} --vqvae {default.PATH} --out {tmp_path / 'f'} --config small_top",
             f"--data {codes} holds codes another VQ-VAE made than --vqvae {default.PATH}'s",
         ),
+        (  # refused before the songs are encoded (minutes for a real folder)
+            f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_upsampler_level_1",
+            "--config tiny_upsampler_level_1 is an upsampler (it reads the codes of the level above), but --level 2 is the top level; "
+            "give a top-level structure (e.g. small_top), or another --level",
+        ),
+        (
+            f"train prior --level 0 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b",
+            "--config tiny_5b is a top-level prior, but --level 0 is below the top level (2); give an upsampler structure",
+        ),
+        (f"train prior --level 3 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b", "--level 3: --vqvae"),
+        (  # a folder that is not a run of ours: nothing is written into it
+            f"train vqvae --data {songs} --out {songs} --config tiny_vqvae",
+            f"--out {songs} holds other files (",
+        ),
     ]
+    before = sorted(p.relative_to(songs) for p in songs.rglob("*"))
     for command, message in cases:
         with pytest.raises(SystemExit):
             cli(command)
         err = capsys.readouterr().err
         assert message in err and f"jukebox-jax {' '.join(command.split()[:2])}: error: " in err, command  # the subcommand's usage
+    assert not (tmp_path / "g").exists() and sorted(p.relative_to(songs) for p in songs.rglob("*")) == before
 
 
 @pytest.mark.slow

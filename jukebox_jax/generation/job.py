@@ -24,7 +24,7 @@ from jukebox_jax import integrity
 from jukebox_jax.errors import InputError, JobError
 from jukebox_jax.generation.inputs import read_codes
 from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
-from jukebox_jax.io import remove_leftovers, write_npz, write_text, write_wav
+from jukebox_jax.io import check_output_folder, remove_leftovers, write_npz, write_text, write_wav
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels
 
@@ -85,6 +85,7 @@ def job_record(request: SampleRequest, model: str | None = None, start_codes: Co
 def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
     """Whether `out` holds a job to continue. Raises `JobError` if it holds one and `resume`
     is false, or if that job differs from `record` (in the keys `record` has)."""
+    check_output_folder(out, (JOB_FILE,), "sampling job")
     job = out / JOB_FILE
     if not job.exists():
         return False

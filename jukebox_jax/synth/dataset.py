@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from jukebox_jax.errors import InputError, JobError
-from jukebox_jax.io import remove_leftovers, write_atomic, write_text
+from jukebox_jax.io import check_output_folder, remove_leftovers, write_atomic, write_text
 from jukebox_jax.synth import vocals as vocals_module
 from jukebox_jax.synth.instruments import Drum, add_at, drum_sounds, render_notes
 from jukebox_jax.synth.score import ARTISTS, GENRES, WORDS_PER_LINE, Comping, Note, Score, compose
@@ -135,8 +135,9 @@ def make_song(config: SynthConfig, index: int) -> tuple[np.ndarray, dict]:
 
 
 def check_folder(out: Path, config: SynthConfig) -> None:
-    """Raises `JobError` if `out` holds a dataset made with other arguments (or another kind
-    of dataset)."""
+    """Raises `JobError` if `out` holds a dataset made with other arguments, `InputError` if it
+    holds anything else."""
+    check_output_folder(out, (RUN_FILE,), "synthetic dataset")
     run_file, asked = out / RUN_FILE, json.loads(json.dumps(dataclasses.asdict(config)))  # as synth.json holds it
     if run_file.exists():
         found = {"comping": Comping.BAR.value} | json.loads(run_file.read_text())  # written before comping had a choice
@@ -146,8 +147,6 @@ def check_folder(out: Path, config: SynthConfig) -> None:
                 f"{out} holds a synthetic dataset made with other arguments: {diff}; rerun with its arguments to "
                 "resume it, or give another --out"
             )
-    elif (out / METADATA_FILE).exists():
-        raise JobError(f"{out} holds a {METADATA_FILE} that `data synth` did not write; give another --out")
 
 
 def generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]], Iterable[int]] = iter) -> dict:
@@ -156,9 +155,10 @@ def generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]],
     if config.vocals:
         vocals_module.require()
     check_folder(out, config)
-    (out / "songs").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / RUN_FILE, json.dumps(dataclasses.asdict(config), indent=1))  # first: it marks the folder ours
+    (out / "songs").mkdir(exist_ok=True)
     remove_leftovers(out / "songs")
-    write_text(out / RUN_FILE, json.dumps(dataclasses.asdict(config), indent=1))
     songs = {}
     for index in progress(range(config.songs)):
         path = out / song_path(index)
