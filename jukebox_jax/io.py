@@ -45,13 +45,14 @@ def writable_ancestor(path: Path) -> Path:
 
 def check_output_folder(out: Path, ours: tuple[str, ...], what: str) -> None:
     """Raises `InputError` unless `out` is absent, an empty folder, or holds one of the names
-    `ours` (so it is a `what` of ours, to continue): writing into any other folder could
-    overwrite files that are not ours, or bury ours among them."""
+    `ours` (so it is a `what` of ours, to continue), besides the temporary files of a killed
+    write: writing into any other folder could overwrite files that are not ours, or bury ours
+    among them."""
     if not out.exists():
         return
     if not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
-    entries = sorted(p.name for p in out.iterdir())
+    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith(TEMP_PREFIX))
     if entries and not set(ours) & set(entries):
         shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
         raise InputError(f"--out {out} holds other files ({shown}), not a {what}; give a new or empty folder")

@@ -385,6 +385,11 @@ def test_cli(tmp_path, capsys, monkeypatch):
         main(["data", "synth", "--out", str(tmp_path / "songs"), "--songs", "1", "--no-vocals"])
     assert refused.value.code == 2 and "holds other files (song_00000.flac, song_00001.flac), not a synthetic dataset" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "songs").iterdir()) == ["song_00000.flac", "song_00001.flac"]
+    killed = tmp_path / "killed"  # killed while writing synth.json: only its temporary file is there
+    killed.mkdir()
+    (killed / f"{TEMP_PREFIX}synth.json").write_text("{")
+    main(["data", "synth", "--out", str(killed), "--songs", "1", "--seconds", "1", "--no-vocals"])
+    assert sorted(p.name for p in killed.iterdir()) == ["metadata.json", "songs", "synth.json"]
 
 
 @needs_espeak

@@ -156,9 +156,9 @@ def generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]],
         vocals_module.require()
     check_folder(out, config)
     out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)
     write_text(out / RUN_FILE, json.dumps(dataclasses.asdict(config), indent=1))  # first: it marks the folder ours
     (out / "songs").mkdir(exist_ok=True)
-    remove_leftovers(out / "songs")
     songs = {}
     for index in progress(range(config.songs)):
         path = out / song_path(index)
