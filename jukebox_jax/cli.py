@@ -14,7 +14,7 @@ import numpy as np
 from jukebox_jax import checkpoint, cli_data, cli_sample, cli_train, default
 from jukebox_jax.config import DType
 from jukebox_jax.errors import ConfigError, InputError, JukeboxError
-from jukebox_jax.io import write_npz, write_wav
+from jukebox_jax.io import check_output_folder, write_npz, write_wav
 
 DEMO_SECONDS = 2.0
 DEMO_MAX_SECONDS = 600.0  # a round trip of ten minutes of audio fits in a few GB
@@ -24,6 +24,7 @@ DEMO_OUT = Path(tempfile.gettempdir()) / "jukebox_demo"  # not the working direc
 def demo(out: Path, seconds: float, seed: int) -> None:
     """Encodes a song of the synthetic set to codes at every level with the default model's
     VQ-VAE and decodes each level back to audio, printing each level's SNR."""
+    check_output_folder(out, ("input.wav",), "demo's folder")
     jb = default.load()
     cfg = jb.config.vqvae
     audio = demo_song(seconds, seed, cfg.sample_rate, cfg.hop_lengths[-1])  # [1, n, 1]

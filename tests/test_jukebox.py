@@ -70,6 +70,10 @@ def test_cli_demo_refuses_a_file_for_its_folder(tmp_path, capsys):
         main(["demo", "--out", str(taken / "demo")])
     assert e.value.code == 2 and f"{taken} is a file; give a folder" in capsys.readouterr().err
     assert taken.read_text() == "mine"
+    with pytest.raises(SystemExit) as e:  # a folder of other files, e.g. a sampling job's (its codes.npz would go)
+        main(["demo", "--out", str(tmp_path)])
+    assert e.value.code == 2 and f"--out {tmp_path} holds other files (taken), not a demo's folder" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]
 
 
 def test_cli_demo_writes_a_round_trip(tmp_path, capsys):
