@@ -193,8 +193,10 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
         ),
         (  # refused before the songs are encoded (minutes for a real folder)
             f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_upsampler_level_1",
-            "--config tiny_upsampler_level_1 is an upsampler (it reads the codes of the level above), but --level 2 is the top level; "
-            "give a top-level structure (e.g. small_top), or another --level",
+            (
+                "--config tiny_upsampler_level_1 is an upsampler (it reads the codes of the level above), but --level 2 is the top "
+                "level; give a top-level structure (e.g. small_top), or another --level"
+            ),
         ),
         (
             f"train prior --level 0 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b",
