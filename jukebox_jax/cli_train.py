@@ -453,4 +453,10 @@ def _label_id(cfg: PriorConfig, kind: str, name: str) -> int:
 
 def run(args: argparse.Namespace) -> None:
     check_output_folder(args.out, (loop.RUN, loop.CHECKPOINTS, CODES), "training run")  # before anything is written
+    data_folder = args.data.resolve()
+    if data_folder == args.out.resolve() or data_folder in args.out.resolve().parents:
+        raise InputError(
+            f"--out {args.out} is inside --data {args.data}: the next run on that data would read this run's files "
+            "(its codes, its model) as songs; give a folder outside it"
+        )
     (train_vqvae if args.part == "vqvae" else train_prior)(args)

@@ -207,6 +207,10 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
             f"train vqvae --data {songs} --out {songs} --config tiny_vqvae",
             f"--out {songs} holds other files (",
         ),
+        (  # a run inside its data: the next run would read this one's codes as songs
+            f"train vqvae --data {songs} --out {songs / 'run'} --config tiny_vqvae",
+            f"--out {songs / 'run'} is inside --data {songs}: the next run",
+        ),
     ]
     before = sorted(p.relative_to(songs) for p in songs.rglob("*"))
     for command, message in cases:
