@@ -44,6 +44,7 @@ VOCAL_GAIN = 0.6
 RUN_FILE = "synth.json"
 METADATA_FILE = "metadata.json"
 MAX_SONGS = 99_999  # the five digits of `song_path`; the metadata of them all is one JSON file
+SONG_SECONDS = (1.0, 600.0)  # a song's shortest and longest (ten minutes of audio fit in a few GB)
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,11 @@ class SynthConfig:
     comping: Comping = Comping.BAR
 
     def __post_init__(self):
-        if not 1 <= self.songs <= MAX_SONGS or not 1.0 <= self.seconds <= 600.0 or not 4000 <= self.sample_rate <= 48000 or self.seed < 0:
+        shortest, longest = SONG_SECONDS
+        if not 1 <= self.songs <= MAX_SONGS or not shortest <= self.seconds <= longest or not 4000 <= self.sample_rate <= 48000 or self.seed < 0:
             raise InputError(
                 f"synth: songs {self.songs}, seconds {self.seconds:g}, sample_rate {self.sample_rate}, seed {self.seed}: "
-                f"give songs in [1, {MAX_SONGS}], seconds in [1, 600], sample_rate in [4000, 48000] and seed >= 0"
+                f"give songs in [1, {MAX_SONGS}], seconds in [{shortest:g}, {longest:g}], sample_rate in [4000, 48000] and seed >= 0"
             )
 
 
