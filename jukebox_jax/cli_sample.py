@@ -30,6 +30,7 @@ DESCRIPTION = (
 MODES = ("ancestral", "continue", "upsample", "primed")
 DEFAULT_SECONDS = 20.0
 DEFAULT_SONG_SECONDS = 240.0
+DEFAULT_PROMPT_SECONDS = 12.0
 TOP_HOP_FRACTION, HOP_FRACTION = 0.125, 0.5  # window hops of the top prior and of the upsamplers (the original's)
 
 
@@ -119,7 +120,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=finite_float, default=0.0, help="sample from the smallest set of tokens holding this probability; 0 off (default: %(default)g)")
     p.add_argument("--max-batch-size", type=positive_int, default=16, help="samples per model call: bounds memory; the draws stay, the logits change by float rounding (README) (default: %(default)s)")
     p.add_argument("--prompt-audio", type=Path, help=f"audio to continue (--mode primed): {AUDIO_FORMATS}, any rate and channels (resampled, mixed to mono)")
-    p.add_argument("--prompt-seconds", type=positive_float, default=12.0, help="seconds of --prompt-audio to continue (default: %(default)g)")
+    p.add_argument("--prompt-seconds", type=positive_float, help=f"seconds of --prompt-audio to continue (default: {DEFAULT_PROMPT_SECONDS:g})")
     p.add_argument("--codes", type=Path, help="codes.npz of an earlier run (--mode continue/upsample)")
     p.add_argument("--seed", type=seed, default=0, help="random seed of the sampling (and of a preset's weights) (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("jukebox_samples"), help="the job's folder (default: %(default)s)")
@@ -181,8 +182,8 @@ def plan(args: argparse.Namespace) -> Plan:
     sample_length = check_length(args.seconds, args.mode, config, levels, start)
     prompt, notices = None, []
     if args.mode == "primed":
-        prompt = read_prompt(args.prompt_audio, vq.sample_rate, vq.hop_lengths[-1], args.prompt_seconds)
-        notices += check_prompt(prompt, args.prompt_audio, args.prompt_seconds, sample_length, vq.sample_rate)
+        prompt = read_prompt(args.prompt_audio, vq.sample_rate, vq.hop_lengths[-1], args.prompt_seconds or DEFAULT_PROMPT_SECONDS)
+        notices += check_prompt(prompt, args.prompt_audio, sample_length, vq.sample_rate)
     lengths = [len(prompt.audio) // hop for hop in vq.hop_lengths] if prompt else [z.shape[1] for z in start]
     check_upper_codes(config, levels, lengths, sample_length)
     song_seconds = args.song_seconds or min(DEFAULT_SONG_SECONDS, max_seconds(config) or DEFAULT_SONG_SECONDS)
@@ -222,8 +223,9 @@ def check_mode(args: argparse.Namespace) -> None:
         raise InputError("--mode primed needs --prompt-audio")
     if args.codes and args.mode not in ("continue", "upsample"):
         raise InputError(f"--codes is read by --mode continue or upsample, not {args.mode}")
-    if args.prompt_audio and args.mode != "primed":
-        raise InputError(f"--prompt-audio is read by --mode primed, not {args.mode}")
+    for given, flag in ((args.prompt_audio, "--prompt-audio"), (args.prompt_seconds, "--prompt-seconds")):
+        if given is not None and args.mode != "primed":
+            raise InputError(f"{flag} is read by --mode primed, not {args.mode}")
 
 
 def model_config(name: str) -> JukeboxConfig:
@@ -331,7 +333,7 @@ def check_length(seconds: float | None, mode: str, config: JukeboxConfig, levels
     return length
 
 
-def check_prompt(prompt: Prompt, path: Path, seconds: float, sample_length: int, sample_rate: int) -> list[str]:
+def check_prompt(prompt: Prompt, path: Path, sample_length: int, sample_rate: int) -> list[str]:
     """Refuses a prompt as long as the job; notes a file shorter than `--prompt-seconds` and
     audio above full scale (a float file's samples beyond +-1, which the VQ-VAE never saw)."""
     used = len(prompt.audio) / sample_rate
@@ -341,8 +343,10 @@ def check_prompt(prompt: Prompt, path: Path, seconds: float, sample_length: int,
             f"{sample_length / sample_rate:.2f}; give a longer --seconds or a shorter --prompt-seconds"
         )
     notices = []
-    if prompt.file_seconds < seconds:
-        notices.append(f"note: {path} holds {prompt.file_seconds:.2f} s, less than --prompt-seconds {seconds:g}: priming with {used:.2f} s of it")
+    if prompt.file_seconds < prompt.seconds:
+        notices.append(
+            f"note: {path} holds {prompt.file_seconds:.2f} s, less than --prompt-seconds {prompt.seconds:g}: priming with {used:.2f} s of it"
+        )
     peak = float(np.abs(prompt.audio).max())
     if peak > 1:
         notices.append(f"note: {path} peaks at {peak:.3g}, above full scale (1): it is encoded as is; scale it to +-1 if the prime sounds distorted")
@@ -410,7 +414,7 @@ def job_source(args: argparse.Namespace, prompt: Prompt | None) -> JobSource:
     """Where the start codes come from, for `job.json`."""
     if prompt is None:
         return JobSource(args.mode)
-    return JobSource(args.mode, prompt.digest, args.prompt_seconds)
+    return JobSource(args.mode, prompt.digest, prompt.seconds)
 
 
 def check_out(out: Path, resume: bool, record: dict) -> bool:

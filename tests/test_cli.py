@@ -114,6 +114,7 @@ BAD = [
     (["--mode", "primed"], r"--mode primed needs --prompt-audio"),
     (["--codes", "{d}/good.npz"], r"--codes is read by --mode continue or upsample, not ancestral"),
     (["--prompt-audio", "{d}/prompt.wav"], r"--prompt-audio is read by --mode primed, not ancestral"),
+    (["--prompt-seconds", "3"], r"--prompt-seconds is read by --mode primed, not ancestral"),
     (["--mode", "continue", "--codes", "{d}/missing.npz"], r"codes file {d}/missing.npz does not exist"),
     (["--mode", "continue", "--codes", "{d}"], r"codes file {d} is a folder"),
     (["--mode", "continue", "--codes", "{d}/text.npz"], r"codes file {d}/text.npz is not an .npz archive"),
@@ -181,7 +182,7 @@ def test_prompt_formats_the_help_names_are_read(tmp_path, suffix):
     soundfile.write(path, 0.1 * np.sin(np.arange(SR // 10)[:, None] / [10.0, 20.0]), SR)  # 0.1 s stereo
     prompt = read_prompt(path, SR, 128, 0.05)
     assert prompt.audio.shape == (int(0.05 * SR) // 128 * 128, 1) and prompt.audio.dtype == np.float32
-    assert abs(prompt.file_seconds - 0.1) < 0.01 and prompt.digest == file_digest(path)
+    assert abs(prompt.file_seconds - 0.1) < 0.01 and prompt.seconds == 0.05 and prompt.digest == file_digest(path)
     assert np.abs(prompt.audio).max() > 0.01
 
 
@@ -191,10 +192,10 @@ def test_a_float_prompt_above_full_scale_is_noted(tmp_path):
     soundfile.write(path, 3.0 * np.sin(np.arange(SR // 10) / 10.0), SR, subtype="FLOAT")
     prompt = read_prompt(path, SR, 128, 0.05)
     assert 2.9 < np.abs(prompt.audio).max() <= 3.0
-    notices = cli_sample.check_prompt(prompt, path, 0.05, SR, SR)
+    notices = cli_sample.check_prompt(prompt, path, SR, SR)
     assert notices == [f"note: {path} peaks at 3, above full scale (1): it is encoded as is; scale it to +-1 if the prime sounds distorted"]
     quiet = dataclasses.replace(prompt, audio=prompt.audio / 3)
-    assert cli_sample.check_prompt(quiet, path, 0.05, SR, SR) == []
+    assert cli_sample.check_prompt(quiet, path, SR, SR) == []
 
 
 def test_version(capsys):

@@ -61,6 +61,7 @@ class Prompt:
     audio: np.ndarray  # [T, 1] float32 mono, T a multiple of the top hop
     digest: str  # SHA-256 of the file
     file_seconds: float  # the whole file's length
+    seconds: float  # how much of it was asked for (`audio` may be shorter)
 
 
 def read_prompt(path: Path, sample_rate: int, hop: int, seconds: float) -> Prompt:
@@ -77,7 +78,7 @@ def read_prompt(path: Path, sample_rate: int, hop: int, seconds: float) -> Promp
             "prime with more of it, or with a longer file"
         )
     mono = audio.load_segment(path, 0, used, sample_rate, what=what)  # [used, 1]
-    return Prompt(mono, integrity.file_digest(path), header.seconds)
+    return Prompt(mono, integrity.file_digest(path), header.seconds, seconds)
 
 
 def _check_file(path: Path, what: str) -> None:
