@@ -101,7 +101,7 @@ def load_segment(
     except (soundfile.SoundFileError, RuntimeError) as e:
         raise InputError(f"{what} {path} cannot be decoded ({FORMATS}): {e}") from None  # [n, channels]
     if not np.isfinite(x).all():
-        raise InputError(f"{what} {path} holds NaN or infinite samples")
+        raise InputError(f"{what} {path} holds NaN or infinite samples; repair the file or leave it out")
     if mono:
         x = x.mean(axis=1, keepdims=True)  # [n, 1]
     x = resample(x, rate, sample_rate)

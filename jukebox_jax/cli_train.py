@@ -238,6 +238,7 @@ def train_vqvae(args: argparse.Namespace) -> None:
             raise InputError(f"--config {args.config} is not a VQ-VAE")
         params = Jukebox.init(JukeboxConfig(vqvae=cfg), loop.run_key(args.seed, loop.KeyUse.INIT)).params["vqvae"]
     folder = data.audio_folder(args.data, cfg.sample_rate)
+    data.check_audio(folder)
     train, held = folder.split(args.eval_fraction)
     hop = cfg.hop_lengths[-1]
     length = max(hop, round(args.seconds * cfg.sample_rate) // hop * hop)

@@ -132,7 +132,7 @@ BAD = [
         lambda p: audio.load(p, 44100, min_samples=441),
         r"audio {d}/short.wav is 0.005 s \(200 samples at 44100 Hz\); at least 441 samples \(0.010 s\)",
     ),
-    ("nan.wav", lambda p: audio.load(p, 44100), r"audio {d}/nan.wav holds NaN or infinite samples"),
+    ("nan.wav", lambda p: audio.load(p, 44100), r"audio {d}/nan.wav holds NaN or infinite samples; repair the file or leave it out"),
     (
         "nan.wav",
         lambda p: audio.load_segment(p, 900, 200, 44100),

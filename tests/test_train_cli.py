@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+import soundfile
 from cli_process import cpu_env, run_cli
 
 from jukebox_jax import Jukebox, default, tokenizer
@@ -174,7 +176,14 @@ def test_nothing_held_out_trains_without_evaluation_and_resumes_on_its_songs_onl
 def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
     codes = tmp_path / "codes"
     data.encode_folder(Jukebox.load(vqvae), songs, codes)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(songs, damaged, ignore=shutil.ignore_patterns("*.json"))  # songs without labels
+    soundfile.write(damaged / "nan.wav", np.full(16000, np.nan, np.float32), 16000, subtype="FLOAT")
     cases = [
+        (  # named before the first step, not when a window first falls in it
+            f"train vqvae --data {damaged} --out {tmp_path / 'g'} --config tiny_vqvae",
+            f"audio {damaged / 'nan.wav'} holds NaN or infinite samples; repair the file or leave it out",
+        ),
         (f"train vqvae --data {songs} --out {tmp_path / 'a'}", "give --config"),
         (f"train vqvae --data {songs} --out {tmp_path / 'b'} --config tiny_5b", "is not a VQ-VAE"),
         (

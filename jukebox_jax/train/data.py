@@ -122,6 +122,16 @@ def audio_folder(root: Path, sample_rate: int | None = None) -> Folder:
     return _folder(root, sample_rate, lengths, meta)
 
 
+def check_audio(folder: Folder) -> None:
+    """Decodes every song of an audio folder once, at its own rate (seconds for hours of
+    audio), so that a damaged file, or one holding NaN or infinite samples, is named before
+    training starts rather than when a window first falls in it: a run whose songs change
+    cannot resume."""
+    for song in folder.songs:
+        path = folder.root / song.name
+        audio.load(path, audio.info(path).sample_rate, mono=False)
+
+
 def codes_folder(root: Path) -> Folder:
     """The songs of a codes folder `encode_folder` wrote, and their labels."""
     root = Path(root)
