@@ -1,7 +1,6 @@
 """`jukebox-jax` in a process of its own, as a user runs it: the tests that sample through the
-CLI use it. In a test process that had already compiled and trained much, XLA crashed (segfault)
-while compiling or caching a sampler in three CI runs, never alone; the crashed xdist worker
-then failed the run."""
+CLI use it. (They moved here after XLA segfaulted while compiling a sampler in a test process
+that had compiled much: the kernel's limit on memory maps, `conftest.release_compiled_programs`.)"""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -19,8 +20,23 @@ if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
 
 # No persistent compilation cache: in CI, reading an entry another xdist worker had written
-# segfaulted inside jax (compilation_cache.get_executable_and_time), and the crashed worker then
-# left xdist hanging past CI's limit. Each process compiles for itself.
+# segfaulted inside jax (compilation_cache.get_executable_and_time), most likely the map limit
+# below (loading a program maps its code as compiling does). Each process compiles for itself.
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release_compiled_programs():
+    """Frees every compiled program after each test file. XLA's CPU backend maps about 80
+    memory regions per program it compiles; a test worker keeping all of them reached 48k of
+    the kernel's limit of 65530 (`vm.max_map_count`), past which the next compile segfaults
+    (CI, 2026-12-05: the crashed xdist worker failed the run; reproduced by lowering the
+    limit). Freed after each file, a worker peaks at 23k (test_sample.py)."""
+    yield
+    import jax  # imported by every test file by now; here, after conftest has set the flags
+
+    jax.clear_caches()
+    gc.collect()
+
 
 # The files that take a minute or more each on the CI machines, longest first, run before the
 # rest: xdist hands out whole files in collection order, so the workers end together instead of
