@@ -24,7 +24,7 @@ from jukebox_jax import checkpoint
 from jukebox_jax.cli_sample import device_mesh, positive_float, positive_int, seed
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, preset
 from jukebox_jax.errors import InputError
-from jukebox_jax.io import check_output_folder
+from jukebox_jax.io import check_output_folder, exclusive
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
 from jukebox_jax.prior.transformer import Remat
@@ -453,11 +453,13 @@ def _label_id(cfg: PriorConfig, kind: str, name: str) -> int:
 
 
 def run(args: argparse.Namespace) -> None:
-    check_output_folder(args.out, (loop.RUN, loop.CHECKPOINTS, CODES), "training run")  # before anything is written
+    ours = (loop.RUN, loop.CHECKPOINTS, CODES)
+    check_output_folder(args.out, ours, "training run")  # before anything is written
     data_folder = args.data.resolve()
     if data_folder == args.out.resolve() or data_folder in args.out.resolve().parents:
         raise InputError(
             f"--out {args.out} is inside --data {args.data}: the next run on that data would read this run's files "
             "(its codes, its model) as songs; give a folder outside it"
         )
-    (train_vqvae if args.part == "vqvae" else train_prior)(args)
+    with exclusive(args.out, ours, "training run"):
+        (train_vqvae if args.part == "vqvae" else train_prior)(args)

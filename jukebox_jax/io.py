@@ -1,19 +1,26 @@
 """Files written atomically (a temporary file beside the target, then a rename), so an
-interrupted run never leaves a truncated output behind."""
+interrupted run never leaves a truncated output behind; output folders one process at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: folders are not locked
+    fcntl = None
 
 import numpy as np
 
 from jukebox_jax.errors import InputError
 
 TEMP_PREFIX = ".partial-"  # temporary files start with this; a kill can leave them behind
+LOCK_FILE = ".jukebox-jax.lock"  # in an output folder: locked by the process writing there (`exclusive`)
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
@@ -52,10 +59,51 @@ def check_output_folder(out: Path, ours: tuple[str, ...], what: str) -> None:
         return
     if not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
-    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith(TEMP_PREFIX))
+    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith(TEMP_PREFIX) and p.name != LOCK_FILE)
     if entries and not set(ours) & set(entries):
         shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
         raise InputError(f"--out {out} holds other files ({shown}), not a {what}; give a new or empty folder")
+
+
+@contextlib.contextmanager
+def exclusive(out: Path, ours: tuple[str, ...], what: str) -> Iterator[None]:
+    """Checks `out` (`check_output_folder`), creates it and holds a lock on it while the body
+    runs: a second process given the same folder is refused (`InputError`) rather than
+    interleave its writes with ours or delete our temporary files. The lock file goes when the
+    body ends (the folder too if the body failed before writing into a folder made here); a
+    killed process leaves it unlocked, and the next one takes it over."""
+    check_output_folder(out, ours, what)
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK_FILE
+    failed = False
+    with open(lock, "a") as f:
+        if not _locked(f, lock):
+            raise InputError(
+                f"--out {out} is in use: another process is writing a {what} there; wait for it to end, or give another folder"
+            )
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            lock.unlink()  # while held: a process that opened it meanwhile finds it gone (`_locked`)
+            if failed and made:
+                with contextlib.suppress(OSError):  # removed only if empty: nothing was written
+                    out.rmdir()
+
+
+def _locked(f: IO[str], path: Path) -> bool:
+    """Whether we now hold the lock of open file `f` and it is still the file at `path` (one
+    that its last holder removed, or replaced, is not)."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+    except (BlockingIOError, FileNotFoundError):
+        return False
 
 
 def remove_leftovers(folder: Path) -> list[Path]:

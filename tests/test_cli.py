@@ -22,6 +22,7 @@ from jukebox_jax.cli import main
 from jukebox_jax.config import MODEL_PRESETS, DType, Precision, WeightFormat
 from jukebox_jax.generation.inputs import read_prompt
 from jukebox_jax.integrity import file_digest
+from jukebox_jax.io import exclusive
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SR = 44100
@@ -366,6 +367,18 @@ def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):
     monkeypatch.setattr("jukebox_jax.generation.job.run_job", interrupted)
     with pytest.raises(SystemExit, match=r"interrupted: .* keeps every finished window; the same command with --resume continues it"):
         main(args)
+
+
+def test_a_job_folder_another_process_writes_is_refused(tmp_path, capsys):
+    """Two `sample` commands given one folder: the second is refused, not interleaved (the
+    lock: `io.exclusive`, tests/test_io.py); once the first ends, the same command runs."""
+    out = tmp_path / "job"
+    args = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "--out", str(out)]
+    with exclusive(out, ("job.json",), "sampling job"):
+        message = _refused(args, capsys)
+    assert message == f"jukebox-jax sample: error: --out {out} is in use: another process is writing a sampling job there; wait for it to end, or give another folder"
+    main(args)
+    assert (out / "codes.npz").is_file()
 
 
 def test_kill_and_resume_is_exact(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import soundfile
 
 from jukebox_jax.cli import main
 from jukebox_jax.errors import InputError, JobError
-from jukebox_jax.io import TEMP_PREFIX
+from jukebox_jax.io import TEMP_PREFIX, exclusive
 from jukebox_jax.synth import SynthConfig, compare, describe, generate, make_song, song_path, vocals
 from jukebox_jax.synth.dataset import song_score, timed_notes
 from jukebox_jax.synth.instruments import midi_hz, render_notes
@@ -288,6 +288,8 @@ def test_resume_and_refuse(tmp_path):
     run = json.loads((tmp_path / "synth.json").read_text())
     (tmp_path / "synth.json").write_text(json.dumps({k: v for k, v in run.items() if k != "comping"}))
     generate(tmp_path, config)  # a dataset from before comping had a choice is bar-comped: it resumes
+    with exclusive(tmp_path, ("synth.json",), "synthetic dataset"), pytest.raises(InputError, match="is in use"):
+        generate(tmp_path, config)  # a second process on the same folder (io.exclusive)
     other = tmp_path / "other"
     other.mkdir()
     (other / "metadata.json").write_text("{}")

@@ -21,6 +21,7 @@ from cli_process import cpu_env, run_cli
 
 from jukebox_jax import Jukebox, default, tokenizer
 from jukebox_jax.cli import main
+from jukebox_jax.io import exclusive
 from jukebox_jax.synth.dataset import SynthConfig, generate
 from jukebox_jax.train import data
 
@@ -228,6 +229,16 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and f"jukebox-jax {' '.join(command.split()[:2])}: error: " in err, command  # the subcommand's usage
     assert not (tmp_path / "g").exists() and sorted(p.relative_to(songs) for p in songs.rglob("*")) == before
+
+
+def test_a_run_folder_another_process_writes_is_refused(songs, tmp_path, capsys):
+    """A second `train` into a run in progress is refused before it reads or writes a thing
+    (two runs interleaved their checkpoints and metrics; `io.exclusive`)."""
+    out = tmp_path / "run"
+    with exclusive(out, ("run.json",), "training run"), pytest.raises(SystemExit):
+        cli(f"train vqvae --data {songs} --out {out} --config tiny_vqvae --steps 1 {' '.join(FAST)}")
+    assert f"--out {out} is in use: another process is writing a training run there" in capsys.readouterr().err
+    assert list(out.iterdir()) == []  # the holder wrote nothing, nor did the refused run
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ together) and reads the folder, which must be one they all see; only process 0 w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -24,7 +25,7 @@ from jukebox_jax import integrity
 from jukebox_jax.errors import InputError, JobError
 from jukebox_jax.generation.inputs import read_codes
 from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
-from jukebox_jax.io import check_output_folder, remove_leftovers, write_npz, write_text, write_wav
+from jukebox_jax.io import check_output_folder, exclusive, remove_leftovers, write_npz, write_text, write_wav
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels
 
@@ -153,7 +154,21 @@ def run_job(
     """Runs (or, with `resume`, continues) `request` in folder `out`; returns the codes.
     `start_codes` are the codes to continue (empty arrays for ancestral sampling).
     A resume first removes the temporary files a killed run left (`io.remove_leftovers`).
-    `on_window` hears after each saved window, `on_tokens` during one (`sample_levels`)."""
+    `on_window` hears after each saved window, `on_tokens` during one (`sample_levels`).
+    Another process running a job in `out` meanwhile is an `InputError` (`io.exclusive`)."""
+    with exclusive(out, (JOB_FILE,), "sampling job") if _writer() else contextlib.nullcontext():
+        return _run_job(jb, out, request, start_codes, resume, on_window, on_tokens)
+
+
+def _run_job(
+    jb: Jukebox,
+    out: Path,
+    request: SampleRequest,
+    start_codes: Codes,
+    resume: bool,
+    on_window: OnWindow | None,
+    on_tokens: OnTokens | None,
+) -> Codes:
     zs = [np.asarray(z, np.int64) for z in start_codes]
     record = job_record(request, jb.fingerprint(), zs)
     codes_file = out / CODES_FILE
@@ -165,7 +180,6 @@ def run_job(
         if resuming:
             remove_leftovers(out)
         else:
-            out.mkdir(parents=True, exist_ok=True)
             write_text(out / JOB_FILE, json.dumps(record, sort_keys=True))
 
     def checkpoint(level: int, start: int, zs: Codes) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from jukebox_jax.errors import InputError, JobError
-from jukebox_jax.io import check_output_folder, remove_leftovers, write_atomic, write_text
+from jukebox_jax.io import check_output_folder, exclusive, remove_leftovers, write_atomic, write_text
 from jukebox_jax.synth import vocals as vocals_module
 from jukebox_jax.synth.instruments import Drum, add_at, drum_sounds, render_notes
 from jukebox_jax.synth.score import ARTISTS, GENRES, WORDS_PER_LINE, Comping, Note, Score, compose
@@ -156,8 +156,12 @@ def generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]],
     there; returns the metadata. `progress` wraps the loop over song indices (e.g. tqdm)."""
     if config.vocals:
         vocals_module.require()
-    check_folder(out, config)
-    out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out, (RUN_FILE,), "synthetic dataset"):
+        check_folder(out, config)
+        return _generate(out, config, progress)
+
+
+def _generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]], Iterable[int]]) -> dict:
     remove_leftovers(out)
     write_text(out / RUN_FILE, json.dumps(dataclasses.asdict(config), indent=1))  # first: it marks the folder ours
     (out / "songs").mkdir(exist_ok=True)

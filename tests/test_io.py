@@ -1,0 +1,88 @@
+"""`io.exclusive`: one process at a time writes an output folder; the lock goes with the
+process, killed or not; a refused command leaves no folder behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from jukebox_jax import io
+from jukebox_jax.errors import InputError
+from jukebox_jax.io import LOCK_FILE, check_output_folder, exclusive
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from jukebox_jax.io import exclusive
+with exclusive(Path(sys.argv[1]), ("run.json",), "training run"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_folder_in_use_is_refused_until_its_process_ends(tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        in_use = rf"--out {out} is in use: another process is writing a training run there"
+        with pytest.raises(InputError, match=in_use), exclusive(out, ("run.json",), "training run"):
+            pytest.fail("entered a folder another process holds")
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs, the OS drops the lock
+        holder.wait()
+    assert (out / LOCK_FILE).exists()  # left by the killed process, unlocked: taken over
+    with exclusive(out, ("run.json",), "training run"):
+        (out / "run.json").write_text("{}")
+    assert [p.name for p in out.iterdir()] == ["run.json"]  # the lock file goes with its holder
+
+
+def test_a_lock_file_removed_by_its_last_holder_is_not_held(tmp_path):
+    """A process that opened the lock file just before its holder removed it must not count
+    the removed file's lock as the folder's (a newcomer would make and lock another)."""
+    path = tmp_path / LOCK_FILE
+    with open(path, "a") as f:
+        path.unlink()
+        assert not io._locked(f, path)
+    with open(path, "a") as f:
+        assert io._locked(f, path)
+
+
+def test_one_process_two_holders_are_refused_too(tmp_path):
+    job = tmp_path / "job"
+    holds = ("job.json",), "sampling job"
+    with exclusive(job, *holds), pytest.raises(InputError, match="is in use"), exclusive(job, *holds):
+        pass
+
+
+def test_the_lock_file_is_not_content(tmp_path):
+    """A folder left holding only the lock (its process killed before writing) counts as
+    empty; one holding anything else of someone else's is still refused."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_FILE).touch()
+    check_output_folder(out, ("run.json",), "training run")
+    (out / "notes.txt").touch()
+    with (
+        pytest.raises(InputError, match=r"holds other files \(notes.txt\), not a training run"),
+        exclusive(out, ("run.json",), "training run"),
+    ):
+        pass
+
+
+def test_a_body_that_fails_before_writing_leaves_no_folder(tmp_path):
+    out = tmp_path / "new"
+    with pytest.raises(InputError, match="refused"), exclusive(out, ("run.json",), "training run"):
+        raise InputError("refused")
+    assert not out.exists()
+    with pytest.raises(KeyboardInterrupt), exclusive(out, ("run.json",), "training run"):
+        (out / "run.json").write_text("{}")
+        raise KeyboardInterrupt
+    assert (out / "run.json").exists()  # what was written stays
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(InputError, match="refused"), exclusive(existing, ("run.json",), "training run"):
+        raise InputError("refused")
+    assert existing.is_dir()  # not ours to remove
