@@ -54,7 +54,7 @@ from jax.sharding import Mesh
 from jukebox_jax import integrity, prior, sharding
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import CheckpointError, ParamsError
-from jukebox_jax.io import TEMP_PREFIX, writable_ancestor, write_text
+from jukebox_jax.io import TEMP_PREFIX, check_space, writable_ancestor, write_text
 from jukebox_jax.params import Params, abstract_params, check_params, flatten
 
 FORMAT = "jukebox-jax/3"
@@ -84,7 +84,7 @@ def save(path: Path, config: JukeboxConfig, params: Params, digests: Mapping[str
     if jax.process_count() > 1:
         _save_together(path, config, params, digests)
         return
-    _prepare(path)
+    _prepare(path, params)
     try:
         new = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.new-"))
         try:
@@ -108,7 +108,7 @@ def _save_together(path: Path, config: JukeboxConfig, params: Params, digests: M
     failure = None
     if first:
         try:
-            _prepare(path)
+            _prepare(path, params)
             new.mkdir()
         except CheckpointError as e:
             failure = e
@@ -129,13 +129,14 @@ def _save_together(path: Path, config: JukeboxConfig, params: Params, digests: M
     _agree(failure, path, "writing")
 
 
-def _prepare(path: Path) -> None:
-    """Checks that `path` may be saved to (`check_target`), makes its parent and removes what
-    killed saves of it left there."""
+def _prepare(path: Path, params: Params) -> None:
+    """Checks that `path` may be saved to (`check_target`), makes its parent, removes what
+    killed saves of it left there and checks that `params` fit beside the old checkpoint."""
     check_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(path)
+        check_space(path.parent, params, "the checkpoint")
     except OSError as e:
         raise _unwritable(path, e) from e
 

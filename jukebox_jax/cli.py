@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -14,11 +15,12 @@ import numpy as np
 from jukebox_jax import checkpoint, cli_data, cli_sample, cli_train, default
 from jukebox_jax.config import DType
 from jukebox_jax.errors import ConfigError, InputError, JukeboxError
-from jukebox_jax.io import check_output_folder, write_npz, write_wav
+from jukebox_jax.io import check_output_folder, write_audio, write_npz
 from jukebox_jax.synth.dataset import SONG_SECONDS
 
 DEMO_SECONDS = 2.0
 DEMO_OUT = Path(tempfile.gettempdir()) / "jukebox_demo"  # not the working directory, which may be a repository
+FULL = (errno.ENOSPC, errno.EDQUOT)  # a write failed for want of space
 
 
 def demo(out: Path, seconds: float, seed: int) -> None:
@@ -30,13 +32,13 @@ def demo(out: Path, seconds: float, seed: int) -> None:
     audio = demo_song(seconds, seed, cfg.sample_rate, cfg.hop_lengths[-1])  # [1, n, 1]
     codes = jb.encode(audio)
     out.mkdir(parents=True, exist_ok=True)
-    write_wav(out / "input.wav", audio[0], cfg.sample_rate)
+    write_audio(out / "input.wav", audio[0], cfg.sample_rate)
     n = audio.shape[1]
     print(f"jukebox-jax demo: a synthetic song (seed {seed}) through the default model's VQ-VAE (jukebox_jax.default)")
     print(f"input: {n} samples ({n / cfg.sample_rate:.2f} s at {cfg.sample_rate} Hz) -> {out / 'input.wav'}")
     for level, z in enumerate(codes):
         recon = np.asarray(jb.decode([z], start_level=level))[0]
-        write_wav(out / f"recon_level{level}.wav", recon, cfg.sample_rate)
+        write_audio(out / f"recon_level{level}.wav", recon, cfg.sample_rate)
         snr = 10 * np.log10(np.sum(audio[0] ** 2) / max(np.sum((audio[0] - recon) ** 2), 1e-12))
         used = len(np.unique(np.asarray(z)))
         print(
@@ -144,7 +146,9 @@ def _reporting(
     except JukeboxError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     except OSError as e:
-        sys.exit(f"{parser.prog}: {e.filename or args.out}: {e.strerror or e}")
+        resume = " with --resume" if hasattr(args, "resume") else ""
+        again = f"; free some space, then the same command{resume} goes on" if e.errno in FULL else ""
+        sys.exit(f"{parser.prog}: {e.filename or args.out}: {e.strerror or e}{again}")
     except Exception as e:
         import jax  # loaded by the command already
 

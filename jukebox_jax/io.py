@@ -4,11 +4,14 @@ interrupted run never leaves a truncated output behind; output folders one proce
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from io import BytesIO
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 try:
     import fcntl
@@ -24,15 +27,31 @@ LOCK_FILE = ".jukebox-jax.lock"  # in an output folder: locked by the process wr
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Runs `write(file)` on a temporary file beside `path`, then renames it into place."""
+    """Runs `write(file)` on a temporary file beside `path`, then renames it into place. If
+    anything fails the temporary file goes, and an `OSError` (a full disk) names `path`."""
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix, delete=False) as f:
         try:
             write(f)
-        except BaseException:
+            f.close()  # flushes: a full disk may show only here
+            os.chmod(f.name, 0o644)
+            os.replace(f.name, path)
+        except BaseException as e:
             os.unlink(f.name)
+            if isinstance(e, OSError):
+                raise OSError(e.errno, e.strerror, str(path)) from e
             raise
-    os.chmod(f.name, 0o644)
-    os.replace(f.name, path)
+
+
+def check_space(folder: Path, arrays: Any, what: str) -> None:
+    """Raises `OSError` (ENOSPC) naming `what` unless the file system of `folder` (or of its
+    nearest existing parent) has room for the pytree `arrays` uncompressed: checked before the
+    writes that, failing part way, fail inside orbax's threads in a flood of errors."""
+    import jax
+
+    nbytes = sum(x.nbytes for x in jax.tree.leaves(arrays))
+    free = shutil.disk_usage(next(p for p in (folder, *folder.absolute().parents) if p.exists())).free
+    if free < nbytes:
+        raise OSError(errno.ENOSPC, f"not enough space: {what} needs about {nbytes / 1e6:,.1f} MB, {free / 1e6:,.1f} MB are free", str(folder))
 
 
 def writable_ancestor(path: Path) -> Path:
@@ -119,11 +138,15 @@ def write_text(path: Path, text: str) -> None:
     write_atomic(path, lambda f: f.write(text.encode()))
 
 
-def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Writes `[T, channels]` float audio in [-1, 1] as 16-bit PCM."""
+def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Writes float audio `[T]` or `[T, channels]`, clipped to [-1, 1], as 16-bit PCM in the
+    format of `path`'s suffix (.wav, .flac). Encoded in memory first: soundfile reports a full
+    disk as a failed assertion, a plain write as the `OSError` it is."""
     import soundfile
 
-    write_atomic(path, lambda f: soundfile.write(f, np.clip(audio, -1, 1), sample_rate, subtype="PCM_16", format="WAV"))
+    encoded = BytesIO()
+    soundfile.write(encoded, np.clip(audio, -1, 1), sample_rate, subtype="PCM_16", format=path.suffix[1:].upper())
+    write_atomic(path, lambda f: f.write(encoded.getbuffer()))
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

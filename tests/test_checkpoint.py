@@ -243,6 +243,17 @@ def test_saving_over_what_is_not_a_checkpoint_is_refused(saved, micro, tmp_path)
     assert same(Jukebox.load(tmp_path / "empty").params, micro.params)
 
 
+def test_a_full_disk_is_refused_before_orbax_writes_and_keeps_the_old_checkpoint(saved, micro, other, tmp_path, monkeypatch):
+    """Out of room, orbax fails inside its threads in a flood of errors: `save` checks first."""
+    target = copy(saved, tmp_path / "ckpt")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=1000))
+    with pytest.raises(CheckpointError, match=rf"cannot write the checkpoint {target} \(.*not enough space: the checkpoint needs about"):
+        other.save(target)
+    monkeypatch.undo()
+    assert same(Jukebox.load(target).params, micro.params) and os.listdir(tmp_path) == ["ckpt"]
+
+
 def test_save_removes_leftovers_of_killed_saves_of_that_path_only(saved, micro, tmp_path):
     path = copy(saved, tmp_path / "ckpt")
     leftovers = [f"{TEMP_PREFIX}ckpt.new-abcd1234", f"{TEMP_PREFIX}ckpt.old"]

@@ -1,16 +1,20 @@
-"""`io.exclusive`: one process at a time writes an output folder; the lock goes with the
-process, killed or not; a refused command leaves no folder behind."""
+"""`io`: one process at a time writes an output folder (`exclusive`), its lock going with the
+process, killed or not, and a refused command leaving no folder behind; a full disk is an
+`OSError` naming the file, before orbax's writes (`check_space`) or during ours (`write_atomic`)."""
 
 from __future__ import annotations
 
+import errno
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from jukebox_jax import io
 from jukebox_jax.errors import InputError
-from jukebox_jax.io import LOCK_FILE, check_output_folder, exclusive
+from jukebox_jax.io import LOCK_FILE, check_output_folder, check_space, exclusive, write_atomic
 
 HOLD = """
 import sys, time
@@ -86,3 +90,25 @@ def test_a_body_that_fails_before_writing_leaves_no_folder(tmp_path):
     with pytest.raises(InputError, match="refused"), exclusive(existing, ("run.json",), "training run"):
         raise InputError("refused")
     assert existing.is_dir()  # not ours to remove
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_temporary_file(tmp_path):
+    def full(f):
+        f.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left on device") as e:
+        write_atomic(tmp_path / "codes.npz", full)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "codes.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_space_counts_the_arrays_against_the_free_bytes(tmp_path, monkeypatch):
+    arrays = {"a": np.zeros((1000, 1000), np.float32), "b": [np.zeros(500_000, np.int8)]}  # 4.5 MB
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=4_499_999))
+    with pytest.raises(OSError, match=r"not enough space: checkpoint 7 needs about 4.5 MB, 4.5 MB are free") as e:
+        check_space(tmp_path / "run" / "checkpoints", arrays, "checkpoint 7")  # not made yet: its parent's disk
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "run" / "checkpoints")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=4_500_000))
+    check_space(tmp_path / "run" / "checkpoints", arrays, "checkpoint 7")

@@ -4,6 +4,7 @@ that tell its music from noise."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import itertools
 import json
 
@@ -392,6 +393,17 @@ def test_cli(tmp_path, capsys, monkeypatch):
     (killed / f"{TEMP_PREFIX}synth.json").write_text("{")
     main(["data", "synth", "--out", str(killed), "--songs", "1", "--seconds", "1", "--no-vocals"])
     assert sorted(p.name for p in killed.iterdir()) == ["metadata.json", "songs", "synth.json"]
+
+
+def test_a_full_disk_is_one_line_saying_how_to_go_on(tmp_path, monkeypatch, capsys):
+    def full(path, *_):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("jukebox_jax.synth.dataset.write_audio", full)
+    with pytest.raises(SystemExit) as stopped:
+        main(["data", "synth", "--out", str(tmp_path / "d"), "--songs", "2", "--seconds", "1", "--no-vocals"])
+    song = tmp_path / "d" / song_path(0)
+    assert stopped.value.code == f"jukebox-jax data synth: {song}: No space left on device; free some space, then the same command goes on"
 
 
 @needs_espeak

@@ -3,7 +3,9 @@ checkpoints, bit-identical resume, metrics and the run folder's refusals."""
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -92,6 +94,16 @@ def test_run_folder_refusals(tmp_path):
         train(tmp_path / "new", 4, resume=True)
     with pytest.raises(InputError, match="steps must be at least 1"):
         RunConfig(0)
+
+
+def test_a_full_disk_stops_the_run_before_a_checkpoint_and_resume_goes_on(tmp_path, monkeypatch):
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=10))
+    with pytest.raises(OSError, match="not enough space: checkpoint 2 needs about") as e:
+        train(tmp_path, 4)
+    assert e.value.errno == errno.ENOSPC and not (tmp_path / "checkpoints" / "2").exists()
+    monkeypatch.undo()
+    np.testing.assert_array_equal(train(tmp_path, 4, resume=True).params["w"], train(tmp_path / "straight", 4).params["w"])
 
 
 def flip_a_byte(folder) -> None:

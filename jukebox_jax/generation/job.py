@@ -25,7 +25,7 @@ from jukebox_jax import integrity
 from jukebox_jax.errors import InputError, JobError
 from jukebox_jax.generation.inputs import read_codes
 from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
-from jukebox_jax.io import check_output_folder, exclusive, remove_leftovers, write_npz, write_text, write_wav
+from jukebox_jax.io import check_output_folder, exclusive, remove_leftovers, write_audio, write_npz, write_text
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels
 
@@ -236,4 +236,4 @@ def write_level_audio(jb: Jukebox, folder: Path, codes: np.ndarray, level: int) 
         return
     folder.mkdir(parents=True, exist_ok=True)
     for i, x in enumerate(audio):
-        write_wav(folder / f"sample_{i}.wav", x, jb.config.vqvae.sample_rate)
+        write_audio(folder / f"sample_{i}.wav", x, jb.config.vqvae.sample_rate)

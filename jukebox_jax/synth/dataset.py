@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from jukebox_jax.errors import InputError, JobError
-from jukebox_jax.io import check_output_folder, exclusive, remove_leftovers, write_atomic, write_text
+from jukebox_jax.io import check_output_folder, exclusive, remove_leftovers, write_audio, write_text
 from jukebox_jax.synth import vocals as vocals_module
 from jukebox_jax.synth.instruments import Drum, add_at, drum_sounds, render_notes
 from jukebox_jax.synth.score import ARTISTS, GENRES, WORDS_PER_LINE, Comping, Note, Score, compose
@@ -172,7 +172,7 @@ def _generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]]
             songs[song_path(index)] = song_metadata(song_score(config, index)[0], config)
             continue
         audio, songs[song_path(index)] = make_song(config, index)
-        write_flac(path, audio, config.sample_rate)
+        write_audio(path, audio, config.sample_rate)
     metadata = {
         "sample_rate": config.sample_rate,
         "seed": config.seed,
@@ -182,10 +182,3 @@ def _generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]]
     }
     write_text(out / METADATA_FILE, json.dumps(metadata, indent=1))
     return metadata
-
-
-def write_flac(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Writes mono float audio [n] in [-1, 1] as 16-bit FLAC."""
-    import soundfile
-
-    write_atomic(path, lambda f: soundfile.write(f, audio, sample_rate, subtype="PCM_16", format="FLAC"))
