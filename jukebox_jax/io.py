@@ -42,6 +42,11 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             raise
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path` if it exists, else its nearest parent that does."""
+    return next(p for p in (path, *path.absolute().parents) if p.exists())
+
+
 def check_space(folder: Path, arrays: Any, what: str) -> None:
     """Raises `OSError` (ENOSPC) naming `what` unless the file system of `folder` (or of its
     nearest existing parent) has room for the pytree `arrays` uncompressed: checked before the
@@ -49,7 +54,7 @@ def check_space(folder: Path, arrays: Any, what: str) -> None:
     import jax
 
     nbytes = sum(x.nbytes for x in jax.tree.leaves(arrays))
-    free = shutil.disk_usage(next(p for p in (folder, *folder.absolute().parents) if p.exists())).free
+    free = shutil.disk_usage(nearest_existing(folder)).free
     if free < nbytes:
         raise OSError(errno.ENOSPC, f"not enough space: {what} needs about {nbytes / 1e6:,.1f} MB, {free / 1e6:,.1f} MB are free", str(folder))
 
@@ -58,7 +63,7 @@ def writable_ancestor(path: Path) -> Path:
     """The nearest existing folder at or above `path`, after writing a temporary file there
     (permission bits do not tell for root, /proc or a read-only mount); raises `OSError` if
     it cannot be written, `NotADirectoryError` if it is a file."""
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    existing = nearest_existing(path)
     if not existing.is_dir():
         raise NotADirectoryError(20, "a file, not a folder", str(existing))
     try:
