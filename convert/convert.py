@@ -16,6 +16,7 @@ from flax import traverse_util
 from convert.hf_config import config_from_hf
 from convert.hps import prior_config_from_hps, vqvae_config_from_hps
 from convert.sources import (
+    VQVAE_PREFIXES,
     ConversionError,
     HFDirectory,
     OriginalFile,
@@ -207,7 +208,7 @@ def _hf_index(prior: PriorConfig) -> int:
 
 def _hf_parts(config: JukeboxConfig, state: dict[str, torch.Tensor], vqvae_prefix: str) -> JukeboxConfig:
     """The parts of a given `config` that an HF state dict holds tensors of."""
-    has_vqvae = any(k.startswith(vqvae_prefix + p) for k in state for p in ("encoders.", "decoders.", "bottleneck."))
+    has_vqvae = any(k.startswith(tuple(vqvae_prefix + p for p in VQVAE_PREFIXES)) for k in state)
     priors = tuple(p for p in config.priors if any(k.startswith(f"priors.{_hf_index(p)}.") for k in state))
     return JukeboxConfig(vqvae=config.vqvae if has_vqvae else None, priors=priors)
 
@@ -228,7 +229,7 @@ def _fill(template: dict, rows: list[Row], source: OriginalFile | HFDirectory, k
         if wanted[name].our_shape(tuple(state[name].shape)) != _slot_shape(template, wanted[name])
     ]
     if missing or unexpected or misshaped:
-        raise ConversionError(f"{path}: " + describe_mismatch(missing, unexpected, misshaped).replace("params", "checkpoint", 1))
+        raise ConversionError(f"{path}: " + describe_mismatch(missing, unexpected, misshaped, "its tensors"))
     owned = sorted(name for name, r in wanted.items() if not r.tied)
     for name, row in wanted.items():  # before anything is released
         if row.tied and name in state:

@@ -38,6 +38,12 @@ _MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # POSIX systems
 _libc = ctypes.CDLL(None) if _MADV_DONTNEED is not None else None
 
 
+# The first names of the original's tensors: a VQ-VAE's, and a prior's (`y_emb.*` and
+# `conditioner_blocks.*` come only with `prior.*`).
+VQVAE_PREFIXES = ("encoders.", "decoders.", "bottleneck.")
+PRIOR_PREFIX = "prior."
+
+
 @dataclasses.dataclass
 class OriginalFile:
     """One original checkpoint: its `hps` dict and its state dict (dense float tensors, in the
@@ -50,7 +56,7 @@ class OriginalFile:
 
     @property
     def is_vqvae(self) -> bool:
-        return any(k.startswith(("encoders.", "decoders.", "bottleneck.")) for k in self.state)
+        return any(k.startswith(VQVAE_PREFIXES) for k in self.state)
 
 
 @dataclasses.dataclass
@@ -213,6 +219,12 @@ def read_original(path: Path) -> OriginalFile:
     unprefixed = {k.removeprefix("module."): v for k, v in state.items()}
     if len(unprefixed) != len(state):
         raise ConversionError(f"{path}: the state dict holds some names both with and without DDP's 'module.' prefix")
+    if not any(k.startswith((*VQVAE_PREFIXES, PRIOR_PREFIX)) for k in unprefixed):
+        raise ConversionError(
+            f"{path}: holds no Jukebox weights (its tensors: {few(sorted(unprefixed)) or 'none'}; a VQ-VAE's names "
+            f"begin with {' or '.join(map(repr, VQVAE_PREFIXES))}, a prior's with {PRIOR_PREFIX!r}); give a "
+            "vqvae.pth.tar or prior_level_*.pth.tar of the released models"
+        )
     return OriginalFile(path, dict(hps), unprefixed, mapped)
 
 

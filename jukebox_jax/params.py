@@ -83,10 +83,14 @@ def check_params(expected: Params, params: Params) -> None:
         raise ParamsError(describe_mismatch(missing, unexpected, misshaped))
 
 
-def describe_mismatch(missing: list[str], unexpected: list[str], misshaped: list[str]) -> str:
-    parts = [
-        f"{len(xs)} {what}:\n  " + "\n  ".join(xs)
-        for what, xs in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-        if xs
-    ]
-    return "params do not fit the config; " + "\n".join(parts)
+def describe_mismatch(
+    missing: list[str], unexpected: list[str], misshaped: list[str], subject: str = "params", shown: int = 20
+) -> str:
+    """"{subject} do not fit the config; N missing: ..." listing the first `shown` of each kind."""
+
+    def listing(what: str, xs: list[str]) -> str:
+        more = [f"... and {len(xs) - shown} more"] if len(xs) > shown else []
+        return f"{len(xs)} {what}:\n  " + "\n  ".join(xs[:shown] + more)
+
+    kinds = (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+    return f"{subject} do not fit the config; " + "\n".join(listing(what, xs) for what, xs in kinds if xs)

@@ -143,6 +143,12 @@ CASES = {
         r"not a readable zip archive: File 'vqvae.pth/data/2' is encrypted",
     ),
     "state dict a list": Case(_edit(lambda c: c.update(model=list(c["model"].values()))), r"the state dict is a list, not a dict"),
+    "another model's weights": Case(
+        _edit(lambda c: c.update(model={"fc.weight": torch.ones(2, 2)})),
+        r"holds no Jukebox weights \(its tensors: fc.weight; a VQ-VAE's names begin with 'encoders\.' or "
+        r"'decoders\.' or 'bottleneck\.', a prior's with 'prior\.'\); give a vqvae.pth.tar",
+    ),
+    "no tensors": Case(_edit(lambda c: c.update(model={})), r"holds no Jukebox weights \(its tensors: none;"),
     "hps a string": Case(_edit(lambda c: c.update(hps="levels=3")), r"'hps' is a str, not a dict.*config="),
     "negative width": Case(_edit(_hps(width=-16)), r"hps width=-16: expected an integer from 1 to"),
     "zero depth": Case(_edit(_hps(depth=0)), r"hps depth=0: expected an integer from 1 to 64"),
@@ -187,6 +193,11 @@ CASES = {
         _hf(model__safetensors=_safetensors(_SAFE_F32.replace(b"F32", b"I32"), b"\0" * 16)),
         r"1 tensor not dense floating point.*w \(torch.int32\)",
         "hf/model.safetensors",
+    ),
+    "HF weights of another model": Case(
+        _hf(b'{"model_type": "jukebox"}', model__safetensors=_safetensors(_SAFE_F32, b"\0" * 16)),
+        r"its tensors do not fit the config; \d+ missing:(\n  \S+){20}\n  \.\.\. and \d+ more\n1 unexpected:\n  w$",
+        "hf",
     ),
     "index not JSON": Case(_hf(model__safetensors__index__json=b"nope"), r"not valid JSON", "hf/model.safetensors.index.json"),
     "index shard outside": Case(
