@@ -338,7 +338,7 @@ BAD = [
         {"x.wav": 900, "y.wav": 1200},
         None,
         _windows(1000),
-        r"1 songs are shorter than the window of 1000 samples \(0.06 s at 16000 Hz\): x.wav \(900\)",
+        r"1 song is shorter than the window of 1000 samples \(0.06 s at 16000 Hz\): x.wav \(900\)",
     ),
     ({"x.wav": 900}, None, _windows(100, songs=False), r"no songs to draw windows from"),
     ({}, None, data.codes_folder, r"codes folder {d} holds no .npz files; encode an audio folder into it"),

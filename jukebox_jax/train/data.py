@@ -241,8 +241,10 @@ def _check_fit(songs: tuple[Song, ...], units: list[int], window: int, what: str
         raise InputError("no songs to draw windows from; give a folder (or split) with songs")
     short = [f"{s.name} ({n})" for s, n in zip(songs, units) if n < window]
     if short:
+        who = "1 song is" if len(short) == 1 else f"{len(short)} songs are"
+        more = f" and {len(short) - 5} more" if len(short) > 5 else ""
         raise InputError(
-            f"{len(short)} songs are shorter than the window of {window} {what}: {', '.join(short[:5])}; give a shorter window or remove them"
+            f"{who} shorter than the window of {window} {what}: {', '.join(short[:5])}{more}; give a shorter window or remove them"
         )
 
 
