@@ -21,6 +21,11 @@ from jukebox_jax.errors import InputError
 
 FORMATS = "wav, flac, ogg or mp3"  # what soundfile (libsndfile >= 1.1) reads
 SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # the files of a folder of songs (`train.data`)
+# The loudest audio `encode` takes, and the loudest a file may be. Float audio is full scale at
+# 1, but decoded audio (which callers re-encode) overshoots it, by 2.4x from a random tiny model;
+# anything past this bound is almost surely integer PCM that was never scaled, whose codes
+# would be noise.
+MAX_AUDIO_PEAK = 8.0
 _MARGIN = 512  # samples at the lower of two rates read around a resampled segment: soxr's filter
 # settles in ~128 (differences < 1e-7 beyond, tests/test_audio.py), so this is 4x that
 
@@ -102,6 +107,12 @@ def load_segment(
         raise InputError(f"{what} {path} cannot be decoded ({FORMATS}): {e}") from None  # [n, channels]
     if not np.isfinite(x).all():
         raise InputError(f"{what} {path} holds NaN or infinite samples; repair the file or leave it out")
+    peak = float(np.abs(x).max(initial=0))
+    if peak > MAX_AUDIO_PEAK:
+        raise InputError(
+            f"{what} {path} peaks at {peak:.4g}: its samples are not scaled as audio (full scale 1; a float file may "
+            f"go up to {MAX_AUDIO_PEAK:g}); normalise it (e.g. sox --norm in.wav out.wav) or leave it out"
+        )
     if mono:
         x = x.mean(axis=1, keepdims=True)  # [n, 1]
     x = resample(x, rate, sample_rate)

@@ -12,14 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jukebox_jax.audio import MAX_AUDIO_PEAK
 from jukebox_jax.config import PriorConfig
 from jukebox_jax.errors import InputError
 
 _INT32 = np.iinfo(np.int32)
-# The loudest audio `encode` takes. Float audio is full scale at 1, but decoded audio (which
-# callers re-encode) overshoots it, by 2.4x from a random tiny model; anything past this bound
-# is almost surely integer PCM that was never scaled, whose codes would be noise.
-MAX_AUDIO_PEAK = 8.0
 
 
 def integer(name: str, value: Any, lo: int, hi: int = _INT32.max, note: str = "") -> int:

@@ -110,6 +110,9 @@ def bad(tmp_path_factory):
     nan = np.zeros(1000)
     nan[500] = np.nan
     soundfile.write(d / "nan.wav", nan, 44100, subtype="FLOAT")
+    loud = np.zeros(1000)
+    loud[600] = 9.0  # past audio.MAX_AUDIO_PEAK: integer PCM never scaled
+    soundfile.write(d / "loud.wav", loud, 44100, subtype="FLOAT")
     return d
 
 
@@ -140,6 +143,12 @@ BAD = [
     ),
     ("nan.wav", lambda p: audio.load_segment(p, 0, 0, 44100), r"samples \[0, 0\) asked for"),
     ("nan.wav", lambda p: audio.load(p, 44100, what="prompt audio"), r"^prompt audio {d}/nan.wav holds NaN"),
+    (
+        "loud.wav",
+        lambda p: audio.load(p, 44100),
+        r"audio {d}/loud.wav peaks at 9: its samples are not scaled as audio \(full scale 1; a float file may go up "
+        r"to 8\); normalise it",
+    ),
 ]
 
 
@@ -150,8 +159,9 @@ def test_bad_files_are_named(bad, name, call, pattern):
 
 
 def test_a_segment_clear_of_bad_samples_reads(bad):
-    """Only the decoded part is checked: the samples before the NaN are usable."""
-    assert np.array_equal(audio.load_segment(bad / "nan.wav", 0, 400, 44100), np.zeros((400, 1), np.float32))
+    """Only the decoded part is checked: the samples before the NaN or the loud one are usable."""
+    for name in ("nan.wav", "loud.wav"):
+        assert np.array_equal(audio.load_segment(bad / name, 0, 400, 44100), np.zeros((400, 1), np.float32))
 
 
 @pytest.mark.slow  # ~25 s cold: builds and samples tiny_5b

@@ -20,6 +20,7 @@ import soundfile
 from jukebox_jax import Jukebox, JukeboxConfig, cli_sample, preset, quantize, tokenizer
 from jukebox_jax.cli import main
 from jukebox_jax.config import MODEL_PRESETS, DType, Precision, WeightFormat
+from jukebox_jax.errors import InputError
 from jukebox_jax.generation.inputs import read_prompt
 from jukebox_jax.integrity import file_digest
 from jukebox_jax.io import exclusive
@@ -188,7 +189,8 @@ def test_prompt_formats_the_help_names_are_read(tmp_path, suffix):
 
 
 def test_a_float_prompt_above_full_scale_is_noted(tmp_path):
-    """A float file may hold samples beyond +-1: read as they are (no silent rescaling), with a note."""
+    """A float file may hold samples beyond +-1: read as they are (no silent rescaling), with a
+    note; past `audio.MAX_AUDIO_PEAK` it is refused, naming the file."""
     path = tmp_path / "loud.wav"
     soundfile.write(path, 3.0 * np.sin(np.arange(SR // 10) / 10.0), SR, subtype="FLOAT")
     prompt = read_prompt(path, SR, 128, 0.05)
@@ -197,6 +199,9 @@ def test_a_float_prompt_above_full_scale_is_noted(tmp_path):
     assert notices == [f"note: {path} peaks at 3, above full scale (1): it is encoded as is; scale it to +-1 if the prime sounds distorted"]
     quiet = dataclasses.replace(prompt, audio=prompt.audio / 3)
     assert cli_sample.check_prompt(quiet, path, SR, SR) == []
+    soundfile.write(path, 300.0 * np.sin(np.arange(SR // 10) / 10.0), SR, subtype="FLOAT")  # never scaled
+    with pytest.raises(InputError, match=rf"^prompt audio {re.escape(str(path))} peaks at 300: its samples are not scaled as audio"):
+        read_prompt(path, SR, 128, 0.05)
 
 
 def test_version(capsys):

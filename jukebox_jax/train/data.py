@@ -124,9 +124,9 @@ def audio_folder(root: Path, sample_rate: int | None = None) -> Folder:
 
 def check_audio(folder: Folder) -> None:
     """Decodes every song of an audio folder once, at its own rate (seconds for hours of
-    audio), so that a damaged file, or one holding NaN or infinite samples, is named before
-    training starts rather than when a window first falls in it: a run whose songs change
-    cannot resume."""
+    audio), so that a damaged file, one holding NaN or infinite samples or one not scaled as
+    audio (`audio.MAX_AUDIO_PEAK`), is named before training starts rather than when a window
+    first falls in it: a run whose songs change cannot resume."""
     for song in folder.songs:
         path = folder.root / song.name
         audio.load(path, audio.info(path).sample_rate, mono=False)
