@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jukebox_jax.errors import ConfigError
@@ -215,6 +215,18 @@ class VQVAEConfig:
 # Priors
 
 
+def repeated_names(names: Sequence[str]) -> list[str]:
+    """The names of a label table that repeat an earlier one, compared case-insensitively as
+    names are looked up (`tokenizer`): each must be one label."""
+    seen: set[str] = set()
+    repeats = []
+    for name in names:
+        if name.lower() in seen:
+            repeats.append(name)
+        seen.add(name.lower())
+    return repeats
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelConfig:
     """Artist, genre and (top level only) timing conditioning."""
@@ -237,8 +249,12 @@ class LabelConfig:
     def __post_init__(self):
         for name, bins in (("artists", self.artist_bins), ("genres", self.genre_bins)):
             names = getattr(self, name)
-            if names is not None and not (len(names) <= bins and len({n.lower() for n in names}) == len(names)):
-                raise ConfigError(f"{name}: {len(names)} names for {bins} ids, or a name twice (case-insensitively)")
+            if names is None:
+                continue
+            if len(names) > bins:
+                raise ConfigError(f"{name}: {len(names)} names for {bins} ids")
+            if repeats := repeated_names(names):
+                raise ConfigError(f"{name}: {', '.join(map(repr, repeats))} repeat an earlier name (compared case-insensitively)")
         if self.lyric_chars is not None and len(set(self.lyric_chars)) != len(self.lyric_chars):
             raise ConfigError("lyric_chars has a character twice")
 

@@ -328,6 +328,18 @@ BAD = [
         r"song 'x.wav' has lyrics of type int; give a string",
     ),
     ({"x.wav": 100}, "{", data.audio_folder, r"{d}/metadata.json cannot be read as JSON"),
+    (  # json.loads would keep the second entry silently
+        {"x.wav": 100},
+        '{"sample_rate": 16000, "songs": {"x.wav": {}, "x.wav": {}}}',
+        data.audio_folder,
+        r"{d}/metadata.json gives 'x.wav' twice in one object \(JSON keeps only the last\); give each once",
+    ),
+    (  # a name is looked up case-insensitively: "Ann" and "ann" would be one artist of two ids
+        {"x.wav": 100},
+        {**_meta_of({"x.wav": OK}), "artists": ["ann", "bo", "Ann"]},
+        data.audio_folder,
+        r"{d}/metadata.json: \"artists\" names 'Ann' more than once \(names are compared case-insensitively\)",
+    ),
     (
         {"x.wav": 100},
         {"songs": {}},

@@ -12,7 +12,8 @@ An audio folder (`audio_folder`):
        "genres": ["name", ...],                   # genre id = position in this list
        "songs": {"<path under DIR, / separated>": {"artist": "name", "genre": "name", "lyrics": "..."}}}
 
-With metadata.json every song must be listed and every listed song present; without it every
+With metadata.json every song must be listed once and every listed song present, and each name
+given once (compared case-insensitively, as names are looked up); without it every
 song is artist 0, genre 0, with no lyrics. A codes folder (`encode_folder`) mirrors it:
 `<path>.npz` per song (the audio suffix replaced) holding `level_{L}` `[1, tokens]` int32 codes
 (as `jukebox-jax sample` writes codes.npz, so `--codes` reads one), `total_length` (the song's
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from jukebox_jax import audio
+from jukebox_jax.config import repeated_names
 from jukebox_jax.errors import InputError
 from jukebox_jax.io import remove_leftovers, write_npz, write_text
 
@@ -169,6 +171,12 @@ def _folder(root: Path, sample_rate: int, lengths: dict[str, int], meta: dict | 
         raise InputError(
             f'{what} needs "artists" and "genres" (lists of names) and "songs" (an object); see jukebox_jax/train/data.py'
         )
+    for field, names in (("artists", artists), ("genres", genres)):
+        if repeats := repeated_names(names):
+            raise InputError(
+                f'{what}: "{field}" names {", ".join(map(repr, repeats))} more than once (names are compared '
+                "case-insensitively); list each once"
+            )
     unlisted, missing = sorted(set(lengths) - set(songs)), sorted(set(songs) - set(lengths))
     if unlisted or missing:
         raise InputError(
@@ -189,7 +197,7 @@ def _folder(root: Path, sample_rate: int, lengths: dict[str, int], meta: dict | 
 
 
 def _names(x: object) -> bool:
-    return isinstance(x, list) and all(isinstance(n, str) for n in x) and len(set(x)) == len(x)
+    return isinstance(x, list) and all(isinstance(n, str) for n in x)
 
 
 def _get(entry: object, key: str) -> object:
@@ -201,12 +209,28 @@ def _read_metadata(root: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path} cannot be read as JSON ({e}); fix or remove it") from None
+    except _RepeatedKey as e:
+        raise InputError(f"{path} gives {e} twice in one object (JSON keeps only the last); give each once") from None
     if not isinstance(meta, dict):
         raise InputError(f"{path} holds a {type(meta).__name__}; it must be an object (see jukebox_jax/train/data.py)")
     return meta
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object's dict, raising `_RepeatedKey` for a key given twice (a song listed twice)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(repr(key))
+        out[key] = value
+    return out
 
 
 def _read_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
