@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import time
 from pathlib import Path
 
@@ -180,6 +181,7 @@ def plan(args: argparse.Namespace) -> Plan:
     n = n_samples(args.n_samples, codes)
     start = start_codes(args.mode, codes, n, vq.levels)
     sample_length = check_length(args.seconds, args.mode, config, levels, start)
+    check_memory(n, sample_length, config)
     prompt, notices = None, []
     if args.mode == "primed":
         prompt = read_prompt(args.prompt_audio, vq.sample_rate, vq.hop_lengths[-1], args.prompt_seconds or DEFAULT_PROMPT_SECONDS)
@@ -273,7 +275,8 @@ def n_samples(asked: int | None, codes: dict[int, np.ndarray] | None) -> int:
         return asked or 1
     n = len(next(iter(codes.values())))
     if asked is not None and asked != n:
-        raise InputError(f"--n-samples {asked}: --codes holds {n} samples; leave --n-samples out to continue all of them")
+        held = "1 sample" if n == 1 else f"{n} samples"
+        raise InputError(f"--n-samples {asked}: --codes holds {held}; leave --n-samples out to continue all of them")
     return n
 
 
@@ -298,6 +301,26 @@ def check_seconds(option: str, seconds: float, config: JukeboxConfig) -> float:
     if limit is not None and seconds > limit:
         raise InputError(f"{option} {seconds:g} is past the {limit:g} s the model's timing conditioning covers; give at most {limit:g}")
     return seconds
+
+
+def check_memory(n: int, sample_length: int, config: JukeboxConfig, memory: int | None = None) -> None:
+    """Refuses a job whose codes (int64, every level) and one level's decoded audio (float32)
+    would fill more than half of `memory` (default: this machine's), before anything is built."""
+    memory = memory or _physical_memory()
+    per_sample = sum(-(-sample_length // hop) for hop in config.vqvae.hop_lengths) * 8 + sample_length * 4
+    if memory and n * per_sample > memory / 2:
+        raise InputError(
+            f"--n-samples {n}: {n} samples of {sample_length / config.vqvae.sample_rate:g} s keep about "
+            f"{n * per_sample / 1e9:,.1f} GB of codes and audio in memory, more than half of this machine's "
+            f"{memory / 1e9:,.1f} GB; draw fewer at a time (several jobs, each with its own --out)"
+        )
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None
 
 
 def check_length(seconds: float | None, mode: str, config: JukeboxConfig, levels: tuple[int, ...], start: Codes | None) -> int:

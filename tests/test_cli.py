@@ -102,6 +102,11 @@ BAD = [
     (["--song-seconds", "601"], r"--song-seconds 601 is past the 600 s"),
     (["--seconds", "0.02"], r"--seconds 0.02: the level-1 upsampler samples windows of 0.05 s; give at least that"),
     (["--n-samples", "0"], r"argument --n-samples: '0' is not a whole number >= 1"),
+    (  # refused before the plan holds a billion of anything
+        ["--n-samples", "1000000000"],
+        r"--n-samples 1000000000: 1000000000 samples of [\d.]+ s keep about [\d,]+\.\d GB of codes and audio in memory, "
+        r"more than half of this machine's [\d,.]+ GB; draw fewer at a time \(several jobs, each with its own --out\)",
+    ),
     (["--max-batch-size", "x"], r"argument --max-batch-size: 'x' is not a whole number >= 1"),
     (["--seed", "-1"], r"argument --seed: '-1' is not a whole number in \[0, 2\*\*63\)"),
     (["--temperature", "0"], r"--temperature/--top-k/--top-p: temperature must be at least 1e-06 .* use top_k=1"),
@@ -128,7 +133,7 @@ BAD = [
     (["--mode", "continue", "--codes", "{d}/range.npz"], r"level_2 holds codes in \[64, 64\]; the model's codes lie in \[0, 64\)"),
     (["--mode", "continue", "--codes", "{d}/level3.npz"], r"holds level_3, but the model has levels 0..2"),
     (["--mode", "continue", "--codes", "{d}/long.npz", "--seconds", "0.5"], r"--codes already holds 1.16 s at level 2, --seconds 0.5 no more"),
-    (["--mode", "continue", "--codes", "{d}/good.npz", "--n-samples", "3"], r"--n-samples 3: --codes holds 1 samples"),
+    (["--mode", "continue", "--codes", "{d}/good.npz", "--n-samples", "3"], r"--n-samples 3: --codes holds 1 sample;"),
     (["--mode", "upsample", "--codes", "{d}/good.npz", "--levels", "2", "1"], r"--mode upsample samples the levels below the top: give --levels without 2"),
     (["--mode", "upsample", "--codes", "{d}/good.npz", "--levels", "1", "--seconds", "1"], r"level 1 reads the level-2 codes, which cover 0.00 s of the 1.00 s"),
     (["--mode", "primed", "--prompt-audio", "{d}/missing.wav"], r"prompt audio {d}/missing.wav does not exist"),
@@ -348,6 +353,17 @@ def test_resume_removes_what_a_kill_left(tmp_path):
     main(args + ["--resume"])
     assert not any(path.exists() for path in left)
     np.testing.assert_array_equal(np.load(tmp_path / "job" / "codes.npz")["level_2"], before)
+
+
+def test_the_jobs_memory_is_bounded_by_half_the_machines():
+    """Codes of every level (int64) and one level's audio (float32): tiny_5b's hops 8, 32 and
+    128 give 8 / 8 + 8 / 32 + 8 / 128 + 4 = 5.3125 bytes per sample of audio."""
+    config = JukeboxConfig.from_preset("tiny_5b")
+    length = 128 * 1000
+    per_sample = 5.3125 * length
+    cli_sample.check_memory(100, length, config, memory=int(2 * 100 * per_sample))
+    with pytest.raises(InputError, match=r"--n-samples 101: 101 samples of 2.90249 s keep about 0.1 GB"):
+        cli_sample.check_memory(101, length, config, memory=int(2 * 100 * per_sample))
 
 
 def test_a_song_shorter_than_the_sample_is_lengthened_and_said():
