@@ -11,6 +11,7 @@ Python's. Every message names what is wrong and how to fix it.
 | `CheckpointError` | a checkpoint that is missing, unreadable, corrupted or does not fit     |
 | `ConversionError` | a PyTorch checkpoint that cannot be converted                           |
 | `JobError`        | a sampling job folder that holds another job, or cannot be written      |
+| `DivergedError`   | a training run whose loss or gradient norm became NaN or infinite       |
 """
 
 from __future__ import annotations
@@ -45,3 +46,9 @@ class ConversionError(JukeboxError, ValueError):
 
 class JobError(JukeboxError, ValueError):
     """A sampling job folder that holds a different job, or that cannot be written."""
+
+
+class DivergedError(JukeboxError, ValueError):
+    """A training step whose loss or gradient norm is NaN or infinite (a learning rate too high,
+    or bad data): the run stops before the broken parameters are saved; the message names the
+    step and the newest checkpoint."""

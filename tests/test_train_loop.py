@@ -14,7 +14,7 @@ import optax
 import pytest
 from damage import flip
 
-from jukebox_jax.errors import CheckpointError, InputError
+from jukebox_jax.errors import CheckpointError, DivergedError, InputError
 from jukebox_jax.train.loop import Run, RunConfig, TrainState, fit, new_key
 
 OPT = optax.adam(1e-2)
@@ -94,6 +94,31 @@ def test_run_folder_refusals(tmp_path):
         train(tmp_path / "new", 4, resume=True)
     with pytest.raises(InputError, match="steps must be at least 1"):
         RunConfig(0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_diverged_step_stops_the_run_before_saving_it(tmp_path, bad):
+    """Batch 2 holds a NaN or Inf target: step 3's loss is not finite and its update spreads
+    NaN through the weights; the run stops there, logging and saving nothing of it."""
+
+    def poisoned(i: int):
+        b = batches(i)
+        if i == 2:
+            b["y"][0] = bad
+        return b
+
+    run = Run(tmp_path, RunConfig(6, save_every=2))
+    run.start(SPEC, False)
+    with pytest.raises(
+        DivergedError,
+        match=rf"^step 3: loss {bad}: training diverged, and stops here; {tmp_path} keeps its checkpoint of step 2\. "
+        r"Train again with a lower --lr",
+    ):
+        fit(step, fresh(), poisoned, run)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"2"}
+    assert np.isfinite(run.restore(fresh()).params["w"]).all()
 
 
 def test_a_full_disk_stops_the_run_before_a_checkpoint_and_resume_goes_on(tmp_path, monkeypatch):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -40,7 +41,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jukebox_jax import integrity
-from jukebox_jax.errors import CheckpointError, InputError
+from jukebox_jax.errors import CheckpointError, DivergedError, InputError
 from jukebox_jax.io import check_space, write_text
 
 Batch = Mapping[str, np.ndarray]
@@ -126,6 +127,10 @@ class Run:
         options = ocp.CheckpointManagerOptions(max_to_keep=self.config.keep, create=True, enable_async_checkpointing=False)
         return ocp.CheckpointManager((self.out / CHECKPOINTS).absolute(), options=options)
 
+    def latest_step(self) -> int | None:
+        """The newest checkpoint's step (None: none saved)."""
+        return self._manager.latest_step()
+
     def start(self, spec: Mapping[str, Any], resume: bool) -> int:
         """Writes `run.json` for a new run; for `resume`, checks it and returns the newest
         checkpoint's step (0 if none). Refuses to start over a folder that holds a run."""
@@ -144,7 +149,7 @@ class Run:
                 raise InputError(
                     f"{self.out} was started with other settings ({', '.join(changed)}); resume with the same ones"
                 )
-        step = (self._manager.latest_step() if resume else None) or 0
+        step = (self.latest_step() if resume else None) or 0
         if step > self.config.steps:
             raise InputError(
                 f"{self.out} is at step {step}, past --steps {self.config.steps}: a run cannot go back (it keeps only "
@@ -243,6 +248,7 @@ def fit(
     for i in range(int(state.step), cfg.steps):
         state, metrics = jitted(state, place_batch(batches(i), mesh))
         record = {"step": i + 1, **{k: float(v) for k, v in metrics.items()}}
+        _check_finite(record, run)
         run.log(record)
         if jitted_eval is not None and cfg.eval_every and ((i + 1) % cfg.eval_every == 0 or i + 1 == cfg.steps):
             run.log(
@@ -255,6 +261,21 @@ def fit(
         if on_step is not None:
             on_step(i + 1, record)
     return state
+
+
+def _check_finite(record: dict[str, float], run: Run) -> None:
+    """Raises `DivergedError` if the step's loss or gradient norm is NaN or infinite: its update
+    has spread NaN through the parameters and the optimizer's moments, so every later step
+    would be lost too (the original trains on; we stop before saving or logging them)."""
+    bad = {k: record[k] for k in ("loss", "grad_norm") if k in record and not math.isfinite(record[k])}
+    if bad:
+        newest = run.latest_step()
+        kept = f"{run.out} keeps its checkpoint of step {newest}" if newest else f"{run.out} holds no checkpoint yet"
+        raise DivergedError(
+            f"step {record['step']}: {', '.join(f'{k} {v}' for k, v in bad.items())}: training diverged, and stops "
+            f"here; {kept}. Train again with a lower --lr or a longer --warmup, into a new --out (with --init "
+            "this run's model, to go on from its saved weights)"
+        )
 
 
 def _changed(old: Any, new: Any, path: str = "") -> list[str]:
