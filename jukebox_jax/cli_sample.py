@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, re
 from jukebox_jax.generation.job import CODES_FILE, JobSource, SampleRequest, check_job, job_record
 from jukebox_jax.generation.levels import Codes, LevelSettings
 from jukebox_jax.generation.windows import get_starts
-from jukebox_jax.io import writable_ancestor
+from jukebox_jax.io import check_memory, writable_ancestor
 from jukebox_jax.jukebox import Jukebox
 
 DESCRIPTION = (
@@ -181,7 +180,7 @@ def plan(args: argparse.Namespace) -> Plan:
     n = n_samples(args.n_samples, codes)
     start = start_codes(args.mode, codes, n, vq.levels)
     sample_length = check_length(args.seconds, args.mode, config, levels, start)
-    check_memory(n, sample_length, config)
+    check_job_memory(n, sample_length, config)
     prompt, notices = None, []
     if args.mode == "primed":
         prompt = read_prompt(args.prompt_audio, vq.sample_rate, vq.hop_lengths[-1], args.prompt_seconds or DEFAULT_PROMPT_SECONDS)
@@ -303,24 +302,13 @@ def check_seconds(option: str, seconds: float, config: JukeboxConfig) -> float:
     return seconds
 
 
-def check_memory(n: int, sample_length: int, config: JukeboxConfig, memory: int | None = None) -> None:
+def check_job_memory(n: int, sample_length: int, config: JukeboxConfig, memory: int | None = None) -> None:
     """Refuses a job whose codes (int64, every level) and one level's decoded audio (float32)
     would fill more than half of `memory` (default: this machine's), before anything is built."""
-    memory = memory or _physical_memory()
     per_sample = sum(-(-sample_length // hop) for hop in config.vqvae.hop_lengths) * 8 + sample_length * 4
-    if memory and n * per_sample > memory / 2:
-        raise InputError(
-            f"--n-samples {n}: {n} samples of {sample_length / config.vqvae.sample_rate:g} s keep about "
-            f"{n * per_sample / 1e9:,.1f} GB of codes and audio in memory, more than half of this machine's "
-            f"{memory / 1e9:,.1f} GB; draw fewer at a time (several jobs, each with its own --out)"
-        )
-
-
-def _physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
-        return None
+    seconds = sample_length / config.vqvae.sample_rate
+    what = f"--n-samples {n}: {n} samples of {seconds:g} s keep their codes and audio in"
+    check_memory(n * per_sample, 0.5, what, "draw fewer at a time (several jobs, each with its own --out)", memory)
 
 
 def check_length(seconds: float | None, mode: str, config: JukeboxConfig, levels: tuple[int, ...], start: Codes | None) -> int:

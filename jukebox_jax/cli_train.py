@@ -24,7 +24,7 @@ from jukebox_jax import checkpoint
 from jukebox_jax.cli_sample import device_mesh, positive_float, positive_int, seed
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, preset
 from jukebox_jax.errors import InputError
-from jukebox_jax.io import check_output_folder, exclusive
+from jukebox_jax.io import check_memory, check_output_folder, exclusive
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
 from jukebox_jax.prior.transformer import Remat
@@ -211,6 +211,14 @@ def _fit(args, task, folder: data.Folder, state_of, batches, eval_batches, save_
     print(f"trained {args.steps} steps -> {args.out / MODEL} (metrics: {args.out / loop.METRICS})")
 
 
+def _check_batch(batch_size: int, windows: str, window_bytes: int) -> None:
+    """Refuses a batch whose windows alone take an eighth of the machine's memory: the loop
+    holds a few batches at once (the VQ-VAE's bandwidth reads four) and a step's activations
+    are many times its batch, so such a run could only end killed for memory."""
+    what = f"--batch-size {batch_size}: a batch of {batch_size} {windows} takes"
+    check_memory(batch_size * window_bytes, 1 / 8, what, "give a smaller --batch-size")
+
+
 def _held_out(windows, batch_size: int, arrays=lambda b: b):
     """The held-out batches, all of one size (one shape to compile): at most `EVAL_BATCHES`
     whole batches of `batch_size` spread evenly over the held-out songs' windows, or one
@@ -249,6 +257,7 @@ def train_vqvae(args: argparse.Namespace) -> None:
             f"--seconds {args.seconds:g}: windows of {length} samples are shorter than the losses take "
             f"({loss.min_samples}); give --seconds {shortest / cfg.sample_rate:.3f} or more"
         )
+    _check_batch(args.batch_size, f"windows of {length} samples", length * 4)
     windows, held_windows = (
         data.AudioWindows(folder, train, length),
         data.AudioWindows(folder, held, length) if held else None,
@@ -344,6 +353,8 @@ def train_prior(args: argparse.Namespace) -> None:
     if init is not None and args.level not in [p.level for p in init.config.priors]:
         raise InputError(f"--init {args.init} holds no level-{args.level} prior")
     new = None if init is not None else _new_prior(args, base)  # checked before the songs are encoded
+    n_ctx = (new or init.config.prior(args.level)).n_ctx
+    _check_batch(args.batch_size, f"windows of {n_ctx} tokens", n_ctx * 8)  # codes and those of the level above
     folder = _codes(args, base)
     if init is not None:
         cfg, params = init.config.prior(args.level), init.params[f"prior_level_{args.level}"]

@@ -59,6 +59,26 @@ def check_space(folder: Path, arrays: Any, what: str) -> None:
         raise OSError(errno.ENOSPC, f"not enough space: {what} needs about {nbytes / 1e6:,.1f} MB, {free / 1e6:,.1f} MB are free", str(folder))
 
 
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say: no `sysconf`)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(nbytes: int, share: float, what: str, fix: str, memory: int | None = None) -> None:
+    """Raises `InputError` if `nbytes` pass `share` of `memory` (default: this machine's):
+    "{what} about X GB of memory, more than N% of this machine's Y GB; {fix}". Refuses a
+    request before it is built, where building it would end in the OS killing the process."""
+    memory = memory or physical_memory()
+    if memory and nbytes > share * memory:
+        raise InputError(
+            f"{what} about {nbytes / 1e9:,.1f} GB of memory, more than {share:.1%} of this machine's "
+            f"{memory / 1e9:,.1f} GB; {fix}"
+        )
+
+
 def writable_ancestor(path: Path) -> Path:
     """The nearest existing folder at or above `path`, after writing a temporary file there
     (permission bits do not tell for root, /proc or a read-only mount); raises `OSError` if

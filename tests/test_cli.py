@@ -104,8 +104,8 @@ BAD = [
     (["--n-samples", "0"], r"argument --n-samples: '0' is not a whole number >= 1"),
     (  # refused before the plan holds a billion of anything
         ["--n-samples", "1000000000"],
-        r"--n-samples 1000000000: 1000000000 samples of [\d.]+ s keep about [\d,]+\.\d GB of codes and audio in memory, "
-        r"more than half of this machine's [\d,.]+ GB; draw fewer at a time \(several jobs, each with its own --out\)",
+        r"--n-samples 1000000000: 1000000000 samples of [\d.]+ s keep their codes and audio in about [\d,]+\.\d GB of "
+        r"memory, more than 50.0% of this machine's [\d,.]+ GB; draw fewer at a time \(several jobs, each with its own --out\)",
     ),
     (["--max-batch-size", "x"], r"argument --max-batch-size: 'x' is not a whole number >= 1"),
     (["--seed", "-1"], r"argument --seed: '-1' is not a whole number in \[0, 2\*\*63\)"),
@@ -361,9 +361,9 @@ def test_the_jobs_memory_is_bounded_by_half_the_machines():
     config = JukeboxConfig.from_preset("tiny_5b")
     length = 128 * 1000
     per_sample = 5.3125 * length
-    cli_sample.check_memory(100, length, config, memory=int(2 * 100 * per_sample))
-    with pytest.raises(InputError, match=r"--n-samples 101: 101 samples of 2.90249 s keep about 0.1 GB"):
-        cli_sample.check_memory(101, length, config, memory=int(2 * 100 * per_sample))
+    cli_sample.check_job_memory(100, length, config, memory=int(2 * 100 * per_sample))
+    with pytest.raises(InputError, match=r"--n-samples 101: 101 samples of 2.90249 s keep their codes and audio in about 0.1 GB of memory, more than 50.0% of"):
+        cli_sample.check_job_memory(101, length, config, memory=int(2 * 100 * per_sample))
 
 
 def test_a_song_shorter_than_the_sample_is_lengthened_and_said():

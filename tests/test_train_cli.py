@@ -213,6 +213,15 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
             "--config tiny_5b is a top-level prior, but --level 0 is below the top level (2); give an upsampler structure",
         ),
         (f"train prior --level 3 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b", "--level 3: --vqvae"),
+        (  # a billion windows grew until the OS killed the process
+            f"train vqvae --data {songs} --out {tmp_path / 'g'} --config tiny_vqvae --batch-size 1000000000",
+            "--batch-size 1000000000: a batch of 1000000000 windows of 44032 samples takes about 176,128.0 GB of memory, "
+            "more than 12.5% of this machine's",
+        ),
+        (  # refused before the songs are encoded
+            f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b --batch-size 1000000000",
+            "--batch-size 1000000000: a batch of 1000000000 windows of ",
+        ),
         (  # a folder that is not a run of ours: nothing is written into it
             f"train vqvae --data {songs} --out {songs} --config tiny_vqvae",
             f"--out {songs} holds other files (",
