@@ -254,7 +254,8 @@ class LabelConfig:
             if len(names) > bins:
                 raise ConfigError(f"{name}: {len(names)} names for {bins} ids")
             if repeats := repeated_names(names):
-                raise ConfigError(f"{name}: {', '.join(map(repr, repeats))} repeat an earlier name (compared case-insensitively)")
+                verb = "repeats" if len(repeats) == 1 else "repeat"
+                raise ConfigError(f"{name}: {', '.join(map(repr, repeats))} {verb} an earlier name (compared case-insensitively)")
         if self.lyric_chars is not None and len(set(self.lyric_chars)) != len(self.lyric_chars):
             raise ConfigError("lyric_chars has a character twice")
 

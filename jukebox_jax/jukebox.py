@@ -236,9 +236,13 @@ class Jukebox:
         if not 0 < total_seconds <= longest:
             raise InputError(f"total_seconds must be in (0, {longest:g}] ({why}), got {total_seconds:g}")
         offset_seconds = checks.finite_real("offset_seconds", offset_seconds)
-        total, offset = max(round(total_seconds * rate), 1), round(offset_seconds * rate)
-        if not (0 <= offset_seconds < total_seconds and 0 <= offset < total):  # in seconds, and once rounded to samples
-            raise InputError(f"offset_seconds must be in [0, total_seconds={total_seconds:g}), got {offset_seconds:g}")
+        total = max(round(total_seconds * rate), 1)
+        outside = InputError(f"offset_seconds must be in [0, total_seconds={total_seconds:g}), got {offset_seconds:g}")
+        if not 0 <= offset_seconds < total_seconds:  # checked in seconds first: 1e303 s is no number of samples
+            raise outside
+        offset = round(offset_seconds * rate)
+        if offset >= total:  # and once rounded to samples
+            raise outside
         song = tokenizer.song_labels(cfg, total, artist, genre, lyrics, offset)
         return np.repeat(window_labels(cfg, song, 0)[None].astype(np.int32), n_samples, axis=0)
 

@@ -134,7 +134,7 @@ def test_a_models_own_tables():
         tokenizer.song_labels(cfg, 1000, "Alan Jackson", "waltz")
     with pytest.raises(tokenizer.InputError, match="lyric vocabulary has 5"):
         tokenizer.song_labels(dataclasses.replace(cfg, n_vocab=9), 1000, "Ana", "waltz", "abc")
-    with pytest.raises(ConfigError, match=r"artists: 'ANA' repeat an earlier name \(compared case-insensitively\)"):
+    with pytest.raises(ConfigError, match=r"artists: 'ANA' repeats an earlier name \(compared case-insensitively\)"):
         LabelConfig(artists=("Ana", "ANA"))
     with pytest.raises(ConfigError, match="3 names for 2 ids"):
         LabelConfig(genre_bins=2, genres=("a", "b", "c"))
