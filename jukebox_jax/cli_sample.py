@@ -295,10 +295,13 @@ def start_codes(mode: str, codes: dict[int, np.ndarray] | None, n: int, n_levels
 
 
 def check_seconds(option: str, seconds: float, config: JukeboxConfig) -> float:
-    """`seconds`, if within what the model's timing conditioning covers."""
-    limit = max_seconds(config)
-    if limit is not None and seconds > limit:
-        raise InputError(f"{option} {seconds:g} is past the {limit:g} s the model's timing conditioning covers; give at most {limit:g}")
+    """`seconds`, if within what the model's timing conditioning covers (without timing: what
+    int32 audio samples count, the labels' and codes' lengths)."""
+    limit, why = max_seconds(config), "the model's timing conditioning covers"
+    if limit is None:
+        limit, why = np.iinfo(np.int32).max // config.vqvae.sample_rate, "audio lengths count in int32 samples"
+    if seconds > limit:
+        raise InputError(f"{option} {seconds:g} is past the {limit:g} s {why}; give at most {limit:g}")
     return seconds
 
 
@@ -318,11 +321,10 @@ def check_length(seconds: float | None, mode: str, config: JukeboxConfig, levels
     hop = config.prior(max(levels)).raw_to_tokens
     if seconds is None and mode == "upsample":
         length = start[-1].shape[1] * vq.hop_lengths[-1] // hop * hop
-        seconds = length / vq.sample_rate
+        seconds = check_seconds("--seconds", length / vq.sample_rate, config)
     else:
-        seconds = DEFAULT_SECONDS if seconds is None else seconds
+        seconds = check_seconds("--seconds", DEFAULT_SECONDS if seconds is None else seconds, config)
         length = int(seconds * vq.sample_rate) // hop * hop
-    check_seconds("--seconds", seconds, config)
     if length <= 0:
         raise InputError(f"--seconds {seconds:g} is shorter than one level-{max(levels)} token ({hop} samples, {hop / vq.sample_rate:.4f} s)")
     for level in levels:

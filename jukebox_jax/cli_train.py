@@ -249,6 +249,12 @@ def train_vqvae(args: argparse.Namespace) -> None:
     data.check_audio(folder)
     train, held = folder.split(args.eval_fraction)
     hop = cfg.hop_lengths[-1]
+    longest = max(s.length for s in train)
+    if args.seconds * cfg.sample_rate > longest:
+        raise InputError(
+            f"--seconds {args.seconds:g}: windows longer than the longest song of --data ({longest / cfg.sample_rate:.2f} s); "
+            "give a shorter --seconds"
+        )
     length = max(hop, round(args.seconds * cfg.sample_rate) // hop * hop)
     loss = vqvae_train.VQVAELoss()
     if length < loss.min_samples:

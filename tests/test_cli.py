@@ -98,6 +98,7 @@ BAD = [
     (["--seconds", "0"], r"argument --seconds: 0 is not positive"),
     (["--seconds", "-1"], r"argument --seconds: -1 is not positive"),
     (["--seconds", "1e7"], r"--seconds 1e\+07 is past the 600 s the model's timing conditioning covers; give at most 600"),
+    (["--seconds", "1e306"], r"--seconds 1e\+306 is past the 600 s"),  # checked before it is multiplied: inf samples
     (["--seconds", "0.001"], r"--seconds 0.001 is shorter than one level-2 token \(128 samples"),
     (["--song-seconds", "601"], r"--song-seconds 601 is past the 600 s"),
     (["--seconds", "0.02"], r"--seconds 0.02: the level-1 upsampler samples windows of 0.05 s; give at least that"),
@@ -189,6 +190,7 @@ def test_prompt_formats_the_help_names_are_read(tmp_path, suffix):
     soundfile.write(path, 0.1 * np.sin(np.arange(SR // 10)[:, None] / [10.0, 20.0]), SR)  # 0.1 s stereo
     prompt = read_prompt(path, SR, 128, 0.05)
     assert prompt.audio.shape == (int(0.05 * SR) // 128 * 128, 1) and prompt.audio.dtype == np.float32
+    assert read_prompt(path, SR, 128, 1e306).audio.shape == (SR // 10 // 128 * 128, 1)  # all of it, not inf samples
     assert abs(prompt.file_seconds - 0.1) < 0.01 and prompt.seconds == 0.05 and prompt.digest == file_digest(path)
     assert np.abs(prompt.audio).max() > 0.01
 
@@ -353,6 +355,15 @@ def test_resume_removes_what_a_kill_left(tmp_path):
     main(args + ["--resume"])
     assert not any(path.exists() for path in left)
     np.testing.assert_array_equal(np.load(tmp_path / "job" / "codes.npz")["level_2"], before)
+
+
+def test_seconds_of_a_model_without_timing_are_bounded_by_int32_samples():
+    config = JukeboxConfig.from_preset("tiny_5b")
+    top = config.prior(2)
+    untimed = dataclasses.replace(config, priors=(dataclasses.replace(top, labels=dataclasses.replace(top.labels, timing=False)),))
+    assert cli_sample.check_seconds("--seconds", 48000.0, untimed) == 48000.0
+    with pytest.raises(InputError, match=r"--seconds 1e\+306 is past the 48695 s audio lengths count in int32 samples"):
+        cli_sample.check_seconds("--seconds", 1e306, untimed)
 
 
 def test_the_jobs_memory_is_bounded_by_half_the_machines():

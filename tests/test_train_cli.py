@@ -213,6 +213,10 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
             "--config tiny_5b is a top-level prior, but --level 0 is below the top level (2); give an upsampler structure",
         ),
         (f"train prior --level 3 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b", "--level 3: --vqvae"),
+        (  # 1e306 s of samples is inf: checked before it is multiplied
+            f"train vqvae --data {songs} --out {tmp_path / 'g'} --config tiny_vqvae --seconds 1e306",
+            "--seconds 1e+306: windows longer than the longest song of --data (",
+        ),
         (  # a billion windows grew until the OS killed the process
             f"train vqvae --data {songs} --out {tmp_path / 'g'} --config tiny_vqvae --batch-size 1000000000",
             "--batch-size 1000000000: a batch of 1000000000 windows of 44032 samples takes about 176,128.0 GB of memory, "

@@ -70,7 +70,7 @@ def read_prompt(path: Path, sample_rate: int, hop: int, seconds: float) -> Promp
     at least `hop` finite samples."""
     what = "prompt audio"
     header = audio.info(path, what=what)
-    available = min(int(seconds * sample_rate), header.length(sample_rate))
+    available = int(min(seconds * sample_rate, header.length(sample_rate)))  # in floats: seconds may be 1e306
     used = available // hop * hop
     if used == 0:
         raise InputError(
