@@ -121,6 +121,22 @@ def test_a_diverged_step_stops_the_run_before_saving_it(tmp_path, bad):
     assert np.isfinite(run.restore(fresh()).params["w"]).all()
 
 
+def test_an_update_to_nan_weights_is_not_saved(tmp_path):
+    """A step whose loss is finite but whose update is not (the last step, say): the checkpoint
+    it would write is refused, the one before kept."""
+
+    def blown(state: TrainState, batch):
+        new, metrics = step(state, batch)
+        w = jnp.where(state.step == 3, new.params["w"] / 0.0, new.params["w"])  # the last step's update
+        return new.replace(params={"w": w}), metrics
+
+    run = Run(tmp_path, RunConfig(4, save_every=2))
+    run.start(SPEC, False)
+    with pytest.raises(DivergedError, match=rf"^step 4: its update made weights NaN or infinite: .* {tmp_path} keeps its checkpoint of step 2\."):
+        fit(blown, fresh(), batches, run)
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"2"}
+
+
 def test_a_full_disk_stops_the_run_before_a_checkpoint_and_resume_goes_on(tmp_path, monkeypatch):
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=10))

@@ -248,13 +248,17 @@ def fit(
     for i in range(int(state.step), cfg.steps):
         state, metrics = jitted(state, place_batch(batches(i), mesh))
         record = {"step": i + 1, **{k: float(v) for k, v in metrics.items()}}
-        _check_finite(record, run)
+        bad = {k: record[k] for k in ("loss", "grad_norm") if k in record and not math.isfinite(record[k])}
+        if bad:
+            raise _diverged(run, i + 1, ", ".join(f"{k} {v}" for k, v in bad.items()))
         run.log(record)
         if jitted_eval is not None and cfg.eval_every and ((i + 1) % cfg.eval_every == 0 or i + 1 == cfg.steps):
             run.log(
                 {"step": i + 1, "eval": mean_metrics(jitted_eval(state, place_batch(b, mesh)) for b in eval_batches())}
             )
         if (i + 1) % cfg.save_every == 0 or i + 1 == cfg.steps:
+            if not _finite(state.params):
+                raise _diverged(run, i + 1, "its update made weights NaN or infinite")
             run.save(state)
             if on_save is not None:
                 on_save(state)
@@ -263,19 +267,25 @@ def fit(
     return state
 
 
-def _check_finite(record: dict[str, float], run: Run) -> None:
-    """Raises `DivergedError` if the step's loss or gradient norm is NaN or infinite: its update
-    has spread NaN through the parameters and the optimizer's moments, so every later step
-    would be lost too (the original trains on; we stop before saving or logging them)."""
-    bad = {k: record[k] for k in ("loss", "grad_norm") if k in record and not math.isfinite(record[k])}
-    if bad:
-        newest = run.latest_step()
-        kept = f"{run.out} keeps its checkpoint of step {newest}" if newest else f"{run.out} holds no checkpoint yet"
-        raise DivergedError(
-            f"step {record['step']}: {', '.join(f'{k} {v}' for k, v in bad.items())}: training diverged, and stops "
-            f"here; {kept}. Train again with a lower --lr or a longer --warmup, into a new --out (with --init "
-            "this run's model, to go on from its saved weights)"
-        )
+def _diverged(run: Run, step: int, what: str) -> DivergedError:
+    """The error that stops a run at `step`, whose loss, gradient or update (`what`) is NaN or
+    infinite: such an update spreads NaN through the weights and the optimizer's moments, so
+    every later step would be lost too (the original trains on; we stop before logging or
+    saving it)."""
+    newest = run.latest_step()
+    if newest:
+        kept = f"{run.out} keeps its checkpoint of step {newest}"
+        again = "into a new --out (with --init this run's model, to go on from its saved weights)"
+    else:
+        kept, again = f"{run.out} holds no checkpoint yet", "into a new --out"
+    return DivergedError(
+        f"step {step}: {what}: training diverged, and stops here; {kept}. Train again with a lower --lr or a "
+        f"longer --warmup, {again}"
+    )
+
+
+def _finite(params: Any) -> bool:
+    return bool(jax.tree.reduce(lambda ok, x: ok & jnp.isfinite(x).all(), params, jnp.bool_(True)))
 
 
 def _changed(old: Any, new: Any, path: str = "") -> list[str]:

@@ -28,6 +28,8 @@ import optax
 
 from jukebox_jax.errors import ConfigError
 
+_FLOAT32_MAX = float(jnp.finfo(jnp.float32).max)
+
 Params = Any  # a pytree of float arrays
 Trainable = Params | Callable[[Params], Params] | None  # a pytree of Python bools over the params
 
@@ -58,7 +60,7 @@ class OptimConfig:
 
     def __post_init__(self):
         checks = [
-            ("lr", self.lr >= 0, "a learning rate >= 0"),
+            ("lr", 0 <= self.lr <= _FLOAT32_MAX, f"a learning rate in [0, {_FLOAT32_MAX:.3g}] (it is float32)"),
             ("lr_warmup", self.lr_warmup >= 0, "a number of steps >= 0 (0: no warmup)"),
             ("lr_decay", self.lr_decay > 0, "a number of steps > 0 (1e10: no decay)"),
             ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
