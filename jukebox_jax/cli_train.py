@@ -321,8 +321,10 @@ def _codes(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
                 "folder as --data to encode it with this one, or the --vqvae the codes were made with"
             )
         return folder
-    if base is None or base.config.vqvae is None:
+    if base is None:
         raise InputError(f"--data {args.data} holds audio: give --vqvae, a checkpoint with the VQ-VAE that encodes it")
+    if base.config.vqvae is None:
+        raise InputError(f"--vqvae {args.vqvae} holds no VQ-VAE to encode --data {args.data}; give a checkpoint with one")
     from tqdm import tqdm
 
     with tqdm(unit="song", desc="encoding") as bar:

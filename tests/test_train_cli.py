@@ -19,7 +19,7 @@ import pytest
 import soundfile
 from cli_process import cpu_env, run_cli
 
-from jukebox_jax import Jukebox, default, tokenizer
+from jukebox_jax import Jukebox, JukeboxConfig, default, tokenizer
 from jukebox_jax.cli import main
 from jukebox_jax.io import exclusive
 from jukebox_jax.synth.dataset import SynthConfig, generate
@@ -180,6 +180,9 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
     damaged = tmp_path / "damaged"
     shutil.copytree(songs, damaged, ignore=shutil.ignore_patterns("*.json"))  # songs without labels
     soundfile.write(damaged / "nan.wav", np.full(16000, np.nan, np.float32), 16000, subtype="FLOAT")
+    priors_only = tmp_path / "priors_only"
+    top = JukeboxConfig.from_preset("tiny_5b").prior(2)
+    Jukebox.init(JukeboxConfig(priors=(top,)), jax.random.key(0)).save(priors_only)  # no VQ-VAE
     cases = [
         (  # named before the first step, not when a window first falls in it
             f"train vqvae --data {damaged} --out {tmp_path / 'g'} --config tiny_vqvae",
@@ -192,6 +195,10 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
             "--seconds 0.01: windows of 384 samples are shorter than the losses take (2048); give --seconds 0.046 or more",
         ),
         (f"train prior --level 2 --data {songs} --out {tmp_path / 'c'} --config tiny_5b", "holds audio: give --vqvae"),
+        (
+            f"train prior --level 2 --data {songs} --vqvae {priors_only} --init {priors_only} --out {tmp_path / 'c'}",
+            f"--vqvae {priors_only} holds no VQ-VAE to encode --data {songs}; give a checkpoint with one",
+        ),
         (
             f"train prior --level 1 --data {songs} --vqvae {vqvae} --init {vqvae} --out {tmp_path / 'd'}",
             "holds no level-1 prior",
