@@ -69,14 +69,16 @@ def physical_memory() -> int | None:
 
 def check_memory(nbytes: int, share: float, what: str, fix: str, memory: int | None = None) -> None:
     """Raises `InputError` if `nbytes` pass `share` of `memory` (default: this machine's):
-    "{what} about X GB of memory, more than N% of this machine's Y GB; {fix}". Refuses a
-    request before it is built, where building it would end in the OS killing the process."""
+    "{what} about X GB of memory, more than N% of this machine's Y GB; {fix}" (MB below 1 GB).
+    Refuses a request before it is built, where building it would end in the OS killing the
+    process."""
     memory = memory or physical_memory()
     if memory and nbytes > share * memory:
-        raise InputError(
-            f"{what} about {nbytes / 1e9:,.1f} GB of memory, more than {share:.1%} of this machine's "
-            f"{memory / 1e9:,.1f} GB; {fix}"
-        )
+        raise InputError(f"{what} about {_size(nbytes)} of memory, more than {share:.1%} of this machine's {_size(memory)}; {fix}")
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / 1e9:,.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:,.1f} MB"
 
 
 def writable_ancestor(path: Path) -> Path:

@@ -21,7 +21,7 @@ from jukebox_jax import Jukebox, JukeboxConfig, cli_sample, preset, quantize, to
 from jukebox_jax.cli import main
 from jukebox_jax.config import MODEL_PRESETS, DType, Precision, WeightFormat
 from jukebox_jax.errors import InputError
-from jukebox_jax.generation.inputs import read_prompt
+from jukebox_jax.generation.inputs import read_codes, read_prompt
 from jukebox_jax.integrity import file_digest
 from jukebox_jax.io import exclusive
 
@@ -366,6 +366,18 @@ def test_seconds_of_a_model_without_timing_are_bounded_by_int32_samples():
         cli_sample.check_seconds("--seconds", 1e306, untimed)
 
 
+def test_codes_that_unpack_past_half_the_memory_are_refused_unread(tmp_path, monkeypatch):
+    """A codes file is sized by its zip directory before np.load unpacks it (a small .npz of
+    zeros may unpack to more than the machine holds)."""
+    path = tmp_path / "codes.npz"
+    np.savez_compressed(path, level_2=np.zeros((1, 100_000), np.int64))  # 800 kB unpacked, a few kB packed
+    monkeypatch.setattr("jukebox_jax.io.physical_memory", lambda: 1_000_000)
+    with pytest.raises(InputError, match=rf"codes file {re.escape(str(path))} unpacks to about 0.8 MB of memory, more than 50.0% of this machine's 1.0 MB; give the codes.npz"):
+        read_codes(path, 3, 64)
+    monkeypatch.setattr("jukebox_jax.io.physical_memory", lambda: 2_000_000)
+    assert read_codes(path, 3, 64)[2].shape == (1, 100_000)
+
+
 def test_the_jobs_memory_is_bounded_by_half_the_machines():
     """Codes of every level (int64) and one level's audio (float32): tiny_5b's hops 8, 32 and
     128 give 8 / 8 + 8 / 32 + 8 / 128 + 4 = 5.3125 bytes per sample of audio."""
@@ -373,7 +385,7 @@ def test_the_jobs_memory_is_bounded_by_half_the_machines():
     length = 128 * 1000
     per_sample = 5.3125 * length
     cli_sample.check_job_memory(100, length, config, memory=int(2 * 100 * per_sample))
-    with pytest.raises(InputError, match=r"--n-samples 101: 101 samples of 2.90249 s keep their codes and audio in about 0.1 GB of memory, more than 50.0% of"):
+    with pytest.raises(InputError, match=r"--n-samples 101: 101 samples of 2.90249 s keep their codes and audio in about 68.7 MB of memory, more than 50.0% of"):
         cli_sample.check_job_memory(101, length, config, memory=int(2 * 100 * per_sample))
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from jukebox_jax import audio, integrity
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import InputError
+from jukebox_jax.io import check_memory
 
 AUDIO_FORMATS = audio.FORMATS
 
@@ -27,6 +28,9 @@ def read_codes(path: Path, levels: int, l_bins: int) -> dict[int, np.ndarray]:
     _check_file(path, what)
     if not zipfile.is_zipfile(path):
         raise InputError(f"{what} is not an .npz archive; give the codes.npz an earlier run wrote")
+    with zipfile.ZipFile(path) as z:  # what its arrays unpack to, before they are unpacked
+        unpacked = sum(info.file_size for info in z.infolist())
+    check_memory(unpacked, 0.5, f"{what} unpacks to", "give the codes.npz an earlier run wrote")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
