@@ -56,7 +56,7 @@ def check_space(folder: Path, arrays: Any, what: str) -> None:
     nbytes = sum(x.nbytes for x in jax.tree.leaves(arrays))
     free = shutil.disk_usage(nearest_existing(folder)).free
     if free < nbytes:
-        raise OSError(errno.ENOSPC, f"not enough space: {what} needs about {nbytes / 1e6:,.1f} MB, {free / 1e6:,.1f} MB are free", str(folder))
+        raise OSError(errno.ENOSPC, f"not enough space: {what} needs about {_size(nbytes)}, {_size(free)} are free", str(folder))
 
 
 def physical_memory() -> int | None:
