@@ -185,6 +185,8 @@ def _fit(args, task, folder: data.Folder, state_of, batches, eval_batches, save_
     run = loop.Run(args.out, loop.RunConfig(args.steps, args.save_every, args.eval_every, seed=args.seed))
     spec = _spec(args, task=json.dumps(dataclasses.asdict(task), default=str), **{"songs in --data": folder.fingerprint()})
     start = run.start(spec, args.resume)
+    if args.resume and not start:
+        print(f"note: {args.out} holds no checkpoint to resume from (killed before its first?): training from step 0")
     state = run.restore(state_of()) if start else state_of()
     if eval_batches is None and args.eval_every:
         print(f"note: no song of --data {args.data} is held out (--eval-fraction {args.eval_fraction:g}): no evaluation")

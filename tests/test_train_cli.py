@@ -157,8 +157,9 @@ def test_fine_tune_a_converted_prior_on_new_artists(songs, fixtures, tmp_path):
 def test_nothing_held_out_trains_without_evaluation_and_resumes_on_its_songs_only(songs, tmp_path, capsys):
     """`--eval-fraction 0` (or a one-song folder) holds no song out: the run says so, trains to
     its last step and writes its model, without evaluation rows (it crashed at the first; a
-    prior's run goes through the same `_fit` and `loop.fit`). `--resume` refuses a folder whose
-    songs changed since (here a plain folder of audio files, one of them then deleted)."""
+    prior's run goes through the same `_fit` and `loop.fit`). `--resume` without a checkpoint
+    starts over and says so; it refuses a folder whose songs changed since (here a plain folder
+    of audio files, one of them then deleted)."""
     plain = tmp_path / "plain"
     plain.mkdir()
     for song in sorted((songs / "songs").iterdir()):
@@ -168,6 +169,10 @@ def test_nothing_held_out_trains_without_evaluation_and_resumes_on_its_songs_onl
     cli(f"{command} --steps 2")
     assert f"note: no song of --data {plain} is held out (--eval-fraction 0): no evaluation" in capsys.readouterr().out
     assert [r["step"] for r in metrics(out)] == [1, 2] and (out / "model" / "config.json").is_file()
+    shutil.rmtree(out / "checkpoints")  # as if killed before its first checkpoint: --resume starts over, and says so
+    cli(f"{command} --steps 2 --resume")
+    assert f"note: {out} holds no checkpoint to resume from (killed before its first?): training from step 0" in capsys.readouterr().out
+    assert [r["step"] for r in metrics(out)] == [1, 2]
     min(plain.iterdir()).unlink()
     with pytest.raises(SystemExit):
         cli(f"{command} --steps 3 --resume")
