@@ -299,9 +299,17 @@ def test_resume_and_refuse(tmp_path):
 
 
 def test_bad_input():
-    for bad in ({"songs": 0}, {"songs": 10**8}, {"seconds": 0.5}, {"sample_rate": 100}, {"seed": -1}):
-        with pytest.raises(InputError, match=r"give songs in \[1, 99999\]"):
-            SynthConfig(**bad)
+    cases = {
+        "songs": (0, r"songs 0 \(give 1 to 99999\)"),
+        "seconds": (0.5, r"seconds 0.5 \(give 1 to 600\)"),
+        "sample_rate": (100, r"sample_rate 100 \(give 4000 to 48000\)"),
+        "seed": (-1, r"seed -1 \(give 0 or more\)"),
+    }
+    for name, (value, message) in cases.items():  # only what is out of range is named
+        with pytest.raises(InputError, match=rf"^synth: {message}$"):
+            SynthConfig(**{name: value})
+    with pytest.raises(InputError, match=r"^synth: songs 100000000 \(give 1 to 99999\); seconds 1e\+306 \(give 1 to 600\)$"):
+        SynthConfig(songs=10**8, seconds=1e306)
     with pytest.raises(InputError, match="at least 2 s"):
         describe(np.zeros(SR), SR)
     with pytest.raises(InputError, match="at least one"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,12 +60,14 @@ class SynthConfig:
     comping: Comping = Comping.BAR
 
     def __post_init__(self):
-        shortest, longest = SONG_SECONDS
-        if not 1 <= self.songs <= MAX_SONGS or not shortest <= self.seconds <= longest or not 4000 <= self.sample_rate <= 48000 or self.seed < 0:
-            raise InputError(
-                f"synth: songs {self.songs}, seconds {self.seconds:g}, sample_rate {self.sample_rate}, seed {self.seed}: "
-                f"give songs in [1, {MAX_SONGS}], seconds in [{shortest:g}, {longest:g}], sample_rate in [4000, 48000] and seed >= 0"
-            )
+        limits = {"songs": (1, MAX_SONGS), "seconds": SONG_SECONDS, "sample_rate": (4000, 48000), "seed": (0, math.inf)}
+        bad = []
+        for name, (lo, hi) in limits.items():
+            value = getattr(self, name)
+            if not lo <= value <= hi:
+                bad.append(f"{name} {value} (give {lo:g} or more)" if hi == math.inf else f"{name} {value} (give {lo:g} to {hi:g})")
+        if bad:
+            raise InputError(f"synth: {'; '.join(bad)}")
 
 
 def song_path(index: int) -> str:
