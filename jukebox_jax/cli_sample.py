@@ -22,6 +22,7 @@ from jukebox_jax.generation.levels import Codes, LevelSettings
 from jukebox_jax.generation.windows import get_starts
 from jukebox_jax.io import check_memory, writable_ancestor
 from jukebox_jax.jukebox import Jukebox
+from jukebox_jax.labels import int32_seconds
 
 DESCRIPTION = (
     "Sample music window by window, from the top level down, into --out: a job folder that --resume continues after an "
@@ -299,7 +300,7 @@ def check_seconds(option: str, seconds: float, config: JukeboxConfig) -> float:
     int32 audio samples count, the labels' and codes' lengths)."""
     limit, why = max_seconds(config), "the model's timing conditioning covers"
     if limit is None:
-        limit, why = np.iinfo(np.int32).max // config.vqvae.sample_rate, "audio lengths count in int32 samples"
+        limit, why = int32_seconds(config.vqvae.sample_rate), "audio lengths count in int32 samples"
     if seconds > limit:
         raise InputError(f"{option} {seconds:g} is past the {limit:g} s {why}; give at most {limit:g}")
     return seconds

@@ -27,7 +27,7 @@ from jax.sharding import Mesh
 from jukebox_jax import checkpoint, checks, integrity, prior, sharding, tokenizer
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, WeightFormat
 from jukebox_jax.errors import InputError
-from jukebox_jax.labels import window_labels
+from jukebox_jax.labels import int32_seconds, window_labels
 from jukebox_jax.params import Params, cast, init_params
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
 from jukebox_jax.quantize import config_with_weights, quantize_params
@@ -231,7 +231,7 @@ class Jukebox:
         if cfg.labels and cfg.labels.timing:
             longest, why = cfg.labels.max_duration, f"the level-{cfg.level} prior's timing covers songs up to {cfg.labels.max_duration:g} s"
         else:
-            longest, why = np.iinfo(np.int32).max // rate, "labels hold lengths as int32 audio samples"
+            longest, why = int32_seconds(rate), "labels hold lengths as int32 audio samples"
         total_seconds = checks.finite_real("total_seconds", total_seconds)
         if not 0 < total_seconds <= longest:
             raise InputError(f"total_seconds must be in (0, {longest:g}] ({why}), got {total_seconds:g}")

@@ -28,6 +28,11 @@ class SongLabels:
     offset: int = 0  # where the sampled audio starts in the song
 
 
+def int32_seconds(sample_rate: int) -> int:
+    """The longest song, in whole seconds, whose length in samples at `sample_rate` is an int32."""
+    return np.iinfo(np.int32).max // sample_rate
+
+
 def relevant_lyric_tokens(full: tuple[int, ...], n_tokens: int, total_length: int, offset: int, duration: int) -> tuple[list[int], list[int]]:
     """The `n_tokens` lyric tokens for audio `[offset, offset + duration)` of a song of
     `total_length` samples, chosen linearly around the window's midpoint; short lyrics are
