@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from jukebox_jax import checkpoint
-from jukebox_jax.cli_sample import device_mesh, positive_float, positive_int, seed
+from jukebox_jax.cli_sample import device_mesh, finite_float, positive_float, positive_int, seed
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, preset
 from jukebox_jax.errors import InputError
 from jukebox_jax.io import check_memory, check_output_folder, exclusive
@@ -59,7 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
         x.add_argument("--steps", type=positive_int, default=1000, help="optimizer steps in all (default: %(default)s)")
         x.add_argument("--batch-size", type=positive_int, default=8, help="windows per step (default: %(default)s)")
         x.add_argument("--lr", type=positive_float, default=3e-4, help="peak learning rate (default: %(default)g)")
-        x.add_argument("--warmup", type=float, default=100.0, help="learning-rate warmup steps (default: %(default)g)")
+        x.add_argument(
+            "--warmup", type=finite_float, default=100.0, help="learning-rate warmup steps (default: %(default)g)"
+        )
         x.add_argument(
             "--linear-decay",
             type=positive_int,
@@ -67,13 +69,13 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
         )
         x.add_argument(
             "--weight-decay",
-            type=float,
+            type=finite_float,
             default=0.0,
             help="the original's weight decay (its README trains with 0.01; default: %(default)g)",
         )
         x.add_argument(
             "--ema",
-            type=float,
+            type=finite_float,
             help="also keep an EMA of the weights with this decay, e.g. 0.999 (saved in the checkpoints)",
         )
         x.add_argument(
@@ -86,7 +88,7 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
             help="evaluate on the held-out songs every N steps; 0 never (default: %(default)s)",
         )
         x.add_argument(
-            "--eval-fraction", type=float, default=0.1, help="share of the songs held out (default: %(default)g)"
+            "--eval-fraction", type=finite_float, default=0.1, help="share of the songs held out (default: %(default)g)"
         )
         x.add_argument(
             "--seed", type=seed, default=0, help="seed of the init, the windows and every draw (default: %(default)s)"
@@ -183,13 +185,17 @@ def _fit(args, task, folder: data.Folder, state_of, batches, eval_batches, save_
     import jax
 
     run = loop.Run(args.out, loop.RunConfig(args.steps, args.save_every, args.eval_every, seed=args.seed))
-    spec = _spec(args, task=json.dumps(dataclasses.asdict(task), default=str), **{"songs in --data": folder.fingerprint()})
+    spec = _spec(
+        args, task=json.dumps(dataclasses.asdict(task), default=str), **{"songs in --data": folder.fingerprint()}
+    )
     start = run.start(spec, args.resume)
     if args.resume and not start:
         print(f"note: {args.out} holds no checkpoint to resume from (killed before its first?): training from step 0")
     state = run.restore(state_of()) if start else state_of()
     if eval_batches is None and args.eval_every:
-        print(f"note: no song of --data {args.data} is held out (--eval-fraction {args.eval_fraction:g}): no evaluation")
+        print(
+            f"note: no song of --data {args.data} is held out (--eval-fraction {args.eval_fraction:g}): no evaluation"
+        )
     bar, on_step = _progress(args.steps, int(state.step))
     try:
         state = loop.fit(
@@ -317,7 +323,9 @@ def _codes(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
     if any(args.data.rglob("*.npz")):
         folder = data.codes_folder(args.data)
         vq = base.config.vqvae if base else None
-        if vq is not None and (folder.sample_rate != vq.sample_rate or folder.vqvae not in (None, base.vqvae_fingerprint())):
+        if vq is not None and (
+            folder.sample_rate != vq.sample_rate or folder.vqvae not in (None, base.vqvae_fingerprint())
+        ):
             raise InputError(
                 f"--data {args.data} holds codes another VQ-VAE made than --vqvae {args.vqvae}'s; give the audio "
                 "folder as --data to encode it with this one, or the --vqvae the codes were made with"
@@ -326,7 +334,9 @@ def _codes(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
     if base is None:
         raise InputError(f"--data {args.data} holds audio: give --vqvae, a checkpoint with the VQ-VAE that encodes it")
     if base.config.vqvae is None:
-        raise InputError(f"--vqvae {args.vqvae} holds no VQ-VAE to encode --data {args.data}; give a checkpoint with one")
+        raise InputError(
+            f"--vqvae {args.vqvae} holds no VQ-VAE to encode --data {args.data}; give a checkpoint with one"
+        )
     from tqdm import tqdm
 
     with tqdm(unit="song", desc="encoding") as bar:
@@ -345,12 +355,16 @@ def _new_prior(args: argparse.Namespace, base: Jukebox | None) -> PriorConfig:
         if not 0 <= args.level <= top:
             raise InputError(f"--level {args.level}: --vqvae {args.vqvae} has levels 0 to {top}")
         if (priors[0].conditioner is None) != (args.level == top):
-            kind = "an upsampler (it reads the codes of the level above)" if priors[0].conditioner else "a top-level prior"
+            kind = (
+                "an upsampler (it reads the codes of the level above)" if priors[0].conditioner else "a top-level prior"
+            )
             if args.level == top:
                 where, want = "the top level", "a top-level structure (e.g. small_top)"
             else:
                 where, want = f"below the top level ({top})", "an upsampler structure (e.g. small_upsampler_level_1)"
-            raise InputError(f"--config {args.config} is {kind}, but --level {args.level} is {where}; give {want}, or another --level")
+            raise InputError(
+                f"--config {args.config} is {kind}, but --level {args.level} is {where}; give {want}, or another --level"
+            )
     return dataclasses.replace(priors[0], level=args.level)
 
 

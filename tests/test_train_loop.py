@@ -94,6 +94,8 @@ def test_run_folder_refusals(tmp_path):
         train(tmp_path / "new", 4, resume=True)
     with pytest.raises(InputError, match="steps must be at least 1"):
         RunConfig(0)
+    with pytest.raises(InputError, match="past 2147483647"):
+        RunConfig(2**31)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

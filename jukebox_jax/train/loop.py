@@ -52,6 +52,7 @@ CHECKPOINTS = "checkpoints"
 DIGESTS = "digests.json"
 DAMAGED = "damaged"
 METRICS = "metrics.jsonl"
+MAX_STEPS = 2**31 - 1  # the optimizer counts its steps in int32
 
 
 @flax.struct.dataclass
@@ -86,6 +87,8 @@ class RunConfig:
         for name in ("steps", "save_every", "keep"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.steps > MAX_STEPS:
+            raise InputError(f"steps {self.steps} is past {MAX_STEPS}, the most the optimizer's int32 count holds")
         if self.eval_every < 0:
             raise InputError(f"eval_every must be 0 (never) or positive, got {self.eval_every}")
 
@@ -124,7 +127,9 @@ class Run:
     def _open(self):
         import orbax.checkpoint as ocp
 
-        options = ocp.CheckpointManagerOptions(max_to_keep=self.config.keep, create=True, enable_async_checkpointing=False)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=self.config.keep, create=True, enable_async_checkpointing=False
+        )
         return ocp.CheckpointManager((self.out / CHECKPOINTS).absolute(), options=options)
 
     def latest_step(self) -> int | None:

@@ -66,7 +66,12 @@ class OptimConfig:
             ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
             ("beta2", 0 <= self.beta2 < 1, "in [0, 1)"),
             ("eps", self.eps > 0, "> 0"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            (
+                "weight_decay",
+                self.weight_decay >= 0 and self.weight_decay * self.lr * self.lr_scale < 1,
+                f">= 0 with lr x weight_decay < 1 (lr {self.lr * self.lr_scale:g}; a step scales every weight"
+                " by 1 - lr x weight_decay)",
+            ),
             ("clip", self.clip > 0, "a gradient norm > 0"),
             ("ignore_grad_norm", self.ignore_grad_norm >= 0, "a gradient norm >= 0 (0: never skip)"),
             ("ema_mu", self.ema_mu is None or 0 < self.ema_mu < 1, "None (no EMA) or in (0, 1)"),
