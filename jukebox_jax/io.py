@@ -8,7 +8,9 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+import zipfile
+import zlib
+from collections.abc import Callable, Collection, Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import IO, Any
@@ -56,7 +58,9 @@ def check_space(folder: Path, arrays: Any, what: str) -> None:
     nbytes = sum(x.nbytes for x in jax.tree.leaves(arrays))
     free = shutil.disk_usage(nearest_existing(folder)).free
     if free < nbytes:
-        raise OSError(errno.ENOSPC, f"not enough space: {what} needs about {_size(nbytes)}, {_size(free)} are free", str(folder))
+        raise OSError(
+            errno.ENOSPC, f"not enough space: {what} needs about {_size(nbytes)}, {_size(free)} are free", str(folder)
+        )
 
 
 def physical_memory() -> int | None:
@@ -74,7 +78,9 @@ def check_memory(nbytes: int, share: float, what: str, fix: str, memory: int | N
     process."""
     memory = memory or physical_memory()
     if memory and nbytes > share * memory:
-        raise InputError(f"{what} about {_size(nbytes)} of memory, more than {share:.1%} of this machine's {_size(memory)}; {fix}")
+        raise InputError(
+            f"{what} about {_size(nbytes)} of memory, more than {share:.1%} of this machine's {_size(memory)}; {fix}"
+        )
 
 
 def _size(nbytes: float) -> str:
@@ -178,3 +184,24 @@ def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def read_npz(
+    path: Path, what: str, fix: str, keys: Collection[str] | None = None, optional: Collection[str] = ()
+) -> dict[str, np.ndarray]:
+    """The arrays `keys` (None: all) of the `.npz` at `path`, and those of `optional` it holds,
+    read without pickles. A file that is no `.npz`, is damaged, lacks one of `keys` or would
+    unpack past half of this machine's memory (checked before unpacking) is an `InputError`:
+    "{what} ...; {fix}"."""
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{what} is not an .npz archive; {fix}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            check_memory(sum(info.file_size for info in z.infolist()), 0.5, f"{what} unpacks to", fix)
+        with np.load(path, allow_pickle=False) as npz:
+            if missing := [k for k in keys or () if k not in npz.files]:
+                raise InputError(f"{what} lacks the arrays {missing} (it has {npz.files}); {fix}")
+            names = npz.files if keys is None else [*keys, *(k for k in optional if k in npz.files)]
+            return {name: npz[name] for name in names}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise InputError(f"{what} cannot be read ({e}); {fix}") from None

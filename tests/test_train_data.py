@@ -239,6 +239,30 @@ def test_codes_windows_refuse_what_does_not_fit(encoded):
     ]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "bad CRC", "not npz", "no header"])
+def test_a_damaged_codes_file_is_named(encoded, tmp_path, damage):
+    """A killed copy, a flipped bit or a stray file among the codes: `codes_folder` names it
+    and the fix (it raised zipfile's BadZipFile for a truncated file)."""
+    _, _, out, _, _ = encoded
+    folder = tmp_path / "codes"
+    shutil.copytree(out, folder)
+    path = folder / "three.npz"
+    raw = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "bad CRC":  # the last byte of total_length, stored just before hop_lengths' 30-byte header
+        at = raw.index(b"hop_lengths.npy") - 31
+        path.write_bytes(raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1 :])
+    elif damage == "not npz":
+        path.write_bytes(b"\x93NUMPY" + bytes(100))
+    else:
+        np.savez(path, level_0=np.zeros((1, 4), np.int32))
+    why = {"truncated": "is not an .npz archive", "bad CRC": r"cannot be read \(Bad CRC-32", "not npz": "is not an .npz archive",
+           "no header": r"lacks the arrays \['total_length', 'hop_lengths', 'sample_rate'\] \(it has \['level_0'\]\)"}[damage]  # fmt: skip
+    with pytest.raises(InputError, match=rf"codes file {re.escape(str(path))} {why}.*; delete it and encode it again"):
+        data.codes_folder(folder)
+
+
 def test_encode_folder_resumes(encoded):
     jb, source, out, _, _ = encoded
     first = data.codes_name(data.audio_folder(source).songs[0].name)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ import numpy as np
 from jukebox_jax import audio, integrity
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import InputError
-from jukebox_jax.io import check_memory
+from jukebox_jax.io import read_npz
 
 AUDIO_FORMATS = audio.FORMATS
 
@@ -26,19 +24,12 @@ def read_codes(path: Path, levels: int, l_bins: int) -> dict[int, np.ndarray]:
     levels `0..levels-1` only. Returns `{level: int64 codes}`."""
     what = f"codes file {path}"
     _check_file(path, what)
-    if not zipfile.is_zipfile(path):
-        raise InputError(f"{what} is not an .npz archive; give the codes.npz an earlier run wrote")
-    with zipfile.ZipFile(path) as z:  # what its arrays unpack to, before they are unpacked
-        unpacked = sum(info.file_size for info in z.infolist())
-    check_memory(unpacked, 0.5, f"{what} unpacks to", "give the codes.npz an earlier run wrote")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise InputError(f"{what} cannot be read ({e}); give the codes.npz an earlier run wrote") from None
+    arrays = read_npz(path, what, "give the codes.npz an earlier run wrote")
     found = {int(m.group(1)): name for name in arrays if (m := re.fullmatch(r"level_(\d+)", name))}
     if not found:
-        raise InputError(f"{what} holds no level_* arrays (it has {sorted(arrays) or 'nothing'}); give the codes.npz an earlier run wrote")
+        raise InputError(
+            f"{what} holds no level_* arrays (it has {sorted(arrays) or 'nothing'}); give the codes.npz an earlier run wrote"
+        )
     if max(found) >= levels:
         raise InputError(f"{what} holds {found[max(found)]}, but the model has levels 0..{levels - 1}")
     codes = {level: _check_codes(arrays[name], f"{what}: {name}", l_bins) for level, name in sorted(found.items())}

@@ -37,7 +37,7 @@ import numpy as np
 from jukebox_jax import audio
 from jukebox_jax.config import repeated_names
 from jukebox_jax.errors import InputError
-from jukebox_jax.io import remove_leftovers, write_npz, write_text
+from jukebox_jax.io import read_npz, remove_leftovers, write_npz, write_text
 
 if TYPE_CHECKING:
     from jukebox_jax.jukebox import Jukebox
@@ -234,15 +234,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
 
 
 def _read_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in keys} | {k: npz[k] for k in optional if k in npz.files}
-    except KeyError as e:
-        raise InputError(f"codes file {path} lacks {e}; encode it again (encode_folder)") from None
-    except (OSError, ValueError, EOFError) as e:
-        raise InputError(
-            f"codes file {path} cannot be read ({e}); delete it and encode it again (encode_folder)"
-        ) from None
+    return read_npz(path, f"codes file {path}", "delete it and encode it again (encode_folder)", keys, optional)
 
 
 # -- windows ------------------------------------------------------------------------------
