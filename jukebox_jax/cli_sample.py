@@ -17,7 +17,7 @@ from jukebox_jax import checkpoint, default
 from jukebox_jax.config import MODEL_PRESETS, DType, JukeboxConfig, WeightFormat
 from jukebox_jax.errors import CheckpointError, InputError
 from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, read_codes, read_prompt
-from jukebox_jax.generation.job import CODES_FILE, JobSource, SampleRequest, check_job, job_record
+from jukebox_jax.generation.job import CODES_FILE, JobSource, Mode, SampleRequest, check_job, job_record
 from jukebox_jax.generation.levels import Codes, LevelSettings
 from jukebox_jax.generation.windows import get_starts
 from jukebox_jax.io import check_memory, writable_ancestor
@@ -28,7 +28,6 @@ DESCRIPTION = (
     "Sample music window by window, from the top level down, into --out: a job folder that --resume continues after an "
     "interruption. Every argument and file is checked before the model is loaded."
 )
-MODES = ("ancestral", "continue", "upsample", "primed")
 DEFAULT_SECONDS = 20.0
 DEFAULT_SONG_SECONDS = 240.0
 DEFAULT_PROMPT_SECONDS = 12.0
@@ -61,6 +60,14 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def parse_mode(text: str) -> Mode:
+    """argparse type: a sampling `Mode` by its value."""
+    try:
+        return Mode(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(map(str, Mode))})") from None
+
+
 def seed(text: str) -> int:
     """argparse type: a PRNG seed, 0 <= seed < 2**63."""
     if not text.strip().isdigit() or int(text) >= 2**63:
@@ -87,8 +94,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=MODES,
-        default="ancestral",
+        type=parse_mode,
+        choices=list(Mode),
+        default=Mode.ANCESTRAL,
         help="ancestral: from nothing; continue: extend --codes to --seconds; upsample: sample the levels below the top of "
         "--codes; primed: continue --prompt-audio (default: %(default)s)",
     )
@@ -177,13 +185,13 @@ def plan(args: argparse.Namespace) -> Plan:
     check_weights(args.weights, config)
     vq = config.vqvae
     levels = check_levels(args.levels, config, args.mode)
-    codes = read_codes(args.codes, vq.levels, vq.l_bins) if args.mode in ("continue", "upsample") else None
+    codes = read_codes(args.codes, vq.levels, vq.l_bins) if args.mode.reads_codes else None
     n = n_samples(args.n_samples, codes)
     start = start_codes(args.mode, codes, n, vq.levels)
     sample_length = check_length(args.seconds, args.mode, config, levels, start)
     check_job_memory(n, sample_length, config)
     prompt, notices = None, []
-    if args.mode == "primed":
+    if args.mode is Mode.PRIMED:
         prompt = read_prompt(args.prompt_audio, vq.sample_rate, vq.hop_lengths[-1], args.prompt_seconds or DEFAULT_PROMPT_SECONDS)
         notices += check_prompt(prompt, args.prompt_audio, sample_length, vq.sample_rate)
     lengths = [len(prompt.audio) // hop for hop in vq.hop_lengths] if prompt else [z.shape[1] for z in start]
@@ -219,14 +227,14 @@ def read_lyrics(lyrics: str | None, lyrics_file: Path | None) -> str:
 
 def check_mode(args: argparse.Namespace) -> None:
     """Each mode's own inputs are given, and no other mode's."""
-    if args.mode in ("continue", "upsample") and not args.codes:
+    if args.mode.reads_codes and not args.codes:
         raise InputError(f"--mode {args.mode} needs --codes (a codes.npz of an earlier run)")
-    if args.mode == "primed" and not args.prompt_audio:
+    if args.mode is Mode.PRIMED and not args.prompt_audio:
         raise InputError("--mode primed needs --prompt-audio")
-    if args.codes and args.mode not in ("continue", "upsample"):
+    if args.codes and not args.mode.reads_codes:
         raise InputError(f"--codes is read by --mode continue or upsample, not {args.mode}")
     for given, flag in ((args.prompt_audio, "--prompt-audio"), (args.prompt_seconds, "--prompt-seconds")):
-        if given is not None and args.mode != "primed":
+        if given is not None and args.mode is not Mode.PRIMED:
             raise InputError(f"{flag} is read by --mode primed, not {args.mode}")
 
 
@@ -256,15 +264,15 @@ def int8_weights(config: JukeboxConfig) -> bool:
     return any(p.precision.weights is WeightFormat.INT8 for p in config.priors)
 
 
-def check_levels(levels: list[int] | None, config: JukeboxConfig, mode: str) -> tuple[int, ...]:
+def check_levels(levels: list[int] | None, config: JukeboxConfig, mode: Mode) -> tuple[int, ...]:
     """The levels to sample, top first: priors the model has, and below the top for upsampling."""
     have = sorted(p.level for p in config.priors)
     top = config.vqvae.levels - 1
-    default = [level for level in have if not (mode == "upsample" and level == top)]
+    default = [level for level in have if not (mode is Mode.UPSAMPLE and level == top)]
     levels = tuple(sorted(set(levels or default), reverse=True))
     if not set(levels) <= set(have):
         raise InputError(f"--levels {' '.join(map(str, levels))}: the model has priors for levels {' '.join(map(str, have))}")
-    if mode == "upsample" and top in levels:
+    if mode is Mode.UPSAMPLE and top in levels:
         raise InputError(f"--mode upsample samples the levels below the top: give --levels without {top}, e.g. --levels {' '.join(map(str, range(top - 1, -1, -1)))}")
     return levels
 
@@ -280,15 +288,15 @@ def n_samples(asked: int | None, codes: dict[int, np.ndarray] | None) -> int:
     return n
 
 
-def start_codes(mode: str, codes: dict[int, np.ndarray] | None, n: int, n_levels: int) -> Codes | None:
+def start_codes(mode: Mode, codes: dict[int, np.ndarray] | None, n: int, n_levels: int) -> Codes | None:
     """The codes the job continues: empty for ancestral, `codes` for continue, the top of
     `codes` for upsample; None for primed (the prompt's, known once the model is loaded)."""
-    if mode == "primed":
+    if mode is Mode.PRIMED:
         return None
     empty = np.zeros((n, 0), np.int64)
-    if mode == "ancestral":
+    if mode is Mode.ANCESTRAL:
         return [empty] * n_levels
-    if mode == "upsample":
+    if mode is Mode.UPSAMPLE:
         if n_levels - 1 not in codes:
             raise InputError(f"--codes holds no level_{n_levels - 1}: upsampling needs the top level's codes")
         return [empty] * (n_levels - 1) + [codes[n_levels - 1]]
@@ -315,12 +323,12 @@ def check_job_memory(n: int, sample_length: int, config: JukeboxConfig, memory: 
     check_memory(n * per_sample, 0.5, what, "draw fewer at a time (several jobs, each with its own --out)", memory)
 
 
-def check_length(seconds: float | None, mode: str, config: JukeboxConfig, levels: tuple[int, ...], start: Codes | None) -> int:
+def check_length(seconds: float | None, mode: Mode, config: JukeboxConfig, levels: tuple[int, ...], start: Codes | None) -> int:
     """The job's length in audio samples: a multiple of the top sampled level's hop, within
     the model's timing range, longer than the codes it continues."""
     vq = config.vqvae
     hop = config.prior(max(levels)).raw_to_tokens
-    if seconds is None and mode == "upsample":
+    if seconds is None and mode is Mode.UPSAMPLE:
         length = start[-1].shape[1] * vq.hop_lengths[-1] // hop * hop
         seconds = check_seconds("--seconds", length / vq.sample_rate, config)
     else:
@@ -336,7 +344,7 @@ def check_length(seconds: float | None, mode: str, config: JukeboxConfig, levels
                 f"--seconds {seconds:g}: the level-{level} upsampler samples windows of {span / vq.sample_rate:.2f} s; "
                 f"give at least that (or leave level {level} out with --levels)"
             )
-    if mode == "continue":
+    if mode is Mode.CONTINUE:
         for level in levels:
             have = start[level].shape[1] * vq.hop_lengths[level]
             if have >= length:

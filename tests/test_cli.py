@@ -22,6 +22,7 @@ from jukebox_jax.cli import main
 from jukebox_jax.config import MODEL_PRESETS, DType, Precision, WeightFormat
 from jukebox_jax.errors import InputError
 from jukebox_jax.generation.inputs import read_codes, read_prompt
+from jukebox_jax.generation.job import Mode
 from jukebox_jax.integrity import file_digest
 from jukebox_jax.io import exclusive
 
@@ -217,7 +218,7 @@ def test_version(capsys):
     assert e.value.code == 0 and re.fullmatch(r"jukebox-jax \S+\n", capsys.readouterr().out)
 
 
-@pytest.mark.parametrize(("mode", "levels"), [("ancestral", (2, 1, 0)), ("upsample", (1, 0))])
+@pytest.mark.parametrize(("mode", "levels"), [(Mode.ANCESTRAL, (2, 1, 0)), (Mode.UPSAMPLE, (1, 0))])
 def test_levels_default_to_every_prior_and_upsample_to_those_below_the_top(mode, levels):
     assert cli_sample.check_levels(None, JukeboxConfig.from_preset("tiny_5b"), mode) == levels
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import json
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,29 @@ CODES_FILE = "codes.npz"
 JOB_FORMAT = 2
 
 
+class Mode(str, enum.Enum):
+    """Where a job's start codes come from: nothing (`ANCESTRAL`), an earlier run's codes,
+    extended at every level (`CONTINUE`) or below their top level (`UPSAMPLE`), or a prompt
+    audio file, encoded (`PRIMED`). A `str`: `job.json` records the value."""
+
+    ANCESTRAL = "ancestral"
+    CONTINUE = "continue"
+    UPSAMPLE = "upsample"
+    PRIMED = "primed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def reads_codes(self) -> bool:
+        return self in (Mode.CONTINUE, Mode.UPSAMPLE)
+
+
 @dataclasses.dataclass(frozen=True)
 class JobSource:
     """Where a job's start codes come from, as the user gave them."""
 
-    mode: str = "ancestral"  # ancestral, continue, upsample or primed
+    mode: Mode = Mode.ANCESTRAL
     prompt: str | None = None  # SHA-256 of the prompt audio file (primed)
     prompt_seconds: float | None = None  # seconds of it the job continues (primed)
 
