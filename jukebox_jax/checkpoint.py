@@ -54,7 +54,7 @@ from jax.sharding import Mesh
 from jukebox_jax import integrity, prior, sharding
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import CheckpointError, ParamsError
-from jukebox_jax.io import TEMP_PREFIX, check_space, writable_ancestor, write_text
+from jukebox_jax.io import TEMP_PREFIX, check_space, tree_nbytes, writable_ancestor, write_text
 from jukebox_jax.params import Params, abstract_params, check_params, flatten
 
 FORMAT = "jukebox-jax/3"
@@ -136,7 +136,7 @@ def _prepare(path: Path, params: Params) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(path)
-        check_space(path.parent, params, "the checkpoint")
+        check_space(path.parent, tree_nbytes(params), "the checkpoint")
     except OSError as e:
         raise _unwritable(path, e) from e
 

@@ -49,18 +49,22 @@ def nearest_existing(path: Path) -> Path:
     return next(p for p in (path, *path.absolute().parents) if p.exists())
 
 
-def check_space(folder: Path, arrays: Any, what: str) -> None:
+def check_space(folder: Path, nbytes: int, what: str) -> None:
     """Raises `OSError` (ENOSPC) naming `what` unless the file system of `folder` (or of its
-    nearest existing parent) has room for the pytree `arrays` uncompressed: checked before the
-    writes that, failing part way, fail inside orbax's threads in a flood of errors."""
-    import jax
-
-    nbytes = sum(x.nbytes for x in jax.tree.leaves(arrays))
+    nearest existing parent) has `nbytes` free: checked before writes that would fail part
+    way (inside orbax's threads, in a flood of errors) or after hours."""
     free = shutil.disk_usage(nearest_existing(folder)).free
     if free < nbytes:
         raise OSError(
             errno.ENOSPC, f"not enough space: {what} needs about {_size(nbytes)}, {_size(free)} are free", str(folder)
         )
+
+
+def tree_nbytes(arrays: Any) -> int:
+    """The bytes of a pytree's arrays, uncompressed."""
+    import jax
+
+    return sum(x.nbytes for x in jax.tree.leaves(arrays))
 
 
 def physical_memory() -> int | None:
@@ -84,7 +88,9 @@ def check_memory(nbytes: int, share: float, what: str, fix: str, memory: int | N
 
 
 def _size(nbytes: float) -> str:
-    return f"{nbytes / 1e9:,.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:,.1f} MB"
+    """`nbytes` in the largest of kB, MB, GB, TB it reaches."""
+    scale, unit = next(((s, u) for s, u in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB")) if nbytes >= s), (1e3, "kB"))
+    return f"{nbytes / scale:,.1f} {unit}"
 
 
 def writable_ancestor(path: Path) -> Path:
@@ -195,13 +201,19 @@ def read_npz(
     "{what} ...; {fix}"."""
     if not zipfile.is_zipfile(path):
         raise InputError(f"{what} is not an .npz archive; {fix}")
+    damaged = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
     try:
         with zipfile.ZipFile(path) as z:
-            check_memory(sum(info.file_size for info in z.infolist()), 0.5, f"{what} unpacks to", fix)
+            unpacked = sum(info.file_size for info in z.infolist())
+            files = [name.removesuffix(".npy") for name in z.namelist()]  # as np.load names them
+    except damaged as e:
+        raise InputError(f"{what} cannot be read ({e}); {fix}") from None
+    check_memory(unpacked, 0.5, f"{what} unpacks to", fix)
+    if missing := [k for k in keys or () if k not in files]:
+        raise InputError(f"{what} lacks the arrays {missing} (it has {files}); {fix}")
+    names = files if keys is None else [*keys, *(k for k in optional if k in files)]
+    try:
         with np.load(path, allow_pickle=False) as npz:
-            if missing := [k for k in keys or () if k not in npz.files]:
-                raise InputError(f"{what} lacks the arrays {missing} (it has {npz.files}); {fix}")
-            names = npz.files if keys is None else [*keys, *(k for k in optional if k in npz.files)]
             return {name: npz[name] for name in names}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    except damaged as e:
         raise InputError(f"{what} cannot be read ({e}); {fix}") from None

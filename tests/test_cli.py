@@ -106,7 +106,7 @@ BAD = [
     (["--n-samples", "0"], r"argument --n-samples: '0' is not a whole number >= 1"),
     (  # refused before the plan holds a billion of anything
         ["--n-samples", "1000000000"],
-        r"--n-samples 1000000000: 1000000000 samples of [\d.]+ s keep their codes and audio in about [\d,]+\.\d GB of "
+        r"--n-samples 1000000000: 1000000000 samples of [\d.]+ s keep their codes and audio in about [\d,]+\.\d TB of "
         r"memory, more than 50.0% of this machine's [\d,.]+ GB; draw fewer at a time \(several jobs, each with its own --out\)",
     ),
     (["--max-batch-size", "x"], r"argument --max-batch-size: 'x' is not a whole number >= 1"),
@@ -373,7 +373,7 @@ def test_codes_that_unpack_past_half_the_memory_are_refused_unread(tmp_path, mon
     path = tmp_path / "codes.npz"
     np.savez_compressed(path, level_2=np.zeros((1, 100_000), np.int64))  # 800 kB unpacked, a few kB packed
     monkeypatch.setattr("jukebox_jax.io.physical_memory", lambda: 1_000_000)
-    with pytest.raises(InputError, match=rf"codes file {re.escape(str(path))} unpacks to about 0.8 MB of memory, more than 50.0% of this machine's 1.0 MB; give the codes.npz"):
+    with pytest.raises(InputError, match=rf"codes file {re.escape(str(path))} unpacks to about 800.1 kB of memory, more than 50.0% of this machine's 1.0 MB; give the codes.npz"):
         read_codes(path, 3, 64)
     monkeypatch.setattr("jukebox_jax.io.physical_memory", lambda: 2_000_000)
     assert read_codes(path, 3, 64)[2].shape == (1, 100_000)

@@ -14,7 +14,7 @@ import pytest
 
 from jukebox_jax import io
 from jukebox_jax.errors import InputError
-from jukebox_jax.io import LOCK_FILE, check_output_folder, check_space, exclusive, write_atomic
+from jukebox_jax.io import LOCK_FILE, check_output_folder, check_space, exclusive, tree_nbytes, write_atomic
 
 HOLD = """
 import sys, time
@@ -108,7 +108,7 @@ def test_check_space_counts_the_arrays_against_the_free_bytes(tmp_path, monkeypa
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=4_499_999))
     with pytest.raises(OSError, match=r"not enough space: checkpoint 7 needs about 4.5 MB, 4.5 MB are free") as e:
-        check_space(tmp_path / "run" / "checkpoints", arrays, "checkpoint 7")  # not made yet: its parent's disk
+        check_space(tmp_path / "run" / "checkpoints", tree_nbytes(arrays), "checkpoint 7")  # not made yet: its parent's disk
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "run" / "checkpoints")
     monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=4_500_000))
-    check_space(tmp_path / "run" / "checkpoints", arrays, "checkpoint 7")
+    check_space(tmp_path / "run" / "checkpoints", tree_nbytes(arrays), "checkpoint 7")

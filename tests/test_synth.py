@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import itertools
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -267,6 +268,23 @@ def test_lyrics_stop_where_the_song_does():
     """A longer song sings more of the same words: its lyrics start with the shorter one's."""
     short, long = (make_song(SynthConfig(seconds=s, seed=2, vocals=False), 0)[1]["lyrics"] for s in (3.0, 12.0))
     assert long.startswith(short) and len(long.split()) > len(short.split())
+
+
+def test_a_dataset_past_the_free_space_is_refused_before_a_song(tmp_path, monkeypatch):
+    """Its FLAC songs take at least half of their 16-bit PCM (`FLAC_RATIO`): a rerun counts
+    only the songs still missing."""
+    config = SynthConfig(songs=3, seconds=2.0, seed=1, sample_rate=SR, vocals=False)
+    generate(tmp_path, config)
+    (tmp_path / song_path(2)).unlink()
+    pcm = 2 * SR * 2  # bytes of one song's 16-bit PCM
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=pcm // 2 - 1))
+    with pytest.raises(OSError, match=rf"writing 1 song of 2 s at {SR} Hz .* needs about 32.0 kB, 32.0 kB are free") as e:
+        generate(tmp_path, config)
+    assert e.value.errno == errno.ENOSPC and not (tmp_path / song_path(2)).exists()
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=pcm // 2))
+    generate(tmp_path, config)
+    assert (tmp_path / song_path(2)).exists()
 
 
 def test_resume_and_refuse(tmp_path):

@@ -231,7 +231,7 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
         ),
         (  # a billion windows grew until the OS killed the process
             f"train vqvae --data {songs} --out {tmp_path / 'g'} --config tiny_vqvae --batch-size 1000000000",
-            "--batch-size 1000000000: a batch of 1000000000 windows of 44032 samples takes about 176,128.0 GB of memory, "
+            "--batch-size 1000000000: a batch of 1000000000 windows of 44032 samples takes about 176.1 TB of memory, "
             "more than 12.5% of this machine's",
         ),
         (  # refused before the songs are encoded

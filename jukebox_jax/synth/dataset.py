@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from jukebox_jax.errors import InputError, JobError
-from jukebox_jax.io import check_output_folder, exclusive, remove_leftovers, write_audio, write_text
+from jukebox_jax.io import check_output_folder, check_space, exclusive, remove_leftovers, write_audio, write_text
 from jukebox_jax.synth import vocals as vocals_module
 from jukebox_jax.synth.instruments import Drum, add_at, drum_sounds, render_notes
 from jukebox_jax.synth.score import ARTISTS, GENRES, WORDS_PER_LINE, Comping, Note, Score, compose
@@ -45,6 +45,7 @@ VOCAL_GAIN = 0.6
 RUN_FILE = "synth.json"
 METADATA_FILE = "metadata.json"
 MAX_SONGS = 99_999  # the five digits of `song_path`; the metadata of them all is one JSON file
+FLAC_RATIO = 2  # FLAC compresses these songs to 0.7 to 0.8 of 16-bit PCM: surely not past half
 SONG_SECONDS = (1.0, 600.0)  # a song's shortest and longest (ten minutes of audio fit in a few GB)
 
 
@@ -166,6 +167,10 @@ def generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]],
 
 def _generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]], Iterable[int]]) -> dict:
     remove_leftovers(out)
+    missing = sum(not (out / song_path(i)).exists() for i in range(config.songs))
+    samples = round(config.seconds * config.sample_rate)
+    what = f"writing {missing} song{'s' * (missing != 1)} of {config.seconds:g} s at {config.sample_rate} Hz (as FLAC: half of 16-bit PCM at least)"
+    check_space(out, missing * samples * 2 // FLAC_RATIO, what)
     write_text(out / RUN_FILE, json.dumps(dataclasses.asdict(config), indent=1))  # first: it marks the folder ours
     (out / "songs").mkdir(exist_ok=True)
     songs = {}

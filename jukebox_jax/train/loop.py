@@ -42,7 +42,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jukebox_jax import integrity
 from jukebox_jax.errors import CheckpointError, DivergedError, InputError
-from jukebox_jax.io import check_space, write_text
+from jukebox_jax.io import check_space, tree_nbytes, write_text
 
 Batch = Mapping[str, np.ndarray]
 Metrics = dict[str, jax.Array]
@@ -197,7 +197,7 @@ class Run:
         import orbax.checkpoint as ocp
 
         step = int(state.step)
-        check_space(self.out / CHECKPOINTS, state, f"checkpoint {step}")
+        check_space(self.out / CHECKPOINTS, tree_nbytes(state), f"checkpoint {step}")
         self._manager.save(step, args=ocp.args.StandardSave(state))
         self._manager.wait_until_finished()
         kept = {str(s) for s in self._manager.all_steps()}
