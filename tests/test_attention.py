@@ -16,7 +16,7 @@ import pytest
 from jukebox_jax.config import AttnKind, TransformerConfig, attn_pattern
 from jukebox_jax.prior import layout
 from jukebox_jax.prior.attention import Geometry, self_attention
-from jukebox_jax.prior.transformer import Execution, Remat, LayerSpec, Transformer, layer_groups
+from jukebox_jax.prior.transformer import Execution, LayerSpec, Remat, Transformer, layer_groups
 
 
 def reference(kind: AttnKind, q, k, v, c: int, spread: int, prime_len: int) -> np.ndarray:

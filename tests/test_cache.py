@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from convert import convert_checkpoint
-from jukebox_jax.config import AttnKind, Lyrics, PriorConfig, TransformerConfig, preset
 from jukebox_jax import prior
+from jukebox_jax.config import AttnKind, Lyrics, PriorConfig, TransformerConfig, preset
 
 
 def chunk_sizes(n: int, head: list[int], step: int = 1) -> list[int]:

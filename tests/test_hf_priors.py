@@ -39,6 +39,7 @@ import jax
 import numpy as np
 import pytest
 import torch
+from hf_reference import redraw_jukebox
 from safetensors.torch import load_file, save_model
 from transformers import JukeboxConfig as HFJukeboxConfig
 from transformers import JukeboxModel
@@ -47,12 +48,11 @@ from transformers.models.jukebox.modeling_jukebox import JukeboxAttention, Jukeb
 from convert import ConversionError, convert_checkpoint
 from convert.table import Row
 from convert.table_prior import prior_rows
-from hf_reference import redraw_jukebox
 from jukebox_jax import Jukebox
 from jukebox_jax.config import JukeboxConfig, Lyrics, PriorConfig, preset
 from jukebox_jax.params import abstract_params, flatten
-from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
 from jukebox_jax.prior import condition
+from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
 
 LEVELS = [2, 1, 0]
 BATCH = 3

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from jukebox_jax import JukeboxConfig
 from jukebox_jax.config import DType, Precision, preset
 from jukebox_jax.layers import AXES, CONV_BIAS, CONV_KERNEL, layer_norm, logical_axes
-from jukebox_jax import JukeboxConfig
 from jukebox_jax.params import abstract_params, flatten, param_axes
-from jukebox_jax.prior.prior import dummy_inputs as prior_dummy_inputs
 from jukebox_jax.prior import Prior
 from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
+from jukebox_jax.prior.prior import dummy_inputs as prior_dummy_inputs
 from jukebox_jax.vqvae import VQVAE
 
 BF16 = Precision(params=DType.BFLOAT16, compute=DType.BFLOAT16)

@@ -3,7 +3,6 @@ record the margins), the per-step logits of its loops, and the sampling methods.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -13,7 +13,6 @@ from jukebox_jax import tokenizer
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.labels import window_labels
 
-
 # The original tables as the project's shared folder holds them, an independent copy of
 # jukebox_jax/data (beside the repository, not in it).
 SHARED_IDS = Path(__file__).resolve().parents[2] / "shared" / "jukebox-ids"
