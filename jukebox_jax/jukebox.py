@@ -303,9 +303,9 @@ class Jukebox:
             ctx = prior.condition(cfg, self.params[f"prior_level_{level}"], labels, upper_codes)
             seq = prior.sequence(cfg, prompt, labels)
             total = seq.shape[1] + n_tokens - prompt.shape[1]
-            state, _ = prefill(cfg, params, ctx, seq, key, chunk_size)
+            prefilled, _ = prefill(cfg, params, ctx, seq, key, chunk_size)
             n_new = total - seq.shape[1]
-            for state in decode_chunks(cfg, params, ctx, state, method, n_new, steps_per_call or n_new):
+            for state in decode_chunks(cfg, params, ctx, prefilled, method, n_new, steps_per_call or n_new):
                 if on_tokens is not None:
                     on_tokens(int(state.step) - seq.shape[1], n_new)
             tokens = state.tokens[:, :total]

@@ -189,7 +189,7 @@ class Run:
                 f"start the run again in another --out"
             )
         if problems:
-            warnings.warn(f"{'; '.join(problems)}: moved to {self.out / DAMAGED}; resuming from step {step}")
+            warnings.warn(f"{'; '.join(problems)}: moved to {self.out / DAMAGED}; resuming from step {step}", stacklevel=2)
         self._trim_metrics(step)
         return state
 
