@@ -76,8 +76,15 @@ def key(value: Any, batch: int | None = None) -> jax.Array:
     raw = dtype == np.uint32 and np.shape(value) == (2,)
     if not (typed or raw):
         each = f", or one per sample, jax.random.split(key, {batch})" if batch is not None else ""
-        raise InputError(f"key must be one PRNG key, jax.random.key(seed){each}; got {type(value).__name__} {dtype} {np.shape(value)}")
+        raise InputError(f"key must be one PRNG key, jax.random.key(seed){each}; got {_describe(value)}")
     return value
+
+
+def _describe(value: Any) -> str:
+    """An argument as an error message shows it: an array by its type, dtype and shape, anything else by its repr."""
+    if hasattr(value, "dtype") and hasattr(value, "shape"):
+        return f"{type(value).__name__} of {value.dtype} {tuple(value.shape)}"
+    return f"{value!r:.60} ({type(value).__name__})"
 
 
 def audio(value: Any) -> np.ndarray:
