@@ -488,6 +488,10 @@ def _label_id(cfg: PriorConfig, kind: str, name: str) -> int:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.init is not None and args.config is not None:
+        raise InputError(
+            f"give --config (a new model's structure) or --init (fine-tune {args.init} in its own structure), not both"
+        )
     ours = (loop.RUN, loop.CHECKPOINTS, CODES)
     check_output_folder(args.out, ours, "training run")  # before anything is written
     data_folder = args.data.resolve()

@@ -225,6 +225,10 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
             "--config tiny_5b is a top-level prior, but --level 0 is below the top level (2); give an upsampler structure",
         ),
         (f"train prior --level 3 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b", "--level 3: --vqvae"),
+        (  # --config went unread: the run took --init's structure
+            f"train prior --level 2 --data {songs} --vqvae {vqvae} --init {vqvae} --out {tmp_path / 'g'} --config tiny_5b",
+            f"give --config (a new model's structure) or --init (fine-tune {vqvae} in its own structure), not both",
+        ),
         (  # 1e306 s of samples is inf: checked before it is multiplied
             f"train vqvae --data {songs} --out {tmp_path / 'g'} --config tiny_vqvae --seconds 1e306",
             "--seconds 1e+306: windows longer than the longest song of --data (",
