@@ -347,6 +347,12 @@ BAD = [
     ),
     (
         {"x.wav": 100},
+        _meta_of({"x.wav": OK, "z.wav": OK}),
+        data.audio_folder,
+        r"does not match the folder: listed but not found \['z.wav'\]; list each",
+    ),
+    (
+        {"x.wav": 100},
         _meta_of({"x.wav": {**OK, "lyrics": 3}}),
         data.audio_folder,
         r"song 'x.wav' has lyrics of type int; give a string",

@@ -179,8 +179,13 @@ def _folder(root: Path, sample_rate: int, lengths: dict[str, int], meta: dict | 
             )
     unlisted, missing = sorted(set(lengths) - set(songs)), sorted(set(songs) - set(lengths))
     if unlisted or missing:
+        found = [
+            f"{label} {names[:5]}"
+            for label, names in (("songs not listed", unlisted), ("listed but not found", missing))
+            if names
+        ]
         raise InputError(
-            f"{what} does not match the folder: songs not listed {unlisted[:5]}, listed but not found {missing[:5]}; list each song once (in a codes folder: run encode_folder to the end)"
+            f"{what} does not match the folder: {', '.join(found)}; list each song once (in a codes folder: run encode_folder to the end)"
         )
     out = []
     for name, n in lengths.items():
