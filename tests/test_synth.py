@@ -271,7 +271,7 @@ def test_lyrics_stop_where_the_song_does():
 
 
 def test_a_dataset_past_the_free_space_is_refused_before_a_song(tmp_path, monkeypatch):
-    """Its FLAC songs take at least half of their 16-bit PCM (`FLAC_RATIO`): a rerun counts
+    """Its FLAC songs take at least half of their 16-bit PCM (`FLAC_SHARE`): a rerun counts
     only the songs still missing."""
     config = SynthConfig(songs=3, seconds=2.0, seed=1, sample_rate=SR, vocals=False)
     generate(tmp_path, config)

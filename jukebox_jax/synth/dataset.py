@@ -45,7 +45,7 @@ VOCAL_GAIN = 0.6
 RUN_FILE = "synth.json"
 METADATA_FILE = "metadata.json"
 MAX_SONGS = 99_999  # the five digits of `song_path`; the metadata of them all is one JSON file
-FLAC_RATIO = 2  # FLAC compresses these songs to 0.7 to 0.8 of 16-bit PCM: surely not past half
+FLAC_SHARE = 0.5  # the least share of its 16-bit PCM's bytes a song's FLAC takes (these take 0.7 to 0.8)
 SONG_SECONDS = (1.0, 600.0)  # a song's shortest and longest (ten minutes of audio fit in a few GB)
 
 
@@ -170,7 +170,7 @@ def _generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]]
     missing = sum(not (out / song_path(i)).exists() for i in range(config.songs))
     samples = round(config.seconds * config.sample_rate)
     what = f"writing {missing} song{'s' * (missing != 1)} of {config.seconds:g} s at {config.sample_rate} Hz (as FLAC: half of 16-bit PCM at least)"
-    check_space(out, missing * samples * 2 // FLAC_RATIO, what)
+    check_space(out, int(missing * samples * 2 * FLAC_SHARE), what)
     write_text(out / RUN_FILE, json.dumps(dataclasses.asdict(config), indent=1))  # first: it marks the folder ours
     (out / "songs").mkdir(exist_ok=True)
     songs = {}
