@@ -75,6 +75,32 @@ def test_resume_is_bit_identical_and_metrics_follow(tmp_path):
     assert {p.name for p in (tmp_path / "b" / "checkpoints").iterdir()} == {"6", "7", "old"}  # the newest 2 kept
 
 
+def test_a_cut_metrics_line_is_dropped_on_resume(tmp_path):
+    """A write cut short (a full disk, a kill mid-line) left half a line: the resume drops it
+    with a warning, as it drops the lines past its checkpoint (it raised a traceback)."""
+    straight = train(tmp_path / "a", 4)
+    train(tmp_path / "b", 2)
+    with open(tmp_path / "b" / "metrics.jsonl", "ab") as f:
+        f.write(b'{"step": 3, "lo\xff')
+    with pytest.warns(UserWarning, match=r"metrics.jsonl: 1 damaged line\(s\) dropped"):
+        resumed = train(tmp_path / "b", 4, resume=True)
+    np.testing.assert_array_equal(resumed.params["w"], straight.params["w"])
+    rows = {run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in "ab"}
+    assert [r for r in rows["b"] if "loss" in r] == [r for r in rows["a"] if "loss" in r]  # steps 1 to 4, once each
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "why"),
+    [("run.json", "{", "cannot be read"), ("run.json", "[]", "is not what jukebox-jax writes there"),
+     ("digests.json", '{"2": ', "cannot be read"), ("digests.json", "[1]", "is not what jukebox-jax writes there")],
+)  # fmt: skip
+def test_a_damaged_run_record_is_named(tmp_path, name, text, why):
+    train(tmp_path, 2)
+    (tmp_path / name).write_text(text)
+    with pytest.raises(CheckpointError, match=rf"{tmp_path / name} {why}.*; start the run again in another --out"):
+        train(tmp_path, 4, resume=True)
+
+
 def test_run_folder_refusals(tmp_path):
     train(tmp_path, 2)
     with pytest.raises(InputError, match="holds a training run already: pass --resume"):

@@ -148,8 +148,7 @@ class Run:
                 raise InputError(
                     f"{self.out} holds a training run already: pass --resume to continue it, or choose another --out"
                 )
-            old = json.loads(path.read_text())
-            changed = _changed(old["spec"], json.loads(json.dumps(spec)))
+            changed = _changed(self._record(RUN, dict)["spec"], json.loads(json.dumps(spec)))
             if changed:
                 raise InputError(
                     f"{self.out} was started with other settings ({', '.join(changed)}); resume with the same ones"
@@ -205,8 +204,19 @@ class Run:
         write_text(self.out / DIGESTS, json.dumps(digests, indent=1))
 
     def _digests(self) -> dict[str, str]:
-        path = self.out / DIGESTS
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return self._record(DIGESTS, dict) if (self.out / DIGESTS).is_file() else {}
+
+    def _record(self, name: str, kind: type) -> Any:
+        """The JSON file `name` of the run (written whole by `write_text`); damaged, a
+        `CheckpointError` naming it (`run.json` needs its "spec")."""
+        path = self.out / name
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{path} cannot be read ({e}); start the run again in another --out") from None
+        if not isinstance(record, kind) or (name == RUN and "spec" not in record):
+            raise CheckpointError(f"{path} is not what jukebox-jax writes there; start the run again in another --out")
+        return record
 
     def _set_aside(self, step: int) -> None:
         """Moves checkpoint `step` to `damaged/` (kept for a post-mortem, out of orbax's way)."""
@@ -224,8 +234,21 @@ class Run:
         path = self.out / METRICS
         if not path.is_file():
             return
-        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        lines = path.read_text(errors="replace").splitlines()
+        parsed = [(line, _metrics_record(line)) for line in lines if line.strip()]
+        if damaged := sum(record is None for _, record in parsed):
+            warnings.warn(f"{path}: {damaged} damaged line(s) dropped (a write cut short?)", stacklevel=3)
+        kept = [line for line, record in parsed if record is not None and record["step"] <= step]
         write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _metrics_record(line: str) -> dict | None:
+    """One line of `metrics.jsonl` (None if damaged: not a JSON object with an integer step)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("step"), int) else None
 
 
 def fit(
