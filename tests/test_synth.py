@@ -307,6 +307,11 @@ def test_resume_and_refuse(tmp_path):
     run = json.loads((tmp_path / "synth.json").read_text())
     (tmp_path / "synth.json").write_text(json.dumps({k: v for k, v in run.items() if k != "comping"}))
     generate(tmp_path, config)  # a dataset from before comping had a choice is bar-comped: it resumes
+    for damaged, why in (("{", "cannot be read"), ("[]", "is not what `data synth` writes there")):
+        (tmp_path / "synth.json").write_text(damaged)
+        with pytest.raises(JobError, match=rf"synth.json {why}.*; give another --out"):
+            generate(tmp_path, config)
+    (tmp_path / "synth.json").write_text(json.dumps(run))
     with exclusive(tmp_path, ("synth.json",), "synthetic dataset"), pytest.raises(InputError, match="is in use"):
         generate(tmp_path, config)  # a second process on the same folder (io.exclusive)
     other = tmp_path / "other"

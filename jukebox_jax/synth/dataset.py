@@ -146,7 +146,13 @@ def check_folder(out: Path, config: SynthConfig) -> None:
     check_output_folder(out, (RUN_FILE,), "synthetic dataset")
     run_file, asked = out / RUN_FILE, json.loads(json.dumps(dataclasses.asdict(config)))  # as synth.json holds it
     if run_file.exists():
-        found = {"comping": Comping.BAR.value} | json.loads(run_file.read_text())  # written before comping had a choice
+        try:
+            found = json.loads(run_file.read_text())
+        except (OSError, ValueError) as e:
+            raise JobError(f"{run_file} cannot be read ({e}); give another --out") from None
+        if not isinstance(found, dict):
+            raise JobError(f"{run_file} is not what `data synth` writes there; give another --out")
+        found = {"comping": Comping.BAR.value} | found  # written before comping had a choice
         if found != asked:
             diff = ", ".join(f"{k} {found.get(k)!r} (asked {v!r})" for k, v in asked.items() if found.get(k) != v)
             raise JobError(
