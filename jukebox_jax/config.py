@@ -462,17 +462,29 @@ def _to_json(x: Any) -> Any:
 
 
 def _from_json(cls: type, d: Mapping[str, Any]) -> Any:
+    """The dataclass `cls` from its JSON object; a value of the wrong type is a `ConfigError`
+    naming the field."""
     import typing
 
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(d).__name__} {d!r:.40}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    extra = sorted(set(d) - names)
+    extra = sorted(set(d) - names, key=repr)
     if extra:
         raise ConfigError(f"unknown {cls.__name__} fields {extra}")
     kwargs = {}
     for name, value in d.items():
-        kwargs[name] = _value_from_json(hints[name], value)
-    return cls(**kwargs)
+        try:
+            kwargs[name] = _value_from_json(hints[name], value)
+        except (TypeError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"{cls.__name__}.{name} = {value!r:.40}: {e}") from None
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a check in __post_init__ met a value of another type
+        raise ConfigError(f"{cls.__name__}: a value of the wrong type ({e})") from None
 
 
 def _value_from_json(hint: Any, value: Any) -> Any:
@@ -485,11 +497,16 @@ def _value_from_json(hint: Any, value: Any) -> Any:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return _value_from_json(args[0], value)
     if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list | tuple):
+            raise TypeError("not a list")
         return tuple(_value_from_json(args[0], v) for v in value)
     if dataclasses.is_dataclass(hint):
         return _from_json(hint, value)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return hint(value)
+    scalars = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+    if hint in scalars and (not isinstance(value, scalars[hint]) or (hint is not bool and isinstance(value, bool))):
+        raise TypeError(f"not of type {hint.__name__}")
     return value
 
 

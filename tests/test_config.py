@@ -231,6 +231,28 @@ def test_from_dict_rejects_extra_fields():
         JukeboxConfig.from_dict({**JukeboxConfig.from_preset("tiny_5b").to_dict(), "top_knob": 0})
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(vqvae=3), r"VQVAEConfig must be a JSON object, got int 3"),
+        (lambda d: d["vqvae"].update(width="abc"), r"VQVAEConfig.width = 'abc': not of type int"),
+        (lambda d: d["vqvae"].update(l_bins=2.5), r"VQVAEConfig.l_bins = 2.5: not of type int"),
+        (lambda d: d["vqvae"].update(levels=True), r"VQVAEConfig.levels = True: not of type int"),
+        (lambda d: d["vqvae"].update(downs_t=3), r"VQVAEConfig.downs_t = 3: not a list"),
+        (lambda d: d["priors"][0].update(level=[1]), r"PriorConfig.level = \[1\]: not of type int"),
+        (lambda d: d["priors"][0]["labels"].update(max_duration="long"), r"LabelConfig.max_duration = 'long': not of type float"),
+        (lambda d: d["priors"][0].pop("transformer"), r"PriorConfig: a value of the wrong type \(.*'transformer'"),
+    ],
+)
+def test_from_dict_names_a_value_of_the_wrong_type(edit, message):
+    """A hand-edited config (`train --config FILE`, a checkpoint's config.json) fails here,
+    naming the field, not later inside JAX (width 'abc' reached a layer; a list level a TypeError)."""
+    d = JukeboxConfig.from_preset("tiny_5b").to_dict()
+    edit(d)
+    with pytest.raises(ConfigError, match=message):
+        JukeboxConfig.from_dict(d)
+
+
 # ----------------------------------------------------------------------------------------
 # transformers 4.40.2 config.json
 
