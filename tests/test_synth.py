@@ -297,6 +297,13 @@ def test_resume_and_refuse(tmp_path):
     leftover.write_bytes(b"half a song")
     generate(tmp_path, config)
     assert (tmp_path / song_path(1)).read_bytes() == first[1]
+    for damage in ("garbage", "another length"):  # found by the header (a FLAC cut short is found by training's check)
+        if damage == "garbage":
+            (tmp_path / song_path(2)).write_bytes(b"not audio")
+        else:
+            soundfile.write(tmp_path / song_path(2), np.zeros(SR // 2), SR)
+        generate(tmp_path, config)  # made again: it was skipped as there
+        assert (tmp_path / song_path(2)).read_bytes() == first[2]
     assert (tmp_path / song_path(0)).stat().st_mtime_ns == kept and not leftover.exists()
     with pytest.raises(JobError, match=r"seed 1 \(asked 2\)"):
         generate(tmp_path, SynthConfig(songs=3, seconds=2.0, seed=2, vocals=False))

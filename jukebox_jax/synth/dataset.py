@@ -5,7 +5,8 @@ Folder layout (what `jukebox_jax.train.data` reads):
 
     DIR/synth.json       the run's arguments {"songs", "seconds", "seed", "sample_rate", "vocals", "comping"},
                          written first; a rerun with other arguments is refused
-    DIR/songs/<name>.flac  mono 16-bit FLAC at sample_rate, one per song, each written atomically
+    DIR/songs/<name>.flac  mono 16-bit FLAC at sample_rate, one per song, each written atomically;
+                         a rerun makes again any whose header is not its song's
     DIR/metadata.json    written last: {"sample_rate": int, "seed": int, "artists": [names],
                          "genres": [names], "songs": {"songs/<name>.flac": {"artist": name,
                          "genre": name, "lyrics": str, "key": "C".."B", "scale": "major"|...,
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jukebox_jax import audio
 from jukebox_jax.errors import InputError, JobError
 from jukebox_jax.io import check_output_folder, check_space, exclusive, remove_leftovers, write_audio, write_text
 from jukebox_jax.synth import vocals as vocals_module
@@ -171,10 +173,20 @@ def generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]],
         return _generate(out, config, progress)
 
 
+def _written(path: Path, samples: int, sample_rate: int) -> bool:
+    """Whether `path` holds a song of this dataset by its header (a song is written whole, so
+    only damage from outside makes one that is not, and such a one is made again)."""
+    try:
+        header = audio.info(path)
+    except InputError:
+        return False
+    return (header.sample_rate, header.channels, header.frames) == (sample_rate, 1, samples)
+
+
 def _generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]], Iterable[int]]) -> dict:
     remove_leftovers(out)
-    missing = sum(not (out / song_path(i)).exists() for i in range(config.songs))
     samples = round(config.seconds * config.sample_rate)
+    missing = sum(not _written(out / song_path(i), samples, config.sample_rate) for i in range(config.songs))
     what = f"writing {missing} song{'s' * (missing != 1)} of {config.seconds:g} s at {config.sample_rate} Hz (as FLAC: half of 16-bit PCM at least)"
     check_space(out, int(missing * samples * 2 * FLAC_SHARE), what)
     write_text(out / RUN_FILE, json.dumps(dataclasses.asdict(config), indent=1))  # first: it marks the folder ours
@@ -182,11 +194,11 @@ def _generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]]
     songs = {}
     for index in progress(range(config.songs)):
         path = out / song_path(index)
-        if path.exists():
+        if _written(path, samples, config.sample_rate):
             songs[song_path(index)] = song_metadata(song_score(config, index)[0], config)
             continue
-        audio, songs[song_path(index)] = make_song(config, index)
-        write_audio(path, audio, config.sample_rate)
+        song, songs[song_path(index)] = make_song(config, index)
+        write_audio(path, song, config.sample_rate)
     metadata = {
         "sample_rate": config.sample_rate,
         "seed": config.seed,
