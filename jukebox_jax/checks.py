@@ -14,7 +14,7 @@ import numpy as np
 
 from jukebox_jax.audio import MAX_AUDIO_PEAK
 from jukebox_jax.config import PriorConfig
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import InputError, shown
 
 _INT32 = np.iinfo(np.int32)
 
@@ -84,7 +84,7 @@ def _describe(value: Any) -> str:
     """An argument as an error message shows it: an array by its type, dtype and shape, anything else by its repr."""
     if hasattr(value, "dtype") and hasattr(value, "shape"):
         return f"{type(value).__name__} of {value.dtype} {tuple(value.shape)}"
-    return f"{value!r:.60} ({type(value).__name__})"
+    return f"{shown(value)} ({type(value).__name__})"
 
 
 def audio(value: Any) -> np.ndarray:

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from jukebox_jax.errors import ConfigError
+from jukebox_jax.errors import ConfigError, shown
 
 
 class AttnKind(enum.IntEnum):
@@ -467,7 +467,7 @@ def _from_json(cls: type, d: Mapping[str, Any]) -> Any:
     import typing
 
     if not isinstance(d, Mapping):
-        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(d).__name__} {d!r:.40}")
+        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(d).__name__} {shown(d)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     extra = sorted(set(d) - names, key=repr)
@@ -480,7 +480,7 @@ def _from_json(cls: type, d: Mapping[str, Any]) -> Any:
         except (TypeError, ValueError) as e:
             if isinstance(e, ConfigError):
                 raise
-            raise ConfigError(f"{cls.__name__}.{name} = {value!r:.40}: {e}") from None
+            raise ConfigError(f"{cls.__name__}.{name} = {shown(value)}: {e}") from None
     try:
         return cls(**kwargs)
     except TypeError as e:  # a check in __post_init__ met a value of another type

@@ -16,6 +16,15 @@ Python's. Every message names what is wrong and how to fix it.
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """`repr(value)` as a message shows it: cut to `limit` characters, ending in "..." where cut
+    (a 5000-character name echoed back buries the message)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class JukeboxError(Exception):
     """Base of every error jukebox-jax raises for bad input."""

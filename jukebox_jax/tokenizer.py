@@ -28,7 +28,7 @@ from numbers import Integral
 import numpy as np
 
 from jukebox_jax.config import LabelConfig, PriorConfig
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import InputError, shown
 from jukebox_jax.labels import SongLabels
 
 _V2_LYRICS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?-+'\"()[] \t\n"
@@ -69,7 +69,7 @@ def _lookup(kind: str, name: str, key: str, table: dict[str, int], which: str, f
     if key not in table:
         close = difflib.get_close_matches(key, table, n=5)
         hint = f"; close: {', '.join(repr(c) for c in close)}" if close else ""
-        raise InputError(f"{kind} {name!r} (as {key!r}) is not in the {which} {kind} table{hint}. {fallback}")
+        raise InputError(f"{kind} {shown(name)} (as {shown(key)}) is not in the {which} {kind} table{hint}. {fallback}")
     return table[key]
 
 

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from jukebox_jax import integrity
-from jukebox_jax.errors import InputError, JobError
+from jukebox_jax.errors import InputError, JobError, shown
 from jukebox_jax.generation.inputs import read_codes
 from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
 from jukebox_jax.io import check_output_folder, exclusive, remove_leftovers, write_audio, write_npz, write_text
@@ -146,6 +146,10 @@ def job_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{key}: {_short(a.get(key))} -> {_short(b.get(key))}" for key in keys if a.get(key) != b.get(key)]
 
 
+def _short(value: Any) -> str:
+    return "(none)" if value is None else shown(value)
+
+
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(d, dict):
         return {prefix: d}
@@ -153,11 +157,6 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     for k, v in d.items():
         out |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
     return out
-
-
-def _short(value: Any) -> str:
-    text = "(none)" if value is None else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def run_job(
