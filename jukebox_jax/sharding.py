@@ -43,7 +43,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jukebox_jax import prior
 from jukebox_jax.config import JukeboxConfig, PriorConfig, VQVAEConfig
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import InputError, shown
 from jukebox_jax.layers import AXES as LOGICAL_AXES
 from jukebox_jax.layers import is_param
 from jukebox_jax.params import Params, boxed_shapes
@@ -75,7 +75,7 @@ def mesh_shape(spec: str | Mapping[str, int] | None, n_devices: int) -> dict[str
         for item in spec.split(","):
             m = re.fullmatch(r"\s*(\w+)\s*=\s*(\d+)\s*", item)
             if m is None:
-                raise InputError(f"mesh {spec!r}: {item.strip()!r} is not AXIS=SIZE; write e.g. 'data=2,model=4'")
+                raise InputError(f"mesh {shown(spec)}: {shown(item.strip())} is not AXIS=SIZE; write e.g. 'data=2,model=4'")
             if m.group(1) in sizes:
                 raise InputError(f"mesh {spec!r} names {m.group(1)} twice")
             sizes[m.group(1)] = int(m.group(2))
