@@ -525,13 +525,14 @@ def count_windows(config: JukeboxConfig, request: SampleRequest) -> int:
 class Progress:
     """Two bars: windows over the job, tokens within a window. The windows' rate and ETA
     leave out each level's first sampled window (it pays for compiling) and windows a
-    resume finds done. Hidden unless `shown` (in a run of several processes, process 0's)."""
+    resume finds done. Hidden unless `shown` (in a run of several processes, process 0's);
+    the tokens' bar also where stderr is no terminal (a log would get its cursor moves)."""
 
     def __init__(self, n_windows: int, shown: bool = True):
         from tqdm import tqdm
 
         self.windows = tqdm(total=n_windows, unit="window", desc="sampling", smoothing=0, disable=not shown)
-        self.tokens = tqdm(unit="token", desc="window", leave=False, disable=not shown)
+        self.tokens = tqdm(unit="token", desc="window", leave=False, disable=None if shown else True)
         self.warm: set[int] = set()  # levels whose first sampled window is done
         self.sampled = False  # whether the window in flight sampled tokens
 
