@@ -477,9 +477,9 @@ def _from_json(cls: type, d: Mapping[str, Any]) -> Any:
     for name, value in d.items():
         try:
             kwargs[name] = _value_from_json(hints[name], value)
+        except ConfigError:  # a nested config's, naming its own field
+            raise
         except (TypeError, ValueError) as e:
-            if isinstance(e, ConfigError):
-                raise
             raise ConfigError(f"{cls.__name__}.{name} = {shown(value)}: {e}") from None
     try:
         return cls(**kwargs)

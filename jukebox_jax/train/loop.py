@@ -148,7 +148,7 @@ class Run:
                 raise InputError(
                     f"{self.out} holds a training run already: pass --resume to continue it, or choose another --out"
                 )
-            changed = _changed(self._record(RUN, dict)["spec"], json.loads(json.dumps(spec)))
+            changed = _changed(self._record(RUN)["spec"], json.loads(json.dumps(spec)))
             if changed:
                 raise InputError(
                     f"{self.out} was started with other settings ({', '.join(changed)}); resume with the same ones"
@@ -204,9 +204,9 @@ class Run:
         write_text(self.out / DIGESTS, json.dumps(digests, indent=1))
 
     def _digests(self) -> dict[str, str]:
-        return self._record(DIGESTS, dict) if (self.out / DIGESTS).is_file() else {}
+        return self._record(DIGESTS) if (self.out / DIGESTS).is_file() else {}
 
-    def _record(self, name: str, kind: type) -> Any:
+    def _record(self, name: str) -> dict[str, Any]:
         """The JSON file `name` of the run (written whole by `write_text`); damaged, a
         `CheckpointError` naming it (`run.json` needs its "spec")."""
         path = self.out / name
@@ -214,7 +214,7 @@ class Run:
             record = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{path} cannot be read ({e}); start the run again in another --out") from None
-        if not isinstance(record, kind) or (name == RUN and "spec" not in record):
+        if not isinstance(record, dict) or (name == RUN and "spec" not in record):
             raise CheckpointError(f"{path} is not what jukebox-jax writes there; start the run again in another --out")
         return record
 
