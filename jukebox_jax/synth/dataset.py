@@ -186,7 +186,8 @@ def _written(path: Path, samples: int, sample_rate: int) -> bool:
 def _generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]], Iterable[int]]) -> dict:
     remove_leftovers(out)
     samples = round(config.seconds * config.sample_rate)
-    missing = sum(not _written(out / song_path(i), samples, config.sample_rate) for i in range(config.songs))
+    done = {i for i in range(config.songs) if _written(out / song_path(i), samples, config.sample_rate)}
+    missing = config.songs - len(done)
     what = f"writing {missing} song{'s' * (missing != 1)} of {config.seconds:g} s at {config.sample_rate} Hz (as FLAC: half of 16-bit PCM at least)"
     check_space(out, int(missing * samples * 2 * FLAC_SHARE), what)
     write_text(out / RUN_FILE, json.dumps(dataclasses.asdict(config), indent=1))  # first: it marks the folder ours
@@ -194,7 +195,7 @@ def _generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]]
     songs = {}
     for index in progress(range(config.songs)):
         path = out / song_path(index)
-        if _written(path, samples, config.sample_rate):
+        if index in done:
             songs[song_path(index)] = song_metadata(song_score(config, index)[0], config)
             continue
         song, songs[song_path(index)] = make_song(config, index)
