@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -171,6 +172,18 @@ def remove_leftovers(folder: Path) -> list[Path]:
     for path in found:
         path.unlink()
     return found
+
+
+def read_record(path: Path, error: type[Exception], kind: str, fix: str) -> dict[str, Any]:
+    """The JSON object a command wrote whole to `path` (`write_text`): one that cannot be read
+    is `error` "{path} cannot be read (...); {fix}", one that is no object "{path} is not {kind}; {fix}"."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise error(f"{path} cannot be read ({e}); {fix}") from None
+    if not isinstance(record, dict):
+        raise error(f"{path} is not {kind}; {fix}")
+    return record
 
 
 def write_text(path: Path, text: str) -> None:

@@ -26,7 +26,15 @@ from jukebox_jax import integrity
 from jukebox_jax.errors import InputError, JobError, shown
 from jukebox_jax.generation.inputs import read_codes
 from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
-from jukebox_jax.io import check_output_folder, exclusive, remove_leftovers, write_audio, write_npz, write_text
+from jukebox_jax.io import (
+    check_output_folder,
+    exclusive,
+    read_record,
+    remove_leftovers,
+    write_audio,
+    write_npz,
+    write_text,
+)
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels
 
@@ -111,12 +119,7 @@ def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
         return False
     if not resume:
         raise JobError(f"{out} already holds a sampling job: resume it (--resume) or choose another output folder")
-    try:
-        saved = json.loads(job.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise JobError(f"{job} cannot be read ({e}); choose another output folder") from None
-    if not isinstance(saved, dict):
-        raise JobError(f"{job} is not a job record; choose another output folder")
+    saved = read_record(job, JobError, "a job record", "choose another output folder")
     saved_format = saved.get("format", 1)  # job.json had no format before format 2
     if saved_format != JOB_FORMAT:
         raise JobError(

@@ -33,7 +33,15 @@ import numpy as np
 
 from jukebox_jax import audio
 from jukebox_jax.errors import InputError, JobError
-from jukebox_jax.io import check_output_folder, check_space, exclusive, remove_leftovers, write_audio, write_text
+from jukebox_jax.io import (
+    check_output_folder,
+    check_space,
+    exclusive,
+    read_record,
+    remove_leftovers,
+    write_audio,
+    write_text,
+)
 from jukebox_jax.synth import vocals as vocals_module
 from jukebox_jax.synth.instruments import Drum, add_at, drum_sounds, render_notes
 from jukebox_jax.synth.score import ARTISTS, GENRES, WORDS_PER_LINE, Comping, Note, Score, compose
@@ -148,12 +156,7 @@ def check_folder(out: Path, config: SynthConfig) -> None:
     check_output_folder(out, (RUN_FILE,), "synthetic dataset")
     run_file, asked = out / RUN_FILE, json.loads(json.dumps(dataclasses.asdict(config)))  # as synth.json holds it
     if run_file.exists():
-        try:
-            found = json.loads(run_file.read_text())
-        except (OSError, ValueError) as e:
-            raise JobError(f"{run_file} cannot be read ({e}); give another --out") from None
-        if not isinstance(found, dict):
-            raise JobError(f"{run_file} is not what `data synth` writes there; give another --out")
+        found = read_record(run_file, JobError, "what `data synth` writes there", "give another --out")
         found = {"comping": Comping.BAR.value} | found  # written before comping had a choice
         if found != asked:
             diff = ", ".join(f"{k} {found.get(k)!r} (asked {v!r})" for k, v in asked.items() if found.get(k) != v)

@@ -42,7 +42,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jukebox_jax import integrity
 from jukebox_jax.errors import CheckpointError, DivergedError, InputError
-from jukebox_jax.io import check_space, tree_nbytes, write_text
+from jukebox_jax.io import check_space, read_record, tree_nbytes, write_text
 
 Batch = Mapping[str, np.ndarray]
 Metrics = dict[str, jax.Array]
@@ -209,13 +209,10 @@ class Run:
     def _record(self, name: str) -> dict[str, Any]:
         """The JSON file `name` of the run (written whole by `write_text`); damaged, a
         `CheckpointError` naming it (`run.json` needs its "spec")."""
-        path = self.out / name
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"{path} cannot be read ({e}); start the run again in another --out") from None
-        if not isinstance(record, dict) or (name == RUN and "spec" not in record):
-            raise CheckpointError(f"{path} is not what jukebox-jax writes there; start the run again in another --out")
+        path, kind, fix = self.out / name, "what jukebox-jax writes there", "start the run again in another --out"
+        record = read_record(path, CheckpointError, kind, fix)
+        if name == RUN and "spec" not in record:
+            raise CheckpointError(f"{path} is not {kind}; {fix}")
         return record
 
     def _set_aside(self, step: int) -> None:
