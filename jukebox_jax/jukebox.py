@@ -344,7 +344,9 @@ class Jukebox:
         else:
             want = (batch, cfg.n_ctx // cfg.cond_downsample)
             doc = f"{want}: the level-{cfg.level + 1} codes of the window"
-            upper_codes = checks.int_array("upper_codes", [] if upper_codes is None else upper_codes, 2, doc)
+            if upper_codes is None:
+                raise InputError(f"the level-{cfg.level} prior (an upsampler) needs upper_codes {doc}")
+            upper_codes = checks.int_array("upper_codes", upper_codes, 2, doc)
             if upper_codes.shape != want:
                 raise InputError(f"upper_codes must be {doc}, got shape {upper_codes.shape}")
             checks.in_range("upper_codes", upper_codes, 0, cfg.l_bins, f"they are codes of a {cfg.l_bins}-code VQ-VAE level")

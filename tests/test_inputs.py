@@ -88,7 +88,7 @@ CASES = [
     ("tokens empty", logits(tokens=np.zeros((1, 0), np.int32)), InputError, r"tokens must be an array .*none of it empty"),
     ("tokens 1-D", logits(tokens=np.zeros(8, np.int32)), InputError, r"tokens must be an array \[batch"),
     ("tokens batch", logits(tokens=np.zeros((2, 8), np.int32)), InputError, r"batch=1 \(as labels\)"),
-    ("upper missing", logits(UP, level=1), InputError, r"upper_codes must be an array \(1, 16\)"),
+    ("upper missing", logits(UP, level=1), InputError, r"level-1 prior \(an upsampler\) needs upper_codes \(1, 16\)"),
     ("upper past codebook", logits(UP, level=1, upper=np.full((1, 16), 70)), InputError, r"upper_codes must lie in \[0, 64\)"),
     ("upper shape", logits(UP, level=1, upper=np.zeros((1, 15), np.int32)), InputError, r"upper_codes must be \(1, 16\)"),
     ("upper on top", logits(upper=UPPER), InputError, r"not conditioned on upper codes"),
