@@ -250,6 +250,11 @@ def read_hf(path: Path) -> HFDirectory:
             f"its weights) or the original *.pth.tar files"
         )
     config = read_json(config_file)
+    if str(config.get("format", "")).startswith("jukebox-jax/"):
+        raise ConversionError(
+            f"{path}: already a jukebox-jax checkpoint ({config['format']}), nothing to convert; load it "
+            f"with Jukebox.load or pass it to `jukebox-jax sample --model`"
+        )
     state: dict[str, torch.Tensor] = {}
     mapped = True
     for file in _hf_weight_files(path):

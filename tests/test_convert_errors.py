@@ -173,6 +173,7 @@ CASES = {
     ),
     "a directory among files": Case(_fixture_and(lambda f, t: [t]), r"a directory among several paths", ""),
     "directory, no config.json": Case(lambda f, t: [t], r"a directory without config.json", ""),
+    "a jukebox-jax checkpoint": Case(_hf(b'{"format": "jukebox-jax/3", "config": {}}'), r"already a jukebox-jax checkpoint \(jukebox-jax/3\), nothing to convert; load it", "hf"),
     "config.json a directory": Case(_config_dir, r"not a file", "hf/config.json"),
     "config.json not JSON": Case(_hf(b'{"model_type": '), r"not valid JSON", "hf/config.json"),
     "config.json not UTF-8": Case(_hf(b"\xff\xfe\x00garbage"), r"not valid JSON", "hf/config.json"),
