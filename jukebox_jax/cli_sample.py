@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from jukebox_jax import checkpoint, default
 from jukebox_jax.config import MODEL_PRESETS, DType, JukeboxConfig, WeightFormat
-from jukebox_jax.errors import CheckpointError, InputError
+from jukebox_jax.errors import CheckpointError, InputError, shown
 from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, read_codes, read_prompt
 from jukebox_jax.generation.job import CODES_FILE, JobSource, Mode, SampleRequest, check_job, job_record
 from jukebox_jax.generation.levels import Codes, LevelSettings
@@ -39,9 +40,9 @@ def finite_float(text: str) -> float:
     try:
         x = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a number") from None
     if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a finite number")
     return x
 
 
@@ -49,14 +50,21 @@ def positive_float(text: str) -> float:
     """argparse type: a finite number above 0."""
     x = finite_float(text)
     if x <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not positive")
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not positive")
     return x
+
+
+def integer(text: str) -> int:
+    """argparse type: a whole number of at most 20 digits (checked against its bounds later)."""
+    if not re.fullmatch(r"[+-]?\d{1,20}", text.strip()):
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number (of at most 20 digits)")
+    return int(text)
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    if not text.strip().isdigit() or len(text) > 20 or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number >= 1 (of at most 20 digits)")
     return int(text)
 
 
@@ -65,13 +73,13 @@ def parse_mode(text: str) -> Mode:
     try:
         return Mode(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(map(str, Mode))})") from None
+        raise argparse.ArgumentTypeError(f"invalid choice: {shown(text)} (choose from {', '.join(map(str, Mode))})") from None
 
 
 def seed(text: str) -> int:
     """argparse type: a PRNG seed, 0 <= seed < 2**63."""
-    if not text.strip().isdigit() or int(text) >= 2**63:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number in [0, 2**63)")
+    if not text.strip().isdigit() or len(text) > 20 or int(text) >= 2**63:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number in [0, 2**63)")
     return int(text)
 
 
@@ -79,7 +87,7 @@ def host_port(text: str) -> str:
     """argparse type: HOST:PORT, the port in 1..65535."""
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 10.0.0.1:8476)")
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not HOST:PORT (e.g. 10.0.0.1:8476)")
     return text
 
 
@@ -123,9 +131,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "the default model was trained on 20 s songs)",
     )
     p.add_argument("--n-samples", type=positive_int, help="samples to draw (default: 1; --mode continue/upsample: as many as --codes holds)")
-    p.add_argument("--levels", type=int, nargs="*", help="levels to sample, e.g. 2 1 (default: every prior of the model; --mode upsample: those below the top)")
+    p.add_argument("--levels", type=integer, nargs="*", help="levels to sample, e.g. 2 1 (default: every prior of the model; --mode upsample: those below the top)")
     p.add_argument("--temperature", type=finite_float, default=0.99, help="sampling temperature, > 0 (default: %(default)g)")
-    p.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest tokens; 1 is greedy, 0 off (default: %(default)s)")
+    p.add_argument("--top-k", type=integer, default=0, help="sample from the k likeliest tokens; 1 is greedy, 0 off (default: %(default)s)")
     p.add_argument("--top-p", type=finite_float, default=0.0, help="sample from the smallest set of tokens holding this probability; 0 off (default: %(default)g)")
     p.add_argument("--max-batch-size", type=positive_int, default=16, help="samples per model call: bounds memory; the draws stay, the logits change by float rounding (README) (default: %(default)s)")
     p.add_argument("--prompt-audio", type=Path, help=f"audio to continue (--mode primed): {AUDIO_FORMATS}, any rate and channels (resampled, mixed to mono)")
@@ -162,7 +170,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--coordinator", type=host_port, help="with --distributed: HOST:PORT of process 0 (or set JAX_COORDINATOR_ADDRESS)")
     g.add_argument("--num-processes", type=positive_int, help="with --distributed: how many processes run")
-    g.add_argument("--process-id", type=int, help="with --distributed: this process's index, 0 .. num-processes - 1")
+    g.add_argument("--process-id", type=integer, help="with --distributed: this process's index, 0 .. num-processes - 1")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from jukebox_jax import checkpoint
-from jukebox_jax.cli_sample import device_mesh, finite_float, positive_float, positive_int, seed
+from jukebox_jax.cli_sample import device_mesh, finite_float, integer, positive_float, positive_int, seed
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, preset
 from jukebox_jax.errors import InputError
 from jukebox_jax.io import check_memory, check_output_folder, exclusive
@@ -83,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
         )
         x.add_argument(
             "--eval-every",
-            type=int,
+            type=integer,
             default=200,
             help="evaluate on the held-out songs every N steps; 0 never (default: %(default)s)",
         )
@@ -100,7 +100,7 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
     v.add_argument(
         "--seconds", type=positive_float, default=1.0, help="window length in seconds (default: %(default)g)"
     )
-    q.add_argument("--level", type=int, required=True, help="the prior's level: 2 the top, 1 and 0 the upsamplers")
+    q.add_argument("--level", type=integer, required=True, help="the prior's level: 2 the top, 1 and 0 the upsamplers")
     q.add_argument(
         "--vqvae",
         type=Path,

@@ -96,8 +96,8 @@ BAD = [
     # (arguments after `sample --model tiny_5b --out {d}/out`, the message's pattern)
     (["--seconds", "nan"], r"argument --seconds: 'nan' is not a finite number"),
     (["--seconds", "inf"], r"argument --seconds: 'inf' is not a finite number"),
-    (["--seconds", "0"], r"argument --seconds: 0 is not positive"),
-    (["--seconds", "-1"], r"argument --seconds: -1 is not positive"),
+    (["--seconds", "0"], r"argument --seconds: '0' is not positive"),
+    (["--seconds", "-1"], r"argument --seconds: '-1' is not positive"),
     (["--seconds", "1e7"], r"--seconds 1e\+07 is past the 600 s the model's timing conditioning covers; give at most 600"),
     (["--seconds", "1e306"], r"--seconds 1e\+306 is past the 600 s"),  # checked before it is multiplied: inf samples
     (["--seconds", "0.001"], r"--seconds 0.001 is shorter than one level-2 token \(128 samples"),
@@ -111,6 +111,10 @@ BAD = [
     ),
     (["--max-batch-size", "x"], r"argument --max-batch-size: 'x' is not a whole number >= 1"),
     (["--seed", "-1"], r"argument --seed: '-1' is not a whole number in \[0, 2\*\*63\)"),
+    (["--seed", "9" * 5000], r"argument --seed: '9+\.\.\. is not a whole number in \[0, 2\*\*63\)$"),  # cut, not a traceback
+    (["--n-samples", "9" * 5000], r"argument --n-samples: '9+\.\.\. is not a whole number >= 1 \(of at most 20 digits\)$"),
+    (["--seconds", "x" * 5000], r"argument --seconds: 'x+\.\.\. is not a number$"),
+    (["--top-k", "1" * 5000], r"argument --top-k: '1+\.\.\. is not a whole number \(of at most 20 digits\)$"),
     (["--temperature", "0"], r"--temperature/--top-k/--top-p: temperature must be at least 1e-06 .* use top_k=1"),
     (["--top-k", "3", "--top-p", "0.5"], r"give top_k or top_p, not both"),
     (["--levels", "5"], r"--levels 5: the model has priors for levels 0 1 2"),
@@ -142,7 +146,7 @@ BAD = [
     (["--mode", "primed", "--prompt-audio", "{d}"], r"prompt audio {d} is a folder; give a file"),
     (["--mode", "primed", "--prompt-audio", "{d}/text.wav"], r"prompt audio {d}/text.wav is not audio soundfile can read \(wav, flac, ogg or mp3\)"),
     (["--mode", "primed", "--prompt-audio", "{d}/empty.wav"], r"prompt audio {d}/empty.wav holds no samples; give a file with audio in it"),
-    (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--prompt-seconds", "-1"], r"argument --prompt-seconds: -1 is not positive"),
+    (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--prompt-seconds", "-1"], r"argument --prompt-seconds: '-1' is not positive"),
     (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--prompt-seconds", "0.001"], r"priming needs at least 128"),
     (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--seconds", "0.5"], r"priming with 1.00 s of it leaves nothing to sample in --seconds 0.50; give a longer --seconds"),
     (["--model", "{d}/missing"], r"--model '{d}/missing' is neither a checkpoint folder nor a preset \(5b, "),
