@@ -196,6 +196,11 @@ def _fit(args, task, folder: data.Folder, state_of, batches, eval_batches, save_
         print(
             f"note: no song of --data {args.data} is held out (--eval-fraction {args.eval_fraction:g}): no evaluation"
         )
+    if args.warmup and (args.steps - 1) / args.warmup < 1:  # step i (0-based) warms up to i / warmup of --lr
+        print(
+            f"note: --warmup {args.warmup:g} is not shorter than --steps {args.steps}: the learning rate never reaches "
+            f"--lr {args.lr:g} (the last step's is {(args.steps - 1) / args.warmup:.0%} of it)"
+        )
     bar, on_step = _progress(args.steps, int(state.step))
     try:
         state = loop.fit(

@@ -167,7 +167,9 @@ def test_nothing_held_out_trains_without_evaluation_and_resumes_on_its_songs_onl
     out = tmp_path / "vqvae"
     command = f"train vqvae --config tiny_vqvae --seconds 0.05 --data {plain} --out {out} --eval-fraction 0 {' '.join(FAST)}"
     cli(f"{command} --steps 2")
-    assert f"note: no song of --data {plain} is held out (--eval-fraction 0): no evaluation" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert f"note: no song of --data {plain} is held out (--eval-fraction 0): no evaluation" in out_text
+    assert "note: --warmup 100 is not shorter than --steps 2: the learning rate never reaches --lr 0.0003 (the last step's is 1% of it)" in out_text
     assert [r["step"] for r in metrics(out)] == [1, 2] and (out / "model" / "config.json").is_file()
     shutil.rmtree(out / "checkpoints")  # as if killed before its first checkpoint: --resume starts over, and says so
     cli(f"{command} --steps 2 --resume")
