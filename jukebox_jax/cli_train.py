@@ -149,11 +149,11 @@ def _structure(name: str | None) -> JukeboxConfig:
 
 
 def _spec(args: argparse.Namespace, **extra) -> dict:
-    """What `--resume` must find unchanged."""
+    """What `--resume` must find unchanged: the options that shape the run, `--init` by its
+    absolute path (a run resumes from any working folder), and `extra` (the task, the songs'
+    fingerprint, the `--vqvae`'s; `--data` and `--config` count by what they hold)."""
     keep = (
         "part",
-        "data",
-        "config",
         "init",
         "batch_size",
         "lr",
@@ -163,8 +163,9 @@ def _spec(args: argparse.Namespace, **extra) -> dict:
         "ema",
         "eval_fraction",
         "seed",
+        "seconds",
     )
-    spec = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in keep}
+    spec = {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in vars(args).items() if k in keep}
     return {**spec, **extra}
 
 
@@ -180,22 +181,18 @@ def _progress(total: int, done: int):
     return bar, on_step
 
 
-def _fit(args, task, folder: data.Folder, state_of, batches, eval_batches, save_model) -> None:
-    """Starts or resumes the run on `folder`'s songs, trains, and writes the model with every checkpoint."""
+def _fit(args, task, folder: data.Folder, state_of, batches, eval_batches, save_model, **spec_extra) -> None:
+    """Starts or resumes the run on `folder`'s songs, trains, and writes the model with every
+    checkpoint. `spec_extra`: more of what a resume must find unchanged (`_spec`)."""
     import jax
 
     run = loop.Run(args.out, loop.RunConfig(args.steps, args.save_every, args.eval_every, seed=args.seed))
-    spec = _spec(
-        args, task=json.dumps(dataclasses.asdict(task), default=str), **{"songs in --data": folder.fingerprint()}
-    )
+    task_json = json.dumps(dataclasses.asdict(task), default=str)
+    spec = _spec(args, task=task_json, **{"songs in --data": folder.fingerprint()}, **spec_extra)
     start = run.start(spec, args.resume)
     if args.resume and not start:
         print(f"note: {args.out} holds no checkpoint to resume from (killed before its first?): training from step 0")
     state = run.restore(state_of()) if start else state_of()
-    if eval_batches is None and args.eval_every:
-        print(
-            f"note: no song of --data {args.data} is held out (--eval-fraction {args.eval_fraction:g}): no evaluation"
-        )
     if args.warmup and (args.steps - 1) / args.warmup < 1:  # step i (0-based) warms up to i / warmup of --lr
         print(
             f"note: --warmup {args.warmup:g} is not shorter than --steps {args.steps}: the learning rate never reaches "
@@ -232,15 +229,24 @@ def _check_batch(batch_size: int, windows: str, window_bytes: int) -> None:
     check_memory(batch_size * window_bytes, 1 / 8, what, "give a smaller --batch-size")
 
 
-def _held_out(windows, batch_size: int, arrays=lambda b: b):
-    """The held-out batches, all of one size (one shape to compile): at most `EVAL_BATCHES`
-    whole batches of `batch_size` spread evenly over the held-out songs' windows, or one
-    smaller batch of every window when there are fewer."""
+def _held_out(args: argparse.Namespace, windows, arrays=lambda b: b):
+    """The held-out batches (`eval_batches`: at most `EVAL_BATCHES`, each a multiple of the
+    mesh's data axis), or None, saying why, when there are none to evaluate."""
     if windows is None:
+        if args.eval_every:
+            print(
+                f"note: no song of --data {args.data} is held out (--eval-fraction {args.eval_fraction:g}): no evaluation"
+            )
         return None
-    tiles = list(windows.eval_batches(batch_size))
-    full = [t for t in tiles if len(t.x) == batch_size] or tiles[:1]
-    held = [arrays(full[i]) for i in np.linspace(0, len(full) - 1, min(len(full), EVAL_BATCHES)).round().astype(int)]
+    import jax
+
+    from jukebox_jax.sharding import mesh_shape
+
+    multiple = mesh_shape(args.mesh, jax.device_count()).get("data", 1) if args.mesh else 1
+    held = [arrays(b) for b in windows.eval_batches(args.batch_size, EVAL_BATCHES, multiple)]
+    if not held:
+        print(f"note: the held-out songs hold fewer windows than --mesh's data axis ({multiple}): no evaluation")
+        return None
     return lambda: iter(held)
 
 
@@ -294,7 +300,7 @@ def train_vqvae(args: argparse.Namespace) -> None:
         folder,
         lambda: task.init(params, first, args.seed, trained=args.init is not None),
         lambda i: {"audio": windows.batch(args.seed, i, args.batch_size).x},
-        _held_out(held_windows, args.batch_size, lambda b: {"audio": b.x}),
+        _held_out(args, held_windows, lambda b: {"audio": b.x}),
         lambda p: checkpoint.save(out, JukeboxConfig(vqvae=cfg), {"vqvae": p}),
     )
 
@@ -325,6 +331,9 @@ def _adapted(prior: PriorConfig, vq: VQVAEConfig, folder: data.Folder) -> PriorC
 
 def _codes(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
     """The codes of `--data`: itself if it is a codes folder, else encoded once into OUT/codes."""
+    if not args.data.is_dir():
+        what = "is a file" if args.data.exists() else "does not exist"
+        raise InputError(f"--data {args.data} {what}; give a folder of songs, or of their codes")
     if any(args.data.rglob("*.npz")):
         folder = data.codes_folder(args.data)
         vq = base.config.vqvae if base else None
@@ -384,6 +393,8 @@ def train_prior(args: argparse.Namespace) -> None:
     new = None if init is not None else _new_prior(args, base)  # checked before the songs are encoded
     n_ctx = (new or init.config.prior(args.level)).n_ctx
     _check_batch(args.batch_size, f"windows of {n_ctx} tokens", n_ctx * 8)  # codes and those of the level above
+    vqvae = {"vqvae": base.vqvae_fingerprint() if base and base.config.vqvae else None}
+    loop.check_start(args.out, _spec(args, **vqvae), args.resume, partial=True)  # before songs are encoded there
     folder = _codes(args, base)
     if init is not None:
         cfg, params = init.config.prior(args.level), init.params[f"prior_level_{args.level}"]
@@ -426,8 +437,9 @@ def train_prior(args: argparse.Namespace) -> None:
         folder,
         lambda: task.init(params, args.seed),
         lambda i: arrays(windows.batch(args.seed, i, args.batch_size)),
-        _held_out(held_windows, args.batch_size, arrays),
+        _held_out(args, held_windows, arrays),
         lambda p: checkpoint.save(out, model_cfg, {**others, f"prior_level_{args.level}": p}),
+        **vqvae,
     )
 
 

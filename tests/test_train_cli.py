@@ -202,6 +202,10 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
             "--seconds 0.01: windows of 384 samples are shorter than the losses take (2048); give --seconds 0.046 or more",
         ),
         (f"train prior --level 2 --data {songs} --out {tmp_path / 'c'} --config tiny_5b", "holds audio: give --vqvae"),
+        (  # it said "holds audio: give --vqvae"
+            f"train prior --level 2 --data {tmp_path / 'none'} --out {tmp_path / 'c'} --config tiny_5b",
+            f"--data {tmp_path / 'none'} does not exist; give a folder of songs, or of their codes",
+        ),
         (
             f"train prior --level 2 --data {songs} --vqvae {priors_only} --init {priors_only} --out {tmp_path / 'c'}",
             f"--vqvae {priors_only} holds no VQ-VAE to encode --data {songs}; give a checkpoint with one",
@@ -260,6 +264,35 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and f"jukebox-jax {' '.join(command.split()[:2])}: error: " in err, command  # the subcommand's usage
     assert not (tmp_path / "g").exists() and sorted(p.relative_to(songs) for p in songs.rglob("*")) == before
+
+
+def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae, tmp_path, capsys, monkeypatch):
+    """A prior's run encodes --data into its folder. A resume with another --vqvae (its codes
+    were encoded again and the run went on with them, unsaid), or a new run over it (its codes
+    were rewritten, then it was refused), is refused before a song is encoded; a resume given
+    the same folder by another path goes on (it was refused as other settings, "data"), and
+    one with another --seconds names it (it named the bandwidth the windows gave)."""
+    other = tmp_path / "other_vqvae"
+    Jukebox.init(JukeboxConfig(vqvae=Jukebox.load(vqvae).config.vqvae), jax.random.key(5)).save(other)
+    out = tmp_path / "top"
+    run = f"train prior --level 2 --out {out} --config tiny_5b --steps 2 {' '.join(FAST)}"
+    cli(f"{run} --data {songs} --vqvae {vqvae}")
+    codes = {p: p.read_bytes() for p in (out / "codes").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    for extra, message in [
+        (f"--data {songs} --vqvae {other} --resume", f"{out} was started with other settings (vqvae); resume with the same ones"),
+        (f"--data {songs} --vqvae {other}", f"{out} holds a training run already: pass --resume"),
+    ]:
+        with pytest.raises(SystemExit):
+            cli(f"{run} {extra}")
+        assert message in capsys.readouterr().err, extra
+        assert {p: p.read_bytes() for p in (out / "codes").rglob("*") if p.is_file()} == codes
+    monkeypatch.chdir(songs.parent)
+    cli(f"{run} --data {songs.name} --vqvae {vqvae} --resume")  # at its last step already: writes its model again
+    assert "trained 2 steps" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli(f"train vqvae --data {songs} --out {vqvae.parent} --config tiny_vqvae --steps 3 --seconds 0.06 {' '.join(FAST)} --resume")
+    assert f"{vqvae.parent} was started with other settings (seconds, task.bandwidth" in capsys.readouterr().err
 
 
 def test_a_run_folder_another_process_writes_is_refused(songs, tmp_path, capsys):

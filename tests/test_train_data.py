@@ -117,11 +117,21 @@ def test_resampled_windows_are_that_part_of_the_resampled_song(folder):
 
 
 def test_eval_batches_tile_every_song(folder):
-    f = data.audio_folder(folder)
-    batches = list(data.AudioWindows(f, f.songs, 1000).eval_batches(4))
-    got = [(name, int(o)) for b in batches for name, o in zip(b.songs, b.offset)]
-    assert got == [(s.name, k * 1000) for s in f.songs for k in range(s.length // 1000)]
-    assert [len(b.songs) for b in batches] == [4, 4, 4, 4, 2]  # 18 windows
+    """Whole batches of the songs' windows back to back (18 windows: 4 batches of 4), at most
+    `most` of them spread evenly; fewer windows than a batch: one batch of them all, cut to a
+    multiple of the mesh's data axis (it crashed a mesh run at its first evaluation)."""
+    windows = data.AudioWindows(f := data.audio_folder(folder), f.songs, 1000)
+    tiles = [(s.name, k * 1000) for s in f.songs for k in range(s.length // 1000)]
+    assert len(tiles) == 18
+
+    def got(batches):
+        return [[(name, int(o)) for name, o in zip(b.songs, b.offset)] for b in batches]
+
+    assert got(windows.eval_batches(4)) == [tiles[k : k + 4] for k in (0, 4, 8, 12)]
+    assert got(windows.eval_batches(4, most=2)) == [tiles[0:4], tiles[12:16]]
+    assert got(windows.eval_batches(20)) == [tiles]
+    assert got(windows.eval_batches(20, multiple=4)) == [tiles[:16]]
+    assert got(windows.eval_batches(40, multiple=32)) == []
 
 
 def test_windows_are_uniform_over_song_and_start():
@@ -233,7 +243,7 @@ def test_codes_windows_refuse_what_does_not_fit(encoded):
         InputError, match=r"3 songs are shorter than the window of 100 level-2 tokens: a/one.npz \(68\)"
     ):
         data.CodesWindows.load(codes, codes.songs, 2, 100)
-    eval_windows = list(data.CodesWindows.load(codes, codes.songs, 2, 32).eval_batches(5))
+    eval_windows = data.CodesWindows.load(codes, codes.songs, 2, 32).eval_batches(3)
     assert [(name, int(o)) for b in eval_windows for name, o in zip(b.songs, b.offset)] == [
         (s.name, k * 32 * 128) for s in codes.songs for k in range(2)
     ]

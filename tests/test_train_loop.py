@@ -118,6 +118,10 @@ def test_run_folder_refusals(tmp_path):
     assert (tmp_path / "run.json").read_text() == before  # the run's record is left as it was
     with pytest.raises(InputError, match="no training run to resume"):
         train(tmp_path / "new", 4, resume=True)
+    record = json.loads((tmp_path / "run.json").read_text())
+    (tmp_path / "run.json").write_text(json.dumps({k: v for k, v in record.items() if k != "format"}))
+    with pytest.raises(InputError, match=r"begun by another version of jukebox-jax \(run format 1, this one writes 2\)"):
+        train(tmp_path, 4, resume=True)  # the settings it kept may not be those this version checks
     with pytest.raises(InputError, match="steps must be at least 1"):
         RunConfig(0)
     with pytest.raises(InputError, match="past 2147483647"):

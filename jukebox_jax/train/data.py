@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,10 +66,11 @@ class Folder:
     vqvae: str | None = None  # a codes folder's `Jukebox.vqvae_fingerprint()` (None: audio, or unrecorded)
 
     def fingerprint(self) -> str:
-        """A digest of what training reads: each song's name, length, labels and file size, and
-        the label tables (a resumed run checks it is given the songs it started on)."""
+        """A digest of what training reads: each song's name, length, labels and file size, the
+        label tables and, for codes, the VQ-VAE that made them (a resumed run checks it is given
+        the songs it started on)."""
         songs = [(*dataclasses.astuple(s), (self.root / s.name).stat().st_size) for s in self.songs]
-        text = json.dumps([songs, self.artists, self.genres, self.sample_rate])
+        text = json.dumps([songs, self.artists, self.genres, self.sample_rate, self.vqvae])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def split(self, eval_fraction: float = 0.1) -> tuple[tuple[Song, ...], tuple[Song, ...]]:
@@ -285,13 +286,20 @@ def _batch(
     )
 
 
-def _tiles(units: list[int], window: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(song, start) `[b]` arrays of every whole window of each song, back to back from its
-    start, in batches of `batch_size` (the last may be smaller)."""
+def _held_out_tiles(
+    units: list[int], window: int, batch_size: int, most: int | None, multiple: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(song, start) `[b]` arrays of held-out batches, all of one size (one shape to compile):
+    of every whole window of each song, back to back from its start, the whole batches of
+    `batch_size` (at most `most`, spread evenly), or, with fewer windows than one batch, one
+    batch of them all cut to a multiple of `multiple` (a mesh's data axis; none if none is left)."""
     tiles = [(i, start) for i, n in enumerate(units) for start in range(0, n - window + 1, window)]
-    for k in range(0, len(tiles), batch_size):
-        song, start = np.array(tiles[k : k + batch_size]).T
-        yield song, start
+    groups = [tiles[k : k + batch_size] for k in range(0, len(tiles) - batch_size + 1, batch_size)]
+    if not groups:
+        n = len(tiles) // multiple * multiple
+        groups = [tiles[:n]] if n else []
+    picks = np.linspace(0, len(groups) - 1, min(len(groups), most or len(groups))).round().astype(int)
+    return [tuple(np.array(groups[k]).T) for k in picks]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,10 +324,10 @@ class AudioWindows:
         song, start = _draw(counts, batch_size, _rng(seed, step))
         return self._read(song, start)
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        """Every whole window of every song, back to back, in batches of `batch_size` (the last may be smaller)."""
-        for song, start in _tiles([s.length for s in self.songs], self.sample_length, batch_size):
-            yield self._read(song, start)
+    def eval_batches(self, batch_size: int, most: int | None = None, multiple: int = 1) -> list[Batch]:
+        """The held-out batches of `_held_out_tiles`, read."""
+        units = [s.length for s in self.songs]
+        return [self._read(*t) for t in _held_out_tiles(units, self.sample_length, batch_size, most, multiple)]
 
     def _read(self, song: np.ndarray, start: np.ndarray) -> Batch:
         x = np.stack(
@@ -374,10 +382,10 @@ class CodesWindows:
         song, start = _draw(counts, batch_size, _rng(seed, step))
         return self._read(song, start * self.ratio)
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        """Every whole window of every song, back to back, in batches of `batch_size` (the last may be smaller)."""
-        for song, start in _tiles([len(z) for z in self.tokens], self.n_tokens, batch_size):
-            yield self._read(song, start)
+    def eval_batches(self, batch_size: int, most: int | None = None, multiple: int = 1) -> list[Batch]:
+        """The held-out batches of `_held_out_tiles`, read."""
+        units = [len(z) for z in self.tokens]
+        return [self._read(*t) for t in _held_out_tiles(units, self.n_tokens, batch_size, most, multiple)]
 
     def _read(self, song: np.ndarray, start: np.ndarray) -> Batch:
         x = np.stack([self.tokens[i][t : t + self.n_tokens] for i, t in zip(song, start)])  # [b, n_tokens]

@@ -3,7 +3,7 @@
 A run folder holds:
 
     run.json          what the run trains and how (`RunConfig` and the caller's `spec`);
-                      `--resume` refuses a folder whose spec differs
+                      `--resume` refuses a folder whose spec, or `RUN_FORMAT`, differs
     checkpoints/N/    the `TrainState` after N steps (orbax; written to a temporary folder and
                       renamed, so a kill leaves the previous checkpoints whole)
     digests.json      the SHA-256 of each checkpoint's arrays, written after it
@@ -53,6 +53,7 @@ DIGESTS = "digests.json"
 DAMAGED = "damaged"
 METRICS = "metrics.jsonl"
 MAX_STEPS = 2**31 - 1  # the optimizer counts its steps in int32
+RUN_FORMAT = 2  # run.json's layout and what its spec holds; a run of another format is not resumed
 
 
 @flax.struct.dataclass
@@ -137,22 +138,11 @@ class Run:
         return self._manager.latest_step()
 
     def start(self, spec: Mapping[str, Any], resume: bool) -> int:
-        """Writes `run.json` for a new run; for `resume`, checks it and returns the newest
-        checkpoint's step (0 if none). Refuses to start over a folder that holds a run."""
-        record = {"run": dataclasses.asdict(self.config), "spec": spec}
+        """Writes `run.json` for a new run; for `resume`, checks it (`check_start`) and returns
+        the newest checkpoint's step (0 if none)."""
+        check_start(self.out, spec, resume)
+        record = {"format": RUN_FORMAT, "run": dataclasses.asdict(self.config), "spec": spec}
         path = self.out / RUN
-        if resume and not path.is_file():
-            raise InputError(f"{self.out} holds no training run to resume; leave out --resume to start one")
-        if path.is_file():
-            if not resume:
-                raise InputError(
-                    f"{self.out} holds a training run already: pass --resume to continue it, or choose another --out"
-                )
-            changed = _changed(self._record(RUN)["spec"], json.loads(json.dumps(spec)))
-            if changed:
-                raise InputError(
-                    f"{self.out} was started with other settings ({', '.join(changed)}); resume with the same ones"
-                )
         step = (self.latest_step() if resume else None) or 0
         if step > self.config.steps:
             raise InputError(
@@ -188,7 +178,9 @@ class Run:
                 f"start the run again in another --out"
             )
         if problems:
-            warnings.warn(f"{'; '.join(problems)}: moved to {self.out / DAMAGED}; resuming from step {step}", stacklevel=2)
+            warnings.warn(
+                f"{'; '.join(problems)}: moved to {self.out / DAMAGED}; resuming from step {step}", stacklevel=2
+            )
         self._trim_metrics(step)
         return state
 
@@ -207,13 +199,7 @@ class Run:
         return self._record(DIGESTS) if (self.out / DIGESTS).is_file() else {}
 
     def _record(self, name: str) -> dict[str, Any]:
-        """The JSON file `name` of the run (written whole by `write_text`); damaged, a
-        `CheckpointError` naming it (`run.json` needs its "spec")."""
-        path, kind, fix = self.out / name, "what jukebox-jax writes there", "start the run again in another --out"
-        record = read_record(path, CheckpointError, kind, fix)
-        if name == RUN and "spec" not in record:
-            raise CheckpointError(f"{path} is not {kind}; {fix}")
-        return record
+        return _run_record(self.out, name)
 
     def _set_aside(self, step: int) -> None:
         """Moves checkpoint `step` to `damaged/` (kept for a post-mortem, out of orbax's way)."""
@@ -237,6 +223,41 @@ class Run:
             warnings.warn(f"{path}: {damaged} damaged line(s) dropped (a write cut short?)", stacklevel=3)
         kept = [line for line, record in parsed if record is not None and record["step"] <= step]
         write_text(path, "".join(line + "\n" for line in kept))
+
+
+def check_start(out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bool = False) -> None:
+    """Refuses, writing nothing, what `Run.start` refuses: a resume where no run is, a new run
+    over one, a resume of a run another version of run.json began, or one whose `spec`
+    differs from the one it began with (where `partial`, in `spec`'s keys only: a caller
+    checks what it knows before it prepares the data, e.g. encodes songs into the run folder)."""
+    path = Path(out) / RUN
+    if resume and not path.is_file():
+        raise InputError(f"{out} holds no training run to resume; leave out --resume to start one")
+    if not path.is_file():
+        return
+    if not resume:
+        raise InputError(f"{out} holds a training run already: pass --resume to continue it, or choose another --out")
+    record = _run_record(Path(out), RUN)
+    if record.get("format", 1) != RUN_FORMAT:
+        raise InputError(
+            f"{out} holds a run begun by another version of jukebox-jax (run format {record.get('format', 1)}, this "
+            f"one writes {RUN_FORMAT}): it cannot be resumed; train again into another --out (with --init its model "
+            "to go on from its weights)"
+        )
+    new = json.loads(json.dumps(spec))
+    old = {k: record["spec"].get(k) for k in new} if partial else record["spec"]
+    if changed := _changed(old, new):
+        raise InputError(f"{out} was started with other settings ({', '.join(changed)}); resume with the same ones")
+
+
+def _run_record(out: Path, name: str) -> dict[str, Any]:
+    """The JSON file `name` of the run folder `out` (written whole by `write_text`); damaged,
+    a `CheckpointError` naming it (`run.json` needs its "spec", an object)."""
+    path, kind, fix = out / name, "what jukebox-jax writes there", "start the run again in another --out"
+    record = read_record(path, CheckpointError, kind, fix)
+    if name == RUN and not isinstance(record.get("spec"), dict):
+        raise CheckpointError(f"{path} is not {kind}; {fix}")
+    return record
 
 
 def _metrics_record(line: str) -> dict | None:
