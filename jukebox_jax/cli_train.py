@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jukebox_jax import checkpoint
+from jukebox_jax import checkpoint, tokenizer
 from jukebox_jax.cli_sample import device_mesh, finite_float, integer, positive_float, positive_int, seed
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, preset
 from jukebox_jax.errors import InputError
@@ -325,7 +325,7 @@ def _adapted(prior: PriorConfig, vq: VQVAEConfig, folder: data.Folder) -> PriorC
     )
     if prior.lyrics is Lyrics.NONE:
         return dataclasses.replace(prior, labels=lab)
-    chars = "".join(sorted({c for s in folder.songs for c in s.lyrics}))
+    chars = "".join(sorted({c for s in folder.songs for c in tokenizer.transliterate(s.lyrics)}))
     return dataclasses.replace(prior, labels=dataclasses.replace(lab, lyric_chars=chars), n_vocab=len(chars) + 1)
 
 
@@ -384,7 +384,6 @@ def _new_prior(args: argparse.Namespace, base: Jukebox | None) -> PriorConfig:
 
 def train_prior(args: argparse.Namespace) -> None:
     from jukebox_jax import prior as prior_lib
-    from jukebox_jax import tokenizer
 
     base = Jukebox.load(args.vqvae) if args.vqvae else None
     init = None if args.init is None else Jukebox.load(args.init)
@@ -448,7 +447,6 @@ def with_labels_of(cfg: PriorConfig, params: dict, folder: data.Folder, key) -> 
     after its own (new embedding rows, `train.prior.grow_label_tables`), and its tables
     become its own, named (the released names by id, then the new ones; a released id with no
     name is called `<kind> <id>`; id 0 is `unknown`). Unchanged if it knows every name."""
-    from jukebox_jax import tokenizer
     from jukebox_jax.train.prior import grow_label_tables
 
     lab = cfg.labels
@@ -497,7 +495,6 @@ def _label_ids(cfg: PriorConfig, folder: data.Folder) -> dict[str, list[int]]:
 
 def _label_id(cfg: PriorConfig, kind: str, name: str) -> int:
     """The prior's id of one artist or genre name (`InputError` naming the fix if unknown)."""
-    from jukebox_jax import tokenizer
 
     if kind == "artist":
         return tokenizer.song_labels(cfg, 1, artist=name, genre=0).artist

@@ -104,8 +104,15 @@ def lyric_chars(labels: LabelConfig) -> str:
 
 
 def clean_lyrics(text: str, v3: bool, chars: str | None = None) -> str:
-    """The original `TextProcessor.clean`: transliterate to ASCII, `\\` becomes a newline,
-    characters outside the vocabulary (`chars`, default the v2/v3 set) are dropped."""
+    """The original `TextProcessor.clean`: `transliterate`, then characters outside the
+    vocabulary (`chars`, default the v2/v3 set) are dropped."""
+    vocab = set(lyric_vocab(v3) if chars is None else chars)
+    return "".join(c for c in transliterate(text) if c in vocab)
+
+
+def transliterate(text: str) -> str:
+    """`text` in ASCII as the original's lyrics are (Unidecode), `\\` a newline: what a lyric
+    vocabulary must hold (`clean_lyrics` drops the rest)."""
     if not text.isascii():
         try:
             from unidecode import unidecode
@@ -116,8 +123,7 @@ def clean_lyrics(text: str, v3: bool, chars: str | None = None) -> str:
                 "Unidecode: pip install 'jukebox-jax[lyrics]' (Unidecode, GPL-2.0+), or pass ASCII lyrics"
             ) from None
         text = unidecode(text)
-    vocab = set(lyric_vocab(v3) if chars is None else chars)
-    return "".join(c for c in text.replace("\\", "\n") if c in vocab)
+    return text.replace("\\", "\n")
 
 
 def lyric_tokens(text: str, v3: bool, chars: str | None = None) -> tuple[int, ...]:

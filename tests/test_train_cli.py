@@ -295,6 +295,20 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
     assert f"{vqvae.parent} was started with other settings (seconds, task.bandwidth" in capsys.readouterr().err
 
 
+def test_a_new_lyric_prior_knows_every_character_of_its_cleaned_lyrics():
+    """The vocabulary is made of the lyrics as they are tokenized (transliterated, `\\` a new
+    line): made of the raw text, "don’t stop\\café" trained as "dont stopcaf"."""
+    from jukebox_jax.cli_train import _adapted
+    from jukebox_jax.config import preset
+
+    folder = data.Folder(Path("."), 16000, (data.Song("a.wav", 10**5, 0, 0, "don’t stop\\café"),), ("x",), ("y",))
+    cfg = _adapted(preset("tiny_5b_lyrics"), preset("tiny_vqvae"), folder)
+    chars = cfg.labels.lyric_chars
+    assert chars == "\n 'acdefnopst" and cfg.n_vocab == len(chars) + 1
+    tokens = tokenizer.lyric_tokens(folder.songs[0].lyrics, cfg.labels.v3, chars)
+    assert "".join(chars[t - 1] for t in tokens) == "don't stop\ncafe"
+
+
 def test_a_run_folder_another_process_writes_is_refused(songs, tmp_path, capsys):
     """A second `train` into a run in progress is refused before it reads or writes a thing
     (two runs interleaved their checkpoints and metrics; `io.exclusive`)."""
