@@ -77,9 +77,10 @@ def parse_mode(text: str) -> Mode:
 
 
 def seed(text: str) -> int:
-    """argparse type: a PRNG seed, 0 <= seed < 2**63."""
-    if not text.strip().isdigit() or len(text) > 20 or int(text) >= 2**63:
-        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number in [0, 2**63)")
+    """argparse type: a PRNG seed, 0 <= seed < 2**32 (`jax.random.key` keeps a seed's low 32
+    bits: 2**32 would draw as 0)."""
+    if not text.strip().isdigit() or len(text) > 20 or int(text) >= 2**32:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number in [0, 2**32)")
     return int(text)
 
 

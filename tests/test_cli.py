@@ -110,8 +110,9 @@ BAD = [
         r"memory, more than 50.0% of this machine's [\d,.]+ GB; draw fewer at a time \(several jobs, each with its own --out\)",
     ),
     (["--max-batch-size", "x"], r"argument --max-batch-size: 'x' is not a whole number >= 1"),
-    (["--seed", "-1"], r"argument --seed: '-1' is not a whole number in \[0, 2\*\*63\)"),
-    (["--seed", "9" * 5000], r"argument --seed: '9+\.\.\. is not a whole number in \[0, 2\*\*63\)$"),  # cut, not a traceback
+    (["--seed", "-1"], r"argument --seed: '-1' is not a whole number in \[0, 2\*\*32\)"),
+    (["--seed", str(2**32)], r"argument --seed: '4294967296' is not a whole number in \[0, 2\*\*32\)"),  # drew as seed 0
+    (["--seed", "9" * 5000], r"argument --seed: '9+\.\.\. is not a whole number in \[0, 2\*\*32\)$"),  # cut, not a traceback
     (["--n-samples", "9" * 5000], r"argument --n-samples: '9+\.\.\. is not a whole number >= 1 \(of at most 20 digits\)$"),
     (["--seconds", "x" * 5000], r"argument --seconds: 'x+\.\.\. is not a number$"),
     (["--top-k", "1" * 5000], r"argument --top-k: '1+\.\.\. is not a whole number \(of at most 20 digits\)$"),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jukebox_jax import Jukebox, JukeboxConfig
-from jukebox_jax.errors import JobError
+from jukebox_jax.errors import InputError, JobError
 from jukebox_jax.generation.job import SampleRequest, run_job
 from jukebox_jax.generation.levels import LevelSettings, sample_levels, sample_window
 from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
@@ -153,6 +153,8 @@ def test_job_json_names_the_method():
     assert settings == {"method": {"method": "top_k", "temperature": 0.7, "k": 8}, "hop_fraction": 0.5, "max_batch_size": 16, "chunk_size": 32}
     assert json.loads(texts[0])["settings"]["2"]["method"] == {"method": "greedy"}
     assert json.loads(texts[0])["songs"]["2"] == [{"total_length": 1000, "artist": 1, "genres": [2], "lyrics": [5, 6], "offset": 0}]
+    with pytest.raises(InputError, match=r"seed must be in 0..4294967295 \(jax.random.key keeps a seed's low 32 bits\)"):
+        SampleRequest((2,), 128, 2**32, songs, {2: LevelSettings(Greedy())})  # drew as seed 0
 
 
 def test_primed_keeps_the_prompt(tiny):

@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jukebox_jax import integrity
+from jukebox_jax import checks, integrity
 from jukebox_jax.errors import InputError, JobError, shown
 from jukebox_jax.generation.inputs import read_codes
 from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
@@ -83,6 +83,9 @@ class SampleRequest:
     songs: dict[int, tuple[SongLabels, ...]]  # per level, in that prior's label set
     settings: dict[int, LevelSettings]
     source: JobSource = JobSource()
+
+    def __post_init__(self):
+        checks.integer("seed", self.seed, 0, 2**32 - 1, " (jax.random.key keeps a seed's low 32 bits)")
 
     def to_json(self) -> str:
         """Deterministic: the same request always gives the same text."""
