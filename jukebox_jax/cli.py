@@ -138,9 +138,12 @@ def _reporting(
     cannot be used (a damaged checkpoint, another job's folder) the same one line, without the
     usage; a failed read or write names the file, and running out of device memory says so with
     `less_memory`, the command's way to need less (what the command had already written stays,
-    and `--resume` goes on from it). All exit with status 2 but a failed write (1)."""
+    and `--resume` goes on from it). All exit with status 2 but a failed write (1) and Ctrl-C
+    (130, a line rather than a traceback)."""
     try:
         command(args)
+    except KeyboardInterrupt:  # outside the loops that say how to go on (e.g. while a model loads)
+        parser.exit(130, f"\n{parser.prog}: interrupted\n")
     except (InputError, ConfigError) as e:
         parser.error(str(e))
     except JukeboxError as e:

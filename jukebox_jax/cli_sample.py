@@ -22,7 +22,7 @@ from jukebox_jax.generation.job import CODES_FILE, JobSource, Mode, SampleReques
 from jukebox_jax.generation.levels import Codes, LevelSettings
 from jukebox_jax.generation.windows import get_starts
 from jukebox_jax.io import check_memory, writable_ancestor
-from jukebox_jax.jukebox import Jukebox
+from jukebox_jax.jukebox import Jukebox, check_method
 from jukebox_jax.labels import int32_seconds
 
 DESCRIPTION = (
@@ -196,7 +196,7 @@ def plan(args: argparse.Namespace) -> Plan:
     levels = check_levels(args.levels, config, args.mode)
     codes = read_codes(args.codes, vq.levels, vq.l_bins) if args.mode.reads_codes else None
     n = n_samples(args.n_samples, codes)
-    start = start_codes(args.mode, codes, n, vq.levels)
+    start = start_codes(args.mode, codes, n, levels, vq.levels)
     sample_length = check_length(args.seconds, args.mode, config, levels, start)
     check_job_memory(n, sample_length, config)
     prompt, notices = None, []
@@ -204,7 +204,7 @@ def plan(args: argparse.Namespace) -> Plan:
         prompt = read_prompt(args.prompt_audio, vq.sample_rate, vq.hop_lengths[-1], args.prompt_seconds or DEFAULT_PROMPT_SECONDS)
         notices += check_prompt(prompt, args.prompt_audio, sample_length, vq.sample_rate)
     lengths = [len(prompt.audio) // hop for hop in vq.hop_lengths] if prompt else [z.shape[1] for z in start]
-    check_upper_codes(config, levels, lengths, sample_length)
+    check_upper_codes(config, levels, lengths, sample_length, args.mode)
     song_seconds = args.song_seconds or min(DEFAULT_SONG_SECONDS, max_seconds(config) or DEFAULT_SONG_SECONDS)
     song_length = int(check_seconds("--song-seconds", song_seconds, config) * vq.sample_rate)
     if song_length < sample_length:
@@ -279,6 +279,8 @@ def check_levels(levels: list[int] | None, config: JukeboxConfig, mode: Mode) ->
     top = config.vqvae.levels - 1
     default = [level for level in have if not (mode is Mode.UPSAMPLE and level == top)]
     levels = tuple(sorted(set(levels or default), reverse=True))
+    if not levels:
+        raise InputError(f"--mode {mode}: the model has no prior {'below the top level' if have else 'at all'} to sample with")
     if not set(levels) <= set(have):
         raise InputError(f"--levels {' '.join(map(str, levels))}: the model has priors for levels {' '.join(map(str, have))}")
     if mode is Mode.UPSAMPLE and top in levels:
@@ -297,18 +299,20 @@ def n_samples(asked: int | None, codes: dict[int, np.ndarray] | None) -> int:
     return n
 
 
-def start_codes(mode: Mode, codes: dict[int, np.ndarray] | None, n: int, n_levels: int) -> Codes | None:
-    """The codes the job continues: empty for ancestral, `codes` for continue, the top of
-    `codes` for upsample; None for primed (the prompt's, known once the model is loaded)."""
+def start_codes(mode: Mode, codes: dict[int, np.ndarray] | None, n: int, levels: tuple[int, ...], n_levels: int) -> Codes | None:
+    """The codes the job continues: empty for ancestral, `codes` for continue, for upsample
+    those of `codes` above the sampled `levels`; None for primed (the prompt's, known once
+    the model is loaded)."""
     if mode is Mode.PRIMED:
         return None
     empty = np.zeros((n, 0), np.int64)
     if mode is Mode.ANCESTRAL:
         return [empty] * n_levels
     if mode is Mode.UPSAMPLE:
-        if n_levels - 1 not in codes:
-            raise InputError(f"--codes holds no level_{n_levels - 1}: upsampling needs the top level's codes")
-        return [empty] * (n_levels - 1) + [codes[n_levels - 1]]
+        above = max(levels) + 1
+        if above not in codes:
+            raise InputError(f"--codes holds no level_{above}: upsampling level {max(levels)} reads the level-{above} codes")
+        return [codes.get(level, empty) if level >= above else empty for level in range(n_levels)]
     return [codes.get(level, empty) for level in range(n_levels)]
 
 
@@ -333,25 +337,28 @@ def check_job_memory(n: int, sample_length: int, config: JukeboxConfig, memory: 
 
 
 def check_length(seconds: float | None, mode: Mode, config: JukeboxConfig, levels: tuple[int, ...], start: Codes | None) -> int:
-    """The job's length in audio samples: a multiple of the top sampled level's hop, within
+    """The job's length in audio samples: a multiple of the VQ-VAE top level's hop, within
     the model's timing range, longer than the codes it continues."""
     vq = config.vqvae
-    hop = config.prior(max(levels)).raw_to_tokens
+    hop = vq.hop_lengths[-1]  # an upsampler's windows start on whole tokens of the level above
     if seconds is None and mode is Mode.UPSAMPLE:
-        length = start[-1].shape[1] * vq.hop_lengths[-1] // hop * hop
+        above = max(levels) + 1
+        length = start[above].shape[1] * vq.hop_lengths[above] // hop * hop
         seconds = check_seconds("--seconds", length / vq.sample_rate, config)
+        asked, more = f"--codes (level {above}: {seconds:g} s)", "give longer codes"
     else:
         seconds = check_seconds("--seconds", DEFAULT_SECONDS if seconds is None else seconds, config)
-        length = int(seconds * vq.sample_rate) // hop * hop
+        length = round(seconds * vq.sample_rate) // hop * hop  # round: 8.008 s x 16 kHz is 128127.99...
+        asked, more = f"--seconds {seconds:g}", "give at least that"
     if length <= 0:
-        raise InputError(f"--seconds {seconds:g} is shorter than one level-{max(levels)} token ({hop} samples, {hop / vq.sample_rate:.4f} s)")
+        raise InputError(f"{asked} is shorter than one level-{vq.levels - 1} token ({hop} samples, {hop / vq.sample_rate:.4f} s)")
     for level in levels:
         prior = config.prior(level)
         span = prior.n_ctx * prior.raw_to_tokens  # an upsampler's window reads the level above over all of it
         if prior.conditioner is not None and length < span:
             raise InputError(
-                f"--seconds {seconds:g}: the level-{level} upsampler samples windows of {span / vq.sample_rate:.2f} s; "
-                f"give at least that (or leave level {level} out with --levels)"
+                f"{asked}: the level-{level} upsampler samples windows of {math.ceil(span / vq.sample_rate * 1e4) / 1e4:g} s; "
+                f"{more} (or leave level {level} out with --levels)"
             )
     if mode is Mode.CONTINUE:
         for level in levels:
@@ -384,19 +391,23 @@ def check_prompt(prompt: Prompt, path: Path, sample_length: int, sample_rate: in
     return notices
 
 
-def check_upper_codes(config: JukeboxConfig, levels: tuple[int, ...], lengths: list[int], sample_length: int) -> None:
+def check_upper_codes(config: JukeboxConfig, levels: tuple[int, ...], lengths: list[int], sample_length: int, mode: Mode) -> None:
     """Each sampled upsampler has the codes of the level above for the whole length: that
-    level is sampled too, or its start codes cover the length."""
+    level is sampled too, or its start codes (`lengths`, in tokens) cover the length."""
     vq = config.vqvae
     for level in levels:
         upper = level + 1
         if config.prior(level).conditioner is None or upper in levels:
             continue
-        if lengths[upper] * vq.hop_lengths[upper] < sample_length:
+        have = lengths[upper] * vq.hop_lengths[upper]
+        if have < sample_length:
+            fix = {
+                Mode.UPSAMPLE: "give a shorter --seconds, or leave it out to upsample the whole of --codes",
+                Mode.PRIMED: f"sample level {upper} too",
+            }.get(mode, f"sample level {upper} too, or give --codes that hold it")
             raise InputError(
                 f"--levels {' '.join(map(str, levels))}: level {level} reads the level-{upper} codes, which cover "
-                f"{lengths[upper] * vq.hop_lengths[upper] / vq.sample_rate:.2f} s of the {sample_length / vq.sample_rate:.2f} s "
-                f"asked; sample level {upper} too, or give --codes that hold it"
+                f"{have / vq.sample_rate:.2f} s of the {sample_length / vq.sample_rate:.2f} s asked; {fix}"
             )
 
 
@@ -435,6 +446,11 @@ def level_settings(args: argparse.Namespace, config: JukeboxConfig, levels: tupl
     except ValueError as e:
         raise InputError(f"--temperature/--top-k/--top-p: {e}") from None
     top = config.vqvae.levels - 1
+    for level in levels:
+        try:
+            check_method(config.prior(level), method)
+        except InputError as e:
+            raise InputError(f"--top-k: {e}") from None
     return {
         level: LevelSettings(method, hop_fraction=TOP_HOP_FRACTION if level == top else HOP_FRACTION, max_batch_size=args.max_batch_size)
         for level in levels

@@ -288,7 +288,7 @@ class Jukebox:
             method = sampling_method(temperature, top_k, top_p)
         elif (temperature, top_k, top_p) != (1.0, 0, 0.0):
             raise InputError(f"give method= or temperature/top_k/top_p, not both (got {method} and {temperature}, {top_k}, {top_p})")
-        _check_method(cfg, method)
+        check_method(cfg, method)
         n_tokens = checks.integer("n_tokens", n_tokens, 1, cfg.n_ctx, " (the prior's window)")
         if chunk_size is not None:
             checks.integer("chunk_size", chunk_size, 1)
@@ -414,7 +414,7 @@ def _layers(cfg: PriorConfig, capture: Iterable[int]) -> frozenset[int]:
     return layers
 
 
-def _check_method(cfg: PriorConfig, method: Method) -> None:
+def check_method(cfg: PriorConfig, method: Method) -> None:
     """A sampling method object whose top-k fits the prior's vocabulary."""
     if not isinstance(method, (Greedy, Temperature)):
         raise InputError(f"method must be a jukebox_jax.sampling method (Greedy, Temperature, TopK, TopP), got {method!r}")

@@ -74,6 +74,7 @@ def files(tmp_path_factory) -> Path:
         ("nokey", "{}"),
         ("vqonly", _config_json(JukeboxConfig(vqvae=preset("tiny_vqvae")))),
         ("int8", _config_json(int8)),
+        ("toponly", _config_json(JukeboxConfig(preset("tiny_vqvae"), (JukeboxConfig.from_preset("tiny_5b").prior(2),)))),
     ]:
         (d / name).mkdir()
         if text is not None:
@@ -102,7 +103,7 @@ BAD = [
     (["--seconds", "1e306"], r"--seconds 1e\+306 is past the 600 s"),  # checked before it is multiplied: inf samples
     (["--seconds", "0.001"], r"--seconds 0.001 is shorter than one level-2 token \(128 samples"),
     (["--song-seconds", "601"], r"--song-seconds 601 is past the 600 s"),
-    (["--seconds", "0.02"], r"--seconds 0.02: the level-1 upsampler samples windows of 0.05 s; give at least that"),
+    (["--seconds", "0.02"], r"--seconds 0.02: the level-1 upsampler samples windows of 0.0465 s; give at least that"),
     (["--n-samples", "0"], r"argument --n-samples: '0' is not a whole number >= 1"),
     (  # refused before the plan holds a billion of anything
         ["--n-samples", "1000000000"],
@@ -142,7 +143,20 @@ BAD = [
     (["--mode", "continue", "--codes", "{d}/long.npz", "--seconds", "0.5"], r"--codes already holds 1.16 s at level 2, --seconds 0.5 no more"),
     (["--mode", "continue", "--codes", "{d}/good.npz", "--n-samples", "3"], r"--n-samples 3: --codes holds 1 sample;"),
     (["--mode", "upsample", "--codes", "{d}/good.npz", "--levels", "2", "1"], r"--mode upsample samples the levels below the top: give --levels without 2"),
-    (["--mode", "upsample", "--codes", "{d}/good.npz", "--levels", "1", "--seconds", "1"], r"level 1 reads the level-2 codes, which cover 0.00 s of the 1.00 s"),
+    (
+        ["--mode", "upsample", "--codes", "{d}/good.npz", "--levels", "1", "--seconds", "1"],
+        r"level 1 reads the level-2 codes, which cover 0.00 s of the 1.00 s asked; give a shorter --seconds, or leave it out",
+    ),
+    (  # upsampling level 0 reads --codes' level 1 (it threw them away: "cover 0.00 s") and blames no --seconds
+        ["--mode", "upsample", "--codes", "{d}/good.npz", "--levels", "0"],
+        r"--codes \(level 1: 0.0029\d* s\): the level-0 upsampler samples windows of 0.0117 s; give longer codes",
+    ),
+    (["--mode", "upsample", "--codes", "{d}/good.npz", "--model", "{d}/toponly"], r"--mode upsample: the model has no prior below the top level"),
+    (["--top-k", "300"], r"--top-k: top_k must be at most 64 \(the level-2 prior's vocabulary\), got 300"),  # refused after job.json was written
+    (
+        ["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--seconds", "3", "--levels", "1", "0"],
+        r"level 1 reads the level-2 codes, which cover 1.00 s of the 3.00 s asked; sample level 2 too$",
+    ),
     (["--mode", "primed", "--prompt-audio", "{d}/missing.wav"], r"prompt audio {d}/missing.wav does not exist"),
     (["--mode", "primed", "--prompt-audio", "{d}"], r"prompt audio {d} is a folder; give a file"),
     (["--mode", "primed", "--prompt-audio", "{d}/text.wav"], r"prompt audio {d}/text.wav is not audio soundfile can read \(wav, flac, ogg or mp3\)"),
@@ -186,6 +200,29 @@ def test_bad_input_is_a_one_line_error_before_loading(files, args, pattern, monk
     assert message.startswith("jukebox-jax sample: error: ")
     assert re.search(pattern.replace("{d}", re.escape(d)), message), message
     assert not (files / "out").exists()  # nothing was written
+
+
+def test_ctrl_c_while_the_model_loads_is_one_line(tmp_path, monkeypatch, capsys):
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_sample, "load_model", interrupted)
+    with pytest.raises(SystemExit) as e:
+        main(["sample", "--model", "tiny_5b", "--seconds", "0.05", "--out", str(tmp_path / "out")])
+    assert e.value.code == 130 and capsys.readouterr().err.strip() == "jukebox-jax sample: interrupted"
+
+
+def test_a_job_is_whole_top_level_tokens_to_the_nearest_sample():
+    """`--seconds` rounds to the VQ-VAE top level's hop whatever levels are sampled (rounded to
+    level 1's, an upsampling job's last level-1 window began between level-2 tokens: a
+    traceback after job.json was written), from the nearest sample (8.008 s at 16 kHz is
+    128127.99...: it lost a token)."""
+    config = JukeboxConfig.from_preset("tiny_5b")
+    start = cli_sample.start_codes(Mode.UPSAMPLE, {2: np.zeros((1, 800), np.int64)}, 1, (1, 0), 3)
+    assert cli_sample.check_length(2.0021, Mode.UPSAMPLE, config, (1, 0), start) == 88288 // 128 * 128
+    small = JukeboxConfig.from_preset("small")
+    assert small.vqvae.sample_rate == 16000 and small.vqvae.hop_lengths[-1] == 128
+    assert cli_sample.check_length(8.008, Mode.ANCESTRAL, small, (2, 1, 0), None) == 1001 * 128
 
 
 @pytest.mark.parametrize("suffix", ["wav", "flac", "ogg", "mp3"])
