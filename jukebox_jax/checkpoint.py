@@ -77,6 +77,7 @@ def save(path: Path, config: JukeboxConfig, params: Params, digests: Mapping[str
     writes the shards it holds, process 0 the rest, and all return once the checkpoint is in
     place (or all raise)."""
     path = path.resolve()
+    check_params(abstract_params(config), params)  # what load would refuse is never written
     got, bad = _inspect(params, config, digests is None)
     if bad:
         raise CheckpointError(f"refusing to save {path}: bad weights:\n  " + "\n  ".join(bad))
@@ -237,7 +238,7 @@ def _refuse_foreign(path: Path) -> None:
         return
     try:
         ours = json.loads((path / CONFIG).read_text()).get("format") in FORMATS
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         ours = False
     if not ours or entries - {CONFIG, PARAMS}:
         raise CheckpointError(
@@ -349,7 +350,7 @@ def _read_meta(file: Path) -> dict[str, Any]:
         if inner.is_file():  # `jukebox-jax train --out` holds the run; its checkpoint is OUT/model
             raise CheckpointError(f"{file.parent} is a training run, not a checkpoint: give its model, {inner.parent}") from e
         raise CheckpointError(f"{file} is missing: not a jukebox-jax checkpoint, or a damaged one ({REWRITE})") from e
-    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise CheckpointError(f"{file} is not readable JSON ({e}); the checkpoint is damaged: {REWRITE}") from e
     fmt = meta.get("format") if isinstance(meta, dict) else None
     if fmt not in FORMATS or not isinstance(meta.get("config"), dict):
@@ -437,16 +438,14 @@ def _verify_params(folder: Path, want: Mapping[str, str], got: Mapping[str, str]
 
 
 def bad_weights(params: Params, config: JukeboxConfig) -> list[str]:
-    """The arrays of `params` that hold non-finite values, or are not float where `config`
-    declares float weights, or not int8 where it declares int8 ones (`Precision.weights`),
-    described."""
+    """The arrays of `params` (paths as `config`'s) that hold non-finite values, or are not of
+    the dtype `config` stores them in (`abstract_params`: its `Precision`), described."""
     declared = flatten(abstract_params(config))
     bad = []
     for path, x in flatten(params).items():
-        name, a = "/".join(path), np.asarray(x)
-        int8 = path in declared and declared[path].dtype == jnp.int8
-        if int8 != (a.dtype == jnp.int8) or not (int8 or jnp.issubdtype(a.dtype, jnp.floating)):
-            bad.append(f"{name}: {a.dtype} (weights must be {'int8, as the config declares' if int8 else 'float'})")
+        name, a, want = "/".join(path), np.asarray(x), declared[path].dtype
+        if a.dtype != want:
+            bad.append(f"{name}: {a.dtype}, where the config stores {want} (Jukebox.astype and quantize change both)")
         elif n := _non_finite(a):
             bad.append(f"{name}: {n} NaN or infinite values")
     return bad

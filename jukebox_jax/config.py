@@ -492,6 +492,8 @@ def _value_from_json(hint: Any, value: Any) -> Any:
     import typing
 
     if value is None:
+        if type(None) not in typing.get_args(hint):
+            raise TypeError("null where a value is needed")
         return None
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:

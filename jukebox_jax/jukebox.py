@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from numbers import Integral
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -69,8 +70,8 @@ class Jukebox:
             raise InputError(f"mesh must be a jax.sharding.Mesh (sharding.make_mesh), got {type(mesh).__name__}")
         rules = None if rules is None else sharding.check_rules(rules, sharding.shape_of(mesh))
         jb = Jukebox(self.config, jax.device_put(self.params, sharding.shardings(self.config, mesh, rules)), mesh, rules)
-        if "digests" in self._derived:
-            jb._derived["digests"] = self._derived["digests"]  # the same values
+        if (digests := self._fresh("digests", self.params)) is not None:
+            jb._keep("digests", jb.params, digests)  # the same values
         return jb
 
     def _gathered(self, x):
@@ -110,9 +111,24 @@ class Jukebox:
     def _digests(self) -> dict[str, str]:
         """`integrity.tree_digests(self.params)`, hashed once per `Jukebox` (a verified load
         or a save already did)."""
-        if "digests" not in self._derived:
-            self._derived["digests"] = checkpoint.digests(self.params)
-        return self._derived["digests"]
+        return self._kept("digests", self.params, lambda: checkpoint.digests(self.params))
+
+    def _kept(self, key: Any, tree: Params, make: Callable[[], Any]) -> Any:
+        """`make()`, made once and kept under `key` while `tree` holds the arrays it was made
+        from: params changed in place (`jb.params[part] = ...`) make it again."""
+        if (value := self._fresh(key, tree)) is None:
+            value = make()
+            self._keep(key, tree, value)
+        return value
+
+    def _fresh(self, key: Any, tree: Params) -> Any:
+        """What is kept under `key`, if made from the arrays `tree` holds now (else None)."""
+        leaves, value = self._derived.get(key, ((), None))
+        now = jax.tree.leaves(tree)
+        return value if len(leaves) == len(now) and all(a is b for a, b in zip(leaves, now)) else None
+
+    def _keep(self, key: Any, tree: Params, value: Any) -> None:
+        self._derived[key] = (jax.tree.leaves(tree), value)  # the arrays themselves: an id could be reused
 
     # -- VQ-VAE -------------------------------------------------------------------------
 
@@ -315,11 +331,11 @@ class Jukebox:
 
     def decode_params(self, level: int) -> Params:
         """The prior's params as cached passes run them fastest (`prior.decode_params`), made
-        once and kept: one buffer per layer as views of `params` on a CPU, `params` itself on
-        an accelerator. Never a second copy of the weights."""
-        if level not in self._derived:
-            self._derived[level] = prior.decode_params(self._prior_config(level), self.params[f"prior_level_{level}"])
-        return self._derived[level]
+        once and kept (made again if `params` is changed in place): one buffer per layer as
+        views of `params` on a CPU, `params` itself on an accelerator. Never a second copy of
+        the weights."""
+        part = self.params[f"prior_level_{level}"]
+        return self._kept(level, part, lambda: prior.decode_params(self._prior_config(level), part))
 
     @staticmethod
     def _check_prior_inputs(cfg: PriorConfig, tokens, labels, upper_codes, *, prompt: bool = False):
@@ -392,7 +408,7 @@ class Jukebox:
         config, params, digests = checkpoint.load(Path(path), verify=verify, mesh=mesh, rules=rules)
         jb = cls(config, params, mesh, rules)
         if digests is not None:
-            jb._derived["digests"] = digests  # checked equal to the arrays' own
+            jb._keep("digests", params, digests)  # checked equal to the arrays' own
         return jb if dtype is None else jb.astype(dtype)
 
     def __repr__(self) -> str:

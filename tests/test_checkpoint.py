@@ -4,6 +4,7 @@ for every damaged or edited one."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -25,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jukebox_jax import Jukebox, JukeboxConfig, VQVAEConfig, preset
-from jukebox_jax.errors import CheckpointError, JukeboxError
+from jukebox_jax.errors import CheckpointError, JukeboxError, ParamsError
 from jukebox_jax.io import TEMP_PREFIX
 from jukebox_jax.params import Params, flatten
 from jukebox_jax.prior import Execution, layout
@@ -224,7 +225,8 @@ def test_saving_over_what_is_not_a_checkpoint_is_refused(saved, micro, tmp_path)
     assert file.read_bytes() == b"precious"
     with pytest.raises(CheckpointError, match=f"cannot write the checkpoint {file / 'ckpt'}"):
         micro.save(file / "ckpt")
-    foreign = [{"notes.txt": "precious"}, {"config.json": '{"model": "mine"}'}, {"config.json": "not json"}]
+    deep = "[" * 10**5 + "]" * 10**5  # a RecursionError, not a CheckpointError
+    foreign = [{"notes.txt": "precious"}, {"config.json": '{"model": "mine"}'}, {"config.json": "not json"}, {"config.json": deep}]
     for i, files in enumerate(foreign):
         folder = tmp_path / f"foreign_{i}"
         folder.mkdir()
@@ -264,6 +266,37 @@ def test_save_removes_leftovers_of_killed_saves_of_that_path_only(saved, micro, 
     assert sorted(os.listdir(tmp_path)) == sorted(["ckpt", *others])
 
 
+def test_what_load_would_refuse_is_never_saved(micro, tmp_path):
+    """Weights that do not fit the config, or not in its dtypes (float64 came back float32 and
+    failed its checksums for ever; float16 loaded under a float32 config), are refused
+    before the checkpoint there is replaced."""
+    path = tmp_path / "ckpt"
+    micro.save(path)
+    wider = dataclasses.replace(MICRO, vqvae=dataclasses.replace(MICRO.vqvae, l_bins=MICRO.vqvae.l_bins + 1))
+    with pytest.raises(ParamsError, match=r"params do not fit the config; 1 mis-shaped:\n  vqvae/codebook_0"):
+        Jukebox(wider, micro.params).save(path)
+    for dtype in (np.float64, np.float16):
+        cast = jax.tree.map(lambda x, d=dtype: np.asarray(x, d), micro.params)
+        with pytest.raises(CheckpointError, match=rf"bad weights:\n  vqvae/\S+: {np.dtype(dtype)}, where the config stores float32"):
+            Jukebox(MICRO, cast).save(path)
+    loaded = Jukebox.load(path)  # the checkpoint there is the first, whole
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(micro.params)))
+
+
+def test_params_changed_in_place_are_hashed_again(micro, tmp_path):
+    """The digests a load verified are kept only while the params hold the arrays they were
+    made from: after `jb.params[...] = ...` a save wrote the old digests (the checkpoint then
+    failed its checksums) and the fingerprint stayed the same."""
+    micro.save(tmp_path / "a")
+    jb = Jukebox.load(tmp_path / "a")
+    before = jb.fingerprint()
+    jb.params["vqvae"] = jax.tree.map(lambda x: x * 2, jb.params["vqvae"])
+    assert jb.fingerprint() != before
+    jb.save(tmp_path / "a")
+    again = Jukebox.load(tmp_path / "a")
+    assert again.fingerprint() == jb.fingerprint()
+
+
 def test_bad_weights_are_refused_naming_them(micro, tmp_path):
     params = flatten(micro.params)
     nan = {
@@ -281,7 +314,7 @@ def test_bad_weights_are_refused_naming_them(micro, tmp_path):
         with ocp.StandardCheckpointer() as ckptr:
             ckptr.save(path / "params", value)
         (path / "config.json").write_text(json.dumps({"format": "jukebox-jax/2", "config": MICRO.to_dict()}))
-        want = "1 NaN or infinite values" if name == "nan" else "int32 .weights must be float"
+        want = "1 NaN or infinite values" if name == "nan" else "int32, where the config stores float32"
         with (
             pytest.warns(UserWarning),
             pytest.raises(CheckpointError, match=f"{path / 'params'}: bad weights.*\n  vqvae/codebook_0: {want}"),
@@ -327,6 +360,7 @@ def test_arrays_that_differ_from_their_checksums_are_named(saved, micro, other, 
         (lambda p: (p / "config.json").unlink(), "config.json is missing"),
         (lambda p: (p / "config.json").write_text("{"), "config.json is not readable JSON"),
         (lambda p: (p / "config.json").write_bytes(b"\xff"), "config.json is not readable JSON"),
+        (lambda p: (p / "config.json").write_text("[" * 10**5 + "]" * 10**5), "config.json is not readable JSON"),  # RecursionError
         (lambda p: (p / "config.json").write_text("[]"), "config.json: format None"),
         (lambda p: edit_config_json(p, lambda m: m.update(format="jukebox-jax/9")), "'jukebox-jax/9'; this version reads 'jukebox-jax/3', 'jukebox-jax/2', 'jukebox-jax/1'"),
         (lambda p: edit_config_json(p, lambda m: m.update(format="jukebox-jax/2")), "format 'jukebox-jax/2' with checksums: the file is damaged"),

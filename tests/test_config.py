@@ -242,6 +242,8 @@ def test_from_dict_rejects_extra_fields():
         (lambda d: d["priors"][0].update(level=[1]), r"PriorConfig.level = \[1\]: not of type int"),
         (lambda d: d["priors"][0]["labels"].update(max_duration="long"), r"LabelConfig.max_duration = 'long': not of type float"),
         (lambda d: d["priors"][0].pop("transformer"), r"PriorConfig: a value of the wrong type \(.*'transformer'"),
+        (lambda d: d["vqvae"].update(l_bins=None), r"VQVAEConfig.l_bins = None: null where a value is needed"),  # an AttributeError on a mesh
+        (lambda d: d["vqvae"].update(precision=None), r"VQVAEConfig.precision = None: null where a value is needed"),
     ],
 )
 def test_from_dict_names_a_value_of_the_wrong_type(edit, message):

@@ -230,11 +230,11 @@ def test_int8_checkpoint_round_trip_and_refusals(fixtures, tmp_path):
     fc = ("prior_level_0", "transformer", "layers", "mlp", "c_fc_kernel")
     as_float = {**stack, "mlp": {**stack["mlp"], "c_fc_kernel": stack["mlp"]["c_fc_kernel"].astype(jnp.float32)}}
     params = {"prior_level_0": {**jb.params["prior_level_0"], "transformer": {"layers": as_float}}}
-    assert checkpoint.bad_weights(params, jb.config) == ["/".join(fc) + ": float32 (weights must be int8, as the config declares)"]
+    assert checkpoint.bad_weights(params, jb.config) == ["/".join(fc) + ": float32, where the config stores int8 (Jukebox.astype and quantize change both)"]
     assert checkpoint.bad_weights(jb.params, jb.config) == []
     float_config = convert_checkpoint(fixtures / "upsampler_level0.pth.tar", config="tiny_upsampler_level_0").config
-    assert "/".join(fc) + ": int8 (weights must be float)" in checkpoint.bad_weights(jb.params, float_config)
-    with pytest.raises(CheckpointError, match="c_fc_kernel: float32 .weights must be int8"):
+    assert "/".join(fc) + ": int8, where the config stores float32 (Jukebox.astype and quantize change both)" in checkpoint.bad_weights(jb.params, float_config)
+    with pytest.raises(CheckpointError, match="c_fc_kernel: float32, where the config stores int8"):
         Jukebox(jb.config, params).save(tmp_path / "bad")
 
 
