@@ -58,15 +58,6 @@ def demo_song(seconds: float, seed: int, sample_rate: int, hop: int) -> np.ndarr
     return np.pad(x, (0, max(0, n - len(x))))[:n].astype(np.float32)[None, :, None]
 
 
-def _folder_to_write(value: str) -> Path:
-    """`convert -o`, `demo --out`: a folder to write, so neither it nor any folder above it may be a file."""
-    path = Path(value)
-    for p in (path, *path.parents):
-        if p.exists() and not p.is_dir():
-            raise argparse.ArgumentTypeError(f"{p} is a file; give a folder")
-    return path
-
-
 def convert(sources: Sequence[str], out: Path, config: str | None, dtype: str | None) -> None:
     try:
         from convert import convert_checkpoint
@@ -87,14 +78,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo_parser = sub.add_parser("demo", help="a synthetic song's round trip through the default model's VQ-VAE")
-    demo_parser.add_argument("--out", type=_folder_to_write, default=DEMO_OUT, help="output folder (default: %(default)s)")
+    demo_parser.add_argument("--out", type=cli_sample.folder_to_write, default=DEMO_OUT, help="output folder (default: %(default)s)")
     demo_parser.add_argument(
         "--seconds", type=cli_sample.positive_float, default=DEMO_SECONDS, help="length of the test signal (default: %(default)g)"
     )
     demo_parser.add_argument("--seed", type=cli_sample.seed, default=0, help="which synthetic song (default: %(default)s)")
     p = sub.add_parser("convert", help="convert PyTorch Jukebox weights (original files or an HF directory)")
     p.add_argument("sources", nargs="+", help="vqvae.pth.tar / prior_level_*.pth.tar files, or one HF model directory")
-    p.add_argument("-o", "--out", type=_folder_to_write, required=True, help="folder for the jukebox-jax checkpoint")
+    p.add_argument("-o", "--out", type=cli_sample.folder_to_write, required=True, help="folder for the jukebox-jax checkpoint")
     p.add_argument(
         "--config",
         help="a preset giving the structure instead of the files' own: a whole model (e.g. 5b_lyrics; the parts the "

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from jukebox_jax.cli_sample import positive_float, positive_int, seed
+from jukebox_jax.cli_sample import folder_to_write, positive_float, positive_int, seed
 from jukebox_jax.synth.dataset import MAX_SONGS
 from jukebox_jax.synth.score import Comping
 
+# Below it, FM sidebands of the highest notes alias (a 1.5 kHz bell: in-tune share 0.77 at 8 kHz).
+MIN_IN_TUNE_RATE = 16000
 SYNTH_DESCRIPTION = (
     "Write a synthetic music dataset to --out: songs with a key, chords, a melody on the scale, synthesised instruments "
     "and drums on a tempo grid, by 4 artists in 3 genres, with lyrics (sung by espeak-ng when it is installed), and "
@@ -21,13 +22,18 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
     """The `data` command's subcommands and their options; their parsers by name."""
     sub = p.add_subparsers(dest="data_command", required=True)
     synth = sub.add_parser("synth", help="write the synthetic music dataset", description=SYNTH_DESCRIPTION)
-    synth.add_argument("--out", type=Path, required=True, help="dataset folder (created; an interrupted run resumes)")
+    synth.add_argument("--out", type=folder_to_write, required=True, help="dataset folder (created; an interrupted run resumes)")
     synth.add_argument("--songs", type=positive_int, default=200, help=f"number of songs, at most {MAX_SONGS} (default: %(default)s)")
     synth.add_argument(
         "--seconds", type=positive_float, default=20.0, help="length of each song (default: %(default)g)"
     )
     synth.add_argument("--seed", type=seed, default=0, help="seed of the whole dataset (default: %(default)s)")
-    synth.add_argument("--sample-rate", type=positive_int, default=16000, help="Hz (default: %(default)s)")
+    synth.add_argument(
+        "--sample-rate",
+        type=positive_int,
+        default=16000,
+        help=f"Hz, {MIN_IN_TUNE_RATE} or more for every instrument in tune (default: %(default)s)",
+    )
     synth.add_argument(
         "--comping",
         choices=[c.value for c in Comping],
@@ -55,6 +61,11 @@ def run(args: argparse.Namespace) -> None:
     if args.vocals and not sing:
         print(
             "espeak-ng is not installed (apt-get install espeak-ng), so the songs are instrumental (their lyrics are in the metadata)"
+        )
+    if args.sample_rate < MIN_IN_TUNE_RATE:
+        print(
+            f"note: below {MIN_IN_TUNE_RATE} Hz the FM instruments' high notes (bell, brass, FM bass) alias: their "
+            "overtones fold back off the tempered pitches, and those songs are less in tune"
         )
     config = SynthConfig(args.songs, args.seconds, args.seed, args.sample_rate, sing, Comping(args.comping))
     check_folder(args.out, config)

@@ -68,6 +68,16 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def folder_to_write(value: str) -> Path:
+    """argparse type: a folder to write (`convert -o`, `demo --out`, `data synth --out`), so
+    neither it nor any folder above it may be a file."""
+    path = Path(value)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise argparse.ArgumentTypeError(f"{p} is a file; give a folder")
+    return path
+
+
 def parse_mode(text: str) -> Mode:
     """argparse type: a sampling `Mode` by its value."""
     try:

@@ -192,6 +192,38 @@ def test_onsets_follow_the_tempo_grid(songs):
         assert describe(audio, SR)["onset_regularity"] > 0.5, meta
 
 
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ("echo 'Error: no voice' >&2; exit 1", r"espeak-ng did not speak 'la' in voice 'en' \(Error: no voice\); repair it"),
+        ("printf 'RIFF'", r"espeak-ng did not speak 'la' in voice 'en' \(.+\); repair it"),
+    ],
+)
+def test_a_broken_espeak_is_named(tmp_path, monkeypatch, script, message):
+    """An espeak-ng that fails or writes no wav: a one-line error (a CalledProcessError traceback)."""
+    fake = tmp_path / "espeak-ng"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(vocals, "ESPEAK", str(fake))
+    vocals.speak.cache_clear()
+    with pytest.raises(InputError, match=message):
+        vocals.speak("la", "en")
+    vocals.speak.cache_clear()
+
+
+def test_pitch_measures_read_the_same_seconds_at_every_rate():
+    """The same song rendered at 22050 and 24000 Hz measures alike: frames of fixed seconds
+    (rounded to powers of two, they were 0.37 s at one rate and 0.68 s at the other: chroma
+    change 0.405 against 0.481 over four songs). The tempo search stays in 60 to 180 bpm
+    (its fastest lag was 181.8 bpm)."""
+    config = SynthConfig(songs=4, seconds=6.0, seed=1, vocals=False)
+    for i in range(2):
+        a, b = (describe(make_song(dataclasses.replace(config, sample_rate=sr), i)[0], sr) for sr in (22050, 24000))
+        for key in ("scale_share", "in_tune_share", "chroma_change"):
+            assert abs(a[key] - b[key]) < 0.01, (i, key, a[key], b[key])
+    assert 60 <= describe(np.zeros(32000), 16000)["tempo_bpm"] <= 180
+
+
 def _accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray) -> float:
     """Nearest class mean's accuracy on the songs not in `train`."""
     classes = sorted(set(labels))
@@ -376,6 +408,7 @@ def test_cli(tmp_path, capsys, monkeypatch):
     )
     out = capsys.readouterr().out
     assert "espeak-ng is not installed" in out and "2 songs of 2 s at 8000 Hz (instrumental)" in out
+    assert "note: below 16000 Hz the FM instruments' high notes (bell, brass, FM bass) alias" in out
     metadata = json.loads((tmp_path / "metadata.json").read_text())
     assert metadata["sample_rate"] == 8000 and len(metadata["songs"]) == 2
     main(
@@ -421,7 +454,10 @@ def test_cli(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     with pytest.raises(SystemExit) as refused:
         main(["data", "synth", "--out", str(tmp_path / "metadata.json"), "--songs", "1", "--no-vocals"])  # a file
-    assert refused.value.code == 2 and f"error: --out {tmp_path / 'metadata.json'} is a file; give a folder" in capsys.readouterr().err
+    assert refused.value.code == 2 and f"error: argument --out: {tmp_path / 'metadata.json'} is a file; give a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # below a file: it was "Not a directory", exit code 1
+        main(["data", "synth", "--out", str(tmp_path / "metadata.json" / "sub"), "--songs", "1", "--no-vocals"])
+    assert refused.value.code == 2 and f"error: argument --out: {tmp_path / 'metadata.json'} is a file; give a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as refused:  # a folder of other files: nothing is written into it
         main(["data", "synth", "--out", str(tmp_path / "songs"), "--songs", "1", "--no-vocals"])
     assert refused.value.code == 2 and "holds other files (song_00000.flac, song_00001.flac), not a synthetic dataset" in capsys.readouterr().err

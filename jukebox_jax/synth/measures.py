@@ -34,6 +34,7 @@ has no beat: judge by all the measures together.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -45,14 +46,17 @@ from jukebox_jax.synth.spectrum import power_spectrogram
 CHROMA_HZ = (100.0, 4000.0)
 TEMPO_BPM = (60.0, 180.0)
 ONSET_HOP_SECONDS = 0.01
+PITCH_FRAME_SECONDS, ONSET_FRAME_SECONDS, FLATNESS_FRAME_SECONDS = 0.512, 0.032, 0.064
 MIN_SECONDS = 2.0
 CHANGE_FRAMES = 2
 IN_TUNE_CENTS = 10.0  # peaks spread evenly over the semitone give 2 x 10 / 100 = 0.2
 PEAK_FLOOR = 1e-2  # spectral peaks under this share of their frame's loudest are ignored
 
 
-def _pow2(seconds: float, sample_rate: int) -> int:
-    return 1 << int(np.round(np.log2(seconds * sample_rate)))
+def _frame(seconds: float, sample_rate: int) -> int:
+    """A frame of `seconds` in samples: the same length of music at every rate (the frames
+    below are powers of two at 8 and 16 kHz)."""
+    return round(seconds * sample_rate)
 
 
 def _mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -74,10 +78,10 @@ def scale_mask(scale: Scale, tonic: int) -> np.ndarray:
 
 
 def _pitch_spectrogram(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The power spectrogram the pitch measures read: frames of about 0.5 s, hop half a frame;
+    """The power spectrogram the pitch measures read: frames of 0.512 s at every rate, hop half a frame;
     (power [frames, bins], each bin's Hz [bins], the bins in `CHROMA_HZ` [bins] bool)."""
     x = _mono(audio, sample_rate)
-    n_fft = _pow2(0.5, sample_rate)  # 2 Hz bins: semitones apart at 100 Hz
+    n_fft = _frame(PITCH_FRAME_SECONDS, sample_rate)  # 2 Hz bins: semitones apart at 100 Hz
     hz = np.fft.rfftfreq(n_fft, 1 / sample_rate)
     band = (hz >= CHROMA_HZ[0]) & (hz <= min(CHROMA_HZ[1], 0.45 * sample_rate))
     return power_spectrogram(x, n_fft, n_fft // 2), hz, band
@@ -133,7 +137,7 @@ def onset_autocorrelation(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     `ONSET_HOP_SECONDS` frames), 1 at lag 0 (all 0 for a signal without onsets);
     [lags of ONSET_HOP_SECONDS]."""
     x = _mono(audio, sample_rate)
-    power = power_spectrogram(x, _pow2(0.032, sample_rate), round(ONSET_HOP_SECONDS * sample_rate))  # [frames, bins]
+    power = power_spectrogram(x, _frame(ONSET_FRAME_SECONDS, sample_rate), round(ONSET_HOP_SECONDS * sample_rate))  # [frames, bins]
     log_power = np.log(power + 1e-8 * max(power.mean(), 1e-20))
     onset = np.maximum(np.diff(log_power, axis=0), 0).sum(1)  # [frames - 1]
     onset = onset - onset.mean()
@@ -145,7 +149,7 @@ def onset_regularity(audio: np.ndarray, sample_rate: int) -> tuple[float, float]
     """(the highest `onset_autocorrelation` at a beat period in `TEMPO_BPM`, that period in
     bpm; a song's half or double tempo may win)."""
     corr = onset_autocorrelation(audio, sample_rate)
-    lags = np.arange(int(60 / TEMPO_BPM[1] / ONSET_HOP_SECONDS), int(60 / TEMPO_BPM[0] / ONSET_HOP_SECONDS) + 1)
+    lags = np.arange(math.ceil(60 / TEMPO_BPM[1] / ONSET_HOP_SECONDS), int(60 / TEMPO_BPM[0] / ONSET_HOP_SECONDS) + 1)
     lags = lags[lags < len(corr)]
     best = lags[np.argmax(corr[lags])]
     return float(corr[best]), float(60.0 / (best * ONSET_HOP_SECONDS))
@@ -155,7 +159,7 @@ def spectral_flatness(audio: np.ndarray, sample_rate: int) -> float:
     """Geometric over arithmetic mean of the power spectrum from 100 Hz to 0.45 x the sample
     rate, averaged over the frames within 40 dB of the loudest."""
     x = _mono(audio, sample_rate)
-    n_fft = _pow2(0.064, sample_rate)
+    n_fft = _frame(FLATNESS_FRAME_SECONDS, sample_rate)
     power = power_spectrogram(x, n_fft, n_fft // 2)  # [frames, bins]
     hz = np.fft.rfftfreq(n_fft, 1 / sample_rate)
     power = power[:, (hz >= 100.0) & (hz <= 0.45 * sample_rate)]
@@ -175,7 +179,7 @@ def describe(audio: np.ndarray, sample_rate: int) -> dict:
     hist = chroma(x, sample_rate)
     scale, tonic, share = best_scale(hist)
     regularity, tempo = onset_regularity(x, sample_rate)
-    n_fft = _pow2(0.064, sample_rate)
+    n_fft = _frame(FLATNESS_FRAME_SECONDS, sample_rate)
     power = power_spectrogram(x, n_fft, n_fft // 2).mean(0)
     hz = np.fft.rfftfreq(n_fft, 1 / sample_rate)
     return {

@@ -40,11 +40,21 @@ def speak(word: str, voice: str) -> tuple[np.ndarray, int]:
     import soundfile
 
     require()
-    wav = subprocess.run(
-        [ESPEAK, "-v", voice, "-s", str(SPEECH_WPM), "--stdout", word], capture_output=True, check=True
-    ).stdout
-    speech, rate = soundfile.read(io.BytesIO(wav), dtype="float64")
-    loud = np.flatnonzero(np.abs(speech) > 0.02 * np.abs(speech).max())
+    fix = "repair it (apt-get install --reinstall espeak-ng), or make instrumental songs (--no-vocals)"
+    try:
+        run = subprocess.run([ESPEAK, "-v", voice, "-s", str(SPEECH_WPM), "--stdout", word], capture_output=True)
+    except OSError as e:
+        raise InputError(f"espeak-ng cannot be run ({e}); {fix}") from None
+    try:
+        if run.returncode:
+            raise RuntimeError(f"exit code {run.returncode}")
+        speech, rate = soundfile.read(io.BytesIO(run.stdout), dtype="float64")
+    except RuntimeError as e:  # or soundfile's LibsndfileError: no wav on its stdout
+        why = (run.stderr.decode(errors="replace").strip().splitlines() or [str(e)])[0]
+        raise InputError(f"espeak-ng did not speak {word!r} in voice {voice!r} ({why}); {fix}") from None
+    loud = np.flatnonzero(np.abs(speech) > 0.02 * np.abs(speech).max()) if speech.size else speech
+    if not loud.size:
+        raise InputError(f"espeak-ng spoke {word!r} in voice {voice!r} as silence; {fix}")
     return speech[loud[0] : loud[-1] + 1], rate
 
 
