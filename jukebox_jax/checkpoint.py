@@ -438,13 +438,14 @@ def _verify_params(folder: Path, want: Mapping[str, str], got: Mapping[str, str]
 
 
 def bad_weights(params: Params, config: JukeboxConfig) -> list[str]:
-    """The arrays of `params` (paths as `config`'s) that hold non-finite values, or are not of
-    the dtype `config` stores them in (`abstract_params`: its `Precision`), described."""
+    """The arrays of `params` that hold non-finite values, or are not of the dtype `config`
+    stores them in (`abstract_params`: its `Precision`), described (paths `config` lacks are
+    `check_params`'s to name)."""
     declared = flatten(abstract_params(config))
     bad = []
     for path, x in flatten(params).items():
-        name, a, want = "/".join(path), np.asarray(x), declared[path].dtype
-        if a.dtype != want:
+        name, a, want = "/".join(path), np.asarray(x), declared[path].dtype if path in declared else None
+        if want is not None and a.dtype != want:
             bad.append(f"{name}: {a.dtype}, where the config stores {want} (Jukebox.astype and quantize change both)")
         elif n := _non_finite(a):
             bad.append(f"{name}: {n} NaN or infinite values")
