@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,7 @@ def _optim(args: argparse.Namespace) -> optim.OptimConfig:
         lr=args.lr,
         lr_warmup=args.warmup,
         lr_use_linear_decay=linear,
-        lr_start_linear_decay=int(args.warmup) if linear else 0,
+        lr_start_linear_decay=math.ceil(args.warmup) if linear else 0,  # the first step at the peak (int: it began before)
         lr_decay=float(args.linear_decay) if linear else 1e10,
         weight_decay=args.weight_decay,
         ema_mu=args.ema,

@@ -295,6 +295,19 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
     assert f"{vqvae.parent} was started with other settings (seconds, task.bandwidth" in capsys.readouterr().err
 
 
+def test_a_linear_decay_begins_at_the_peak_of_a_fractional_warmup():
+    """`--warmup 2.5 --linear-decay 2`: step 3 is the first at the full rate, and the decay
+    begins there (it began at step int(2.5) = 2: 0, 4e-4, 8e-4, 5e-4, 0, the peak never met)."""
+    import argparse
+
+    from jukebox_jax.cli_train import _optim
+    from jukebox_jax.train.optim import lr_schedule
+
+    args = argparse.Namespace(lr=1e-3, warmup=2.5, linear_decay=2, weight_decay=0.0, ema=None)
+    lrs = [float(lr_schedule(_optim(args))(i)) for i in range(6)]
+    np.testing.assert_allclose(lrs, [0, 4e-4, 8e-4, 1e-3, 5e-4, 0], rtol=1e-6, atol=1e-12)
+
+
 def test_a_new_lyric_prior_knows_every_character_of_its_cleaned_lyrics():
     """The vocabulary is made of the lyrics as they are tokenized (transliterated, `\\` a new
     line): made of the raw text, "don’t stop\\café" trained as "dont stopcaf"."""
