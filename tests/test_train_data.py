@@ -7,6 +7,7 @@ song; bad folders are `InputError`s naming the problem."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -395,6 +396,17 @@ BAD = [
     ({"x.wav": 900}, None, _windows(100, songs=False), r"no songs to draw windows from"),
     ({}, None, data.codes_folder, r"codes folder {d} holds no .npz files; encode an audio folder into it"),
 ]
+
+
+def test_hidden_folders_are_left_out_and_a_name_not_utf8_is_named(tmp_path):
+    """A desktop's `.Trash-1000/` was trained on (only hidden files were left out); a file name
+    that is not UTF-8 ended in a UnicodeEncodeError traceback."""
+    d = _write(tmp_path / "d", {"x.wav": 100, ".Trash-1000/y.wav": 100, "a/.cache/z.wav": 100})
+    assert [s.name for s in data.audio_folder(d, SR).songs] == ["x.wav"]
+    soundfile.write(d / "w.wav", np.zeros(100), SR)
+    os.rename(os.fsencode(d / "w.wav"), os.fsencode(d) + b"/\xff.wav")
+    with pytest.raises(InputError, match=r"the file name '\\udcff.wav' is not UTF-8; rename it"):
+        data.audio_folder(d, SR)
 
 
 @pytest.mark.parametrize(("songs", "meta", "call", "pattern"), BAD, ids=[re.sub(r"\W+", "_", b[3][:40]) for b in BAD])

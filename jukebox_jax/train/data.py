@@ -156,10 +156,19 @@ def codes_folder(root: Path) -> Folder:
 
 
 def _files(root: Path, suffixes: tuple[str, ...]) -> list[str]:
-    """The files under `root` with one of `suffixes`, as sorted / separated paths; hidden files
-    (a killed atomic write's `.partial-*` among them) left out."""
-    found = (p for p in root.rglob("*") if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
-    return sorted(p.relative_to(root).as_posix() for p in found)
+    """The files under `root` with one of `suffixes`, as sorted / separated paths; those in
+    hidden folders or hidden themselves (a killed atomic write's `.partial-*`, a desktop's
+    `.Trash-1000/`) left out. A name that is not UTF-8 is an `InputError`."""
+    names = []
+    for p in root.rglob("*"):
+        name = p.relative_to(root).as_posix()
+        if p.suffix.lower() in suffixes and not any(part.startswith(".") for part in name.split("/")) and p.is_file():
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(f"{root}: the file name {name!r} is not UTF-8; rename it") from None
+            names.append(name)
+    return sorted(names)
 
 
 def _folder(root: Path, sample_rate: int, lengths: dict[str, int], meta: dict | None) -> Folder:
