@@ -407,8 +407,8 @@ def train_prior(args: argparse.Namespace) -> None:
         params = prior_lib.init_params(cfg, loop.run_key(args.seed, loop.KeyUse.INIT))
     upper = cfg.conditioner is not None
     train, held = folder.split(args.eval_fraction)
-    windows = data.CodesWindows.load(folder, train, args.level, cfg.n_ctx, upper=upper)
-    held_windows = data.CodesWindows.load(folder, held, args.level, cfg.n_ctx, upper=upper) if held else None
+    windows = data.CodesWindows.load(folder, train, args.level, cfg.n_ctx, upper=upper, bins=cfg.l_bins)
+    held_windows = data.CodesWindows.load(folder, held, args.level, cfg.n_ctx, upper=upper, bins=cfg.l_bins) if held else None
     lab = cfg.labels
     ids = _label_ids(cfg, folder)
     lyrics = {

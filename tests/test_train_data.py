@@ -274,6 +274,35 @@ def test_a_damaged_codes_file_is_named(encoded, tmp_path, damage):
         data.codes_folder(folder)
 
 
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda z: {**z, "hop_lengths": np.array(8)}, r"not what encode_folder writes \(.*'hop_lengths': '8'"),  # a traceback
+        (lambda z: {**z, "total_length": np.array("long")}, r"not what encode_folder writes"),
+        (lambda z: {**z, "total_length": np.array(-5)}, r"not what encode_folder writes \(\{'total_length': '-5'"),  # wrong timing
+        (lambda z: {**z, "level_2": -z["level_2"] - 1}, r"level_2 holds codes in \[-\d+, -\d+\], not in \[0, 64\)"),  # wrapped round
+        (lambda z: {**z, "level_2": z["level_2"] + 64}, r"level_2 holds codes in \[\d+, \d+\], not in \[0, 64\)"),  # "diverged"
+        (lambda z: {**z, "level_2": z["level_2"][0]}, r"level_2 is int32 of shape \(\d+,\), not integer codes \[1, tokens\]"),
+        (lambda z: {**z, "level_2": z["level_2"].astype(np.float32)}, r"level_2 is float32 of shape"),
+        (lambda z: {**z, "level_1": z["level_1"][:, :-4]}, r"level_1 \(\d+ tokens\) and level_2 \(\d+\) do not cover the same audio"),
+        (lambda z: {**z, "level_2": np.concatenate([z["level_2"]] * 2, 1)}, r"level_2: \d+ tokens of 128 samples, past the song's"),
+    ],
+)
+def test_codes_that_encode_folder_did_not_write_are_named(encoded, tmp_path, edit, why):
+    """Codes edited by hand: each is named with the fix before training (they trained as other
+    codes, ended in a traceback mid-run, or were blamed on the learning rate)."""
+    _, _, out, _, _ = encoded
+    folder = tmp_path / "codes"
+    shutil.copytree(out, folder)
+    path = folder / "three.npz"
+    with np.load(path) as z:
+        np.savez(path, **edit(dict(z)))
+    with pytest.raises(InputError, match=rf"codes file {re.escape(str(path))}: {why}.*; delete it and encode it again"):
+        codes = data.codes_folder(folder)
+        data.CodesWindows.load(codes, codes.songs, 1, 8, upper=True, bins=64)
+        data.CodesWindows.load(codes, codes.songs, 2, 2, bins=64)
+
+
 def test_encode_folder_resumes(encoded):
     jb, source, out, _, _ = encoded
     first = data.codes_name(data.audio_folder(source).songs[0].name)

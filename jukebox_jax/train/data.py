@@ -36,7 +36,7 @@ import numpy as np
 
 from jukebox_jax import audio
 from jukebox_jax.config import repeated_names
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import InputError, shown
 from jukebox_jax.io import read_npz, remove_leftovers, write_npz, write_text
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def codes_folder(root: Path) -> Folder:
     names = _files(root, (".npz",))
     if not names:
         raise InputError(f"codes folder {root} holds no .npz files; encode an audio folder into it (encode_folder)")
-    heads = {name: _read_npz(root / name, ("total_length", "hop_lengths", "sample_rate"), ("vqvae",)) for name in names}
+    heads = {name: _header(root / name) for name in names}
     kinds = {(int(h["sample_rate"]), tuple(h["hop_lengths"].tolist()), str(h.get("vqvae", ""))) for h in heads.values()}
     if len(kinds) > 1:
         raise InputError(
@@ -248,8 +248,37 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return out
 
 
+_REENCODE = "delete it and encode it again (encode_folder)"
+
+
 def _read_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    return read_npz(path, f"codes file {path}", "delete it and encode it again (encode_folder)", keys, optional)
+    return read_npz(path, f"codes file {path}", _REENCODE, keys, optional)
+
+
+def _header(path: Path) -> dict[str, np.ndarray]:
+    """A codes file's `total_length`, `sample_rate` (positive integers), `hop_lengths` (positive
+    integers, each dividing the next) and `vqvae`, checked."""
+    h = _read_npz(path, ("total_length", "hop_lengths", "sample_rate"), ("vqvae",))
+    hops = h["hop_lengths"]
+    ok = all(np.issubdtype(h[k].dtype, np.integer) and h[k].ndim == 0 and h[k] > 0 for k in ("total_length", "sample_rate"))
+    ok &= np.issubdtype(hops.dtype, np.integer) and hops.ndim == 1 and len(hops) > 0 and bool((hops > 0).all())
+    if not ok or any(b % a for a, b in zip(hops.tolist(), hops.tolist()[1:])):
+        values = {k: shown(h[k].tolist()) for k in ("total_length", "sample_rate", "hop_lengths")}
+        raise InputError(f"codes file {path}: not what encode_folder writes ({values}); {_REENCODE}")
+    return h
+
+
+def _codes(path: Path, a: np.ndarray, level: int, hop: int, total_length: int, bins: int | None) -> np.ndarray:
+    """The level-`level` codes `a` of a codes file, checked: integer `[1, T]` in `[0, bins)`,
+    no longer than the song; [T] int32."""
+    what = f"codes file {path}: level_{level}"
+    if not np.issubdtype(a.dtype, np.integer) or a.ndim != 2 or a.shape[0] != 1:
+        raise InputError(f"{what} is {a.dtype} of shape {a.shape}, not integer codes [1, tokens]; {_REENCODE}")
+    if a.size and (a.min() < 0 or (bins is not None and a.max() >= bins)):
+        raise InputError(f"{what} holds codes in [{a.min()}, {a.max()}], not in [0, {bins or 'bins'}); {_REENCODE}")
+    if a.shape[1] * hop > total_length:
+        raise InputError(f"{what}: {a.shape[1]} tokens of {hop} samples, past the song's {total_length}; {_REENCODE}")
+    return a[0].astype(np.int32)
 
 
 # -- windows ------------------------------------------------------------------------------
@@ -364,9 +393,17 @@ class CodesWindows:
 
     @classmethod
     def load(
-        cls, folder: Folder, songs: tuple[Song, ...], level: int, n_tokens: int, *, upper: bool = False
+        cls,
+        folder: Folder,
+        songs: tuple[Song, ...],
+        level: int,
+        n_tokens: int,
+        *,
+        upper: bool = False,
+        bins: int | None = None,
     ) -> CodesWindows:
-        """The codes of `songs` of the codes folder `folder` at `level`, and `level + 1` with `upper`."""
+        """The codes of `songs` of the codes folder `folder` at `level`, and `level + 1` with
+        `upper`, checked (`_codes`; in `[0, bins)`, or only non-negative without `bins`)."""
         _check_fit(songs, [], 0, "")
         hops = _read_npz(folder.root / songs[0].name, ("hop_lengths",))["hop_lengths"].tolist()
         if not 0 <= level < len(hops) - int(upper):
@@ -380,8 +417,18 @@ class CodesWindows:
             raise InputError(
                 f"n_tokens {n_tokens} of level {level} is not a whole number of level-{level + 1} tokens ({ratio} each); give a multiple of {ratio}"
             )
-        tokens = tuple(a[f"level_{level}"][0].astype(np.int32) for a in arrays)
-        uppers = tuple(a[f"level_{level + 1}"][0].astype(np.int32) for a in arrays) if upper else None
+        per_level = [
+            [_codes(folder.root / s.name, a[f"level_{lv}"], lv, hops[lv], s.length, bins) for lv in levels]
+            for s, a in zip(songs, arrays)
+        ]
+        for s, z in zip(songs, per_level):
+            if upper and len(z[1]) * ratio != len(z[0]):
+                raise InputError(
+                    f"codes file {folder.root / s.name}: level_{level} ({len(z[0])} tokens) and level_{level + 1} "
+                    f"({len(z[1])}) do not cover the same audio; {_REENCODE}"
+                )
+        tokens = tuple(z[0] for z in per_level)
+        uppers = tuple(z[1] for z in per_level) if upper else None
         _check_fit(songs, [len(z) for z in tokens], n_tokens, f"level-{level} tokens")
         return cls(songs, n_tokens, hops[level], tokens, ratio, uppers)
 
