@@ -128,7 +128,7 @@ def _optim(args: argparse.Namespace) -> optim.OptimConfig:
         lr=args.lr,
         lr_warmup=args.warmup,
         lr_use_linear_decay=linear,
-        lr_start_linear_decay=math.ceil(args.warmup) if linear else 0,  # the first step at the peak (int: it began before)
+        lr_start_linear_decay=math.ceil(args.warmup) if linear else 0,  # the first step at the peak
         lr_decay=float(args.linear_decay) if linear else 1e10,
         weight_decay=args.weight_decay,
         ema_mu=args.ema,
@@ -182,14 +182,14 @@ def _progress(total: int, done: int):
     return bar, on_step
 
 
-def _fit(args, task, folder: data.Folder, state_of, batches, eval_batches, save_model, **spec_extra) -> None:
-    """Starts or resumes the run on `folder`'s songs, trains, and writes the model with every
-    checkpoint. `spec_extra`: more of what a resume must find unchanged (`_spec`)."""
+def _fit(args, task, state_of, batches, eval_batches, save_model, **spec_extra) -> None:
+    """Starts or resumes the run, trains, and writes the model with every checkpoint.
+    `spec_extra`: more of what a resume must find unchanged (`_spec`: the songs, ...)."""
     import jax
 
     run = loop.Run(args.out, loop.RunConfig(args.steps, args.save_every, args.eval_every, seed=args.seed))
     task_json = json.dumps(dataclasses.asdict(task), default=str)
-    spec = _spec(args, task=task_json, **{"songs in --data": folder.fingerprint()}, **spec_extra)
+    spec = _spec(args, task=task_json, **spec_extra)
     start = run.start(spec, args.resume)
     if args.resume and not start:
         print(f"note: {args.out} holds no checkpoint to resume from (killed before its first?): training from step 0")
@@ -298,11 +298,11 @@ def train_vqvae(args: argparse.Namespace) -> None:
     _fit(
         args,
         task,
-        folder,
         lambda: task.init(params, first, args.seed, trained=args.init is not None),
         lambda i: {"audio": windows.batch(args.seed, i, args.batch_size).x},
         _held_out(args, held_windows, lambda b: {"audio": b.x}),
         lambda p: checkpoint.save(out, JukeboxConfig(vqvae=cfg), {"vqvae": p}),
+        **{"songs in --data": folder.fingerprint()},
     )
 
 
@@ -330,14 +330,14 @@ def _adapted(prior: PriorConfig, vq: VQVAEConfig, folder: data.Folder) -> PriorC
     return dataclasses.replace(prior, labels=dataclasses.replace(lab, lyric_chars=chars), n_vocab=len(chars) + 1)
 
 
-def _codes(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
-    """The codes of `--data`: itself if it is a codes folder, else encoded once into OUT/codes."""
+def _source(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
+    """`--data`, checked: a codes folder the `--vqvae` made, or an audio folder it can encode."""
     if not args.data.is_dir():
         what = "is a file" if args.data.exists() else "does not exist"
         raise InputError(f"--data {args.data} {what}; give a folder of songs, or of their codes")
-    if any(args.data.rglob("*.npz")):
+    vq = base.config.vqvae if base else None
+    if data.holds_codes(args.data):
         folder = data.codes_folder(args.data)
-        vq = base.config.vqvae if base else None
         if vq is not None and (
             folder.sample_rate != vq.sample_rate or folder.vqvae not in (None, base.vqvae_fingerprint())
         ):
@@ -348,10 +348,18 @@ def _codes(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
         return folder
     if base is None:
         raise InputError(f"--data {args.data} holds audio: give --vqvae, a checkpoint with the VQ-VAE that encodes it")
-    if base.config.vqvae is None:
+    if vq is None:
         raise InputError(
             f"--vqvae {args.vqvae} holds no VQ-VAE to encode --data {args.data}; give a checkpoint with one"
         )
+    return data.audio_folder(args.data, vq.sample_rate)
+
+
+def _codes(args: argparse.Namespace, base: Jukebox | None, source: data.Folder) -> data.Folder:
+    """The codes of `source` (`_source`): itself if it is a codes folder, else encoded into
+    OUT/codes (what is there already and still of its songs is kept)."""
+    if data.holds_codes(source.root):
+        return source
     from tqdm import tqdm
 
     with tqdm(unit="song", desc="encoding") as bar:
@@ -393,9 +401,13 @@ def train_prior(args: argparse.Namespace) -> None:
     new = None if init is not None else _new_prior(args, base)  # checked before the songs are encoded
     n_ctx = (new or init.config.prior(args.level)).n_ctx
     _check_batch(args.batch_size, f"windows of {n_ctx} tokens", n_ctx * 8)  # codes and those of the level above
-    vqvae = {"vqvae": base.vqvae_fingerprint() if base and base.config.vqvae else None}
-    loop.check_start(args.out, _spec(args, **vqvae), args.resume, partial=True)  # before songs are encoded there
-    folder = _codes(args, base)
+    source = _source(args, base)
+    given = {
+        "vqvae": base.vqvae_fingerprint() if base and base.config.vqvae else None,
+        "songs in --data": source.fingerprint(),
+    }
+    loop.check_start(args.out, _spec(args, **given), args.resume, partial=True)  # before songs are encoded there
+    folder = _codes(args, base, source)
     if init is not None:
         cfg, params = init.config.prior(args.level), init.params[f"prior_level_{args.level}"]
         cfg, params = with_labels_of(cfg, params, folder, loop.run_key(args.seed, loop.KeyUse.INIT))
@@ -408,7 +420,9 @@ def train_prior(args: argparse.Namespace) -> None:
     upper = cfg.conditioner is not None
     train, held = folder.split(args.eval_fraction)
     windows = data.CodesWindows.load(folder, train, args.level, cfg.n_ctx, upper=upper, bins=cfg.l_bins)
-    held_windows = data.CodesWindows.load(folder, held, args.level, cfg.n_ctx, upper=upper, bins=cfg.l_bins) if held else None
+    held_windows = (
+        data.CodesWindows.load(folder, held, args.level, cfg.n_ctx, upper=upper, bins=cfg.l_bins) if held else None
+    )
     lab = cfg.labels
     ids = _label_ids(cfg, folder)
     lyrics = {
@@ -434,12 +448,12 @@ def train_prior(args: argparse.Namespace) -> None:
     _fit(
         args,
         task,
-        folder,
         lambda: task.init(params, args.seed),
         lambda i: arrays(windows.batch(args.seed, i, args.batch_size)),
         _held_out(args, held_windows, arrays),
         lambda p: checkpoint.save(out, model_cfg, {**others, f"prior_level_{args.level}": p}),
-        **vqvae,
+        **given,
+        **{"codes trained on": folder.fingerprint()},
     )
 
 

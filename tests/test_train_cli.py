@@ -271,7 +271,8 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
     were encoded again and the run went on with them, unsaid), or a new run over it (its codes
     were rewritten, then it was refused), is refused before a song is encoded; a resume given
     the same folder by another path goes on (it was refused as other settings, "data"), and
-    one with another --seconds names it (it named the bandwidth the windows gave)."""
+    one with another --seconds names it (it named the bandwidth the windows gave), and one of
+    songs changed since is refused before they are encoded again (it trained on the old codes)."""
     other = tmp_path / "other_vqvae"
     Jukebox.init(JukeboxConfig(vqvae=Jukebox.load(vqvae).config.vqvae), jax.random.key(5)).save(other)
     out = tmp_path / "top"
@@ -287,6 +288,14 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
             cli(f"{run} {extra}")
         assert message in capsys.readouterr().err, extra
         assert {p: p.read_bytes() for p in (out / "codes").rglob("*") if p.is_file()} == codes
+    changed = tmp_path / "changed"  # the same songs, one of them since changed (the same length)
+    shutil.copytree(songs, changed)
+    first = sorted((changed / "songs").iterdir())[0]
+    soundfile.write(first, np.full(soundfile.info(first).frames, 0.1), 16000)
+    with pytest.raises(SystemExit):
+        cli(f"{run} --data {changed} --vqvae {vqvae} --resume")
+    assert f"{out} was started with other settings (songs in --data); resume with the same ones" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (out / "codes").rglob("*") if p.is_file()} == codes
     monkeypatch.chdir(songs.parent)
     cli(f"{run} --data {songs.name} --vqvae {vqvae} --resume")  # at its last step already: writes its model again
     assert "trained 2 steps" in capsys.readouterr().out

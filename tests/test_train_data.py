@@ -316,6 +316,30 @@ def test_encode_folder_resumes(encoded):
     assert after.keys() == before.keys() and all(after[p] == before[p] for p in before if p != out / first)
 
 
+def test_encode_folder_follows_its_songs(encoded, tmp_path):
+    """A song changed since is encoded again, the codes of a song gone and a metadata.json
+    the songs no longer have are removed (they stayed: a resumed prior trained on old codes
+    and labels); a folder of songs and codes together is refused (one .npz among the songs
+    made it a codes folder of that one song)."""
+    jb, source, out, _, _ = encoded
+    songs, codes = tmp_path / "songs", tmp_path / "codes"
+    shutil.copytree(source, songs)
+    shutil.copytree(out, codes)
+    names = [s.name for s in data.audio_folder(songs).songs]  # a/one.wav, a/two.flac, three.ogg
+    rate = soundfile.info(songs / names[0]).samplerate
+    soundfile.write(songs / names[0], 0.1 * np.ones((rate // 5, 2)), rate)  # the same length, other sound
+    (songs / names[1]).unlink()
+    (songs / "metadata.json").unlink()
+    seen = []
+    data.encode_folder(jb, songs, codes, lambda name, skipped: seen.append((name, skipped)))
+    assert seen == [(names[0], False), (names[2], True)]
+    assert sorted(p.relative_to(codes).as_posix() for p in codes.rglob("*")) == ["a", "a/one.npz", "three.npz"]
+    assert data.holds_codes(codes) and not data.holds_codes(songs)
+    shutil.copy(codes / "three.npz", songs / "a" / "stray.npz")
+    with pytest.raises(InputError, match=rf"data folder {re.escape(str(songs))} holds audio \(a/one.wav, ...\) and codes \(a/stray.npz, ...\)"):
+        data.holds_codes(songs)
+
+
 def test_codes_record_their_vqvae_and_another_vqvae_encodes_again(encoded, tmp_path):
     """Codes carry the fingerprint of the VQ-VAE that made them; the same VQ-VAE beside other
     priors has the same one; a VQ-VAE with other weights re-encodes every song (a VQ-VAE

@@ -18,8 +18,10 @@ song is artist 0, genre 0, with no lyrics. A codes folder (`encode_folder`) mirr
 `<path>.npz` per song (the audio suffix replaced) holding `level_{L}` `[1, tokens]` int32 codes
 (as `jukebox-jax sample` writes codes.npz, so `--codes` reads one), `total_length` (the song's
 samples at the model's rate), `hop_lengths`, `sample_rate` and `vqvae` (`Jukebox.vqvae_fingerprint()` of the VQ-VAE that made
-them: a prior trains on them only with that VQ-VAE); and metadata.json keyed by the
-.npz paths. The held-out split (`Folder.split`) hashes each song's path, so it is stable as
+them: a prior trains on them only with that VQ-VAE) and `source` (the song file's SHA-256:
+a song changed since is encoded again); and metadata.json keyed by the .npz paths (codes of
+songs no longer in the audio folder, and a metadata.json it no longer has, are removed).
+Hidden files and folders are left out. The held-out split (`Folder.split`) hashes each song's path, so it is stable as
 songs are added. Codes are held in memory (4 bytes a token); audio is read per window.
 """
 
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jukebox_jax import audio
+from jukebox_jax import audio, integrity
 from jukebox_jax.config import repeated_names
 from jukebox_jax.errors import InputError, shown
 from jukebox_jax.io import read_npz, remove_leftovers, write_npz, write_text
@@ -66,10 +68,10 @@ class Folder:
     vqvae: str | None = None  # a codes folder's `Jukebox.vqvae_fingerprint()` (None: audio, or unrecorded)
 
     def fingerprint(self) -> str:
-        """A digest of what training reads: each song's name, length, labels and file size, the
-        label tables and, for codes, the VQ-VAE that made them (a resumed run checks it is given
-        the songs it started on)."""
-        songs = [(*dataclasses.astuple(s), (self.root / s.name).stat().st_size) for s in self.songs]
+        """A digest of what training reads: each song's name, length, labels and file (its
+        SHA-256), the label tables and, for codes, the VQ-VAE that made them (a resumed run
+        checks it is given the songs it started on)."""
+        songs = [(*dataclasses.astuple(s), integrity.file_digest(self.root / s.name)) for s in self.songs]
         text = json.dumps([songs, self.artists, self.genres, self.sample_rate, self.vqvae])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -133,6 +135,17 @@ def check_audio(folder: Folder) -> None:
     for song in folder.songs:
         path = folder.root / song.name
         audio.load(path, audio.info(path).sample_rate, mono=False)
+
+
+def holds_codes(root: Path) -> bool:
+    """Whether the data folder `root` holds codes (`.npz`) rather than audio; both is an
+    `InputError` (one codes file among songs made the whole folder a codes folder)."""
+    codes, songs = _files(root, (".npz",)), _files(root, audio.SUFFIXES)
+    if codes and songs:
+        raise InputError(
+            f"data folder {root} holds audio ({songs[0]}, ...) and codes ({codes[0]}, ...); give a folder of one or the other"
+        )
+    return bool(codes)
 
 
 def codes_folder(root: Path) -> Folder:
@@ -478,15 +491,20 @@ def encode_folder(jb: Jukebox, source: Path, out: Path, on_song: Callable[[str, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out)
+    for stale in set(_files(out, (".npz",))) - set(names.values()):  # of songs no longer in `source`
+        (out / stale).unlink()
     meta = _read_metadata(Path(source))
     if meta is not None:
         songs = {names[k]: v for k, v in meta["songs"].items()}
         write_text(out / METADATA, json.dumps({**meta, "sample_rate": cfg.sample_rate, "songs": songs}, indent=1))
+    else:
+        (out / METADATA).unlink(missing_ok=True)
     top, vqvae = cfg.hop_lengths[-1], jb.vqvae_fingerprint()
     for song in folder.songs:
-        target = out / names[song.name]
-        skipped = target.exists() and str(_read_npz(target, (), ("vqvae",)).get("vqvae", "")) == vqvae
-        if not skipped:  # absent, or made by another VQ-VAE (e.g. retrained in place): encode it (again)
+        target, made_from = out / names[song.name], integrity.file_digest(folder.root / song.name)
+        kept = _read_npz(target, (), ("vqvae", "source")) if target.exists() else {}
+        skipped = (str(kept.get("vqvae", "")), str(kept.get("source", ""))) == (vqvae, made_from)
+        if not skipped:  # absent, made by another VQ-VAE (retrained in place) or of a song since changed
             x = audio.load(folder.root / song.name, cfg.sample_rate, min_samples=top)  # [t, 1]
             codes = jb.encode(x[None, : len(x) // top * top])  # per level [1, t / hop]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -496,6 +514,7 @@ def encode_folder(jb: Jukebox, source: Path, out: Path, on_song: Callable[[str, 
                 "hop_lengths": np.array(cfg.hop_lengths),
                 "sample_rate": np.int64(cfg.sample_rate),
                 "vqvae": np.array(vqvae),
+                "source": np.array(made_from),  # the song file's SHA-256
             }
             write_npz(target, {**arrays, **extra})
         if on_song is not None:
