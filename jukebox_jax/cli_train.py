@@ -433,7 +433,7 @@ def train_prior(args: argparse.Namespace) -> None:
     def arrays(b: data.Batch) -> dict[str, np.ndarray]:
         rows = [
             window_labels(
-                cfg, SongLabels(int(t), ids["artist"][a], (ids["genre"][g],) if lab else (), lyrics[s], int(o)), 0
+                cfg, SongLabels(int(t), ids["artist"][a], ids["genre"][g], lyrics[s], int(o)), 0
             )
             for s, a, g, o, t in zip(b.songs, b.artist, b.genre, b.offset, b.total_length)
         ]
@@ -497,23 +497,23 @@ def with_labels_of(cfg: PriorConfig, params: dict, folder: data.Folder, key) -> 
     return grow_label_tables(cfg, params, grown, key)
 
 
-def _label_ids(cfg: PriorConfig, folder: data.Folder) -> dict[str, list[int]]:
-    """The prior's artist and genre id of each of the folder's names (positions in its
-    tables); a name the prior does not know is an error naming the fix."""
+def _label_ids(cfg: PriorConfig, folder: data.Folder) -> dict[str, list]:
+    """The prior's artist id and genre ids (a tuple: the released v2 tables give one per word,
+    "Hip Hop" -> hip, hop) of each of the folder's names; a name the prior does not know is
+    an error naming the fix."""
     if cfg.labels is None:
-        return {"artist": [0] * max(1, len(folder.artists)), "genre": [0] * max(1, len(folder.genres))}
+        return {"artist": [0] * max(1, len(folder.artists)), "genre": [()] * max(1, len(folder.genres))}
     return {
         kind: [_label_id(cfg, kind, name) for name in names or ("unknown",)]
         for kind, names in (("artist", folder.artists), ("genre", folder.genres))
     }
 
 
-def _label_id(cfg: PriorConfig, kind: str, name: str) -> int:
-    """The prior's id of one artist or genre name (`InputError` naming the fix if unknown)."""
-
+def _label_id(cfg: PriorConfig, kind: str, name: str) -> int | tuple[int, ...]:
+    """The prior's id of one artist, or ids of one genre (`InputError` naming the fix if unknown)."""
     if kind == "artist":
         return tokenizer.song_labels(cfg, 1, artist=name, genre=0).artist
-    return tokenizer.song_labels(cfg, 1, artist=0, genre=name).genres[0]
+    return tokenizer.song_labels(cfg, 1, artist=0, genre=name).genres
 
 
 def run(args: argparse.Namespace) -> None:

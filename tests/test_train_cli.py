@@ -304,6 +304,18 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
     assert f"{vqvae.parent} was started with other settings (seconds, task.bandwidth" in capsys.readouterr().err
 
 
+def test_a_released_prior_trains_on_every_word_of_a_genre():
+    """The released v2 tables give a genre one id per word: "Hip Hop" trains as (hip, hop), as
+    `sample --genre "Hip Hop"` conditions (it trained as hip alone)."""
+    from jukebox_jax.cli_train import _label_ids
+
+    cfg = JukeboxConfig.from_preset("5b").prior(2)
+    folder = data.Folder(Path("."), 44100, (data.Song("a.wav", 10**5, 0, 0, ""),), ("Alan Jackson",), ("Hip Hop",))
+    ids = _label_ids(cfg, folder)
+    assert ids["genre"] == [tokenizer.song_labels(cfg, 1, genre="Hip Hop").genres] and len(ids["genre"][0]) == 2
+    assert ids["artist"] == [tokenizer.song_labels(cfg, 1, artist="Alan Jackson").artist]
+
+
 def test_a_linear_decay_begins_at_the_peak_of_a_fractional_warmup():
     """`--warmup 2.5 --linear-decay 2`: step 3 is the first at the full rate, and the decay
     begins there (it began at step int(2.5) = 2: 0, 4e-4, 8e-4, 5e-4, 0, the peak never met)."""
