@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ import numpy as np
 
 from jukebox_jax import checkpoint, cli_data, cli_sample, cli_train, default
 from jukebox_jax.config import DType
-from jukebox_jax.errors import ConfigError, InputError, JukeboxError
+from jukebox_jax.errors import ConfigError, InputError, Interrupted, JukeboxError
 from jukebox_jax.io import check_output_folder, write_audio, write_npz
 from jukebox_jax.synth.dataset import SONG_SECONDS
 
@@ -134,7 +135,7 @@ def _reporting(
     try:
         command(args)
     except KeyboardInterrupt:  # outside the loops that say how to go on (e.g. while a model loads)
-        parser.exit(130, f"\n{parser.prog}: interrupted\n")
+        raise Interrupted(f"{parser.prog}: interrupted") from None
     except (InputError, ConfigError) as e:
         parser.error(str(e))
     except JukeboxError as e:
@@ -163,5 +164,18 @@ def package_version() -> str:
         return "(not installed)"
 
 
+def program() -> None:
+    """The `jukebox-jax` console script: `main` on `sys.argv`. After Ctrl-C it prints what
+    stays and how to go on, then leaves at once (`os._exit`): Python's teardown, with XLA's
+    threads stopped mid-computation, could crash (SIGSEGV after the message, half the time)."""
+    try:
+        main()
+    except Interrupted as e:
+        print(f"\n{e.message}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(e.code)
+
+
 if __name__ == "__main__":
-    main()
+    program()

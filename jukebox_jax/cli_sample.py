@@ -16,7 +16,7 @@ import numpy as np
 
 from jukebox_jax import checkpoint, default
 from jukebox_jax.config import MODEL_PRESETS, DType, JukeboxConfig, WeightFormat
-from jukebox_jax.errors import CheckpointError, InputError, shown
+from jukebox_jax.errors import CheckpointError, InputError, Interrupted, shown
 from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, read_codes, read_prompt
 from jukebox_jax.generation.job import CODES_FILE, JobSource, Mode, SampleRequest, check_job, job_record
 from jukebox_jax.generation.levels import Codes, LevelSettings
@@ -579,11 +579,11 @@ class Progress:
 
     def on_window(self, level: int, start: int, zs: Codes) -> None:
         self.windows.set_postfix(level=level, start=start, refresh=False)
-        self.windows.update()
-        if level not in self.warm:  # restart the clock: tqdm's rate (smoothing 0) is (n - initial) / (now - start_t)
-            self.windows.initial, self.windows.start_t = self.windows.n, time.time()
+        if level not in self.warm:  # restart the clock, this window left out: tqdm's rate (smoothing 0) is
+            self.windows.initial, self.windows.start_t = self.windows.n + 1, time.time()  # (n - initial) / (now - start_t)
             if self.sampled:
                 self.warm.add(level)
+        self.windows.update()  # drawn after the restart (drawn before, it showed the compile's ETA)
         self.sampled = False
 
     def close(self) -> None:
@@ -610,7 +610,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         zs = run_job(jb, args.out, checked.request, start, resume=args.resume, on_window=progress.on_window, on_tokens=progress.on_tokens)
     except KeyboardInterrupt:
-        raise SystemExit(f"interrupted: {args.out} keeps every finished window; the same command with --resume continues it") from None
+        raise Interrupted(f"interrupted: {args.out} keeps every finished window; the same command with --resume continues it") from None
     finally:
         progress.close()
     if first:

@@ -61,3 +61,15 @@ class DivergedError(JukeboxError, ValueError):
     """A training step whose loss or gradient norm is NaN or infinite (a learning rate too high,
     or bad data): the run stops before the broken parameters are saved; the message names the
     step and the newest checkpoint."""
+
+
+class Interrupted(SystemExit):
+    """Ctrl-C stopped a command; `message` says what stays and how to go on. Exit status 130;
+    `jukebox-jax` prints the message and leaves at once (`cli.program`)."""
+
+    def __init__(self, message: str):
+        super().__init__(130)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

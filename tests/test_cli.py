@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import soundfile
 from jukebox_jax import Jukebox, JukeboxConfig, cli_sample, preset, quantize, tokenizer
 from jukebox_jax.cli import main
 from jukebox_jax.config import MODEL_PRESETS, DType, Precision, WeightFormat
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import InputError, Interrupted
 from jukebox_jax.generation.inputs import read_codes, read_prompt
 from jukebox_jax.generation.job import Mode
 from jukebox_jax.integrity import file_digest
@@ -207,9 +208,27 @@ def test_ctrl_c_while_the_model_loads_is_one_line(tmp_path, monkeypatch, capsys)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli_sample, "load_model", interrupted)
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(Interrupted) as e:
         main(["sample", "--model", "tiny_5b", "--seconds", "0.05", "--out", str(tmp_path / "out")])
-    assert e.value.code == 130 and capsys.readouterr().err.strip() == "jukebox-jax sample: interrupted"
+    assert e.value.code == 130 and str(e.value) == "jukebox-jax sample: interrupted"
+
+
+def test_the_program_leaves_at_once_after_ctrl_c(monkeypatch, capsys):
+    """`jukebox-jax` prints what an interrupted command keeps and leaves without Python's
+    teardown, which XLA's threads, stopped mid-computation, crashed (SIGSEGV) half the time."""
+    from jukebox_jax import cli
+
+    def interrupted():
+        raise Interrupted("interrupted: out keeps every finished window")
+
+    def leave(code):
+        raise SystemExit(f"os._exit({code})")
+
+    monkeypatch.setattr(cli, "main", interrupted)
+    monkeypatch.setattr(cli.os, "_exit", leave)
+    with pytest.raises(SystemExit, match=r"os._exit\(130\)"):
+        cli.program()
+    assert capsys.readouterr().err.strip() == "interrupted: out keeps every finished window"
 
 
 def test_a_job_is_whole_top_level_tokens_to_the_nearest_sample():
@@ -596,16 +615,19 @@ def test_sample_in_bfloat16_with_int8_weights(tmp_path, monkeypatch):
     assert codes.shape == (1, int(0.05 * SR) // 128) and 0 <= codes.min() and codes.max() < 64
 
 
-def test_the_eta_leaves_out_each_levels_first_sampled_window():
+def test_the_eta_leaves_out_each_levels_first_sampled_window(capsys):
     """tqdm's rate (smoothing 0) counts the windows after `initial`: the clock restarts after
-    windows a resume finds done and after each level's first sampled window."""
+    windows a resume finds done and after each level's first sampled window, before the bar
+    is drawn (drawn first, it showed an ETA of the compile's pace)."""
     progress = cli_sample.Progress(6)
     progress.on_window(2, 0, [])  # done before a resume: no tokens sampled
     assert progress.windows.initial == 1
     progress.on_tokens(3, 6)
     progress.on_tokens(6, 6)
+    time.sleep(0.2)  # a slow first window
     progress.on_window(2, 6, [])  # the first sampled window of level 2 (it compiles)
     assert progress.windows.initial == 2
+    assert capsys.readouterr().err.split("\r")[-1].startswith("sampling:  33%|███▎      | 2/6 [00:00<?, ?window/s")
     progress.on_tokens(6, 6)
     progress.on_window(2, 12, [])
     assert progress.windows.initial == 2  # counted
