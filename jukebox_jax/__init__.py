@@ -1,5 +1,6 @@
 """jukebox-jax: OpenAI Jukebox in JAX/Flax."""
 
+from jukebox_jax import default
 from jukebox_jax.config import (
     AttnKind,
     ConfigError,
@@ -22,6 +23,7 @@ __all__ = [
     "PriorConfig",
     "VQVAEConfig",
     "attn_pattern",
+    "default",
     "make_mesh",
     "preset",
 ]

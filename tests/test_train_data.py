@@ -241,7 +241,7 @@ def test_codes_windows_refuse_what_does_not_fit(encoded):
     with pytest.raises(InputError, match=r"level 2 and the level above: the codes have levels 0..2"):
         data.CodesWindows.load(codes, codes.songs, 2, 16, upper=True)
     with pytest.raises(
-        InputError, match=r"3 songs are shorter than the window of 100 level-2 tokens: a/one.npz \(68\)"
+        InputError, match=r"3 songs are shorter than the window of 100 level-2 tokens: a/one.npz \(68\).*; remove them, or train a prior of a shorter n_ctx$"
     ):
         data.CodesWindows.load(codes, codes.songs, 2, 100)
     eval_windows = data.CodesWindows.load(codes, codes.songs, 2, 32).eval_batches(3)
@@ -444,7 +444,7 @@ BAD = [
         {"x.wav": 900, "y.wav": 1200},
         None,
         _windows(1000),
-        r"1 song is shorter than the window of 1000 samples \(0.06 s at 16000 Hz\): x.wav \(900\)",
+        r"1 song is shorter than the window of 1000 samples \(0.06 s at 16000 Hz\): x.wav \(900\); remove them, or give shorter windows \(train vqvae --seconds\)$",
     ),
     ({"x.wav": 900}, None, _windows(100, songs=False), r"no songs to draw windows from"),
     ({}, None, data.codes_folder, r"codes folder {d} holds no .npz files; encode an audio folder into it"),

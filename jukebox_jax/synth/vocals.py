@@ -42,7 +42,7 @@ def speak(word: str, voice: str) -> tuple[np.ndarray, int]:
     require()
     fix = "repair it (apt-get install --reinstall espeak-ng), or make instrumental songs (--no-vocals)"
     try:
-        run = subprocess.run([ESPEAK, "-v", voice, "-s", str(SPEECH_WPM), "--stdout", word], capture_output=True)
+        run = subprocess.run([ESPEAK, "-v", voice, "-s", str(SPEECH_WPM), "--stdout", word], capture_output=True, check=False)
     except OSError as e:
         raise InputError(f"espeak-ng cannot be run ({e}); {fix}") from None
     try:

@@ -309,7 +309,8 @@ def _draw(counts: np.ndarray, batch_size: int, rng: np.random.Generator) -> tupl
     return song, r - (ends[song] - counts[song])
 
 
-def _check_fit(songs: tuple[Song, ...], units: list[int], window: int, what: str) -> None:
+def _check_fit(songs: tuple[Song, ...], units: list[int], window: int, what: str, fix: str = "") -> None:
+    """Refuses no songs, or songs shorter than the window (`fix`: how to shorten it)."""
     if not songs:
         raise InputError("no songs to draw windows from; give a folder (or split) with songs")
     short = [f"{s.name} ({n})" for s, n in zip(songs, units) if n < window]
@@ -317,7 +318,7 @@ def _check_fit(songs: tuple[Song, ...], units: list[int], window: int, what: str
         who = "1 song is" if len(short) == 1 else f"{len(short)} songs are"
         more = f" and {len(short) - 5} more" if len(short) > 5 else ""
         raise InputError(
-            f"{who} shorter than the window of {window} {what}: {', '.join(short[:5])}{more}; give a shorter window or remove them"
+            f"{who} shorter than the window of {window} {what}: {', '.join(short[:5])}{more}; remove them{fix}"
         )
 
 
@@ -367,6 +368,7 @@ class AudioWindows:
             [s.length for s in self.songs],
             self.sample_length,
             f"samples ({self.sample_length / self.folder.sample_rate:.2f} s at {self.folder.sample_rate} Hz)",
+            ", or give shorter windows (train vqvae --seconds)",
         )
 
     def batch(self, seed: int, step: int, batch_size: int) -> Batch:
@@ -442,7 +444,7 @@ class CodesWindows:
                 )
         tokens = tuple(z[0] for z in per_level)
         uppers = tuple(z[1] for z in per_level) if upper else None
-        _check_fit(songs, [len(z) for z in tokens], n_tokens, f"level-{level} tokens")
+        _check_fit(songs, [len(z) for z in tokens], n_tokens, f"level-{level} tokens", ", or train a prior of a shorter n_ctx")
         return cls(songs, n_tokens, hops[level], tokens, ratio, uppers)
 
     def batch(self, seed: int, step: int, batch_size: int) -> Batch:
