@@ -196,10 +196,7 @@ class Run:
         write_text(self.out / DIGESTS, json.dumps(digests, indent=1))
 
     def _digests(self) -> dict[str, str]:
-        return self._record(DIGESTS) if (self.out / DIGESTS).is_file() else {}
-
-    def _record(self, name: str) -> dict[str, Any]:
-        return _run_record(self.out, name)
+        return _run_record(self.out, DIGESTS) if (self.out / DIGESTS).is_file() else {}
 
     def _set_aside(self, step: int) -> None:
         """Moves checkpoint `step` to `damaged/` (kept for a post-mortem, out of orbax's way)."""
