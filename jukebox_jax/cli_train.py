@@ -469,8 +469,8 @@ def with_labels_of(cfg: PriorConfig, params: dict, folder: data.Folder, key) -> 
         return cfg, params
     tables = {}
     for kind, names, bins, own in (
-        ("artist", folder.artists, lab.artist_bins, lab.artists),
-        ("genre", folder.genres, lab.genre_bins, lab.genres),
+        ("artist", folder.artists or ("unknown",), lab.artist_bins, lab.artists),  # unlabelled songs: 'unknown'
+        ("genre", folder.genres or ("unknown",), lab.genre_bins, lab.genres),
     ):
         unknown = []
         for name in names:

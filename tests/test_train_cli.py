@@ -316,6 +316,22 @@ def test_a_released_prior_trains_on_every_word_of_a_genre():
     assert ids["artist"] == [tokenizer.song_labels(cfg, 1, artist="Alan Jackson").artist]
 
 
+def test_fine_tuning_a_model_of_its_own_names_on_unlabelled_songs():
+    """Songs without metadata are artist and genre 'unknown': a prior whose own tables lack it
+    (the default model's) gets it as a new name (it refused 'unknown', a name the user never gave)."""
+    import jax
+
+    from jukebox_jax.cli_train import _label_ids, with_labels_of
+
+    jb = default.load()
+    cfg, params = jb.config.prior(2), jb.params["prior_level_2"]
+    assert "unknown" not in cfg.labels.artists
+    folder = data.Folder(Path("."), 16000, (data.Song("a.wav", 10**5, 0, 0, ""),))
+    tuned, _ = with_labels_of(cfg, params, folder, jax.random.key(0))
+    assert tuned.labels.artists == (*cfg.labels.artists, "unknown") and tuned.labels.genres == (*cfg.labels.genres, "unknown")
+    assert _label_ids(tuned, folder) == {"artist": [len(cfg.labels.artists)], "genre": [(len(cfg.labels.genres),)]}
+
+
 def test_a_linear_decay_begins_at_the_peak_of_a_fractional_warmup():
     """`--warmup 2.5 --linear-decay 2`: step 3 is the first at the full rate, and the decay
     begins there (it began at step int(2.5) = 2: 0, 4e-4, 8e-4, 5e-4, 0, the peak never met)."""
