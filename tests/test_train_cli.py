@@ -290,7 +290,7 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
         assert {p: p.read_bytes() for p in (out / "codes").rglob("*") if p.is_file()} == codes
     changed = tmp_path / "changed"  # the same songs, one of them since changed (the same length)
     shutil.copytree(songs, changed)
-    first = sorted((changed / "songs").iterdir())[0]
+    first = min((changed / "songs").iterdir())
     soundfile.write(first, np.full(soundfile.info(first).frames, 0.1), 16000)
     with pytest.raises(SystemExit):
         cli(f"{run} --data {changed} --vqvae {vqvae} --resume")
