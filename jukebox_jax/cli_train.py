@@ -77,7 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
         x.add_argument(
             "--ema",
             type=finite_float,
-            help="also keep an EMA of the weights with this decay, e.g. 0.999 (saved in the checkpoints)",
+            help="keep an EMA of the weights with this decay, e.g. 0.999: the model written and the held-out "
+            "evaluation use it, as the original's (the checkpoints keep both)",
         )
         x.add_argument(
             "--save-every", type=positive_int, default=200, help="checkpoint every N steps (default: %(default)s)"
@@ -210,7 +211,7 @@ def _fit(args, task, state_of, batches, eval_batches, save_model, **spec_extra) 
             eval_batches=eval_batches,
             mesh=device_mesh(args.mesh),
             on_step=on_step,
-            on_save=lambda s: save_model(jax.device_get(s.params)),  # the model follows every checkpoint
+            on_save=lambda s: save_model(jax.device_get(steps.weights(s))),  # the model follows every checkpoint
         )
     except KeyboardInterrupt:
         raise SystemExit(
@@ -218,7 +219,7 @@ def _fit(args, task, state_of, batches, eval_batches, save_model, **spec_extra) 
         ) from None
     finally:
         bar.close()
-    save_model(jax.device_get(state.params))  # again: a finished run rerun picks up the --vqvae model's newer parts
+    save_model(jax.device_get(steps.weights(state)))  # again: a finished run rerun picks up the --vqvae model's newer parts
     print(f"trained {args.steps} steps -> {args.out / MODEL} (metrics: {args.out / loop.METRICS})")
 
 

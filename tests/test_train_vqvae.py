@@ -21,7 +21,7 @@ from jukebox_jax.errors import InputError
 from jukebox_jax.train.codebook import CodebookState, ema_update, init_state, restart_candidates, restore_state
 from jukebox_jax.train.optim import OptimConfig
 from jukebox_jax.train.spectral import stft_magnitude
-from jukebox_jax.train.steps import VQVAETask
+from jukebox_jax.train.steps import VQVAETask, weights
 from jukebox_jax.train.vqvae import (
     Bandwidth,
     VQVAELoss,
@@ -278,6 +278,28 @@ def test_the_first_step_restarts_with_new_draws(ref, model):
         moved.append(np.abs(now - before)[restarted].max(-1) > 1e-3 * np.abs(before).max())
     moved = np.concatenate(moved)
     assert len(moved) > 10 and moved.mean() > 0.9
+
+
+def test_with_an_ema_evaluation_reads_the_averaged_weights(ref, model):
+    """With `ema_mu`, `weights` puts the EMA in place of the trained encoders and decoders and
+    keeps the current codebooks (the original swaps in the EMA of its parameters; the codebooks
+    are buffers), and `evaluate` reads them: its losses are those of `weights`, not of the raw
+    params the next step trains on."""
+    arrays, meta = ref
+    cfg, params = model
+    task = VQVAETask(cfg, OptimConfig(lr=1e-3, ema_mu=0.5), Bandwidth(**meta["hps"]["bandwidth"]))
+    x = jnp.asarray(arrays["x"][:1])  # [1, 4096, 1]
+    state = task.init(params, x, seed=0, trained=True)
+    for _ in range(2):
+        state, _ = jax.jit(task.step)(state, {"audio": x})
+    averaged = weights(state)
+    for name, p in averaged.items():
+        expected = state.params[name] if name.startswith("codebook_") else state.opt_state.ema[name]
+        jax.tree.map(np.testing.assert_array_equal, p, expected)
+    got = task.evaluate(state, {"audio": x})["loss"]
+    ema_loss, raw_loss = (vqvae_loss(cfg, task.loss, p, x, task.bandwidth)[0] for p in (averaged, state.params))
+    assert abs(float(got) - float(ema_loss)) <= 1e-6 * abs(float(ema_loss))
+    assert abs(float(raw_loss) - float(ema_loss)) > 1e-4 * abs(float(ema_loss))
 
 
 def test_bad_inputs(model):

@@ -37,6 +37,16 @@ def _split(state: TrainState) -> tuple[jax.Array, jax.Array]:
     return jax.random.key_data(key), sub
 
 
+def weights(state: TrainState) -> Params:
+    """The weights a run evaluates and writes as its model: with `--ema`, the EMA of the trained
+    weights in their place (the original's `ema.swap()` around evaluation and saving), else the
+    params. The checkpoints keep both, so a resumed run goes on from the raw weights."""
+    ema = state.opt_state.ema
+    if ema is None:
+        return state.params
+    return {**state.params, **jax.tree.map(lambda e, p: e.astype(p.dtype), ema, {k: state.params[k] for k in ema})}
+
+
 def _optimizer_metrics(tx_cfg: optim.OptimConfig, grads: Params, count: jax.Array) -> Metrics:
     return {"grad_norm": optim.global_norm(grads), "lr": optim.lr_schedule(tx_cfg)(count)}
 
@@ -90,8 +100,8 @@ class VQVAETask:
         return TrainState(state.step + 1, params, opt_state, states, key), metrics
 
     def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
-        """The held-out losses (codes picked by the current codebooks; no update)."""
-        loss, aux = vqvae_train.vqvae_loss(self.config, self.loss, state.params, batch["audio"], self.bandwidth)
+        """The held-out losses of `weights` (codes picked by the current codebooks; no update)."""
+        loss, aux = vqvae_train.vqvae_loss(self.config, self.loss, weights(state), batch["audio"], self.bandwidth)
         return dict(aux["metrics"], loss=loss)
 
 
@@ -139,7 +149,8 @@ class PriorTask:
         return TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state, None, key), metrics
 
     def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
-        return prior_train.prior_loss(self.model, state.params, batch["tokens"], batch["labels"], batch.get("upper"))[1]
+        """The held-out losses of `weights`."""
+        return prior_train.prior_loss(self.model, weights(state), batch["tokens"], batch["labels"], batch.get("upper"))[1]
 
 
 def _has_dropout(cfg: PriorConfig) -> bool:
