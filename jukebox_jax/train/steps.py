@@ -150,7 +150,10 @@ class PriorTask:
 
     def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
         """The held-out losses of `weights`."""
-        return prior_train.prior_loss(self.model, weights(state), batch["tokens"], batch["labels"], batch.get("upper"))[1]
+        _, metrics = prior_train.prior_loss(
+            self.model, weights(state), batch["tokens"], batch["labels"], batch.get("upper")
+        )
+        return metrics
 
 
 def _has_dropout(cfg: PriorConfig) -> bool:
