@@ -67,6 +67,17 @@ def in_range(name: str, x: np.ndarray, lo: int, hi: int, fix: str) -> None:
         raise InputError(f"{name} must lie in [{lo}, {hi}): {name}[{', '.join(map(str, where))}] is {x[where]}; {fix}")
 
 
+def codes(name: str, z: np.ndarray, bins: int | None, fix: str, *, rows: int | None = None) -> np.ndarray:
+    """Codes read from a file, checked: integer `[rows, tokens]` (any rows >= 1 without `rows`)
+    in `[0, bins)` (only non-negative without `bins`). Returns them as int64."""
+    doc = f"[{rows if rows else 'samples >= 1'}, tokens]"
+    if not np.issubdtype(z.dtype, np.integer) or z.ndim != 2 or not len(z) or (rows and len(z) != rows):
+        raise InputError(f"{name} is {z.dtype} of shape {z.shape}, not integer codes {doc}; {fix}")
+    if z.size and (z.min() < 0 or (bins is not None and z.max() >= bins)):
+        raise InputError(f"{name} holds codes in [{z.min()}, {z.max()}], not in [0, {bins or 'bins'}); {fix}")
+    return z.astype(np.int64)
+
+
 def key(value: Any, batch: int | None = None) -> jax.Array:
     """One PRNG key: a typed key of shape () (`jax.random.key`) or a raw uint32 `[2]`
     (`jax.random.PRNGKey`); given `batch`, also one typed key per sample, `[batch]`."""

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from jukebox_jax import audio, integrity
+from jukebox_jax import audio, checks, integrity
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import InputError
 from jukebox_jax.io import read_npz
 
 AUDIO_FORMATS = audio.FORMATS
+_FIX = "give the codes.npz an earlier run wrote"
 
 
 def read_codes(path: Path, levels: int, l_bins: int) -> dict[int, np.ndarray]:
@@ -24,29 +25,19 @@ def read_codes(path: Path, levels: int, l_bins: int) -> dict[int, np.ndarray]:
     levels `0..levels-1` only. Returns `{level: int64 codes}`."""
     what = f"codes file {path}"
     _check_file(path, what)
-    arrays = read_npz(path, what, "give the codes.npz an earlier run wrote")
+    arrays = read_npz(path, what, _FIX)
     found = {int(m.group(1)): name for name in arrays if (m := re.fullmatch(r"level_(\d+)", name))}
     if not found:
-        raise InputError(
-            f"{what} holds no level_* arrays (it has {sorted(arrays) or 'nothing'}); give the codes.npz an earlier run wrote"
-        )
+        raise InputError(f"{what} holds no level_* arrays (it has {sorted(arrays) or 'nothing'}); {_FIX}")
     if max(found) >= levels:
         raise InputError(f"{what} holds {found[max(found)]}, but the model has levels 0..{levels - 1}")
-    codes = {level: _check_codes(arrays[name], f"{what}: {name}", l_bins) for level, name in sorted(found.items())}
+    codes = {
+        level: checks.codes(f"{what}: {name}", arrays[name], l_bins, _FIX) for level, name in sorted(found.items())
+    }
     batches = {level: len(z) for level, z in codes.items()}
     if len(set(batches.values())) > 1:
         raise InputError(f"{what} holds different numbers of samples per level ({batches}); every level needs the same")
     return codes
-
-
-def _check_codes(z: np.ndarray, what: str, l_bins: int) -> np.ndarray:
-    if not np.issubdtype(z.dtype, np.integer):
-        raise InputError(f"{what} is {z.dtype}; codes are integers")
-    if z.ndim != 2 or not len(z):
-        raise InputError(f"{what} has shape {z.shape}; codes are [samples >= 1, tokens]")
-    if z.size and not (0 <= z.min() and z.max() < l_bins):
-        raise InputError(f"{what} holds codes in [{z.min()}, {z.max()}]; the model's codes lie in [0, {l_bins})")
-    return z.astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True)

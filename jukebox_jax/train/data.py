@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jukebox_jax import audio, integrity
+from jukebox_jax import audio, checks, integrity
 from jukebox_jax.config import repeated_names
 from jukebox_jax.errors import InputError, shown
 from jukebox_jax.io import read_npz, remove_leftovers, write_npz, write_text
@@ -285,10 +285,7 @@ def _codes(path: Path, a: np.ndarray, level: int, hop: int, total_length: int, b
     """The level-`level` codes `a` of a codes file, checked: integer `[1, T]` in `[0, bins)`,
     no longer than the song; [T] int32."""
     what = f"codes file {path}: level_{level}"
-    if not np.issubdtype(a.dtype, np.integer) or a.ndim != 2 or a.shape[0] != 1:
-        raise InputError(f"{what} is {a.dtype} of shape {a.shape}, not integer codes [1, tokens]; {_REENCODE}")
-    if a.size and (a.min() < 0 or (bins is not None and a.max() >= bins)):
-        raise InputError(f"{what} holds codes in [{a.min()}, {a.max()}], not in [0, {bins or 'bins'}); {_REENCODE}")
+    a = checks.codes(what, a, bins, _REENCODE, rows=1)
     if a.shape[1] * hop > total_length:
         raise InputError(f"{what}: {a.shape[1]} tokens of {hop} samples, past the song's {total_length}; {_REENCODE}")
     return a[0].astype(np.int32)
