@@ -160,12 +160,18 @@ def _unwritable(path: Path, e: Exception) -> CheckpointError:
 
 def check_target(path: Path) -> None:
     """Raises `CheckpointError` unless `save` can write a checkpoint at `path`: a folder we can
-    write in that is absent, empty or a checkpoint (what a conversion checks before it starts)."""
+    write in that is absent, empty or a checkpoint, and not a mount point, which the swap that
+    replaces a checkpoint whole cannot rename (what a conversion checks before it starts)."""
     path = path.resolve()
     try:
         writable_ancestor(path.parent)
     except OSError as e:
         raise CheckpointError(f"cannot write the checkpoint {path} ({e.filename}: {e.strerror}); choose a folder you can write to") from e
+    if os.path.ismount(path):
+        raise CheckpointError(
+            f"{path} is a mount point: a checkpoint is written beside its folder and renamed into place, which a mount "
+            f"point cannot be; give a folder inside it, e.g. {path / 'model'}"
+        )
     _recover(path)
     _refuse_foreign(path)
 

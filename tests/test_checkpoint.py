@@ -256,6 +256,22 @@ def test_a_full_disk_is_refused_before_orbax_writes_and_keeps_the_old_checkpoint
     assert same(Jukebox.load(target).params, micro.params) and os.listdir(tmp_path) == ["ckpt"]
 
 
+def test_a_mount_point_is_refused_before_anything_is_written(micro, tmp_path, monkeypatch):
+    """An empty mount point (`docker -v host:/models`) is writable, but the swap that replaces a
+    checkpoint renames its folder, which a mount point refuses (EBUSY), after a conversion that
+    may take minutes: refused first, naming a folder inside it. (`ismount` is faked: mounting
+    needs privileges the tests may not have.)"""
+    mount = tmp_path / "models"
+    mount.mkdir()
+    real = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == mount or real(p))
+    with pytest.raises(CheckpointError, match=rf"{mount} is a mount point: .*give a folder inside it, e.g. {mount / 'model'}"):
+        micro.save(mount)
+    assert os.listdir(tmp_path) == ["models"] and os.listdir(mount) == []
+    micro.save(mount / "model")
+    assert same(Jukebox.load(mount / "model").params, micro.params)
+
+
 def test_save_removes_leftovers_of_killed_saves_of_that_path_only(saved, micro, tmp_path):
     path = copy(saved, tmp_path / "ckpt")
     leftovers = [f"{TEMP_PREFIX}ckpt.new-abcd1234", f"{TEMP_PREFIX}ckpt.old"]
