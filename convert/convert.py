@@ -46,7 +46,9 @@ T = TypeVar("T")
 
 
 def convert_checkpoint(
-    *paths: str | os.PathLike, config: JukeboxConfig | str | None = None, dtype: DType | str | None = None
+    *paths: str | os.PathLike,
+    config: JukeboxConfig | VQVAEConfig | PriorConfig | str | None = None,
+    dtype: DType | str | None = None,
 ) -> Jukebox:
     """Converts PyTorch Jukebox weights into a `Jukebox`, one tensor at a time: the files are
     memory-mapped where their format allows, and each tensor is cast once, from the file's
@@ -56,9 +58,9 @@ def convert_checkpoint(
       paths: either any set of original files (`vqvae.pth.tar`, `prior_level_{0,1,2}.pth.tar`),
         or one HF model directory (`config.json` + `pytorch_model*.bin` or `*.safetensors`,
         optionally sharded with an index).
-      config: the structure, overriding what the files say: a `JukeboxConfig` or a preset name,
-        of a whole model ("5b_lyrics", "tiny_5b", ...) or of one part ("vqvae",
-        "upsampler_level_1", ...). The result holds the parts of it that the files hold. Needed
+      config: the structure, overriding what the files say: a `JukeboxConfig`, one part's
+        `VQVAEConfig` or `PriorConfig`, or a preset name, of a whole model ("5b_lyrics",
+        "tiny_5b", ...) or of one part ("vqvae", "upsampler_level_1", ...). The result holds the parts of it that the files hold. Needed
         for a prior file given without its VQ-VAE file.
       dtype: the priors' weight and compute dtype ('float32', 'bfloat16', 'float16'): the
         result equals converting to float32, then `Jukebox.astype(dtype)`, bit for bit. The
@@ -87,19 +89,27 @@ def convert_checkpoint(
     return _from_original([read_original(p) for p in paths], _resolve(config), dtype)
 
 
-def _resolve(config: JukeboxConfig | str | None) -> JukeboxConfig | None:
-    """A preset name as a config: a whole model (`MODEL_PRESETS`) or one part (`PRESETS`)."""
-    if isinstance(config, JukeboxConfig) and any(p.precision.weights is not WeightFormat.FLOAT for p in config.priors):
+def _resolve(config: JukeboxConfig | VQVAEConfig | PriorConfig | str | None) -> JukeboxConfig | None:
+    """The given structure as a whole model's config: a preset name of a whole model
+    (`MODEL_PRESETS`) or of one part (`PRESETS`), or one part's config."""
+    if isinstance(config, str):
+        if config in MODEL_PRESETS:
+            return JukeboxConfig.from_preset(config)
+        if config not in PRESETS:
+            parts = sorted(set(PRESETS) - set(MODEL_PRESETS))
+            raise ConversionError(f"unknown preset {config!r}; choose a whole model {list(MODEL_PRESETS)} or a part {parts}")
+        config = PRESETS[config]
+    if isinstance(config, VQVAEConfig):
+        config = JukeboxConfig(vqvae=config)
+    elif isinstance(config, PriorConfig):
+        config = JukeboxConfig(priors=(config,))
+    elif config is not None and not isinstance(config, JukeboxConfig):
+        raise ConversionError(
+            f"config must be a JukeboxConfig, a VQVAEConfig or PriorConfig, or a preset name, got {type(config).__name__}"
+        )
+    if config is not None and any(p.precision.weights is not WeightFormat.FLOAT for p in config.priors):
         raise ConversionError("the given config declares int8 weights; convert with float weights, then `Jukebox.quantize('int8')`")
-    if not isinstance(config, str):
-        return config
-    if config in MODEL_PRESETS:
-        return JukeboxConfig.from_preset(config)
-    if config in PRESETS:
-        part = PRESETS[config]
-        return JukeboxConfig(vqvae=part) if isinstance(part, VQVAEConfig) else JukeboxConfig(priors=(part,))
-    parts = sorted(set(PRESETS) - set(MODEL_PRESETS))
-    raise ConversionError(f"unknown preset {config!r}; choose a whole model {list(MODEL_PRESETS)} or a part {parts}")
+    return config
 
 
 def _from_original(files: list[OriginalFile], config: JukeboxConfig | None, dtype: DType | None) -> Jukebox:
@@ -107,6 +117,10 @@ def _from_original(files: list[OriginalFile], config: JukeboxConfig | None, dtyp
     prior_files = [f for f in files if not f.is_vqvae]
     if len(vqvae_files) > 1:
         raise ConversionError(f"more than one VQ-VAE file: {[str(f.path) for f in vqvae_files]}")
+    for level in {f.hps.get("level") for f in prior_files} - {None}:
+        same = [str(f.path) for f in prior_files if f.hps.get("level") == level]
+        if len(same) > 1:
+            raise ConversionError(f"{', '.join(same)}: each holds a prior of level {level!r}; give one file per level")
     _check_sample_rates(files)
     if config is None:
         config = _config_from_hps(vqvae_files[0] if vqvae_files else None, prior_files)
@@ -238,7 +252,7 @@ def _fill(template: dict, rows: list[Row], source: OriginalFile | HFDirectory, k
             if not np.array_equal(tied, own, equal_nan=True):  # a NaN is named below
                 raise ConversionError(f"{path}: {name} should be the same tensor as our {'/'.join(row.path)} (tied), but differs")
     flat = {p: _empty(template[p].shape, template[p].dtype) for p in {wanted[n].path for n in owned}}
-    non_finite, overflow = [], []
+    non_finite, overflow, beyond_float16_only = [], [], True
     for name in owned:
         row, tensor = wanted[name], state.pop(name)
         out = flat[row.path] if row.index is None else flat[row.path][row.index]
@@ -249,6 +263,7 @@ def _fill(template: dict, rows: list[Row], source: OriginalFile | HFDirectory, k
                 non_finite.append(f"{name} ({n} of {values.size} values)")
             else:
                 overflow.append(f"{name} (|x| up to {np.abs(values).max():.4g}, beyond {out.dtype}'s {np.finfo(out.dtype).max:g})")
+                beyond_float16_only &= out.dtype == np.float16
         if source.mapped:
             release(tensor)
     if non_finite:
@@ -259,7 +274,7 @@ def _fill(template: dict, rows: list[Row], source: OriginalFile | HFDirectory, k
     if overflow:
         raise ConversionError(
             f"{path}: {count(overflow, 'tensor')} with values beyond the target dtype's range: {few(overflow)}; "
-            f"convert to bfloat16 or float32 instead"
+            + ("convert to bfloat16 or float32 instead" if beyond_float16_only else "the weights are corrupt")
         )
     return {p: jax.device_put(flat.pop(p)) for p in list(flat)}  # one at a time: any copy a device makes is freed as it goes
 

@@ -126,18 +126,21 @@ def torch_load(path: Path) -> tuple[Any, bool]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mapped), mapped
     except pickle.UnpicklingError as e:
-        detail = _unpickler_detail(str(e))
-        if detail.startswith("Unsupported global"):
+        if hostile := _GLOBAL.search(str(e)):  # a global torch allows not, or whose module it blocks (os, sys)
             raise ConversionError(
                 f"{path}: refused to unpickle: the file holds objects other than tensors and plain "
-                f"containers, which could run code on load ({detail}). Convert only checkpoints you "
-                f"trust to safetensors or a plain state dict first."
+                f"containers, which could run code on load (the global {hostile.group(1)}). Convert only "
+                f"checkpoints you trust to safetensors or a plain state dict first."
             ) from None
+        detail = _unpickler_detail(str(e))
         raise ConversionError(f"{path}: not a PyTorch checkpoint, or corrupt (its pickle: {detail}); fetch the file again") from None
     except Exception as e:  # noqa: BLE001 - torch's readers raise many types on damaged input
         raise ConversionError(
             f"{path}: not a PyTorch checkpoint, or corrupt ({type(e).__name__}: {_first_sentence(str(e))}); fetch the file again"
         ) from None
+
+
+_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
 
 
 def _unpickler_detail(message: str) -> str:
@@ -172,6 +175,12 @@ def check_state(state: Any, path: Path) -> dict[str, torch.Tensor]:
             f"{path}: {count(not_float, 'tensor')} not dense floating point, as every Jukebox weight is: "
             f"{few(not_float)}; the file is corrupt or not a Jukebox checkpoint"
         )
+    empty = [k for k, v in state.items() if v.is_meta]
+    if empty:
+        raise ConversionError(
+            f"{path}: {count(empty, 'tensor')} on the meta device, with shapes but no values: {few(empty)}; "
+            "save the model after its weights are loaded or trained"
+        )
     return dict(state)
 
 
@@ -180,7 +189,9 @@ _NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
 
 def numpy_view(tensor: torch.Tensor) -> np.ndarray:
     """A float tensor's values as numpy in its own dtype, without a copy (a bfloat16 tensor as
-    `ml_dtypes.bfloat16`); float8 types, which numpy lacks, as a float32 copy."""
+    `ml_dtypes.bfloat16`); float8 types, which numpy lacks, as a float32 copy. Parameters
+    (`requires_grad`, e.g. from `state_dict(keep_vars=True)`) are read alike."""
+    tensor = tensor.detach()
     if tensor.dtype in _NUMPY_FLOATS:
         return tensor.numpy()
     if tensor.dtype is torch.bfloat16:

@@ -55,23 +55,6 @@ def test_each_defect_alone_is_an_error(original, tmp_path, mutation):
         convert_checkpoint(_save(original, tmp_path))
 
 
-class _RunsCode:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
-
-
-def test_code_running_pickle_is_refused(original, tmp_path):
-    marker = tmp_path / "code_ran"
-    original["opt"] = _RunsCode(marker)
-    path = _save(original, tmp_path)
-    with pytest.raises(ConversionError, match="refused to unpickle"):
-        convert_checkpoint(path)
-    assert not marker.exists()
-
-
 def test_not_a_checkpoint(tmp_path):
     path = _save({"weights": torch.zeros(3)}, tmp_path)
     with pytest.raises(ConversionError, match="not an original Jukebox checkpoint"):
@@ -149,7 +132,7 @@ def test_whole_model_from_original_files(fixtures):
     jb = convert_checkpoint(*files)
     assert [p.level for p in jb.config.priors] == [0, 1, 2]
     assert set(jb.params) == {"vqvae", "prior_level_0", "prior_level_1", "prior_level_2"}
-    with pytest.raises(ConversionError, match="at most one prior per level|cannot tell"):
+    with pytest.raises(ConversionError, match="prior_5b_level2.pth.tar, .*prior_1b_lyrics_level2.pth.tar: each holds a prior of level 2"):
         convert_checkpoint(fixtures / "vqvae.pth.tar", fixtures / "prior_5b_level2.pth.tar", fixtures / "prior_1b_lyrics_level2.pth.tar")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import re
 import struct
 import tempfile
@@ -13,6 +14,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 import torch
@@ -120,7 +122,7 @@ class Case:
     build: Callable[[Path, Path], list[Path]]  # (fixtures, tmp) -> the paths to convert
     message: str  # a regex the message must match
     names: str | None = "vqvae.pth.tar"  # the file the message must name, relative to tmp
-    config: str | None = None
+    config: object = None
 
 
 _W = "decoders.0.out.weight"
@@ -167,6 +169,18 @@ CASES = {
     "int tensor": Case(_edit(_tensor(torch.ones(1, 16, 3, dtype=torch.int32))), rf"1 tensor not dense floating point.*{_W} \(torch.int32\)"),
     "bool tensor": Case(_edit(_tensor(torch.ones(1, 16, 3, dtype=torch.bool))), rf"{_W} \(torch.bool\)"),
     "complex tensor": Case(_edit(_tensor(torch.ones(1, 16, 3, dtype=torch.complex64))), rf"{_W} \(torch.complex64\)"),
+    "meta tensor": Case(
+        _edit(_tensor(torch.empty(1, 16, 3, device="meta"))),  # a model built on the meta device, saved without weights
+        rf"1 tensor on the meta device, with shapes but no values: {_W}; save the model after its weights are loaded",
+    ),
+    "beyond float32": Case(
+        _edit(_tensor(torch.full((1, 16, 3), 1e300, dtype=torch.float64))),
+        rf"{_W} \(\|x\| up to 1e\+300, beyond float32's .*\); the weights are corrupt$",  # not "convert to float32"
+    ),
+    "two priors of one level": Case(
+        _fixture_and(_edit(lambda c: None, "prior_5b_level2"), "prior_5b_level2"),
+        r"prior_5b_level2.pth.tar, \S*vqvae.pth.tar: each holds a prior of level 2; give one file per level",
+    ),
     "a NaN": Case(_edit(lambda c: c["model"][_W].view(-1)[5].fill_(float("nan"))), rf"1 tensor with NaN or Inf: {_W} \(1 of 48 values\)"),
     "Infs everywhere": Case(
         _edit(lambda c: [v.fill_(float("inf")) for v in c["model"].values()]), r"\d\d\d tensors with NaN or Inf: .* and \d+ more"
@@ -207,6 +221,9 @@ CASES = {
         "hf/model.safetensors.index.json",
     ),
     "unknown preset": Case(lambda f, t: [f / "vqvae.pth.tar"], r"unknown preset '7b'; choose a whole model", None, config="7b"),
+    "config of another type": Case(
+        lambda f, t: [f / "vqvae.pth.tar"], r"config must be a JukeboxConfig, a VQVAEConfig or PriorConfig, or a preset name, got dict", None, config={}
+    ),
 }
 
 
@@ -223,17 +240,24 @@ def test_bad_input_is_a_conversion_error_naming_the_file(case, fixtures, tmp_pat
 
 
 class _RunsCode:
-    def __init__(self, marker: Path):
-        self.marker = marker
+    def __init__(self, call, marker: Path):
+        self.call, self.marker = call, marker
 
     def __reduce__(self):
-        return (Path.touch, (self.marker,))
+        return self.call(self.marker)
 
 
-def test_hostile_pickle_is_refused_without_advice_to_load_it_unsafely(fixtures, tmp_path):
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda marker: (Path.touch, (marker,)), "getattr"),  # a global torch does not allow
+        (lambda marker: (os.system, (f"touch {marker}",)), "system"),  # one whose module torch blocks ("corrupt")
+    ],
+)
+def test_hostile_pickle_is_refused_without_advice_to_load_it_unsafely(fixtures, tmp_path, call, named):
     marker = tmp_path / "code_ran"
-    (path,) = _edit(lambda c: c.update(opt=_RunsCode(marker)))(fixtures, tmp_path)
-    with pytest.raises(ConversionError, match="refused to unpickle") as e:
+    (path,) = _edit(lambda c: c.update(opt=_RunsCode(call, marker)))(fixtures, tmp_path)
+    with pytest.raises(ConversionError, match=rf"refused to unpickle: .*\(the global \S*{named}\S*\)") as e:
         convert_checkpoint(path)
     assert not marker.exists()
     assert str(path) in str(e.value)
@@ -251,6 +275,26 @@ def test_pre_zip_format_still_converts(fixtures, tmp_path, pristine):
     assert got.keys() == pristine[1].keys()
     for k, v in got.items():
         np.testing.assert_array_equal(np.asarray(v), pristine[1][k])
+
+
+def test_parameters_convert_as_tensors(fixtures, tmp_path, pristine):
+    """A state dict of `nn.Parameter`s (`state_dict(keep_vars=True)`), which the weights-only
+    loader accepts, converts as its tensors do (it was a RuntimeError from `.numpy()`)."""
+    ckpt = torch.load(fixtures / "vqvae.pth.tar", weights_only=True)
+    ckpt["model"] = {k: torch.nn.Parameter(v) for k, v in ckpt["model"].items()}
+    got = flatten(convert_checkpoint(_saved(tmp_path, ckpt)).params)
+    for k, v in got.items():
+        np.testing.assert_array_equal(np.asarray(v), pristine[1][k])
+
+
+def test_a_parts_config_is_taken_as_its_preset_name_is(fixtures):
+    """`config=preset("tiny_vqvae")` (a `VQVAEConfig`; likewise a `PriorConfig`) as `config=
+    "tiny_vqvae"` (it was an AttributeError)."""
+    vq, top = fixtures / "vqvae.pth.tar", fixtures / "prior_5b_lyrics_level2.pth.tar"
+    for part, files in (("tiny_vqvae", [vq]), ("tiny_5b_lyrics", [top])):
+        by_config, by_name = (convert_checkpoint(*files, config=c) for c in (preset(part), part))
+        assert by_config.config == by_name.config
+        jax.tree.map(np.testing.assert_array_equal, by_config.params, by_name.params)
 
 
 def test_whole_model_preset_names_take_the_parts_the_files_hold(fixtures):
