@@ -29,18 +29,20 @@ from jukebox_jax import checkpoint, checks, integrity, prior, sharding, tokenize
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, WeightFormat
 from jukebox_jax.errors import InputError
 from jukebox_jax.labels import int32_seconds, window_labels
-from jukebox_jax.params import Params, cast, init_params
+from jukebox_jax.params import Params, abstract_params, cast, check_params, init_params
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
 from jukebox_jax.quantize import config_with_weights, quantize_params
 from jukebox_jax.sampling import Greedy, Method, Temperature, TopK, decode_chunks, prefill, sampling_method
 from jukebox_jax.vqvae import VQVAE
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Jukebox:
-    """A config and its params (canonical layout). Execution layouts derived from the params
-    (the per-layer weights decoding runs on) are made once per `Jukebox` and kept with it.
-    `mesh` and `rules` (None: one device) are set by `shard` and `load(mesh=...)`."""
+    """A config and its params (canonical layout; checked against the config: `ParamsError`
+    names every missing, unexpected or mis-shaped array). Execution layouts derived from the
+    params (the per-layer weights decoding runs on) are made once per `Jukebox` and kept with
+    it. `mesh` and `rules` (None: one device) are set by `shard` and `load(mesh=...)`. Two
+    models are equal only if they are the same object (compare `fingerprint()`s for weights)."""
 
     config: JukeboxConfig
     params: Params = dataclasses.field(repr=False)
@@ -48,10 +50,17 @@ class Jukebox:
     rules: sharding.Rules | None = dataclasses.field(default=None, repr=False)
     _derived: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
+    def __post_init__(self):
+        _check_config(self.config)
+        if not isinstance(self.params, dict):
+            raise InputError(f"params must be a dict of each part's params, got {type(self.params).__name__}")
+        check_params(abstract_params(self.config), self.params)
+
     @classmethod
     def init(cls, config: JukeboxConfig, key: jax.Array) -> Jukebox:
         """Random weights for every part of `config`."""
-        return cls(config, init_params(config, key))
+        _check_config(config)
+        return cls(config, init_params(config, checks.key(key)))
 
     def astype(self, dtype: DType | str) -> Jukebox:
         """This model with its priors' transformer weights stored, and their activations and KV
@@ -229,10 +238,13 @@ class Jukebox:
         `prior_logits`, ...) for the window starting `offset_seconds` into a song of
         `total_seconds` by `artist`, in `genre`, with `lyrics`.
 
-        artist, genre: names in the prior's tables (v2 for 5b, 5b_lyrics and the upsamplers,
-          v3 for 1b_lyrics; see `tokenizer`), 'unknown' (id 0), or ids; a v2 genre name may
-          be several words ("country rock"), one genre slot each, and a genre may also be a
-          sequence of ids. An unknown name is an error suggesting close ones.
+        artist, genre: names in the prior's tables (a model's own, `config.prior(level).labels
+          .artists`/`.genres`, as the default model's; else the released v2 for 5b, 5b_lyrics
+          and the upsamplers, v3 for 1b_lyrics, see `tokenizer`), or ids. The released tables
+          have 'unknown' (id 0), the default for both; a model's own tables hold only their
+          names. A v2 genre name may be several words ("country rock"), one genre slot each,
+          and a genre may also be a sequence of ids. An unknown name is an error suggesting
+          close ones.
         lyrics: the whole song's text (or its token ids); the window's tokens are the ones
           around its place in the song. Ignored by priors that do not read lyrics.
         total_seconds: the song's length, at most the top prior's `max_duration` (600 s for the
@@ -253,16 +265,20 @@ class Jukebox:
             raise InputError(f"total_seconds must be in (0, {longest:g}] ({why}), got {total_seconds:g}")
         offset_seconds = checks.finite_real("offset_seconds", offset_seconds)
         total = max(round(total_seconds * rate), 1)
-        outside = InputError(f"offset_seconds must be in [0, total_seconds={total_seconds:g}), got {offset_seconds:g}")
         if not 0 <= offset_seconds < total_seconds:  # checked in seconds first: 1e303 s is no number of samples
-            raise outside
+            raise InputError(f"offset_seconds must be in [0, total_seconds={total_seconds:g}), got {offset_seconds:g}")
         offset = round(offset_seconds * rate)
         if offset >= total:  # and once rounded to samples
-            raise outside
+            raise InputError(
+                f"offset_seconds {offset_seconds:g} is sample {offset} at {rate} Hz, not before the song's end at sample "
+                f"{total}: give at most {(total - 1) / rate:g} s"
+            )
         song = tokenizer.song_labels(cfg, total, artist, genre, lyrics, offset)
         return np.repeat(window_labels(cfg, song, 0)[None].astype(np.int32), n_samples, axis=0)
 
     def _prior_config(self, level: int) -> PriorConfig:
+        levels = [p.level for p in self.config.priors]
+        checks.integer("level", level, 0, note=f" (this model's priors: levels {levels})")
         try:
             return self.config.prior(level)
         except KeyError as e:
@@ -334,8 +350,9 @@ class Jukebox:
         once and kept (made again if `params` is changed in place): one buffer per layer as
         views of `params` on a CPU, `params` itself on an accelerator. Never a second copy of
         the weights."""
-        part = self.params[f"prior_level_{level}"]
-        return self._kept(level, part, lambda: prior.decode_params(self._prior_config(level), part))
+        cfg = self._prior_config(level)
+        part = self.params[f"prior_level_{cfg.level}"]
+        return self._kept(cfg.level, part, lambda: prior.decode_params(cfg, part))
 
     @staticmethod
     def _check_prior_inputs(cfg: PriorConfig, tokens, labels, upper_codes, *, prompt: bool = False):
@@ -428,6 +445,13 @@ def _layers(cfg: PriorConfig, capture: Iterable[int]) -> frozenset[int]:
     if outside:
         raise InputError(f"capture {outside}: the level-{cfg.level} prior has layers 0..{depth - 1}")
     return layers
+
+
+def _check_config(config: Any) -> None:
+    if not isinstance(config, JukeboxConfig):
+        raise InputError(
+            f"config must be a JukeboxConfig (e.g. JukeboxConfig.from_preset('small')), got {type(config).__name__}"
+        )
 
 
 def check_method(cfg: PriorConfig, method: Method) -> None:

@@ -5,6 +5,7 @@ through: a key used twice, `Jukebox.labels` against the tokenizer path, presets 
 
 from __future__ import annotations
 
+import functools
 import time
 
 import jax
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 
 from jukebox_jax import Jukebox, JukeboxConfig, preset, tokenizer
-from jukebox_jax.errors import ConfigError, InputError, JukeboxError
+from jukebox_jax.errors import ConfigError, InputError, JukeboxError, ParamsError
 from jukebox_jax.labels import window_labels
+from jukebox_jax.params import abstract_params
 from jukebox_jax.sampling import MIN_TEMPERATURE, Temperature, TopK, TopP, sampling_method
 
 RATE = 44100
@@ -25,9 +27,15 @@ def jb() -> Jukebox:
     return Jukebox.init(JukeboxConfig(vqvae=preset("tiny_vqvae"), priors=(preset("tiny_5b"),)), jax.random.key(0))
 
 
+PARAMS_FREE = ("tiny_1b_lyrics", "tiny_5b", "tiny_5b_lyrics", "tiny_upsampler_level_1")
+
+
+@functools.cache
 def params_free(name: str) -> Jukebox:
-    """A model without weights: enough for everything checked before the first kernel runs."""
-    return Jukebox(JukeboxConfig.from_preset(name), {})
+    """A model of zeros, made without running any init: enough for everything checked
+    before the first kernel runs (made before the timed calls, `test_bad_input_is_a_clear_error`)."""
+    config = JukeboxConfig.from_preset(name)
+    return Jukebox(config, jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract_params(config)))
 
 
 KEY = jax.random.key(1)
@@ -45,11 +53,11 @@ def with_(labels: np.ndarray, col, value) -> np.ndarray:
 
 
 def logits(labels=TOP, tokens=TOKENS, level=2, upper=None):
-    return lambda jb: (jb if level == 2 else params_free("tiny_5b")).prior_logits(level, tokens, labels, upper)
+    return lambda jb: (jb if level in (2, 2.0) else params_free("tiny_5b")).prior_logits(level, tokens, labels, upper)
 
 
-def sample(labels=TOP, n_tokens=4, **kw):
-    return lambda jb: jb.sample(2, kw.pop("key", KEY), labels, n_tokens, **kw)
+def sample(labels=TOP, n_tokens=4, level=2, **kw):
+    return lambda jb: jb.sample(level, kw.pop("key", KEY), labels, n_tokens, **kw)
 
 
 def lyric_labels(name: str, col: int, value: int) -> np.ndarray:
@@ -144,6 +152,18 @@ CASES = [
     ("offset negative, rounding to sample 0", lambda jb: jb.labels(2, total_seconds=1, offset_seconds=-1e-300), InputError, r"offset_seconds must be in \[0, "),  # found by test_fuzz
     ("n_samples zero", lambda jb: jb.labels(2, total_seconds=60, n_samples=0), InputError, r"n_samples must be >= 1"),
     ("labels of no prior", lambda jb: jb.labels(5, total_seconds=60), InputError, r"no prior for level 5"),
+    ("offset rounding to the end", lambda jb: jb.labels(2, total_seconds=10, offset_seconds=9.99999), InputError,
+     r"offset_seconds 9.99999 is sample 441000 at 44100 Hz, not before the song's end at sample 441000: give at most 9.99998 s"),
+    # levels (a KeyError 'prior_level_2.0', or True taken as level 1)
+    ("level float", logits(level=2.0), InputError, r"level must be an int, got 2.0 \(float\)"),
+    ("level bool", lambda jb: jb.labels(True, total_seconds=60), InputError, r"level must be an int, got True \(bool\)"),
+    ("level str", sample(level="2"), InputError, r"level must be an int, got '2' \(str\)"),
+    ("decode_params of no prior", lambda jb: jb.decode_params(7), InputError, r"no prior for level 7"),
+    # the model itself
+    ("params of a part missing", lambda jb: Jukebox(jb.config, {"vqvae": jb.params["vqvae"]}), ParamsError, r"params do not fit the config; \d+ missing:\n  prior_level_2/"),
+    ("params not a dict", lambda jb: Jukebox(jb.config, [jb.params]), InputError, r"params must be a dict of each part's params, got list"),
+    ("config a name", lambda _: Jukebox.init("small", KEY), InputError, r"config must be a JukeboxConfig \(e.g. JukeboxConfig.from_preset\('small'\)\), got str"),
+    ("init key int", lambda jb: Jukebox.init(jb.config, 0), InputError, r"key must be one PRNG key"),
     # encode
     ("audio nan", lambda jb: jb.encode(np.where(np.arange(256)[None, :, None] == 7, np.nan, AUDIO)), InputError, r"audio must be finite: audio\[0, 7, 0\] is nan.*nan_to_num"),
     ("audio inf", lambda jb: jb.encode(np.full((1, 256, 1), np.inf, np.float32)), InputError, r"audio must be finite"),
@@ -175,6 +195,8 @@ CASES = [
 @pytest.mark.parametrize("call,error,pattern", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_a_clear_error(jb, call, error, pattern):
     assert issubclass(error, JukeboxError) and issubclass(error, ValueError)
+    for name in PARAMS_FREE:
+        params_free(name)
     start = time.perf_counter()
     with pytest.raises(error, match=pattern):
         call(jb)
@@ -191,6 +213,15 @@ def test_a_key_can_be_used_twice(jb):
     np.testing.assert_array_equal(primed[0], primed[1])
     np.testing.assert_array_equal(primed[0][:, :3], first[:, :3])
     jax.random.split(KEY)  # not deleted
+
+
+def test_raw_keys_per_sample_are_taken_as_typed_ones(jb):
+    """One key per sample as raw uint32 `[B, 2]` (`jax.random.split(jax.random.PRNGKey(0), B)`,
+    the old-style form) samples as its typed keys do (it was refused, advising that form)."""
+    labels = jb.labels(2, genre="blues", total_seconds=60, n_samples=2)
+    keys = jax.random.split(KEY, 2)
+    typed = np.asarray(jb.sample(2, keys, labels, 6))
+    np.testing.assert_array_equal(np.asarray(jb.sample(2, jax.random.key_data(keys), labels, 6)), typed)
 
 
 def test_the_least_temperature_is_greedy_and_finite():
