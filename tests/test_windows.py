@@ -157,6 +157,50 @@ def test_job_json_names_the_method():
         SampleRequest((2,), 128, 2**32, songs, {2: LevelSettings(Greedy())})  # drew as seed 0
 
 
+_SONG = SongLabels(8 * 6144, 1, (2,), (5, 6))
+_BAD_SETTINGS = [
+    (lambda: LevelSettings(Greedy(), max_batch_size=0), r"max_batch_size must be >= 1, got 0"),  # range() step 0
+    (lambda: LevelSettings(Greedy(), hop_fraction=0.0), r"hop_fraction must be in \(0, 1\]"),  # no window moves on
+    (lambda: LevelSettings(Greedy(), hop_fraction=1.5), r"hop_fraction must be in \(0, 1\].*got 1.5"),  # gaps between windows
+    (lambda: LevelSettings(Greedy(), chunk_size=0), r"chunk_size must be >= 1"),
+    (lambda: LevelSettings("greedy"), r"method must be a sampling method .*got 'greedy'"),
+    (lambda: SampleRequest((2,), 128, 0, {2: (_SONG,)}, {}), r"settings has no entry for level 2"),  # a KeyError mid-job
+    (lambda: SampleRequest((2, 1), 128, 0, {2: (_SONG,)}, dict.fromkeys((1, 2), LevelSettings())), r"songs has no entry for level 1"),
+    (lambda: SampleRequest((2, 1), 128, 0, {2: (_SONG,), 1: (_SONG,) * 2}, dict.fromkeys((1, 2), LevelSettings())), r"the same number .* got \{2: 1, 1: 2\}"),
+    (lambda: SampleRequest((2,), 0, 0, {2: (_SONG,)}, {2: LevelSettings()}), r"sample_length must be >= 1 \(audio samples\), got 0"),
+    (lambda: SampleRequest([2], 128, 0, {2: (_SONG,)}, {2: LevelSettings()}), r"levels must be a non-empty tuple of distinct levels, got \[2\]"),
+    (lambda: SampleRequest((2, 2), 128, 0, {2: (_SONG,)}, {2: LevelSettings()}), r"levels must be a non-empty tuple of distinct"),
+    (lambda: SampleRequest((2.0,), 128, 0, {2.0: (_SONG,)}, {2.0: LevelSettings()}), r"each of levels must be an int, got 2.0"),
+]
+
+
+@pytest.mark.parametrize(("make", "why"), _BAD_SETTINGS)
+def test_a_bad_request_is_refused_when_made(make, why):
+    """A job's settings and request are checked when built, naming the field (they were
+    tracebacks from inside the job, after job.json was written)."""
+    with pytest.raises(InputError, match=why):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("levels", "length", "start", "why"),
+    [  # start: (levels, samples) of empty start codes
+        ((5,), 128, (3, 1), r"levels: no prior for level 5; this model has levels \[0, 1, 2\]"),
+        ((2,), 100, (3, 1), r"sample_length 100 is not a multiple of level 2's hop of 128 samples"),
+        ((1,), 128, (1, 1), r"start_codes holds 1 levels; the levels sampled need 3"),
+        ((2,), 128, (3, 2), r"start_codes\[0\] is int64 of shape \(2, 0\), not integer codes \[1, tokens\]; give \[1, tokens\] codes per level"),
+    ],
+)
+def test_a_request_that_does_not_fit_the_model_writes_nothing(tiny, tmp_path, levels, length, start, why):
+    """Checked against the model before job.json is written: a refused job leaves nothing that
+    would block the corrected one ("already holds a sampling job")."""
+    songs = {level: (_SONG,) for level in levels}
+    request = SampleRequest(levels, length, 0, songs, dict.fromkeys(levels, LevelSettings(Greedy())))
+    with pytest.raises(InputError, match=why):
+        run_job(tiny, tmp_path / "job", request, [np.zeros((start[1], 0), np.int64)] * start[0])
+    assert not (tmp_path / "job" / "job.json").exists()
+
+
 def test_primed_keeps_the_prompt(tiny):
     songs = _songs(tiny, n=2)
     prompt = [np.random.default_rng(0).integers(0, 64, (2, n)) for n in (80, 20, 5)]

@@ -86,6 +86,19 @@ class SampleRequest:
 
     def __post_init__(self):
         checks.integer("seed", self.seed, 0, 2**32 - 1, " (jax.random.key keeps a seed's low 32 bits)")
+        levels = self.levels
+        if not isinstance(levels, tuple) or not levels or len(set(levels)) != len(levels):
+            raise InputError(f"levels must be a non-empty tuple of distinct levels, got {shown(levels)}")
+        for level in levels:
+            checks.integer("each of levels", level, 0)
+        checks.integer("sample_length", self.sample_length, 1, note=" (audio samples)")
+        for name, per_level in (("songs", self.songs), ("settings", self.settings)):
+            missing = [level for level in levels if level not in per_level]
+            if missing:
+                raise InputError(f"{name} has no entry for level {', '.join(map(str, missing))}: give one per level sampled")
+        counts = {level: len(self.songs[level]) for level in levels}
+        if 0 in counts.values() or len(set(counts.values())) > 1:
+            raise InputError(f"songs must hold the same number (>= 1) of samples' labels at every level, got {counts}")
 
     def to_json(self) -> str:
         """Deterministic: the same request always gives the same text."""
@@ -193,7 +206,7 @@ def _run_job(
     on_window: OnWindow | None,
     on_tokens: OnTokens | None,
 ) -> Codes:
-    zs = [np.asarray(z, np.int64) for z in start_codes]
+    zs = _checked_start(jb, request, start_codes)
     record = job_record(request, jb.fingerprint(), zs)
     codes_file = out / CODES_FILE
     resuming = check_job(out, record, resume)
@@ -217,6 +230,30 @@ def _run_job(
         if jb.config.vqvae is not None:
             write_level_audio(jb, out / f"level_{level}", zs[level], level)
     return zs
+
+
+def _checked_start(jb: Jukebox, request: SampleRequest, start_codes: Codes) -> Codes:
+    """The start codes as int64, once `request` is checked against `jb` (its levels, their hops
+    and windows) and the start codes against both: before a job is written."""
+    n = len(next(iter(request.songs.values())))
+    needed = 0
+    for level in request.levels:
+        try:
+            cfg = jb.config.prior(level)
+        except KeyError as e:
+            raise InputError(f"levels: {e.args[0]}") from None
+        if request.sample_length % cfg.raw_to_tokens:
+            raise InputError(
+                f"sample_length {request.sample_length} is not a multiple of level {level}'s hop of {cfg.raw_to_tokens} samples"
+            )
+        if int(request.settings[level].hop_fraction * cfg.n_ctx) < 1:
+            raise InputError(f"settings[{level}].hop_fraction moves level {level}'s windows of {cfg.n_ctx} tokens by none")
+        needed = max(needed, level + 1 + (cfg.conditioner is not None))
+    if len(start_codes) < needed:
+        raise InputError(f"start_codes holds {len(start_codes)} levels; the levels sampled need {needed} (empty [{n}, 0] where none)")
+    fix = f"give [{n}, tokens] codes per level, one row per sample ([{n}, 0] where none)"
+    l_bins = jb.config.priors[0].l_bins
+    return [checks.codes(f"start_codes[{level}]", np.asarray(z), l_bins, fix, rows=n) for level, z in enumerate(start_codes)]
 
 
 def _saved_codes(path: Path, start: Codes, l_bins: int) -> Codes:

@@ -16,11 +16,13 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
+from jukebox_jax import checks
+from jukebox_jax.errors import InputError, shown
 from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
 from jukebox_jax.sampling.decode import row_keys
-from jukebox_jax.sampling.methods import Method, Temperature
+from jukebox_jax.sampling.methods import Greedy, Method, Temperature
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +33,18 @@ class LevelSettings:
     hop_fraction: float = 0.5  # 0.125 for the released top priors
     max_batch_size: int = 16  # samples per call: bounds memory; same keys, logits equal to float rounding (a resume may change it)
     chunk_size: int | None = 32  # prompt positions per prefill call
+
+    def __post_init__(self):
+        if not isinstance(self.method, (Greedy, Temperature)):
+            raise InputError(
+                f"method must be a sampling method (jukebox_jax.sampling Greedy, Temperature, TopK, TopP), got {shown(self.method)}"
+            )
+        hop = checks.finite_real("hop_fraction", self.hop_fraction)
+        if not 0 < hop <= 1:
+            raise InputError(f"hop_fraction must be in (0, 1] (the share of a window the next one moves on), got {hop:g}")
+        checks.integer("max_batch_size", self.max_batch_size, 1)
+        if self.chunk_size is not None:
+            checks.integer("chunk_size", self.chunk_size, 1)
 
     def to_dict(self) -> dict:
         """The fields as plain JSON values, the method as its name and fields."""
