@@ -2,7 +2,7 @@
 a deterministic test signal. Audio is float32 in [-1, 1]; `[t, 1]` mono per file here, and
 `[batch, t, 1]` as `Jukebox.encode` takes it.
 
-Files are read with soundfile (libsndfile: wav, flac, ogg, mp3 from libsndfile 1.1 on,
+Files are read with soundfile (libsndfile: wav, flac, ogg, aiff, mp3 from libsndfile 1.1 on,
 `soundfile.available_formats()`), mixed to mono by the mean of the channels and resampled
 with soxr (high quality) when their rate is not the one asked for. Lengths at a rate other
 than the file's are `frames * sample_rate // file_rate` samples. Every problem with a file is
@@ -19,13 +19,14 @@ import numpy as np
 
 from jukebox_jax.errors import InputError
 
-FORMATS = "wav, flac, ogg or mp3"  # what soundfile (libsndfile >= 1.1) reads
-SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # the files of a folder of songs (`train.data`)
+FORMATS = "wav, flac, ogg (Vorbis, Opus), mp3 or aiff"  # what soundfile (libsndfile >= 1.1) reads
+SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")  # the files of a folder of songs (`train.data`)
 # The loudest audio `encode` takes, and the loudest a file may be. Float audio is full scale at
 # 1, but decoded audio (which callers re-encode) overshoots it, by 2.4x from a random tiny model;
 # anything past this bound is almost surely integer PCM that was never scaled, whose codes
 # would be noise.
 MAX_AUDIO_PEAK = 8.0
+_SCAN_BLOCK = 2**18  # frames decoded at a time by `scan`
 _MARGIN = 512  # samples at the lower of two rates read around a resampled segment: soxr's filter
 # settles in ~128 (differences < 1e-7 beyond, tests/test_audio.py), so this is 4x that
 
@@ -105,6 +106,37 @@ def load_segment(
         x, _ = soundfile.read(str(path), start=first * p, stop=stop, dtype="float32", always_2d=True)
     except (soundfile.SoundFileError, RuntimeError) as e:
         raise InputError(f"{what} {path} cannot be decoded ({FORMATS}): {e}") from None  # [n, channels]
+    _check_samples(x, path, what)
+    if len(x) < stop - first * p:
+        raise _cut_short(path, what, first * p + len(x), header.frames)
+    if mono:
+        x = x.mean(axis=1, keepdims=True)  # [n, 1]
+    x = resample(x, rate, sample_rate)
+    begin = start - first * q
+    return np.ascontiguousarray(x[begin : begin + length])
+
+
+def scan(path: Path, *, what: str = "audio") -> None:
+    """Decodes the whole file at `path` in blocks (memory: one block, whatever the file's
+    length), refusing it if it decodes short of its header's length (cut short), or holds
+    samples `load_segment` would refuse."""
+    import soundfile
+
+    header = info(path, what=what)
+    frames = 0
+    try:
+        with soundfile.SoundFile(str(path)) as f:
+            while len(block := f.read(_SCAN_BLOCK, dtype="float32", always_2d=True)):  # not `blocks`: it pads
+                _check_samples(block, path, what)
+                frames += len(block)
+    except (soundfile.SoundFileError, RuntimeError) as e:
+        raise InputError(f"{what} {path} cannot be decoded ({FORMATS}): {e}") from None
+    if frames < header.frames:
+        raise _cut_short(path, what, frames, header.frames)
+
+
+def _check_samples(x: np.ndarray, path: Path, what: str) -> None:
+    """Refuses decoded samples `[n, channels]` that are NaN or infinite, or louder than audio is."""
     if not np.isfinite(x).all():
         raise InputError(f"{what} {path} holds NaN or infinite samples; repair the file or leave it out")
     peak = float(np.abs(x).max(initial=0))
@@ -113,11 +145,13 @@ def load_segment(
             f"{what} {path} peaks at {peak:.4g}: its samples are not scaled as audio (full scale 1; a float file may "
             f"go up to {MAX_AUDIO_PEAK:g}); normalise it (e.g. sox --norm in.wav out.wav) or leave it out"
         )
-    if mono:
-        x = x.mean(axis=1, keepdims=True)  # [n, 1]
-    x = resample(x, rate, sample_rate)
-    begin = start - first * q
-    return np.ascontiguousarray(x[begin : begin + length])
+
+
+def _cut_short(path: Path, what: str, decoded: int, frames: int) -> InputError:
+    return InputError(
+        f"{what} {path} decodes to {decoded} of the {frames} frames its header gives: it is cut short (an unfinished "
+        "copy or download?); fetch or re-encode it, or leave it out"
+    )
 
 
 def resample(audio: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:

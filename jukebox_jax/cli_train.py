@@ -35,6 +35,7 @@ from jukebox_jax.train import vqvae as vqvae_train
 MODEL = "model"
 CODES = "codes"
 EVAL_BATCHES = 8  # held-out batches per evaluation
+SILENT_BATCHES = 64  # batches drawn, at most, to find sound for the VQ-VAE's loss normalisers
 
 
 def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -47,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
             "--data",
             type=Path,
             required=True,
-            help="a folder of songs (wav, flac, ogg, mp3; metadata.json for labels) or, for a prior, of codes",
+            help="a folder of songs (wav, flac, ogg, opus, mp3, aiff; metadata.json for labels) or, for a prior, of codes",
         )
         x.add_argument("--out", type=Path, required=True, help="the run folder")
         x.add_argument(
@@ -290,9 +291,7 @@ def train_vqvae(args: argparse.Namespace) -> None:
         data.AudioWindows(folder, held, length) if held else None,
     )
     first = windows.batch(args.seed, 0, args.batch_size).x
-    bandwidth = vqvae_train.calculate_bandwidth(
-        np.concatenate([windows.batch(args.seed, i, args.batch_size).x for i in range(4)])
-    )
+    bandwidth = _bandwidth(args, windows)
     task = steps.VQVAETask(cfg, _optim(args), bandwidth, loss)
     out = args.out / MODEL
 
@@ -308,6 +307,20 @@ def train_vqvae(args: argparse.Namespace) -> None:
 
 
 # -- Priors -------------------------------------------------------------------------------
+
+
+def _bandwidth(args: argparse.Namespace, windows: data.AudioWindows) -> vqvae_train.Bandwidth:
+    """The losses' normalisers from the first 4 batches, or more while every window drawn is
+    silent (or constant), up to `SILENT_BATCHES`: a zero normaliser divides the losses by 0."""
+    drawn = [windows.batch(args.seed, i, args.batch_size).x for i in range(4)]
+    while np.ptp(np.concatenate(drawn)) == 0:
+        if len(drawn) == SILENT_BATCHES:
+            raise InputError(
+                f"--data {args.data}: the {len(drawn) * args.batch_size} windows drawn from its songs are all silent "
+                "(silent songs, or channels that cancel in the mono mix); give songs with sound"
+            )
+        drawn.append(windows.batch(args.seed, len(drawn), args.batch_size).x)
+    return vqvae_train.calculate_bandwidth(np.concatenate(drawn))
 
 
 def _adapted(prior: PriorConfig, vq: VQVAEConfig, folder: data.Folder) -> PriorConfig:

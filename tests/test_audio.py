@@ -123,7 +123,7 @@ BAD = [
     (
         "text.wav",
         lambda p: audio.load(p, 44100),
-        r"audio {d}/text.wav is not audio soundfile can read \(wav, flac, ogg or mp3\): ",
+        r"audio {d}/text.wav is not audio soundfile can read \(wav, flac, ogg \(Vorbis, Opus\), mp3 or aiff\): ",
     ),
     (
         "empty.wav",
@@ -165,6 +165,25 @@ def test_a_segment_clear_of_bad_samples_reads(bad):
 
 
 @pytest.mark.slow  # ~25 s cold: builds and samples tiny_5b
+@pytest.mark.skipif("MP3" not in soundfile.available_formats(), reason="this libsndfile has no mp3")
+def test_a_file_cut_short_is_named(tmp_path):
+    """An mp3 cut short (an unfinished download) keeps its header's length: reading past what
+    it holds returned fewer samples than asked, and training crashed on the short window.
+    `scan` (what training checks every song with) and `load_segment` name it; the part it
+    holds reads."""
+    whole, cut = tmp_path / "whole.mp3", tmp_path / "cut.mp3"
+    soundfile.write(whole, 0.3 * np.sin(np.arange(32000) * 0.05), 16000, format="MP3")
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert audio.info(cut).frames == 32000
+    short = rf"audio {re.escape(str(cut))} decodes to \d+ of the 32000 frames its header gives: it is cut short"
+    with pytest.raises(InputError, match=short):
+        audio.scan(cut)
+    with pytest.raises(InputError, match=short):
+        audio.load_segment(cut, 30000, 1000, 16000)
+    assert audio.load_segment(cut, 0, 1000, 16000).shape == (1000, 1)
+    audio.scan(whole)
+
+
 def test_primed_sampling_takes_a_48khz_stereo_prompt(tmp_path, monkeypatch):
     """`--prompt-audio` at 48 kHz in stereo primes tiny_5b (44.1 kHz): the codes continued are
     those of the prompt resampled and mixed (which is the mean of the two sines at 44.1 kHz, to 1e-4: the file is 16-bit)."""

@@ -187,6 +187,10 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
     damaged = tmp_path / "damaged"
     shutil.copytree(songs, damaged, ignore=shutil.ignore_patterns("*.json"))  # songs without labels
     soundfile.write(damaged / "nan.wav", np.full(16000, np.nan, np.float32), 16000, subtype="FLOAT")
+    silent = tmp_path / "silent"
+    silent.mkdir()
+    for name in ("a.wav", "b.wav"):
+        soundfile.write(silent / name, np.zeros(32000, np.float32), 16000)
     priors_only = tmp_path / "priors_only"
     top = JukeboxConfig.from_preset("tiny_5b").prior(2)
     Jukebox.init(JukeboxConfig(priors=(top,)), jax.random.key(0)).save(priors_only)  # no VQ-VAE
@@ -194,6 +198,10 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
         (  # named before the first step, not when a window first falls in it
             f"train vqvae --data {damaged} --out {tmp_path / 'g'} --config tiny_vqvae",
             f"audio {damaged / 'nan.wav'} holds NaN or infinite samples; repair the file or leave it out",
+        ),
+        (  # the losses' normalisers were 0: "diverged" at step 1, advising a lower --lr
+            f"train vqvae --data {silent} --out {tmp_path / 'g'} --config tiny_vqvae --eval-fraction 0 --batch-size 2",
+            f"--data {silent}: the 128 windows drawn from its songs are all silent (silent songs, or channels that cancel",
         ),
         (f"train vqvae --data {songs} --out {tmp_path / 'a'}", "give --config"),
         (f"train vqvae --data {songs} --out {tmp_path / 'b'} --config tiny_5b", "is not a VQ-VAE"),

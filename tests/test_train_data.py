@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -389,7 +390,7 @@ def _windows(length: int, *, songs: bool = True):
 OK = {"artist": "ann", "genre": "rock", "lyrics": ""}
 BAD = [
     # (songs, metadata, call on the folder, message pattern; {d} is the folder)
-    ({}, None, lambda d: data.audio_folder(d, SR), r"data folder {d} holds no audio files \(wav, flac, ogg or mp3\)"),
+    ({}, None, lambda d: data.audio_folder(d, SR), r"data folder {d} holds no audio files \(wav, flac, ogg \(Vorbis, Opus\), mp3 or aiff\)"),
     ({"x.wav": 100}, None, data.audio_folder, r"data folder {d}: no sample rate to read it at; give sample_rate"),
     (
         {"x.wav": 100},
@@ -460,6 +461,28 @@ def test_hidden_folders_are_left_out_and_a_name_not_utf8_is_named(tmp_path):
     os.rename(os.fsencode(d / "w.wav"), os.fsencode(d) + b"/\xff.wav")
     with pytest.raises(InputError, match=r"the file name '\\udcff.wav' is not UTF-8; rename it"):
         data.audio_folder(d, SR)
+
+
+def test_links_to_folders_are_followed_and_a_link_to_nothing_is_named(tmp_path):
+    """A dataset of links to song folders trained on the songs outside them only (`rglob`
+    follows no links); a dangling link was left out unsaid. A link back up is read once."""
+    d = _write(tmp_path / "d", {"x.wav": 100})
+    _write(tmp_path / "elsewhere", {"y.wav": 100, "z.aiff": 100})
+    (d / "linked").symlink_to(tmp_path / "elsewhere")
+    (d / "up").symlink_to(d)
+    assert [s.name for s in data.audio_folder(d, SR).songs] == ["linked/y.wav", "linked/z.aiff", "x.wav"]
+    (d / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    with pytest.raises(InputError, match=r"gone.wav is a link to nothing \(or a loop of links\); remove it or mend it"):
+        data.audio_folder(d, SR)
+
+
+def test_metadata_names_a_song_in_either_unicode_form(tmp_path):
+    """macOS writes file names decomposed (NFD); metadata.json written by hand has them composed
+    (NFC): the two were 'not listed' and 'not found', printed alike."""
+    nfd = unicodedata.normalize("NFD", "café.wav")
+    d = _write(tmp_path, {nfd: 100}, _meta_of({"café.wav": {**OK, "artist": "bob"}}))
+    (song,) = data.audio_folder(d, SR).songs
+    assert song.name == nfd and song.artist == ARTISTS.index("bob")
 
 
 @pytest.mark.parametrize(("songs", "meta", "call", "pattern"), BAD, ids=[re.sub(r"\W+", "_", b[3][:40]) for b in BAD])

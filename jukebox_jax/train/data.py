@@ -30,6 +30,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,13 +130,12 @@ def audio_folder(root: Path, sample_rate: int | None = None) -> Folder:
 
 
 def check_audio(folder: Folder) -> None:
-    """Decodes every song of an audio folder once, at its own rate (seconds for hours of
-    audio), so that a damaged file, one holding NaN or infinite samples or one not scaled as
-    audio (`audio.MAX_AUDIO_PEAK`), is named before training starts rather than when a window
-    first falls in it: a run whose songs change cannot resume."""
+    """Decodes every song of an audio folder once, in blocks at its own rate (seconds for hours
+    of audio, the memory of one block), so that a damaged or cut-short file, one holding NaN or
+    infinite samples or one not scaled as audio (`audio.scan`), is named before training
+    starts rather than when a window first falls in it: a run whose songs change cannot resume."""
     for song in folder.songs:
-        path = folder.root / song.name
-        audio.load(path, audio.info(path).sample_rate, mono=False)
+        audio.scan(folder.root / song.name)
 
 
 def holds_codes(root: Path) -> bool:
@@ -171,16 +172,30 @@ def codes_folder(root: Path) -> Folder:
 def _files(root: Path, suffixes: tuple[str, ...]) -> list[str]:
     """The files under `root` with one of `suffixes`, as sorted / separated paths; those in
     hidden folders or hidden themselves (a killed atomic write's `.partial-*`, a desktop's
-    `.Trash-1000/`) left out. A name that is not UTF-8 is an `InputError`."""
-    names = []
-    for p in root.rglob("*"):
-        name = p.relative_to(root).as_posix()
-        if p.suffix.lower() in suffixes and not any(part.startswith(".") for part in name.split("/")) and p.is_file():
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InputError(f"{root}: the file name {name!r} is not UTF-8; rename it") from None
-            names.append(name)
+    `.Trash-1000/`) left out. Links to folders are followed, each folder read once (a link
+    back up is no loop). A name that is not UTF-8, or a link to nothing, is an `InputError`."""
+    names, seen = [], set()
+
+    def walk(folder: Path, prefix: str) -> None:
+        if (real := folder.resolve()) in seen:
+            return
+        seen.add(real)
+        for entry in os.scandir(folder):
+            name, path = prefix + entry.name, Path(entry.path)
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                walk(path, name + "/")
+            elif path.suffix.lower() in suffixes:
+                if not entry.is_file():
+                    raise InputError(f"{root}: {name} is a link to nothing (or a loop of links); remove it or mend it")
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InputError(f"{root}: the file name {name!r} is not UTF-8; rename it") from None
+                names.append(name)
+
+    walk(root, "")
     return sorted(names)
 
 
@@ -200,7 +215,9 @@ def _folder(root: Path, sample_rate: int, lengths: dict[str, int], meta: dict | 
                 f'{what}: "{field}" names {", ".join(map(repr, repeats))} more than once (names are compared '
                 "case-insensitively); list each once"
             )
-    unlisted, missing = sorted(set(lengths) - set(songs)), sorted(set(songs) - set(lengths))
+    songs = {_nfc(name): entry for name, entry in songs.items()}  # macOS writes names decomposed (NFD)
+    unlisted = sorted(name for name in lengths if _nfc(name) not in songs)
+    missing = sorted(set(songs) - {_nfc(name) for name in lengths})
     if unlisted or missing:
         found = [
             f"{label} {names[:5]}"
@@ -212,7 +229,7 @@ def _folder(root: Path, sample_rate: int, lengths: dict[str, int], meta: dict | 
         )
     out = []
     for name, n in lengths.items():
-        entry = songs[name]
+        entry = songs[_nfc(name)]
         if not isinstance(entry, dict) or entry.get("artist") not in artists or entry.get("genre") not in genres:
             raise InputError(
                 f'{what}: song {name!r} has artist {_get(entry, "artist")!r} and genre {_get(entry, "genre")!r}; each must be one of "artists" / "genres"'
@@ -222,6 +239,10 @@ def _folder(root: Path, sample_rate: int, lengths: dict[str, int], meta: dict | 
             raise InputError(f"{what}: song {name!r} has lyrics of type {type(lyrics).__name__}; give a string")
         out.append(Song(name, n, artists.index(entry["artist"]), genres.index(entry["genre"]), lyrics))
     return Folder(root, sample_rate, tuple(out), tuple(artists), tuple(genres))
+
+
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
 
 
 def _names(x: object) -> bool:
