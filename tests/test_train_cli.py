@@ -175,10 +175,13 @@ def test_nothing_held_out_trains_without_evaluation_and_resumes_on_its_songs_onl
     cli(f"{command} --steps 2 --resume")
     assert f"note: {out} holds no checkpoint to resume from (killed before its first?): training from step 0" in capsys.readouterr().out
     assert [r["step"] for r in metrics(out)] == [1, 2]
-    min(plain.iterdir()).unlink()
+    gone = min(plain.iterdir())
+    gone.unlink()
     with pytest.raises(SystemExit):
         cli(f"{command} --steps 3 --resume")
-    assert "was started with other settings (songs in --data, " in capsys.readouterr().err  # and its bandwidth
+    err = capsys.readouterr().err  # the song by name, then the bandwidth its windows gave
+    assert f"was started with other settings or songs (songs in --data.songs.{gone.name}, " in err
+    assert "bring back the songs it began on (or train into another --out)" in err
 
 
 def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
@@ -289,7 +292,7 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
     codes = {p: p.read_bytes() for p in (out / "codes").rglob("*") if p.is_file()}
     capsys.readouterr()
     for extra, message in [
-        (f"--data {songs} --vqvae {other} --resume", f"{out} was started with other settings (vqvae); resume with the same ones"),
+        (f"--data {songs} --vqvae {other} --resume", f"{out} was started with other settings or songs (vqvae); resume with the same ones"),
         (f"--data {songs} --vqvae {other}", f"{out} holds a training run already: pass --resume"),
     ]:
         with pytest.raises(SystemExit):
@@ -302,14 +305,17 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
     soundfile.write(first, np.full(soundfile.info(first).frames, 0.1), 16000)
     with pytest.raises(SystemExit):
         cli(f"{run} --data {changed} --vqvae {vqvae} --resume")
-    assert f"{out} was started with other settings (songs in --data); resume with the same ones" in capsys.readouterr().err
+    assert (
+        f"{out} was started with other settings or songs (songs in --data.songs.songs/{first.name}); bring back the songs"
+        in capsys.readouterr().err
+    )
     assert {p: p.read_bytes() for p in (out / "codes").rglob("*") if p.is_file()} == codes
     monkeypatch.chdir(songs.parent)
     cli(f"{run} --data {songs.name} --vqvae {vqvae} --resume")  # at its last step already: writes its model again
     assert "trained 2 steps" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli(f"train vqvae --data {songs} --out {vqvae.parent} --config tiny_vqvae --steps 3 --seconds 0.06 {' '.join(FAST)} --resume")
-    assert f"{vqvae.parent} was started with other settings (seconds, task.bandwidth" in capsys.readouterr().err
+    assert f"{vqvae.parent} was started with other settings or songs (seconds, task.bandwidth" in capsys.readouterr().err
 
 
 def test_a_released_prior_trains_on_every_word_of_a_genre():

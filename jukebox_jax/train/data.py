@@ -34,7 +34,7 @@ import os
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -69,13 +69,16 @@ class Folder:
     genres: tuple[str, ...] = ()
     vqvae: str | None = None  # a codes folder's `Jukebox.vqvae_fingerprint()` (None: audio, or unrecorded)
 
-    def fingerprint(self) -> str:
-        """A digest of what training reads: each song's name, length, labels and file (its
-        SHA-256), the label tables and, for codes, the VQ-VAE that made them (a resumed run
-        checks it is given the songs it started on)."""
-        songs = [(*dataclasses.astuple(s), integrity.file_digest(self.root / s.name)) for s in self.songs]
-        text = json.dumps([songs, self.artists, self.genres, self.sample_rate, self.vqvae])
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+    def fingerprint(self) -> dict[str, Any]:
+        """Digests of what training reads, which a resumed run compares to name what changed:
+        one per song (its length, labels and file's SHA-256) under "songs", and one of the label
+        tables, the sample rate and, for codes, the VQ-VAE that made them under "tables"."""
+
+        def digest(value: Any) -> str:
+            return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
+
+        songs = {s.name: digest([*dataclasses.astuple(s), integrity.file_digest(self.root / s.name)]) for s in self.songs}
+        return {"songs": songs, "tables": digest([self.artists, self.genres, self.sample_rate, self.vqvae])}
 
     def split(self, eval_fraction: float = 0.1) -> tuple[tuple[Song, ...], tuple[Song, ...]]:
         """(train, held-out): a song is held out when the hash of its name, in [0, 1), is below

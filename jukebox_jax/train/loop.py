@@ -53,7 +53,8 @@ DIGESTS = "digests.json"
 DAMAGED = "damaged"
 METRICS = "metrics.jsonl"
 MAX_STEPS = 2**31 - 1  # the optimizer counts its steps in int32
-RUN_FORMAT = 2  # run.json's layout and what its spec holds; a run of another format is not resumed
+RUN_FORMAT = 3  # run.json's layout and what its spec holds; a run of another format is not resumed
+# 3 (2026-12-06): the songs' fingerprints one per song, so a resume names the songs that changed
 
 
 @flax.struct.dataclass
@@ -244,7 +245,10 @@ def check_start(out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bo
     new = json.loads(json.dumps(spec))
     old = {k: record["spec"].get(k) for k in new} if partial else record["spec"]
     if changed := _changed(old, new):
-        raise InputError(f"{out} was started with other settings ({', '.join(changed)}); resume with the same ones")
+        shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        songs = any(".songs." in c for c in changed)
+        fix = "bring back the songs it began on (or train into another --out)" if songs else "resume with the same ones"
+        raise InputError(f"{out} was started with other settings or songs ({shown}); {fix}")
 
 
 def _run_record(out: Path, name: str) -> dict[str, Any]:
