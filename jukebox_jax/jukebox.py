@@ -41,7 +41,9 @@ class Jukebox:
     """A config and its params (canonical layout; checked against the config: `ParamsError`
     names every missing, unexpected or mis-shaped array). Execution layouts derived from the
     params (the per-layer weights decoding runs on) are made once per `Jukebox` and kept with
-    it. `mesh` and `rules` (None: one device) are set by `shard` and `load(mesh=...)`. Two
+    it, as are the weights' digests (`fingerprint`): change weights by replacing arrays
+    (`jb.params[part] = ...`), not by writing into numpy arrays in place, which goes unseen.
+    `mesh` and `rules` (None: one device) are set by `shard` and `load(mesh=...)`. Two
     models are equal only if they are the same object (compare `fingerprint()`s for weights)."""
 
     config: JukeboxConfig
