@@ -18,12 +18,14 @@ from jukebox_jax import checkpoint, default
 from jukebox_jax.config import MODEL_PRESETS, DType, JukeboxConfig, WeightFormat
 from jukebox_jax.errors import CheckpointError, InputError, Interrupted, shown
 from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, read_codes, read_prompt
-from jukebox_jax.generation.job import CODES_FILE, JobSource, Mode, SampleRequest, check_job, job_record
+from jukebox_jax.generation.job import CODES_FILE, JobSource, Mode, Placement, SampleRequest, check_job, job_record
 from jukebox_jax.generation.levels import Codes, LevelSettings
 from jukebox_jax.generation.windows import get_starts
 from jukebox_jax.io import check_memory, writable_ancestor
 from jukebox_jax.jukebox import Jukebox, check_method
 from jukebox_jax.labels import int32_seconds
+from jukebox_jax.quantize import config_with_weights
+from jukebox_jax.sharding import mesh_shape
 
 DESCRIPTION = (
     "Sample music window by window, from the top level down, into --out: a job folder that --resume continues after an "
@@ -226,7 +228,11 @@ def plan(args: argparse.Namespace) -> Plan:
     if lyrics and not any(config.prior(level).n_tokens for level in levels):
         notices.append("note: no sampled level of this model reads lyrics; --lyrics goes unused")
     songs = song_labels(config, levels, song_length, artist, genre, lyrics, n)
-    request = SampleRequest(levels, sample_length, args.seed, songs, level_settings(args, config, levels), job_source(args, prompt))
+    mesh = None if args.mesh is None else mesh_shape(args.mesh, _device_count())
+    placement = Placement.of(precision_config(config, args.dtype, args.weights), mesh)
+    request = SampleRequest(
+        levels, sample_length, args.seed, songs, level_settings(args, config, levels), job_source(args, prompt), placement
+    )
     if not check_out(args.out, args.resume, job_record(request, start_codes=start)) and args.resume:
         notices.append(f"note: {args.out} holds no job to resume: starting one")
     return Plan(config, request, start, prompt, tuple(notices))
@@ -534,10 +540,23 @@ def load_model(name: str, config: JukeboxConfig, seed: int, mesh=None) -> Jukebo
 
 def with_precision(jb: Jukebox, dtype: str | None, weights: str | None) -> Jukebox:
     """The loaded model with `--weights` int8 (quantized from its float weights, before any
-    cast) and `--dtype`; either left out keeps what the model stores."""
+    cast) and `--dtype`; either left out keeps what the model stores (`precision_config`)."""
     if weights == WeightFormat.INT8.value and not int8_weights(jb.config):
         jb = jb.quantize(weights)
     return jb if dtype is None else jb.astype(dtype)
+
+
+def precision_config(config: JukeboxConfig, dtype: str | None, weights: str | None) -> JukeboxConfig:
+    """The config `with_precision` gives a model of `config`."""
+    if weights == WeightFormat.INT8.value and not int8_weights(config):
+        config = config_with_weights(config, weights)
+    return config if dtype is None else config.astype(dtype)
+
+
+def _device_count() -> int:
+    import jax
+
+    return jax.device_count()
 
 
 def encode_prompt(jb: Jukebox, prompt: Prompt, n: int) -> Codes:

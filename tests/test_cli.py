@@ -364,10 +364,20 @@ def other_model(tmp_path_factory) -> Path:
     return folder
 
 
-def test_resume_refuses_other_arguments_naming_what_differs(files, other_model, tmp_path, capsys):
+def test_resume_refuses_other_arguments_naming_what_differs(files, other_model, tmp_path, capsys, monkeypatch):
     base = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2"]
     job = ["--out", str(tmp_path / "job"), "--resume"]
     main(base + job[:2])
+    with monkeypatch.context() as m:  # how the model runs: at 16 bits another mesh draws otherwise; refused before loading
+        m.setattr(cli_sample, "load_model", lambda *a: pytest.fail("the model was loaded before the job was refused"))
+        assert _differences(_refused(base + ["--dtype", "bfloat16"] + job, capsys)) == {"placement.dtype"}
+        assert _differences(_refused(base + ["--weights", "int8"] + job, capsys)) == {"placement.weights"}
+        assert _differences(_refused(base + ["--mesh", "data=1"] + job, capsys)) == {"placement.mesh.data", "placement.mesh.model"}
+    record = json.loads((tmp_path / "job" / "job.json").read_text())
+    assert record["placement"] == {"dtype": "float32", "weights": "float", "mesh": None}
+    del record["placement"]  # a job begun before placements were recorded resumes
+    (tmp_path / "job" / "job.json").write_text(json.dumps(record))
+    main(base + job)
     codes = np.load(tmp_path / "job" / "codes.npz")
     np.savez(tmp_path / "codes.npz", **codes)
     primed = ["--mode", "primed", "--prompt-audio", str(files / "prompt.wav"), "--prompt-seconds", "0.01"]

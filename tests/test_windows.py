@@ -13,7 +13,7 @@ import pytest
 
 from jukebox_jax import Jukebox, JukeboxConfig
 from jukebox_jax.errors import InputError, JobError
-from jukebox_jax.generation.job import SampleRequest, run_job
+from jukebox_jax.generation.job import Placement, SampleRequest, run_job
 from jukebox_jax.generation.levels import LevelSettings, sample_levels, sample_window
 from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
 from jukebox_jax.io import write_npz
@@ -199,6 +199,15 @@ def test_a_request_that_does_not_fit_the_model_writes_nothing(tiny, tmp_path, le
     with pytest.raises(InputError, match=why):
         run_job(tiny, tmp_path / "job", request, [np.zeros((start[1], 0), np.int64)] * start[0])
     assert not (tmp_path / "job" / "job.json").exists()
+
+
+def test_a_placement_other_than_the_models_is_refused(tiny, tmp_path):
+    """`SampleRequest.placement` left out is the model's; one given must be (a job.json saying
+    bfloat16 of a float32 run would refuse the resume that matches it)."""
+    request = SampleRequest((2,), 128, 0, {2: (_SONG,)}, {2: LevelSettings(Greedy())}, placement=Placement("bfloat16"))
+    with pytest.raises(InputError, match=r"request.placement .*'bfloat16'.* is not the model's: Placement\(dtype='float32'"):
+        run_job(tiny, tmp_path / "job", request, [np.zeros((1, 0), np.int64)] * 3)
+    assert not (tmp_path / "job").exists()
 
 
 def test_primed_keeps_the_prompt(tiny):

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from jukebox_jax import checks, integrity
+from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import InputError, JobError, shown
 from jukebox_jax.generation.inputs import read_codes
 from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
@@ -74,8 +75,26 @@ class JobSource:
 
 
 @dataclasses.dataclass(frozen=True)
+class Placement:
+    """How a job's model runs, which its 16-bit and int8 samples depend on besides the weights:
+    the priors' compute dtypes and weight formats, and the mesh's shape (None: one device).
+    At 16 bits another mesh rounds otherwise, so near-tie draws differ: a resume keeps it."""
+
+    dtype: str = "float32"
+    weights: str = "float"
+    mesh: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, config: JukeboxConfig, mesh: dict[str, int] | None) -> Placement:
+        """The placement of a model of `config` on a mesh of shape `mesh`."""
+        dtype, weights = ({getattr(p.precision, f).value for p in config.priors} for f in ("compute", "weights"))
+        return cls(",".join(sorted(dtype)), ",".join(sorted(weights)), mesh)
+
+
+@dataclasses.dataclass(frozen=True)
 class SampleRequest:
-    """Everything that determines a job's output, besides the model and the start codes."""
+    """Everything that determines a job's output, besides the model and the start codes.
+    `placement` None: the model's (`run_job` fills it in)."""
 
     levels: tuple[int, ...]
     sample_length: int  # audio samples
@@ -83,6 +102,7 @@ class SampleRequest:
     songs: dict[int, tuple[SongLabels, ...]]  # per level, in that prior's label set
     settings: dict[int, LevelSettings]
     source: JobSource = JobSource()
+    placement: Placement | None = None
 
     def __post_init__(self):
         checks.integer("seed", self.seed, 0, 2**32 - 1, " (jax.random.key keeps a seed's low 32 bits)")
@@ -106,6 +126,7 @@ class SampleRequest:
         d["songs"] = {level: [dataclasses.asdict(song) for song in songs] for level, songs in self.songs.items()}
         d["settings"] = {level: s.to_dict() for level, s in self.settings.items()}
         d["source"] = dataclasses.asdict(self.source)
+        d["placement"] = None if self.placement is None else dataclasses.asdict(self.placement)
         return json.dumps(d, sort_keys=True, default=list)
 
 
@@ -144,6 +165,8 @@ def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
             "samples. Sample again into another output folder (its finished levels' audio and codes.npz stay valid)"
         )
     saved = {k: v for k, v in saved.items() if k in record or k not in ("model", "start_codes")}
+    if "placement" not in saved:  # a job begun before placements were recorded: its model's fingerprint serves
+        record = {k: v for k, v in record.items() if k != "placement"}
     differences = job_differences(saved, record)
     if differences:
         raise JobError(
@@ -207,7 +230,10 @@ def _run_job(
     on_tokens: OnTokens | None,
 ) -> Codes:
     zs = _checked_start(jb, request, start_codes)
-    record = job_record(request, jb.fingerprint(), zs)
+    placement = Placement.of(jb.config, None if jb.mesh is None else dict(jb.mesh.shape))
+    if request.placement not in (None, placement):
+        raise InputError(f"request.placement {request.placement} is not the model's: {placement}")
+    record = job_record(dataclasses.replace(request, placement=placement), jb.fingerprint(), zs)
     codes_file = out / CODES_FILE
     resuming = check_job(out, record, resume)
     if resuming and codes_file.exists():
