@@ -99,7 +99,9 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
         x.add_argument(
             "--resume", action="store_true", help="continue the run in --out (same settings; --steps may grow)"
         )
-        x.add_argument("--mesh", help="data-parallel over devices: 'data=N' (the batch splits over data)")
+        x.add_argument(
+            "--mesh", help="data-parallel over devices: 'data=N' (the batch splits over data; a multiple of N; --resume keeps it)"
+        )
     v.add_argument(
         "--seconds", type=positive_float, default=1.0, help="window length in seconds (default: %(default)g)"
     )
@@ -167,6 +169,7 @@ def _spec(args: argparse.Namespace, **extra) -> dict:
         "eval_fraction",
         "seed",
         "seconds",
+        "mesh",  # the batch's split changes the float32 sums' order: a resume on another would not be bit-identical
     )
     spec = {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in vars(args).items() if k in keep}
     return {**spec, **extra}
@@ -530,11 +533,31 @@ def _label_id(cfg: PriorConfig, kind: str, name: str) -> int | tuple[int, ...]:
     return tokenizer.song_labels(cfg, 1, artist=0, genre=name).genres
 
 
+def _check_mesh(spec: str | None, batch_size: int) -> None:
+    """`--mesh` for training: data parallel only (a `model` axis would compute each step on
+    every device of it alike), the batch a multiple of its `data` axis."""
+    if spec is None:
+        return
+    import jax
+
+    from jukebox_jax.sharding import mesh_shape
+
+    shape = mesh_shape(spec, jax.device_count())
+    if shape["model"] != 1:
+        raise InputError(
+            f"--mesh {spec}: training is data parallel only, but this gives model={shape['model']}; "
+            f"give --mesh data={jax.device_count()} (for fewer devices, hide the others, e.g. CUDA_VISIBLE_DEVICES)"
+        )
+    if batch_size % shape["data"]:
+        raise InputError(f"--batch-size {batch_size} must be a multiple of the mesh's data axis ({shape['data']})")
+
+
 def run(args: argparse.Namespace) -> None:
     if args.init is not None and args.config is not None:
         raise InputError(
             f"give --config (a new model's structure) or --init (fine-tune {args.init} in its own structure), not both"
         )
+    _check_mesh(args.mesh, args.batch_size)
     ours = (loop.RUN, loop.CHECKPOINTS, CODES)
     check_output_folder(args.out, ours, "training run")  # before anything is written
     data_folder = args.data.resolve()

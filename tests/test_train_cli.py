@@ -293,6 +293,7 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
     capsys.readouterr()
     for extra, message in [
         (f"--data {songs} --vqvae {other} --resume", f"{out} was started with other settings or songs (vqvae); resume with the same ones"),
+        (f"--data {songs} --vqvae {vqvae} --resume --mesh data=1", f"{out} was started with other settings or songs (mesh); resume"),
         (f"--data {songs} --vqvae {other}", f"{out} holds a training run already: pass --resume"),
     ]:
         with pytest.raises(SystemExit):
@@ -408,3 +409,11 @@ def test_data_parallel_remat_and_mixed_precision(songs, vqvae, tmp_path):
     assert len(bf16) == 3 and all(np.isfinite(r["loss"]) for r in bf16)
     plain = [r for r in metrics(tmp_path / "plain") if "loss" in r]
     assert abs(bf16[-1]["gen_loss"] - plain[-1]["gen_loss"]) < 0.05  # 16-bit activations, same model
+    refused = {  # before anything is written (a batch the mesh could not split was found at step 1, after run.json)
+        "--mesh model=2": "--mesh model=2: training is data parallel only, but this gives model=2",  # it ran, each step twice
+        "--mesh data=2 --batch-size 3": "--batch-size 3 must be a multiple of the mesh's data axis (2)",
+    }
+    for extra, message in refused.items():
+        argv = [sys.executable, "-m", "jukebox_jax.cli", *shlex.split(f"{command} --out {tmp_path / 'refused'} {extra}")]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+        assert done.returncode == 2 and message in done.stderr and not (tmp_path / "refused").exists(), done.stderr
