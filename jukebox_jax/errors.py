@@ -60,7 +60,8 @@ class JobError(JukeboxError, ValueError):
 class DivergedError(JukeboxError, ValueError):
     """A training step whose loss or gradient norm is NaN or infinite (a learning rate too high,
     or bad data): the run stops before the broken parameters are saved; the message names the
-    step and the newest checkpoint."""
+    step and the newest checkpoint. Or a sampled window whose logits became NaN or infinite
+    (float16 activations past its range), refused rather than drawn as token 0."""
 
 
 class Interrupted(SystemExit):

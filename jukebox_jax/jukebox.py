@@ -27,12 +27,13 @@ from jax.sharding import Mesh
 
 from jukebox_jax import checkpoint, checks, integrity, prior, sharding, tokenizer
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, WeightFormat
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import DivergedError, InputError
 from jukebox_jax.labels import int32_seconds, window_labels
 from jukebox_jax.params import Params, abstract_params, cast, check_params, init_params
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
 from jukebox_jax.quantize import config_with_weights, quantize_params
 from jukebox_jax.sampling import Greedy, Method, Temperature, TopK, decode_chunks, prefill, sampling_method
+from jukebox_jax.sampling.decode import BROKEN
 from jukebox_jax.vqvae import VQVAE
 
 
@@ -343,6 +344,12 @@ class Jukebox:
                 if on_tokens is not None:
                     on_tokens(int(state.step) - seq.shape[1], n_new)
             tokens = state.tokens[:, :total]
+            if bool(jnp.any(tokens == BROKEN)):
+                fix = "sample with --dtype bfloat16 (float32's range)" if cfg.precision.compute is DType.FLOAT16 else "check its weights"
+                raise DivergedError(
+                    f"the level-{cfg.level} prior's logits became NaN or infinite while sampling (activations past "
+                    f"{cfg.precision.compute.value}'s range, or weights that hold NaN): {fix}"
+                )
             if cfg.lyrics is Lyrics.JOINT_SEQUENCE:
                 tokens = jnp.maximum(tokens[:, cfg.n_tokens :] - cfg.n_vocab, 0)
         return self._gathered(tokens)

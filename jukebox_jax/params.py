@@ -60,8 +60,21 @@ def param_axes(config: JukeboxConfig) -> Params:
 def cast(config: JukeboxConfig, params: Params) -> Params:
     """`params` with every array in the dtype `config` stores it in (`abstract_params`), one
     array at a time (a leaf already in its dtype is kept, not copied); sharded arrays keep
-    their sharding."""
+    their sharding. A weight beyond the range of its new dtype (float16's 65504) is a
+    `ParamsError` naming it, not an infinity."""
     check_params(abstract_params(config), params)
+    want = flatten(abstract_params(config))
+    beyond = []
+    for path, x in flatten(params).items():
+        dtype = np.dtype(want[path].dtype)
+        if x.dtype != dtype and jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).maxexp < jnp.finfo(x.dtype).maxexp:
+            if (peak := float(jnp.max(jnp.abs(x)))) > (top := float(jnp.finfo(dtype).max)):
+                beyond.append(f"{'/'.join(path)} (|x| up to {peak:.4g}, beyond {dtype.name}'s {top:g})")
+    if beyond:
+        more = f" and {len(beyond) - 5} more" if len(beyond) > 5 else ""
+        raise ParamsError(
+            f"{len(beyond)} weights would overflow: {', '.join(beyond[:5])}{more}; use bfloat16 (float32's range) or float32"
+        )
     return jax.tree.map(lambda want, x: x if x.dtype == want.dtype else x.astype(want.dtype), abstract_params(config), params)
 
 

@@ -29,11 +29,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import traverse_util
 
 from convert import convert_checkpoint
 from jukebox_jax import Jukebox, JukeboxConfig, checkpoint, prior
 from jukebox_jax.config import DType, Lyrics, Precision, WeightFormat, preset
-from jukebox_jax.errors import CheckpointError, ConfigError, InputError
+from jukebox_jax.errors import CheckpointError, ConfigError, DivergedError, InputError, ParamsError
 from jukebox_jax.params import abstract_params, flatten
 from jukebox_jax.quantize import config_with_weights, quantize_int8
 from jukebox_jax.sampling import decode, prefill, sampling_method
@@ -254,6 +255,33 @@ def test_quantize_errors_and_astype_after_it(fixtures):
     assert half.config.prior(1).precision == Precision(DType.FLOAT16, DType.FLOAT16, DType.FLOAT16, weights=WeightFormat.INT8)
     kernels = lambda m: {p: x for p, x in flatten(m.params).items() if x.dtype == jnp.int8}
     assert kernels(half).keys() == kernels(q).keys() and all(kernels(half)[p] is x for p, x in kernels(q).items())
+
+
+def test_float16_out_of_range_is_refused_not_turned_into_infinities_or_token_0():
+    """A weight past float16's 65504 is named when cast (it became inf, silently); weights in
+    range whose activations overflow float16 give NaN logits, which sampling refuses (argmax of
+    NaN drew token 0 at every step)."""
+    top = JukeboxConfig.from_preset("tiny_5b").prior(2)
+    jb = Jukebox.init(JukeboxConfig(priors=(top,)), jax.random.key(0))
+    mlp = ("prior_level_2", "transformer", "layers", "mlp")
+
+    def edited(scale: float, first: float | None = None) -> Jukebox:
+        flat = dict(flatten(jb.params))
+        for name in ("c_fc_kernel", "c_proj_kernel"):
+            flat[(*mlp, name)] = flat[(*mlp, name)] * scale
+        if first is not None:
+            flat[(*mlp, "c_fc_bias")] = flat[(*mlp, "c_fc_bias")].at[0, 0].set(first)
+        return Jukebox(jb.config, traverse_util.unflatten_dict(flat))
+
+    with pytest.raises(ParamsError, match=r"1 weights would overflow: prior_level_2/transformer/layers/mlp/c_fc_bias \(\|x\| up to 1e\+05, beyond float16's 65504\); use bfloat16"):
+        edited(1.0, 1e5).astype("float16")
+    assert edited(1.0, 1e5).astype("bfloat16").config.prior(2).precision.compute is DType.BFLOAT16
+    loud = edited(4e4).astype("float16")  # kernels of |w| up to a few hundred: in range, their products are not
+    assert float(max(jnp.abs(x).max() for x in jax.tree.leaves(loud.params))) < 65504
+    labels = loud.labels(2, total_seconds=60, artist=1, genre=1)
+    with pytest.raises(DivergedError, match=r"level-2 prior's logits became NaN or infinite .*float16's range.*--dtype bfloat16"):
+        loud.sample(2, jax.random.key(0), labels, 4, top_k=1)
+    assert np.asarray(edited(4e4).sample(2, jax.random.key(0), labels, 4, top_k=1)).min() >= 0  # float32 holds them
 
 
 def test_weight_format_round_trips_through_config_json():

@@ -28,6 +28,8 @@ from jukebox_jax.prior import Context
 from jukebox_jax.prior.attention import constrain
 from jukebox_jax.sampling.methods import Method
 
+BROKEN = -1  # the token drawn from logits holding NaN or +inf (activations past float16's range): `Jukebox.sample` refuses it
+
 
 @dataclasses.dataclass(frozen=True)
 class SampleState:
@@ -112,6 +114,8 @@ def decode(cfg: PriorConfig, params, ctx: Context, state: SampleState, method: M
         logits, cache = prior.extend(cfg, params, _inputs(state.tokens, t, 1), t, ctx, state.cache, step=True)
         keys = jax.vmap(jax.random.fold_in, (0, None))(state.key, t)  # [b]
         token = method.next_token(logits[:, 0], keys)  # [b]
+        broken = jnp.isnan(logits[:, 0]).any(-1) | jnp.isposinf(logits[:, 0]).any(-1)  # [b] (a NaN argmax is 0)
+        token = jnp.where(broken, BROKEN, token)
         tokens = jax.lax.dynamic_update_slice_in_dim(state.tokens, token[:, None], t, axis=1)
         if return_logits:
             all_logits = jax.lax.dynamic_update_slice_in_dim(all_logits, logits.astype(all_logits.dtype), i, axis=1)
