@@ -16,18 +16,24 @@ import numpy as np
 from jukebox_jax import checkpoint, cli_data, cli_sample, cli_train, default
 from jukebox_jax.config import DType
 from jukebox_jax.errors import ConfigError, InputError, Interrupted, JukeboxError
-from jukebox_jax.io import check_output_folder, write_audio, write_npz
+from jukebox_jax.io import exclusive, write_audio, write_npz
 from jukebox_jax.synth.dataset import SONG_SECONDS
 
 DEMO_SECONDS = 2.0
 DEMO_OUT = Path(tempfile.gettempdir()) / "jukebox_demo"  # not the working directory, which may be a repository
+DEMO_FILES = ("input.wav", "codes.npz", *(f"recon_level{level}.wav" for level in range(8)))  # what a demo writes
 FULL = (errno.ENOSPC, errno.EDQUOT)  # a write failed for want of space
 
 
 def demo(out: Path, seconds: float, seed: int) -> None:
     """Encodes a song of the synthetic set to codes at every level with the default model's
-    VQ-VAE and decodes each level back to audio, printing each level's SNR."""
-    check_output_folder(out, ("input.wav",), "demo's folder")
+    VQ-VAE and decodes each level back to audio, printing each level's SNR. `out` may hold
+    only a demo's files (another folder's input.wav or codes.npz would be replaced)."""
+    with exclusive(out, DEMO_FILES, "demo's folder", only=True):
+        _demo(out, seconds, seed)
+
+
+def _demo(out: Path, seconds: float, seed: int) -> None:
     jb = default.load()
     cfg = jb.config.vqvae
     audio = demo_song(seconds, seed, cfg.sample_rate, cfg.hop_lengths[-1])  # [1, n, 1]

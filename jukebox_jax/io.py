@@ -109,29 +109,30 @@ def writable_ancestor(path: Path) -> Path:
     return existing
 
 
-def check_output_folder(out: Path, ours: tuple[str, ...], what: str) -> None:
+def check_output_folder(out: Path, ours: tuple[str, ...], what: str, *, only: bool = False) -> None:
     """Raises `InputError` unless `out` is absent, an empty folder, or holds one of the names
-    `ours` (so it is a `what` of ours, to continue), besides the temporary files of a killed
-    write: writing into any other folder could overwrite files that are not ours, or bury ours
-    among them."""
+    `ours` (so it is a `what` of ours, to continue; with `only`, nothing but them), besides the
+    temporary files of a killed write: writing into any other folder could overwrite files
+    that are not ours, or bury ours among them."""
     if not out.exists():
         return
     if not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
     entries = sorted(p.name for p in out.iterdir() if not p.name.startswith(TEMP_PREFIX) and p.name != LOCK_FILE)
-    if entries and not set(ours) & set(entries):
+    if entries and (not set(entries) <= set(ours) if only else not set(ours) & set(entries)):
+        entries = [e for e in entries if e not in ours]
         shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
         raise InputError(f"--out {out} holds other files ({shown}), not a {what}; give a new or empty folder")
 
 
 @contextlib.contextmanager
-def exclusive(out: Path, ours: tuple[str, ...], what: str) -> Iterator[None]:
+def exclusive(out: Path, ours: tuple[str, ...], what: str, *, only: bool = False) -> Iterator[None]:
     """Checks `out` (`check_output_folder`), creates it and holds a lock on it while the body
     runs: a second process given the same folder is refused (`InputError`) rather than
     interleave its writes with ours or delete our temporary files. The lock file goes when the
     body ends (the folder too if the body failed before writing into a folder made here); a
     killed process leaves it unlocked, and the next one takes it over."""
-    check_output_folder(out, ours, what)
+    check_output_folder(out, ours, what, only=only)
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     lock = out / LOCK_FILE

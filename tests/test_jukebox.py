@@ -74,6 +74,14 @@ def test_cli_demo_refuses_a_file_for_its_folder(tmp_path, capsys):
         main(["demo", "--out", str(tmp_path)])
     assert e.value.code == 2 and f"--out {tmp_path} holds other files (taken), not a demo's folder" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+    mine = tmp_path / "project"  # an input.wav of the user's among other files: it was replaced, as was codes.npz
+    mine.mkdir()
+    for name in ("input.wav", "mix_final.wav"):
+        (mine / name).write_bytes(b"mine")
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--out", str(mine)])
+    assert e.value.code == 2 and f"--out {mine} holds other files (mix_final.wav), not a demo's folder" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == {"input.wav": b"mine", "mix_final.wav": b"mine"}
 
 
 def test_cli_demo_writes_a_round_trip(tmp_path, capsys):
