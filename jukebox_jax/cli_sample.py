@@ -359,6 +359,14 @@ def check_length(seconds: float | None, mode: Mode, config: JukeboxConfig, level
     hop = vq.hop_lengths[-1]  # an upsampler's windows start on whole tokens of the level above
     if seconds is None and mode is Mode.UPSAMPLE:
         above = max(levels) + 1
+        if not start[above].shape[1]:  # a job of the levels above it alone left it empty
+            have = [level for level, z in enumerate(start) if z.shape[1]]
+            raise InputError(
+                f"--codes holds no level-{above} codes (only levels {have}) for level {max(levels)} to upsample: "
+                f"give --levels {' '.join(map(str, range(min(have) - 1, min(levels) - 1, -1)))}"
+                if have and min(have) > 0
+                else f"--codes holds no level-{above} codes for level {max(levels)} to upsample; give codes of an earlier run"
+            )
         length = start[above].shape[1] * vq.hop_lengths[above] // hop * hop
         seconds = check_seconds("--seconds", length / vq.sample_rate, config)
         asked, more = f"--codes (level {above}: {seconds:g} s)", "give longer codes"

@@ -35,6 +35,7 @@ import contextlib
 import math
 import re
 from collections.abc import Iterator, Mapping
+from numbers import Integral
 from typing import Any
 
 import flax.linen as nn
@@ -80,7 +81,7 @@ def mesh_shape(spec: str | Mapping[str, int] | None, n_devices: int) -> dict[str
                 raise InputError(f"mesh {spec!r} names {m.group(1)} twice")
             sizes[m.group(1)] = int(m.group(2))
     elif isinstance(spec, Mapping):
-        sizes = dict(spec)
+        sizes = {k: int(n) if isinstance(n, Integral) and not isinstance(n, bool) else n for k, n in spec.items()}
     else:
         raise InputError(f"mesh must be a string like 'data=2,model=4', a mapping or None, got {type(spec).__name__}")
     if unknown := sorted(set(sizes) - set(MESH_AXES)):

@@ -56,6 +56,7 @@ def files(tmp_path_factory) -> Path:
     codes = {f"level_{i}": np.zeros((1, n), np.int64) for i, n in enumerate((16, 4, 1))}
     np.savez(d / "good.npz", **codes)
     np.savez(d / "long.npz", **{**codes, "level_2": np.zeros((1, 400), np.int64)})
+    np.savez(d / "top.npz", **{**codes, "level_0": np.zeros((1, 0), np.int64), "level_1": np.zeros((1, 0), np.int64)})  # a --levels 2 job's
     np.savez(d / "float.npz", **{**codes, "level_1": np.zeros((1, 4))})
     np.savez(d / "rank1.npz", **{**codes, "level_0": np.zeros(5, np.int64)})
     np.savez(d / "object.npz", level_2=np.array([{"a": 1}], dtype=object))
@@ -152,6 +153,10 @@ BAD = [
         ["--mode", "upsample", "--codes", "{d}/good.npz", "--levels", "0"],
         r"--codes \(level 1: 0.0029\d* s\): the level-0 upsampler samples windows of 0.0117 s; give longer codes",
     ),
+    (  # it said: "--codes (level 1: 0 s) is shorter than one level-2 token"
+        ["--mode", "upsample", "--codes", "{d}/top.npz", "--levels", "0"],
+        r"--codes holds no level-1 codes \(only levels \[2\]\) for level 0 to upsample: give --levels 1 0",
+    ),
     (["--mode", "upsample", "--codes", "{d}/good.npz", "--model", "{d}/toponly"], r"--mode upsample: the model has no prior below the top level"),
     (["--top-k", "300"], r"--top-k: top_k must be at most 64 \(the level-2 prior's vocabulary\), got 300"),  # refused after job.json was written
     (
@@ -160,7 +165,7 @@ BAD = [
     ),
     (["--mode", "primed", "--prompt-audio", "{d}/missing.wav"], r"prompt audio {d}/missing.wav does not exist"),
     (["--mode", "primed", "--prompt-audio", "{d}"], r"prompt audio {d} is a folder; give a file"),
-    (["--mode", "primed", "--prompt-audio", "{d}/text.wav"], r"prompt audio {d}/text.wav is not audio soundfile can read \(wav, flac, ogg or mp3\)"),
+    (["--mode", "primed", "--prompt-audio", "{d}/text.wav"], r"prompt audio {d}/text.wav is not audio soundfile can read \(wav, flac, ogg \(Vorbis, Opus\), mp3 or aiff\)"),
     (["--mode", "primed", "--prompt-audio", "{d}/empty.wav"], r"prompt audio {d}/empty.wav holds no samples; give a file with audio in it"),
     (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--prompt-seconds", "-1"], r"argument --prompt-seconds: '-1' is not positive"),
     (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--prompt-seconds", "0.001"], r"priming needs at least 128"),

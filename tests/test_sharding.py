@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 from cli_process import cpu_env
 from jax.sharding import PartitionSpec as P
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("data=2", 8, (2, 4)),
         ("model=8", 8, (1, 8)),
         ({"data": 8}, 8, (8, 1)),
+        ({"data": np.int64(2)}, 8, (2, 4)),  # numpy ints are whole numbers too
         (None, 4, (1, 4)),
     ],
 )
