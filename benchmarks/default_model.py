@@ -126,9 +126,19 @@ def sample(model: str, out: Path, artist: str, genre: str, seed: int) -> tuple[n
     return audio.load(wav, 16000)[:, 0], wall
 
 
+def training_folder(value: str) -> Path:
+    """argparse type: a folder `scripts/train_default.sh WORK` trained in (its songs and runs)."""
+    work = Path(value)
+    if missing := [name for name in ("data/metadata.json", "vqvae/metrics.jsonl") if not (work / name).is_file()]:
+        raise argparse.ArgumentTypeError(
+            f"{work} lacks {', '.join(missing)}: give the folder scripts/train_default.sh trained in (run it first)"
+        )
+    return work
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, required=True, help="the folder scripts/train_default.sh trained in")
+    ap.add_argument("--work", type=training_folder, required=True, help="the folder scripts/train_default.sh trained in")
     ap.add_argument("--model", default=str(default.PATH), help="the model to measure (default: the shipped default)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     ap.add_argument("--songs", type=int, default=2, help="samples per model (default: %(default)s)")

@@ -11,6 +11,7 @@ max |y - x|.
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import flax.linen as nn
@@ -57,6 +58,7 @@ def layer_ranges(name: str, rms: float) -> dict[str, float]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; float16 max {F16_MAX:g}")
     print("| structure | width | stream rms | residual out | qkv | MLP hidden | MLP out | headroom | finite | rel err of update |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -27,13 +27,15 @@ from jukebox_jax.synth import measures
 from jukebox_jax.synth.score import KEY_NAMES, Scale
 from jukebox_jax.train import data
 
+from default_model import training_folder  # a sibling script (benchmarks/ is on the path when run)
+
 SR = 16000
 LEVEL = 2
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, required=True, help="the folder scripts/train_default.sh trained in")
+    ap.add_argument("--work", type=training_folder, required=True, help="the folder scripts/train_default.sh trained in")
     ap.add_argument("--model", default=str(default.PATH), help="the model to measure (default: the shipped default)")
     ap.add_argument("--songs", type=int, default=8, help="held-out songs (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0)
