@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
+from default_model import training_folder  # a sibling script (benchmarks/ is on the path when run)
 
 from jukebox_jax import Jukebox, audio, default
 from jukebox_jax.synth import measures
 from jukebox_jax.synth.score import KEY_NAMES, Scale
 from jukebox_jax.train import data
-
-from default_model import training_folder  # a sibling script (benchmarks/ is on the path when run)
 
 SR = 16000
 LEVEL = 2
