@@ -14,6 +14,7 @@ import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from zero_models import zero_model
 
 from jukebox_jax import Jukebox, JukeboxConfig, checks, preset
 from jukebox_jax.errors import JukeboxError
@@ -89,7 +90,7 @@ def test_labels_from_any_arguments(jb, artist, genre, total, offset):
 def test_lyrics_from_any_text_or_ids(name, lyrics):
     """Lyric labels of the 1b_lyrics (v3, 79 ids) and 5b_lyrics (v2, 80 ids) tiny top priors
     (no weights needed): every token a vocabulary id, and the labels the prior's own checks accept."""
-    model = Jukebox(JukeboxConfig.from_preset(name), {})
+    model = zero_model(name)
     cfg = model.config.prior(2)
     labels = outcome(lambda: model.labels(2, lyrics=lyrics, total_seconds=60))
     if labels is not None:

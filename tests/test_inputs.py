@@ -5,17 +5,16 @@ through: a key used twice, `Jukebox.labels` against the tokenizer path, presets 
 
 from __future__ import annotations
 
-import functools
 import time
 
 import jax
 import numpy as np
 import pytest
+from zero_models import zero_model
 
 from jukebox_jax import Jukebox, JukeboxConfig, preset, tokenizer
 from jukebox_jax.errors import ConfigError, InputError, JukeboxError, ParamsError
 from jukebox_jax.labels import window_labels
-from jukebox_jax.params import abstract_params
 from jukebox_jax.sampling import MIN_TEMPERATURE, Temperature, TopK, TopP, sampling_method
 
 RATE = 44100
@@ -30,12 +29,7 @@ def jb() -> Jukebox:
 PARAMS_FREE = ("tiny_1b_lyrics", "tiny_5b", "tiny_5b_lyrics", "tiny_upsampler_level_1")
 
 
-@functools.cache
-def params_free(name: str) -> Jukebox:
-    """A model of zeros, made without running any init: enough for everything checked
-    before the first kernel runs (made before the timed calls, `test_bad_input_is_a_clear_error`)."""
-    config = JukeboxConfig.from_preset(name)
-    return Jukebox(config, jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract_params(config)))
+params_free = zero_model  # made before the timed calls (`test_bad_input_is_a_clear_error`)
 
 
 KEY = jax.random.key(1)
