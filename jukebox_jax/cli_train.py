@@ -169,9 +169,10 @@ def _spec(args: argparse.Namespace, **extra) -> dict:
         "eval_fraction",
         "seed",
         "seconds",
-        "mesh",  # the batch's split changes the float32 sums' order: a resume on another would not be bit-identical
     )
     spec = {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in vars(args).items() if k in keep}
+    # the devices the batch splits over: another split sums in another order, so a resume would not be bit-identical
+    spec["data devices"] = _check_mesh(args.mesh, args.batch_size)
     return {**spec, **extra}
 
 
@@ -533,11 +534,12 @@ def _label_id(cfg: PriorConfig, kind: str, name: str) -> int | tuple[int, ...]:
     return tokenizer.song_labels(cfg, 1, artist=0, genre=name).genres
 
 
-def _check_mesh(spec: str | None, batch_size: int) -> None:
+def _check_mesh(spec: str | None, batch_size: int) -> int:
     """`--mesh` for training: data parallel only (a `model` axis would compute each step on
-    every device of it alike), the batch a multiple of its `data` axis."""
+    every device of it alike), the batch a multiple of its `data` axis. Returns that axis's
+    size (1 without a mesh)."""
     if spec is None:
-        return
+        return 1
     import jax
 
     from jukebox_jax.sharding import mesh_shape
@@ -550,6 +552,7 @@ def _check_mesh(spec: str | None, batch_size: int) -> None:
         )
     if batch_size % shape["data"]:
         raise InputError(f"--batch-size {batch_size} must be a multiple of the mesh's data axis ({shape['data']})")
+    return shape["data"]
 
 
 def run(args: argparse.Namespace) -> None:

@@ -273,8 +273,8 @@ class Jukebox:
         offset = round(offset_seconds * rate)
         if offset >= total:  # and once rounded to samples
             raise InputError(
-                f"offset_seconds {offset_seconds:g} is sample {offset} at {rate} Hz, not before the song's end at sample "
-                f"{total}: give at most {(total - 1) / rate:g} s"
+                f"offset_seconds {offset_seconds!r} is sample {offset} at {rate} Hz, not before the song's end at sample "
+                f"{total}: give at most {(total - 1) / rate!r} s"
             )
         song = tokenizer.song_labels(cfg, total, artist, genre, lyrics, offset)
         return np.repeat(window_labels(cfg, song, 0)[None].astype(np.int32), n_samples, axis=0)

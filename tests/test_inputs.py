@@ -147,7 +147,7 @@ CASES = [
     ("n_samples zero", lambda jb: jb.labels(2, total_seconds=60, n_samples=0), InputError, r"n_samples must be >= 1"),
     ("labels of no prior", lambda jb: jb.labels(5, total_seconds=60), InputError, r"no prior for level 5"),
     ("offset rounding to the end", lambda jb: jb.labels(2, total_seconds=10, offset_seconds=9.99999), InputError,
-     r"offset_seconds 9.99999 is sample 441000 at 44100 Hz, not before the song's end at sample 441000: give at most 9.99998 s"),
+     r"offset_seconds 9.99999 is sample 441000 at 44100 Hz, not before the song's end at sample 441000: give at most 9.999977324263039 s"),
     # levels (a KeyError 'prior_level_2.0', or True taken as level 1)
     ("level float", logits(level=2.0), InputError, r"level must be an int, got 2.0 \(float\)"),
     ("level bool", lambda jb: jb.labels(True, total_seconds=60), InputError, r"level must be an int, got True \(bool\)"),

@@ -174,6 +174,14 @@ _BAD_SETTINGS = [
 ]
 
 
+def test_a_short_job_needs_no_hop_and_takes_empty_start_codes_of_any_dtype(tiny, tmp_path):
+    """One partial window never moves on, so its hop is not checked; empty start codes hold no
+    values whose dtype could be wrong (`[[]]` is float64)."""
+    request = SampleRequest((2,), 4 * 128, 0, {2: (_SONG,)}, {2: LevelSettings(Greedy(), hop_fraction=0.01)})
+    zs = run_job(tiny, tmp_path / "job", request, [[[]]] * 3)
+    assert [z.shape for z in zs] == [(1, 0), (1, 0), (1, 4)]
+
+
 @pytest.mark.parametrize(("make", "why"), _BAD_SETTINGS)
 def test_a_bad_request_is_refused_when_made(make, why):
     """A job's settings and request are checked when built, naming the field (they were

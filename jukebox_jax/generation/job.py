@@ -26,7 +26,7 @@ from jukebox_jax import checks, integrity
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import InputError, JobError, shown
 from jukebox_jax.generation.inputs import read_codes
-from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, sample_levels
+from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWindow, check_level, sample_levels
 from jukebox_jax.io import (
     check_output_folder,
     exclusive,
@@ -268,18 +268,14 @@ def _checked_start(jb: Jukebox, request: SampleRequest, start_codes: Codes) -> C
             cfg = jb.config.prior(level)
         except KeyError as e:
             raise InputError(f"levels: {e.args[0]}") from None
-        if request.sample_length % cfg.raw_to_tokens:
-            raise InputError(
-                f"sample_length {request.sample_length} is not a multiple of level {level}'s hop of {cfg.raw_to_tokens} samples"
-            )
-        if int(request.settings[level].hop_fraction * cfg.n_ctx) < 1:
-            raise InputError(f"settings[{level}].hop_fraction moves level {level}'s windows of {cfg.n_ctx} tokens by none")
+        check_level(cfg, request.settings[level], request.sample_length)
         needed = max(needed, level + 1 + (cfg.conditioner is not None))
     if len(start_codes) < needed:
         raise InputError(f"start_codes holds {len(start_codes)} levels; the levels sampled need {needed} (empty [{n}, 0] where none)")
     fix = f"give [{n}, tokens] codes per level, one row per sample ([{n}, 0] where none)"
     l_bins = jb.config.priors[0].l_bins
-    return [checks.codes(f"start_codes[{level}]", np.asarray(z), l_bins, fix, rows=n) for level, z in enumerate(start_codes)]
+    arrays = [np.asarray(z) if np.size(z) else np.asarray(z, np.int64) for z in start_codes]  # empty: no dtype to be wrong
+    return [checks.codes(f"start_codes[{level}]", z, l_bins, fix, rows=n) for level, z in enumerate(arrays)]
 
 
 def _saved_codes(path: Path, start: Codes, l_bins: int) -> Codes:

@@ -18,6 +18,7 @@ import numpy as np
 
 from jukebox_jax import checks
 from jukebox_jax.errors import InputError, shown
+from jukebox_jax.config import PriorConfig
 from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
@@ -131,6 +132,17 @@ def sample_level(
     return zs
 
 
+def check_level(cfg: PriorConfig, settings: LevelSettings, sample_length: int) -> None:
+    """`sample_length` audio samples are whole tokens of the prior `cfg`'s level, and its
+    windows, if it takes more than one, move on by at least a token."""
+    if sample_length % cfg.raw_to_tokens:
+        raise InputError(
+            f"sample_length {sample_length} is not a multiple of level {cfg.level}'s hop of {cfg.raw_to_tokens} samples"
+        )
+    if sample_length // cfg.raw_to_tokens >= cfg.n_ctx and int(settings.hop_fraction * cfg.n_ctx) < 1:
+        raise InputError(f"hop_fraction {settings.hop_fraction:g} moves level {cfg.level}'s windows of {cfg.n_ctx} tokens by none")
+
+
 def sample_levels(
     jb: Jukebox,
     zs: Codes,
@@ -148,7 +160,6 @@ def sample_levels(
     labels in that prior's label set."""
     for level in sorted(levels, reverse=True):
         cfg = jb.config.prior(level)
-        if sample_length % cfg.raw_to_tokens:
-            raise ValueError(f"sample_length {sample_length} is not a multiple of level {level}'s hop {cfg.raw_to_tokens}")
+        check_level(cfg, settings[level], sample_length)
         zs = sample_level(jb, zs, level, songs[level], sample_length // cfg.raw_to_tokens, key, settings[level], on_window, on_tokens)
     return zs

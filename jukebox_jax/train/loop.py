@@ -246,9 +246,10 @@ def check_start(out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bo
     old = {k: record["spec"].get(k) for k in new} if partial else record["spec"]
     if changed := _changed(old, new):
         shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
-        songs = any(".songs." in c for c in changed)
+        songs = sum(".songs." in c for c in changed)  # a song's digest (`train.data.Folder.fingerprint`)
+        what = "songs" if songs == len(changed) else "settings and songs" if songs else "settings"
         fix = "bring back the songs it began on (or train into another --out)" if songs else "resume with the same ones"
-        raise InputError(f"{out} was started with other settings or songs ({shown}); {fix}")
+        raise InputError(f"{out} was started with other {what} ({shown}); {fix}")
 
 
 def _run_record(out: Path, name: str) -> dict[str, Any]:
