@@ -17,8 +17,8 @@ import jax
 import numpy as np
 
 from jukebox_jax import checks
-from jukebox_jax.errors import InputError, shown
 from jukebox_jax.config import PriorConfig
+from jukebox_jax.errors import InputError, shown
 from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
