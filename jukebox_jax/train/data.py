@@ -183,7 +183,7 @@ def _files(root: Path, suffixes: tuple[str, ...]) -> list[str]:
         if (real := folder.resolve()) in seen:
             return
         seen.add(real)
-        for entry in os.scandir(folder):
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):  # a folder reached twice: its first name
             name, path = prefix + entry.name, Path(entry.path)
             if entry.name.startswith("."):
                 continue
