@@ -19,7 +19,7 @@ import pytest
 import soundfile
 from cli_process import cpu_env, run_cli
 
-from jukebox_jax import Jukebox, JukeboxConfig, default, tokenizer
+from jukebox_jax import Jukebox, JukeboxConfig, default, preset, tokenizer
 from jukebox_jax.cli import main
 from jukebox_jax.io import exclusive
 from jukebox_jax.synth.dataset import SynthConfig, generate
@@ -175,10 +175,21 @@ def test_nothing_held_out_trains_without_evaluation_and_resumes_on_its_songs_onl
     cli(f"{command} --steps 2 --resume")
     assert f"note: {out} holds no checkpoint to resume from (killed before its first?): training from step 0" in capsys.readouterr().out
     assert [r["step"] for r in metrics(out)] == [1, 2]
+    record = json.loads((out / "run.json").read_text())  # as run format 2 wrote it: one digest of all songs
+    spec = {k: v for k, v in record["spec"].items() if k != "data devices"}
+    for digest, resumes in (("0" * 16, False), (data.audio_folder(plain, preset("tiny_vqvae").sample_rate).fingerprint(whole=True), True)):
+        (out / "run.json").write_text(json.dumps({**record, "format": 2, "spec": {**spec, "songs in --data": digest}}))
+        if resumes:
+            cli(f"{command} --steps 3 --resume")
+        else:
+            with pytest.raises(SystemExit):
+                cli(f"{command} --steps 3 --resume")
+            assert "was started with other songs (songs in --data); bring back the songs" in capsys.readouterr().err
+    assert [r["step"] for r in metrics(out)] == [1, 2, 3] and json.loads((out / "run.json").read_text())["format"] == 3
     gone = min(plain.iterdir())
     gone.unlink()
     with pytest.raises(SystemExit):
-        cli(f"{command} --steps 3 --resume")
+        cli(f"{command} --steps 4 --resume")
     err = capsys.readouterr().err  # the song by name, then the bandwidth its windows gave
     assert f"was started with other settings and songs (songs in --data.songs.{gone.name}, " in err
     assert "bring back the songs it began on (or train into another --out)" in err
@@ -310,8 +321,16 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
         in capsys.readouterr().err
     )
     assert {p: p.read_bytes() for p in (out / "codes").rglob("*") if p.is_file()} == codes
+    record = json.loads((out / "run.json").read_text())  # as run format 2 wrote it: one digest of the songs, one of the codes
+    whole = {
+        "songs in --data": data.audio_folder(songs, Jukebox.load(vqvae).config.vqvae.sample_rate).fingerprint(whole=True),
+        "codes trained on": data.codes_folder(out / "codes").fingerprint(whole=True),
+    }
+    spec = {k: v for k, v in record["spec"].items() if k != "data devices"} | whole
+    (out / "run.json").write_text(json.dumps({**record, "format": 2, "spec": spec}))
     monkeypatch.chdir(songs.parent)
     cli(f"{run} --data {songs.name} --vqvae {vqvae} --resume")  # at its last step already: writes its model again
+    assert json.loads((out / "run.json").read_text())["format"] == 3
     assert "trained 2 steps" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli(f"train vqvae --data {songs} --out {vqvae.parent} --config tiny_vqvae --steps 3 --seconds 0.06 {' '.join(FAST)} --resume")

@@ -69,16 +69,16 @@ class Folder:
     genres: tuple[str, ...] = ()
     vqvae: str | None = None  # a codes folder's `Jukebox.vqvae_fingerprint()` (None: audio, or unrecorded)
 
-    def fingerprint(self) -> dict[str, Any]:
+    def fingerprint(self, *, whole: bool = False) -> dict[str, Any] | str:
         """Digests of what training reads, which a resumed run compares to name what changed:
         one per song (its length, labels and file's SHA-256) under "songs", and one of the label
-        tables, the sample rate and, for codes, the VQ-VAE that made them under "tables"."""
-
-        def digest(value: Any) -> str:
-            return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
-
-        songs = {s.name: digest([*dataclasses.astuple(s), integrity.file_digest(self.root / s.name)]) for s in self.songs}
-        return {"songs": songs, "tables": digest([self.artists, self.genres, self.sample_rate, self.vqvae])}
+        tables, the sample rate and, for codes, the VQ-VAE that made them under "tables". With
+        `whole`, one digest of it all, as runs of run format 2 recorded it."""
+        songs = [[*dataclasses.astuple(s), integrity.file_digest(self.root / s.name)] for s in self.songs]
+        tables = [self.artists, self.genres, self.sample_rate, self.vqvae]
+        if whole:
+            return _digest([songs, *tables])
+        return {"songs": {song[0]: _digest(song) for song in songs}, "tables": _digest(tables)}
 
     def split(self, eval_fraction: float = 0.1) -> tuple[tuple[Song, ...], tuple[Song, ...]]:
         """(train, held-out): a song is held out when the hash of its name, in [0, 1), is below
@@ -111,6 +111,10 @@ class Batch:
     offset: np.ndarray  # [b] int64 the window's first sample in its song
     total_length: np.ndarray  # [b] int64 its song's length
     lyrics: tuple[str, ...]  # its song's whole lyrics
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
 
 
 def audio_folder(root: Path, sample_rate: int | None = None) -> Folder:

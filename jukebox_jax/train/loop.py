@@ -45,6 +45,7 @@ from jukebox_jax.errors import CheckpointError, DivergedError, InputError
 from jukebox_jax.io import check_space, read_record, tree_nbytes, write_text
 
 Batch = Mapping[str, np.ndarray]
+Legacy = Callable[[], Mapping[str, Any]]  # spec values in run format 2's form, made only for such a run
 Metrics = dict[str, jax.Array]
 
 RUN = "run.json"
@@ -54,7 +55,8 @@ DAMAGED = "damaged"
 METRICS = "metrics.jsonl"
 MAX_STEPS = 2**31 - 1  # the optimizer counts its steps in int32
 RUN_FORMAT = 3  # run.json's layout and what its spec holds; a run of another format is not resumed
-# 3 (2026-12-06): the songs' fingerprints one per song, so a resume names the songs that changed
+# 3 (2026-12-06): the songs' fingerprints one per song, so a resume names the songs that changed;
+# a run of format 2 still resumes, given its caller's `Legacy` (`check_start`)
 
 
 @flax.struct.dataclass
@@ -138,10 +140,11 @@ class Run:
         """The newest checkpoint's step (None: none saved)."""
         return self._manager.latest_step()
 
-    def start(self, spec: Mapping[str, Any], resume: bool) -> int:
+    def start(self, spec: Mapping[str, Any], resume: bool, legacy: Legacy | None = None) -> int:
         """Writes `run.json` for a new run; for `resume`, checks it (`check_start`) and returns
-        the newest checkpoint's step (0 if none)."""
-        check_start(self.out, spec, resume)
+        the newest checkpoint's step (0 if none). A resumed run's `run.json` is written anew, in
+        this `RUN_FORMAT`."""
+        check_start(self.out, spec, resume, legacy=legacy)
         record = {"format": RUN_FORMAT, "run": dataclasses.asdict(self.config), "spec": spec}
         path = self.out / RUN
         step = (self.latest_step() if resume else None) or 0
@@ -223,11 +226,15 @@ class Run:
         write_text(path, "".join(line + "\n" for line in kept))
 
 
-def check_start(out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bool = False) -> None:
+def check_start(
+    out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bool = False, legacy: Legacy | None = None
+) -> None:
     """Refuses, writing nothing, what `Run.start` refuses: a resume where no run is, a new run
     over one, a resume of a run another version of run.json began, or one whose `spec`
     differs from the one it began with (where `partial`, in `spec`'s keys only: a caller
-    checks what it knows before it prepares the data, e.g. encodes songs into the run folder)."""
+    checks what it knows before it prepares the data, e.g. encodes songs into the run folder).
+    A run of format 2 is compared in the keys it recorded, `legacy()` giving their values in
+    its form where that changed (one digest of all songs, not one per song)."""
     path = Path(out) / RUN
     if resume and not path.is_file():
         raise InputError(f"{out} holds no training run to resume; leave out --resume to start one")
@@ -236,7 +243,10 @@ def check_start(out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bo
     if not resume:
         raise InputError(f"{out} holds a training run already: pass --resume to continue it, or choose another --out")
     record = _run_record(Path(out), RUN)
-    if record.get("format", 1) != RUN_FORMAT:
+    if record.get("format", 1) == 2 and legacy is not None:
+        spec = {k: v for k, v in {**spec, **legacy()}.items() if k in record["spec"]}
+        partial = True
+    elif record.get("format", 1) != RUN_FORMAT:
         raise InputError(
             f"{out} holds a run begun by another version of jukebox-jax (run format {record.get('format', 1)}, this "
             f"one writes {RUN_FORMAT}): it cannot be resumed; train again into another --out (with --init its model "
@@ -246,7 +256,7 @@ def check_start(out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bo
     old = {k: record["spec"].get(k) for k in new} if partial else record["spec"]
     if changed := _changed(old, new):
         shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
-        songs = sum(".songs." in c for c in changed)  # a song's digest (`train.data.Folder.fingerprint`)
+        songs = sum("songs" in c or "codes" in c for c in changed)  # the data's digests (`train.data.Folder.fingerprint`)
         what = "songs" if songs == len(changed) else "settings and songs" if songs else "settings"
         fix = "bring back the songs it began on (or train into another --out)" if songs else "resume with the same ones"
         raise InputError(f"{out} was started with other {what} ({shown}); {fix}")
