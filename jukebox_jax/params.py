@@ -67,9 +67,9 @@ def cast(config: JukeboxConfig, params: Params) -> Params:
     beyond = []
     for path, x in flatten(params).items():
         dtype = np.dtype(want[path].dtype)
-        if x.dtype != dtype and jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).maxexp < jnp.finfo(x.dtype).maxexp:
-            if (peak := float(jnp.max(jnp.abs(x)))) > (top := float(jnp.finfo(dtype).max)):
-                beyond.append(f"{'/'.join(path)} (|x| up to {peak:.4g}, beyond {dtype.name}'s {top:g})")
+        narrower = jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).maxexp < jnp.finfo(x.dtype).maxexp  # float16
+        if narrower and (peak := float(jnp.max(jnp.abs(x)))) > (top := float(jnp.finfo(dtype).max)):
+            beyond.append(f"{'/'.join(path)} (|x| up to {peak:.4g}, beyond {dtype.name}'s {top:g})")
     if beyond:
         more = f" and {len(beyond) - 5} more" if len(beyond) > 5 else ""
         raise ParamsError(
