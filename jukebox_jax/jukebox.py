@@ -32,8 +32,9 @@ from jukebox_jax.labels import int32_seconds, window_labels
 from jukebox_jax.params import Params, abstract_params, cast, check_params, init_params
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
 from jukebox_jax.quantize import config_with_weights, quantize_params
-from jukebox_jax.sampling import Greedy, Method, Temperature, TopK, decode_chunks, prefill, sampling_method
+from jukebox_jax.sampling import Method, TopK, decode_chunks, prefill, sampling_method
 from jukebox_jax.sampling.decode import BROKEN
+from jukebox_jax.sampling.methods import check_is_method
 from jukebox_jax.vqvae import VQVAE
 
 
@@ -465,8 +466,7 @@ def _check_config(config: Any) -> None:
 
 def check_method(cfg: PriorConfig, method: Method) -> None:
     """A sampling method object whose top-k fits the prior's vocabulary."""
-    if not isinstance(method, (Greedy, Temperature)):
-        raise InputError(f"method must be a jukebox_jax.sampling method (Greedy, Temperature, TopK, TopP), got {method!r}")
+    check_is_method(method)
     if isinstance(method, TopK) and method.k > cfg.bins:
         raise InputError(f"top_k must be at most {cfg.bins} (the level-{cfg.level} prior's vocabulary), got {method.k}")
 

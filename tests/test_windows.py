@@ -163,7 +163,7 @@ _BAD_SETTINGS = [
     (lambda: LevelSettings(Greedy(), hop_fraction=0.0), r"hop_fraction must be in \(0, 1\]"),  # no window moves on
     (lambda: LevelSettings(Greedy(), hop_fraction=1.5), r"hop_fraction must be in \(0, 1\].*got 1.5"),  # gaps between windows
     (lambda: LevelSettings(Greedy(), chunk_size=0), r"chunk_size must be >= 1"),
-    (lambda: LevelSettings("greedy"), r"method must be a sampling method .*got 'greedy'"),
+    (lambda: LevelSettings("greedy"), r"method must be a jukebox_jax.sampling method \(Greedy, Temperature, TopK, TopP\), got 'greedy'"),
     (lambda: SampleRequest((2,), 128, 0, {2: (_SONG,)}, {}), r"settings has no entry for level 2"),  # a KeyError mid-job
     (lambda: SampleRequest((2, 1), 128, 0, {2: (_SONG,)}, dict.fromkeys((1, 2), LevelSettings())), r"songs has no entry for level 1"),
     (lambda: SampleRequest((2, 1), 128, 0, {2: (_SONG,), 1: (_SONG,) * 2}, dict.fromkeys((1, 2), LevelSettings())), r"the same number .* got \{2: 1, 1: 2\}"),

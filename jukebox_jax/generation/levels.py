@@ -18,12 +18,12 @@ import numpy as np
 
 from jukebox_jax import checks
 from jukebox_jax.config import PriorConfig
-from jukebox_jax.errors import InputError, shown
+from jukebox_jax.errors import InputError
 from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
 from jukebox_jax.sampling.decode import row_keys
-from jukebox_jax.sampling.methods import Greedy, Method, Temperature
+from jukebox_jax.sampling.methods import Method, Temperature, check_is_method
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,10 +36,7 @@ class LevelSettings:
     chunk_size: int | None = 32  # prompt positions per prefill call
 
     def __post_init__(self):
-        if not isinstance(self.method, (Greedy, Temperature)):
-            raise InputError(
-                f"method must be a sampling method (jukebox_jax.sampling Greedy, Temperature, TopK, TopP), got {shown(self.method)}"
-            )
+        check_is_method(self.method)
         hop = checks.finite_real("hop_fraction", self.hop_fraction)
         if not 0 < hop <= 1:
             raise InputError(f"hop_fraction must be in (0, 1] (the share of a window the next one moves on), got {hop:g}")

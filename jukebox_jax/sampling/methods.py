@@ -13,7 +13,7 @@ from numbers import Integral, Real
 import jax
 import jax.numpy as jnp
 
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import InputError, shown
 
 # The least temperature taken. Logits are shifted to a row maximum of 0 before the division,
 # so any temperature whose reciprocal is a finite float32 would draw without overflow; below
@@ -100,6 +100,12 @@ class TopP(Temperature):
 
 Method = Greedy | Temperature | TopK | TopP
 _NAMES = {Temperature: "temperature", TopK: "top_k", TopP: "top_p"}
+
+
+def check_is_method(method: object) -> None:
+    """Refuses anything but a sampling method object (a name such as 'greedy' included)."""
+    if not isinstance(method, (Greedy, Temperature)):
+        raise InputError(f"method must be a jukebox_jax.sampling method (Greedy, Temperature, TopK, TopP), got {shown(method)}")
 
 
 def _check_temperature(temperature: float) -> None:
