@@ -114,7 +114,7 @@ def decode(cfg: PriorConfig, params, ctx: Context, state: SampleState, method: M
         logits, cache = prior.extend(cfg, params, _inputs(state.tokens, t, 1), t, ctx, state.cache, step=True)
         keys = jax.vmap(jax.random.fold_in, (0, None))(state.key, t)  # [b]
         token = method.next_token(logits[:, 0], keys)  # [b]
-        broken = jnp.isnan(logits[:, 0]).any(-1) | jnp.isposinf(logits[:, 0]).any(-1)  # [b] (a NaN argmax is 0)
+        broken = ~jnp.all(logits[:, 0] < jnp.inf, axis=-1)  # [b]: a NaN or +inf logit (a NaN argmax is 0)
         token = jnp.where(broken, BROKEN, token)
         tokens = jax.lax.dynamic_update_slice_in_dim(state.tokens, token[:, None], t, axis=1)
         if return_logits:
