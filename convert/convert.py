@@ -60,8 +60,9 @@ def convert_checkpoint(
         optionally sharded with an index).
       config: the structure, overriding what the files say: a `JukeboxConfig`, one part's
         `VQVAEConfig` or `PriorConfig`, or a preset name, of a whole model ("5b_lyrics",
-        "tiny_5b", ...) or of one part ("vqvae", "upsampler_level_1", ...). The result holds the parts of it that the files hold. Needed
-        for a prior file given without its VQ-VAE file.
+        "tiny_5b", ...) or of one part ("vqvae", "upsampler_level_1", ...). The result holds
+        the parts of it that the files hold. Needed for a prior file given without its VQ-VAE
+        file.
       dtype: the priors' weight and compute dtype ('float32', 'bfloat16', 'float16'): the
         result equals converting to float32, then `Jukebox.astype(dtype)`, bit for bit. The
         5b files' fp16 weights go straight into a 16-bit target (float32 holds them exactly).
