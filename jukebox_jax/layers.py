@@ -64,6 +64,7 @@ AXES = frozenset(  # the glossary above
      "length", "lyric_embed", "batch", "cache_length"}
 )
 CONV_KERNEL = ("conv_width", "conv_in", "conv_out")
+Params = dict[str, Any]  # a param tree: nested dicts of arrays, as flax's "params" collection
 CONV_BIAS = ("conv_out",)
 
 

@@ -20,10 +20,8 @@ from flax import traverse_util
 from jukebox_jax import prior
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import ParamsError
-from jukebox_jax.layers import draw, is_param
+from jukebox_jax.layers import Params, draw, is_param
 from jukebox_jax.vqvae import VQVAE
-
-Params = dict[str, Any]
 
 
 @functools.cache

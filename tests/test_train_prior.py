@@ -25,6 +25,7 @@ from jukebox_jax.prior.prior import Prior, condition, forward, to_execution
 from jukebox_jax.prior.transformer import Execution, Remat
 from jukebox_jax.train.optim import OptimConfig, global_norm, original_adam
 from jukebox_jax.train.prior import grow_label_tables, prior_loss, prior_value_and_grad
+from jukebox_jax.train.steps import PriorTask
 
 LEVEL = {
     "prior_5b_level2": 2,
@@ -177,6 +178,19 @@ def test_dropout_draws_from_the_rng(case):
     assert a != b and float(loss(jax.random.key(1))) == a
     base = float(case.step[0][0])  # no dropout
     assert a != base and float(loss(None)) == pytest.approx(base, rel=1e-6)
+
+
+@pytest.mark.parametrize("case", ["prior_5b_lyrics_level2"], indirect=True)  # the one with a lyric encoder
+def test_a_training_step_draws_the_lyric_encoders_dropout(case):
+    """Dropout in the lyric encoder alone (the original's `prime_*_dropout`) is on in a training
+    step: two seeds give two losses, neither the deterministic one."""
+    enc = dataclasses.replace(case.cfg.lyric_encoder, attn_dropout=0.2, resid_dropout=0.2, emb_dropout=0.2)
+    task = PriorTask(dataclasses.replace(case.cfg, lyric_encoder=enc), OptimConfig(lr=1e-4))
+    tokens, labels, _ = case.inputs
+    step = jax.jit(task.step)
+    a, b = (float(step(task.init(case.params, seed), {"tokens": tokens, "labels": labels})[1]["loss"]) for seed in (1, 2))
+    base = float(case.step[0][0])  # no dropout
+    assert a != b and base not in (a, b)
 
 
 @pytest.mark.slow

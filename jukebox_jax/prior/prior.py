@@ -23,13 +23,11 @@ import numpy as np
 import optax
 
 from jukebox_jax.config import Lyrics, PriorConfig
-from jukebox_jax.layers import cpu_device, draw, embed, layer_norm, normal, zeros
+from jukebox_jax.layers import Params, cpu_device, draw, embed, layer_norm, normal, zeros
 from jukebox_jax.prior import layout
 from jukebox_jax.prior.attention import Cache, Geometry
 from jukebox_jax.prior.conditioners import LabelConditioner, MusicTokenConditioner
 from jukebox_jax.prior.transformer import Captured, Execution, LayerSpec, Remat, Transformer, init_caches
-
-Params = dict
 
 
 def _shift_in(start: jax.Array, x: jax.Array) -> jax.Array:

@@ -1,6 +1,6 @@
-"""The two training steps the loop runs, as `(state, batch) -> (state, metrics)` functions:
-`vqvae_step` (reconstruction, commitment and spectral losses; the codebooks learned by their
-EMA) and `prior_step` (next-token and lyric losses in bits). Each also has an `init` and an
+"""The two training tasks the loop runs, each a `step` `(state, batch) -> (state, metrics)`:
+`VQVAETask` (reconstruction, commitment and spectral losses; the codebooks learned by their
+EMA) and `PriorTask` (next-token and lyric losses in bits). Each also has an `init` and an
 `evaluate` (the loss on held-out batches, no update). Batches are dicts of arrays:
 
     VQ-VAE: audio [b, t, 1] float32
@@ -20,15 +20,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jukebox_jax.config import DType, PriorConfig, VQVAEConfig
+from jukebox_jax.config import DType, PriorConfig, TransformerConfig, VQVAEConfig
+from jukebox_jax.layers import Params
 from jukebox_jax.prior.transformer import Remat
 from jukebox_jax.train import codebook, optim
 from jukebox_jax.train import prior as prior_train
 from jukebox_jax.train import vqvae as vqvae_train
 from jukebox_jax.train.loop import KeyUse, Metrics, TrainState, new_key, run_key
 from jukebox_jax.vqvae import VQVAE
-
-Params = dict
 
 
 def _split(state: TrainState) -> tuple[jax.Array, jax.Array]:
@@ -137,13 +136,9 @@ class PriorTask:
     def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
         key, sub = _split(state)
         dropout = sub if _has_dropout(self.config) else None
-
-        def loss(params):
-            return prior_train.prior_loss(
-                self.model, params, batch["tokens"], batch["labels"], batch.get("upper"), rng=dropout, remat=self.remat
-            )
-
-        (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+        (_, metrics), grads = prior_train.prior_value_and_grad(
+            self.model, state.params, batch["tokens"], batch["labels"], batch.get("upper"), rng=dropout, remat=self.remat
+        )
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         metrics.update(_optimizer_metrics(self.optim, grads, state.opt_state.count))
         return TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state, None, key), metrics
@@ -157,5 +152,6 @@ class PriorTask:
 
 
 def _has_dropout(cfg: PriorConfig) -> bool:
-    t = cfg.transformer
-    return any((t.attn_dropout, t.resid_dropout, t.emb_dropout))
+    """Whether any dropout rate of the prior's stack or its lyric encoder is above 0."""
+    stacks: tuple[TransformerConfig | None, ...] = (cfg.transformer, cfg.lyric_encoder)
+    return any(t.attn_dropout or t.resid_dropout or t.emb_dropout for t in stacks if t is not None)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from jukebox_jax.config import VQVAEConfig
 from jukebox_jax.errors import InputError
+from jukebox_jax.layers import Params
 from jukebox_jax.train.codebook import CodebookState, ema_update, restart_candidates, restore_state
 from jukebox_jax.train.spectral import (
     SPECTRAL,
@@ -32,8 +33,6 @@ from jukebox_jax.train.spectral import (
 )
 from jukebox_jax.vqvae.bottleneck import dequantise, quantise
 from jukebox_jax.vqvae.encdec import Decoder, Encoder
-
-Params = dict
 
 
 @dataclasses.dataclass(frozen=True)
