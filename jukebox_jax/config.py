@@ -351,6 +351,8 @@ class PriorConfig:
             raise ConfigError("exactly the priors below the top level have a conditioner")
         if self.transformer.blocks is not None and self.n_positions % self.transformer.blocks:
             raise ConfigError(f"context {self.n_positions} is not a multiple of blocks={self.transformer.blocks}")
+        if self.n_tokens % 2:
+            raise ConfigError(f"n_tokens={self.n_tokens} must be even (a window's lyric tokens lie n_tokens / 2 either side of its midpoint)")
 
     @property
     def n_positions(self) -> int:

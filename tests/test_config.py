@@ -212,6 +212,14 @@ def test_invalid_attn_order_raises():
         TransformerConfig(width=8, depth=1, heads=1, attn_order=-1, blocks=None)
 
 
+def test_odd_lyric_token_count_is_refused():
+    """A window's lyric tokens lie n_tokens / 2 either side of its midpoint (the original asserts
+    the count): an odd n_tokens gave label rows one column short."""
+    top = JukeboxConfig.from_preset("tiny_5b_lyrics").prior(2)
+    with pytest.raises(ConfigError, match="n_tokens=33 must be even"):
+        dataclasses.replace(top, n_tokens=33)
+
+
 # ----------------------------------------------------------------------------------------
 # Our own JSON form
 
