@@ -314,7 +314,7 @@ class Jukebox:
         `top_k=1` is greedy; otherwise tokens are drawn at `temperature`, from the
         `top_k` most likely or the `top_p` nucleus; or pass a sampling `method` object
         (`jukebox_jax.sampling.Greedy`, `Temperature`, `TopK`, `TopP`) instead. The prompt is read in chunks of
-        `chunk_size` (default: one). The new tokens are decoded in jitted calls of
+        `chunk_size` tokens (default: the whole prompt in one call). The new tokens are decoded in jitted calls of
         `steps_per_call` (default: one call), after each of which `on_tokens(done, total)`
         is told how many of the window's new tokens exist. For 1b_lyrics the window is sampled over the joint
         vocabulary after the lyric prefix, and lyric ids drawn at music positions become 0,

@@ -4,8 +4,10 @@ to the end; each window continues the codes already there, conditioned on its ow
 and, below the top, on the codes of the level above.
 
 Codes are plain numpy arrays `[n_samples, tokens]`, one per level (level 0 first). Each
-window's key is derived from (key, level, window start, batch chunk), never from a running
-stream, so a run resumed from saved codes gives exactly what an uninterrupted one gives.
+window's key is derived from (key, level, window start), one per sample (`row_keys`), never
+from a running stream or the batch a sample is drawn in: a sample does not depend on
+`max_batch_size`, and a run resumed from saved codes gives exactly what an uninterrupted one
+gives.
 """
 
 from __future__ import annotations

@@ -323,8 +323,8 @@ class TransposeBlock(SelfAttention):
 
 
 class SummarySpread(TransposeBlock):
-    """The last `spread` positions of every finished block, after one block's worth of zero
-    keys. probs `[b, h, t, n * spread]`. Not sampleable (nor in the original)."""
+    """The last `spread` positions of every finished block, after `spread` zero keys (the tail
+    of an empty block before the first). probs `[b, h, t, n * spread]`. Not sampleable (nor in the original)."""
 
     @property
     def tail(self) -> int:

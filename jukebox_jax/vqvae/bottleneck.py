@@ -2,7 +2,7 @@
 
 Distances are computed in float32 whatever the VQ-VAE's compute dtype (as logits are): the
 nearest code is an argmin over differences of large sums, which bfloat16 would mostly
-randomise. Training-time codebook EMA state is not part of inference and arrives with training.
+randomise. Training's codebook EMA and restarts are in `jukebox_jax.train.codebook`.
 """
 
 from __future__ import annotations
@@ -34,9 +34,3 @@ def dequantise(codes: jax.Array, codebook: jax.Array) -> jax.Array:
     """Codes `[B, T]` -> code vectors `[B, T, D]` in the codebook's dtype."""
     return jnp.take(codebook, codes, axis=0)
 
-
-def codebook_from_samples(x: jax.Array, l_bins: int, key: jax.Array) -> jax.Array:
-    """A codebook `[l_bins, D]` of encoder outputs drawn at random from `x [..., D]`: the
-    original `BottleneckBlock.init_k` start, so every code is near some real input."""
-    flat = x.reshape(-1, x.shape[-1])  # [N, D]
-    return flat[jax.random.randint(key, (l_bins,), 0, flat.shape[0])]

@@ -110,5 +110,5 @@ class Decoder(nn.Module):
             x = DecoderBlock(
                 down_t=cfg.downs_t[l], stride=cfg.strides_t[l], reverse_dilation=cfg.reverse_decoder_dilation,
                 **_shared_sizes(cfg, self.level), name=f"block_{l}",
-            )(x)  # [B, T_in * downsamples[l], emb_width]
+            )(x)  # [B, T_in * strides_t[l] ** downs_t[l], emb_width]
         return conv1d(1, 3, padding=1, precision=cfg.precision, name="proj_out")(x)
