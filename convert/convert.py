@@ -31,8 +31,6 @@ from convert.table import Row, vqvae_rows
 from convert.table_prior import prior_rows
 from jukebox_jax import Jukebox
 from jukebox_jax.config import (
-    MODEL_PRESETS,
-    PRESETS,
     ConfigError,
     DType,
     JukeboxConfig,
@@ -91,15 +89,13 @@ def convert_checkpoint(
 
 
 def _resolve(config: JukeboxConfig | VQVAEConfig | PriorConfig | str | None) -> JukeboxConfig | None:
-    """The given structure as a whole model's config: a preset name of a whole model
-    (`MODEL_PRESETS`) or of one part (`PRESETS`), or one part's config."""
+    """The given structure as a whole model's config: a preset name (`JukeboxConfig.from_preset`)
+    or one part's config."""
     if isinstance(config, str):
-        if config in MODEL_PRESETS:
+        try:
             return JukeboxConfig.from_preset(config)
-        if config not in PRESETS:
-            parts = sorted(set(PRESETS) - set(MODEL_PRESETS))
-            raise ConversionError(f"unknown preset {config!r}; choose a whole model {list(MODEL_PRESETS)} or a part {parts}")
-        config = PRESETS[config]
+        except ConfigError as e:
+            raise ConversionError(str(e)) from None
     if isinstance(config, VQVAEConfig):
         config = JukeboxConfig(vqvae=config)
     elif isinstance(config, PriorConfig):

@@ -20,7 +20,7 @@ from jukebox_jax.errors import CheckpointError, InputError, Interrupted, shown
 from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, read_codes, read_prompt
 from jukebox_jax.generation.job import CODES_FILE, JobSource, Mode, Placement, SampleRequest, check_job, job_record
 from jukebox_jax.generation.levels import Codes, LevelSettings
-from jukebox_jax.generation.windows import get_starts
+from jukebox_jax.generation.windows import level_windows
 from jukebox_jax.io import check_memory, writable_ancestor
 from jukebox_jax.jukebox import Jukebox, check_method
 from jukebox_jax.labels import int32_seconds
@@ -575,13 +575,11 @@ def encode_prompt(jb: Jukebox, prompt: Prompt, n: int) -> Codes:
 
 def count_windows(config: JukeboxConfig, request: SampleRequest) -> int:
     """The windows the job samples over its levels (placed as `sample_level` places them)."""
-    n = 0
-    for level in request.levels:
-        cfg = config.prior(level)
-        total = request.sample_length // cfg.raw_to_tokens
-        hop = int(request.settings[level].hop_fraction * cfg.n_ctx)
-        n += len(get_starts(total, cfg.n_ctx, hop)) if total >= cfg.n_ctx else 1
-    return n
+    priors = {level: config.prior(level) for level in request.levels}
+    return sum(
+        len(level_windows(cfg, request.sample_length // cfg.raw_to_tokens, request.settings[level].hop_fraction))
+        for level, cfg in priors.items()
+    )
 
 
 class Progress:

@@ -48,6 +48,7 @@ from jukebox_jax.errors import InputError, shown
 from jukebox_jax.layers import AXES as LOGICAL_AXES
 from jukebox_jax.layers import is_param
 from jukebox_jax.params import Params, boxed_shapes
+from jukebox_jax.prior.attention import cache_axes
 
 MESH_AXES = ("data", "model")
 MeshAxes = str | tuple[str, ...] | None  # what one logical axis maps onto
@@ -191,11 +192,10 @@ def partition_specs(part: Part, mesh_axes: Mapping[str, int], rules: Rules | Non
 
 def cache_specs(part: PriorConfig, mesh_axes: Mapping[str, int], batch: int, rules: Rules | None = None) -> dict:
     """A `PartitionSpec` per KV-cache array of a prior sampling `batch` samples: axes
-    `batch, heads, <positions>, kv` (as `prior.attention.constrain` names them)."""
+    `batch, heads, <positions>, kv` (`prior.attention.cache_axes`)."""
     rules = part_rules(part, mesh_axes, rules)
-    names = lambda x: ("batch", "heads", "cache_length", *(None,) * (x.ndim - 4), "kv")
     shapes = jax.eval_shape(lambda: prior.init_cache(part, batch))
-    return jax.tree.map(lambda x: spec(names(x), x.shape, rules, mesh_axes), shapes)
+    return jax.tree.map(lambda x: spec(cache_axes(x.ndim), x.shape, rules, mesh_axes), shapes)
 
 
 def shardings(config: JukeboxConfig, mesh: Mesh, rules: Rules | None = None) -> Params:

@@ -220,7 +220,7 @@ CASES = {
         r"'weight_map' must map tensor names to shard file names",
         "hf/model.safetensors.index.json",
     ),
-    "unknown preset": Case(lambda f, t: [f / "vqvae.pth.tar"], r"unknown preset '7b'; choose a whole model", None, config="7b"),
+    "unknown preset": Case(lambda f, t: [f / "vqvae.pth.tar"], r"unknown preset '7b'; whole models: ", None, config="7b"),
     "config of another type": Case(
         lambda f, t: [f / "vqvae.pth.tar"], r"config must be a JukeboxConfig, a VQVAEConfig or PriorConfig, or a preset name, got dict", None, config={}
     ),

@@ -21,7 +21,7 @@ import numpy as np
 from jukebox_jax import checks
 from jukebox_jax.config import PriorConfig
 from jukebox_jax.errors import InputError
-from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
+from jukebox_jax.generation.windows import level_windows, upper_codes_of_window
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
 from jukebox_jax.sampling.decode import row_keys
@@ -119,12 +119,7 @@ def sample_level(
     Shorter than the context: one partial window ending at `total_tokens` (the original's
     `sample_partial_window` would sample `total_tokens` *more* after a prompt; we stop at the
     requested length)."""
-    cfg = jb.config.prior(level)
-    if total_tokens >= cfg.n_ctx:
-        windows = [(start, cfg.n_ctx) for start in get_starts(total_tokens, cfg.n_ctx, int(settings.hop_fraction * cfg.n_ctx))]
-    else:
-        windows = [(0, total_tokens)]
-    for start, n_tokens in windows:
+    for start, n_tokens in level_windows(jb.config.prior(level), total_tokens, settings.hop_fraction):
         zs = sample_window(jb, zs, level, songs, start, n_tokens, key, settings, on_tokens)
         if on_window is not None:
             on_window(level, start, zs)

@@ -18,6 +18,15 @@ def get_starts(total_length: int, n_ctx: int, hop_length: int) -> list[int]:
     return starts
 
 
+def level_windows(cfg: PriorConfig, total_tokens: int, hop_fraction: float) -> list[tuple[int, int]]:
+    """`(start, n_tokens)` of each window that brings the prior `cfg`'s level to `total_tokens`
+    codes: whole contexts `hop_fraction * n_ctx` apart (`get_starts`); shorter than one context,
+    one partial window ending at `total_tokens`."""
+    if total_tokens < cfg.n_ctx:
+        return [(0, total_tokens)]
+    return [(start, cfg.n_ctx) for start in get_starts(total_tokens, cfg.n_ctx, int(hop_fraction * cfg.n_ctx))]
+
+
 def upper_codes_of_window(cfg: PriorConfig, upper: np.ndarray, start: int) -> np.ndarray:
     """The codes of the level above that condition the window at `start` (original
     `get_z_conds`): `[b, n_ctx // cond_downsample]`."""

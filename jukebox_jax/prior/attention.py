@@ -123,11 +123,15 @@ def _put(cache: jax.Array, new: jax.Array, index: tuple, keep_old: jax.Array | b
     return jax.lax.dynamic_update_slice(cache, new.astype(cache.dtype), index)
 
 
+def cache_axes(ndim: int) -> tuple[str | None, ...]:
+    """The logical axis names of a KV-cache array of `ndim` axes: `batch, heads, <positions>,
+    kv`; a column-major cache's second position axis is unnamed (a name may appear once)."""
+    return ("batch", "heads", "cache_length", *(None,) * (ndim - 4), "kv")
+
+
 def constrain(cache: Cache) -> Cache:
-    """Names the cache's axes for sharding (a no-op without a mesh and rules); a
-    column-major cache's second position axis is unnamed (a name may appear once)."""
-    names = lambda x: ("batch", "heads", "cache_length", *(None,) * (x.ndim - 4), "kv")
-    return {name: nn.with_logical_constraint(x, names(x)) for name, x in cache.items()}
+    """Names the cache's axes for sharding (`cache_axes`; a no-op without a mesh and rules)."""
+    return {name: nn.with_logical_constraint(x, cache_axes(x.ndim)) for name, x in cache.items()}
 
 
 # -- The kinds ----------------------------------------------------------------------------

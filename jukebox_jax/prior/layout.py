@@ -43,6 +43,9 @@ class Layout(enum.Enum):
     SCAN = "scan"
 
 
+EXECUTION_LAYOUT = {Execution.SCAN: Layout.SCAN, Execution.UNROLLED: Layout.UNROLLED}  # what each form applies
+
+
 def layout_of(tree: Tree) -> Layout:
     if SELF in tree or CROSS in tree:
         return Layout.CANONICAL

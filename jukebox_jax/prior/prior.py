@@ -173,7 +173,9 @@ class Prior(nn.Module):
         h, captured = self.transformer(x, ctx.encoder_kv, capture)
         return PriorOutput(self._head(h, x_cond), ctx.lyric_logits, captured)
 
-    def extend(self, inputs: jax.Array, t0: jax.Array, ctx: Context, caches: dict[str, Cache], step: bool = False):
+    def extend(
+        self, inputs: jax.Array, t0: jax.Array, ctx: Context, caches: dict[str, Cache], step: bool = False
+    ) -> tuple[jax.Array, dict[str, Cache]]:
         """Positions `t0..t0+L-1` against `caches` of the earlier ones: `inputs [b, L]` are the
         sequence ids at positions `t0-1..t0+L-2` (position 0 takes the start embedding
         instead) -> `(logits [b, L, bins], updated caches)`. `step`: one position, decoding."""
@@ -232,7 +234,7 @@ def to_execution(cfg: PriorConfig, params: Params, execution: Execution) -> Para
     wherever the transformer is not used, as in `condition`)."""
 
     def convert(tree, pattern):
-        if layout.layout_of(tree).value == execution.value:
+        if layout.layout_of(tree) is layout.EXECUTION_LAYOUT[execution]:
             return tree
         return layout.to_execution(layout.to_canonical(tree, pattern), pattern, execution)
 
@@ -267,7 +269,15 @@ def init_params(cfg: PriorConfig, key: jax.Array) -> Params:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
-def forward(cfg: PriorConfig, params: Params, tokens, labels, upper_codes, capture: frozenset[int] = frozenset(), execution: Execution = Execution.SCAN) -> PriorOutput:
+def forward(
+    cfg: PriorConfig,
+    params: Params,
+    tokens: jax.Array,
+    labels: jax.Array,
+    upper_codes: jax.Array | None,
+    capture: frozenset[int] = frozenset(),
+    execution: Execution = Execution.SCAN,
+) -> PriorOutput:
     """Teacher-forced pass (`Prior.__call__`) on canonical params; capturing layers runs the
     stack unrolled."""
     execution = Execution.UNROLLED if capture else execution
@@ -313,6 +323,8 @@ def fill_encoder_cache(cfg: PriorConfig, params: Params, ctx: Context, caches: d
     return Prior(cfg, Execution.UNROLLED).apply({"params": to_execution(cfg, params, Execution.UNROLLED)}, ctx, caches, method=Prior.encoder_caches)
 
 
-def extend(cfg: PriorConfig, params: Params, inputs: jax.Array, t0: jax.Array, ctx: Context, caches: dict[str, Cache], step: bool = False):
+def extend(
+    cfg: PriorConfig, params: Params, inputs: jax.Array, t0: jax.Array, ctx: Context, caches: dict[str, Cache], step: bool = False
+) -> tuple[jax.Array, dict[str, Cache]]:
     """`Prior.extend` on canonical or per-layer params (not jitted: callers jit around it)."""
     return Prior(cfg, Execution.UNROLLED).apply({"params": to_execution(cfg, params, Execution.UNROLLED)}, inputs, t0, ctx, caches, step, method=Prior.extend)

@@ -24,8 +24,9 @@ import jax.numpy as jnp
 
 from jukebox_jax import checks, prior
 from jukebox_jax.config import PriorConfig
+from jukebox_jax.layers import Params
 from jukebox_jax.prior import Context
-from jukebox_jax.prior.attention import constrain
+from jukebox_jax.prior.attention import Cache, constrain
 from jukebox_jax.sampling.methods import Method
 
 BROKEN = -1  # the token drawn from logits holding NaN or +inf (activations past float16's range): `Jukebox.sample` refuses it
@@ -38,7 +39,7 @@ class SampleState:
     `key [b]`, each sample's key."""
 
     tokens: jax.Array
-    cache: dict
+    cache: dict[str, Cache]
     step: jax.Array
     key: jax.Array
 
@@ -62,7 +63,7 @@ def _inputs(tokens: jax.Array, t0, length: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def init_buffers(cfg: PriorConfig, prompt: jax.Array) -> tuple[jax.Array, dict]:
+def init_buffers(cfg: PriorConfig, prompt: jax.Array) -> tuple[jax.Array, dict[str, Cache]]:
     """The token buffer `[b, n_positions]` starting with `prompt [b, p]`, and zero caches,
     both named for sharding (made in place, on their devices, under a mesh)."""
     b, p = prompt.shape
@@ -72,12 +73,16 @@ def init_buffers(cfg: PriorConfig, prompt: jax.Array) -> tuple[jax.Array, dict]:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5), donate_argnums=6)
-def _extend(cfg: PriorConfig, params, tokens, t0, ctx: Context, length: int, cache):
+def _extend(
+    cfg: PriorConfig, params: Params, tokens: jax.Array, t0: jax.Array, ctx: Context, length: int, cache: dict[str, Cache]
+) -> tuple[jax.Array, dict[str, Cache]]:
     """One prefill chunk; `cache` is donated (updated in place: one cache in memory, not two)."""
     return prior.extend(cfg, params, _inputs(tokens, t0, length), t0, ctx, cache)
 
 
-def prefill(cfg: PriorConfig, params, ctx: Context, prompt: jax.Array, key: jax.Array, chunk_size: int | None = None):
+def prefill(
+    cfg: PriorConfig, params: Params, ctx: Context, prompt: jax.Array, key: jax.Array, chunk_size: int | None = None
+) -> tuple[SampleState, jax.Array]:
     """Fills the cache with `prompt [b, p]` (transformer ids) in chunks of `chunk_size` (any
     positive size; default one chunk) -> `(SampleState at step p, the prompt's logits [b, p, bins])`.
     The ENC_DEC layers' caches are filled from `ctx.encoder_kv` first, once. `key`: one key,
@@ -100,7 +105,9 @@ def prefill(cfg: PriorConfig, params, ctx: Context, prompt: jax.Array, key: jax.
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6), donate_argnums=(3,))
-def decode(cfg: PriorConfig, params, ctx: Context, state: SampleState, method: Method, n_steps: int, return_logits: bool = False):
+def decode(
+    cfg: PriorConfig, params: Params, ctx: Context, state: SampleState, method: Method, n_steps: int, return_logits: bool = False
+) -> tuple[SampleState, jax.Array | None]:
     """Samples the next `n_steps` positions -> `(state, logits [b, n_steps, bins] or None)`.
     The cache is updated in place (`state` is donated: pass a state you own, as `prefill`
     and `decode` return)."""
@@ -126,7 +133,7 @@ def decode(cfg: PriorConfig, params, ctx: Context, state: SampleState, method: M
 
 
 def decode_chunks(
-    cfg: PriorConfig, params, ctx: Context, state: SampleState, method: Method, n_steps: int, steps_per_call: int
+    cfg: PriorConfig, params: Params, ctx: Context, state: SampleState, method: Method, n_steps: int, steps_per_call: int
 ) -> Iterator[SampleState]:
     """`decode` in calls of `steps_per_call` steps (the last may be shorter), yielding the
     state after each, so a host progress bar can advance during a long window. The tokens
