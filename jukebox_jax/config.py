@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from jukebox_jax.errors import ConfigError, shown
+from jukebox_jax.errors import ConfigError, InputError, shown
 
 
 class AttnKind(enum.IntEnum):
@@ -414,10 +414,11 @@ class JukeboxConfig:
         object.__setattr__(self, "priors", tuple(sorted(self.priors, key=lambda p: p.level)))
 
     def prior(self, level: int) -> PriorConfig:
+        """The prior of `level`; an `InputError` naming the model's levels if it has none."""
         for p in self.priors:
             if p.level == level:
                 return p
-        raise KeyError(f"no prior for level {level}; this model has levels {[p.level for p in self.priors]}")
+        raise InputError(f"no prior for level {level}; this model has levels {[p.level for p in self.priors]}")
 
     def astype(self, dtype: DType | str) -> JukeboxConfig:
         """This config with every prior storing its transformer weights, computing and caching

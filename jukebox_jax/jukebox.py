@@ -283,10 +283,7 @@ class Jukebox:
     def _prior_config(self, level: int) -> PriorConfig:
         levels = [p.level for p in self.config.priors]
         checks.integer("level", level, 0, note=f" (this model's priors: levels {levels})")
-        try:
-            return self.config.prior(level)
-        except KeyError as e:
-            raise InputError(e.args[0]) from None
+        return self.config.prior(level)
 
     def sample(
         self,

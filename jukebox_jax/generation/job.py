@@ -266,8 +266,8 @@ def _checked_start(jb: Jukebox, request: SampleRequest, start_codes: Codes) -> C
     for level in request.levels:
         try:
             cfg = jb.config.prior(level)
-        except KeyError as e:
-            raise InputError(f"levels: {e.args[0]}") from None
+        except InputError as e:
+            raise InputError(f"levels: {e}") from None
         check_level(cfg, request.settings[level], request.sample_length)
         needed = max(needed, level + 1 + (cfg.conditioner is not None))
     if len(start_codes) < needed:
