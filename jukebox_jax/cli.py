@@ -38,7 +38,6 @@ def _demo(out: Path, seconds: float, seed: int) -> None:
     cfg = jb.config.vqvae
     audio = demo_song(seconds, seed, cfg.sample_rate, cfg.hop_lengths[-1])  # [1, n, 1]
     codes = jb.encode(audio)
-    out.mkdir(parents=True, exist_ok=True)
     write_audio(out / "input.wav", audio[0], cfg.sample_rate)
     n = audio.shape[1]
     print(f"jukebox-jax demo: a synthetic song (seed {seed}) through the default model's VQ-VAE (jukebox_jax.default)")

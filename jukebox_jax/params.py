@@ -60,8 +60,9 @@ def cast(config: JukeboxConfig, params: Params) -> Params:
     array at a time (a leaf already in its dtype is kept, not copied); sharded arrays keep
     their sharding. A weight beyond the range of its new dtype (float16's 65504) is a
     `ParamsError` naming it, not an infinity."""
-    check_params(abstract_params(config), params)
-    want = flatten(abstract_params(config))
+    expected = abstract_params(config)
+    check_params(expected, params)
+    want = flatten(expected)
     beyond = []
     for path, x in flatten(params).items():
         dtype = np.dtype(want[path].dtype)
@@ -73,7 +74,7 @@ def cast(config: JukeboxConfig, params: Params) -> Params:
         raise ParamsError(
             f"{len(beyond)} weights would overflow: {', '.join(beyond[:5])}{more}; use bfloat16 (float32's range) or float32"
         )
-    return jax.tree.map(lambda want, x: x if x.dtype == want.dtype else x.astype(want.dtype), abstract_params(config), params)
+    return jax.tree.map(lambda want, x: x if x.dtype == want.dtype else x.astype(want.dtype), expected, params)
 
 
 def flatten(params: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
