@@ -10,6 +10,7 @@ import dataclasses
 import math
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,18 +57,22 @@ def positive_float(text: str) -> float:
     return x
 
 
+def _whole(text: str, rule: str, ok: Callable[[int], bool] = lambda x: True) -> int:
+    """`text` as an int if it is a sign and at most 20 ASCII digits, and `ok`; else an
+    `ArgumentTypeError` saying it is not `rule`."""
+    if not re.fullmatch(r"[+-]?[0-9]{1,20}", text.strip()) or not ok(x := int(text)):
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not {rule}")
+    return x
+
+
 def integer(text: str) -> int:
-    """argparse type: a whole number of at most 20 digits (checked against its bounds later)."""
-    if not re.fullmatch(r"[+-]?\d{1,20}", text.strip()):
-        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number (of at most 20 digits)")
-    return int(text)
+    """argparse type: a whole number (checked against its bounds later)."""
+    return _whole(text, "a whole number (of at most 20 digits)")
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    if not text.strip().isdigit() or len(text) > 20 or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number >= 1 (of at most 20 digits)")
-    return int(text)
+    """argparse type: a whole number >= 1."""
+    return _whole(text, "a whole number >= 1 (of at most 20 digits)", lambda x: x >= 1)
 
 
 def folder_to_write(value: str) -> Path:
@@ -91,9 +96,7 @@ def parse_mode(text: str) -> Mode:
 def seed(text: str) -> int:
     """argparse type: a PRNG seed, 0 <= seed < 2**32 (`jax.random.key` keeps a seed's low 32
     bits: 2**32 would draw as 0)."""
-    if not text.strip().isdigit() or len(text) > 20 or int(text) >= 2**32:
-        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number in [0, 2**32)")
-    return int(text)
+    return _whole(text, "a whole number in [0, 2**32)", lambda x: 0 <= x < 2**32)
 
 
 def host_port(text: str) -> str:

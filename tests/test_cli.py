@@ -114,6 +114,7 @@ BAD = [
     ),
     (["--max-batch-size", "x"], r"argument --max-batch-size: 'x' is not a whole number >= 1"),
     (["--seed", "-1"], r"argument --seed: '-1' is not a whole number in \[0, 2\*\*32\)"),
+    (["--n-samples", "\u0663"], r"argument --n-samples: '\u0663' is not a whole number >= 1"),  # a digit, but not ASCII
     (["--seed", str(2**32)], r"argument --seed: '4294967296' is not a whole number in \[0, 2\*\*32\)"),  # drew as seed 0
     (["--seed", "9" * 5000], r"argument --seed: '9+\.\.\. is not a whole number in \[0, 2\*\*32\)$"),  # cut, not a traceback
     (["--n-samples", "9" * 5000], r"argument --n-samples: '9+\.\.\. is not a whole number >= 1 \(of at most 20 digits\)$"),
