@@ -378,7 +378,7 @@ def test_resume_refuses_other_arguments_naming_what_differs(files, other_model, 
         m.setattr(cli_sample, "load_model", lambda *a: pytest.fail("the model was loaded before the job was refused"))
         assert _differences(_refused(base + ["--dtype", "bfloat16"] + job, capsys)) == {"placement.dtype"}
         assert _differences(_refused(base + ["--weights", "int8"] + job, capsys)) == {"placement.weights"}
-        assert _differences(_refused(base + ["--mesh", "data=1"] + job, capsys)) == {"placement.mesh.data", "placement.mesh.model"}
+        assert _differences(_refused(base + ["--mesh", "data=1"] + job, capsys)) == {"placement.mesh"}
     record = json.loads((tmp_path / "job" / "job.json").read_text())
     assert record["placement"] == {"dtype": "float32", "weights": "float", "mesh": None}
     del record["placement"]  # a job begun before placements were recorded resumes
@@ -389,6 +389,10 @@ def test_resume_refuses_other_arguments_naming_what_differs(files, other_model, 
     primed = ["--mode", "primed", "--prompt-audio", str(files / "prompt.wav"), "--prompt-seconds", "0.01"]
 
     assert _differences(_refused(base + ["--seed", "1"] + job, capsys)) == {"seed"}
+    # the songs, a list of records, are compared record by record (shown whole, both sides were cut alike)
+    message = _refused(base + ["--song-seconds", "30"] + job, capsys)
+    assert _differences(message) == {"songs.2.0.total_length"} and "total_length: 10584000 -> 1323000" in message  # 240 s -> 30 s at 44.1 kHz
+    assert "songs.2: 1 records -> 2" in _refused(base + ["--n-samples", "2"] + job, capsys)
     assert _differences(_refused(base + primed + job, capsys)) == {"source.mode", "source.prompt", "source.prompt_seconds"}
     message = _refused(["sample", "--model", str(other_model), "--seconds", "0.05", "--levels", "2"] + job, capsys)
     assert _differences(message) == {"model"}

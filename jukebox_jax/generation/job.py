@@ -169,8 +169,9 @@ def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
         record = {k: v for k, v in record.items() if k != "placement"}
     differences = job_differences(saved, record)
     if differences:
+        more = f"; and {len(differences) - 6} more" if len(differences) > 6 else ""
         raise JobError(
-            f"{out} holds another job; this request differs in {'; '.join(differences)}. "
+            f"{out} holds another job; this request differs in {'; '.join(differences[:6])}{more}. "
             "Resume it with the arguments it was started with, or choose another output folder"
         )
     return True
@@ -180,25 +181,22 @@ def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
 FREE_FIELDS = ("max_batch_size",)
 
 
-def job_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def job_differences(saved: Any, new: Any, path: str = "") -> list[str]:
     """`"path: saved -> new"` for every leaf that differs between two job records, but for
-    `FREE_FIELDS`."""
-    a, b = _flatten(saved), _flatten(new)
-    keys = sorted(key for key in a.keys() | b.keys() if key.rsplit(".", 1)[-1] not in FREE_FIELDS)
-    return [f"{key}: {_short(a.get(key))} -> {_short(b.get(key))}" for key in keys if a.get(key) != b.get(key)]
+    `FREE_FIELDS`. Lists of records (a level's songs, one per sample) are compared record by
+    record (`songs.2.0.total_length`), or by their counts where those differ."""
+    if isinstance(saved, dict) and isinstance(new, dict):
+        keys = sorted(k for k in saved.keys() | new.keys() if k not in FREE_FIELDS)
+        return [d for k in keys for d in job_differences(saved.get(k), new.get(k), f"{path}.{k}" if path else str(k))]
+    if isinstance(saved, list) and isinstance(new, list) and any(isinstance(x, dict) for x in saved + new):
+        if len(saved) != len(new):
+            return [f"{path}: {len(saved)} records -> {len(new)}"]
+        return [d for i, (x, y) in enumerate(zip(saved, new)) for d in job_differences(x, y, f"{path}.{i}")]
+    return [] if saved == new else [f"{path}: {_short(saved)} -> {_short(new)}"]
 
 
 def _short(value: Any) -> str:
     return "(none)" if value is None else shown(value)
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out = {}
-    for k, v in d.items():
-        out |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-    return out
 
 
 def run_job(
