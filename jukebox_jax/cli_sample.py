@@ -148,7 +148,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--n-samples", type=positive_int, help="samples to draw (default: 1; --mode continue/upsample: as many as --codes holds)")
     p.add_argument("--levels", type=integer, nargs="*", help="levels to sample, e.g. 2 1 (default: every prior of the model; --mode upsample: those below the top)")
-    p.add_argument("--temperature", type=finite_float, default=0.99, help="sampling temperature, > 0 (default: %(default)g)")
+    p.add_argument("--temperature", type=finite_float, default=0.99, help="sampling temperature, 1e-6 to 1e6 (default: %(default)g)")
     p.add_argument("--top-k", type=integer, default=0, help="sample from the k likeliest tokens; 1 is greedy, 0 off (default: %(default)s)")
     p.add_argument("--top-p", type=finite_float, default=0.0, help="sample from the smallest set of tokens holding this probability; 0 off (default: %(default)g)")
     p.add_argument("--max-batch-size", type=positive_int, default=16, help="samples per model call: bounds memory; the draws stay, the logits change by float rounding (README) (default: %(default)s)")

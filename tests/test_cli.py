@@ -121,6 +121,7 @@ BAD = [
     (["--seconds", "x" * 5000], r"argument --seconds: 'x+\.\.\. is not a number$"),
     (["--top-k", "1" * 5000], r"argument --top-k: '1+\.\.\. is not a whole number \(of at most 20 digits\)$"),
     (["--temperature", "0"], r"--temperature/--top-k/--top-p: temperature must be at least 1e-06 .* use top_k=1"),
+    (["--temperature", "1e308", "--top-k", "5"], r"temperature must be at most 1e\+06 .* got 1e\+308$"),  # drew as if no top-k
     (["--top-k", "3", "--top-p", "0.5"], r"give top_k or top_p, not both"),
     (["--levels", "5"], r"--levels 5: the model has priors for levels 0 1 2"),
     (["--levels", "1"], r"level 1 reads the level-2 codes, which cover 0.00 s of the 20.00 s asked; sample level 2 too"),

@@ -103,6 +103,7 @@ CASES = [
     ("temperature nan", sample(temperature=float("nan")), InputError, r"temperature must be a finite number"),
     ("temperature inf", sample(temperature=float("inf")), InputError, r"temperature must be a finite number"),
     ("temperature zero", sample(temperature=0.0), InputError, r"temperature must be at least 1e-06.*top_k=1"),
+    ("temperature past float32", sample(temperature=1e39), InputError, r"temperature must be at most 1e\+06"),
     ("temperature negative", sample(temperature=-1.0), InputError, r"at least 1e-06"),
     ("temperature underflow", sample(temperature=1e-30), InputError, r"at least 1e-06"),
     ("temperature nan greedy", sample(temperature=float("nan"), top_k=1), InputError, r"temperature"),

@@ -155,6 +155,11 @@ def test_job_json_names_the_method():
     assert json.loads(texts[0])["songs"]["2"] == [{"total_length": 1000, "artist": 1, "genres": [2], "lyrics": [5, 6], "offset": 0}]
     with pytest.raises(InputError, match=r"seed must be in 0..4294967295 \(jax.random.key keeps a seed's low 32 bits\)"):
         SampleRequest((2,), 128, 2**32, songs, {2: LevelSettings(Greedy())})  # drew as seed 0
+    # numpy numbers (a seed from np.random, labels from an array) give the same JSON as Python's
+    np_songs = {2: (SongLabels(np.int64(1000), np.int32(1), (np.int64(2),), tuple(np.array([5, 6]))),)}
+    np_settings = {2: LevelSettings(TopK(np.float64(0.7), np.int64(8)), np.float32(0.5), np.int64(16), np.int32(32))}
+    request = SampleRequest((np.int64(2),), np.int64(128), np.uint32(0), np_songs, np_settings)
+    assert json.loads(request.to_json()) == json.loads(texts[2])
 
 
 _SONG = SongLabels(8 * 6144, 1, (2,), (5, 6))

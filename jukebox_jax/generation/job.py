@@ -104,14 +104,15 @@ class SampleRequest:
     source: JobSource = JobSource()
     placement: Placement | None = None
 
-    def __post_init__(self):
-        checks.integer("seed", self.seed, 0, 2**32 - 1, " (jax.random.key keeps a seed's low 32 bits)")
+    def __post_init__(self):  # numbers kept as Python ints (numpy's are not JSON)
+        seed = checks.integer("seed", self.seed, 0, 2**32 - 1, " (jax.random.key keeps a seed's low 32 bits)")
         levels = self.levels
         if not isinstance(levels, tuple) or not levels or len(set(levels)) != len(levels):
             raise InputError(f"levels must be a non-empty tuple of distinct levels, got {shown(levels)}")
-        for level in levels:
-            checks.integer("each of levels", level, 0)
-        checks.integer("sample_length", self.sample_length, 1, note=" (audio samples)")
+        levels = tuple(checks.integer("each of levels", level, 0) for level in levels)
+        sample_length = checks.integer("sample_length", self.sample_length, 1, note=" (audio samples)")
+        for name, value in (("seed", seed), ("levels", levels), ("sample_length", sample_length)):
+            object.__setattr__(self, name, value)
         for name, per_level in (("songs", self.songs), ("settings", self.settings)):
             missing = [level for level in levels if level not in per_level]
             if missing:
@@ -127,7 +128,14 @@ class SampleRequest:
         d["settings"] = {level: s.to_dict() for level, s in self.settings.items()}
         d["source"] = dataclasses.asdict(self.source)
         d["placement"] = None if self.placement is None else dataclasses.asdict(self.placement)
-        return json.dumps(d, sort_keys=True, default=list)
+        return json.dumps(d, sort_keys=True, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value for what `json` cannot write itself: numpy numbers, tuples of them."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return list(value)
 
 
 def codes_digest(codes: Codes) -> str:

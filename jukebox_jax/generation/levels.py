@@ -37,14 +37,15 @@ class LevelSettings:
     max_batch_size: int = 16  # samples per call: bounds memory; same keys, logits equal to float rounding (a resume may change it)
     chunk_size: int | None = 32  # prompt positions per prefill call
 
-    def __post_init__(self):
+    def __post_init__(self):  # numbers kept as Python's (numpy's are not JSON)
         check_is_method(self.method)
         hop = checks.finite_real("hop_fraction", self.hop_fraction)
         if not 0 < hop <= 1:
             raise InputError(f"hop_fraction must be in (0, 1] (the share of a window the next one moves on), got {hop:g}")
-        checks.integer("max_batch_size", self.max_batch_size, 1)
+        object.__setattr__(self, "hop_fraction", hop)
+        object.__setattr__(self, "max_batch_size", checks.integer("max_batch_size", self.max_batch_size, 1))
         if self.chunk_size is not None:
-            checks.integer("chunk_size", self.chunk_size, 1)
+            object.__setattr__(self, "chunk_size", checks.integer("chunk_size", self.chunk_size, 1))
 
     def to_dict(self) -> dict:
         """The fields as plain JSON values, the method as its name and fields."""

@@ -19,6 +19,7 @@ from jukebox_jax.errors import InputError, shown
 # so any temperature whose reciprocal is a finite float32 would draw without overflow; below
 # this one the draw is the greedy one for any logit gap above 1e-4, so ask for that instead.
 MIN_TEMPERATURE = 1e-6
+MAX_TEMPERATURE = 1e6  # past it logits / temperature underflow in float32: top-k and top-p lose their order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +116,11 @@ def _check_temperature(temperature: float) -> None:
         raise InputError(
             f"temperature must be at least {MIN_TEMPERATURE:g} (lower ones draw as greedy decoding does), got {temperature}; "
             "for greedy decoding use top_k=1"
+        )
+    if temperature > MAX_TEMPERATURE:
+        raise InputError(
+            f"temperature must be at most {MAX_TEMPERATURE:g} (higher ones draw every token alike, and the logits "
+            f"scaled by them underflow, so top_k and top_p no longer keep the likeliest), got {temperature:g}"
         )
 
 
