@@ -64,6 +64,7 @@ def files(tmp_path_factory) -> Path:
     np.savez(d / "nolevels.npz", codes=np.zeros((1, 4), np.int64))
     np.savez(d / "range.npz", **{**codes, "level_2": np.full((1, 1), 64)})
     np.savez(d / "level3.npz", **codes, level_3=np.zeros((1, 1), np.int64))
+    np.savez(d / "padded.npz", **codes, level_02=np.zeros((1, 1), np.int64))  # read as level 2, over level_2
     (d / "text.npz").write_text("not a zip")
     soundfile.write(d / "prompt.wav", 0.1 * np.sin(np.arange(SR) / 10.0), SR)  # 1 s
     soundfile.write(d / "empty.wav", np.zeros(0), 22050)
@@ -144,6 +145,7 @@ BAD = [
     (["--mode", "continue", "--codes", "{d}/nolevels.npz"], r"holds no level_\* arrays \(it has \['codes'\]\)"),
     (["--mode", "continue", "--codes", "{d}/range.npz"], r"level_2 holds codes in \[64, 64\], not in \[0, 64\); give the codes.npz"),
     (["--mode", "continue", "--codes", "{d}/level3.npz"], r"holds level_3, but the model has levels 0..2"),
+    (["--mode", "continue", "--codes", "{d}/padded.npz"], r"holds level_02: name each level's codes level_0, level_1, \.\.\.; give"),
     (["--mode", "continue", "--codes", "{d}/long.npz", "--seconds", "0.5"], r"--codes already holds 1.16 s at level 2, --seconds 0.5 no more"),
     (["--mode", "continue", "--codes", "{d}/good.npz", "--n-samples", "3"], r"--n-samples 3: --codes holds 1 sample;"),
     (["--mode", "upsample", "--codes", "{d}/good.npz", "--levels", "2", "1"], r"--mode upsample samples the levels below the top: give --levels without 2"),

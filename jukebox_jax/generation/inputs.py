@@ -26,7 +26,10 @@ def read_codes(path: Path, levels: int, l_bins: int) -> dict[int, np.ndarray]:
     what = f"codes file {path}"
     _check_file(path, what)
     arrays = read_npz(path, what, _FIX)
-    found = {int(m.group(1)): name for name in arrays if (m := re.fullmatch(r"level_(\d+)", name))}
+    found = {int(name[6:]): name for name in arrays if re.fullmatch(r"level_[0-9]+", name)}
+    odd = [name for name in arrays if re.fullmatch(r"level_[0-9]+", name) and name != f"level_{int(name[6:])}"]
+    if odd:  # level_02 beside level_2: one would silently stand for the other
+        raise InputError(f"{what} holds {', '.join(sorted(odd))}: name each level's codes level_0, level_1, ...; {_FIX}")
     if not found:
         raise InputError(f"{what} holds no level_* arrays (it has {sorted(arrays) or 'nothing'}); {_FIX}")
     if max(found) >= levels:
