@@ -274,6 +274,11 @@ def test_resume_after_kill_is_identical(tiny, tmp_path):
         with pytest.raises(JobError, match=rf"{tmp_path / 'killed'} cannot be resumed: .*Sample again into a new folder"):
             run_job(tiny, tmp_path / "killed", request, start, resume=True)
     codes.write_bytes(good)
+    # what stands where the audio goes is named before sampling (it was a bare 'File exists' after it)
+    (tmp_path / "killed" / "level_1").write_text("notes")
+    with pytest.raises(JobError, match=r"killed/level_1 is in the way of the job's level-1 audio: move it away and resume"):
+        run_job(tiny, tmp_path / "killed", request, start, resume=True)
+    (tmp_path / "killed" / "level_1").unlink()
     (tmp_path / "killed" / ".partial-x.npz").write_bytes(b"")  # a temporary file a kill left
     # resumed with another batch limit (as after running out of memory): the same samples
     one_by_one = {level: dataclasses.replace(s, max_batch_size=1) for level, s in SETTINGS.items()}

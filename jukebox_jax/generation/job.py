@@ -242,6 +242,8 @@ def _run_job(
     record = job_record(dataclasses.replace(request, placement=placement), jb.fingerprint(), zs)
     codes_file = out / CODES_FILE
     resuming = check_job(out, record, resume)
+    if resuming:
+        _check_nothing_in_the_way(out, request)
     if resuming and codes_file.exists():
         zs = _saved_codes(codes_file, zs, jb.config.priors[0].l_bins)
     _every_process_has_read()
@@ -262,6 +264,20 @@ def _run_job(
         if jb.config.vqvae is not None:
             write_level_audio(jb, out / f"level_{level}", zs[level], level)
     return zs
+
+
+def _check_nothing_in_the_way(out: Path, request: SampleRequest) -> None:
+    """Raises `JobError` naming a file where a level's audio folder goes, or a folder where one
+    of its wavs goes (found after sampling, it was a bare 'File exists')."""
+    n = len(next(iter(request.songs.values())))
+    for level in request.levels:
+        folder = out / f"level_{level}"
+        if folder.exists() and not folder.is_dir():
+            blocking = folder
+        else:
+            blocking = next((wav for i in range(n) if (wav := folder / f"sample_{i}.wav").is_dir()), None)
+        if blocking is not None:
+            raise JobError(f"{blocking} is in the way of the job's level-{level} audio: move it away and resume")
 
 
 def _checked_start(jb: Jukebox, request: SampleRequest, start_codes: Codes) -> Codes:
