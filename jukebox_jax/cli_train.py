@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from jukebox_jax import checkpoint, tokenizer
 from jukebox_jax.cli_sample import device_mesh, finite_float, integer, positive_float, positive_int, seed
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, preset
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import ConfigError, InputError
 from jukebox_jax.io import check_memory, check_output_folder, exclusive
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
@@ -137,6 +138,38 @@ def _optim(args: argparse.Namespace) -> optim.OptimConfig:
         weight_decay=args.weight_decay,
         ema_mu=args.ema,
     )
+
+
+_FLAGS = {  # the option that sets each field of OptimConfig and RunConfig
+    "lr": "--lr", "lr_warmup": "--warmup", "lr_decay": "--linear-decay", "weight_decay": "--weight-decay",
+    "ema_mu": "--ema", "steps": "--steps", "save_every": "--save-every", "eval_every": "--eval-every",
+    "eval_fraction": "--eval-fraction",
+}
+
+
+def _check_settings(args: argparse.Namespace) -> None:
+    """The training options, checked before any song is read (encoding a dataset takes hours),
+    each error led by its flag."""
+    try:
+        data.check_eval_fraction(args.eval_fraction)
+        _optim(args)
+        loop.RunConfig(args.steps, args.save_every, args.eval_every, seed=args.seed)
+    except (ConfigError, InputError) as e:
+        field = re.match(r"(?:OptimConfig\.)?(\w+)", str(e)).group(1)
+        raise InputError(f"{_FLAGS.get(field, field)}: {e}") from None
+
+
+def _check_fits(args: argparse.Namespace, prior: PriorConfig, vq: VQVAEConfig) -> None:
+    """`--init`'s prior reads codes of `--vqvae`'s VQ-VAE: its codebook, hops and sample rate."""
+    pairs = {"l_bins": (prior.l_bins, vq.l_bins), "downs_t": (prior.downs_t, vq.downs_t), "strides_t": (prior.strides_t, vq.strides_t)}
+    if prior.labels is not None:
+        pairs["sample_rate"] = (prior.labels.sample_rate, vq.sample_rate)
+    differ = [f"{name} {ours} against {theirs}" for name, (ours, theirs) in pairs.items() if ours != theirs]
+    if differ:
+        raise InputError(
+            f"--init {args.init}'s level-{args.level} prior does not read the codes of --vqvae {args.vqvae} "
+            f"({'; '.join(differ)}): give the --vqvae it was trained with (one holding its VQ-VAE, e.g. --init's own)"
+        )
 
 
 def _structure(name: str | None) -> JukeboxConfig:
@@ -418,6 +451,8 @@ def train_prior(args: argparse.Namespace) -> None:
     init = None if args.init is None else Jukebox.load(args.init)
     if init is not None and args.level not in [p.level for p in init.config.priors]:
         raise InputError(f"--init {args.init} holds no level-{args.level} prior")
+    if init is not None and base is not None and base.config.vqvae is not None:
+        _check_fits(args, init.config.prior(args.level), base.config.vqvae)
     new = None if init is not None else _new_prior(args, base)  # checked before the songs are encoded
     n_ctx = (new or init.config.prior(args.level)).n_ctx
     _check_batch(args.batch_size, f"windows of {n_ctx} tokens", n_ctx * 8)  # codes and those of the level above
@@ -565,6 +600,7 @@ def run(args: argparse.Namespace) -> None:
             f"give --config (a new model's structure) or --init (fine-tune {args.init} in its own structure), not both"
         )
     _check_mesh(args.mesh, args.batch_size)
+    _check_settings(args)
     ours = (loop.RUN, loop.CHECKPOINTS, CODES)
     check_output_folder(args.out, ours, "training run")  # before anything is written
     data_folder = args.data.resolve()

@@ -266,6 +266,18 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
             "--batch-size 1000000000: a batch of 1000000000 windows of 44032 samples takes about 176.1 TB of memory, "
             "more than 12.5% of this machine's",
         ),
+        *(  # refused before the songs are encoded (they were after it), led by the flag, not OptimConfig's field
+            (f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b {extra}", message)
+            for extra, message in (
+                ("--ema 1.5", "--ema: OptimConfig.ema_mu=1.5: must be None (no EMA) or in (0, 1)"),
+                ("--eval-every -1", "--eval-every: eval_every must be 0 (never) or positive, got -1"),
+                ("--eval-fraction 1", "--eval-fraction: eval_fraction 1 must lie in [0, 1)"),
+            )
+        ),
+        (  # the fine-tuned model paired a 256-code prior with a 64-code VQ-VAE: found when sampling, blaming the codes
+            f"train prior --level 2 --data {songs} --vqvae {vqvae} --init {default.PATH} --out {tmp_path / 'g'}",
+            f"--init {default.PATH}'s level-2 prior does not read the codes of --vqvae {vqvae} (l_bins 256 against 64;",
+        ),
         (  # refused before the songs are encoded
             f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b --batch-size 1000000000",
             "--batch-size 1000000000: a batch of 1000000000 windows of ",

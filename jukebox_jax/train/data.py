@@ -58,6 +58,12 @@ class Song:
     lyrics: str  # the whole song's ("" without metadata)
 
 
+def check_eval_fraction(eval_fraction: float) -> None:
+    """The share of songs `Folder.split` holds out lies in [0, 1)."""
+    if not 0 <= eval_fraction < 1:
+        raise InputError(f"eval_fraction {eval_fraction:g} must lie in [0, 1)")
+
+
 @dataclasses.dataclass(frozen=True)
 class Folder:
     """A folder's songs (sorted by name) and label tables (empty without metadata)."""
@@ -84,8 +90,7 @@ class Folder:
         """(train, held-out): a song is held out when the hash of its name, in [0, 1), is below
         `eval_fraction`. With two songs or more and `eval_fraction > 0`, at least one is held
         out and at least one trains."""
-        if not 0 <= eval_fraction < 1:
-            raise InputError(f"eval_fraction {eval_fraction} must lie in [0, 1)")
+        check_eval_fraction(eval_fraction)
         h = [int.from_bytes(hashlib.sha256(s.name.encode()).digest()[:8], "big") / 2**64 for s in self.songs]
         held = {i for i, x in enumerate(h) if x < eval_fraction}
         if len(self.songs) >= 2 and eval_fraction > 0:
