@@ -455,13 +455,27 @@ def label_names(config: JukeboxConfig, levels: tuple[int, ...], artist: str | No
 
 
 def song_labels(config: JukeboxConfig, levels: tuple[int, ...], song_length: int, artist: str, genre: str, lyrics: str, n: int) -> dict:
-    """Each sampled level's labels of the song, `n` times."""
+    """Each sampled level's labels of the song, `n` times. A name one prior knows and another does
+    not (a fine-tune of the top prior alone on new artists) is named with the level lacking it."""
     from jukebox_jax import tokenizer
 
-    try:
-        return {level: (tokenizer.song_labels(config.prior(level), song_length, artist, genre, lyrics),) * n for level in levels}
-    except (ValueError, ImportError) as e:
-        raise InputError(str(e)) from None
+    songs, failed = {}, {}
+    for level in levels:
+        try:
+            songs[level] = (tokenizer.song_labels(config.prior(level), song_length, artist, genre, lyrics),) * n
+        except (ValueError, ImportError) as e:
+            failed[level] = str(e)
+    if not failed:
+        return songs
+    level, problem = max(failed.items())
+    if not songs:
+        raise InputError(problem)
+    known = " ".join(map(str, sorted(songs, reverse=True)))
+    which = f"prior of level {known} knows" if len(songs) == 1 else f"priors of levels {known} know"
+    raise InputError(
+        f"the level-{level} prior: {problem} The {which} it: fine-tune level {level} on the same songs too "
+        f"(train prior --level {level} --init), or sample --levels {known}"
+    )
 
 
 def level_settings(args: argparse.Namespace, config: JukeboxConfig, levels: tuple[int, ...]) -> dict[int, LevelSettings]:

@@ -658,3 +658,21 @@ def test_the_eta_leaves_out_each_levels_first_sampled_window(capsys):
     progress.on_window(1, 0, [])  # level 1 compiles its own kernels
     assert progress.windows.initial == 4
     progress.close()
+
+
+def test_a_name_only_the_top_prior_knows_is_named_with_the_level_lacking_it():
+    """After a fine-tune of the top prior alone on a new artist (the README's recipe is one level
+    at a time), sampling every level said the model did not know the artist, naming no level."""
+    def relabelled(p, artists):
+        return dataclasses.replace(p, labels=dataclasses.replace(p.labels, artists=artists, artist_bins=len(artists)))
+
+    config = JukeboxConfig.from_preset("small")
+    config = dataclasses.replace(config, priors=tuple(relabelled(p, ("lark", "zed")[: 1 + (p.level == 2)]) for p in config.priors))
+    with pytest.raises(InputError, match=(
+        r"^the level-1 prior: artist 'zed' \(as 'zed'\) is not in the model's artist table\. .* The prior of level 2 knows "
+        r"it: fine-tune level 1 on the same songs too \(train prior --level 1 --init\), or sample --levels 2$"
+    )):
+        cli_sample.song_labels(config, (2, 1, 0), 16000 * 20, "zed", "unknown", "", 1)
+    assert set(cli_sample.song_labels(config, (2,), 16000 * 20, "zed", "unknown", "", 1)) == {2}
+    with pytest.raises(InputError, match=r"^artist 'nobody' .* This model knows 'lark', 'zed'\.$"):  # no level knows it
+        cli_sample.song_labels(config, (2, 1, 0), 16000 * 20, "nobody", "unknown", "", 1)
