@@ -118,6 +118,11 @@ def test_run_folder_refusals(tmp_path):
     assert (tmp_path / "run.json").read_text() == before  # the run's record is left as it was
     with pytest.raises(InputError, match="no training run to resume"):
         train(tmp_path / "new", 4, resume=True)
+    train(tmp_path / "lost", 2)
+    (tmp_path / "lost" / "run.json").unlink()
+    for resume in (False, True):  # a new run wrote over the old run's checkpoints
+        with pytest.raises(InputError, match=r"lost holds checkpoints but no run.json \(removed\?\).*move .*checkpoints away"):
+            train(tmp_path / "lost", 4, resume=resume)
     record = json.loads((tmp_path / "run.json").read_text())
     (tmp_path / "run.json").write_text(json.dumps({k: v for k, v in record.items() if k != "format"}))
     with pytest.raises(InputError, match=r"begun by another version of jukebox-jax \(run format 1, this one writes 3\)"):

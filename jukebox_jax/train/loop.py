@@ -235,7 +235,12 @@ def check_start(
     checks what it knows before it prepares the data, e.g. encodes songs into the run folder).
     A run of format 2 is compared in the keys it recorded, `legacy()` giving their values in
     its form where that changed (one digest of all songs, not one per song)."""
-    path = Path(out) / RUN
+    path, checkpoints = Path(out) / RUN, Path(out) / CHECKPOINTS
+    if not path.is_file() and checkpoints.is_dir() and any(checkpoints.iterdir()):  # a new run would write over them
+        raise InputError(
+            f"{out} holds checkpoints but no {RUN} (removed?): the run they belong to cannot be checked; move "
+            f"{checkpoints} away, or train into another --out"
+        )
     if resume and not path.is_file():
         raise InputError(f"{out} holds no training run to resume; leave out --resume to start one")
     if not path.is_file():
