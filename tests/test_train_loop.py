@@ -158,6 +158,22 @@ def test_a_diverged_step_stops_the_run_before_saving_it(tmp_path, bad):
     assert np.isfinite(run.restore(fresh()).params["w"]).all()
 
 
+def test_a_non_finite_held_out_loss_stops_the_run_before_saving(tmp_path):
+    """Weights blown up but finite (`--lr 1e30`) trained on, giving NaN held-out losses, and
+    were saved as the run's model; the run stops at that evaluation instead."""
+
+    def blown(state: TrainState, batch):
+        new, metrics = step(state, batch)
+        return new.replace(params={"w": jnp.where(state.step == 3, 1e30 * new.params["w"], new.params["w"])}), metrics
+
+    run = Run(tmp_path, RunConfig(6, save_every=2, eval_every=2))
+    run.start(SPEC, False)
+    evaluate = lambda s, b: {"loss": jnp.mean((b["x"] @ s.params["w"] - b["y"]) ** 2)}  # inf past float32
+    with pytest.raises(DivergedError, match=rf"^step 4: its held-out loss is inf: .* {tmp_path} keeps its checkpoint of step 2\."):
+        fit(blown, fresh(), batches, run, evaluate=evaluate, eval_batches=lambda: iter([batches(1000)]))
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"2"}
+
+
 def test_an_update_to_nan_weights_is_not_saved(tmp_path):
     """A step whose loss is finite but whose update is not (the last step, say): the checkpoint
     it would write is refused, the one before kept."""

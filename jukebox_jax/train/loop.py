@@ -316,9 +316,10 @@ def fit(
             raise _diverged(run, i + 1, ", ".join(f"{k} {v}" for k, v in bad.items()))
         run.log(record)
         if jitted_eval is not None and cfg.eval_every and ((i + 1) % cfg.eval_every == 0 or i + 1 == cfg.steps):
-            run.log(
-                {"step": i + 1, "eval": mean_metrics(jitted_eval(state, place_batch(b, mesh)) for b in eval_batches())}
-            )
+            held = mean_metrics(jitted_eval(state, place_batch(b, mesh)) for b in eval_batches())
+            if not math.isfinite(held.get("loss", 0.0)):  # finite but huge weights: not a state to save
+                raise _diverged(run, i + 1, f"its held-out loss is {held['loss']}")
+            run.log({"step": i + 1, "eval": held})
         if (i + 1) % cfg.save_every == 0 or i + 1 == cfg.steps:
             if not _finite(state.params):
                 raise _diverged(run, i + 1, "its update made weights NaN or infinite")
