@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from jukebox_jax.cli_sample import folder_to_write, positive_float, positive_int, seed
+from jukebox_jax.errors import InputError
 from jukebox_jax.synth.dataset import MAX_SONGS
 from jukebox_jax.synth.score import Comping
 
@@ -44,8 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
     synth.add_argument(
         "--vocals",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="sing the lyrics with espeak-ng (default: on where espeak-ng is installed; without it the songs are instrumental)",
+        help="sing the lyrics with espeak-ng; --vocals without it is an error (default: on where espeak-ng is "
+        "installed, else instrumental songs)",
     )
     return {"synth": synth}
 
@@ -57,8 +58,10 @@ def run(args: argparse.Namespace) -> None:
     from jukebox_jax.synth import vocals
     from jukebox_jax.synth.dataset import METADATA_FILE, SynthConfig, check_folder, generate, song_path
 
-    sing = args.vocals and vocals.available()
+    sing = args.vocals is not False and vocals.available()
     if args.vocals and not sing:
+        raise InputError("--vocals: espeak-ng is not installed (apt-get install espeak-ng); or leave out --vocals for instrumental songs")
+    if args.vocals is None and not sing:
         print(
             "espeak-ng is not installed (apt-get install espeak-ng), so the songs are instrumental (their lyrics are in the metadata)"
         )

@@ -462,6 +462,11 @@ def test_cli(tmp_path, capsys, monkeypatch):
         main(["data", "synth", "--out", str(tmp_path / "songs"), "--songs", "1", "--no-vocals"])
     assert refused.value.code == 2 and "holds other files (song_00000.flac, song_00001.flac), not a synthetic dataset" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "songs").iterdir()) == ["song_00000.flac", "song_00001.flac"]
+    monkeypatch.setattr("jukebox_jax.synth.vocals.available", lambda: False)  # asked for, vocals are not left out unsaid
+    with pytest.raises(SystemExit) as refused:
+        main(["data", "synth", "--out", str(tmp_path / "sung"), "--songs", "1", "--vocals"])
+    assert refused.value.code == 2 and "error: --vocals: espeak-ng is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "sung").exists()
     killed = tmp_path / "killed"  # killed while writing synth.json: only its temporary file is there
     killed.mkdir()
     (killed / f"{TEMP_PREFIX}synth.json").write_text("{")
