@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jukebox-jax", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo_parser = sub.add_parser("demo", help="a synthetic song's round trip through the default model's VQ-VAE")
+    what = "a synthetic song's round trip through the default model's VQ-VAE"
+    demo_parser = sub.add_parser("demo", help=what, description=what)
     demo_parser.add_argument("--out", type=cli_sample.folder_to_write, default=DEMO_OUT, help="output folder (default: %(default)s)")
     demo_parser.add_argument(
         "--seconds", type=cli_sample.positive_float, default=DEMO_SECONDS, help="length of the test signal (default: %(default)g)"

@@ -7,7 +7,7 @@ import argparse
 
 from jukebox_jax.cli_sample import folder_to_write, positive_float, positive_int, seed
 from jukebox_jax.errors import InputError
-from jukebox_jax.synth.dataset import MAX_SONGS
+from jukebox_jax.synth.dataset import MAX_SONGS, SAMPLE_RATES
 from jukebox_jax.synth.score import Comping
 
 # Below it, FM sidebands of the highest notes alias (a 1.5 kHz bell: in-tune share 0.77 at 8 kHz).
@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
         "--sample-rate",
         type=positive_int,
         default=16000,
-        help=f"Hz, {MIN_IN_TUNE_RATE} or more for every instrument in tune (default: %(default)s)",
+        help=f"Hz, {SAMPLE_RATES[0]} to {SAMPLE_RATES[1]}; {MIN_IN_TUNE_RATE} or more for every instrument in tune "
+        "(default: %(default)s)",
     )
     synth.add_argument(
         "--comping",

@@ -42,19 +42,22 @@ SILENT_BATCHES = 64  # batches drawn, at most, to find sound for the VQ-VAE's lo
 def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     """The `train` command's subcommands and their options; their parsers by name."""
     sub = p.add_subparsers(dest="part", required=True)
-    v = sub.add_parser("vqvae", help="train a VQ-VAE on a folder of audio")
-    q = sub.add_parser("prior", help="train one prior on a folder of audio (encoded once) or of codes")
-    for x in (v, q):
-        x.add_argument(
-            "--data",
-            type=Path,
-            required=True,
-            help="a folder of songs (wav, flac, ogg, opus, mp3, aiff; metadata.json for labels) or, for a prior, of codes",
-        )
+    songs = "a folder of songs (wav, flac, ogg, opus, mp3, aiff; metadata.json for labels)"
+    parts = {  # what, --data, a --config preset
+        "vqvae": ("train a VQ-VAE on a folder of audio", songs, "small_vqvae"),
+        "prior": (
+            "train one prior on a folder of audio (encoded once) or of codes",
+            f"{songs}, or of their codes (a prior run's OUT/codes)",
+            "small_top",
+        ),
+    }
+    v, q = (sub.add_parser(part, help=what, description=what) for part, (what, _, _) in parts.items())
+    for x, (_, data_help, example) in zip((v, q), parts.values()):
+        x.add_argument("--data", type=Path, required=True, help=data_help)
         x.add_argument("--out", type=Path, required=True, help="the run folder")
         x.add_argument(
             "--config",
-            help="the structure of a new model: a preset (e.g. small_vqvae, small_top) or a JukeboxConfig JSON file",
+            help=f"the structure of a new model: a preset (e.g. {example}) or a JukeboxConfig JSON file",
         )
         x.add_argument(
             "--init", type=Path, help="fine-tune: start from this checkpoint's part instead of random weights"
@@ -259,7 +262,7 @@ def _fit(args, task, state_of, batches, eval_batches, save_model, legacy=None, *
     finally:
         bar.close()
     save_model(jax.device_get(steps.weights(state)))  # again: a finished run rerun picks up the --vqvae model's newer parts
-    print(f"trained {args.steps} steps -> {args.out / MODEL} (metrics: {args.out / loop.METRICS})")
+    print(f"trained to step {args.steps} -> {args.out / MODEL} (metrics: {args.out / loop.METRICS})")
 
 
 def _check_batch(batch_size: int, windows: str, window_bytes: int) -> None:
@@ -415,7 +418,7 @@ def _codes(args: argparse.Namespace, base: Jukebox | None, source: data.Folder) 
         return source
     from tqdm import tqdm
 
-    with tqdm(unit="song", desc="encoding") as bar:
+    with tqdm(total=len(source.songs), unit="song", desc="encoding") as bar:
         return data.encode_folder(base, args.data, args.out / CODES, on_song=lambda name, skipped: bar.update())
 
 

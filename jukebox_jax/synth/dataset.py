@@ -57,6 +57,7 @@ METADATA_FILE = "metadata.json"
 MAX_SONGS = 99_999  # the five digits of `song_path`; the metadata of them all is one JSON file
 FLAC_SHARE = 0.5  # the least share of its 16-bit PCM's bytes a song's FLAC takes (these take 0.7 to 0.8)
 SONG_SECONDS = (1.0, 600.0)  # a song's shortest and longest (ten minutes of audio fit in a few GB)
+SAMPLE_RATES = (4000, 48000)  # Hz, the lowest and highest
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class SynthConfig:
     comping: Comping = Comping.BAR
 
     def __post_init__(self):
-        limits = {"songs": (1, MAX_SONGS), "seconds": SONG_SECONDS, "sample_rate": (4000, 48000), "seed": (0, math.inf)}
+        limits = {"songs": (1, MAX_SONGS), "seconds": SONG_SECONDS, "sample_rate": SAMPLE_RATES, "seed": (0, math.inf)}
         bad = []
         for name, (lo, hi) in limits.items():
             value = getattr(self, name)
