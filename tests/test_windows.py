@@ -214,6 +214,16 @@ def test_a_request_that_does_not_fit_the_model_writes_nothing(tiny, tmp_path, le
     assert not (tmp_path / "job" / "job.json").exists()
 
 
+def test_start_codes_past_the_request_are_refused(tiny, tmp_path):
+    """They were kept whole: nothing sampled, and the job's audio was the start codes' (the CLI
+    refused them; the API did not)."""
+    request = SampleRequest((2,), 128, 0, {2: (_SONG,)}, {2: LevelSettings(Greedy())})
+    start = [np.zeros((1, 0), np.int64)] * 2 + [np.zeros((1, 3), np.int64)]
+    with pytest.raises(InputError, match=r"start_codes\[2\] holds 3 tokens, past the 1 of sample_length 128: give a longer"):
+        run_job(tiny, tmp_path / "job", request, start)
+    assert not (tmp_path / "job").exists()
+
+
 def test_a_placement_other_than_the_models_is_refused(tiny, tmp_path):
     """`SampleRequest.placement` left out is the model's; one given must be (a job.json saying
     bfloat16 of a float32 run would refuse the resume that matches it)."""
@@ -271,8 +281,9 @@ def test_resume_after_kill_is_identical(tiny, tmp_path):
             codes.write_bytes(good[:100])
         else:
             write_npz(codes, arrays)
-        with pytest.raises(JobError, match=rf"{tmp_path / 'killed'} cannot be resumed: .*Sample again into a new folder"):
+        with pytest.raises(JobError, match=rf"{tmp_path / 'killed'} cannot be resumed: .*Sample again into a new folder") as e:
             run_job(tiny, tmp_path / "killed", request, start, resume=True)
+        assert "earlier run" not in str(e.value)  # the hint for --codes, not for the job's own file
     codes.write_bytes(good)
     # what stands where the audio goes is named before sampling (it was a bare 'File exists' after it)
     (tmp_path / "killed" / "level_1").write_text("notes")

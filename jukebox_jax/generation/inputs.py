@@ -19,23 +19,23 @@ AUDIO_FORMATS = audio.FORMATS
 _FIX = "give the codes.npz an earlier run wrote"
 
 
-def read_codes(path: Path, levels: int, l_bins: int) -> dict[int, np.ndarray]:
+def read_codes(path: Path, levels: int, l_bins: int, fix: str = _FIX) -> dict[int, np.ndarray]:
     """The `level_{L}` arrays of a codes `.npz` (as `jukebox-jax sample` writes), checked:
     integer `[samples, tokens]` in `[0, l_bins)`, the same number of samples at every level,
-    levels `0..levels-1` only. Returns `{level: int64 codes}`."""
+    levels `0..levels-1` only. Returns `{level: int64 codes}`; an error ends with `fix`."""
     what = f"codes file {path}"
     _check_file(path, what)
-    arrays = read_npz(path, what, _FIX)
+    arrays = read_npz(path, what, fix)
     found = {int(name[6:]): name for name in arrays if re.fullmatch(r"level_[0-9]+", name)}
     odd = [name for name in arrays if re.fullmatch(r"level_[0-9]+", name) and name != f"level_{int(name[6:])}"]
     if odd:  # level_02 beside level_2: one would silently stand for the other
-        raise InputError(f"{what} holds {', '.join(sorted(odd))}: name each level's codes level_0, level_1, ...; {_FIX}")
+        raise InputError(f"{what} holds {', '.join(sorted(odd))}: name each level's codes level_0, level_1, ...; {fix}")
     if not found:
-        raise InputError(f"{what} holds no level_* arrays (it has {sorted(arrays) or 'nothing'}); {_FIX}")
+        raise InputError(f"{what} holds no level_* arrays (it has {sorted(arrays) or 'nothing'}); {fix}")
     if max(found) >= levels:
         raise InputError(f"{what} holds {found[max(found)]}, but the model has levels 0..{levels - 1}")
     codes = {
-        level: checks.codes(f"{what}: {name}", arrays[name], l_bins, _FIX) for level, name in sorted(found.items())
+        level: checks.codes(f"{what}: {name}", arrays[name], l_bins, fix) for level, name in sorted(found.items())
     }
     batches = {level: len(z) for level, z in codes.items()}
     if len(set(batches.values())) > 1:

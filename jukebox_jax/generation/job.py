@@ -297,14 +297,22 @@ def _checked_start(jb: Jukebox, request: SampleRequest, start_codes: Codes) -> C
     fix = f"give [{n}, tokens] codes per level, one row per sample ([{n}, 0] where none)"
     l_bins = jb.config.priors[0].l_bins
     arrays = [np.asarray(z) if np.size(z) else np.asarray(z, np.int64) for z in start_codes]  # empty: no dtype to be wrong
-    return [checks.codes(f"start_codes[{level}]", z, l_bins, fix, rows=n) for level, z in enumerate(arrays)]
+    codes = [checks.codes(f"start_codes[{level}]", z, l_bins, fix, rows=n) for level, z in enumerate(arrays)]
+    for level in request.levels:
+        total = request.sample_length // jb.config.prior(level).raw_to_tokens
+        if codes[level].shape[1] > total:  # nothing would be sampled, and the job's audio would be the start codes'
+            raise InputError(
+                f"start_codes[{level}] holds {codes[level].shape[1]} tokens, past the {total} of sample_length "
+                f"{request.sample_length}: give a longer sample_length, or fewer start codes"
+            )
+    return codes
 
 
 def _saved_codes(path: Path, start: Codes, l_bins: int) -> Codes:
     """The codes a stopped run of this job saved: every level, as many samples as the job
     draws, each level beginning with the start codes; else a `JobError` (a damaged folder)."""
     try:
-        saved = read_codes(path, len(start), l_bins)
+        saved = read_codes(path, len(start), l_bins, "a kill or a disk fault damaged it")
     except InputError as e:
         problem = str(e)
     else:
