@@ -76,8 +76,10 @@ def positive_int(text: str) -> int:
 
 
 def folder_to_write(value: str) -> Path:
-    """argparse type: a folder to write (`convert -o`, `demo --out`, `data synth --out`), so
-    neither it nor any folder above it may be a file."""
+    """argparse type: a folder to write (every `--out`), so neither it nor any folder above it
+    may be a file, nor may it be empty (that is the working folder: give `.` for it)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a folder (. for this one)")
     path = Path(value)
     for p in (path, *path.parents):
         if p.exists() and not p.is_dir():
@@ -156,7 +158,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-seconds", type=positive_float, help=f"seconds of --prompt-audio to continue (default: {DEFAULT_PROMPT_SECONDS:g})")
     p.add_argument("--codes", type=Path, help="codes.npz of an earlier run (--mode continue/upsample)")
     p.add_argument("--seed", type=seed, default=0, help="random seed of the sampling (and of a preset's weights) (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=Path("jukebox_samples"), help="the job's folder (default: %(default)s)")
+    p.add_argument("--out", type=folder_to_write, default=Path("jukebox_samples"), help="the job's folder (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the job already in --out (it must have been started with the same arguments)")
     p.add_argument(
         "--dtype",

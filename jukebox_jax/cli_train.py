@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jukebox_jax import checkpoint, tokenizer
-from jukebox_jax.cli_sample import device_mesh, finite_float, integer, positive_float, positive_int, seed
+from jukebox_jax.cli_sample import device_mesh, finite_float, folder_to_write, integer, positive_float, positive_int, seed
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, preset
 from jukebox_jax.errors import ConfigError, InputError
 from jukebox_jax.io import check_memory, check_output_folder, exclusive
@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
     v, q = (sub.add_parser(part, help=what, description=what) for part, (what, _, _) in parts.items())
     for x, (_, data_help, example) in zip((v, q), parts.values()):
         x.add_argument("--data", type=Path, required=True, help=data_help)
-        x.add_argument("--out", type=Path, required=True, help="the run folder")
+        x.add_argument("--out", type=folder_to_write, required=True, help="the run folder")
         x.add_argument(
             "--config",
             help=f"the structure of a new model: a preset (e.g. {example}) or a JukeboxConfig JSON file",

@@ -183,8 +183,9 @@ BAD = [
     (["--dtype", "float64"], r"argument --dtype: invalid choice: 'float64' \(choose from .*float32.*bfloat16.*float16"),
     (["--weights", "int4"], r"argument --weights: invalid choice: 'int4' \(choose from .*float.*int8"),
     (["--model", "{d}/int8", "--weights", "float"], r"--weights float: --model holds int8 weights, which cannot become float again"),
-    (["--out", "{d}/lyrics.txt"], r"--out {d}/lyrics.txt is a file; give a folder"),
-    (["--out", "{d}/lyrics.txt/run"], r"cannot write in {d}/lyrics.txt \(a file, not a folder\)"),
+    (["--out", "{d}/lyrics.txt"], r"--out: {d}/lyrics.txt is a file; give a folder"),
+    (["--out", ""], r"argument --out: an empty path; give a folder \(\. for this one\)"),  # it wrote into the working folder
+    (["--out", "{d}/lyrics.txt/run"], r"--out: {d}/lyrics.txt is a file; give a folder"),
     pytest.param(["--out", "{d}/readonly/run"], r"cannot write in {d}/readonly ", marks=pytest.mark.skipif(ROOT, reason="root ignores permissions")),
     pytest.param(["--out", "/proc/1/run"], r"cannot write in /proc/1 ", marks=pytest.mark.skipif(not PROC.is_dir(), reason="no procfs")),
     pytest.param(["--out", "/proc/run"], r"cannot write in /proc ", marks=pytest.mark.skipif(not PROC.is_dir(), reason="no procfs")),
