@@ -343,7 +343,7 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
     monkeypatch.chdir(songs.parent)
     cli(f"{run} --data {songs.name} --vqvae {vqvae} --resume")  # at its last step already: writes its model again
     assert json.loads((out / "run.json").read_text())["format"] == 3
-    assert "trained 2 steps" in capsys.readouterr().out
+    assert "trained to step 2" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli(f"train vqvae --data {songs} --out {vqvae.parent} --config tiny_vqvae --steps 3 --seconds 0.06 {' '.join(FAST)} --resume")
     assert f"{vqvae.parent} was started with other settings (seconds, task.bandwidth" in capsys.readouterr().err
