@@ -191,7 +191,7 @@ def test_nothing_held_out_trains_without_evaluation_and_resumes_on_its_songs_onl
     with pytest.raises(SystemExit):
         cli(f"{command} --steps 4 --resume")
     err = capsys.readouterr().err  # the song by name, then the bandwidth its windows gave
-    assert f"was started with other settings and songs (songs in --data.songs.{gone.name}, " in err
+    assert f"was started with other settings and songs (songs in --data: {gone.name}, " in err
     assert "bring back the songs it began on (or train into another --out)" in err
 
 
@@ -329,7 +329,7 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
     with pytest.raises(SystemExit):
         cli(f"{run} --data {changed} --vqvae {vqvae} --resume")
     assert (
-        f"{out} was started with other songs (songs in --data.songs.songs/{first.name}); bring back the songs"
+        f"{out} was started with other songs (songs in --data: songs/{first.name}); bring back the songs"
         in capsys.readouterr().err
     )
     assert {p: p.read_bytes() for p in (out / "codes").rglob("*") if p.is_file()} == codes

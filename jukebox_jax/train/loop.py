@@ -260,7 +260,8 @@ def check_start(
     new = json.loads(json.dumps(spec))
     old = {k: record["spec"].get(k) for k in new} if partial else record["spec"]
     if changed := _changed(old, new):
-        shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        named = [c.replace(".songs.", ": ", 1) for c in changed]  # "songs in --data: songs/x.flac" (Folder.fingerprint)
+        shown = ", ".join(named[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
         songs = sum("songs" in c or "codes" in c for c in changed)  # the data's digests (`train.data.Folder.fingerprint`)
         what = "songs" if songs == len(changed) else "settings and songs" if songs else "settings"
         fix = "bring back the songs it began on (or train into another --out)" if songs else "resume with the same ones"
