@@ -118,6 +118,7 @@ def test_run_folder_refusals(tmp_path):
     assert (tmp_path / "run.json").read_text() == before  # the run's record is left as it was
     with pytest.raises(InputError, match="no training run to resume"):
         train(tmp_path / "new", 4, resume=True)
+    assert not (tmp_path / "new").exists()  # it left an empty checkpoints/ behind, which then blocked the folder
     train(tmp_path / "lost", 2)
     (tmp_path / "lost" / "run.json").unlink()
     for resume in (False, True):  # a new run wrote over the old run's checkpoints

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import math
 import time
@@ -126,7 +127,11 @@ class Run:
         self.out, self.config = Path(out), config
         if self.out.exists() and not self.out.is_dir():
             raise InputError(f"--out {self.out} is a file; give a folder for the run")
-        self._manager = self._open()
+
+    @functools.cached_property
+    def _manager(self):
+        """Opened when first used, so a run refused by `start` leaves no folder behind."""
+        return self._open()
 
     def _open(self):
         import orbax.checkpoint as ocp
