@@ -235,7 +235,7 @@ def _fit(args, task, state_of, batches, eval_batches, save_model, legacy=None, *
     spec = _spec(args, task=task_json, **spec_extra)
     start = run.start(spec, args.resume, legacy)
     if args.resume and not start:
-        print(f"note: {args.out} holds no checkpoint to resume from (killed before its first?): training from step 0")
+        print(f"note: {args.out} holds no checkpoint to resume from (killed before its first, or its checkpoints removed): training from step 0, its metrics logged again")
     state = run.restore(state_of()) if start else state_of()
     if args.warmup and (args.steps - 1) / args.warmup < 1:  # step i (0-based) warms up to i / warmup of --lr
         print(
