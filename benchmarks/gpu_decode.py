@@ -15,7 +15,7 @@ key/value projections, the output head, and the cached keys and values each laye
 in the cache dtype) over the card's bandwidth, measured as the best of large device-to-device
 copies (read + write bytes).
 
-The 60 s estimate (`estimate_song`): the windows the job samples per level (`get_starts` with
+The 60 s estimate (`estimate_song`): the windows the job samples per level (`level_windows` with
 the released hop fractions, 1/8 at the top and 1/2 for the upsamplers), each a prefill of the
 window's codes already there plus its new tokens at the measured decode rate, batch 1. The
 upsampler's figures stand for both upsampler levels (the same structure).
@@ -37,7 +37,7 @@ import numpy as np
 from jukebox_jax import Jukebox, JukeboxConfig, prior
 from jukebox_jax.config import AttnKind, PriorConfig, preset
 from jukebox_jax.generation.levels import LevelSettings
-from jukebox_jax.generation.windows import get_starts
+from jukebox_jax.generation.windows import level_windows
 from jukebox_jax.params import abstract_params
 from jukebox_jax.sampling import Temperature, decode, prefill
 
@@ -152,11 +152,10 @@ def estimate_song(rows: list[dict], seconds: float = 60.0, top: str = "5b_lyrics
         for level, name, timed_as in ((2, top, top), (1, "upsampler_level_1", upsampler), (0, "upsampler_level_0", upsampler)):
             cfg, r = preset(name), best[timed_as]
             length = int(seconds * cfg.labels.sample_rate) // cfg.raw_to_tokens
-            hop = int(cfg.n_ctx * HOP_FRACTION[level])
             done, secs = 0, 0.0
-            for start in get_starts(length, cfg.n_ctx, hop):
+            for start, n_tokens in level_windows(cfg, length, HOP_FRACTION[level]):
                 there = max(done - start, 0)  # codes of the window sampled by earlier windows
-                new = min(start + cfg.n_ctx, length) - start - there
+                new = n_tokens - there
                 secs += there / r["prefill_tokens_per_s"] + new * r["ms_per_token"] / 1e3
                 done = start + there + new
             levels[level] = secs

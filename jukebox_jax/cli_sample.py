@@ -60,7 +60,7 @@ def positive_float(text: str) -> float:
 def _whole(text: str, rule: str, ok: Callable[[int], bool] = lambda x: True) -> int:
     """`text` as an int if it is a sign and at most 20 ASCII digits, and `ok`; else an
     `ArgumentTypeError` saying it is not `rule`."""
-    if not re.fullmatch(r"[+-]?[0-9]{1,20}", text.strip()) or not ok(x := int(text)):
+    if not re.fullmatch(r"[+-]?[0-9]{1,20}", text.strip()) or not ok(x := int(text.strip())):
         raise argparse.ArgumentTypeError(f"{shown(text)} is not {rule}")
     return x
 
@@ -469,15 +469,22 @@ def song_labels(config: JukeboxConfig, levels: tuple[int, ...], song_length: int
             failed[level] = str(e)
     if not failed:
         return songs
-    level, problem = max(failed.items())
+    lacking = sorted(failed, reverse=True)
     if not songs:
-        raise InputError(problem)
-    known = " ".join(map(str, sorted(songs, reverse=True)))
-    which = f"prior of level {known} knows" if len(songs) == 1 else f"priors of levels {known} know"
-    raise InputError(
-        f"the level-{level} prior: {problem} The {which} it: fine-tune level {level} on the same songs too "
-        f"(train prior --level {level} --init), or sample --levels {known}"
-    )
+        raise InputError(failed[lacking[0]])
+    knowing = sorted(songs, reverse=True)
+    fix = f"fine-tune the {_levels(lacking)} on the same songs too (train prior --level N --init, for each)"
+    if knowing[0] == max(levels):  # the levels that know it can be sampled alone
+        fix += f", or sample --levels {' '.join(map(str, knowing))}"
+    know = "knows" if len(knowing) == 1 else "know"
+    raise InputError(f"the {_levels(lacking)}: {failed[lacking[0]]} The {_levels(knowing)} {know} it: {fix}")
+
+
+def _levels(levels: list[int]) -> str:
+    """`prior of level 2`, `priors of levels 1 and 0`."""
+    if len(levels) == 1:
+        return f"prior of level {levels[0]}"
+    return f"priors of levels {', '.join(map(str, levels[:-1]))} and {levels[-1]}"
 
 
 def level_settings(args: argparse.Namespace, config: JukeboxConfig, levels: tuple[int, ...]) -> dict[int, LevelSettings]:

@@ -396,7 +396,7 @@ def test_resume_refuses_other_arguments_naming_what_differs(files, other_model, 
     # the songs, a list of records, are compared record by record (shown whole, both sides were cut alike)
     message = _refused(base + ["--song-seconds", "30"] + job, capsys)
     assert _differences(message) == {"songs.2.0.total_length"} and "total_length: 10584000 -> 1323000" in message  # 240 s -> 30 s at 44.1 kHz
-    assert "songs.2: 1 records -> 2" in _refused(base + ["--n-samples", "2"] + job, capsys)
+    assert "songs.2: 1 -> 2 records" in _refused(base + ["--n-samples", "2"] + job, capsys)
     assert _differences(_refused(base + primed + job, capsys)) == {"source.mode", "source.prompt", "source.prompt_seconds"}
     message = _refused(["sample", "--model", str(other_model), "--seconds", "0.05", "--levels", "2"] + job, capsys)
     assert _differences(message) == {"model"}
@@ -670,10 +670,14 @@ def test_a_name_only_the_top_prior_knows_is_named_with_the_level_lacking_it():
     config = JukeboxConfig.from_preset("small")
     config = dataclasses.replace(config, priors=tuple(relabelled(p, ("lark", "zed")[: 1 + (p.level == 2)]) for p in config.priors))
     with pytest.raises(InputError, match=(
-        r"^the level-1 prior: artist 'zed' \(as 'zed'\) is not in the model's artist table\. .* The prior of level 2 knows "
-        r"it: fine-tune level 1 on the same songs too \(train prior --level 1 --init\), or sample --levels 2$"
+        r"^the priors of levels 1 and 0: artist 'zed' \(as 'zed'\) is not in the model's artist table\. .* The prior of level 2 "
+        r"knows it: fine-tune the priors of levels 1 and 0 on the same songs too \(train prior --level N --init, for each\), "
+        r"or sample --levels 2$"
     )):
         cli_sample.song_labels(config, (2, 1, 0), 16000 * 20, "zed", "unknown", "", 1)
     assert set(cli_sample.song_labels(config, (2,), 16000 * 20, "zed", "unknown", "", 1)) == {2}
+    upsamplers_only = dataclasses.replace(config, priors=tuple(relabelled(p, ("lark", "zed")[: 1 + (p.level < 2)]) for p in config.priors))
+    with pytest.raises(InputError, match=r"^the prior of level 2: .* The priors of levels 1 and 0 know it: fine-tune the prior of level 2 .* for each\)$"):
+        cli_sample.song_labels(upsamplers_only, (2, 1, 0), 16000 * 20, "zed", "unknown", "", 1)  # no --levels 1 0: they need level 2's codes
     with pytest.raises(InputError, match=r"^artist 'nobody' .* This model knows 'lark', 'zed'\.$"):  # no level knows it
         cli_sample.song_labels(config, (2, 1, 0), 16000 * 20, "nobody", "unknown", "", 1)

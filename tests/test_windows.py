@@ -158,8 +158,11 @@ def test_job_json_names_the_method():
     # numpy numbers (a seed from np.random, labels from an array) give the same JSON as Python's
     np_songs = {2: (SongLabels(np.int64(1000), np.int32(1), (np.int64(2),), tuple(np.array([5, 6]))),)}
     np_settings = {2: LevelSettings(TopK(np.float64(0.7), np.int64(8)), np.float32(0.5), np.int64(16), np.int32(32))}
-    request = SampleRequest((np.int64(2),), np.int64(128), np.uint32(0), np_songs, np_settings)
-    assert json.loads(request.to_json()) == json.loads(texts[2])
+    for request in (
+        SampleRequest((np.int64(2),), np.int64(128), np.uint32(0), np_songs, np_settings),
+        SampleRequest(tuple(np.arange(2, 3)), 128, 0, {np.int64(2): np_songs[2]}, {np.int64(2): np_settings[2]}),  # keys too
+    ):
+        assert json.loads(request.to_json()) == json.loads(texts[2])
 
 
 _SONG = SongLabels(8 * 6144, 1, (2,), (5, 6))
@@ -219,8 +222,10 @@ def test_start_codes_past_the_request_are_refused(tiny, tmp_path):
     refused them; the API did not)."""
     request = SampleRequest((2,), 128, 0, {2: (_SONG,)}, {2: LevelSettings(Greedy())})
     start = [np.zeros((1, 0), np.int64)] * 2 + [np.zeros((1, 3), np.int64)]
-    with pytest.raises(InputError, match=r"start_codes\[2\] holds 3 tokens, past the 1 of sample_length 128: give a longer"):
-        run_job(tiny, tmp_path / "job", request, start)
+    for tokens in (3, 1):  # as long as the request: nothing to sample either
+        start[2] = np.zeros((1, tokens), np.int64)
+        with pytest.raises(InputError, match=rf"start_codes\[2\] holds {tokens} tokens, the 1 of sample_length 128 or more"):
+            run_job(tiny, tmp_path / "job", request, start)
     assert not (tmp_path / "job").exists()
 
 

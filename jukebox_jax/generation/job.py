@@ -113,6 +113,9 @@ class SampleRequest:
         sample_length = checks.integer("sample_length", self.sample_length, 1, note=" (audio samples)")
         for name, value in (("seed", seed), ("levels", levels), ("sample_length", sample_length)):
             object.__setattr__(self, name, value)
+        for name in ("songs", "settings"):  # keyed by level: numpy keys are not JSON either
+            keyed = {checks.integer(f"each level of {name}", k, 0): v for k, v in getattr(self, name).items()}
+            object.__setattr__(self, name, keyed)
         for name, per_level in (("songs", self.songs), ("settings", self.settings)):
             missing = [level for level in levels if level not in per_level]
             if missing:
@@ -198,7 +201,7 @@ def job_differences(saved: Any, new: Any, path: str = "") -> list[str]:
         return [d for k in keys for d in job_differences(saved.get(k), new.get(k), f"{path}.{k}" if path else str(k))]
     if isinstance(saved, list) and isinstance(new, list) and any(isinstance(x, dict) for x in saved + new):
         if len(saved) != len(new):
-            return [f"{path}: {len(saved)} records -> {len(new)}"]
+            return [f"{path}: {len(saved)} -> {len(new)} records"]
         return [d for i, (x, y) in enumerate(zip(saved, new)) for d in job_differences(x, y, f"{path}.{i}")]
     return [] if saved == new else [f"{path}: {_short(saved)} -> {_short(new)}"]
 
@@ -300,10 +303,11 @@ def _checked_start(jb: Jukebox, request: SampleRequest, start_codes: Codes) -> C
     codes = [checks.codes(f"start_codes[{level}]", z, l_bins, fix, rows=n) for level, z in enumerate(arrays)]
     for level in request.levels:
         total = request.sample_length // jb.config.prior(level).raw_to_tokens
-        if codes[level].shape[1] > total:  # nothing would be sampled, and the job's audio would be the start codes'
+        if codes[level].shape[1] >= total:  # nothing would be sampled, and the job's audio would be the start codes'
             raise InputError(
-                f"start_codes[{level}] holds {codes[level].shape[1]} tokens, past the {total} of sample_length "
-                f"{request.sample_length}: give a longer sample_length, or fewer start codes"
+                f"start_codes[{level}] holds {codes[level].shape[1]} tokens, the {total} of sample_length "
+                f"{request.sample_length} or more, which leaves nothing to sample: give a longer sample_length, or fewer "
+                "start codes"
             )
     return codes
 
