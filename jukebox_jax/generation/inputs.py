@@ -22,7 +22,7 @@ _FIX = "give the codes.npz an earlier run wrote"
 def read_codes(path: Path, levels: int, l_bins: int, fix: str = _FIX) -> dict[int, np.ndarray]:
     """The `level_{L}` arrays of a codes `.npz` (as `jukebox-jax sample` writes), checked:
     integer `[samples, tokens]` in `[0, l_bins)`, the same number of samples at every level,
-    levels `0..levels-1` only. Returns `{level: int64 codes}`; an error ends with `fix`."""
+    levels `0..levels-1` only. Returns `{level: int64 codes}`; an unreadable or misnamed array's error ends with `fix`."""
     what = f"codes file {path}"
     _check_file(path, what)
     arrays = read_npz(path, what, fix)
