@@ -336,6 +336,12 @@ def test_encode_folder_follows_its_songs(encoded, tmp_path):
     assert seen == [(names[0], False), (names[2], True)]
     assert sorted(p.relative_to(codes).as_posix() for p in codes.rglob("*")) == ["a", "a/one.npz", "three.npz"]
     assert data.holds_codes(codes) and not data.holds_codes(songs)
+    # files it did not write are the caller's: named, not removed (a user's results .npz and metadata.json went)
+    np.savez(codes / "results.npz", loss=np.zeros(3))
+    (codes / "metadata.json").write_text('{"artists": ["mine"]}')
+    with pytest.raises(InputError, match=r"holds files encode_folder did not write \(results.npz, metadata.json\); give an empty"):
+        data.encode_folder(jb, songs, codes)
+    assert (codes / "results.npz").exists() and (codes / "metadata.json").exists()
     shutil.copy(codes / "three.npz", songs / "a" / "stray.npz")
     with pytest.raises(InputError, match=rf"data folder {re.escape(str(songs))} holds audio \(a/one.wav, ...\) and codes \(a/stray.npz, ...\)"):
         data.holds_codes(songs)

@@ -502,6 +502,17 @@ class CodesWindows:
 # -- encoding -----------------------------------------------------------------------------
 
 
+def _encoded(path: Path) -> bool:
+    """Whether `path` is a codes file or codes folder's metadata that `encode_folder` wrote (it
+    removes only those)."""
+    try:
+        if path.suffix == ".npz":
+            return {"vqvae", "source"} <= set(_read_npz(path, (), ("vqvae", "source")))
+        return "sample_rate" in json.loads(path.read_text(encoding="utf-8"))
+    except (InputError, OSError, ValueError, TypeError):
+        return False
+
+
 def codes_name(name: str) -> str:
     """The codes file of the song `name` of an audio folder."""
     return Path(name).with_suffix(".npz").as_posix()
@@ -523,9 +534,18 @@ def encode_folder(jb: Jukebox, source: Path, out: Path, on_song: Callable[[str, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out)
-    for stale in set(_files(out, (".npz",))) - set(names.values()):  # of songs no longer in `source`
-        (out / stale).unlink()
+    stale = sorted(set(_files(out, (".npz",))) - set(names.values()))  # of songs no longer in `source`, or not ours
     meta = _read_metadata(Path(source))
+    foreign = [name for name in stale if not _encoded(out / name)]
+    if meta is None and (out / METADATA).exists() and not _encoded(out / METADATA):
+        foreign.append(METADATA)
+    if foreign:  # removed, they were the caller's files
+        raise InputError(
+            f"codes folder {out} holds files encode_folder did not write ({', '.join(foreign[:4])}"
+            f"{', ...' if len(foreign) > 4 else ''}); give an empty folder or one it wrote"
+        )
+    for name in stale:
+        (out / name).unlink()
     if meta is not None:
         songs = {names[k]: v for k, v in meta["songs"].items()}
         write_text(out / METADATA, json.dumps({**meta, "sample_rate": cfg.sample_rate, "songs": songs}, indent=1))
