@@ -25,6 +25,7 @@ from jukebox_jax.prior.prior import Prior, condition, forward, to_execution
 from jukebox_jax.prior.transformer import Execution, Remat
 from jukebox_jax.train.optim import OptimConfig, global_norm, original_adam
 from jukebox_jax.train.prior import grow_label_tables, prior_loss, prior_value_and_grad
+from jukebox_jax.train.loop import Run, RunConfig, fit
 from jukebox_jax.train.steps import PriorTask
 
 LEVEL = {
@@ -191,6 +192,18 @@ def test_a_training_step_draws_the_lyric_encoders_dropout(case):
     a, b = (float(step(task.init(case.params, seed), {"tokens": tokens, "labels": labels})[1]["loss"]) for seed in (1, 2))
     base = float(case.step[0][0])  # no dropout
     assert a != b and base not in (a, b)
+
+
+@pytest.mark.parametrize("case", ["prior_5b_level2"], indirect=True)  # one structure is enough
+def test_fit_leaves_the_callers_params_usable(case, tmp_path):
+    """`fit` donates its state to each step; the state `init` makes holds copies, so the params
+    a run starts from stay the caller's (they were deleted: "Array has been deleted")."""
+    task = PriorTask(case.cfg, OptimConfig(lr=1e-4))
+    run = Run(tmp_path, RunConfig(1))
+    run.start({"task": "fine-tune"}, False)
+    tokens, labels, _ = case.inputs
+    fit(task.step, task.init(case.params, 0), lambda i: {"tokens": tokens, "labels": labels}, run)
+    assert float(prior_loss(case.cfg, case.params, *case.inputs)[0]) == pytest.approx(float(case.step[0][0]), rel=1e-6)
 
 
 @pytest.mark.slow

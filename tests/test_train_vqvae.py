@@ -290,6 +290,8 @@ def test_with_an_ema_evaluation_reads_the_averaged_weights(ref, model):
     task = VQVAETask(cfg, OptimConfig(lr=1e-3, ema_mu=0.5), Bandwidth(**meta["hps"]["bandwidth"]))
     x = jnp.asarray(arrays["x"][:1])  # [1, 4096, 1]
     state = task.init(params, x, seed=0, trained=True)
+    pointers = lambda tree: {leaf.unsafe_buffer_pointer() for leaf in jax.tree.leaves(tree)}
+    assert not pointers(state.params) & pointers(params)  # copies: `loop.fit` donates the state, not the caller's params
     step = jax.jit(task.step)
     for _ in range(2):
         state, _ = step(state, {"audio": x})

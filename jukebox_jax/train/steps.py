@@ -71,8 +71,10 @@ class VQVAETask:
     def init(self, params: Params, audio: jax.Array, seed: int, trained: bool) -> TrainState:
         """The state before step 0. `trained` params keep their codebooks (original
         `restore_k`, usage counted for windows of `audio`'s length); new ones draw each codebook
-        from the encoder outputs of the first batch `audio [b, t, 1]` (original `init_k`)."""
+        from the encoder outputs of the first batch `audio [b, t, 1]` (original `init_k`). The
+        state holds copies: `params` stay the caller's when `loop.fit` donates the state."""
         cfg = self.config
+        params = jax.tree.map(jnp.copy, params)
         if trained:
             states = vqvae_train.restore_states(cfg, params, audio.shape[1])
         else:
@@ -131,6 +133,8 @@ class PriorTask:
         return optim.original_adam(self.optim)
 
     def init(self, params: Params, seed: int) -> TrainState:
+        """The state before step 0, holding a copy of `params` (`loop.fit` donates the state)."""
+        params = jax.tree.map(jnp.copy, params)
         return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params), None, new_key(seed))
 
     def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
