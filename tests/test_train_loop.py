@@ -159,6 +159,20 @@ def test_a_diverged_step_stops_the_run_before_saving_it(tmp_path, bad):
     assert np.isfinite(run.restore(fresh()).params["w"]).all()
 
 
+def test_a_state_of_other_settings_is_refused_and_moves_no_checkpoint(tmp_path):
+    """Restoring into the state of other settings (an optimizer with another state, from Python
+    where nothing compares the task) moved every good checkpoint to damaged/ and blamed damage."""
+    train(tmp_path, 4)
+    other = optax.chain(optax.adam(1e-2), optax.ema(0.9))  # one more moment per weight
+    template = fresh().replace(opt_state=other.init(fresh().params))
+    run = Run(tmp_path, RunConfig(6, save_every=2))
+    run.start(SPEC, True)
+    with pytest.raises(InputError, match=r"checkpoint 4 of .* holds 6 arrays, not the \d+ of this run's state .* resume with those"):
+        run.restore(template)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2", "4"] and not (tmp_path / "damaged").exists()
+    assert int(run.restore(fresh()).step) == 4
+
+
 def test_a_non_finite_held_out_loss_stops_the_run_before_saving(tmp_path):
     """Weights blown up but finite (`--lr 1e30`) trained on, giving NaN held-out losses, and
     were saved as the run's model; the run stops at that evaluation instead."""

@@ -174,6 +174,7 @@ class Run:
             try:
                 state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception as e:  # noqa: BLE001 (a damaged folder fails inside orbax or tensorstore in many ways)
+                self._check_fits(step, abstract)  # another state's checkpoint is not damaged: nothing is moved
                 problems.append(f"checkpoint {step} does not restore ({type(e).__name__}: {e})")
             else:
                 want = digests.get(str(step))  # none if killed between the checkpoint and its digest
@@ -192,6 +193,22 @@ class Run:
             )
         self._trim_metrics(step)
         return state
+
+    def _check_fits(self, step: int, abstract: Any) -> None:
+        """Raises `InputError` if checkpoint `step`'s arrays, by its metadata, are not those of
+        `abstract` in number, shapes and dtypes: the state it was made for was another (other
+        task or optimizer settings), so it is not damaged. Unreadable metadata is damage."""
+        try:
+            saved = jax.tree.leaves(self._manager.item_metadata(step).tree)
+        except Exception:  # noqa: BLE001 (as restoring)
+            return
+        arrays = lambda leaves: sorted((tuple(x.shape), str(x.dtype)) for x in leaves)
+        if arrays(saved) != arrays(jax.tree.leaves(abstract)):
+            raise InputError(
+                f"checkpoint {step} of {self.out} holds {len(saved)} arrays, not the {len(jax.tree.leaves(abstract))} of "
+                "this run's state (or not of its shapes): it was made with other task or optimizer settings (an EMA, "
+                "the model's structure); resume with those the run began with"
+            )
 
     def save(self, state: TrainState) -> None:
         import orbax.checkpoint as ocp
