@@ -312,6 +312,8 @@ def test_bad_inputs(model):
         stft_magnitude(jnp.zeros(4096), 512, 50, 240)
     with pytest.raises(InputError, match="too few"):
         stft_magnitude(jnp.zeros((1, 100)), 512, 50, 240)
+    with pytest.raises(InputError, match=r"calculate_bandwidth: Bandwidth\(l2=0\.0, l1=0\.0, spec=0\.0\) from silent"):
+        calculate_bandwidth(jnp.zeros((2, 4096, 1)))  # normalisers of 0: NaN at step 1, reported as divergence
     bw = Bandwidth(1.0, 1.0, 1.0)
     with pytest.raises(InputError, match="multiple of 128"):
         vqvae_loss(cfg, VQVAELoss(), params, jnp.zeros((1, 4000, 1)), bw)

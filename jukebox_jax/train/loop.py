@@ -367,7 +367,8 @@ def _diverged(run: Run, step: int, what: str) -> DivergedError:
         kept, again = f"{run.out} holds no checkpoint yet", "into a new --out"
     return DivergedError(
         f"step {step}: {what}: training diverged, and stops here; {kept}. Train again with a lower --lr or a "
-        f"longer --warmup, {again}"
+        f"longer --warmup, {again}; from the first steps, it may be the batches instead (codes or label ids "
+        "outside the model's tables)"
     )
 
 
