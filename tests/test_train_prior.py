@@ -20,7 +20,8 @@ from convert import convert_checkpoint
 from convert.table import Row
 from convert.table_prior import prior_rows
 from jukebox_jax.config import PriorConfig
-from jukebox_jax.errors import ConfigError, InputError
+from jukebox_jax.config import DType
+from jukebox_jax.errors import ConfigError, InputError, ParamsError
 from jukebox_jax.prior.prior import Prior, condition, forward, to_execution
 from jukebox_jax.prior.transformer import Execution, Remat
 from jukebox_jax.train.optim import OptimConfig, global_norm, original_adam
@@ -204,6 +205,20 @@ def test_fit_leaves_the_callers_params_usable(case, tmp_path):
     tokens, labels, _ = case.inputs
     fit(task.step, task.init(case.params, 0), lambda i: {"tokens": tokens, "labels": labels}, run)
     assert float(prior_loss(case.cfg, case.params, *case.inputs)[0]) == pytest.approx(float(case.step[0][0]), rel=1e-6)
+
+
+@pytest.mark.parametrize("case", ["upsampler_level1"], indirect=True)  # one structure is enough
+def test_a_task_takes_names_and_checks_its_params_and_batches(case):
+    """Names as the rest of the API takes them ('full' was an AttributeError inside the step);
+    params of another structure named by `init` (a flax shape error in the first step); a batch
+    lacking a key named by the step (a bare KeyError)."""
+    task = PriorTask(case.cfg, OptimConfig(), remat="full", compute="bfloat16")
+    assert (task.remat, task.compute) == (Remat.FULL, DType.BFLOAT16)
+    with pytest.raises(ParamsError):
+        task.init({k: v for k, v in case.params.items() if k != "pos_emb"}, 0)
+    tokens, labels, upper = case.inputs
+    with pytest.raises(InputError, match=r"a batch is a dict holding \['tokens', 'labels'\] .*, got \['tokens', 'upper'\]"):
+        task.step(task.init(case.params, 0), {"tokens": tokens, "upper": upper})
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from convert import convert_checkpoint
 from convert.table import vqvae_rows
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import InputError, ParamsError
 from jukebox_jax.train.codebook import CodebookState, ema_update, init_state, restart_candidates, restore_state
 from jukebox_jax.train.optim import OptimConfig
 from jukebox_jax.train.spectral import stft_magnitude
@@ -312,6 +312,11 @@ def test_bad_inputs(model):
         stft_magnitude(jnp.zeros(4096), 512, 50, 240)
     with pytest.raises(InputError, match="too few"):
         stft_magnitude(jnp.zeros((1, 100)), 512, 50, 240)
+    task = VQVAETask(cfg, OptimConfig(), Bandwidth(1.0, 1.0, 1.0))
+    with pytest.raises(ParamsError):  # params of another structure: a flax shape error at the first step
+        task.init({k: v for k, v in params.items() if not k.startswith("codebook_")}, jnp.zeros((1, 4096, 1)), 0, True)
+    with pytest.raises(InputError, match=r"a batch is a dict holding \['audio'\]"):
+        task.step(None, {"x": jnp.zeros((1, 4096, 1))})
     with pytest.raises(InputError, match=r"calculate_bandwidth: Bandwidth\(l2=0\.0, l1=0\.0, spec=0\.0\) from silent"):
         calculate_bandwidth(jnp.zeros((2, 4096, 1)))  # normalisers of 0: NaN at step 1, reported as divergence
     bw = Bandwidth(1.0, 1.0, 1.0)

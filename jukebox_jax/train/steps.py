@@ -20,8 +20,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jukebox_jax.config import DType, PriorConfig, TransformerConfig, VQVAEConfig
+from jukebox_jax.config import DType, JukeboxConfig, PriorConfig, TransformerConfig, VQVAEConfig
+from jukebox_jax.errors import InputError
 from jukebox_jax.layers import Params
+from jukebox_jax.params import abstract_params, check_params
 from jukebox_jax.prior.transformer import Remat
 from jukebox_jax.train import codebook, optim
 from jukebox_jax.train import prior as prior_train
@@ -34,6 +36,13 @@ def _split(state: TrainState) -> tuple[jax.Array, jax.Array]:
     """(the state's next raw key, a typed key for this step's draws)."""
     key, sub = jax.random.split(jax.random.wrap_key_data(state.key))
     return jax.random.key_data(key), sub
+
+
+def _check_batch(batch: dict[str, jax.Array], need: tuple[str, ...]) -> None:
+    """Refuses a batch that is not a dict holding the keys `need` (it was a bare KeyError)."""
+    if not isinstance(batch, dict) or any(k not in batch for k in need):
+        got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise InputError(f"a batch is a dict holding {list(need)} (module docstring), got {got}")
 
 
 def weights(state: TrainState) -> Params:
@@ -74,6 +83,7 @@ class VQVAETask:
         from the encoder outputs of the first batch `audio [b, t, 1]` (original `init_k`). The
         state holds copies: `params` stay the caller's when `loop.fit` donates the state."""
         cfg = self.config
+        check_params(abstract_params(JukeboxConfig(vqvae=cfg))["vqvae"], params)
         params = jax.tree.map(jnp.copy, params)
         if trained:
             states = vqvae_train.restore_states(cfg, params, audio.shape[1])
@@ -90,6 +100,7 @@ class VQVAETask:
         return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(trainable), states, new_key(seed))
 
     def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+        _check_batch(batch, ("audio",))
         key, sub = _split(state)
         _, grads, codebooks, states, metrics = vqvae_train.vqvae_step(
             self.config, self.loss, state.params, state.aux, batch["audio"], self.bandwidth, sub
@@ -102,6 +113,7 @@ class VQVAETask:
 
     def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
         """The held-out losses of `weights` (codes picked by the current codebooks; no update)."""
+        _check_batch(batch, ("audio",))
         loss, aux = vqvae_train.vqvae_loss(self.config, self.loss, weights(state), batch["audio"], self.bandwidth)
         return dict(aux["metrics"], loss=loss)
 
@@ -120,6 +132,10 @@ class PriorTask:
     remat: Remat = Remat.NONE
     compute: DType = DType.FLOAT32
 
+    def __post_init__(self):  # their names too, as elsewhere ('full', 'bfloat16')
+        object.__setattr__(self, "remat", Remat(self.remat))
+        object.__setattr__(self, "compute", DType.parse(self.compute))
+
     @property
     def model(self) -> PriorConfig:
         """The config the step runs: the prior's, computing in `compute`."""
@@ -134,10 +150,12 @@ class PriorTask:
 
     def init(self, params: Params, seed: int) -> TrainState:
         """The state before step 0, holding a copy of `params` (`loop.fit` donates the state)."""
+        check_params(abstract_params(JukeboxConfig(priors=(self.config,)))[f"prior_level_{self.config.level}"], params)
         params = jax.tree.map(jnp.copy, params)
         return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params), None, new_key(seed))
 
     def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+        _check_batch(batch, ("tokens", "labels"))
         key, sub = _split(state)
         dropout = sub if _has_dropout(self.config) else None
         (_, metrics), grads = prior_train.prior_value_and_grad(
@@ -149,6 +167,7 @@ class PriorTask:
 
     def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
         """The held-out losses of `weights`."""
+        _check_batch(batch, ("tokens", "labels"))
         _, metrics = prior_train.prior_loss(
             self.model, weights(state), batch["tokens"], batch["labels"], batch.get("upper")
         )
