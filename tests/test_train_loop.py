@@ -132,6 +132,9 @@ def test_run_folder_refusals(tmp_path):
         RunConfig(0)
     with pytest.raises(InputError, match="past 2147483647"):
         RunConfig(2**31)
+    with pytest.raises(InputError, match=r"steps must be an int, got 2\.5 \(float\)"):  # a TypeError inside fit
+        RunConfig(2.5)
+    assert RunConfig(np.int64(3)).steps == 3 and type(RunConfig(np.int64(3)).steps) is int
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

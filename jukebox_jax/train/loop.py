@@ -31,6 +31,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,11 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):  # a float or a string failed later, inside `fit`
+            value = getattr(self, field.name)
+            if not isinstance(value, Integral) or isinstance(value, bool):
+                raise InputError(f"{field.name} must be an int, got {value!r} ({type(value).__name__})")
+            object.__setattr__(self, field.name, int(value))
         for name in ("steps", "save_every", "keep"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")

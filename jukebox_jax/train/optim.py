@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from numbers import Real
 from typing import Any, NamedTuple
 
 import jax
@@ -59,6 +60,13 @@ class OptimConfig:
     ema_mu: float | None = None
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):  # a string failed as a TypeError in the comparisons below
+            name, value = field.name, getattr(self, field.name)
+            if name == "lr_use_linear_decay":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"OptimConfig.{name}={value!r}: not a bool")
+            elif not (isinstance(value, Real) and not isinstance(value, bool)) and not (name == "ema_mu" and value is None):
+                raise ConfigError(f"OptimConfig.{name}={value!r}: not a number")
         checks = [
             ("lr", 0 <= self.lr <= _FLOAT32_MAX, f"a learning rate in [0, {_FLOAT32_MAX:.3g}] (it is float32)"),
             ("lr_warmup", self.lr_warmup >= 0, "a number of steps >= 0 (0: no warmup)"),
