@@ -295,6 +295,10 @@ def test_resume_after_kill_is_identical(tiny, tmp_path):
     with pytest.raises(JobError, match=r"killed/level_1 is in the way of the job's level-1 audio: move it away and resume"):
         run_job(tiny, tmp_path / "killed", request, start, resume=True)
     (tmp_path / "killed" / "level_1").unlink()
+    (tmp_path / "killed" / "level_1").symlink_to(tmp_path / "gone")  # a link to nothing: exists() is False
+    with pytest.raises(JobError, match=r"killed/level_1 is in the way of the job's level-1 audio"):
+        run_job(tiny, tmp_path / "killed", request, start, resume=True)
+    (tmp_path / "killed" / "level_1").unlink()
     (tmp_path / "killed" / ".partial-x.npz").write_bytes(b"")  # a temporary file a kill left
     # resumed with another batch limit (as after running out of memory): the same samples
     one_by_one = {level: dataclasses.replace(s, max_batch_size=1) for level, s in SETTINGS.items()}

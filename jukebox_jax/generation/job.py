@@ -275,7 +275,7 @@ def _check_nothing_in_the_way(out: Path, request: SampleRequest) -> None:
     n = len(next(iter(request.songs.values())))
     for level in request.levels:
         folder = out / f"level_{level}"
-        if folder.exists() and not folder.is_dir():
+        if (folder.exists() or folder.is_symlink()) and not folder.is_dir():  # a file, or a link to nothing
             blocking = folder
         else:
             blocking = next((wav for i in range(n) if (wav := folder / f"sample_{i}.wav").is_dir()), None)
