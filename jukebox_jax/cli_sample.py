@@ -654,7 +654,7 @@ def run(args: argparse.Namespace) -> None:
         print(notice)
     mesh = device_mesh(args.mesh)
     jb = with_precision(load_model(args.model, checked.config, args.seed, mesh), args.dtype, args.weights)
-    n = len(next(iter(checked.request.songs.values())))
+    n = checked.request.n_samples
     start = checked.start if checked.prompt is None else encode_prompt(jb, checked.prompt, n)
     first = jax.process_index() == 0  # in a run of several processes, only process 0 reports
     progress = Progress(count_windows(checked.config, checked.request), shown=first)

@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from jukebox_jax import checkpoint, tokenizer
-from jukebox_jax.cli_sample import device_mesh, finite_float, folder_to_write, integer, positive_float, positive_int, seed
+from jukebox_jax.cli_sample import (
+    device_mesh,
+    finite_float,
+    folder_to_write,
+    integer,
+    positive_float,
+    positive_int,
+    seed,
+)
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, preset
 from jukebox_jax.errors import ConfigError, InputError
 from jukebox_jax.io import check_memory, check_output_folder, exclusive
@@ -150,13 +158,17 @@ _FLAGS = {  # the option that sets each field of OptimConfig and RunConfig
 }
 
 
+def _run_config(args: argparse.Namespace) -> loop.RunConfig:
+    return loop.RunConfig(args.steps, args.save_every, args.eval_every, seed=args.seed)
+
+
 def _check_settings(args: argparse.Namespace) -> None:
     """The training options, checked before any song is read (encoding a dataset takes hours),
     each error led by its flag."""
     try:
         data.check_eval_fraction(args.eval_fraction)
         _optim(args)
-        loop.RunConfig(args.steps, args.save_every, args.eval_every, seed=args.seed)
+        _run_config(args)
     except (ConfigError, InputError) as e:
         field = re.match(r"(?:OptimConfig\.)?(\w+)", str(e)).group(1)
         raise InputError(f"{_FLAGS.get(field, field)}: {e}") from None
@@ -230,7 +242,7 @@ def _fit(args, task, state_of, batches, eval_batches, save_model, legacy=None, *
     `legacy`: their values as a run of run format 2 recorded them (`loop.check_start`)."""
     import jax
 
-    run = loop.Run(args.out, loop.RunConfig(args.steps, args.save_every, args.eval_every, seed=args.seed))
+    run = loop.Run(args.out, _run_config(args))
     task_json = json.dumps(dataclasses.asdict(task), default=str)
     spec = _spec(args, task=task_json, **spec_extra)
     start = run.start(spec, args.resume, legacy)

@@ -124,6 +124,11 @@ class SampleRequest:
         if 0 in counts.values() or len(set(counts.values())) > 1:
             raise InputError(f"songs must hold the same number (>= 1) of samples' labels at every level, got {counts}")
 
+    @property
+    def n_samples(self) -> int:
+        """Samples the job draws (the songs' labels per level; the same at every level)."""
+        return len(next(iter(self.songs.values())))
+
     def to_json(self) -> str:
         """Deterministic: the same request always gives the same text."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -272,7 +277,7 @@ def _run_job(
 def _check_nothing_in_the_way(out: Path, request: SampleRequest) -> None:
     """Raises `JobError` naming a file where a level's audio folder goes, or a folder where one
     of its wavs goes (found after sampling, it was a bare 'File exists')."""
-    n = len(next(iter(request.songs.values())))
+    n = request.n_samples
     for level in request.levels:
         folder = out / f"level_{level}"
         if (folder.exists() or folder.is_symlink()) and not folder.is_dir():  # a file, or a link to nothing
@@ -286,7 +291,7 @@ def _check_nothing_in_the_way(out: Path, request: SampleRequest) -> None:
 def _checked_start(jb: Jukebox, request: SampleRequest, start_codes: Codes) -> Codes:
     """The start codes as int64, once `request` is checked against `jb` (its levels, their hops
     and windows) and the start codes against both: before a job is written."""
-    n = len(next(iter(request.songs.values())))
+    n = request.n_samples
     needed = 0
     for level in request.levels:
         try:
