@@ -253,3 +253,18 @@ def test_no_whole_checkpoint_is_an_error_naming_the_run(tmp_path):
         flip_a_byte(tmp_path / "checkpoints" / str(step))
     with pytest.raises(CheckpointError, match=f"no checkpoint in {tmp_path / 'checkpoints'} restores: checkpoint 4"):
         train(tmp_path, 7, resume=True)
+
+
+def test_fit_refuses_a_run_not_started_and_no_held_out_batches_before_step_one(tmp_path):
+    """From Python: `fit` on a `Run` never started wrote checkpoints that every later start
+    refused (no run.json); empty held-out batches failed only at the first evaluation."""
+    run = Run(tmp_path / "a", RunConfig(4, save_every=2, eval_every=2))
+    with pytest.raises(InputError, match=r"holds no run.json: call run.start\(spec, resume\) before fit"):
+        fit(step, fresh(), batches, run)
+    assert not (tmp_path / "a").exists()
+    run.start(SPEC, False)
+    drawn = []
+    evaluate = lambda s, b: {"loss": jnp.sum(s.params["w"])}
+    with pytest.raises(InputError, match=r"eval_batches\(\) yields no batch"):
+        fit(step, fresh(), lambda i: drawn.append(i) or batches(i), run, evaluate=evaluate, eval_batches=lambda: iter([]))
+    assert drawn == [] and not (tmp_path / "a" / "metrics.jsonl").exists()

@@ -81,7 +81,8 @@ Evaluate = Callable[[TrainState, Batch], Metrics]
 class RunConfig:
     """How long and how often: `steps` in all, a checkpoint every `save_every` steps (and at
     the end; the newest `keep` are kept), an evaluation over the held-out batches every
-    `eval_every` steps (0: never)."""
+    `eval_every` steps (0: never). `seed` is recorded in `run.json`; the loop draws nothing
+    from it: the caller gives it to the task's `init` and its batches (`batch(seed, i, ...)`)."""
 
     steps: int
     save_every: int = 500
@@ -334,8 +335,12 @@ def fit(
     and at the end the mean of `evaluate` over them is logged. Returns the final state (also
     checkpointed)."""
     cfg = run.config
+    if not (run.out / RUN).is_file():  # its checkpoints would be refused by every later start
+        raise InputError(f"{run.out} holds no {RUN}: call run.start(spec, resume) before fit, which records the run")
     jitted = jit_step(step)
-    jitted_eval = None if evaluate is None or eval_batches is None else jax.jit(evaluate)
+    jitted_eval = None if evaluate is None or eval_batches is None or not cfg.eval_every else jax.jit(evaluate)
+    if jitted_eval is not None and int(state.step) < cfg.steps and next(iter(eval_batches()), None) is None:
+        raise InputError("eval_batches() yields no batch: give held-out batches, or evaluate=None (or eval_every=0)")
     state = place(state, mesh)
     for i in range(int(state.step), cfg.steps):
         state, metrics = jitted(state, place_batch(batches(i), mesh))
@@ -344,7 +349,7 @@ def fit(
         if bad:
             raise _diverged(run, i + 1, ", ".join(f"{k} {v}" for k, v in bad.items()))
         run.log(record)
-        if jitted_eval is not None and cfg.eval_every and ((i + 1) % cfg.eval_every == 0 or i + 1 == cfg.steps):
+        if jitted_eval is not None and ((i + 1) % cfg.eval_every == 0 or i + 1 == cfg.steps):
             held = mean_metrics(jitted_eval(state, place_batch(b, mesh)) for b in eval_batches())
             if not math.isfinite(held.get("loss", 0.0)):  # finite but huge weights: not a state to save
                 raise _diverged(run, i + 1, f"its held-out loss is {held['loss']}")
