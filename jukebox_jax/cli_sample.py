@@ -639,6 +639,10 @@ class Progress:
 
     def close(self) -> None:
         self.tokens.close()
+        # tqdm's `close` draws the final count only if it drew the bar since `start_t`, which
+        # `on_window` moves on (a finished job's resume went by in one redraw interval)
+        if not self.windows.disable:
+            self.windows.last_print_t = max(self.windows.last_print_t, self.windows.start_t)
         self.windows.close()
 
 

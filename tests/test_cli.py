@@ -659,6 +659,22 @@ def test_the_eta_leaves_out_each_levels_first_sampled_window(capsys):
     progress.on_window(1, 0, [])  # level 1 compiles its own kernels
     assert progress.windows.initial == 4
     progress.close()
+    assert capsys.readouterr().err.endswith("4/6 [00:00<?, ?window/s, level=1, start=0]\n")
+
+
+def test_a_finished_jobs_bar_ends_full(capsys):
+    """A resume of a finished job went through its windows inside tqdm's redraw interval and
+    left the bar at 0/6 on a line the summary then followed: `close` drew nothing after the
+    clock's restart."""
+    progress = cli_sample.Progress(6)
+    for start in range(6):
+        progress.on_window(0, start, [])
+    progress.close()
+    assert capsys.readouterr().err.split("\r")[-1].startswith("sampling: 100%|██████████| 6/6 ")
+    hidden = cli_sample.Progress(6, shown=False)  # another process's: draws nothing, and closes
+    hidden.on_window(0, 0, [])
+    hidden.close()
+    assert capsys.readouterr().err == ""
 
 
 def test_a_name_only_the_top_prior_knows_is_named_with_the_level_lacking_it():
