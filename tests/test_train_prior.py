@@ -209,6 +209,8 @@ def test_a_task_takes_names_and_checks_its_params_and_batches(case):
     tokens, labels, upper = case.inputs
     with pytest.raises(InputError, match=r"a batch is a dict holding \['tokens', 'labels'\] .*, got \['tokens', 'upper'\]"):
         task.step(task.init(case.params, 0), {"tokens": tokens, "upper": upper})
+    with pytest.raises(InputError, match=r"the batch's 'tokens' is float32: give integer ids"):
+        task.evaluate(task.init(case.params, 0), {"tokens": tokens.astype(np.float32), "labels": labels})
 
 
 @pytest.mark.slow

@@ -317,6 +317,8 @@ def test_bad_inputs(model):
         task.init({k: v for k, v in params.items() if not k.startswith("codebook_")}, jnp.zeros((1, 4096, 1)), 0, True)
     with pytest.raises(InputError, match=r"a batch is a dict holding \['audio'\]"):
         task.step(None, {"x": jnp.zeros((1, 4096, 1))})
+    with pytest.raises(InputError, match=r"the batch's 'audio' is int16: give float audio in \[-1, 1\] \(integer PCM over"):
+        task.step(None, {"audio": np.zeros((1, 4096, 1), np.int16)})
     with pytest.raises(InputError, match=r"calculate_bandwidth: Bandwidth\(l2=0\.0, l1=0\.0, spec=0\.0\) from silent"):
         calculate_bandwidth(jnp.zeros((2, 4096, 1)))  # normalisers of 0: NaN at step 1, reported as divergence
     bw = Bandwidth(1.0, 1.0, 1.0)

@@ -38,11 +38,20 @@ def _split(state: TrainState) -> tuple[jax.Array, jax.Array]:
     return jax.random.key_data(key), sub
 
 
+_BATCH_DTYPES = {"audio": jnp.floating, "tokens": jnp.integer, "labels": jnp.integer, "upper": jnp.integer}
+
+
 def _check_batch(batch: dict[str, jax.Array], need: tuple[str, ...]) -> None:
-    """Refuses a batch that is not a dict holding the keys `need` (it was a bare KeyError)."""
+    """Refuses a batch that is not a dict holding the keys `need` (it was a bare KeyError), or
+    whose arrays are of the wrong kind (integer PCM audio trained on values 32768 times too
+    large, without a word)."""
     if not isinstance(batch, dict) or any(k not in batch for k in need):
         got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
         raise InputError(f"a batch is a dict holding {list(need)} (module docstring), got {got}")
+    for name, kind in _BATCH_DTYPES.items():
+        if name in batch and not jnp.issubdtype(dtype := jnp.result_type(batch[name]), kind):
+            fix = "float audio in [-1, 1] (integer PCM over its full scale, e.g. / 32768)" if name == "audio" else "integer ids"
+            raise InputError(f"the batch's {name!r} is {dtype}: give {fix}")
 
 
 def weights(state: TrainState) -> Params:
