@@ -78,7 +78,7 @@ def test_window_labels_and_upper_codes(tiny):
     up = tiny.config.prior(1)
     upper = np.arange(2 * 40).reshape(2, 40)
     np.testing.assert_array_equal(upper_codes_of_window(up, upper, 8), upper[:, 2:18])
-    with pytest.raises(ValueError, match="sample the level above further"):
+    with pytest.raises(InputError, match=r"the window at 100 needs 41 \(a window reads .* sample the level above further"):
         upper_codes_of_window(up, upper, 100)  # needs codes up to 41
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from jukebox_jax.config import PriorConfig
+from jukebox_jax.errors import InputError
 
 
 def get_starts(total_length: int, n_ctx: int, hop_length: int) -> list[int]:
@@ -35,8 +36,9 @@ def upper_codes_of_window(cfg: PriorConfig, upper: np.ndarray, start: int) -> np
         raise ValueError(f"window start {start} is not a multiple of the upsampling factor {down}")
     z = upper[:, start // down : (start + cfg.n_ctx) // down]
     if z.shape[1] != cfg.n_ctx // down:
-        raise ValueError(
+        raise InputError(
             f"the level-{cfg.level + 1} codes end at {upper.shape[1]} tokens; the window at {start} needs "
-            f"{(start + cfg.n_ctx) // down}: sample the level above further first"
+            f"{(start + cfg.n_ctx) // down} (a window reads the level above over all its {cfg.n_ctx} tokens, even the "
+            "last, partial one): sample the level above further first"
         )
     return z
