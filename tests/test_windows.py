@@ -13,7 +13,7 @@ import pytest
 
 from jukebox_jax import Jukebox, JukeboxConfig
 from jukebox_jax.errors import InputError, JobError
-from jukebox_jax.generation.job import Placement, SampleRequest, run_job
+from jukebox_jax.generation.job import JobSource, Mode, Placement, SampleRequest, run_job
 from jukebox_jax.generation.levels import LevelSettings, sample_levels, sample_window
 from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
 from jukebox_jax.io import write_npz
@@ -163,6 +163,36 @@ def test_job_json_names_the_method():
         SampleRequest(tuple(np.arange(2, 3)), 128, 0, {np.int64(2): np_songs[2]}, {np.int64(2): np_settings[2]}),  # keys too
     ):
         assert json.loads(request.to_json()) == json.loads(texts[2])
+
+
+def test_a_request_reads_back_from_its_json():
+    """`from_json` inverts `to_json` (a job's state kept between a web app's requests), every
+    part checked as when made; what is not a request's JSON is named."""
+    songs = {2: (SongLabels(1000, 1, (2,), (5, 6), offset=128),) * 2, 1: (SongLabels(1000, 3),) * 2}
+    methods = {2: TopP(0.7, 0.9), 1: Greedy()}
+    requests = [
+        SampleRequest((2, 1), 256, 7, songs, {level: LevelSettings(m, 0.25, 4, None) for level, m in methods.items()}),
+        SampleRequest(
+            (2,), 128, 0, {2: songs[2]}, {2: LevelSettings(TopK(0.5, 3))}, JobSource(Mode.PRIMED, "ab" * 32, 1.5),
+            Placement("bfloat16", "int8", {"data": 2, "model": 1}),
+        ),
+    ]
+    for request in requests:
+        assert SampleRequest.from_json(request.to_json()) == request
+    assert LevelSettings.from_dict({"hop_fraction": 0.25}) == LevelSettings(hop_fraction=0.25)
+    text = json.loads(requests[0].to_json())
+    for bad, why in [
+        ("[]", r"not a SampleRequest's JSON .*: ValueError: not a SampleRequest's fields"),
+        (json.dumps({**text, "extra": 1}), "not a SampleRequest's fields"),
+        (json.dumps({**text, "seed": -1}), r"seed must be in 0\.\.4294967295"),
+        (json.dumps({**text, "settings": {"2": {"method": {"method": "beam"}}, "1": {}}}), r"not a sampling method's dict: .*'beam'"),
+        (json.dumps({**text, "settings": {"2": {"method": {"method": "greedy", "k": 3}}, "1": {}}}), r"not a sampling method's dict"),
+        (json.dumps({**text, "settings": {"2": {"hop": 1}, "1": {}}}), r"not a LevelSettings dict: .*'hop'"),
+        (json.dumps({**text, "source": {"mode": "sideways"}}), r"ValueError: 'sideways' is not a valid Mode"),
+        (json.dumps({k: v for k, v in text.items() if k != "songs"}), r"KeyError: 'songs'"),
+    ]:
+        with pytest.raises(InputError, match=why):
+            SampleRequest.from_json(bad)
 
 
 _SONG = SongLabels(8 * 6144, 1, (2,), (5, 6))

@@ -138,6 +138,34 @@ class SampleRequest:
         d["placement"] = None if self.placement is None else dataclasses.asdict(self.placement)
         return json.dumps(d, sort_keys=True, default=_plain)
 
+    @classmethod
+    def from_json(cls, text: str) -> SampleRequest:
+        """The request `to_json` gave `text` for (a job's state between sessions, or a web
+        request's); each part checked as when made."""
+        try:
+            d = json.loads(text)
+            if not isinstance(d, dict) or not d.keys() <= {f.name for f in dataclasses.fields(cls)}:
+                raise ValueError("not a SampleRequest's fields")
+            songs = {
+                int(level): tuple(SongLabels(**{**s, "genres": tuple(s["genres"]), "lyrics": tuple(s["lyrics"])}) for s in rows)
+                for level, rows in d["songs"].items()
+            }
+            source = dict(d.get("source") or {})
+            placement = d.get("placement")
+            return cls(
+                tuple(d["levels"]),
+                d["sample_length"],
+                d["seed"],
+                songs,
+                {int(level): LevelSettings.from_dict(v) for level, v in d["settings"].items()},
+                JobSource(**{**source, "mode": Mode(source.get("mode", Mode.ANCESTRAL))}),
+                None if placement is None else Placement(**placement),
+            )
+        except InputError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise InputError(f"not a SampleRequest's JSON (SampleRequest.to_json): {type(e).__name__}: {e}") from None
+
 
 def _plain(value: Any) -> Any:
     """A JSON value for what `json` cannot write itself: numpy numbers, tuples of them."""

@@ -20,12 +20,12 @@ import numpy as np
 
 from jukebox_jax import checks
 from jukebox_jax.config import PriorConfig
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import InputError, shown
 from jukebox_jax.generation.windows import level_windows, upper_codes_of_window
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
 from jukebox_jax.sampling.decode import row_keys
-from jukebox_jax.sampling.methods import Method, Temperature, check_is_method
+from jukebox_jax.sampling.methods import Method, Temperature, check_is_method, method_from_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +50,17 @@ class LevelSettings:
     def to_dict(self) -> dict:
         """The fields as plain JSON values, the method as its name and fields."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {"method": self.method.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LevelSettings:
+        """The settings `to_dict` gave `d` for."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(d, dict) or not d.keys() <= names:
+            raise InputError(f"not a LevelSettings dict: {shown(d)} (its keys are {sorted(names)})")
+        fields = dict(d)
+        if "method" in fields:
+            fields["method"] = method_from_dict(fields["method"])
+        return cls(**fields)
 
 
 Codes = list[np.ndarray]

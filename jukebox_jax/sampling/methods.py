@@ -103,6 +103,19 @@ Method = Greedy | Temperature | TopK | TopP
 _NAMES = {Temperature: "temperature", TopK: "top_k", TopP: "top_p"}
 
 
+def method_from_dict(d: dict) -> Method:
+    """The method a `to_dict` describes (`{"method": "top_k", "temperature": 1.0, "k": 8}`)."""
+    classes = {"greedy": Greedy} | {name: cls for cls, name in _NAMES.items()}
+    fields = dict(d) if isinstance(d, dict) else {}
+    cls = classes.get(fields.pop("method", None))
+    names = set() if cls is None else {f.name for f in dataclasses.fields(cls)}
+    if cls is None or not fields.keys() <= names:
+        raise InputError(
+            f"not a sampling method's dict: {shown(d)}; give {{'method': one of {sorted(classes)}, and its fields}}"
+        )
+    return cls(**fields)
+
+
 def check_is_method(method: object) -> None:
     """Refuses anything but a sampling method object (a name such as 'greedy' included)."""
     if not isinstance(method, (Greedy, Temperature)):
