@@ -119,8 +119,8 @@ def test_methods_draw_only_from_their_support(method, support):
 def test_temperature_sharpens_and_flattens():
     keys = jax.random.split(jax.random.key(1), 4000)
     freq = lambda t: np.bincount(np.asarray(Temperature(t).next_token(jnp.repeat(LOGITS, 4000, 0), keys)), minlength=5) / 4000
-    np.testing.assert_allclose(freq(1.0), np.exp(np.asarray(LOGITS[0])), atol=0.03)
-    assert freq(0.5)[0] > 0.65 and freq(4.0)[0] < 0.35
+    for t in (1.0, 0.5, 2.0):  # softmax(logits / t): a temperature applied twice is off by 0.08 to 0.2
+        np.testing.assert_allclose(freq(t), np.asarray(jax.nn.softmax(LOGITS[0] / t)), atol=0.03)
 
 
 def test_sampling_method_arguments():

@@ -103,6 +103,12 @@ def test_ancestral_then_upsample(tiny):
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(0), 2), 0)  # level 2, window start 0
     first = tiny.sample(2, key, labels[:2], 48, temperature=1.0, chunk_size=7)
     np.testing.assert_array_equal(zs[2][:2, :48], np.asarray(first))
+    # the last window (start 8) continues the first's tokens with its own key: a key reused
+    # across windows (one per level) gave other tokens here and nowhere else
+    labels = np.stack([window_labels(top, s, 8) for s in songs[2]])
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(0), 2), 8)
+    last = tiny.sample(2, key, labels[:2], 48, prompt=zs[2][:2, 8:48], temperature=1.0, chunk_size=7)
+    np.testing.assert_array_equal(zs[2][:2, 8:], np.asarray(last))
     again = sample_levels(tiny, [np.zeros((3, 0), np.int64)] * 2 + [zs[2]], songs, (1,), length, jax.random.key(0), SETTINGS)
     np.testing.assert_array_equal(again[2], zs[2])  # upsampling keeps the top codes
     np.testing.assert_array_equal(again[1], zs[1])  # and is deterministic per window
