@@ -7,11 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from zero_models import zero_model
 
 from convert import convert_checkpoint
 from jukebox_jax.config import Lyrics
 from jukebox_jax.prior import condition, sequence
 from jukebox_jax.sampling import Greedy, Temperature, TopK, TopP, decode, prefill, sampling_method
+from jukebox_jax.sampling.decode import broken_rows
 
 FIXTURES = {"prior_5b_level2": 2, "prior_5b_lyrics_level2": 2, "prior_1b_lyrics_level2": 2, "upsampler_level1": 1, "upsampler_level0": 0}
 
@@ -110,7 +112,10 @@ def test_sample_rejects_bad_requests(case):
 LOGITS = jnp.log(jnp.array([[0.5, 0.25, 0.15, 0.07, 0.03]]))
 
 
-@pytest.mark.parametrize("method,support", [(Greedy(), {0}), (TopK(1.0, 2), {0, 1}), (TopP(1.0, 0.7), {0, 1}), (TopP(1.0, 0.8), {0, 1, 2})])
+@pytest.mark.parametrize(
+    "method,support",
+    [(Greedy(), {0}), (TopK(1.0, 2), {0, 1}), (TopP(1.0, 0.7), {0, 1}), (TopP(1.0, 0.8), {0, 1, 2}), (TopP(0.5, 0.7), {0})],
+)  # the last: the nucleus of the tempered distribution (softmax(logits / 0.5)[0] = 0.73), as the original
 def test_methods_draw_only_from_their_support(method, support):
     draws = jax.vmap(lambda k: method.next_token(LOGITS, k[None]))(jax.random.split(jax.random.key(0), 400))
     assert set(np.asarray(draws).ravel().tolist()) == support
@@ -121,6 +126,20 @@ def test_temperature_sharpens_and_flattens():
     freq = lambda t: np.bincount(np.asarray(Temperature(t).next_token(jnp.repeat(LOGITS, 4000, 0), keys)), minlength=5) / 4000
     for t in (1.0, 0.5, 2.0):  # softmax(logits / t): a temperature applied twice is off by 0.08 to 0.2
         np.testing.assert_allclose(freq(t), np.asarray(jax.nn.softmax(LOGITS[0] / t)), atol=0.03)
+
+
+def test_each_step_draws_with_its_own_key():
+    """Every logit 0 (all weights 0): each token uniform over the bins. One key for every
+    step would draw one token over and over."""
+    jb = zero_model("tiny_5b")
+    tokens = np.asarray(jb.sample(2, jax.random.key(0), jb.labels(2, total_seconds=10.0, n_samples=2), 32, temperature=1.0))
+    assert all(len(set(row.tolist())) > 8 for row in tokens), tokens
+
+
+def test_broken_rows_are_nan_or_plus_inf():
+    """A row with a NaN or +inf logit is refused by `sample` (`BROKEN`); -inf rules a token out."""
+    logits = jnp.array([[0.0, jnp.inf], [jnp.nan, 0.0], [-jnp.inf, 0.0], [1.0, 2.0]])
+    assert np.asarray(broken_rows(logits)).tolist() == [True, True, False, False]
 
 
 def test_sampling_method_arguments():

@@ -47,6 +47,12 @@ class SampleState:
 jax.tree_util.register_dataclass(SampleState, data_fields=["tokens", "cache", "step", "key"], meta_fields=[])
 
 
+def broken_rows(logits: jax.Array) -> jax.Array:
+    """`[b, v] -> [b]`: the rows holding a NaN or +inf logit, whose draw would be no draw (an
+    argmax or inverse CDF over NaN gives token 0); -inf is a token ruled out, not broken."""
+    return ~jnp.all(logits < jnp.inf, axis=-1)
+
+
 def row_keys(key: jax.Array, batch: int) -> jax.Array:
     """One key per sample `[batch]`: `key` itself if it is already `batch` typed keys, else
     `fold_in(key, row)` for each row (so sample `row` draws the same whatever the batch size)."""
@@ -121,8 +127,7 @@ def decode(
         logits, cache = prior.extend(cfg, params, _inputs(state.tokens, t, 1), t, ctx, state.cache, step=True)
         keys = jax.vmap(jax.random.fold_in, (0, None))(state.key, t)  # [b]
         token = method.next_token(logits[:, 0], keys)  # [b]
-        broken = ~jnp.all(logits[:, 0] < jnp.inf, axis=-1)  # [b]: a NaN or +inf logit (a NaN argmax is 0)
-        token = jnp.where(broken, BROKEN, token)
+        token = jnp.where(broken_rows(logits[:, 0]), BROKEN, token)
         tokens = jax.lax.dynamic_update_slice_in_dim(state.tokens, token[:, None], t, axis=1)
         if return_logits:
             all_logits = jax.lax.dynamic_update_slice_in_dim(all_logits, logits.astype(all_logits.dtype), i, axis=1)
