@@ -53,7 +53,7 @@ from jax.sharding import Mesh
 from jukebox_jax import integrity, prior, sharding
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import CheckpointError, ParamsError
-from jukebox_jax.io import TEMP_PREFIX, check_space, tree_nbytes, writable_ancestor, write_text
+from jukebox_jax.io import TEMP_PREFIX, check_space, checkpoint_nbytes, full_disk, writable_ancestor, write_text
 from jukebox_jax.params import Params, abstract_params, check_params, flatten
 
 FORMAT = "jukebox-jax/3"
@@ -93,7 +93,9 @@ def save(path: Path, config: JukeboxConfig, params: Params, digests: Mapping[str
             _swap(new, path)
         finally:
             shutil.rmtree(new, ignore_errors=True)  # nothing there once swapped in
-    except OSError as e:
+    except Exception as e:  # orbax tells a full disk as a ValueError
+        if not (isinstance(e, OSError) or full_disk(e)):
+            raise
         raise _unwritable(path, e) from e
 
 
@@ -136,7 +138,7 @@ def _prepare(path: Path, params: Params) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(path)
-        check_space(path.parent, tree_nbytes(params), "the checkpoint")
+        check_space(path.parent, checkpoint_nbytes(params), "the checkpoint")
     except OSError as e:
         raise _unwritable(path, e) from e
 

@@ -16,13 +16,12 @@ import numpy as np
 from jukebox_jax import checkpoint, cli_data, cli_sample, cli_train, default
 from jukebox_jax.config import DType
 from jukebox_jax.errors import ConfigError, InputError, Interrupted, JukeboxError
-from jukebox_jax.io import exclusive, write_audio, write_npz
+from jukebox_jax.io import FULL, exclusive, write_audio, write_npz
 from jukebox_jax.synth.dataset import SONG_SECONDS
 
 DEMO_SECONDS = 2.0
 DEMO_OUT = Path(tempfile.gettempdir()) / "jukebox_demo"  # not the working directory, which may be a repository
 DEMO_FILES = ("input.wav", "codes.npz", *(f"recon_level{level}.wav" for level in range(8)))  # what a demo writes
-FULL = (errno.ENOSPC, errno.EDQUOT)  # a write failed for want of space
 
 
 def demo(out: Path, seconds: float, seed: int) -> None:

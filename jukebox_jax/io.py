@@ -61,6 +61,25 @@ def check_space(folder: Path, nbytes: int, what: str) -> None:
         )
 
 
+FULL = (errno.ENOSPC, errno.EDQUOT)  # a write failed for want of space
+CHECKPOINT_OVERHEAD = 4 << 20  # an orbax checkpoint's own files past its arrays' bytes (metadata, OCDBT manifests)
+
+
+def full_disk(e: BaseException) -> bool:
+    """Whether a write failed for want of space: an `OSError` of `FULL`, or orbax's and
+    tensorstore's own errors for it (`ValueError: RESOURCE_EXHAUSTED: Error writing ...`)."""
+    if isinstance(e, OSError):
+        return e.errno in FULL
+    text = str(e)
+    return "No space left on device" in text or ("RESOURCE_EXHAUSTED" in text and "writing" in text)
+
+
+def checkpoint_nbytes(arrays: Any) -> int:
+    """About the bytes an orbax checkpoint of `arrays` takes on disk (for `check_space`)."""
+    nbytes = tree_nbytes(arrays)
+    return nbytes + nbytes // 10 + CHECKPOINT_OVERHEAD
+
+
 def tree_nbytes(arrays: Any) -> int:
     """The bytes of a pytree's arrays, uncompressed."""
     import jax

@@ -25,7 +25,7 @@ from damage import flip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jukebox_jax import Jukebox, JukeboxConfig, VQVAEConfig, preset
+from jukebox_jax import Jukebox, JukeboxConfig, VQVAEConfig, checkpoint, preset
 from jukebox_jax.errors import CheckpointError, JukeboxError, ParamsError
 from jukebox_jax.io import TEMP_PREFIX
 from jukebox_jax.params import Params, flatten
@@ -251,6 +251,22 @@ def test_a_full_disk_is_refused_before_orbax_writes_and_keeps_the_old_checkpoint
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=1000))
     with pytest.raises(CheckpointError, match=rf"cannot write the checkpoint {target} \(.*not enough space: the checkpoint needs about"):
+        other.save(target)
+    monkeypatch.undo()
+    assert same(Jukebox.load(target).params, micro.params) and os.listdir(tmp_path) == ["ckpt"]
+
+
+def test_a_disk_that_fills_while_orbax_writes_is_named_and_keeps_the_old_checkpoint(saved, micro, other, tmp_path, monkeypatch):
+    """Room by the estimate, yet the disk fills during the write (another writer, a quota):
+    tensorstore's `ValueError: RESOURCE_EXHAUSTED` was a 270-line traceback."""
+    target = copy(saved, tmp_path / "ckpt")
+
+    def fills(folder, params):
+        (folder / "params").mkdir()
+        raise ValueError(f'RESOURCE_EXHAUSTED: Error writing "d/abc" in OCDBT database at local file "{folder}/params/"')
+
+    monkeypatch.setattr(checkpoint, "_write_params", fills)
+    with pytest.raises(CheckpointError, match=rf"cannot write the checkpoint {target} \(RESOURCE_EXHAUSTED: Error writing"):
         other.save(target)
     monkeypatch.undo()
     assert same(Jukebox.load(target).params, micro.params) and os.listdir(tmp_path) == ["ckpt"]

@@ -175,6 +175,11 @@ def test_nothing_held_out_trains_without_evaluation_and_resumes_on_its_songs_onl
     cli(f"{command} --steps 2 --resume")
     assert f"note: {out} holds no checkpoint to resume from (killed before its first, or its checkpoints removed): training from step 0" in capsys.readouterr().out
     assert [r["step"] for r in metrics(out)] == [1, 2]
+    early = tmp_path / "early"  # killed (or out of room) before run.json: the --resume the error asked for starts it
+    early.mkdir()
+    cli(f"{command.replace(str(out), str(early))} --steps 1 --resume")
+    assert f"note: {early} holds no checkpoint to resume from" in capsys.readouterr().out
+    assert [r["step"] for r in metrics(early)] == [1]
     record = json.loads((out / "run.json").read_text())  # as run format 2 wrote it: one digest of all songs
     spec = {k: v for k, v in record["spec"].items() if k != "data devices"}
     for digest, resumes in (("0" * 16, False), (data.audio_folder(plain, preset("tiny_vqvae").sample_rate).fingerprint(whole=True), True)):

@@ -116,9 +116,8 @@ def test_run_folder_refusals(tmp_path):
     with pytest.raises(InputError, match=r"is at step 2, past --steps 1: a run cannot go back.*give --steps 2 or more"):
         train(tmp_path, 1, resume=True)
     assert (tmp_path / "run.json").read_text() == before  # the run's record is left as it was
-    with pytest.raises(InputError, match="no training run to resume"):
-        train(tmp_path / "new", 4, resume=True)
-    assert not (tmp_path / "new").exists()  # it left an empty checkpoints/ behind, which then blocked the folder
+    # a resume where no run began (killed, or out of room, before run.json) starts it, as `sample` does
+    np.testing.assert_array_equal(train(tmp_path / "new", 4, resume=True).params["w"], train(tmp_path / "new2", 4).params["w"])
     train(tmp_path / "lost", 2)
     (tmp_path / "lost" / "run.json").unlink()
     for resume in (False, True):  # a new run wrote over the old run's checkpoints
@@ -216,6 +215,28 @@ def test_a_full_disk_stops_the_run_before_a_checkpoint_and_resume_goes_on(tmp_pa
     assert e.value.errno == errno.ENOSPC and not (tmp_path / "checkpoints" / "2").exists()
     monkeypatch.undo()
     np.testing.assert_array_equal(train(tmp_path, 4, resume=True).params["w"], train(tmp_path / "straight", 4).params["w"])
+
+
+def test_a_disk_that_fills_during_a_checkpoint_is_named_and_resume_goes_on(tmp_path, monkeypatch):
+    """orbax tells a disk filled mid-write as `ValueError: RESOURCE_EXHAUSTED` (the CLI showed
+    its traceback) and leaves its temporary folder: an `OSError` (ENOSPC) instead, the folder
+    removed, the checkpoint before kept."""
+    import orbax.checkpoint as ocp
+
+    save = ocp.CheckpointManager.save
+
+    def fills_at_4(manager, step, *args, **kwargs):
+        if step != 4:
+            return save(manager, step, *args, **kwargs)
+        (tmp_path / "checkpoints" / "4.orbax-checkpoint-tmp-1").mkdir()
+        raise ValueError('RESOURCE_EXHAUSTED: Error writing "opt_state" in OCDBT database at local file')
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", fills_at_4)
+    with pytest.raises(OSError, match="no space left while writing checkpoint 4") as e:
+        train(tmp_path, 6)
+    assert e.value.errno == errno.ENOSPC and sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
+    monkeypatch.undo()
+    np.testing.assert_array_equal(train(tmp_path, 6, resume=True).params["w"], train(tmp_path / "straight", 6).params["w"])
 
 
 def flip_a_byte(folder) -> None:

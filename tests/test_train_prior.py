@@ -26,7 +26,7 @@ from jukebox_jax.prior.prior import Prior, condition, forward, to_execution
 from jukebox_jax.prior.transformer import Execution, Remat
 from jukebox_jax.train.optim import OptimConfig, global_norm, original_adam
 from jukebox_jax.train.prior import grow_label_tables, prior_loss, prior_value_and_grad
-from jukebox_jax.train.steps import PriorTask
+from jukebox_jax.train.steps import PriorTask, weights
 
 LEVEL = {
     "prior_5b_level2": 2,
@@ -192,6 +192,22 @@ def test_a_training_step_draws_the_lyric_encoders_dropout(case):
     a, b = (float(step(task.init(case.params, seed), {"tokens": tokens, "labels": labels})[1]["loss"]) for seed in (1, 2))
     base = float(case.step[0][0])  # no dropout
     assert a != b and base not in (a, b)
+    frozen = PriorTask(task.config, OptimConfig(lr=0.0))  # the weights stay: only the draw can change the loss
+    step, batch = jax.jit(frozen.step), {"tokens": tokens, "labels": labels}
+    state, first = step(frozen.init(case.params, 1), batch)
+    assert float(step(state, batch)[1]["loss"]) != float(first["loss"])  # each step of a run draws anew: its key moves on
+
+
+@pytest.mark.parametrize("case", ["upsampler_level1"], indirect=True)  # one structure is enough
+def test_an_ema_evaluation_reads_the_averaged_weights(case):
+    """With `ema_mu`, held-out losses are those of the EMA, the weights the run writes."""
+    task = PriorTask(case.cfg, OptimConfig(lr=1e-2, lr_warmup=0, ema_mu=0.5))
+    batch = dict(zip(("tokens", "labels", "upper"), case.inputs, strict=True))
+    state, _ = jax.jit(task.step)(task.init(case.params, 0), batch)
+    loss = jax.jit(lambda p: prior_loss(task.model, p, *case.inputs)[0])
+    ema, raw = float(loss(weights(state))), float(loss(state.params))
+    assert abs(float(jax.jit(task.evaluate)(state, batch)["loss"]) - ema) <= 1e-6 * ema
+    assert abs(raw - ema) > 1e-4 * ema
 
 
 @pytest.mark.parametrize("case", ["upsampler_level1"], indirect=True)  # one structure is enough

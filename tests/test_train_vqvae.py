@@ -294,7 +294,9 @@ def test_with_an_ema_evaluation_reads_the_averaged_weights(ref, model):
     assert not pointers(state.params) & pointers(params)  # copies: `loop.fit` donates the state, not the caller's params
     step = jax.jit(task.step)
     for _ in range(2):
+        key = np.asarray(state.key)
         state, _ = step(state, {"audio": x})
+        assert not np.array_equal(state.key, key)  # each step's draws (codebook restarts) from a new key
     averaged = weights(state)
     for name, p in averaged.items():
         expected = state.params[name] if name.startswith("codebook_") else state.opt_state.ema[name]

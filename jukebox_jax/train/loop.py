@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import functools
 import json
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -44,7 +46,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jukebox_jax import integrity
 from jukebox_jax.errors import CheckpointError, DivergedError, InputError
-from jukebox_jax.io import check_space, read_record, tree_nbytes, write_text
+from jukebox_jax.io import check_space, checkpoint_nbytes, full_disk, read_record, write_text
 
 Batch = Mapping[str, np.ndarray]
 Legacy = Callable[[], Mapping[str, Any]]  # spec values in run format 2's form, made only for such a run
@@ -221,9 +223,16 @@ class Run:
         import orbax.checkpoint as ocp
 
         step = int(state.step)
-        check_space(self.out / CHECKPOINTS, tree_nbytes(state), f"checkpoint {step}")
-        self._manager.save(step, args=ocp.args.StandardSave(state))
-        self._manager.wait_until_finished()
+        check_space(self.out / CHECKPOINTS, checkpoint_nbytes(state), f"checkpoint {step}")
+        try:
+            self._manager.save(step, args=ocp.args.StandardSave(state))
+            self._manager.wait_until_finished()
+        except Exception as e:  # the disk filled all the same: orbax says so as a ValueError, its temporary folder left
+            if not full_disk(e):
+                raise
+            for partial in (self.out / CHECKPOINTS).glob(f"{step}.orbax-checkpoint-tmp*"):
+                shutil.rmtree(partial, ignore_errors=True)
+            raise OSError(errno.ENOSPC, f"no space left while writing checkpoint {step}", str(self.out / CHECKPOINTS)) from e
         kept = {str(s) for s in self._manager.all_steps()}
         digests = {k: v for k, v in self._digests().items() if k in kept} | {str(step): _digest(state)}
         write_text(self.out / DIGESTS, json.dumps(digests, indent=1))
@@ -258,8 +267,8 @@ class Run:
 def check_start(
     out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bool = False, legacy: Legacy | None = None
 ) -> None:
-    """Refuses, writing nothing, what `Run.start` refuses: a resume where no run is, a new run
-    over one, a resume of a run another version of run.json began, or one whose `spec`
+    """Refuses, writing nothing, what `Run.start` refuses: a new run over one, checkpoints
+    without their run.json, a resume of a run another version of run.json began, or one whose `spec`
     differs from the one it began with (where `partial`, in `spec`'s keys only: a caller
     checks what it knows before it prepares the data, e.g. encodes songs into the run folder).
     A run of format 2 is compared in the keys it recorded, `legacy()` giving their values in
@@ -270,9 +279,7 @@ def check_start(
             f"{out} holds checkpoints but no {RUN} (removed?): the run they belong to cannot be checked; move "
             f"{checkpoints} away, or train into another --out"
         )
-    if resume and not path.is_file():
-        raise InputError(f"{out} holds no training run to resume; leave out --resume to start one")
-    if not path.is_file():
+    if not path.is_file():  # also for `resume`: killed (or out of room) before run.json, it starts, as `sample` does
         return
     if not resume:
         raise InputError(f"{out} holds a training run already: pass --resume to continue it, or choose another --out")
