@@ -596,6 +596,7 @@ def test_sample_with_names_and_lyrics(tmp_path):
     assert job["source"] == {"mode": "ancestral", "prompt": None, "prompt_seconds": None}
     assert re.fullmatch("[0-9a-f]{64}", job["model"]) and re.fullmatch("[0-9a-f]{64}", job["start_codes"])
     assert np.load(out / "codes.npz")["level_1"].shape[1] > 0
+    assert [job["settings"][level]["hop_fraction"] for level in ("2", "1")] == [0.125, 0.5]  # the original's window hops
 
 
 def test_sample_continue_upsample_and_primed(tmp_path, capsys):
