@@ -1,8 +1,9 @@
 """Artist, genre and lyric ids against the original's rules (`artist_genre_processor.py`,
-`text_processor.py`, `labels.py`), with the id tables read independently from `../shared`."""
+`text_processor.py`, `labels.py`), with the id tables checked against the originals' digests and parsed here."""
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -13,21 +14,28 @@ from jukebox_jax import tokenizer
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.labels import window_labels
 
-# The original tables as the project's shared folder holds them, an independent copy of
-# jukebox_jax/data (beside the repository, not in it).
-SHARED_IDS = Path(__file__).resolve().parents[2] / "shared" / "jukebox-ids"
+# SHA-256 of the original tables, `jukebox/data/ids/*_ids.txt` of openai/jukebox at 08efbbc (as
+# the project's shared folder holds them, their git blob hashes those of upstream): the packaged
+# copies must be these bytes, which the tests below then parse themselves.
+ORIGINAL_SHA256 = {
+    "v2_artist": "fce2ecc0c7b00838cf8cc90273609c5460fa1ec8d3211ce9f6546ed792feb001",
+    "v2_genre": "04d7c5e5f0002c74789ee2a72a1e33f11057eb6c183ed0cf8f4b140164197e48",
+    "v3_artist": "85ab98ca035945a917ec3d3e1f06bcd938767196281cfb8caecf058872a9e9ed",
+    "v3_genre": "f85f72dca1e6052da129041bb927e29eb143e5f1450951006565f4a8af6f31cb",
+}
+PACKAGED = Path(tokenizer.__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
 def tables():
-    ids = SHARED_IDS
-    if not ids.is_dir():
-        pytest.skip(f"needs the original id tables at {ids}")
-    read = lambda name: [line.rsplit(";", 1) for line in (ids / name).read_text("utf-8").splitlines()]
-    return {name: read(f"{name}_ids.txt") for name in ("v2_artist", "v2_genre", "v3_artist", "v3_genre")}
+    """Each table's `(name, id)` rows, read here from the packaged file, not by the tokenizer."""
+    read = lambda name: [line.rsplit(";", 1) for line in (PACKAGED / name).read_text("utf-8").splitlines()]
+    return {name: read(f"{name}_ids.txt") for name in ORIGINAL_SHA256}
 
 
 def test_packaged_tables_are_the_originals(tables):
+    for name, digest in ORIGINAL_SHA256.items():
+        assert hashlib.sha256((PACKAGED / f"{name}_ids.txt").read_bytes()).hexdigest() == digest, name
     for name, rows in tables.items():
         version, kind = name.split("_")
         assert tokenizer.id_table(kind, version == "v3") == {n.lower(): int(i) for n, i in rows}  # later lines win, as the original's dict
