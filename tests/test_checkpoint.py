@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ from damage import flip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jukebox_jax import Jukebox, JukeboxConfig, VQVAEConfig, checkpoint, preset
+from jukebox_jax import Jukebox, JukeboxConfig, VQVAEConfig, checkpoint, integrity, preset
 from jukebox_jax.errors import CheckpointError, JukeboxError, ParamsError
 from jukebox_jax.io import TEMP_PREFIX
 from jukebox_jax.params import Params, flatten
@@ -338,6 +339,8 @@ def test_bad_weights_are_refused_naming_them(micro, tmp_path):
     with pytest.raises(CheckpointError, match="vqvae/codebook_0: 1 NaN or infinite values"):
         Jukebox(MICRO, nan).save(tmp_path / "nan")
     assert not (tmp_path / "nan").exists()
+    last = {**micro.params, "vqvae": {**micro.params["vqvae"], "codebook_0": params[("vqvae", "codebook_0")].at[-1, -1].set(np.inf)}}
+    assert checkpoint.bad_weights(last, MICRO) == ["vqvae/codebook_0: 1 NaN or infinite values"]  # anywhere in it
     for name, value in (
         ("nan", nan),
         ("int", {"vqvae": {**micro.params["vqvae"], "codebook_0": np.zeros((64, 32), np.int32)}}),
@@ -456,3 +459,14 @@ def test_fuzz_damaged_checkpoints_fail_clearly_or_load_exactly(data, saved, micr
         except JukeboxError:
             return
     assert same(loaded.params, micro.params)
+
+
+def test_digests_cover_the_shape_and_every_byte_of_a_file(tmp_path):
+    """Arrays of the same bytes in other shapes (empty ones included) digest apart; a file's
+    digest reads past its first block."""
+    a = np.zeros((2, 3), np.float32)
+    assert len({integrity.array_digest(a), integrity.array_digest(a.reshape(3, 2)), integrity.array_digest(a.reshape(6))}) == 3
+    assert integrity.array_digest(np.zeros((2, 0))) != integrity.array_digest(np.zeros((3, 0)))
+    blob = np.random.default_rng(0).bytes(3 * (1 << 20) + 5)
+    (tmp_path / "x").write_bytes(blob)
+    assert integrity.file_digest(tmp_path / "x") == hashlib.sha256(blob).hexdigest()

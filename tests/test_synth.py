@@ -19,7 +19,7 @@ from jukebox_jax.io import TEMP_PREFIX, exclusive
 from jukebox_jax.synth import SynthConfig, compare, describe, generate, make_song, song_path, vocals
 from jukebox_jax.synth.dataset import song_score, timed_notes
 from jukebox_jax.synth.instruments import midi_hz, render_notes
-from jukebox_jax.synth.measures import best_scale, chroma, in_tune_share, onset_autocorrelation, scale_mask
+from jukebox_jax.synth.measures import best_scale, chroma, in_tune_share, onset_autocorrelation, scale_mask, spectral_flatness
 from jukebox_jax.synth.score import (
     ARTISTS,
     GENRES,
@@ -503,3 +503,49 @@ def test_vocals_sing_the_melody():
             [sing_word(w, ARTISTS[1].voice, pitch, 0.6, np.random.default_rng(0), SR) for w in WORDS[:4]]
         )
         assert np.argmax(chroma(word, SR)) == pitch % 12
+
+
+def _tones(midis, seconds: float = 3.0, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return sum(amp * np.sin(2 * np.pi * midi_hz(m) * t) for m in midis)
+
+
+def test_the_reference_distance_of_identical_songs_is_zero():
+    """Each reference song is measured against the mean of the others (leave one out)."""
+    x = make_song(dataclasses.replace(CONFIG, songs=1, seconds=4.0), 0)[0]
+    got = compare([x], [x, x], SR)
+    assert got["reference"]["chroma_distance"] == pytest.approx(0, abs=1e-12)
+    assert got["samples"]["chroma_distance"] == pytest.approx(0, abs=1e-12)
+
+
+def test_describe_names_the_key_its_chroma_begins_at_and_the_centroid():
+    d = describe(_tones([62, 64, 66, 67, 69, 71, 73]), SR)  # D major
+    assert d["key"] == "D"
+    assert np.dot(d["chroma"], scale_mask(Scale[d["scale"].upper()], 0)) == pytest.approx(d["scale_share"], abs=1e-9)
+    t = np.arange(3 * SR) / SR
+    assert describe(0.5 * np.sin(2 * np.pi * 1000 * t), SR)["spectral_centroid_hz"] == pytest.approx(1000, rel=0.03)
+
+
+def test_flatness_reads_the_frames_within_40_db_of_the_loudest():
+    """A tone, then noise 30 dB under it: the noise's frames count (a 20 dB gate gave about 0)."""
+    tone = np.sin(2 * np.pi * 440 * np.arange(SR) / SR)
+    noise = np.random.default_rng(0).normal(0, 0.0224, 2 * SR)
+    assert spectral_flatness(np.concatenate([tone, noise]), SR) > 0.2
+
+
+def test_the_modes_are_rotations_of_the_major_scale():
+    major = Scale.MAJOR.value
+    mode = lambda k: tuple(sorted((s - major[k]) % 12 for s in major))
+    assert (Scale.DORIAN.value, Scale.MIXOLYDIAN.value, Scale.MINOR.value) == (mode(1), mode(4), mode(5))
+    assert Scale.HARMONIC_MINOR.value == Scale.MINOR.value[:6] + (11,)
+
+
+def test_each_seed_draws_its_own_songs_and_genres_cycle_every_four():
+    """Song i of a seed draws from a stream of (seed, i): seed 1 is not seed 0 shifted by a
+    song (as `default_rng(seed + i)` would make it); artists change every song and genres every
+    four, as the module says."""
+    score = lambda seed, i: song_score(dataclasses.replace(CONFIG, seed=seed), i)[0]
+    drawn = lambda s: (s.key, s.scale, s.tempo_bpm)
+    assert all(drawn(score(1, i)) != drawn(score(0, i + 1)) for i in range(4))
+    assert [score(0, i).genre for i in range(12)] == [GENRES[(i // len(ARTISTS)) % len(GENRES)] for i in range(12)]
+    assert [score(0, i).artist for i in range(8)] == [ARTISTS[i % len(ARTISTS)] for i in range(8)]

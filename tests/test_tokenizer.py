@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sys
 from pathlib import Path
@@ -149,3 +150,12 @@ def test_a_models_own_tables():
     with pytest.raises(ConfigError, match="3 names for 2 ids"):
         LabelConfig(genre_bins=2, genres=("a", "b", "c"))
     assert JukeboxConfig.from_dict(JukeboxConfig(priors=(cfg,)).to_dict()).prior(2).labels == lab  # stored with the config
+
+
+def test_a_models_own_names_are_found_as_written():
+    """A trained model's own table names its artists as its data did ("Ann-Marie"); normalised
+    first, the name was not found."""
+    cfg = JukeboxConfig.from_preset("tiny_5b").priors[0]
+    artists = ("Ann-Marie", "bob") + tuple(f"a{i}" for i in range(cfg.labels.artist_bins - 2))
+    cfg = dataclasses.replace(cfg, labels=dataclasses.replace(cfg.labels, artists=artists))
+    assert tokenizer.song_labels(cfg, 16000 * 10, "Ann-Marie", "unknown").artist == 0

@@ -151,6 +151,19 @@ def test_windows_are_uniform_over_song_and_start():
     assert starts.min() == 0 and starts.max() == 50  # every start of song 0 is drawn
 
 
+def test_audio_windows_reach_every_start_of_a_song(tmp_path):
+    """A song as long as the window has one start, one a sample longer two; both are drawn
+    (a song one window long was refused, the last start of each never drawn)."""
+    for name, n in (("a.wav", 2000), ("b.wav", 2001)):
+        soundfile.write(tmp_path / name, np.zeros(n, np.float32), SR, subtype="FLOAT")
+    folder = data.audio_folder(tmp_path, SR)
+    drawn = set()
+    for step in range(20):
+        b = data.AudioWindows(folder, folder.songs, 2000).batch(0, step, 8)
+        drawn |= {(name, int(o)) for name, o in zip(b.songs, b.offset)}
+    assert drawn == {("a.wav", 0), ("b.wav", 0), ("b.wav", 1)}
+
+
 def test_split_is_stable_disjoint_and_near_its_fraction():
     songs = tuple(data.Song(f"songs/{i:04d}.flac", 1, 0, 0, "") for i in range(1000))
     train, held = data.Folder(Path("."), SR, songs).split(0.1)

@@ -198,6 +198,18 @@ def test_a_training_step_draws_the_lyric_encoders_dropout(case):
     assert float(step(state, batch)[1]["loss"]) != float(first["loss"])  # each step of a run draws anew: its key moves on
 
 
+@pytest.mark.parametrize("case", ["prior_5b_lyrics_level2"], indirect=True)  # a prior with lyrics
+def test_a_short_window_mixes_the_losses_by_its_own_length(case):
+    """Windows shorter than n_ctx (as the loss takes them): lyric and music losses weighted by
+    n_tokens and the window's own length, as the original's `z_forward` (n_ctx gave both)."""
+    tokens, labels, _ = case.inputs
+    t = case.cfg.n_ctx // 2
+    loss, m = jax.jit(lambda z: prior_loss(case.cfg, case.params, z, labels))(tokens[:, :t])
+    n = case.cfg.n_tokens
+    want = (case.cfg.prime_loss_fraction * m["prime_loss"] * n + m["gen_loss"] * t) / (n + t)
+    assert float(loss) == pytest.approx(float(want), rel=1e-6)
+
+
 @pytest.mark.parametrize("case", ["upsampler_level1"], indirect=True)  # one structure is enough
 def test_an_ema_evaluation_reads_the_averaged_weights(case):
     """With `ema_mu`, held-out losses are those of the EMA, the weights the run writes."""

@@ -274,6 +274,26 @@ def test_a_placement_other_than_the_models_is_refused(tiny, tmp_path):
     assert not (tmp_path / "job").exists()
 
 
+def test_a_resume_refuses_saved_codes_that_do_not_begin_with_its_start_codes(tiny, tmp_path):
+    """An upsampling job killed after a window, its saved top level then changed (in range, the
+    same shape): not the job's codes any more, so not resumed."""
+
+    class Killed(Exception):
+        pass
+
+    def kill(level, start, zs):
+        raise Killed
+
+    request = SampleRequest((1,), 56 * 128, 5, _songs(tiny, n=2), SETTINGS)
+    start = [np.zeros((2, 0), np.int64)] * 2 + [np.random.default_rng(0).integers(0, 64, (2, 56))]
+    with pytest.raises(Killed):
+        run_job(tiny, tmp_path / "job", request, start, on_window=kill)
+    saved = dict(np.load(tmp_path / "job" / "codes.npz"))
+    write_npz(tmp_path / "job" / "codes.npz", {**saved, "level_2": (saved["level_2"] + 1) % 64})
+    with pytest.raises(JobError, match="cannot be resumed"):
+        run_job(tiny, tmp_path / "job", request, start, resume=True)
+
+
 def test_primed_keeps_the_prompt(tiny):
     songs = _songs(tiny, n=2)
     prompt = [np.random.default_rng(0).integers(0, 64, (2, n)) for n in (80, 20, 5)]
