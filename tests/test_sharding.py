@@ -61,6 +61,15 @@ def test_bad_rules_are_refused():
         sharding.part_rules(preset("5b"), {"data": 1, "model": 4}, (("heads", "tensor"),))
 
 
+def test_a_parts_rules_leave_out_the_axes_it_cannot_divide():
+    """1b_lyrics' 2 heads cannot split over model=4: its caches and activations split the head
+    width (kv) instead; 5b's 8 heads split (the 2-second test of `part_rules`' filter, which
+    otherwise only the eight-device run checks)."""
+    rules = lambda name: dict(sharding.part_rules(preset(name), {"data": 1, "model": 4}))
+    assert "heads" not in rules("1b_lyrics") and rules("1b_lyrics")["kv"] == "model"
+    assert rules("5b")["heads"] == "model" and rules("5b")["mlp"] == "model"
+
+
 def spec_of(part: str, model: int, *path: str) -> P:
     specs = sharding.partition_specs(preset(part), {"data": 2, "model": model})
     for key in path:
