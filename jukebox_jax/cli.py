@@ -67,13 +67,10 @@ def convert(sources: Sequence[str], out: Path, config: str | None, dtype: str | 
     try:
         from convert import convert_checkpoint
     except ImportError as e:
-        sys.exit(f"jukebox-jax convert needs PyTorch: pip install 'jukebox-jax[convert]' ({e})")
-    try:
-        checkpoint.check_target(out)  # before a conversion that may take minutes
-        jb = convert_checkpoint(*sources, config=config, dtype=dtype)
-        jb.save(out)
-    except JukeboxError as e:
-        sys.exit(f"jukebox-jax convert: {e}")
+        raise InputError(f"converting needs PyTorch: pip install 'jukebox-jax[convert]' ({e})") from None
+    checkpoint.check_target(out)  # before a conversion that may take minutes
+    jb = convert_checkpoint(*sources, config=config, dtype=dtype)
+    jb.save(out)
     parts = (["vqvae"] if jb.config.vqvae else []) + [f"prior_level_{p.level}" for p in jb.config.priors]
     print(f"converted {', '.join(parts)}{f' (priors in {dtype})' if dtype and jb.config.priors else ''} -> {out}")
 
@@ -89,15 +86,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--seconds", type=cli_sample.positive_float, default=DEMO_SECONDS, help="length of the test signal (default: %(default)g)"
     )
     demo_parser.add_argument("--seed", type=cli_sample.seed, default=0, help="which synthetic song (default: %(default)s)")
-    p = sub.add_parser("convert", help="convert PyTorch Jukebox weights (original files or an HF directory)")
-    p.add_argument("sources", nargs="+", help="vqvae.pth.tar / prior_level_*.pth.tar files, or one HF model directory")
-    p.add_argument("-o", "--out", type=cli_sample.folder_to_write, required=True, help="folder for the jukebox-jax checkpoint")
-    p.add_argument(
+    convert_parser = sub.add_parser("convert", help="convert PyTorch Jukebox weights (original files or an HF directory)")
+    convert_parser.add_argument("sources", nargs="+", help="vqvae.pth.tar / prior_level_*.pth.tar files, or one HF model directory")
+    convert_parser.add_argument("-o", "--out", type=cli_sample.folder_to_write, required=True, help="folder for the jukebox-jax checkpoint")
+    convert_parser.add_argument(
         "--config",
         help="a preset giving the structure instead of the files' own: a whole model (e.g. 5b_lyrics; the parts the "
         "files hold are converted) or one part (vqvae, upsampler_level_1, ...)",
     )
-    p.add_argument(
+    convert_parser.add_argument(
         "--dtype",
         choices=[d.value for d in DType],
         help="the priors' weight and compute dtype (default: float32; the VQ-VAE and the upsamplers' conditioners stay "
@@ -115,14 +112,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             demo_parser.error(f"--seconds {args.seconds:g}: the demo's song takes {shortest:g} to {longest:g} s")
         _reporting(demo_parser, lambda a: demo(a.out, a.seconds, a.seed), args)
     elif args.command == "sample":
-        _reporting(sample, cli_sample.run, args, "lower --max-batch-size (the draws stay the same) or sample with --dtype bfloat16")
+        _reporting(sample, cli_sample.run, args, "lower --max-batch-size (the same keys: a near-tie draw may flip) or sample with --dtype bfloat16")
     elif args.command == "data":
         _reporting(data_parsers[args.data_command], cli_data.run, args)
     elif args.command == "train":
         less = "lower --batch-size, or add --remat" if args.part == "prior" else "lower --batch-size or --seconds"
         _reporting(train_parsers[args.part], cli_train.run, args, less)
     else:
-        convert(args.sources, args.out, args.config, args.dtype)
+        _reporting(convert_parser, lambda a: convert(a.sources, a.out, a.config, a.dtype), args)
 
 
 def _reporting(

@@ -153,7 +153,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=finite_float, default=0.99, help="sampling temperature, 1e-6 to 1e6 (default: %(default)g)")
     p.add_argument("--top-k", type=integer, default=0, help="sample from the k likeliest tokens; 1 is greedy, 0 off (default: %(default)s)")
     p.add_argument("--top-p", type=finite_float, default=0.0, help="sample from the smallest set of tokens holding this probability; 0 off (default: %(default)g)")
-    p.add_argument("--max-batch-size", type=positive_int, default=16, help="samples per model call: bounds memory; the draws stay, the logits change by float rounding (README) (default: %(default)s)")
+    p.add_argument("--max-batch-size", type=positive_int, default=16, help="samples per model call: bounds memory; the same keys, the logits changed by float rounding, which may flip a near-tie draw (README) (default: %(default)s)")
     p.add_argument("--prompt-audio", type=Path, help=f"audio to continue (--mode primed): {AUDIO_FORMATS}, any rate and channels (resampled, mixed to mono)")
     p.add_argument("--prompt-seconds", type=positive_float, help=f"seconds of --prompt-audio to continue (default: {DEFAULT_PROMPT_SECONDS:g})")
     p.add_argument("--codes", type=Path, help="codes.npz of an earlier run (--mode continue/upsample)")

@@ -647,7 +647,8 @@ MODEL_PRESETS = ("5b", "5b_lyrics", "1b_lyrics", "tiny_5b", "tiny_5b_lyrics", "t
 
 def preset(name: str) -> VQVAEConfig | PriorConfig:
     """The config of one released file ('vqvae', '5b', '5b_lyrics', '1b_lyrics',
-    'upsampler_level_1', 'upsampler_level_0') or of its tiny test twin ('tiny_...')."""
+    'upsampler_level_1', 'upsampler_level_0'), of its tiny test twin ('tiny_...'), or of a part
+    of the default model's structure ('small_vqvae', 'small_top', 'small_upsampler_level_1', ...)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     return PRESETS[name]

@@ -251,8 +251,8 @@ class Jukebox:
           close ones.
         lyrics: the whole song's text (or its token ids); the window's tokens are the ones
           around its place in the song. Ignored by priors that do not read lyrics.
-        total_seconds: the song's length, at most the top prior's `max_duration` (600 s for the
-          released ones); a song shorter than `min_duration` is conditioned as the shortest
+        total_seconds: the song's length, at most this level's prior's `max_duration` (600 s
+          for the released ones); a song shorter than `min_duration` is conditioned as the shortest
           length the prior knows.
         offset_seconds: where the window starts, in [0, total_seconds). The window at token
           `start` of a sample starts `start * raw_to_tokens / sample_rate` seconds later.
@@ -307,7 +307,8 @@ class Jukebox:
 
         `labels` and `upper_codes` as `prior_logits` (their batch size is the number of
         samples). `key`: one key (sample `i` draws with `fold_in(key, i)`), or one per sample
-        `[B]`; a sample's tokens depend on its key alone, not on the others in the batch.
+        `[B]`; a sample's draws depend on its key alone, not on the others in the batch (whose
+        size changes the logits by float rounding: a near-tie draw may flip).
         `top_k=1` is greedy; otherwise tokens are drawn at `temperature`, from the
         `top_k` most likely or the `top_p` nucleus; or pass a sampling `method` object
         (`jukebox_jax.sampling.Greedy`, `Temperature`, `TopK`, `TopP`) instead. The prompt is read in chunks of

@@ -342,7 +342,7 @@ def test_out_of_memory_is_one_line_saying_what_to_lower(tmp_path, monkeypatch, c
     assert e.value.code == 2
     assert capsys.readouterr().err == (
         "jukebox-jax sample: error: out of memory (RESOURCE_EXHAUSTED: Out of memory allocating 290020450384 bytes.): "
-        "lower --max-batch-size (the draws stay the same) or sample with --dtype bfloat16; what was written stays, "
+        "lower --max-batch-size (the same keys: a near-tie draw may flip) or sample with --dtype bfloat16; what was written stays, "
         "and --resume goes on from it\n"
     )
     monkeypatch.setattr(cli_sample, "run", exhausted("INTERNAL: something else"))

@@ -9,6 +9,7 @@ import io
 import os
 import re
 import struct
+import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -336,13 +337,15 @@ def test_cli_convert_onto_a_file_is_a_usage_error(fixtures, tmp_path, capsys, be
 
 
 def test_cli_convert_of_a_bad_file_exits_with_the_message(tmp_path, capsys):
+    """One line and status 2, as every command's errors (it exited 1, without "error:")."""
     with pytest.raises(SystemExit) as e:
         main(["convert", str(_written(tmp_path, b"")), "-o", str(tmp_path / "out")])
-    assert e.value.code != 0 and "empty file" in str(e.value.code)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("jukebox-jax convert: error: ") and "empty file" in err
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_convert_that_cannot_write_exits_with_the_message(fixtures, tmp_path, monkeypatch):
+def test_cli_convert_that_cannot_write_exits_with_the_message(fixtures, tmp_path, monkeypatch, capsys):
     def full_disk(folder, params):
         raise OSError(28, "No space left on device")
 
@@ -350,17 +353,19 @@ def test_cli_convert_that_cannot_write_exits_with_the_message(fixtures, tmp_path
     with pytest.raises(SystemExit) as e:
         main(["convert", str(fixtures / "vqvae.pth.tar"), "-o", str(tmp_path / "out")])
     out = re.escape(str(tmp_path / "out"))
-    assert re.fullmatch(rf"jukebox-jax convert: cannot write the checkpoint {out} \(.*No space left on device\).*", str(e.value.code))
+    assert e.value.code == 2
+    assert re.fullmatch(rf"jukebox-jax convert: error: cannot write the checkpoint {out} \(.*No space left on device\).*\n", capsys.readouterr().err)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".partial-*"))
 
 
-def test_cli_convert_onto_a_foreign_folder_is_refused_before_converting(fixtures, tmp_path, monkeypatch):
+def test_cli_convert_onto_a_foreign_folder_is_refused_before_converting(fixtures, tmp_path, monkeypatch, capsys):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     monkeypatch.setattr("convert.convert_checkpoint", lambda *a, **k: pytest.fail("converted before checking -o"))
     with pytest.raises(SystemExit) as e:
         main(["convert", str(fixtures / "vqvae.pth.tar"), "-o", str(tmp_path / "mine")])
-    assert "refusing to save over" in str(e.value.code) and (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert e.value.code == 2 and "refusing to save over" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 
 # ----------------------------------------------------------------------------------------
@@ -473,3 +478,10 @@ def test_odd_hps_values_are_an_error_or_a_finite_model(fixtures, data):
         except ConversionError:
             return
     assert all(np.isfinite(np.asarray(v)).all() for v in flatten(jb.params).values())
+
+
+def test_cli_convert_without_torch_says_what_to_install(fixtures, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "convert", None)  # `from convert import ...` raises ImportError
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(fixtures / "vqvae.pth.tar"), "-o", str(tmp_path / "out")])
+    assert e.value.code == 2 and "error: converting needs PyTorch: pip install 'jukebox-jax[convert]'" in capsys.readouterr().err

@@ -1,11 +1,13 @@
 """Sampling one window of a prior: a chunked prefill of the prompt, then a jitted
 `lax.fori_loop` of single-position steps over an explicit `SampleState` (`decode`; in calls of
 a few steps with `decode_chunks`). Params may be canonical or `prior.decode_params` (one
-buffer per layer), which decodes several times faster on CPU and GPU (benchmarks/RESULTS.md).
+buffer per layer on a CPU, where it decodes 3-4 times faster; the canonical stacks on an
+accelerator, where slicing them in the step is faster: benchmarks/RESULTS.md).
 
 Each sample has its own key (`row_keys`) and each step's draw `fold_in(that key, position)`,
-so a sample's tokens depend neither on how the work was split into calls (progress-bar
-chunks, or a run resumed after an interruption) nor on the samples batched with it.
+so a sample's draws depend neither on how the work was split into calls (progress-bar
+chunks, or a run resumed after an interruption) nor on the samples batched with it (the logits
+do change by float rounding with the batch's size, which flips a near-tie draw now and then).
 
 Under a mesh and logical axis rules (`sharding.use`), the state is made sharded (the token
 buffer's batch over `data`, the caches' batch and heads as `attention.constrain` names them)

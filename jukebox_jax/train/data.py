@@ -5,7 +5,7 @@ same windows; a window is uniform over every (song, start) that fits, so songs w
 
 An audio folder (`audio_folder`):
 
-    DIR/**/*.{wav,flac,ogg,mp3}   the songs, at any rate and channel count (`jukebox_jax.audio`)
+    DIR/**/*.{wav,flac,ogg,opus,mp3,aif,aiff}   the songs, at any rate and channel count (`jukebox_jax.audio`)
     DIR/metadata.json             optional labels (extra keys are ignored, e.g. `jukebox-jax data synth`'s):
       {"sample_rate": 16000,                      # the songs' rate, the default of the folder's
        "artists": ["name", ...],                  # artist id = position in this list
@@ -14,7 +14,7 @@ An audio folder (`audio_folder`):
 
 With metadata.json every song must be listed once and every listed song present, and each name
 given once (compared case-insensitively, as names are looked up); without it every
-song is artist 0, genre 0, with no lyrics. A codes folder (`encode_folder`) mirrors it:
+song is artist 0, genre 0, with no lyrics, and `audio_folder` needs its `sample_rate`. A codes folder (`encode_folder`) mirrors it:
 `<path>.npz` per song (the audio suffix replaced) holding `level_{L}` `[1, tokens]` int32 codes
 (as `jukebox-jax sample` writes codes.npz, so `--codes` reads one), `total_length` (the song's
 samples at the model's rate), `hop_lengths`, `sample_rate` and `vqvae` (`Jukebox.vqvae_fingerprint()` of the VQ-VAE that made
