@@ -19,7 +19,14 @@ from jukebox_jax.io import TEMP_PREFIX, exclusive
 from jukebox_jax.synth import SynthConfig, compare, describe, generate, make_song, song_path, vocals
 from jukebox_jax.synth.dataset import song_score, timed_notes
 from jukebox_jax.synth.instruments import midi_hz, render_notes
-from jukebox_jax.synth.measures import best_scale, chroma, in_tune_share, onset_autocorrelation, scale_mask, spectral_flatness
+from jukebox_jax.synth.measures import (
+    best_scale,
+    chroma,
+    in_tune_share,
+    onset_autocorrelation,
+    scale_mask,
+    spectral_flatness,
+)
 from jukebox_jax.synth.score import (
     ARTISTS,
     GENRES,
