@@ -14,7 +14,7 @@ import numpy as np
 
 from jukebox_jax import checkpoint, cli_data, cli_sample, cli_train, default
 from jukebox_jax.config import DType
-from jukebox_jax.errors import ConfigError, InputError, Interrupted, JukeboxError
+from jukebox_jax.errors import ConfigError, ConversionError, InputError, Interrupted, JukeboxError
 from jukebox_jax.io import FULL, exclusive, write_audio, write_npz
 from jukebox_jax.synth.dataset import SONG_SECONDS
 
@@ -66,7 +66,7 @@ def convert(sources: Sequence[str], out: Path, config: str | None, dtype: str | 
     try:
         from convert import convert_checkpoint
     except ImportError as e:
-        raise InputError(f"converting needs PyTorch: pip install 'jukebox-jax[convert]' ({e})") from None
+        raise ConversionError(f"converting needs PyTorch: pip install 'jukebox-jax[convert]' ({e})") from None
     checkpoint.check_target(out)  # before a conversion that may take minutes
     jb = convert_checkpoint(*sources, config=config, dtype=dtype)
     jb.save(out)

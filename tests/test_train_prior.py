@@ -198,6 +198,15 @@ def test_a_training_step_draws_the_lyric_encoders_dropout(case):
     assert float(step(state, batch)[1]["loss"]) != float(first["loss"])  # each step of a run draws anew: its key moves on
 
 
+@pytest.mark.parametrize("case", ["prior_5b_level2"], indirect=True)  # a top prior
+def test_a_top_priors_batch_may_hold_upper_none(case):
+    """`"upper": None` (a batch made alike for every level) is no upper level, not a float array."""
+    tokens, labels, _ = case.inputs
+    task = PriorTask(case.cfg, OptimConfig())
+    got = jax.jit(task.evaluate)(task.init(case.params, 0), {"tokens": tokens, "labels": labels, "upper": None})
+    assert float(got["loss"]) == pytest.approx(float(case.step[0][0]), rel=1e-6)
+
+
 @pytest.mark.parametrize("case", ["prior_5b_lyrics_level2"], indirect=True)  # a prior with lyrics
 def test_a_short_window_mixes_the_losses_by_its_own_length(case):
     """Windows shorter than n_ctx (as the loss takes them): lyric and music losses weighted by

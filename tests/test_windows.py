@@ -186,10 +186,14 @@ def test_a_request_reads_back_from_its_json():
     for request in requests:
         assert SampleRequest.from_json(request.to_json()) == request
     assert LevelSettings.from_dict({"hop_fraction": 0.25}) == LevelSettings(hop_fraction=0.25)
+    bare = json.loads(requests[0].to_json())  # fields with defaults may be left out, as when made
+    bare["songs"] = {level: [{"total_length": 1000, "artist": 3}] * 2 for level in ("2", "1")}
+    assert SampleRequest.from_json(json.dumps(bare)).songs[2] == (SongLabels(1000, 3),) * 2
     text = json.loads(requests[0].to_json())
     for bad, why in [
-        ("[]", r"not a SampleRequest's JSON .*: ValueError: not a SampleRequest's fields"),
-        (json.dumps({**text, "extra": 1}), "not a SampleRequest's fields"),
+        ("[]", r"not a SampleRequest's JSON .*: ValueError: not an object: \[\]"),
+        (json.dumps({**text, "format": 2, "extra": 1}), r"not a SampleRequest's fields: \['extra', 'format'\]"),
+        (json.dumps({**text, "settings": {"2": {"method": {"method": []}}, "1": {}}}), r"not a sampling method's dict"),
         (json.dumps({**text, "seed": -1}), r"seed must be in 0\.\.4294967295"),
         (json.dumps({**text, "settings": {"2": {"method": {"method": "beam"}}, "1": {}}}), r"not a sampling method's dict: .*'beam'"),
         (json.dumps({**text, "settings": {"2": {"method": {"method": "greedy", "k": 3}}, "1": {}}}), r"not a sampling method's dict"),

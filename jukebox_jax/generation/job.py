@@ -144,10 +144,12 @@ class SampleRequest:
         request's); each part checked as when made."""
         try:
             d = json.loads(text)
-            if not isinstance(d, dict) or not d.keys() <= {f.name for f in dataclasses.fields(cls)}:
-                raise ValueError("not a SampleRequest's fields")
+            if not isinstance(d, dict):
+                raise ValueError(f"not an object: {shown(d)}")
+            if extra := sorted(d.keys() - {f.name for f in dataclasses.fields(cls)}):  # e.g. a job.json's own
+                raise ValueError(f"not a SampleRequest's fields: {extra}")
             songs = {
-                int(level): tuple(SongLabels(**{**s, "genres": tuple(s["genres"]), "lyrics": tuple(s["lyrics"])}) for s in rows)
+                int(level): tuple(SongLabels(**{**s, "genres": tuple(s.get("genres", ())), "lyrics": tuple(s.get("lyrics", ()))}) for s in rows)
                 for level, rows in d["songs"].items()
             }
             source = dict(d.get("source") or {})

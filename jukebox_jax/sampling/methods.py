@@ -107,7 +107,8 @@ def method_from_dict(d: dict) -> Method:
     """The method a `to_dict` describes (`{"method": "top_k", "temperature": 1.0, "k": 8}`)."""
     classes = {"greedy": Greedy} | {name: cls for cls, name in _NAMES.items()}
     fields = dict(d) if isinstance(d, dict) else {}
-    cls = classes.get(fields.pop("method", None))
+    name = fields.pop("method", None)
+    cls = classes.get(name) if isinstance(name, str) else None
     names = set() if cls is None else {f.name for f in dataclasses.fields(cls)}
     if cls is None or not fields.keys() <= names:
         raise InputError(

@@ -49,7 +49,7 @@ def _check_batch(batch: dict[str, jax.Array], need: tuple[str, ...]) -> None:
         got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
         raise InputError(f"a batch is a dict holding {list(need)} (module docstring), got {got}")
     for name, kind in _BATCH_DTYPES.items():
-        if name in batch and not jnp.issubdtype(dtype := jnp.result_type(batch[name]), kind):
+        if batch.get(name) is not None and not jnp.issubdtype(dtype := jnp.result_type(batch[name]), kind):
             fix = "float audio in [-1, 1] (integer PCM over its full scale, e.g. / 32768)" if name == "audio" else "integer ids"
             raise InputError(f"the batch's {name!r} is {dtype}: give {fix}")
 
