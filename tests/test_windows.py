@@ -191,7 +191,7 @@ def test_a_request_reads_back_from_its_json():
     assert SampleRequest.from_json(json.dumps(bare)).songs[2] == (SongLabels(1000, 3),) * 2
     text = json.loads(requests[0].to_json())
     for bad, why in [
-        ("[]", r"not a SampleRequest's JSON .*: ValueError: not an object: \[\]"),
+        ("[]", r"not a SampleRequest's JSON .*: TypeError: not an object: \[\]"),
         (json.dumps({**text, "format": 2, "extra": 1}), r"not a SampleRequest's fields: \['extra', 'format'\]"),
         (json.dumps({**text, "settings": {"2": {"method": {"method": []}}, "1": {}}}), r"not a sampling method's dict"),
         (json.dumps({**text, "seed": -1}), r"seed must be in 0\.\.4294967295"),

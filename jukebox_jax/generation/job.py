@@ -145,7 +145,7 @@ class SampleRequest:
         try:
             d = json.loads(text)
             if not isinstance(d, dict):
-                raise ValueError(f"not an object: {shown(d)}")
+                raise TypeError(f"not an object: {shown(d)}")
             if extra := sorted(d.keys() - {f.name for f in dataclasses.fields(cls)}):  # e.g. a job.json's own
                 raise ValueError(f"not a SampleRequest's fields: {extra}")
             songs = {
