@@ -15,7 +15,7 @@ import numpy as np
 from jukebox_jax import checkpoint, cli_data, cli_sample, cli_train, default
 from jukebox_jax.config import DType
 from jukebox_jax.errors import ConfigError, ConversionError, InputError, Interrupted, JukeboxError
-from jukebox_jax.io import FULL, exclusive, write_audio, write_npz
+from jukebox_jax.io import exclusive, full_disk, write_audio, write_npz
 from jukebox_jax.synth.dataset import SONG_SECONDS
 
 DEMO_SECONDS = 2.0
@@ -143,7 +143,7 @@ def _reporting(
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     except OSError as e:
         resume = " with --resume" if hasattr(args, "resume") else ""
-        again = f"; free some space, then the same command{resume} goes on" if e.errno in FULL else ""
+        again = f"; free some space, then the same command{resume} goes on" if full_disk(e) else ""
         sys.exit(f"{parser.prog}: {e.filename or args.out}: {e.strerror or e}{again}")
     except Exception as e:
         import jax  # loaded by the command already

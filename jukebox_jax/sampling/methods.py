@@ -30,7 +30,7 @@ class Greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
     def to_dict(self) -> dict[str, str]:
-        return {"method": "greedy"}
+        return {"method": _NAMES[Greedy]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,12 +100,12 @@ class TopP(Temperature):
 
 
 Method = Greedy | Temperature | TopK | TopP
-_NAMES = {Temperature: "temperature", TopK: "top_k", TopP: "top_p"}
+_NAMES = {Greedy: "greedy", Temperature: "temperature", TopK: "top_k", TopP: "top_p"}  # each method's name in `to_dict`
 
 
 def method_from_dict(d: dict) -> Method:
     """The method a `to_dict` describes (`{"method": "top_k", "temperature": 1.0, "k": 8}`)."""
-    classes = {"greedy": Greedy} | {name: cls for cls, name in _NAMES.items()}
+    classes = {name: cls for cls, name in _NAMES.items()}
     fields = dict(d) if isinstance(d, dict) else {}
     name = fields.pop("method", None)
     cls = classes.get(name) if isinstance(name, str) else None
