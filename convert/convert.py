@@ -114,8 +114,8 @@ def _from_original(files: list[OriginalFile], config: JukeboxConfig | None, dtyp
     prior_files = [f for f in files if not f.is_vqvae]
     if len(vqvae_files) > 1:
         raise ConversionError(f"more than one VQ-VAE file: {[str(f.path) for f in vqvae_files]}")
-    for level in {f.hps.get("level") for f in prior_files} - {None}:
-        same = [str(f.path) for f in prior_files if f.hps.get("level") == level]
+    for level in {_level(f) for f in prior_files} - {None}:
+        same = [str(f.path) for f in prior_files if _level(f) == level]
         if len(same) > 1:
             raise ConversionError(f"{', '.join(same)}: each holds a prior of level {level!r}; give one file per level")
     _check_sample_rates(files)
@@ -141,9 +141,7 @@ def _from_original(files: list[OriginalFile], config: JukeboxConfig | None, dtyp
 def _prior_of(f: OriginalFile, config: JukeboxConfig) -> PriorConfig:
     """The prior of `config` that file `f` holds: the one of the level its hps give, else the one
     whose tensor names the file holds exactly."""
-    level = f.hps.get("level")
-    if level is not None and type(level) is not int:
-        raise ConversionError(f"{f.path}: its hps say level={level!r}, not an integer level")
+    level = _level(f)
     if level is not None:
         candidates = [p for p in config.priors if p.level == level]
     else:
@@ -155,6 +153,14 @@ def _prior_of(f: OriginalFile, config: JukeboxConfig) -> PriorConfig:
             f"{[p.level for p in config.priors]}); pass config= the preset of that prior alone, e.g. 'upsampler_level_1'"
         )
     return candidates[0]
+
+
+def _level(f: OriginalFile) -> int | None:
+    """The level a prior file's hps give, if any."""
+    level = f.hps.get("level")
+    if level is not None and type(level) is not int:
+        raise ConversionError(f"{f.path}: its hps say level={level!r}, not an integer level")
+    return level
 
 
 def _names_fit(rows: list[Row], state: dict[str, torch.Tensor]) -> bool:

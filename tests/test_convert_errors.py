@@ -480,6 +480,16 @@ def test_odd_hps_values_are_an_error_or_a_finite_model(fixtures, data):
     assert all(np.isfinite(np.asarray(v)).all() for v in flatten(jb.params).values())
 
 
+@pytest.mark.parametrize("level", [[], "1", 1.0, True])
+def test_a_prior_file_whose_level_is_no_integer_is_named(fixtures, tmp_path, level):
+    """Found by the test above: a list `level` was a TypeError (unhashable) in the check that
+    two files hold different levels, before the check of its type."""
+    ckpt = torch.load(fixtures / "upsampler_level1.pth.tar", weights_only=True)
+    path = _saved(tmp_path, {**ckpt, "hps": {**ckpt["hps"], "level": level}}, "upsampler_level1.pth.tar")
+    with pytest.raises(ConversionError, match=re.escape(f"{path}: its hps say level={level!r}, not an integer level")):
+        convert_checkpoint(fixtures / "vqvae.pth.tar", path)
+
+
 def test_cli_convert_without_torch_says_what_to_install(fixtures, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "convert", None)  # `from convert import ...` raises ImportError
     with pytest.raises(SystemExit) as e:
