@@ -154,6 +154,10 @@ _LAYOUTS: dict[int, Callable[[int], AttnKind]] = {
 }
 
 
+# The kinds that split the context into `blocks` (PRIME: its keys end at a block boundary).
+_NEEDS_BLOCKS = frozenset(AttnKind) - {AttnKind.DENSE, AttnKind.ENC_DEC}
+
+
 def attn_pattern(attn_order: int, depth: int) -> tuple[AttnKind, ...]:
     """The attention kind of each of `depth` layers for an original `attn_order` (0-12)."""
     if attn_order not in _LAYOUTS:
@@ -305,7 +309,9 @@ class TransformerConfig:
     def __post_init__(self):
         if self.width % self.heads or int(self.m_attn * self.width) % self.heads:
             raise ConfigError(f"width {self.width} (attention width) must divide into {self.heads} heads")
-        attn_pattern(self.attn_order, 0)  # validates attn_order
+        blocked = sorted({kind.name for kind in attn_pattern(self.attn_order, self.depth) if kind in _NEEDS_BLOCKS})
+        if self.blocks is None and blocked:
+            raise ConfigError(f"attn_order {self.attn_order} has {', '.join(blocked)} layers, which need blocks: give blocks")
 
     @property
     def pattern(self) -> tuple[AttnKind, ...]:
@@ -353,6 +359,11 @@ class PriorConfig:
             raise ConfigError(f"context {self.n_positions} is not a multiple of blocks={self.transformer.blocks}")
         if self.n_tokens % 2:
             raise ConfigError(f"n_tokens={self.n_tokens} must be even (a window's lyric tokens lie n_tokens / 2 either side of its midpoint)")
+        if (self.lyrics is Lyrics.NONE) != (self.n_tokens == 0):
+            raise ConfigError(f"n_tokens={self.n_tokens} with lyrics {self.lyrics.name}: a prior has lyric tokens exactly when it has lyrics")
+        enc = self.lyric_encoder
+        if enc is not None and enc.blocks is not None and self.n_tokens % enc.blocks:
+            raise ConfigError(f"n_tokens={self.n_tokens} is not a multiple of the lyric encoder's blocks={enc.blocks}")
 
     @property
     def n_positions(self) -> int:

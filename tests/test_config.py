@@ -17,6 +17,7 @@ from convert.hf_config import config_from_hf
 from convert.hps import prior_config_from_hps, vqvae_config_from_hps
 from jukebox_jax.config import (
     MODEL_PRESETS,
+    AttnKind,
     ConfigError,
     JukeboxConfig,
     Lyrics,
@@ -218,6 +219,30 @@ def test_odd_lyric_token_count_is_refused():
     top = JukeboxConfig.from_preset("tiny_5b_lyrics").prior(2)
     with pytest.raises(ConfigError, match="n_tokens=33 must be even"):
         dataclasses.replace(top, n_tokens=33)
+
+
+def test_lyric_tokens_go_with_lyrics_and_fit_the_encoders_blocks():
+    """A prior has lyric tokens exactly when it has lyrics (no tokens gave a lyric encoder of
+    zero positions, which divided by None when built); the encoder's blocks divide them."""
+    top = JukeboxConfig.from_preset("tiny_5b_lyrics").prior(2)
+    with pytest.raises(ConfigError, match="n_tokens=0 with lyrics SEPARATE_ENCODER"):
+        dataclasses.replace(top, n_tokens=0)
+    with pytest.raises(ConfigError, match="n_tokens=32 with lyrics NONE"):
+        dataclasses.replace(top, lyrics=Lyrics.NONE, lyric_encoder=None)
+    with pytest.raises(ConfigError, match="n_tokens=30 is not a multiple of the lyric encoder's blocks=4"):
+        dataclasses.replace(top, n_tokens=30)
+
+
+@pytest.mark.parametrize("order", range(13))
+def test_block_sparse_layers_need_blocks(order):
+    """Only dense (and encoder-decoder) layers run without `blocks`: the others split the
+    context into blocks (a converted file with `blocks` None built a model that divided by None)."""
+    kinds = set(attn_pattern(order, 72))
+    if kinds <= {AttnKind.DENSE, AttnKind.ENC_DEC}:
+        assert TransformerConfig(width=8, depth=72, heads=1, attn_order=order, blocks=None).blocks is None
+    else:
+        with pytest.raises(ConfigError, match=f"attn_order {order} has .* layers, which need blocks: give blocks"):
+            TransformerConfig(width=8, depth=72, heads=1, attn_order=order, blocks=None)
 
 
 # ----------------------------------------------------------------------------------------

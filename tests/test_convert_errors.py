@@ -480,14 +480,23 @@ def test_odd_hps_values_are_an_error_or_a_finite_model(fixtures, data):
     assert all(np.isfinite(np.asarray(v)).all() for v in flatten(jb.params).values())
 
 
-@pytest.mark.parametrize("level", [[], "1", 1.0, True])
-def test_a_prior_file_whose_level_is_no_integer_is_named(fixtures, tmp_path, level):
-    """Found by the test above: a list `level` was a TypeError (unhashable) in the check that
-    two files hold different levels, before the check of its type."""
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        *[({"level": v}, f"its hps say level={v!r}, not an integer level") for v in ([], "1", 1.0, True)],
+        ({"use_tokens": True}, "n_tokens=0 with lyrics SEPARATE_ENCODER: a prior has lyric tokens exactly when it has lyrics"),
+        ({"attn_order": 2, "blocks": None}, "attn_order 2 has BLOCK, PREV_BLOCK, TRANSPOSE_BLOCK layers, which need blocks"),
+    ],
+)
+def test_odd_hps_found_by_the_test_above_are_named(fixtures, tmp_path, fields, message):
+    """Cases the test above drew: a list `level` was a TypeError (unhashable) in the check that
+    two files hold different levels; lyrics without lyric tokens, and block-sparse layers
+    without blocks, divided by None when the model was built."""
     ckpt = torch.load(fixtures / "upsampler_level1.pth.tar", weights_only=True)
-    path = _saved(tmp_path, {**ckpt, "hps": {**ckpt["hps"], "level": level}}, "upsampler_level1.pth.tar")
-    with pytest.raises(ConversionError, match=re.escape(f"{path}: its hps say level={level!r}, not an integer level")):
+    path = _saved(tmp_path, {**ckpt, "hps": {**ckpt["hps"], **fields}}, "upsampler_level1.pth.tar")
+    with pytest.raises(ConversionError, match=re.escape(message)) as e:
         convert_checkpoint(fixtures / "vqvae.pth.tar", path)
+    assert str(e.value).startswith(str(path))
 
 
 def test_cli_convert_without_torch_says_what_to_install(fixtures, tmp_path, monkeypatch, capsys):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -59,6 +61,21 @@ def test_lyric_encoder(case):
     ctx = condition(cfg, jb.params[f"prior_level_{level}"], ref["y"], None)
     assert rel_err(ctx.encoder_kv, ref["encoder_kv"]) < 1e-5
     assert rel_err(ctx.lyric_logits, ref["prime_logits"]) < 1e-5
+
+
+def test_a_dense_lyric_encoder_runs_without_blocks(fixtures):
+    """A lyric encoder of dense layers only may leave `blocks` None, as the original's hps do
+    (it divided by None): it encodes as it does with any blocks."""
+    jb = convert_checkpoint(fixtures / "vqvae.pth.tar", fixtures / "prior_5b_lyrics_level2.pth.tar")
+    y = np.load(fixtures / "prior_5b_lyrics_level2.reference.npz")["y"]
+    cfg = jb.config.prior(2)
+    dense = dataclasses.replace(cfg.lyric_encoder, attn_order=0)
+    a, b = (
+        condition(dataclasses.replace(cfg, lyric_encoder=dataclasses.replace(dense, blocks=n)), jb.params["prior_level_2"], y, None)
+        for n in (cfg.lyric_encoder.blocks, None)
+    )
+    np.testing.assert_array_equal(np.asarray(a.encoder_kv), np.asarray(b.encoder_kv))
+    np.testing.assert_array_equal(np.asarray(a.lyric_logits), np.asarray(b.lyric_logits))
 
 
 def test_teacher_forcing_is_causal(case):

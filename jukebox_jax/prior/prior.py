@@ -42,7 +42,7 @@ def geometry(cfg: PriorConfig) -> Geometry:
 
 def lyric_geometry(cfg: PriorConfig) -> Geometry:
     enc = cfg.lyric_encoder
-    return Geometry(cfg.n_tokens, cfg.n_tokens // enc.blocks, enc.spread)
+    return Geometry(cfg.n_tokens, None if enc.blocks is None else cfg.n_tokens // enc.blocks, enc.spread)
 
 
 class LyricEncoder(nn.Module):
