@@ -3,6 +3,7 @@ checkpoints, bit-identical resume, metrics and the run folder's refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import shutil
@@ -73,6 +74,35 @@ def test_resume_is_bit_identical_and_metrics_follow(tmp_path):
     assert [r["step"] for r in rows if "eval" in r] == [3, 6, 7]
     assert rows == [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert {p.name for p in (tmp_path / "b" / "checkpoints").iterdir()} == {"6", "7", "old"}  # the newest 2 kept
+
+
+TRACED: list[float] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaled:
+    """A task as `jukebox_jax.train.steps`' are: a frozen dataclass whose `step` is a method."""
+
+    scale: float
+
+    def step(self, state: TrainState, batch):
+        TRACED.append(self.scale)  # once per trace
+        new, metrics = step(state, batch)
+        return new, {"loss": self.scale * metrics["loss"]}
+
+
+def test_runs_of_equal_tasks_share_their_compiled_step(tmp_path):
+    """A second run of an equal task is not traced (nor compiled) again; another task's is, and
+    logs its own loss."""
+    TRACED.clear()
+    losses = []
+    for i, scale in enumerate([1.0, 1.0, 2.0]):
+        run = Run(tmp_path / str(i), RunConfig(2, save_every=2))
+        run.start(SPEC, False)
+        fit(Scaled(scale).step, fresh(), batches, run)
+        losses.append([json.loads(line)["loss"] for line in (tmp_path / str(i) / "metrics.jsonl").read_text().splitlines()])
+    assert TRACED == [1.0, 2.0]
+    assert losses[1] == losses[0] and losses[2] == pytest.approx([2 * v for v in losses[0]], rel=1e-6)
 
 
 def test_a_cut_metrics_line_is_dropped_on_resume(tmp_path):

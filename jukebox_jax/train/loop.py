@@ -27,12 +27,13 @@ import dataclasses
 import enum
 import errno
 import functools
+import inspect
 import json
 import math
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,21 @@ class RunConfig:
 
 def jit_step(step: Step) -> Step:
     """`step` jitted with its state donated (the old state's buffers hold the new one)."""
-    return jax.jit(step, donate_argnums=0)
+    return _jit(step, donate_argnums=(0,))
+
+
+def _jit(fn: Callable, donate_argnums: tuple[int, ...] = ()) -> Callable:
+    """`fn` jitted. A method of a hashable object (a task's `step`) is jitted once per method
+    with the object as a static argument, so the runs of equal tasks in one process (a
+    notebook's, the tests') share their compiled programs."""
+    if inspect.ismethod(fn) and isinstance(fn.__self__, Hashable):
+        return functools.partial(_jit_method(fn.__func__, tuple(i + 1 for i in donate_argnums)), fn.__self__)
+    return jax.jit(fn, donate_argnums=donate_argnums)
+
+
+@functools.cache
+def _jit_method(function: Callable, donate_argnums: tuple[int, ...]) -> Callable:
+    return jax.jit(function, static_argnums=0, donate_argnums=donate_argnums)
 
 
 def place(state: TrainState, mesh: Mesh | None) -> TrainState:
@@ -336,16 +351,17 @@ def fit(
     on_save: Callable[[TrainState], None] | None = None,
 ) -> TrainState:
     """Runs `state` from its step to `run.config.steps`: `batches(i)` is batch i (pure in i),
-    `step` is jitted here. Checkpoints and metrics go to `run`; `on_step(i, metrics)` is the
-    caller's progress hook (a bar), `on_save(state)` follows each checkpoint (e.g. writes the
-    model). With both `evaluate` and `eval_batches` (held-out batches), every `eval_every` steps
+    `step` is jitted here (a task's `step` once for all equal tasks, so another run of the
+    task starts without compiling). Checkpoints and metrics go to `run`; `on_step(i, metrics)`
+    is the caller's progress hook (a bar), `on_save(state)` follows each checkpoint (e.g.
+    writes the model). With both `evaluate` and `eval_batches` (held-out batches), every `eval_every` steps
     and at the end the mean of `evaluate` over them is logged. Returns the final state (also
     checkpointed)."""
     cfg = run.config
     if not (run.out / RUN).is_file():  # its checkpoints would be refused by every later start
         raise InputError(f"{run.out} holds no {RUN}: call run.start(spec, resume) before fit, which records the run")
     jitted = jit_step(step)
-    jitted_eval = None if evaluate is None or eval_batches is None or not cfg.eval_every else jax.jit(evaluate)
+    jitted_eval = None if evaluate is None or eval_batches is None or not cfg.eval_every else _jit(evaluate)
     if jitted_eval is not None and int(state.step) < cfg.steps and next(iter(eval_batches()), None) is None:
         raise InputError("eval_batches() yields no batch: give held-out batches, or evaluate=None (or eval_every=0)")
     state = place(state, mesh)
