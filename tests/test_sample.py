@@ -13,7 +13,7 @@ from convert import convert_checkpoint
 from jukebox_jax.config import Lyrics
 from jukebox_jax.prior import condition, sequence
 from jukebox_jax.sampling import Greedy, Temperature, TopK, TopP, decode, prefill, sampling_method
-from jukebox_jax.sampling.decode import broken_rows
+from jukebox_jax.sampling.decode import _decode, broken_rows
 
 FIXTURES = {"prior_5b_level2": 2, "prior_5b_lyrics_level2": 2, "prior_1b_lyrics_level2": 2, "upsampler_level1": 1, "upsampler_level0": 0}
 
@@ -73,18 +73,21 @@ def test_primed_continuations_are_the_originals(case):
 
 
 def test_split_decoding_gives_the_same_samples(case):
-    """Step keys depend on the position only: decoding in two calls equals one call."""
+    """Step keys depend on the position only: decoding in two calls equals one call. The three
+    step counts share one compiled program (the count is traced)."""
     jb, level, ref = case
     cfg, params = jb.config.prior(level), jb.params[f"prior_level_{level}"]
     y, upper = jnp.asarray(ref["y"]), None if "z_cond" not in ref else jnp.asarray(ref["z_cond"])
     ctx = condition(cfg, params, y, upper)
     prompt = sequence(cfg, jnp.zeros((2, 0), jnp.int32), y)
     method = Temperature(1.5)
+    compiled = _decode._cache_size()
     one, _ = decode(cfg, params, ctx, prefill(cfg, params, ctx, prompt, jax.random.key(7))[0], method, 9)
     two, _ = decode(cfg, params, ctx, prefill(cfg, params, ctx, prompt, jax.random.key(7))[0], method, 4)
     two, _ = decode(cfg, params, ctx, two, method, 5)
     np.testing.assert_array_equal(np.asarray(one.tokens), np.asarray(two.tokens))
     assert int(two.step) == prompt.shape[1] + 9
+    assert _decode._cache_size() - compiled <= 1
 
 
 def test_token_progress_between_calls(case):

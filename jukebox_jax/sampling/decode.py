@@ -1,6 +1,6 @@
 """Sampling one window of a prior: a chunked prefill of the prompt, then a jitted
-`lax.fori_loop` of single-position steps over an explicit `SampleState` (`decode`; in calls of
-a few steps with `decode_chunks`). Params may be canonical or `prior.decode_params` (one
+`lax.fori_loop` of single-position steps over an explicit `SampleState` (`decode`, compiled
+once for every step count; in calls of a few steps with `decode_chunks`). Params may be canonical or `prior.decode_params` (one
 buffer per layer on a CPU, where it decodes 3-4 times faster; the canonical stacks on an
 accelerator, where slicing them in the step is faster: benchmarks/RESULTS.md).
 
@@ -112,31 +112,48 @@ def prefill(
     return SampleState(tokens, cache, jnp.int32(p), jnp.copy(row_keys(key, b))), logits
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6), donate_argnums=(3,))
 def decode(
     cfg: PriorConfig, params: Params, ctx: Context, state: SampleState, method: Method, n_steps: int, return_logits: bool = False
 ) -> tuple[SampleState, jax.Array | None]:
     """Samples the next `n_steps` positions -> `(state, logits [b, n_steps, bins] or None)`.
     The cache is updated in place (`state` is donated: pass a state you own, as `prefill`
-    and `decode` return)."""
+    and `decode` return). Without logits the step count is traced, so one compiled program
+    serves every count (windows of any length, a co-composer's requests)."""
+    checks.integer("n_steps", n_steps, 0)
+    if return_logits:
+        return _decode_with_logits(cfg, params, ctx, state, method, n_steps)
+    return _decode(cfg, params, ctx, state, method, jnp.int32(n_steps)), None
+
+
+def _step(cfg: PriorConfig, params: Params, ctx: Context, method: Method, state: SampleState) -> tuple[SampleState, jax.Array]:
+    """One position: its logits `[b, 1, bins]` and the state with its token drawn."""
+    t = state.step
+    logits, cache = prior.extend(cfg, params, _inputs(state.tokens, t, 1), t, ctx, state.cache, step=True)
+    keys = jax.vmap(jax.random.fold_in, (0, None))(state.key, t)  # [b]
+    token = method.next_token(logits[:, 0], keys)  # [b]
+    token = jnp.where(broken_rows(logits[:, 0]), BROKEN, token)
+    tokens = jax.lax.dynamic_update_slice_in_dim(state.tokens, token[:, None], t, axis=1)
+    return SampleState(tokens, cache, t + 1, state.key), logits
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4), donate_argnums=(3,))
+def _decode(cfg: PriorConfig, params: Params, ctx: Context, state: SampleState, method: Method, n_steps: jax.Array) -> SampleState:
     ctx = dataclasses.replace(ctx, encoder_kv=None)  # enc-dec layers read their filled cache
-    b = state.tokens.shape[0]
-    all_logits = jnp.zeros((b, n_steps if return_logits else 0, cfg.bins))
+    return jax.lax.fori_loop(0, n_steps, lambda _, s: _step(cfg, params, ctx, method, s)[0], state)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5), donate_argnums=(3,))
+def _decode_with_logits(
+    cfg: PriorConfig, params: Params, ctx: Context, state: SampleState, method: Method, n_steps: int
+) -> tuple[SampleState, jax.Array]:
+    ctx = dataclasses.replace(ctx, encoder_kv=None)
 
     def body(i, carry):
         state, all_logits = carry
-        t = state.step
-        logits, cache = prior.extend(cfg, params, _inputs(state.tokens, t, 1), t, ctx, state.cache, step=True)
-        keys = jax.vmap(jax.random.fold_in, (0, None))(state.key, t)  # [b]
-        token = method.next_token(logits[:, 0], keys)  # [b]
-        token = jnp.where(broken_rows(logits[:, 0]), BROKEN, token)
-        tokens = jax.lax.dynamic_update_slice_in_dim(state.tokens, token[:, None], t, axis=1)
-        if return_logits:
-            all_logits = jax.lax.dynamic_update_slice_in_dim(all_logits, logits.astype(all_logits.dtype), i, axis=1)
-        return SampleState(tokens, cache, t + 1, state.key), all_logits
+        state, logits = _step(cfg, params, ctx, method, state)
+        return state, jax.lax.dynamic_update_slice_in_dim(all_logits, logits.astype(all_logits.dtype), i, axis=1)
 
-    state, all_logits = jax.lax.fori_loop(0, n_steps, body, (state, all_logits))
-    return state, all_logits if return_logits else None
+    return jax.lax.fori_loop(0, n_steps, body, (state, jnp.zeros((state.tokens.shape[0], n_steps, cfg.bins))))
 
 
 def decode_chunks(
@@ -144,7 +161,7 @@ def decode_chunks(
 ) -> Iterator[SampleState]:
     """`decode` in calls of `steps_per_call` steps (the last may be shorter), yielding the
     state after each, so a host progress bar can advance during a long window. The tokens
-    equal one `decode(..., n_steps)` call's; at most two step counts are compiled."""
+    equal one `decode(..., n_steps)` call's."""
     checks.integer("steps_per_call", steps_per_call, 1)
     for done in range(0, n_steps, steps_per_call):
         state, _ = decode(cfg, params, ctx, state, method, min(steps_per_call, n_steps - done))
