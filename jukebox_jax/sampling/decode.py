@@ -1,8 +1,9 @@
 """Sampling one window of a prior: a chunked prefill of the prompt, then a jitted
 `lax.fori_loop` of single-position steps over an explicit `SampleState` (`decode`, compiled
-once for every step count; in calls of a few steps with `decode_chunks`). Params may be canonical or `prior.decode_params` (one
-buffer per layer on a CPU, where it decodes 3-4 times faster; the canonical stacks on an
-accelerator, where slicing them in the step is faster: benchmarks/RESULTS.md).
+once for every step count; in calls of a few steps with `decode_chunks`). Params may be
+canonical or `prior.decode_params` (one buffer per layer on a CPU, where it decodes 3-4 times
+faster; the canonical stacks on an accelerator, where slicing them in the step is faster:
+benchmarks/RESULTS.md).
 
 Each sample has its own key (`row_keys`) and each step's draw `fold_in(that key, position)`,
 so a sample's draws depend neither on how the work was split into calls (progress-bar

@@ -354,9 +354,9 @@ def fit(
     `step` is jitted here (a task's `step` once for all equal tasks, so another run of the
     task starts without compiling). Checkpoints and metrics go to `run`; `on_step(i, metrics)`
     is the caller's progress hook (a bar), `on_save(state)` follows each checkpoint (e.g.
-    writes the model). With both `evaluate` and `eval_batches` (held-out batches), every `eval_every` steps
-    and at the end the mean of `evaluate` over them is logged. Returns the final state (also
-    checkpointed)."""
+    writes the model). With both `evaluate` and `eval_batches` (held-out batches), every
+    `eval_every` steps and at the end the mean of `evaluate` over them is logged. Returns the
+    final state (also checkpointed)."""
     cfg = run.config
     if not (run.out / RUN).is_file():  # its checkpoints would be refused by every later start
         raise InputError(f"{run.out} holds no {RUN}: call run.start(spec, resume) before fit, which records the run")
