@@ -11,6 +11,7 @@ from zero_models import zero_model
 
 from convert import convert_checkpoint
 from jukebox_jax.config import Lyrics
+from jukebox_jax.errors import InputError
 from jukebox_jax.prior import condition, sequence
 from jukebox_jax.sampling import Greedy, Temperature, TopK, TopP, decode, prefill, sampling_method
 from jukebox_jax.sampling.decode import _decode, broken_rows
@@ -137,6 +138,22 @@ def test_each_step_draws_with_its_own_key():
     jb = zero_model("tiny_5b")
     tokens = np.asarray(jb.sample(2, jax.random.key(0), jb.labels(2, total_seconds=10.0, n_samples=2), 32, temperature=1.0))
     assert all(len(set(row.tolist())) > 8 for row in tokens), tokens
+
+
+def test_decode_stays_inside_the_window_and_runs_under_a_callers_jit():
+    """More steps than positions left is refused (they overwrote the window's last token and
+    ran its step past the buffer); under a caller's jit, where the step is not known, decode
+    runs as it does outside."""
+    jb = zero_model("tiny_5b")
+    cfg, params = jb.config.prior(2), jb.params["prior_level_2"]
+    y = jnp.asarray(jb.labels(2, total_seconds=10.0))
+    ctx = condition(cfg, params, y, None)
+    fresh = lambda: prefill(cfg, params, ctx, sequence(cfg, jnp.zeros((1, 0), jnp.int32), y), jax.random.key(1))[0]
+    n = cfg.n_positions
+    with pytest.raises(InputError, match=rf"n_steps must be in 0..{n} \(the positions left in the window after step 0\), got {n + 1}"):
+        decode(cfg, params, ctx, fresh(), Greedy(), n + 1)
+    jitted = jax.jit(lambda state: decode(cfg, params, ctx, state, Temperature(1.0), 5)[0].tokens)
+    np.testing.assert_array_equal(jitted(fresh()), decode(cfg, params, ctx, fresh(), Temperature(1.0), 5)[0].tokens)
 
 
 def test_broken_rows_are_nan_or_plus_inf():

@@ -120,7 +120,11 @@ def decode(
     The cache is updated in place (`state` is donated: pass a state you own, as `prefill`
     and `decode` return). Without logits the step count is traced, so one compiled program
     serves every count (windows of any length, a co-composer's requests)."""
-    checks.integer("n_steps", n_steps, 0)
+    if isinstance(state.step, jax.core.Tracer):  # traced by a caller's jit: the room is not known here
+        checks.integer("n_steps", n_steps, 0)
+    else:
+        room = state.tokens.shape[1] - int(state.step)
+        checks.integer("n_steps", n_steps, 0, room, f" (the positions left in the window after step {int(state.step)})")
     if return_logits:
         return _decode_with_logits(cfg, params, ctx, state, method, n_steps)
     return _decode(cfg, params, ctx, state, method, jnp.int32(n_steps)), None
