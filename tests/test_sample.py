@@ -13,7 +13,7 @@ from convert import convert_checkpoint
 from jukebox_jax.config import Lyrics
 from jukebox_jax.errors import InputError
 from jukebox_jax.prior import condition, sequence
-from jukebox_jax.sampling import Greedy, Temperature, TopK, TopP, decode, prefill, sampling_method
+from jukebox_jax.sampling import Greedy, Temperature, TopK, TopP, decode, decode_chunks, prefill, sampling_method
 from jukebox_jax.sampling.decode import _decode, broken_rows
 
 FIXTURES = {"prior_5b_level2": 2, "prior_5b_lyrics_level2": 2, "prior_1b_lyrics_level2": 2, "upsampler_level1": 1, "upsampler_level0": 0}
@@ -152,6 +152,10 @@ def test_decode_stays_inside_the_window_and_runs_under_a_callers_jit():
     n = cfg.n_positions
     with pytest.raises(InputError, match=rf"n_steps must be in 0..{n} \(the positions left in the window after step 0\), got {n + 1}"):
         decode(cfg, params, ctx, fresh(), Greedy(), n + 1)
+    state = fresh()
+    with pytest.raises(InputError, match=rf"n_steps must be in 0..{n} "):  # before the first call donates the state
+        next(decode_chunks(cfg, params, ctx, state, Greedy(), n + 1, 4))
+    assert int(state.step) == 0
     jitted = jax.jit(lambda state: decode(cfg, params, ctx, state, Temperature(1.0), 5)[0].tokens)
     np.testing.assert_array_equal(jitted(fresh()), decode(cfg, params, ctx, fresh(), Temperature(1.0), 5)[0].tokens)
 

@@ -120,14 +120,20 @@ def decode(
     The cache is updated in place (`state` is donated: pass a state you own, as `prefill`
     and `decode` return). Without logits the step count is traced, so one compiled program
     serves every count (windows of any length, a co-composer's requests)."""
-    if isinstance(state.step, jax.core.Tracer):  # traced by a caller's jit: the room is not known here
+    _check_steps(state, n_steps)
+    if return_logits:
+        return _decode_with_logits(cfg, params, ctx, state, method, n_steps)
+    return _decode(cfg, params, ctx, state, method, jnp.int32(n_steps)), None
+
+
+def _check_steps(state: SampleState, n_steps: int) -> None:
+    """`n_steps` fit in the positions left after `state.step` (unchecked under a caller's jit,
+    where the step is not known)."""
+    if isinstance(state.step, jax.core.Tracer):
         checks.integer("n_steps", n_steps, 0)
     else:
         room = state.tokens.shape[1] - int(state.step)
         checks.integer("n_steps", n_steps, 0, room, f" (the positions left in the window after step {int(state.step)})")
-    if return_logits:
-        return _decode_with_logits(cfg, params, ctx, state, method, n_steps)
-    return _decode(cfg, params, ctx, state, method, jnp.int32(n_steps)), None
 
 
 def _step(cfg: PriorConfig, params: Params, ctx: Context, method: Method, state: SampleState) -> tuple[SampleState, jax.Array]:
@@ -168,6 +174,7 @@ def decode_chunks(
     state after each, so a host progress bar can advance during a long window. The tokens
     equal one `decode(..., n_steps)` call's."""
     checks.integer("steps_per_call", steps_per_call, 1)
+    _check_steps(state, n_steps)  # before the first call, which donates the state
     for done in range(0, n_steps, steps_per_call):
         state, _ = decode(cfg, params, ctx, state, method, min(steps_per_call, n_steps - done))
         yield state
