@@ -91,18 +91,44 @@ class Scaled:
         return new, {"loss": self.scale * metrics["loss"]}
 
 
+class Mutable:
+    """A task whose settings may change between runs: compared by identity, not by value."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    step = Scaled.step
+
+
+@dataclasses.dataclass(frozen=True)
+class Unhashable(Scaled):
+    """A frozen task holding a list: it cannot be a static argument."""
+
+    extra: list = dataclasses.field(default_factory=list)
+
+
 def test_runs_of_equal_tasks_share_their_compiled_step(tmp_path):
-    """A second run of an equal task is not traced (nor compiled) again; another task's is, and
-    logs its own loss."""
+    """A second run of an equal frozen task is not traced (nor compiled) again; another task's
+    is, and logs its own loss. A mutable task is traced on every run (its settings may have
+    changed since), and a frozen one holding a list trains too."""
     TRACED.clear()
-    losses = []
-    for i, scale in enumerate([1.0, 1.0, 2.0]):
-        run = Run(tmp_path / str(i), RunConfig(2, save_every=2))
+    mutable = Mutable(1.0)
+
+    def losses(task) -> list[float]:
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        run = Run(out, RunConfig(2, save_every=2))
         run.start(SPEC, False)
-        fit(Scaled(scale).step, fresh(), batches, run)
-        losses.append([json.loads(line)["loss"] for line in (tmp_path / str(i) / "metrics.jsonl").read_text().splitlines()])
+        fit(task.step, fresh(), batches, run)
+        return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    one = losses(Scaled(1.0))
+    assert losses(Scaled(1.0)) == one
+    assert losses(Scaled(2.0)) == pytest.approx([2 * v for v in one], rel=1e-6)
     assert TRACED == [1.0, 2.0]
-    assert losses[1] == losses[0] and losses[2] == pytest.approx([2 * v for v in losses[0]], rel=1e-6)
+    assert losses(mutable) == one
+    mutable.scale = 3.0
+    assert losses(mutable) == pytest.approx([3 * v for v in one], rel=1e-6)
+    assert losses(Unhashable(4.0)) == pytest.approx([4 * v for v in one], rel=1e-6)
 
 
 def test_a_cut_metrics_line_is_dropped_on_resume(tmp_path):

@@ -33,7 +33,7 @@ import math
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -114,12 +114,25 @@ def jit_step(step: Step) -> Step:
 
 
 def _jit(fn: Callable, donate_argnums: tuple[int, ...] = ()) -> Callable:
-    """`fn` jitted. A method of a hashable object (a task's `step`) is jitted once per method
-    with the object as a static argument, so the runs of equal tasks in one process (a
-    notebook's, the tests') share their compiled programs."""
-    if inspect.ismethod(fn) and isinstance(fn.__self__, Hashable):
+    """`fn` jitted. A method of a value-compared frozen dataclass (a task's `step`) is jitted
+    once per method with the object as a static argument, so the runs of equal tasks in one
+    process (a notebook's, the tests') share their compiled programs, kept with the tasks until
+    `jax.clear_caches()`; any other callable (a mutable task's method) is jitted anew."""
+    if inspect.ismethod(fn) and _by_value(fn.__self__):
         return functools.partial(_jit_method(fn.__func__, tuple(i + 1 for i in donate_argnums)), fn.__self__)
     return jax.jit(fn, donate_argnums=donate_argnums)
+
+
+def _by_value(obj: object) -> bool:
+    """Whether `obj` is a frozen dataclass compared by value that hashes (no list or array in it)."""
+    params = getattr(type(obj), "__dataclass_params__", None)
+    if params is None or not (params.frozen and params.eq):
+        return False
+    try:
+        hash(obj)
+    except TypeError:
+        return False
+    return True
 
 
 @functools.cache
@@ -351,8 +364,8 @@ def fit(
     on_save: Callable[[TrainState], None] | None = None,
 ) -> TrainState:
     """Runs `state` from its step to `run.config.steps`: `batches(i)` is batch i (pure in i),
-    `step` is jitted here (a task's `step` once for all equal tasks, so another run of the
-    task starts without compiling). Checkpoints and metrics go to `run`; `on_step(i, metrics)`
+    `step` is jitted here (a frozen task's `step` once for all equal tasks, so another run of
+    the task on batches of the same shapes starts without compiling: `_jit`). Checkpoints and metrics go to `run`; `on_step(i, metrics)`
     is the caller's progress hook (a bar), `on_save(state)` follows each checkpoint (e.g.
     writes the model). With both `evaluate` and `eval_batches` (held-out batches), every
     `eval_every` steps and at the end the mean of `evaluate` over them is logged. Returns the
