@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from convert import convert_checkpoint
 from convert.table import vqvae_rows
+from jukebox_jax.config import preset
 from jukebox_jax.errors import InputError, ParamsError
 from jukebox_jax.train.codebook import CodebookState, ema_update, init_state, restart_candidates, restore_state
 from jukebox_jax.train.optim import OptimConfig
-from jukebox_jax.train.spectral import stft_magnitude
+from jukebox_jax.train.spectral import MultiResolution, Resolution, stft_magnitude
 from jukebox_jax.train.steps import VQVAETask, weights
 from jukebox_jax.train.vqvae import (
     Bandwidth,
@@ -306,6 +307,16 @@ def test_with_an_ema_evaluation_reads_the_averaged_weights(ref, model):
     ema_loss, raw_loss = loss(averaged), loss(state.params)
     assert abs(float(got) - float(ema_loss)) <= 1e-6 * abs(float(ema_loss))
     assert abs(float(raw_loss) - float(ema_loss)) > 1e-4 * abs(float(ema_loss))
+
+
+def test_resolutions_given_as_a_list_make_a_task_like_a_tuple():
+    """A list is kept as a tuple, so the task hashes and shares its compiled step (`loop.fit`)."""
+    given = [Resolution(n_fft=512, hop=50, window=240)]
+    tasks = [
+        VQVAETask(preset("tiny_vqvae"), OptimConfig(), Bandwidth(1.0, 1.0, 1.0), VQVAELoss(resolutions=MultiResolution(r)))
+        for r in (given, tuple(given))
+    ]
+    assert tasks[0] == tasks[1] and hash(tasks[0]) == hash(tasks[1])
 
 
 def test_bad_inputs(model):

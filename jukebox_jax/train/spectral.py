@@ -43,6 +43,7 @@ class MultiResolution:
     )
 
     def __post_init__(self):
+        object.__setattr__(self, "resolutions", tuple(self.resolutions))  # a list too; hashable, so a task shares its compile
         if not self.resolutions:
             raise ConfigError("MultiResolution needs at least one resolution")
 
