@@ -132,8 +132,8 @@ def _check_steps(state: SampleState, n_steps: int) -> None:
     if isinstance(state.step, jax.core.Tracer):
         checks.integer("n_steps", n_steps, 0)
     else:
-        room = state.tokens.shape[1] - int(state.step)
-        checks.integer("n_steps", n_steps, 0, room, f" (the positions left in the window after step {int(state.step)})")
+        step = int(state.step)
+        checks.integer("n_steps", n_steps, 0, state.tokens.shape[1] - step, f" (the positions left in the window after step {step})")
 
 
 def _step(cfg: PriorConfig, params: Params, ctx: Context, method: Method, state: SampleState) -> tuple[SampleState, jax.Array]:
@@ -174,7 +174,7 @@ def decode_chunks(
     state after each, so a host progress bar can advance during a long window. The tokens
     equal one `decode(..., n_steps)` call's."""
     checks.integer("steps_per_call", steps_per_call, 1)
-    _check_steps(state, n_steps)  # before the first call, which donates the state
+    _check_steps(state, n_steps)  # once, before the first call donates the state
     for done in range(0, n_steps, steps_per_call):
-        state, _ = decode(cfg, params, ctx, state, method, min(steps_per_call, n_steps - done))
+        state = _decode(cfg, params, ctx, state, method, jnp.int32(min(steps_per_call, n_steps - done)))
         yield state

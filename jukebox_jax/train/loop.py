@@ -365,9 +365,9 @@ def fit(
 ) -> TrainState:
     """Runs `state` from its step to `run.config.steps`: `batches(i)` is batch i (pure in i),
     `step` is jitted here (a frozen task's `step` once for all equal tasks, so another run of
-    the task on batches of the same shapes starts without compiling: `_jit`). Checkpoints and metrics go to `run`; `on_step(i, metrics)`
-    is the caller's progress hook (a bar), `on_save(state)` follows each checkpoint (e.g.
-    writes the model). With both `evaluate` and `eval_batches` (held-out batches), every
+    the task on batches of the same shapes starts without compiling: `_jit`). Checkpoints and
+    metrics go to `run`; `on_step(i, metrics)` is the caller's progress hook (a bar),
+    `on_save(state)` follows each checkpoint (e.g. writes the model). With both `evaluate` and `eval_batches` (held-out batches), every
     `eval_every` steps and at the end the mean of `evaluate` over them is logged. Returns the
     final state (also checkpointed)."""
     cfg = run.config
