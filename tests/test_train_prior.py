@@ -19,8 +19,7 @@ from jax.flatten_util import ravel_pytree
 from convert import convert_checkpoint
 from convert.table import Row
 from convert.table_prior import prior_rows
-from jukebox_jax.config import PriorConfig
-from jukebox_jax.config import DType
+from jukebox_jax.config import DType, PriorConfig
 from jukebox_jax.errors import ConfigError, InputError, ParamsError
 from jukebox_jax.prior.prior import Prior, condition, forward, to_execution
 from jukebox_jax.prior.transformer import Execution, Remat

@@ -77,8 +77,10 @@ class OptimConfig:
             (
                 "weight_decay",
                 self.weight_decay >= 0 and self.weight_decay * self.lr * self.lr_scale < 1,
-                f">= 0 with lr x weight_decay < 1 (lr {self.lr * self.lr_scale:g}; a step scales every weight"
-                " by 1 - lr x weight_decay)",
+                (
+                    f">= 0 with lr x weight_decay < 1 (lr {self.lr * self.lr_scale:g}; a step scales every weight"
+                    " by 1 - lr x weight_decay)"
+                ),
             ),
             ("clip", self.clip > 0, "a gradient norm > 0"),
             ("ignore_grad_norm", self.ignore_grad_norm >= 0, "a gradient norm >= 0 (0: never skip)"),
