@@ -141,7 +141,8 @@ def labels(cfg: PriorConfig, y: np.ndarray) -> None:
 
 def _timing(cfg: PriorConfig, total: np.ndarray, offset: np.ndarray, length: np.ndarray, fix: str) -> None:
     """The timing columns (in audio samples): 0 < total_length <= the longest song the
-    prior's timing covers, 0 <= offset < total_length, sample_length > 0."""
+    prior's timing covers, 0 <= offset < total_length, sample_length the prior's window
+    (`n_ctx * raw_to_tokens`, as the original's `get_y` sets it and every prior was trained)."""
     longest = round(cfg.labels.max_duration * cfg.labels.sample_rate)
     if not ((0 < total) & (total <= longest)).all():
         raise InputError(
@@ -150,5 +151,9 @@ def _timing(cfg: PriorConfig, total: np.ndarray, offset: np.ndarray, length: np.
         )
     if not ((0 <= offset) & (offset < total)).all():
         raise InputError(f"labels[:, 1] (offset, audio samples) must be in [0, total_length), got {offset.tolist()} for total_length {total.tolist()}; {fix}")
-    if not (length > 0).all():
-        raise InputError(f"labels[:, 2] (sample_length, audio samples) must be positive, got {length.tolist()}; {fix}")
+    window = cfg.n_ctx * cfg.raw_to_tokens
+    if not (length == window).all():
+        raise InputError(
+            f"labels[:, 2] (sample_length, audio samples) must be {window}, the level-{cfg.level} prior's window "
+            f"({cfg.n_ctx} tokens of {cfg.raw_to_tokens} samples), got {length.tolist()} (another level's labels?); {fix}"
+        )

@@ -177,6 +177,8 @@ def _ids(name: str, ids: object, n: int) -> tuple[int, ...]:
     """The ids given for `name` (a sequence of ints, or a 1-D int array) checked to lie in
     [0, n) -> a tuple of ints."""
     ids = ids.tolist() if isinstance(ids, np.ndarray) and ids.ndim == 1 else ids
+    if isinstance(ids, (bytes, bytearray, memoryview)):  # a Sequence of ints, but meant as text
+        raise InputError(f"{name} must be a str or ints, got {type(ids).__name__} {bytes(ids)[:40]!r}: decode it first (.decode())")
     if isinstance(ids, str) or not isinstance(ids, Sequence) or not all(_is_int(i) for i in ids):
         what = "a name (str) or an id (int)" if name == "artist" else "text (str) or token ids" if name == "lyrics" else "a name (str), an id (int) or ids"
         raise InputError(f"{name} must be {what}, got {ids!r}")

@@ -76,7 +76,9 @@ CASES = [
     ("total length past timing", logits(with_(TOP, 0, 601 * RATE)), InputError, r"total_length.*600 s"),
     ("offset negative", logits(with_(TOP, 1, -5)), InputError, r"offset.*\[0, total_length\)"),
     ("offset past song", logits(with_(TOP, 1, 60 * RATE)), InputError, r"offset.*\[0, total_length\)"),
-    ("sample length zero", logits(with_(TOP, 2, 0)), InputError, r"sample_length.*positive"),
+    ("sample length zero", logits(with_(TOP, 2, 0)), InputError, r"sample_length.*must be 6144, the level-2 prior's window \(48 tokens of 128"),
+    # the top prior's timing read over the upsampler's window: no error in the original, other logits
+    ("upsampler's labels on top", logits(UP), InputError, r"labels\[:, 2\].*must be 6144.*got \[2048\] \(another level's labels\?\)"),
     ("labels past int32", logits(with_(TOP, 0, 2**40)), InputError, r"fit int32"),
     ("labels width", logits(TOP[:, :-1]), InputError, r"labels must be integer \[batch, 9\].*Jukebox.labels\(2"),
     ("labels float", logits(TOP.astype(np.float32)), InputError, r"labels must hold integers"),
@@ -136,6 +138,9 @@ CASES = [
     ("genre ids too many", lambda jb: jb.labels(2, genre=[1] * 6, total_seconds=60), InputError, r"at most 5"),
     ("genre id negative", lambda jb: jb.labels(2, genre=-1, total_seconds=60), InputError, r"genre ids must lie in \[0, 12\)"),
     ("lyric ids past vocab", lambda _: params_free("tiny_5b_lyrics").labels(2, lyrics=[1, 80], total_seconds=60), InputError, r"lyrics ids must lie in \[0, 80\)"),
+    # bytes are a Sequence of ints: read as ids, b"HELLO" was lyric ids 72, 69, ... (text "HELLO": 8, 5, ...)
+    ("lyrics bytes", lambda _: params_free("tiny_5b_lyrics").labels(2, lyrics=b"HELLO", total_seconds=60), InputError, r"lyrics must be a str or ints, got bytes b'HELLO': decode it first"),
+    ("genre bytes", lambda jb: jb.labels(2, genre=b"\x01", total_seconds=60), InputError, r"genre must be a str or ints, got bytes"),
     ("lyrics a number", lambda _: params_free("tiny_1b_lyrics").labels(2, lyrics=3.5, total_seconds=60), InputError, r"lyrics must be text \(str\) or token ids"),
     ("total seconds nan", lambda jb: jb.labels(2, total_seconds=float("nan")), InputError, r"total_seconds must be finite"),
     ("total seconds zero", lambda jb: jb.labels(2, total_seconds=0), InputError, r"total_seconds must be in \(0, 600\]"),
@@ -208,6 +213,22 @@ def test_a_key_can_be_used_twice(jb):
     np.testing.assert_array_equal(primed[0], primed[1])
     np.testing.assert_array_equal(primed[0][:, :3], first[:, :3])
     jax.random.split(KEY)  # not deleted
+
+
+def test_parts_replaced_after_the_model_was_made_are_checked_when_used(jb):
+    """`jb.params[part] = ...`, as `Jukebox` says to change weights, was checked only when the
+    model was made: another level's prior there failed inside Flax (an IndexError, a
+    ScopeParamShapeError), a missing VQ-VAE as a ScopeCollectionNotFound."""
+    mine = Jukebox(jb.config, dict(jb.params))
+    mine.params["prior_level_2"] = params_free("tiny_5b").params["prior_level_1"]
+    for use in (lambda: mine.prior_logits(2, TOKENS, TOP), lambda: mine.sample(2, KEY, TOP, 4)):
+        with pytest.raises(ParamsError, match=r"params do not fit the config; \d+ missing:\n  prior_level_2/"):
+            use()
+    del mine.params["vqvae"]
+    with pytest.raises(ParamsError, match=r"missing:\n  vqvae/"):
+        mine.encode(AUDIO)
+    mine.params["prior_level_2"] = jb.params["prior_level_2"]  # put back: checked again, and runs
+    np.testing.assert_array_equal(mine.prior_logits(2, TOKENS, TOP), jb.prior_logits(2, TOKENS, TOP))
 
 
 def test_raw_keys_per_sample_are_taken_as_typed_ones(jb):
