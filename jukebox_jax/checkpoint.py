@@ -63,6 +63,7 @@ FORMATS = (FORMAT, FORMAT_V2, FORMAT_V1)
 CONFIG = "config.json"
 PARAMS = "params"
 REWRITE = "save it again, or convert the original again (`jukebox-jax convert`)"  # the mend most errors give
+DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"  # shipped in the package (`default.py`): never written
 _DATA_FILE_BYTES = 16 << 20  # measured: saving 3.3 GB of random float32 held 0.18 GB more (2 GiB files: 3.1 GB)
 
 
@@ -76,6 +77,11 @@ def save(path: Path, config: JukeboxConfig, params: Params, digests: Mapping[str
     writes the shards it holds, process 0 the rest, and all return once the checkpoint is in
     place (or all raise)."""
     path = path.resolve()
+    if path == DEFAULT_MODEL:
+        raise CheckpointError(
+            f"refusing to save over the default model that ships in the package ({path}): save elsewhere "
+            "(a retrained default is copied there by hand: scripts/train_default.sh)"
+        )
     check_params(abstract_params(config), params)  # what load would refuse is never written
     got, bad = _inspect(params, config, digests is None)
     if bad:

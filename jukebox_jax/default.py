@@ -16,7 +16,7 @@ from jukebox_jax import checkpoint
 from jukebox_jax.errors import CheckpointError
 from jukebox_jax.jukebox import Jukebox
 
-PATH = Path(__file__).resolve().parent / "default_model"
+PATH = checkpoint.DEFAULT_MODEL
 REPAIR = "reinstall jukebox-jax (in a clone: `git checkout jukebox_jax/default_model`), or retrain it (scripts/train_default.sh)"
 
 

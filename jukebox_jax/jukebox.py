@@ -59,6 +59,8 @@ class Jukebox:
         if not isinstance(self.params, dict):
             raise InputError(f"params must be a dict of each part's params, got {type(self.params).__name__}")
         check_params(abstract_params(self.config), self.params)
+        for name, part in self.params.items():
+            self._keep(("checked", name), part, True)
 
     @classmethod
     def init(cls, config: JukeboxConfig, key: jax.Array) -> Jukebox:
@@ -126,6 +128,13 @@ class Jukebox:
         or a save already did)."""
         return self._kept("digests", self.params, lambda: checkpoint.digests(self.params))
 
+    def _part(self, name: str) -> Params:
+        """`params[name]` (`"vqvae"`, `"prior_level_{L}"`), checked against the config again if
+        its arrays were replaced since (`jb.params[name] = ...`): a `ParamsError`, not Flax's."""
+        part = self.params.get(name)
+        self._kept(("checked", name), part, lambda: check_params({name: abstract_params(self.config)[name]}, {name: part}) or True)
+        return part
+
     def _kept(self, key: Any, tree: Params, make: Callable[[], Any]) -> Any:
         """`make()`, made once and kept under `key` while `tree` holds the arrays it was made
         from: params changed in place (`jb.params[part] = ...`) make it again."""
@@ -149,6 +158,10 @@ class Jukebox:
         """Audio `[B, T, 1]` float in [-1, 1] -> int32 codes `[B, T / hop]` per level,
         level 0 (finest) first, for levels `start_level..end_level-1` (default: all).
 
+        The audio must be at the VQ-VAE's `sample_rate` (44.1 kHz released, 16 kHz the
+        default model's): `audio.load(path, jb.config.vqvae.sample_rate)` reads and resamples
+        a file; an array at another rate cannot be told apart and is encoded as given.
+
         `T` must be a multiple of the hop of the deepest level asked for (128 for all three
         levels of the released VQ-VAE). NaN and Inf are refused, and so is a peak past
         `checks.MAX_AUDIO_PEAK` (8: unscaled integer PCM); samples in between are encoded
@@ -164,7 +177,7 @@ class Jukebox:
                 f"level {end_level - 1}); pad or trim it"
             )
         with self._running(cfg):
-            return self._gathered(_encode(self.params["vqvae"], audio, cfg, start_level, end_level))
+            return self._gathered(_encode(self._part("vqvae"), audio, cfg, start_level, end_level))
 
     def decode(self, codes: Sequence[jax.Array], start_level: int = 0) -> jax.Array:
         """Codes of levels `start_level, start_level + 1, ...` -> audio `[B, T, 1]`.
@@ -180,7 +193,7 @@ class Jukebox:
         z = checks.int_array("codes[0]", codes[0], 2, "[batch, time]")
         checks.in_range("codes[0]", z, 0, cfg.l_bins, f"the VQ-VAE codebook has {cfg.l_bins} codes")
         with self._running(cfg):
-            return self._gathered(_decode(self.params["vqvae"], jnp.asarray(z, jnp.int32), cfg, start_level))
+            return self._gathered(_decode(self._part("vqvae"), jnp.asarray(z, jnp.int32), cfg, start_level))
 
     # -- Priors -------------------------------------------------------------------------
 
@@ -204,14 +217,15 @@ class Jukebox:
         capture = _layers(cfg, capture)
         execution = Execution.UNROLLED if unroll else Execution.SCAN
         with self._running(cfg):
-            return prior.forward(cfg, self.params[f"prior_level_{level}"], tokens, labels, upper_codes, capture, execution)
+            return prior.forward(cfg, self._part(f"prior_level_{level}"), tokens, labels, upper_codes, capture, execution)
 
     def prior_logits(self, level: int, tokens: jax.Array, labels: jax.Array, upper_codes: jax.Array | None = None) -> jax.Array:
         """Teacher-forced music logits `[B, T, l_bins]`: position i predicts `tokens[:, i]`.
 
         tokens: `[B, T]` codes of `level`, T <= the prior's `n_ctx`.
         labels: `[B, 4 + genre slots + n_tokens]` in the original layout `[total_length,
-          offset, sample_length, artist, genres..., lyric tokens...]`, already windowed.
+          offset, sample_length, artist, genres..., lyric tokens...]`, already windowed
+          (`sample_length` the prior's window, `n_ctx * raw_to_tokens`: each level its own).
         upper_codes: `[B, n_ctx // cond_downsample]` codes of the level above (upsamplers).
         """
         cfg = self._prior_config(level)
@@ -334,7 +348,7 @@ class Jukebox:
             raise InputError(f"the prompt ({prompt.shape[1]} tokens) must be shorter than n_tokens={n_tokens}")
         params = self.decode_params(level)
         with self._running(cfg):
-            ctx = prior.condition(cfg, self.params[f"prior_level_{level}"], labels, upper_codes)
+            ctx = prior.condition(cfg, self._part(f"prior_level_{level}"), labels, upper_codes)
             seq = prior.sequence(cfg, prompt, labels)
             total = seq.shape[1] + n_tokens - prompt.shape[1]
             prefilled, _ = prefill(cfg, params, ctx, seq, key, chunk_size)
@@ -359,7 +373,7 @@ class Jukebox:
         views of `params` on a CPU, `params` itself on an accelerator. Never a second copy of
         the weights."""
         cfg = self._prior_config(level)
-        part = self.params[f"prior_level_{cfg.level}"]
+        part = self._part(f"prior_level_{cfg.level}")
         return self._kept(cfg.level, part, lambda: prior.decode_params(cfg, part))
 
     @staticmethod

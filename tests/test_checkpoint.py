@@ -246,6 +246,16 @@ def test_saving_over_what_is_not_a_checkpoint_is_refused(saved, micro, tmp_path)
     assert same(Jukebox.load(tmp_path / "empty").params, micro.params)
 
 
+def test_the_default_model_is_never_saved_over(micro, tmp_path):
+    """`jb.save(default.PATH)` replaced the model that ships in the package, silently."""
+    files = {p: p.stat().st_mtime_ns for p in checkpoint.DEFAULT_MODEL.rglob("*")}
+    (tmp_path / "link").symlink_to(checkpoint.DEFAULT_MODEL)
+    for path in (checkpoint.DEFAULT_MODEL, tmp_path / "link"):
+        with pytest.raises(CheckpointError, match=r"refusing to save over the default model that ships in the package \(.*default_model\)"):
+            micro.save(path)
+    assert {p: p.stat().st_mtime_ns for p in checkpoint.DEFAULT_MODEL.rglob("*")} == files
+
+
 def test_a_full_disk_is_refused_before_orbax_writes_and_keeps_the_old_checkpoint(saved, micro, other, tmp_path, monkeypatch):
     """Out of room, orbax fails inside its threads in a flood of errors: `save` checks first."""
     target = copy(saved, tmp_path / "ckpt")

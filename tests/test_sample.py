@@ -3,6 +3,8 @@ record the margins), the per-step logits of its loops, and the sampling methods.
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -171,6 +173,11 @@ def test_sampling_method_arguments():
     assert sampling_method(0.9, top_k=5) == TopK(0.9, 5)
     assert sampling_method(top_p=0.8) == TopP(1.0, 0.8)
     assert sampling_method(1.2) == Temperature(1.2)
-    for bad in (dict(temperature=0.0), dict(top_k=-1), dict(top_p=1.5), dict(top_k=3, top_p=0.5)):
+    # numpy scalars and 0-d arrays as their numbers (a jax scalar was "must be a finite number,
+    # got Array(0.5)"), kept as Python's, which a job record writes as JSON
+    got = sampling_method(jnp.float32(0.5), jnp.int32(5)), sampling_method(np.float64(0.5), top_p=np.array(0.25))
+    assert got == (TopK(0.5, 5), TopP(0.5, 0.25)) and json.dumps([m.to_dict() for m in got])
+    assert sampling_method(1.0, np.int64(1)) == Greedy()
+    for bad in ({"temperature": 0.0}, {"top_k": -1}, {"top_p": 1.5}, {"top_k": 3, "top_p": 0.5}, {"temperature": jnp.array([0.5])}, {"top_k": np.True_}):
         with pytest.raises(ValueError):
             sampling_method(**bad)

@@ -12,6 +12,7 @@ from numbers import Integral, Real
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jukebox_jax.errors import InputError, shown
 
@@ -138,9 +139,16 @@ def _check_temperature(temperature: float) -> None:
         )
 
 
+def _number(x: object) -> object:
+    """The Python number of a numpy scalar or 0-d array (jax or numpy); anything else as given."""
+    return x.item() if isinstance(x, np.generic) or isinstance(x, (jax.Array, np.ndarray)) and x.ndim == 0 else x
+
+
 def sampling_method(temperature: float = 1.0, top_k: int = 0, top_p: float = 0.0) -> Method:
     """The method the original's `(temp, top_k, top_p)` arguments describe: `top_k=1` greedy,
-    `top_k > 1` or `0 < top_p <= 1` filtered, both 0 plain `temperature`."""
+    `top_k > 1` or `0 < top_p <= 1` filtered, both 0 plain `temperature`. Each may be a Python
+    or numpy number or a 0-d array."""
+    temperature, top_k, top_p = (_number(x) for x in (temperature, top_k, top_p))
     _check_temperature(temperature)
     if not isinstance(top_k, Integral) or isinstance(top_k, bool) or top_k < 0:
         raise InputError(f"top_k must be an int >= 0 (0: no top-k filter), got {top_k!r}")
