@@ -336,10 +336,15 @@ def test_resume_after_kill_is_identical(tiny, tmp_path):
         run_job(tiny, tmp_path / "killed", request, [np.ones((2, 1), np.int64)] + start[1:], resume=True)
     codes = tmp_path / "killed" / "codes.npz"
     good = codes.read_bytes()
+    saved = dict(np.load(codes))
+    assert saved["level_2"].shape == (2, 56)  # level 2 finished
     damaged = [
         {f"level_{i}": np.zeros((3, 0), np.int64) for i in range(3)},  # another job's: 3 samples, not 2
         {f"level_{i}": np.full((2, 4), 64) for i in range(3)},  # codes outside the 64-code book
         None,  # truncated
+        # longer than the job (were taken: the job's audio came out longer than asked)
+        {**saved, "level_2": np.concatenate([saved["level_2"], saved["level_2"][:, :1]], 1)},
+        {**saved, "level_0": np.zeros((2, 4), np.int64)},  # a level not sampled, past its start codes
     ]
     for arrays in damaged:
         if arrays is None:

@@ -206,7 +206,7 @@ def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
     saved_format = saved.get("format", 1)  # job.json had no format before format 2
     if saved_format != JOB_FORMAT:
         raise JobError(
-            f"{out} holds a job of format {saved_format}, begun by another version of jukebox-jax, which "
+            f"{out} holds a job of format {saved_format!r}, begun by another version of jukebox-jax, which "
             f"draws other numbers from a seed than this one (format {JOB_FORMAT}): resuming it would not give its "
             "samples. Sample again into another output folder (its finished levels' audio and codes.npz stay valid)"
         )
@@ -283,7 +283,8 @@ def _run_job(
     if resuming:
         _check_nothing_in_the_way(out, request)
     if resuming and codes_file.exists():
-        zs = _saved_codes(codes_file, zs, jb.config.priors[0].l_bins)
+        most = {level: request.sample_length // jb.config.prior(level).raw_to_tokens for level in request.levels}
+        zs = _saved_codes(codes_file, zs, jb.config.priors[0].l_bins, most)
     _every_process_has_read()
     if _writer():
         if resuming:
@@ -347,9 +348,10 @@ def _checked_start(jb: Jukebox, request: SampleRequest, start_codes: Codes) -> C
     return codes
 
 
-def _saved_codes(path: Path, start: Codes, l_bins: int) -> Codes:
+def _saved_codes(path: Path, start: Codes, l_bins: int, most: dict[int, int]) -> Codes:
     """The codes a stopped run of this job saved: every level, as many samples as the job
-    draws, each level beginning with the start codes; else a `JobError` (a damaged folder)."""
+    draws, each level beginning with the start codes and at most `most[level]` tokens long
+    (the start codes alone at a level not sampled); else a `JobError` (a damaged folder)."""
     try:
         saved = read_codes(path, len(start), l_bins, "a kill or a disk fault damaged it")
     except InputError as e:
@@ -357,12 +359,14 @@ def _saved_codes(path: Path, start: Codes, l_bins: int) -> Codes:
     else:
         n = len(start[0])
         if sorted(saved) == list(range(len(start))) and all(
-            len(z) == n and z.shape[1] >= s.shape[1] and np.array_equal(z[:, : s.shape[1]], s) for z, s in zip(saved.values(), start)
+            len(z) == n and s.shape[1] <= z.shape[1] <= most.get(level, s.shape[1]) and np.array_equal(z[:, : s.shape[1]], s)
+            for level, (z, s) in enumerate(zip((saved[level] for level in range(len(start))), start))
         ):
             return [saved[level] for level in range(len(start))]
+        lengths = [f"{s.shape[1]}..{most.get(level, s.shape[1])}" for level, s in enumerate(start)]
         problem = (
             f"its {path.name} is not this job's (levels {sorted(saved)}, shapes {[z.shape for z in saved.values()]}; "
-            f"the job has {len(start)} levels of {n} samples starting with its start codes)"
+            f"the job has {len(start)} levels of {n} samples starting with its start codes, of {', '.join(lengths)} tokens)"
         )
     raise JobError(f"{path.parent} cannot be resumed: {problem}. Sample again into a new folder (without --resume)")
 
