@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from jukebox_jax.errors import InputError
+from jukebox_jax.io import check_file
 
 FORMATS = "wav, flac, ogg (Vorbis, Opus), mp3 or aiff"  # what soundfile (libsndfile >= 1.1) reads
 SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")  # the files of a folder of songs (`train.data`)
@@ -54,10 +55,7 @@ def info(path: Path, *, what: str = "audio") -> AudioInfo:
     import soundfile
 
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{what} {path} is a folder; give a file")
-    if not path.is_file():
-        raise InputError(f"{what} {path} does not exist")
+    check_file(path, f"{what} {path}")
     try:
         header = soundfile.info(str(path))
     except (soundfile.SoundFileError, RuntimeError) as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import re
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, re
 from jukebox_jax.generation.job import CODES_FILE, JobSource, Mode, Placement, SampleRequest, check_job, job_record
 from jukebox_jax.generation.levels import Codes, LevelSettings
 from jukebox_jax.generation.windows import level_windows
-from jukebox_jax.io import check_memory, writable_ancestor
+from jukebox_jax.io import check_memory, dangling_link, writable_ancestor
 from jukebox_jax.jukebox import Jukebox, check_method
 from jukebox_jax.labels import int32_seconds
 from jukebox_jax.quantize import config_with_weights
@@ -81,6 +82,8 @@ def folder_to_write(value: str) -> Path:
     if not value.strip():
         raise argparse.ArgumentTypeError("an empty path; give a folder (. for this one)")
     path = Path(value)
+    if (link := dangling_link(path)) is not None:
+        raise argparse.ArgumentTypeError(f"{link} is a link to nothing ({os.readlink(link)}); give a folder")
     for p in (path, *path.parents):
         if p.exists() and not p.is_dir():
             raise argparse.ArgumentTypeError(f"{p} is a file; give a folder")
@@ -393,10 +396,13 @@ def check_length(seconds: float | None, mode: Mode, config: JukeboxConfig, level
         for level in levels:
             have = start[level].shape[1] * vq.hop_lengths[level]
             if have >= length:
-                raise InputError(
-                    f"--codes already holds {have / vq.sample_rate:.2f} s at level {level}, --seconds {seconds:g} no more: "
-                    "give a longer --seconds to continue them"
+                limit = max_seconds(config)
+                fix = (
+                    f"the model's timing covers songs up to {limit:g} s, so nothing is left to continue: trim the codes"
+                    if limit is not None and have >= limit * vq.sample_rate
+                    else "give a longer --seconds to continue them"
                 )
+                raise InputError(f"--codes already holds {have / vq.sample_rate:.2f} s at level {level}, --seconds {seconds:g} no more: {fix}")
     return length
 
 

@@ -50,6 +50,23 @@ def nearest_existing(path: Path) -> Path:
     return next(p for p in (path, *path.absolute().parents) if p.exists())
 
 
+def check_file(path: Path, what: str) -> None:
+    """Raises `InputError` "{what} ..." unless `path` is a regular file (or a link to one): a
+    folder, a device, pipe or socket, and a missing file are each named as such."""
+    if path.is_dir():
+        raise InputError(f"{what} is a folder; give a file")
+    if not path.exists():
+        raise InputError(f"{what} does not exist")
+    if not path.is_file():
+        raise InputError(f"{what} is not a regular file (a device, pipe or socket); give a file")
+
+
+def dangling_link(path: Path) -> Path | None:
+    """The first of `path` and its parents that is a symbolic link to nothing (or a loop), where
+    no folder can be made, if any."""
+    return next((p for p in (path, *path.parents) if p.is_symlink() and not p.exists()), None)
+
+
 def check_space(folder: Path, nbytes: int, what: str) -> None:
     """Raises `OSError` (ENOSPC) naming `what` unless the file system of `folder` (or of its
     nearest existing parent) has `nbytes` free: checked before writes that would fail part
@@ -133,6 +150,8 @@ def check_output_folder(out: Path, ours: tuple[str, ...], what: str, *, only: bo
     `ours` (so it is a `what` of ours, to continue; with `only`, nothing but them), besides the
     temporary files of a killed write: writing into any other folder could overwrite files
     that are not ours, or bury ours among them."""
+    if (link := dangling_link(out)) is not None:
+        raise InputError(f"--out {out}: {link} is a link to nothing ({os.readlink(link)}); give a folder")
     if not out.exists():
         return
     if not out.is_dir():
@@ -186,11 +205,14 @@ def _locked(f: IO[str], path: Path) -> bool:
 
 
 def remove_leftovers(folder: Path) -> list[Path]:
-    """Deletes the temporary files an interrupted `write_atomic` left in `folder` and its
+    """Deletes the temporary files (and folders) an interrupted write left in `folder` and its
     subfolders; returns them."""
     found = sorted(folder.rglob(f"{TEMP_PREFIX}*")) if folder.is_dir() else []
     for path in found:
-        path.unlink()
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)  # missing: inside a folder removed before it
     return found
 
 

@@ -56,6 +56,7 @@ def files(tmp_path_factory) -> Path:
     codes = {f"level_{i}": np.zeros((1, n), np.int64) for i, n in enumerate((16, 4, 1))}
     np.savez(d / "good.npz", **codes)
     np.savez(d / "long.npz", **{**codes, "level_2": np.zeros((1, 400), np.int64)})
+    np.savez(d / "overlong.npz", **{**codes, "level_2": np.zeros((1, 210_000), np.int64)})  # 609.5 s, past the timing's 600
     np.savez(d / "top.npz", **{**codes, "level_0": np.zeros((1, 0), np.int64), "level_1": np.zeros((1, 0), np.int64)})  # a --levels 2 job's
     np.savez(d / "float.npz", **{**codes, "level_1": np.zeros((1, 4))})
     np.savez(d / "rank1.npz", **{**codes, "level_0": np.zeros(5, np.int64)})
@@ -87,6 +88,7 @@ def files(tmp_path_factory) -> Path:
     (d / "job").mkdir()
     (d / "job" / "job.json").write_text("{}")
     (d / "readonly").mkdir(mode=0o555)
+    (d / "dangling").symlink_to(d / "gone")
     return d
 
 
@@ -147,6 +149,12 @@ BAD = [
     (["--mode", "continue", "--codes", "{d}/level3.npz"], r"holds level_3, but the model has levels 0..2"),
     (["--mode", "continue", "--codes", "{d}/padded.npz"], r"holds level_02: name each level's codes level_0, level_1, \.\.\.; give"),
     (["--mode", "continue", "--codes", "{d}/long.npz", "--seconds", "0.5"], r"--codes already holds 1.16 s at level 2, --seconds 0.5 no more"),
+    (  # it said "give a longer --seconds", which the model's timing does not allow
+        ["--mode", "continue", "--codes", "{d}/overlong.npz", "--seconds", "600"],
+        r"--codes already holds 609.52 s at level 2, --seconds 600 no more: the model's timing covers songs up to 600 s, so "
+        r"nothing is left to continue: trim the codes$",
+    ),
+    (["--mode", "continue", "--codes", "/dev/null"], r"codes file /dev/null is not a regular file \(a device, pipe or socket\); give a file"),
     (["--mode", "continue", "--codes", "{d}/good.npz", "--n-samples", "3"], r"--n-samples 3: --codes holds 1 sample;"),
     (["--mode", "upsample", "--codes", "{d}/good.npz", "--levels", "2", "1"], r"--mode upsample samples the levels below the top: give --levels without 2"),
     (
@@ -169,6 +177,7 @@ BAD = [
     ),
     (["--mode", "primed", "--prompt-audio", "{d}/missing.wav"], r"prompt audio {d}/missing.wav does not exist"),
     (["--mode", "primed", "--prompt-audio", "{d}"], r"prompt audio {d} is a folder; give a file"),
+    (["--mode", "primed", "--prompt-audio", "/dev/zero"], r"prompt audio /dev/zero is not a regular file"),  # was "does not exist"
     (["--mode", "primed", "--prompt-audio", "{d}/text.wav"], r"prompt audio {d}/text.wav is not audio soundfile can read \(wav, flac, ogg \(Vorbis, Opus\), mp3 or aiff\)"),
     (["--mode", "primed", "--prompt-audio", "{d}/empty.wav"], r"prompt audio {d}/empty.wav holds no samples; give a file with audio in it"),
     (["--mode", "primed", "--prompt-audio", "{d}/prompt.wav", "--prompt-seconds", "-1"], r"argument --prompt-seconds: '-1' is not positive"),
@@ -184,6 +193,8 @@ BAD = [
     (["--weights", "int4"], r"argument --weights: invalid choice: 'int4' \(choose from .*float.*int8"),
     (["--model", "{d}/int8", "--weights", "float"], r"--weights float: --model holds int8 weights, which cannot become float again"),
     (["--out", "{d}/lyrics.txt"], r"--out: {d}/lyrics.txt is a file; give a folder"),
+    (["--out", "{d}/dangling"], r"argument --out: {d}/dangling is a link to nothing \({d}/gone\); give a folder"),  # was "File exists" after loading
+    (["--out", "{d}/dangling/run"], r"argument --out: {d}/dangling is a link to nothing"),
     (["--out", ""], r"argument --out: an empty path; give a folder \(\. for this one\)"),  # it wrote into the working folder
     (["--out", "{d}/lyrics.txt/run"], r"--out: {d}/lyrics.txt is a file; give a folder"),
     pytest.param(["--out", "{d}/readonly/run"], r"cannot write in {d}/readonly ", marks=pytest.mark.skipif(ROOT, reason="root ignores permissions")),
@@ -422,11 +433,12 @@ def test_resume_refuses_a_job_of_an_older_format(tmp_path, capsys):
     job = tmp_path / "job" / "job.json"
     record = json.loads(job.read_text())
     assert record.pop("format") == 2
-    job.write_text(json.dumps(record))
-    before = {p.name: p.read_bytes() for p in (tmp_path / "job").rglob("*") if p.is_file()}
-    message = _refused(base + ["--resume"], capsys)
-    assert re.search(r"holds a job of format 1, begun by another version of jukebox-jax.*format 2.*Sample again", message)
-    assert {p.name: p.read_bytes() for p in (tmp_path / "job").rglob("*") if p.is_file()} == before
+    for saved_format, shown in ((None, "1"), ("2", "'2'")):  # a string: it read "of format 2 ... (format 2)"
+        job.write_text(json.dumps(record if saved_format is None else {**record, "format": saved_format}))
+        before = {p.name: p.read_bytes() for p in (tmp_path / "job").rglob("*") if p.is_file()}
+        message = _refused(base + ["--resume"], capsys)
+        assert re.search(rf"holds a job of format {shown}, begun by another version of jukebox-jax.*\(format 2\).*Sample again", message)
+        assert {p.name: p.read_bytes() for p in (tmp_path / "job").rglob("*") if p.is_file()} == before
 
 
 def test_resume_removes_what_a_kill_left(tmp_path):
@@ -438,6 +450,9 @@ def test_resume_removes_what_a_kill_left(tmp_path):
     left = [tmp_path / "job" / ".partial-k1l2m3.npz", tmp_path / "job" / "level_2" / ".partial-x9y8.wav"]
     for path in left:
         path.write_bytes(b"half a file")
+    left.append(tmp_path / "job" / ".partial-dir")  # a folder by that name: unlink's "Is a directory" after loading
+    (left[-1] / "inner").mkdir(parents=True)
+    (left[-1] / "inner" / ".partial-y.wav").write_bytes(b"half a file")
     main(args + ["--resume"])
     assert not any(path.exists() for path in left)
     np.testing.assert_array_equal(np.load(tmp_path / "job" / "codes.npz")["level_2"], before)

@@ -76,6 +76,16 @@ def test_the_lock_file_is_not_content(tmp_path):
         pass
 
 
+def test_a_link_to_nothing_is_named(tmp_path):
+    """An output folder (or one above it) that is a symbolic link to nothing or a loop: `mkdir`
+    said only "File exists"."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for out, link in ((tmp_path / "dangling", "dangling"), (tmp_path / "dangling" / "run", "dangling"), (tmp_path / "loop", "loop")):
+        with pytest.raises(InputError, match=rf"--out {out}: {tmp_path / link} is a link to nothing \("), exclusive(out, ("run.json",), "training run"):
+            pass
+
+
 def test_a_body_that_fails_before_writing_leaves_no_folder(tmp_path):
     out = tmp_path / "new"
     with pytest.raises(InputError, match="refused"), exclusive(out, ("run.json",), "training run"):

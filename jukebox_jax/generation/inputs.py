@@ -13,7 +13,7 @@ import numpy as np
 from jukebox_jax import audio, checks, integrity
 from jukebox_jax.config import JukeboxConfig
 from jukebox_jax.errors import InputError
-from jukebox_jax.io import read_npz
+from jukebox_jax.io import check_file, read_npz
 
 AUDIO_FORMATS = audio.FORMATS
 _FIX = "give the codes.npz an earlier run wrote"
@@ -24,7 +24,7 @@ def read_codes(path: Path, levels: int, l_bins: int, fix: str = _FIX) -> dict[in
     integer `[samples, tokens]` in `[0, l_bins)`, the same number of samples at every level,
     levels `0..levels-1` only. Returns `{level: int64 codes}`; an unreadable or misnamed array's error ends with `fix`."""
     what = f"codes file {path}"
-    _check_file(path, what)
+    check_file(path, what)
     arrays = read_npz(path, what, fix)
     found = {int(name[6:]): name for name in arrays if re.fullmatch(r"level_[0-9]+", name)}
     odd = [name for name in arrays if re.fullmatch(r"level_[0-9]+", name) and name != f"level_{int(name[6:])}"]
@@ -68,13 +68,6 @@ def read_prompt(path: Path, sample_rate: int, hop: int, seconds: float) -> Promp
         )
     mono = audio.load_segment(path, 0, used, sample_rate, what=what)  # [used, 1]
     return Prompt(mono, integrity.file_digest(path), header.seconds, seconds)
-
-
-def _check_file(path: Path, what: str) -> None:
-    if path.is_dir():
-        raise InputError(f"{what} is a folder; give a file")
-    if not path.is_file():
-        raise InputError(f"{what} does not exist")
 
 
 def max_seconds(config: JukeboxConfig) -> float | None:
