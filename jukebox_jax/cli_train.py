@@ -187,6 +187,28 @@ def _check_fits(args: argparse.Namespace, prior: PriorConfig, vq: VQVAEConfig) -
         )
 
 
+def _check_codes_fit(args: argparse.Namespace, init: Jukebox, folder: data.Folder) -> None:
+    """Without `--vqvae`: the codes of `--data` are `--init`'s VQ-VAE's where both record one,
+    and of its level-`--level` prior's hop and sample rate (trained on another VQ-VAE's codes,
+    it learnt nothing it can use, its timing labels at the wrong rate)."""
+    prior = init.config.prior(args.level)
+    if init.config.vqvae is not None and folder.vqvae not in (None, init.vqvae_fingerprint()):
+        raise InputError(
+            f"--data {args.data} holds codes another VQ-VAE made than --init {args.init}'s; give --vqvae, the "
+            "checkpoint with the VQ-VAE that made them, or the audio folder as --data with --vqvae --init's checkpoint"
+        )
+    hops = folder.hop_lengths
+    pairs = {"hop": (hops[args.level] if args.level < len(hops) else None, prior.raw_to_tokens)}
+    if prior.labels is not None:
+        pairs["sample_rate"] = (folder.sample_rate, prior.labels.sample_rate)
+    differ = [f"{name} {theirs} against {ours}" for name, (theirs, ours) in pairs.items() if theirs != ours]
+    if differ:
+        raise InputError(
+            f"--data {args.data} holds codes that --init {args.init}'s level-{args.level} prior does not read "
+            f"({'; '.join(differ)}): give the codes of the VQ-VAE it was trained with, or their audio with that --vqvae"
+        )
+
+
 def _structure(name: str | None) -> JukeboxConfig:
     """`--config`: a preset or a JukeboxConfig JSON file."""
     if name is None:
@@ -398,8 +420,9 @@ def _adapted(prior: PriorConfig, vq: VQVAEConfig, folder: data.Folder) -> PriorC
     return dataclasses.replace(prior, labels=dataclasses.replace(lab, lyric_chars=chars), n_vocab=len(chars) + 1)
 
 
-def _source(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
-    """`--data`, checked: a codes folder the `--vqvae` made, or an audio folder it can encode."""
+def _source(args: argparse.Namespace, base: Jukebox | None, init: Jukebox | None) -> data.Folder:
+    """`--data`, checked: a codes folder the `--vqvae` made (without one, codes `--init`'s prior
+    reads), or an audio folder the `--vqvae` can encode."""
     if not args.data.is_dir():
         what = "is a file" if args.data.exists() else "does not exist"
         raise InputError(f"--data {args.data} {what}; give a folder of songs, or of their codes")
@@ -413,6 +436,8 @@ def _source(args: argparse.Namespace, base: Jukebox | None) -> data.Folder:
                 f"--data {args.data} holds codes another VQ-VAE made than --vqvae {args.vqvae}'s; give the audio "
                 "folder as --data to encode it with this one, or the --vqvae the codes were made with"
             )
+        if base is None and init is not None:
+            _check_codes_fit(args, init, folder)
         return folder
     if base is None:
         raise InputError(f"--data {args.data} holds audio: give --vqvae, a checkpoint with the VQ-VAE that encodes it")
@@ -471,7 +496,7 @@ def train_prior(args: argparse.Namespace) -> None:
     new = None if init is not None else _new_prior(args, base)  # checked before the songs are encoded
     n_ctx = (new or init.config.prior(args.level)).n_ctx
     _check_batch(args.batch_size, f"windows of {n_ctx} tokens", n_ctx * 8)  # codes and those of the level above
-    source = _source(args, base)
+    source = _source(args, base, init)
     given = {
         "vqvae": base.vqvae_fingerprint() if base and base.config.vqvae else None,
         "songs in --data": source.fingerprint(),

@@ -213,6 +213,8 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
     priors_only = tmp_path / "priors_only"
     top = JukeboxConfig.from_preset("tiny_5b").prior(2)
     Jukebox.init(JukeboxConfig(priors=(top,)), jax.random.key(0)).save(priors_only)  # no VQ-VAE
+    at_16k = tmp_path / "at_16k"
+    Jukebox.init(JukeboxConfig(priors=(preset("small_top"),)), jax.random.key(0)).save(at_16k)  # no VQ-VAE, 16 kHz timing
     cases = [
         (  # named before the first step, not when a window first falls in it
             f"train vqvae --data {damaged} --out {tmp_path / 'g'} --config tiny_vqvae",
@@ -245,6 +247,14 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
         (
             f"train prior --level 2 --data {codes} --vqvae {default.PATH} --out {tmp_path / 'f'} --config small_top",
             f"--data {codes} holds codes another VQ-VAE made than --vqvae {default.PATH}'s",
+        ),
+        (  # without --vqvae, codes of another VQ-VAE fine-tuned --init's prior (its timing read at the wrong rate)
+            f"train prior --level 2 --data {codes} --init {default.PATH} --out {tmp_path / 'f'}",
+            f"--data {codes} holds codes another VQ-VAE made than --init {default.PATH}'s; give --vqvae",
+        ),
+        (  # a prior-only --init: its hop and sample rate
+            f"train prior --level 2 --data {codes} --init {at_16k} --out {tmp_path / 'f'}",
+            f"--data {codes} holds codes that --init {at_16k}'s level-2 prior does not read (sample_rate 44100 against 16000)",
         ),
         (  # refused before the songs are encoded (minutes for a real folder)
             f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_upsampler_level_1",

@@ -74,6 +74,7 @@ class Folder:
     artists: tuple[str, ...] = ()
     genres: tuple[str, ...] = ()
     vqvae: str | None = None  # a codes folder's `Jukebox.vqvae_fingerprint()` (None: audio, or unrecorded)
+    hop_lengths: tuple[int, ...] = ()  # a codes folder's: audio samples per token of each level
 
     def fingerprint(self, *, whole: bool = False) -> dict[str, Any] | str:
         """Digests of what training reads, which a resumed run compares to name what changed:
@@ -176,9 +177,9 @@ def codes_folder(root: Path) -> Folder:
             f"codes folder {root} mixes the codes of {len(kinds)} VQ-VAEs (sample rates, hop lengths and fingerprints "
             f"{sorted(kinds)}); encode it again with one"
         )
-    sample_rate, _, vqvae = kinds.pop()
+    sample_rate, hops, vqvae = kinds.pop()
     lengths = {name: int(h["total_length"]) for name, h in heads.items()}
-    return dataclasses.replace(_folder(root, sample_rate, lengths, _read_metadata(root)), vqvae=vqvae or None)
+    return dataclasses.replace(_folder(root, sample_rate, lengths, _read_metadata(root)), vqvae=vqvae or None, hop_lengths=hops)
 
 
 def _files(root: Path, suffixes: tuple[str, ...]) -> list[str]:
