@@ -490,9 +490,14 @@ def test_links_to_folders_are_followed_and_a_link_to_nothing_is_named(tmp_path):
     (d / "linked").symlink_to(tmp_path / "elsewhere")
     (d / "up").symlink_to(d)
     assert [s.name for s in data.audio_folder(d, SR).songs] == ["linked/y.wav", "linked/z.aiff", "x.wav"]
-    (d / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
-    with pytest.raises(InputError, match=r"gone.wav is a link to nothing \(or a loop of links\); remove it or mend it"):
-        data.audio_folder(d, SR)
+    (d / "loop1").symlink_to(d / "loop2")  # no audio suffix: left out (it was an ELOOP OSError)
+    (d / "loop2").symlink_to(d / "loop1")
+    assert len(data.audio_folder(d, SR).songs) == 3
+    for bad in ("gone.wav", "loop.wav"):
+        (d / bad).symlink_to(tmp_path / "nowhere.wav" if bad == "gone.wav" else d / bad)
+        with pytest.raises(InputError, match=rf"{bad} is a link to nothing \(or a loop of links\); remove it or mend it"):
+            data.audio_folder(d, SR)
+        (d / bad).unlink()
 
 
 def test_metadata_names_a_song_in_either_unicode_form(tmp_path):

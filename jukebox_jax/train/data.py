@@ -197,10 +197,14 @@ def _files(root: Path, suffixes: tuple[str, ...]) -> list[str]:
             name, path = prefix + entry.name, Path(entry.path)
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+            except OSError:  # a loop of links (ELOOP)
+                is_dir = is_file = False
+            if is_dir:
                 walk(path, name + "/")
             elif path.suffix.lower() in suffixes:
-                if not entry.is_file():
+                if not is_file:
                     raise InputError(f"{root}: {name} is a link to nothing (or a loop of links); remove it or mend it")
                 try:
                     name.encode("utf-8")
