@@ -212,7 +212,7 @@ class Run:
                 state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception as e:  # noqa: BLE001 (a damaged folder fails inside orbax or tensorstore in many ways)
                 self._check_fits(step, abstract)  # another state's checkpoint is not damaged: nothing is moved
-                problems.append(f"checkpoint {step} does not restore ({type(e).__name__}: {e})")
+                problems.append(f"checkpoint {step} does not restore ({type(e).__name__}: {_brief(e)})")
             else:
                 want = digests.get(str(step))  # none if killed between the checkpoint and its digest
                 if want is None or want == _digest(state):
@@ -369,8 +369,11 @@ def fit(
     metrics go to `run`; `on_step(i, metrics)` is the caller's progress hook (a bar),
     `on_save(state)` follows each checkpoint (e.g. writes the model). With both `evaluate` and `eval_batches` (held-out batches), every
     `eval_every` steps and at the end the mean of `evaluate` over them is logged. Returns the
-    final state (also checkpointed)."""
+    final state (also checkpointed). `state` is consumed: the first step is donated its
+    buffers, so use the state `fit` returns (`task.init` copies the params it is given)."""
     cfg = run.config
+    if any(isinstance(x, jax.Array) and x.is_deleted() for x in jax.tree.leaves(state)):
+        raise InputError("state was consumed by an earlier fit (its buffers hold that run's steps): pass the state fit returned, or a new task.init(...)")
     if not (run.out / RUN).is_file():  # its checkpoints would be refused by every later start
         raise InputError(f"{run.out} holds no {RUN}: call run.start(spec, resume) before fit, which records the run")
     jitted = jit_step(step)
@@ -440,6 +443,13 @@ def _as_object(value: Any) -> Any:
         except ValueError:
             pass
     return value
+
+
+def _brief(e: BaseException, most: int = 400) -> str:
+    """`e`'s message to its first line, without tensorstore's spec (thousands of characters
+    per array), at most `most` characters."""
+    text = str(e).split("\n", 1)[0].split(" [tensorstore_spec", 1)[0]
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _digest(state: TrainState) -> str:
