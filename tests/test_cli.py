@@ -151,8 +151,10 @@ BAD = [
     (["--mode", "continue", "--codes", "{d}/long.npz", "--seconds", "0.5"], r"--codes already holds 1.16 s at level 2, --seconds 0.5 no more"),
     (  # it said "give a longer --seconds", which the model's timing does not allow
         ["--mode", "continue", "--codes", "{d}/overlong.npz", "--seconds", "600"],
-        r"--codes already holds 609.52 s at level 2, --seconds 600 no more: the model's timing covers songs up to 600 s, so "
-        r"nothing is left to continue: trim the codes$",
+        (
+            r"--codes already holds 609.52 s at level 2, --seconds 600 no more: the model's timing covers songs up to 600 s, so "
+            r"nothing is left to continue: trim the codes$"
+        ),
     ),
     (["--mode", "continue", "--codes", "/dev/null"], r"codes file /dev/null is not a regular file \(a device, pipe or socket\); give a file"),
     (["--mode", "continue", "--codes", "{d}/good.npz", "--n-samples", "3"], r"--n-samples 3: --codes holds 1 sample;"),
