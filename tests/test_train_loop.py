@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import re
 import shutil
 
 import jax
@@ -148,7 +149,8 @@ def test_a_cut_metrics_line_is_dropped_on_resume(tmp_path):
 @pytest.mark.parametrize(
     ("name", "text", "why"),
     [("run.json", "{", "cannot be read"), ("run.json", "[]", "is not what jukebox-jax writes there"),
-     ("digests.json", '{"2": ', "cannot be read"), ("digests.json", "[1]", "is not what jukebox-jax writes there")],
+     ("digests.json", '{"2": ', "cannot be read"), ("digests.json", "[1]", "is not what jukebox-jax writes there"),
+     ("files.json", '{"2": ', "cannot be read")],
 )  # fmt: skip
 def test_a_damaged_run_record_is_named(tmp_path, name, text, why):
     train(tmp_path, 2)
@@ -316,15 +318,31 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_serves(tmp_path, d
         for f in newest.rglob("*"):
             if f.is_file() and f.parent.name == "d":
                 f.write_bytes(b"")
-    with pytest.warns(UserWarning, match="checkpoint 4 .*resuming from step 2") as caught:
+    with pytest.warns(UserWarning, match="checkpoint 4.*resuming from step 2") as caught:
         resumed = train(tmp_path / "b", 7, resume=True)
-    # orbax's error without tensorstore's spec of each array (thousands of lines for a prior's state)
+    # emptied files are found before orbax reads them (its threads printed tracebacks by the
+    # hundred for a prior's state, and its message held tensorstore's spec of every array)
     warned = str(caught[0].message)
+    if damage == "truncate":
+        assert re.search(r"checkpoint 4's files are not as written \(default/(ocdbt.process_0/)?d/\w+: 0 bytes, written \d+", warned), warned
     assert "tensorstore_spec" not in warned and len(warned) < 700, warned
     np.testing.assert_array_equal(resumed.params["w"], straight.params["w"])
     assert [p.name.split(".")[0] for p in (tmp_path / "b" / "damaged").iterdir()] == ["4"]
     rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 8))
+
+
+def test_a_checkpoint_orbax_cannot_read_is_named_briefly(tmp_path):
+    """A checkpoint damaged where files.json does not see it (a run before it was written):
+    orbax's error to its first line, without tensorstore's spec of every array."""
+    train(tmp_path, 4)
+    (tmp_path / "files.json").unlink()
+    for f in (tmp_path / "checkpoints" / "4").rglob("*"):
+        if f.is_file() and f.parent.name == "d":
+            f.unlink()
+    with pytest.warns(UserWarning, match=r"checkpoint 4 does not restore \(\w+: .*: moved to") as caught:
+        train(tmp_path, 7, resume=True)
+    assert "tensorstore_spec" not in str(caught[0].message) and len(str(caught[0].message)) < 700
 
 
 def test_no_whole_checkpoint_is_an_error_naming_the_run(tmp_path):

@@ -7,12 +7,14 @@ A run folder holds:
     checkpoints/N/    the `TrainState` after N steps (orbax; written to a temporary folder and
                       renamed, so a kill leaves the previous checkpoints whole)
     digests.json      the SHA-256 of each checkpoint's arrays, written after it
+    files.json        each checkpoint's files and their sizes, written after it
     damaged/N/        a checkpoint that did not restore or match its digest, moved aside
     metrics.jsonl     one JSON object per step (and per evaluation), appended as the run goes
 
 Resuming restores the newest checkpoint that reads back whole (one that does not, or whose
 arrays differ from its digest, is moved to `damaged/` with a warning, and the one before it
-serves) and cuts `metrics.jsonl` back to its step. Batch `i`
+serves; one whose files lost bytes or went missing is moved before orbax reads it, which
+would flood the terminal with tensorstore's errors) and cuts `metrics.jsonl` back to its step. Batch `i`
 is a pure function of (seed, i) (`train/data.py`) and every random draw of a step comes from
 the state's key, so a resumed run reaches bit-identical parameters (a test kills one).
 
@@ -56,6 +58,7 @@ Metrics = dict[str, jax.Array]
 RUN = "run.json"
 CHECKPOINTS = "checkpoints"
 DIGESTS = "digests.json"
+FILES = "files.json"
 DAMAGED = "damaged"
 METRICS = "metrics.jsonl"
 MAX_STEPS = 2**31 - 1  # the optimizer counts its steps in int32
@@ -206,8 +209,13 @@ class Run:
         import orbax.checkpoint as ocp
 
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        digests, problems = self._digests(), []
+        digests, problems = self._record(DIGESTS), []
+        sizes = self._record(FILES)
         for step in sorted(self._manager.all_steps(), reverse=True):
+            if changed := _changed_files(self.out / CHECKPOINTS / str(step), sizes.get(str(step))):
+                problems.append(f"checkpoint {step}'s files are not as written ({changed})")
+                self._set_aside(step)
+                continue
             try:
                 state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception as e:  # noqa: BLE001 (a damaged folder fails inside orbax or tensorstore in many ways)
@@ -262,11 +270,15 @@ class Run:
                 shutil.rmtree(partial, ignore_errors=True)
             raise OSError(errno.ENOSPC, f"no space left while writing checkpoint {step}", str(self.out / CHECKPOINTS)) from e
         kept = {str(s) for s in self._manager.all_steps()}
-        digests = {k: v for k, v in self._digests().items() if k in kept} | {str(step): _digest(state)}
+        digests = {k: v for k, v in self._record(DIGESTS).items() if k in kept} | {str(step): _digest(state)}
         write_text(self.out / DIGESTS, json.dumps(digests, indent=1))
+        sizes = {k: v for k, v in self._record(FILES).items() if k in kept}
+        sizes[str(step)] = _file_sizes(self.out / CHECKPOINTS / str(step))
+        write_text(self.out / FILES, json.dumps(sizes, indent=1))
 
-    def _digests(self) -> dict[str, str]:
-        return _run_record(self.out, DIGESTS) if (self.out / DIGESTS).is_file() else {}
+    def _record(self, name: str) -> dict[str, Any]:
+        """The per-checkpoint record `name` (DIGESTS, FILES); empty if not written yet."""
+        return _run_record(self.out, name) if (self.out / name).is_file() else {}
 
     def _set_aside(self, step: int) -> None:
         """Moves checkpoint `step` to `damaged/` (kept for a post-mortem, out of orbax's way)."""
@@ -450,6 +462,25 @@ def _brief(e: BaseException, most: int = 400) -> str:
     per array), at most `most` characters."""
     text = str(e).split("\n", 1)[0].split(" [tensorstore_spec", 1)[0]
     return text if len(text) <= most else text[: most - 3] + "..."
+
+
+def _file_sizes(folder: Path) -> dict[str, int]:
+    """`{path relative to folder: size in bytes}` of every file under `folder`."""
+    return {str(f.relative_to(folder)): f.stat().st_size for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def _changed_files(folder: Path, written: dict[str, int] | None) -> str:
+    """What is missing from, or of another size in, checkpoint `folder` than `written` records
+    ("": nothing, or nothing recorded)."""
+    if not isinstance(written, dict):
+        return ""
+    now = _file_sizes(folder)
+    changed = [
+        f"{name}: {now[name]} bytes, written {size}" if name in now else f"{name} missing"
+        for name, size in written.items()
+        if now.get(name) != size
+    ]
+    return "; ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
 
 
 def _digest(state: TrainState) -> str:
