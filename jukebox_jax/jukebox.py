@@ -81,9 +81,7 @@ class Jukebox:
         (`sharding.shardings`; `rules` overrides `sharding.RULES`), and every method run
         under the mesh. In a run of several processes, each process calls it with the same
         params (e.g. from the same key) and keeps only its own shards."""
-        if not isinstance(mesh, Mesh):
-            raise InputError(f"mesh must be a jax.sharding.Mesh (sharding.make_mesh), got {type(mesh).__name__}")
-        rules = None if rules is None else sharding.check_rules(rules, sharding.shape_of(mesh))
+        rules = sharding.check_mesh(mesh, rules)
         jb = Jukebox(self.config, jax.device_put(self.params, sharding.shardings(self.config, mesh, rules)), mesh, rules)
         if (digests := self._fresh("digests", self.params)) is not None:
             jb._keep("digests", jb.params, digests)  # the same values
@@ -436,12 +434,10 @@ class Jukebox:
         mesh: restore each array straight into its shards on `mesh` (as `shard(mesh, rules)`
           places them; each process reads only its own), never the whole model on one device.
         dtype: then cast (`astype`), one array at a time, keeping the shards."""
-        if mesh is not None and not isinstance(mesh, Mesh):
-            raise InputError(f"mesh must be a jax.sharding.Mesh (sharding.make_mesh), got {type(mesh).__name__}")
-        if rules is not None:
-            if mesh is None:
-                raise InputError("rules= places the params on a mesh: give mesh= too")
-            rules = sharding.check_rules(rules, sharding.shape_of(mesh))
+        if mesh is not None:
+            rules = sharding.check_mesh(mesh, rules)
+        elif rules is not None:
+            raise InputError("rules= places the params on a mesh: give mesh= too")
         if dtype is not None:
             dtype = DType.parse(dtype)
         config, params, digests = checkpoint.load(Path(path), verify=verify, mesh=mesh, rules=rules)

@@ -108,6 +108,26 @@ def make_mesh(spec: str | Mapping[str, int] | None = None) -> Mesh:
     return jax.make_mesh(tuple(shape.values()), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
 
 
+def check_mesh(mesh: object, rules: Any = None) -> Rules | None:
+    """Refuses (`InputError`) what `Jukebox.shard` and `load(mesh=)` cannot run on: anything
+    but a `Mesh`, a mesh with Explicit or Manual axes (the model's sharding constraints are
+    hints, which such axes turn into asserts: `jax.make_mesh` makes them unless told), and
+    without `rules` one lacking `RULES`' axes. Returns `rules` checked (`check_rules`)."""
+    if not isinstance(mesh, Mesh):
+        raise InputError(f"mesh must be a jax.sharding.Mesh (sharding.make_mesh), got {type(mesh).__name__}")
+    if odd := {name: t.name for name, t in zip(mesh.axis_names, mesh.axis_types) if t != AxisType.Auto}:
+        raise InputError(
+            f"mesh axes {odd} are not AxisType.Auto (jax.make_mesh's default): make the mesh with sharding.make_mesh, "
+            "or jax.make_mesh(..., axis_types=(AxisType.Auto,) * n)"
+        )
+    if rules is None and not set(MESH_AXES) <= set(mesh.axis_names):
+        raise InputError(
+            f"mesh axes ({', '.join(mesh.axis_names)}): sharding.RULES split the model over axes named "
+            f"{' and '.join(MESH_AXES)}; name the mesh's axes so (sharding.make_mesh), or give rules= for its own"
+        )
+    return None if rules is None else check_rules(rules, shape_of(mesh))
+
+
 def shape_of(mesh: Mesh) -> dict[str, int]:
     return dict(mesh.shape)
 

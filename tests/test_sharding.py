@@ -12,9 +12,11 @@ import jax
 import numpy as np
 import pytest
 from cli_process import cpu_env
+from jax.sharding import AxisType, Mesh
 from jax.sharding import PartitionSpec as P
+from zero_models import zero_model
 
-from jukebox_jax import preset, sharding
+from jukebox_jax import Jukebox, preset, sharding
 from jukebox_jax.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +61,28 @@ def test_bad_rules_are_refused():
         sharding.part_rules(preset("5b"), {"data": 1, "model": 4}, (("head", "model"),))
     with pytest.raises(InputError, match="'heads' -> 'tensor', not an axis of the mesh"):
         sharding.part_rules(preset("5b"), {"data": 1, "model": 4}, (("heads", "tensor"),))
+
+
+def test_meshes_the_model_cannot_run_on_are_refused(tmp_path):
+    """`jax.make_mesh` makes Explicit axes unless told: `shard` and `load(mesh=)` took such a
+    mesh and the first prior call failed inside Flax ("with_sharding_constraint acts as an
+    assert"); a mesh without data/model axes was blamed on rules the caller never gave."""
+    jb = zero_model("tiny_5b")
+    jb.save(tmp_path / "ckpt")
+    explicit = jax.make_mesh((1, 1), sharding.MESH_AXES)
+    odd_names = jax.make_mesh((1,), ("x",), axis_types=(AxisType.Auto,))
+    for mesh, match in (
+        (explicit, r"mesh axes \{'data': 'Explicit', 'model': 'Explicit'\} are not AxisType.Auto .*sharding.make_mesh"),
+        (odd_names, r"mesh axes \(x\): sharding.RULES split the model over axes named data and model; .*or give rules="),
+        ("data=1", r"mesh must be a jax.sharding.Mesh \(sharding.make_mesh\), got str"),
+    ):
+        with pytest.raises(InputError, match=match):
+            jb.shard(mesh)
+        with pytest.raises(InputError, match=match):
+            Jukebox.load(tmp_path / "ckpt", mesh=mesh)
+    auto = Mesh(np.array(jax.devices()[:1]).reshape(1, 1), sharding.MESH_AXES)  # Mesh's own default: Auto
+    assert jb.shard(auto).mesh is auto
+    assert jb.shard(odd_names, (("batch", "x"),)).mesh is odd_names  # its own rules
 
 
 def test_a_parts_rules_leave_out_the_axes_it_cannot_divide():
