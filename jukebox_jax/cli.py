@@ -69,9 +69,11 @@ def convert(sources: Sequence[str], out: Path, config: str | None, dtype: str | 
         raise ConversionError(f"converting needs PyTorch: pip install 'jukebox-jax[convert]' ({e})") from None
     checkpoint.check_target(out)  # before a conversion that may take minutes
     jb = convert_checkpoint(*sources, config=config, dtype=dtype)
+    replacing = (out / checkpoint.CONFIG).is_file()
     jb.save(out)
     parts = (["vqvae"] if jb.config.vqvae else []) + [f"prior_level_{p.level}" for p in jb.config.priors]
-    print(f"converted {', '.join(parts)}{f' (priors in {dtype})' if dtype and jb.config.priors else ''} -> {out}")
+    replaced = " (replacing the checkpoint that was there)" if replacing else ""
+    print(f"converted {', '.join(parts)}{f' (priors in {dtype})' if dtype and jb.config.priors else ''} -> {out}{replaced}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -139,6 +139,8 @@ def test_cli_dtype_writes_a_checkpoint_that_loads_as_astype(fixtures, tmp_path, 
     main(["convert", str(top), "--config", "tiny_5b_lyrics", "-o", str(tmp_path / "out"), "--dtype", "bfloat16"])
     assert "converted prior_level_2 (priors in bfloat16) ->" in capsys.readouterr().out
     _assert_same(Jukebox.load(tmp_path / "out"), convert_checkpoint(top, config="tiny_5b_lyrics").astype("bfloat16"))
+    main(["convert", str(fixtures / "vqvae.pth.tar"), "-o", str(tmp_path / "out")])  # a reviewer lost a model so, unsaid
+    assert capsys.readouterr().out.endswith(f"converted vqvae -> {tmp_path / 'out'} (replacing the checkpoint that was there)\n")
 
 
 _PEAK_GROWTH = """
