@@ -503,6 +503,18 @@ def test_a_song_shorter_than_the_sample_is_lengthened_and_said():
     assert [song.total_length for song in plan.request.songs[2]] == [length]
 
 
+def test_continue_and_upsample_name_the_labels_left_to_defaults(files):
+    """A codes file holds no labels: the README's own upsample example left out the job's
+    artist and genre, and a model without its own tables took 'unknown' unsaid."""
+    base = ["sample", "--model", "tiny_5b", "--codes", str(files / "long.npz")]
+    plan = cli_sample.plan(_parse([*base, "--mode", "upsample", "--artist", "nelly"]))
+    assert plan.notices == ("note: --codes holds codes, not the labels they were sampled with: --genre, --song-seconds take the defaults; give those of the job that made them",)
+    given = ["--artist", "nelly", "--genre", "blues", "--song-seconds", "30"]
+    assert cli_sample.plan(_parse([*base, "--mode", "continue", "--seconds", "2", *given])).notices == ()
+    lyric = ["sample", "--model", "tiny_5b_lyrics", "--codes", str(files / "long.npz"), "--mode", "continue", "--seconds", "2"]
+    assert "--lyrics take the defaults" in cli_sample.plan(_parse([*lyric, *given])).notices[0]
+
+
 def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):
     """--resume of an empty folder starts the job (and says so); Ctrl-C says how to go on."""
     args = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "--out", str(tmp_path / "job"), "--resume"]
