@@ -233,8 +233,8 @@ def plan(args: argparse.Namespace) -> Plan:
         song_length = sample_length
     artist, genre, named = label_names(config, levels, args.artist, args.genre)
     notices += named
+    reads_lyrics = any(config.prior(level).n_tokens for level in levels)
     if args.mode in (Mode.CONTINUE, Mode.UPSAMPLE) and any(config.prior(level).labels for level in levels):
-        reads_lyrics = any(config.prior(level).n_tokens for level in levels)
         given = {"--artist": args.artist, "--genre": args.genre, "--song-seconds": args.song_seconds}
         given |= {"--lyrics": lyrics or None} if reads_lyrics else {}
         if missing := [flag for flag, value in given.items() if value is None]:
@@ -242,7 +242,7 @@ def plan(args: argparse.Namespace) -> Plan:
                 f"note: --codes holds codes, not the labels they were sampled with: {', '.join(missing)} take the "
                 "defaults; give those of the job that made them"
             )
-    if lyrics and not any(config.prior(level).n_tokens for level in levels):
+    if lyrics and not reads_lyrics:
         notices.append("note: no sampled level of this model reads lyrics; --lyrics goes unused")
     songs = song_labels(config, levels, song_length, artist, genre, lyrics, n)
     mesh = None if args.mesh is None else mesh_shape(args.mesh, _device_count())

@@ -358,11 +358,12 @@ def _saved_codes(path: Path, start: Codes, l_bins: int, most: dict[int, int]) ->
         problem = str(e)
     else:
         n = len(start[0])
+        ordered = [saved[level] for level in sorted(saved)]
         if sorted(saved) == list(range(len(start))) and all(
             len(z) == n and s.shape[1] <= z.shape[1] <= most.get(level, s.shape[1]) and np.array_equal(z[:, : s.shape[1]], s)
-            for level, (z, s) in enumerate(zip((saved[level] for level in range(len(start))), start))
+            for level, (z, s) in enumerate(zip(ordered, start))
         ):
-            return [saved[level] for level in range(len(start))]
+            return ordered
         lengths = [f"{s.shape[1]}..{most.get(level, s.shape[1])}" for level, s in enumerate(start)]
         problem = (
             f"its {path.name} is not this job's (levels {sorted(saved)}, shapes {[z.shape for z in saved.values()]}; "
