@@ -201,7 +201,7 @@ class Ours:
 
     def prefill(self, per_layer: bool = False):
         # A fresh key each time: the state holds the key array itself and `decode` donates it.
-        state, logits = prefill(self.cfg, self.weights(per_layer), self.ctx, self.seq, jax.random.key(self.seed))
+        state, logits = prefill(self.cfg, self.weights(per_layer), self.ctx, self.seq, jax.random.key(self.seed), return_logits=True)
         return jax.block_until_ready(state), logits
 
     def weights(self, per_layer: bool):

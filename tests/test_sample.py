@@ -50,7 +50,7 @@ def test_greedy_step_logits(case):
     upper = None if "z_cond" not in ref else jnp.asarray(ref["z_cond"])
     ctx = condition(cfg, params, y, upper)
     prompt = sequence(cfg, jnp.zeros((2, 0), jnp.int32), y)  # the lyric prefix for 1b, else empty
-    state, prompt_logits = prefill(cfg, params, ctx, prompt, jax.random.key(0))
+    state, prompt_logits = prefill(cfg, params, ctx, prompt, jax.random.key(0), return_logits=True)
     k = ref["sample_tokens"].shape[1]
     state, logits = decode(cfg, params, ctx, state, Greedy(), k, True)
     assert_close(logits, ref["sample_logits"])
@@ -70,7 +70,7 @@ def test_primed_continuations_are_the_originals(case):
     cfg, params = jb.config.prior(level), jb.params[f"prior_level_{level}"]
     y, upper = jnp.asarray(ref["y"]), None if "z_cond" not in ref else jnp.asarray(ref["z_cond"])
     ctx = condition(cfg, params, y, upper)
-    state, prompt_logits = prefill(cfg, params, ctx, jnp.asarray(ref["z"][:, :p], jnp.int32), jax.random.key(0), chunk_size=c)
+    state, prompt_logits = prefill(cfg, params, ctx, jnp.asarray(ref["z"][:, :p], jnp.int32), jax.random.key(0), chunk_size=c, return_logits=True)
     _, logits = decode(cfg, params, ctx, state, Greedy(), s - p, True)
     assert_close(jnp.concatenate([prompt_logits, logits], axis=1), ref["primed_logits"])
 
@@ -91,6 +91,43 @@ def test_split_decoding_gives_the_same_samples(case):
     np.testing.assert_array_equal(np.asarray(one.tokens), np.asarray(two.tokens))
     assert int(two.step) == prompt.shape[1] + 9
     assert _decode._cache_size() - compiled <= 1
+
+
+@pytest.mark.parametrize("case", ["prior_5b_lyrics_level2"], indirect=True)
+def test_one_program_for_every_temperature_and_p(case):
+    """A method's temperature and p are traced (a co-composer changing them does not
+    recompile); the class and k are not. The draws still follow the setting given."""
+    jb, level, ref = case
+    cfg, params = jb.config.prior(level), jb.params[f"prior_level_{level}"]
+    y, upper = jnp.asarray(ref["y"]), None if "z_cond" not in ref else jnp.asarray(ref["z_cond"])
+    ctx = condition(cfg, params, y, upper)
+    prompt = sequence(cfg, jnp.zeros((2, 0), jnp.int32), y)
+    draw = lambda method: np.asarray(decode(cfg, params, ctx, prefill(cfg, params, ctx, prompt, jax.random.key(3))[0], method, 6)[0].tokens)
+    greedy = draw(Greedy())
+    draw(Temperature(1.0))
+    compiled = _decode._cache_size()
+    hot, cold = draw(Temperature(1e3)), draw(Temperature(1e-6))
+    draw(TopP(0.9, 0.5))
+    nucleus = _decode._cache_size()
+    draw(TopP(1.1, 0.8))
+    assert (compiled, nucleus) == (_decode._cache_size() - 1, _decode._cache_size())
+    np.testing.assert_array_equal(cold, greedy)  # so the temperature reached the draw
+    assert not np.array_equal(hot, greedy)
+
+
+@pytest.mark.parametrize("case", ["prior_5b_lyrics_level2"], indirect=True)
+def test_prefill_logits_only_when_asked(case):
+    """Without `return_logits` no prompt logits are made (sampling needs none), and the state is the same."""
+    jb, level, ref = case
+    cfg, params = jb.config.prior(level), jb.params[f"prior_level_{level}"]
+    y, upper = jnp.asarray(ref["y"]), None if "z_cond" not in ref else jnp.asarray(ref["z_cond"])
+    ctx = condition(cfg, params, y, upper)
+    prompt = jnp.asarray(ref["z"][:, :5], jnp.int32)
+    plain, none = prefill(cfg, params, ctx, prompt, jax.random.key(0), chunk_size=3)
+    with_logits, logits = prefill(cfg, params, ctx, prompt, jax.random.key(0), chunk_size=3, return_logits=True)
+    assert none is None and logits.shape == (2, 5, cfg.bins)
+    for a, b in zip(jax.tree.leaves(plain.cache), jax.tree.leaves(with_logits.cache)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_token_progress_between_calls(case):

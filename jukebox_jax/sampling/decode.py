@@ -81,19 +81,36 @@ def init_buffers(cfg: PriorConfig, prompt: jax.Array) -> tuple[jax.Array, dict[s
     return nn.with_logical_constraint(tokens, ("batch", "length")), cache
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5), donate_argnums=6)
+@functools.partial(jax.jit, static_argnums=(0, 5, 7), donate_argnums=6)
 def _extend(
-    cfg: PriorConfig, params: Params, tokens: jax.Array, t0: jax.Array, ctx: Context, length: int, cache: dict[str, Cache]
-) -> tuple[jax.Array, dict[str, Cache]]:
-    """One prefill chunk; `cache` is donated (updated in place: one cache in memory, not two)."""
-    return prior.extend(cfg, params, _inputs(tokens, t0, length), t0, ctx, cache)
+    cfg: PriorConfig,
+    params: Params,
+    tokens: jax.Array,
+    t0: jax.Array,
+    ctx: Context,
+    length: int,
+    cache: dict[str, Cache],
+    with_logits: bool,
+) -> tuple[jax.Array | None, dict[str, Cache]]:
+    """One prefill chunk -> `(its logits [b, length, bins] or None, cache)`; without logits the
+    output head is not computed. `cache` is donated (updated in place: one cache in memory, not two)."""
+    logits, cache = prior.extend(cfg, params, _inputs(tokens, t0, length), t0, ctx, cache)
+    return (logits if with_logits else None), cache
 
 
 def prefill(
-    cfg: PriorConfig, params: Params, ctx: Context, prompt: jax.Array, key: jax.Array, chunk_size: int | None = None
-) -> tuple[SampleState, jax.Array]:
+    cfg: PriorConfig,
+    params: Params,
+    ctx: Context,
+    prompt: jax.Array,
+    key: jax.Array,
+    chunk_size: int | None = None,
+    return_logits: bool = False,
+) -> tuple[SampleState, jax.Array | None]:
     """Fills the cache with `prompt [b, p]` (transformer ids) in chunks of `chunk_size` (any
-    positive size; default one chunk) -> `(SampleState at step p, the prompt's logits [b, p, bins])`.
+    positive size; default one chunk) -> `(SampleState at step p, the prompt's logits
+    [b, p, bins] if return_logits else None)` (sampling needs none: the first decode step
+    computes position p's).
     The ENC_DEC layers' caches are filled from `ctx.encoder_kv` first, once. `key`: one key,
     or one per sample (`row_keys`); the state holds its own copy, so `decode` may donate it
     and the caller's key stays usable."""
@@ -107,10 +124,11 @@ def prefill(
     logits = []
     for t0 in range(0, p, chunk_size or max(p, 1)):
         length = min(chunk_size or p, p - t0)
-        chunk_logits, cache = _extend(cfg, params, tokens, jnp.int32(t0), ctx, length, cache)
+        chunk_logits, cache = _extend(cfg, params, tokens, jnp.int32(t0), ctx, length, cache, return_logits)
         logits.append(chunk_logits)
-    logits = jnp.concatenate(logits, axis=1) if logits else jnp.zeros((b, 0, cfg.bins))
-    return SampleState(tokens, cache, jnp.int32(p), jnp.copy(row_keys(key, b))), logits
+    if return_logits:
+        logits = jnp.concatenate(logits, axis=1) if logits else jnp.zeros((b, 0, cfg.bins))
+    return SampleState(tokens, cache, jnp.int32(p), jnp.copy(row_keys(key, b))), (logits if return_logits else None)
 
 
 def decode(
@@ -118,8 +136,9 @@ def decode(
 ) -> tuple[SampleState, jax.Array | None]:
     """Samples the next `n_steps` positions -> `(state, logits [b, n_steps, bins] or None)`.
     The cache is updated in place (`state` is donated: pass a state you own, as `prefill`
-    and `decode` return). Without logits the step count is traced, so one compiled program
-    serves every count (windows of any length, a co-composer's requests)."""
+    and `decode` return). Without logits the step count is traced, and a method's temperature
+    and `p` are (`methods`), so one compiled program serves every count and setting (windows
+    of any length, a co-composer's requests)."""
     _check_steps(state, n_steps)
     if return_logits:
         return _decode_with_logits(cfg, params, ctx, state, method, n_steps)
@@ -147,13 +166,13 @@ def _step(cfg: PriorConfig, params: Params, ctx: Context, method: Method, state:
     return SampleState(tokens, cache, t + 1, state.key), logits
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4), donate_argnums=(3,))
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=(3,))
 def _decode(cfg: PriorConfig, params: Params, ctx: Context, state: SampleState, method: Method, n_steps: jax.Array) -> SampleState:
     ctx = dataclasses.replace(ctx, encoder_kv=None)  # enc-dec layers read their filled cache
     return jax.lax.fori_loop(0, n_steps, lambda _, s: _step(cfg, params, ctx, method, s)[0], state)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5), donate_argnums=(3,))
+@functools.partial(jax.jit, static_argnums=(0, 5), donate_argnums=(3,))
 def _decode_with_logits(
     cfg: PriorConfig, params: Params, ctx: Context, state: SampleState, method: Method, n_steps: int
 ) -> tuple[SampleState, jax.Array]:

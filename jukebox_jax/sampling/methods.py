@@ -2,7 +2,9 @@
 `next_token(logits [b, v], keys [b]) -> [b]` (the original's `filter_logits` + `Categorical`),
 one key per row, so a row's draw depends on its own key alone, not on the batch it is in.
 Each checks its settings when made (`InputError`); `TopK.k` against the vocabulary is checked
-by `Jukebox.sample`, which knows it."""
+by `Jukebox.sample`, which knows it. Each is a pytree whose temperature and `p` are data (`k`
+and the class are static), so a jitted loop taking a method compiles once for every
+temperature and `p`: a co-composer changing them between requests does not recompile."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ class Temperature:
     temperature: float = 1.0
 
     def __post_init__(self):
-        _check_temperature(self.temperature)
+        _checked(self, "temperature", _check_temperature)
 
     def next_token(self, logits: jax.Array, keys: jax.Array) -> jax.Array:
         logits = logits.astype(jnp.float32)
@@ -88,8 +90,7 @@ class TopP(Temperature):
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.p, Real) or isinstance(self.p, bool) or not 0.0 < self.p <= 1.0:
-            raise InputError(f"top_p must be a number in (0, 1], got {self.p!r}")
+        _checked(self, "p", _check_p)
 
     def filter(self, logits: jax.Array) -> jax.Array:
         order = jnp.argsort(-logits, axis=-1)
@@ -102,6 +103,8 @@ class TopP(Temperature):
 
 Method = Greedy | Temperature | TopK | TopP
 _NAMES = {Greedy: "greedy", Temperature: "temperature", TopK: "top_k", TopP: "top_p"}  # each method's name in `to_dict`
+for _cls, _data in ((Greedy, []), (Temperature, ["temperature"]), (TopK, ["temperature"]), (TopP, ["temperature", "p"])):
+    jax.tree_util.register_dataclass(_cls, data_fields=_data, meta_fields=["k"] if _cls is TopK else [])
 
 
 def method_from_dict(d: dict) -> Method:
@@ -122,6 +125,22 @@ def check_is_method(method: object) -> None:
     """Refuses anything but a sampling method object (a name such as 'greedy' included)."""
     if not isinstance(method, (Greedy, Temperature)):
         raise InputError(f"method must be a jukebox_jax.sampling method (Greedy, Temperature, TopK, TopP), got {shown(method)}")
+
+
+def _checked(method: Method, name: str, check) -> None:
+    """Checks the field `name` of a method being made, as a Python number (a numpy scalar or a
+    concrete 0-d array becomes one); a tracer (the method rebuilt inside a jitted loop) is
+    taken as it is, its value having been checked when the method was first made."""
+    value = getattr(method, name)
+    if not isinstance(value, jax.core.Tracer):
+        value = _number(value)
+        check(value)
+        object.__setattr__(method, name, value)
+
+
+def _check_p(p: float) -> None:
+    if not isinstance(p, Real) or isinstance(p, bool) or not 0.0 < p <= 1.0:
+        raise InputError(f"top_p must be a number in (0, 1], got {p!r}")
 
 
 def _check_temperature(temperature: float) -> None:
