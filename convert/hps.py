@@ -177,12 +177,12 @@ def _sizes(hps: Mapping[str, Any], key: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _flag(hps: Mapping[str, Any], key: str) -> bool | int | None:
-    """`hps[key]`, a switch: a bool, 0 or 1, or None (off)."""
+def _flag(hps: Mapping[str, Any], key: str) -> bool:
+    """`hps[key]`, a switch: a bool, 0 or 1, or None (off), as a bool (the config's fields are bools)."""
     value = hps[key]
     if not (value is None or isinstance(value, bool) or (type(value) is int and value in (0, 1))):
         raise ConfigError(f"hps {key}={value!r}: expected true or false")
-    return value
+    return bool(value)
 
 
 def _number(hps: Mapping[str, Any], key: str, *, positive: bool = True) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import re
 import struct
@@ -23,8 +24,9 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from convert import ConversionError, convert_checkpoint
+from jukebox_jax import Jukebox
 from jukebox_jax.cli import main
-from jukebox_jax.config import preset
+from jukebox_jax.config import JukeboxConfig, preset
 from jukebox_jax.errors import JukeboxError
 from jukebox_jax.params import flatten
 
@@ -466,7 +468,8 @@ _HPS_VALUES = st.sampled_from(
 @given(data=st.data())
 def test_odd_hps_values_are_an_error_or_a_finite_model(fixtures, data):
     """One or two hps fields of a VQ-VAE or an upsampler set to odd values: a ConversionError,
-    or a model of finite weights (fields that steer only training change nothing)."""
+    or a model of finite weights (fields that steer only training change nothing) whose config
+    saves and loads (a switch given as None or 0/1 was kept so, and `load` refused the saved model)."""
     stem = data.draw(st.sampled_from(["vqvae", "upsampler_level1"]))
     ckpt = torch.load(fixtures / f"{stem}.pth.tar", weights_only=True)
     fields = data.draw(st.dictionaries(st.sampled_from(sorted(ckpt["hps"])), _HPS_VALUES, min_size=1, max_size=2))
@@ -478,6 +481,19 @@ def test_odd_hps_values_are_an_error_or_a_finite_model(fixtures, data):
         except ConversionError:
             return
     assert all(np.isfinite(np.asarray(v)).all() for v in flatten(jb.params).values())
+    assert JukeboxConfig.from_dict(json.loads(json.dumps(jb.config.to_dict()))) == jb.config
+
+
+def test_switches_given_as_none_or_0_1_are_bools(fixtures, tmp_path):
+    """The original's hps hold switches as None or 0/1 too: converted as bools, so the model
+    saves and loads (a None `zero_out` was kept and `load` refused it)."""
+    ckpt = torch.load(fixtures / "upsampler_level1.pth.tar", weights_only=True)
+    path = _saved(tmp_path, {**ckpt, "hps": {**ckpt["hps"], "zero_out": None, "cond_res_scale": 1}}, "upsampler_level1.pth.tar")
+    jb = convert_checkpoint(fixtures / "vqvae.pth.tar", path)
+    cfg = jb.config.prior(1)
+    assert (cfg.transformer.zero_out, cfg.conditioner.res_scale) == (False, True)
+    jb.save(tmp_path / "model")
+    assert Jukebox.load(tmp_path / "model").config == jb.config
 
 
 @pytest.mark.parametrize(
