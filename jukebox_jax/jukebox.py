@@ -369,10 +369,11 @@ class Jukebox:
         """The prior's params as cached passes run them fastest (`prior.decode_params`), made
         once and kept (made again if `params` is changed in place): one buffer per layer as
         views of `params` on a CPU, `params` itself on an accelerator. Never a second copy of
-        the weights."""
+        the weights; the dicts are new each call, so editing them (to ablate a layer, say)
+        changes nothing the model holds: `sample` and `prior_logits` read `params`."""
         cfg = self._prior_config(level)
         part = self._part(f"prior_level_{cfg.level}")
-        return self._kept(cfg.level, part, lambda: prior.decode_params(cfg, part))
+        return jax.tree.map(lambda x: x, self._kept(cfg.level, part, lambda: prior.decode_params(cfg, part)))
 
     @staticmethod
     def _check_prior_inputs(cfg: PriorConfig, tokens, labels, upper_codes, *, prompt: bool = False):

@@ -231,6 +231,17 @@ def test_parts_replaced_after_the_model_was_made_are_checked_when_used(jb):
     np.testing.assert_array_equal(mine.prior_logits(2, TOKENS, TOP), jb.prior_logits(2, TOKENS, TOP))
 
 
+def test_decode_params_are_the_callers_to_edit(jb):
+    """`decode_params` gave the model's own kept dicts: zeroing a layer there changed every
+    later `sample` but not `prior_logits` (nor the fingerprint a job records)."""
+    labels = jb.labels(2, genre="blues", total_seconds=60)
+    greedy = np.asarray(jb.sample(2, KEY, labels, 6, top_k=1))
+    edited = jb.decode_params(2)
+    edited["x_emb"] = jax.tree.map(np.zeros_like, edited["x_emb"])
+    assert jb.decode_params(2) is not edited
+    np.testing.assert_array_equal(np.asarray(jb.sample(2, KEY, labels, 6, top_k=1)), greedy)
+
+
 def test_raw_keys_per_sample_are_taken_as_typed_ones(jb):
     """One key per sample as raw uint32 `[B, 2]` (`jax.random.split(jax.random.PRNGKey(0), B)`,
     the old-style form) samples as its typed keys do (it was refused, advising that form)."""

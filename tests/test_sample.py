@@ -218,3 +218,29 @@ def test_sampling_method_arguments():
     for bad in ({"temperature": 0.0}, {"top_k": -1}, {"top_p": 1.5}, {"top_k": 3, "top_p": 0.5}, {"temperature": jnp.array([0.5])}, {"top_k": np.True_}):
         with pytest.raises(ValueError):
             sampling_method(**bad)
+
+
+def test_a_consumed_state_and_raw_row_keys():
+    """A state decoded once is refused by name (it was JAX's bare "Array has been deleted"),
+    a copy made first decodes alike; `prefill` takes one raw key per sample, as `Jukebox.sample`
+    does (it was a ValueError inside `fold_in`)."""
+    jb = zero_model("tiny_5b")
+    cfg, params = jb.config.prior(2), jb.params["prior_level_2"]
+    y = jnp.asarray(jb.labels(2, total_seconds=10.0, n_samples=2))
+    ctx = condition(cfg, params, y, None)
+    prompt = sequence(cfg, jnp.zeros((2, 0), jnp.int32), y)
+    raw = jax.random.split(jax.random.PRNGKey(4), 2)  # uint32 [2, 2]
+    state, _ = prefill(cfg, params, ctx, prompt, raw)
+    kept = jax.tree.map(jnp.copy, state)
+    once, _ = decode(cfg, params, ctx, state, Temperature(1.0), 5)
+    with pytest.raises(InputError, match=r"consumed by an earlier decode .* jax.tree.map\(jnp.copy, state\)"):
+        decode(cfg, params, ctx, state, Temperature(1.0), 5)
+    again, _ = decode(cfg, params, ctx, kept, Temperature(1.0), 5)
+    np.testing.assert_array_equal(np.asarray(once.tokens), np.asarray(again.tokens))
+    typed, _ = decode(cfg, params, ctx, prefill(cfg, params, ctx, prompt, jax.random.wrap_key_data(raw))[0], Temperature(1.0), 5)
+    np.testing.assert_array_equal(np.asarray(once.tokens), np.asarray(typed.tokens))
+    chunks = decode_chunks(cfg, params, ctx, prefill(cfg, params, ctx, prompt, raw)[0], Temperature(1.0), 4, 2)
+    first = next(chunks)
+    next(chunks)
+    with pytest.raises(InputError, match="consumed"):
+        decode(cfg, params, ctx, first, Greedy(), 1)

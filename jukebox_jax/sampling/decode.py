@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from jukebox_jax import checks, prior
 from jukebox_jax.config import PriorConfig
+from jukebox_jax.errors import InputError
 from jukebox_jax.layers import Params
 from jukebox_jax.prior import Context
 from jukebox_jax.prior.attention import Cache, constrain
@@ -128,7 +129,7 @@ def prefill(
         logits.append(chunk_logits)
     if return_logits:
         logits = jnp.concatenate(logits, axis=1) if logits else jnp.zeros((b, 0, cfg.bins))
-    return SampleState(tokens, cache, jnp.int32(p), jnp.copy(row_keys(key, b))), (logits if return_logits else None)
+    return SampleState(tokens, cache, jnp.int32(p), jnp.copy(row_keys(checks.key(key, b), b))), (logits if return_logits else None)
 
 
 def decode(
@@ -146,8 +147,13 @@ def decode(
 
 
 def _check_steps(state: SampleState, n_steps: int) -> None:
-    """`n_steps` fit in the positions left after `state.step` (unchecked under a caller's jit,
-    where the step is not known)."""
+    """`state` is not one an earlier call consumed, and `n_steps` fit in the positions left
+    after `state.step` (unchecked under a caller's jit, where the step is not known)."""
+    if any(isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and x.is_deleted() for x in jax.tree.leaves(state)):
+        raise InputError(
+            "this SampleState was consumed by an earlier decode (its arrays are donated to the next state); "
+            "to decode one state twice, copy it first: jax.tree.map(jnp.copy, state)"
+        )
     if isinstance(state.step, jax.core.Tracer):
         checks.integer("n_steps", n_steps, 0)
     else:
@@ -191,7 +197,8 @@ def decode_chunks(
 ) -> Iterator[SampleState]:
     """`decode` in calls of `steps_per_call` steps (the last may be shorter), yielding the
     state after each, so a host progress bar can advance during a long window. The tokens
-    equal one `decode(..., n_steps)` call's."""
+    equal one `decode(..., n_steps)` call's. Each yielded state is consumed by the next call:
+    copy what you keep of it (`jnp.copy(state.tokens)`)."""
     checks.integer("steps_per_call", steps_per_call, 1)
     _check_steps(state, n_steps)  # once, before the first call donates the state
     for done in range(0, n_steps, steps_per_call):
