@@ -509,6 +509,15 @@ def test_metadata_names_a_song_in_either_unicode_form(tmp_path):
     assert song.name == nfd and song.artist == ARTISTS.index("bob")
 
 
+def test_encode_folder_takes_either_unicode_form(encoded, tmp_path):
+    """The same folder encoded: a KeyError where encode_folder carried the labels over."""
+    jb = encoded[0]
+    nfd = unicodedata.normalize("NFD", "café.wav")
+    d = _write(tmp_path / "songs", {nfd: 4 * jb.config.vqvae.hop_lengths[-1]}, _meta_of({"café.wav": {**OK, "artist": "bob"}}))
+    (song,) = data.encode_folder(jb, d, tmp_path / "codes").songs
+    assert song.name == unicodedata.normalize("NFD", "café.npz") and song.artist == ARTISTS.index("bob")
+
+
 @pytest.mark.parametrize(("songs", "meta", "call", "pattern"), BAD, ids=[re.sub(r"\W+", "_", b[3][:40]) for b in BAD])
 def test_bad_folders_are_named(tmp_path, songs, meta, call, pattern):
     d = _write(tmp_path, songs, meta)

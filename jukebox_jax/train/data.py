@@ -552,7 +552,8 @@ def encode_folder(jb: Jukebox, source: Path, out: Path, on_song: Callable[[str, 
     for name in stale:
         (out / name).unlink()
     if meta is not None:
-        songs = {names[k]: v for k, v in meta["songs"].items()}
+        codes_of = {_nfc(s.name): names[s.name] for s in folder.songs}  # a listed name may differ in form (NFC, NFD) from the file's
+        songs = {codes_of[_nfc(k)]: v for k, v in meta["songs"].items()}
         write_text(out / METADATA, json.dumps({**meta, "sample_rate": cfg.sample_rate, "songs": songs}, indent=1))
     else:
         (out / METADATA).unlink(missing_ok=True)
