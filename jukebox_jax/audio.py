@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,11 @@ SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")  # the fi
 # anything past this bound is almost surely integer PCM that was never scaled, whose codes
 # would be noise.
 MAX_AUDIO_PEAK = 8.0
+MIN_FILE_RATE, MAX_FILE_RATE = 1000, 768_000  # the sample rates a file's header may give (Hz); others are damage
 _SCAN_BLOCK = 2**18  # frames decoded at a time by `scan`
+# libsndfile's note on a WAV's `data` or an AIFF's `SSND` chunk whose size exceeds the bytes present
+_UNFINISHED = re.compile(r"^\s*(?:data|SSND)\s*:\s*(?P<declared>\d+)\s*\(should be (?P<present>\d+)\)", re.MULTILINE)
+_SIZE_UNKNOWN = 0x7FFFFFFF  # chunk sizes from here up are placeholders of writers that did not know the length
 _MARGIN = 512  # samples at the lower of two rates read around a resampled segment: soxr's filter
 # settles in ~128 (differences < 1e-7 beyond, tests/test_audio.py), so this is 4x that
 
@@ -62,6 +67,18 @@ def info(path: Path, *, what: str = "audio") -> AudioInfo:
         raise InputError(f"{what} {path} is not audio soundfile can read ({FORMATS}): {e}") from None
     if header.frames <= 0:
         raise InputError(f"{what} {path} holds no samples; give a file with audio in it")
+    if not MIN_FILE_RATE <= header.samplerate <= MAX_FILE_RATE:
+        raise InputError(
+            f"{what} {path}: its header gives a sample rate of {header.samplerate} Hz, outside {MIN_FILE_RATE} to "
+            f"{MAX_FILE_RATE} Hz (a damaged header?); re-encode it with its true rate"
+        )
+    if cut := _UNFINISHED.search(header.extra_info):  # a WAV or AIFF shortened: libsndfile counts the frames present
+        declared, present = int(cut["declared"]), int(cut["present"])
+        if present + 1 < declared < _SIZE_UNKNOWN:  # a pad byte is no cut; streaming writers leave the size unknown
+            raise InputError(
+                f"{what} {path} holds {present} bytes of audio where its header gives {declared}: it is cut short "
+                "(an unfinished copy or download?); fetch or re-encode it, or leave it out"
+            )
     return AudioInfo(header.samplerate, header.channels, header.frames)
 
 
@@ -109,7 +126,9 @@ def load_segment(
         raise _cut_short(path, what, first * p + len(x), header.frames)
     if mono:
         x = x.mean(axis=1, keepdims=True)  # [n, 1]
-    x = resample(x, rate, sample_rate)
+    # Resampling may overshoot a loud file's peak (ringing at a square wave's edges): held to the
+    # bound the file was checked against, as `encode` takes no louder audio.
+    x = np.clip(resample(x, rate, sample_rate), -MAX_AUDIO_PEAK, MAX_AUDIO_PEAK)
     begin = start - first * q
     return np.ascontiguousarray(x[begin : begin + length])
 

@@ -6,6 +6,7 @@ takes a 48 kHz stereo file."""
 from __future__ import annotations
 
 import re
+import struct
 
 import numpy as np
 import pytest
@@ -113,6 +114,12 @@ def bad(tmp_path_factory):
     loud = np.zeros(1000)
     loud[600] = 9.0  # past audio.MAX_AUDIO_PEAK: integer PCM never scaled
     soundfile.write(d / "loud.wav", loud, 44100, subtype="FLOAT")
+    for fmt in ("wav", "aiff"):  # a third of the file: libsndfile counts only the frames present
+        soundfile.write(d / f"whole.{fmt}", 0.1 * np.ones(3000), 16000)
+        (d / f"cut.{fmt}").write_bytes((d / f"whole.{fmt}").read_bytes()[: (d / f"whole.{fmt}").stat().st_size // 3])
+    header = bytearray((d / "whole.wav").read_bytes())
+    header[24:32] = struct.pack("<II", 1, 2)  # the rate field damaged: 3000 frames at 1 Hz, 48 million samples at 16 kHz
+    (d / "rate_1.wav").write_bytes(header)
     return d
 
 
@@ -149,6 +156,11 @@ BAD = [
         r"audio {d}/loud.wav peaks at 9: its samples are not scaled as audio \(full scale 1; a float file may go up "
         r"to 8\); normalise it",
     ),
+    *[
+        (f"cut.{fmt}", audio.scan, rf"audio {{d}}/cut.{fmt} holds \d+ bytes of audio where its header gives 600[08]: it is cut short")
+        for fmt in ("wav", "aiff")
+    ],
+    ("rate_1.wav", lambda p: audio.load(p, 16000), r"its header gives a sample rate of 1 Hz, outside 1000 to 768000 Hz"),
 ]
 
 
@@ -156,6 +168,29 @@ BAD = [
 def test_bad_files_are_named(bad, name, call, pattern):
     with pytest.raises(InputError, match=pattern.replace("{d}", re.escape(str(bad)))):
         call(bad / name)
+
+
+def test_files_a_writer_left_open_or_padded_read(tmp_path):
+    """Not cut short: a WAV whose data size is a streaming writer's placeholder (0xFFFFFFFF),
+    and an odd-length 8-bit one with no pad byte, both read whole."""
+    soundfile.write(tmp_path / "whole.wav", 0.1 * np.ones(3000), 16000)
+    stream = bytearray((tmp_path / "whole.wav").read_bytes())
+    at = stream.find(b"data") + 4
+    stream[at : at + 4] = struct.pack("<I", 0xFFFFFFFF)
+    (tmp_path / "stream.wav").write_bytes(stream)
+    soundfile.write(tmp_path / "odd.wav", 0.1 * np.ones(1001), 16000, subtype="PCM_U8")
+    for name, n in (("stream.wav", 3000), ("odd.wav", 1001)):
+        audio.scan(tmp_path / name)
+        assert audio.load(tmp_path / name, 16000).shape == (n, 1)
+
+
+def test_resampling_keeps_a_loud_file_within_the_bound(tmp_path):
+    """A square wave peaking at 7.9 (accepted) rings past 8 when resampled: held to 8, as
+    `encode` takes it (it was refused there, after the model loaded, naming no file)."""
+    t = np.arange(44100)
+    soundfile.write(tmp_path / "square.wav", 7.9 * np.sign(np.sin(2 * np.pi * 1000 * t / 44100)), 44100, subtype="FLOAT")
+    x = audio.load(tmp_path / "square.wav", 16000)
+    assert 7.9 < np.abs(x).max() <= audio.MAX_AUDIO_PEAK
 
 
 def test_a_segment_clear_of_bad_samples_reads(bad):

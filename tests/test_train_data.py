@@ -498,6 +498,9 @@ def test_links_to_folders_are_followed_and_a_link_to_nothing_is_named(tmp_path):
         with pytest.raises(InputError, match=rf"{bad} is a link to nothing \(or a loop of links\); remove it or mend it"):
             data.audio_folder(d, SR)
         (d / bad).unlink()
+    os.mkfifo(d / "live.wav")  # was called "a link to nothing"
+    with pytest.raises(InputError, match=r"live.wav is not a regular file \(a device, pipe or socket\); give a file"):
+        data.audio_folder(d, SR)
 
 
 def test_metadata_names_a_song_in_either_unicode_form(tmp_path):
