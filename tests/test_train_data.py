@@ -512,6 +512,16 @@ def test_metadata_names_a_song_in_either_unicode_form(tmp_path):
     assert song.name == nfd and song.artist == ARTISTS.index("bob")
 
 
+def test_audio_of_other_formats_is_named(tmp_path):
+    """They were left out unsaid: a folder half of m4a trained on the other half."""
+    d = _write(tmp_path, {"a.wav": 100})
+    (d / "sub").mkdir()
+    for name in ("b.m4a", "sub/c.wma"):
+        (d / name).write_bytes(b"not read")
+    with pytest.raises(InputError, match=r"holds audio of formats not read \(b.m4a, sub/c.wma\): convert them to one of wav, .*\(ffmpeg -i"):
+        data.audio_folder(d, SR)
+
+
 def test_encode_folder_takes_either_unicode_form(encoded, tmp_path):
     """The same folder encoded: a KeyError where encode_folder carried the labels over."""
     jb = encoded[0]

@@ -132,6 +132,11 @@ def audio_folder(root: Path, sample_rate: int | None = None) -> Folder:
             f"data folder {root} {'is a file' if root.exists() else 'does not exist'}; give a folder of audio files"
         )
     names = _files(root, audio.SUFFIXES)
+    if others := _files(root, audio.OTHER_SUFFIXES):
+        raise InputError(
+            f"data folder {root} holds audio of formats not read ({', '.join(others[:4])}{', ...' if len(others) > 4 else ''}): "
+            f"convert them to one of {audio.FORMATS} (ffmpeg -i song.m4a song.flac), or move them out"
+        )
     if not names:
         raise InputError(f"data folder {root} holds no audio files ({audio.FORMATS}); give a folder of songs")
     meta = _read_metadata(root)
