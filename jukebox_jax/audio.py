@@ -34,6 +34,7 @@ MIN_FILE_RATE, MAX_FILE_RATE = 1000, 768_000  # the sample rates a file's header
 _SCAN_BLOCK = 2**18  # frames decoded at a time by `scan`
 # libsndfile's note on a WAV's `data` or an AIFF's `SSND` chunk whose size exceeds the bytes present
 _UNFINISHED = re.compile(r"^\s*(?:data|SSND)\s*:\s*(?P<declared>\d+)\s*\(should be (?P<present>\d+)\)", re.MULTILINE)
+_HEADER_BYTES = 4096  # more than the headers of a file holding no audio take (3.5 kB: an ogg Vorbis)
 _SIZE_UNKNOWN = 0x7FFFFFFF  # chunk sizes from here up are placeholders of writers that did not know the length
 _MARGIN = 512  # samples at the lower of two rates read around a resampled segment: soxr's filter
 # settles in ~128 (differences < 1e-7 beyond, tests/test_audio.py), so this is 4x that
@@ -67,6 +68,11 @@ def info(path: Path, *, what: str = "audio") -> AudioInfo:
         header = soundfile.info(str(path))
     except (soundfile.SoundFileError, RuntimeError) as e:
         raise InputError(f"{what} {path} is not audio soundfile can read ({FORMATS}): {e}") from None
+    if header.frames <= 0 and path.stat().st_size > _HEADER_BYTES:  # an ogg without its last page counts none
+        raise InputError(
+            f"{what} {path} holds {path.stat().st_size} bytes but no samples libsndfile can count: it may be cut short "
+            "(an unfinished copy or download?); fetch or re-encode it, or leave it out"
+        )
     if header.frames <= 0:
         raise InputError(f"{what} {path} holds no samples; give a file with audio in it")
     if not MIN_FILE_RATE <= header.samplerate <= MAX_FILE_RATE:

@@ -117,6 +117,8 @@ def bad(tmp_path_factory):
     for fmt in ("wav", "aiff"):  # a third of the file: libsndfile counts only the frames present
         soundfile.write(d / f"whole.{fmt}", 0.1 * np.ones(3000), 16000)
         (d / f"cut.{fmt}").write_bytes((d / f"whole.{fmt}").read_bytes()[: (d / f"whole.{fmt}").stat().st_size // 3])
+    soundfile.write(d / "whole.ogg", 0.3 * np.sin(np.arange(160000) * 0.05), 16000, format="OGG")
+    (d / "cut.ogg").write_bytes((d / "whole.ogg").read_bytes()[: (d / "whole.ogg").stat().st_size // 2])  # no last page: no length
     header = bytearray((d / "whole.wav").read_bytes())
     header[24:32] = struct.pack("<II", 1, 2)  # the rate field damaged: 3000 frames at 1 Hz, 48 million samples at 16 kHz
     (d / "rate_1.wav").write_bytes(header)
@@ -160,6 +162,7 @@ BAD = [
         (f"cut.{fmt}", audio.scan, rf"audio {{d}}/cut.{fmt} holds \d+ bytes of audio where its header gives 600[08]: it is cut short")
         for fmt in ("wav", "aiff")
     ],
+    ("cut.ogg", audio.info, r"audio {d}/cut.ogg holds \d+ bytes but no samples libsndfile can count: it may be cut short"),
     ("rate_1.wav", lambda p: audio.load(p, 16000), r"its header gives a sample rate of 1 Hz, outside 1000 to 768000 Hz"),
 ]
 
