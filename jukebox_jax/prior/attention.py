@@ -203,9 +203,13 @@ class Dense(SelfAttention):
 
     def step(self, q, k, v, cache, t0):
         size = cache["k"].shape[2]
-        slot = jnp.minimum(t0, size - 1)
-        ck, cv = _put(cache["k"], k, (slot,)), _put(cache["v"], v, (slot,))
+        slot, past_end = jnp.minimum(t0, size - 1), self.past_cache(t0, size)
+        ck, cv = _put(cache["k"], k, (slot,), past_end), _put(cache["v"], v, (slot,), past_end)
         return constrain({"k": ck, "v": cv}), attend_cache(q, ck, cv, (jnp.arange(size) <= t0)[None, :])
+
+    def past_cache(self, t0: jax.Array, size: int) -> jax.Array | bool:
+        """Is position `t0` past the `size` the cache keeps (then it is not written)? Never here."""
+        return False
 
 
 class Prime(Dense):
@@ -222,11 +226,8 @@ class Prime(Dense):
     def allowed(self, i, j):
         return (j <= i) & (j < self.geometry.prime_len)
 
-    def step(self, q, k, v, cache, t0):
-        size = cache["k"].shape[2]
-        past_end = t0 >= size  # the cache keeps the prefix only
-        ck, cv = _put(cache["k"], k, (jnp.minimum(t0, size - 1),), past_end), _put(cache["v"], v, (jnp.minimum(t0, size - 1),), past_end)
-        return constrain({"k": ck, "v": cv}), attend_cache(q, ck, cv, (jnp.arange(size) <= t0)[None, :])
+    def past_cache(self, t0, size):
+        return t0 >= size  # the cache keeps the prefix only
 
 
 class Block(SelfAttention):
@@ -361,8 +362,7 @@ class Summary(SummarySpread):
     def tail(self) -> int:
         return 1
 
-    def step(self, q, k, v, cache, t0):
-        return self.extend(q, k, v, cache, t0)
+    step = SelfAttention.step  # sampleable, unlike SummarySpread: a 1-position extend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,10 +383,9 @@ class EncDec:
         """The cache of the encoder's keys and values `[b, s, h, d]`."""
         return constrain({"k": heads_major(k).astype(dtype), "v": heads_major(v).astype(dtype)})
 
-    def extend(self, q, cache: Cache, t0=None) -> tuple[Cache, jax.Array]:
+    def extend(self, q: jax.Array, cache: Cache) -> tuple[Cache, jax.Array]:
+        """Queries `q [b, L, h, d]` over the filled cache -> `(cache, out [b, L, h, d])`."""
         return cache, attend_cache(q, cache["k"], cache["v"], None)
-
-    step = extend
 
 
 KINDS: dict[AttnKind, type] = {
