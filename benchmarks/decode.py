@@ -11,8 +11,9 @@ Parts:
   `convert_checkpoint`. Half-window prompt. HF: `JukeboxPrior.sample` (its own KV-cached loop,
   the prompt prefilled in one chunk) timed at `sample_tokens = P + 1` and `P + 1 + N`: decode is
   the difference / N, prefill the first time less one decode step. Ours: `prefill` (one chunk)
-  then `decode(..., N)`, both timed after a warm-up call, with the stacked params (layer stack
-  scanned) and in `decode_layout` (one buffer per layer, what `Jukebox.sample` uses).
+  then `decode(..., N)`, both timed after a warm-up call, with the stacked params (the stacks
+  sliced per layer, unrolled) and in `prior.decode_params` (one buffer per layer, what
+  `Jukebox.sample` uses on a CPU).
 - `1b`, `upsampler`: the full-size `1b_lyrics` top prior and `upsampler_level_0`, ours only
   (random weights), batch 1; `--hf-full` adds HF's own 1b decode (its own random weights) at a
   few tokens.

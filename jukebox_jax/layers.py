@@ -302,10 +302,10 @@ class ConvTranspose1D(nn.Module):
         return y + bias.astype(p.compute.jnp)
 
 
-def embed(n: int, width: int, std: float, name: str | None = None, param_dtype: Any = jnp.float32) -> nn.Embed:
-    """An `[n, width]` embedding table, axes ("vocab", "embed"), stored in `param_dtype`;
-    looks up `[...]` ids -> `[..., width]` in the table's dtype."""
-    return nn.Embed(n, width, param_dtype=param_dtype, embedding_init=normal(std, ("vocab", "embed")), name=name)
+def embed(n: int, width: int, std: float, name: str | None = None) -> nn.Embed:
+    """An `[n, width]` float32 embedding table, axes ("vocab", "embed"); looks up `[...]` ids
+    -> `[..., width]` in the table's dtype."""
+    return nn.Embed(n, width, param_dtype=jnp.float32, embedding_init=normal(std, ("vocab", "embed")), name=name)
 
 
 def layer_norm(name: str | None = None, param_dtype: Any = jnp.float32) -> nn.LayerNorm:

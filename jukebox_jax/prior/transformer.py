@@ -6,7 +6,8 @@ One Flax module, `Transformer`, in two execution forms over the same weights:
   repeated `r` times (`layer_groups`; e.g. [BLOCK, TRANSPOSE, PREV] x 24 for the 72-layer
   priors), run with `nn.scan` (optionally under `nn.remat`): few layers to compile.
 - `Execution.UNROLLED`: one submodule per layer. Same numbers; what cached passes (prefill,
-  decode) and captures use, and fastest to decode on CPU and GPU with one buffer per layer.
+  decode) and captures use; on a CPU decode is fastest with one buffer per layer
+  (`prior.decode_params`), on a GPU with the canonical stacks sliced per layer.
 The weights are stored in neither form but in the canonical layout of `prior/layout.py`;
 `layout.to_execution` / `layout.to_canonical` convert (inside jit, or zero-copy on CPU).
 
