@@ -165,6 +165,31 @@ def attn_pattern(attn_order: int, depth: int) -> tuple[AttnKind, ...]:
     return tuple(_LAYOUTS[attn_order](d) for d in range(depth))
 
 
+def _sizes(owner: object, *names: str, least: int = 1, most: int | None = None) -> None:
+    """Each field `names` of `owner`, an int (or a tuple of ints, or None where optional) in
+    [least, most]: a width of 0 or a negative rate failed later, deep in shape tracing or as a
+    ZeroDivisionError, or was taken."""
+    for name in names:
+        value = getattr(owner, name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if v is None:
+                continue
+            if not isinstance(v, int) or isinstance(v, bool) or v < least or (most is not None and v > most):
+                bound = f"from {least} to {most}" if most is not None else f"at least {least}"
+                raise ConfigError(f"{type(owner).__name__}.{name} = {shown(value)}: expected integers {bound}")
+
+
+def _reals(owner: object, *names: str, least: float = 0.0, open_low: bool = True, below: float = math.inf) -> None:
+    """Each field `names` of `owner`, a finite number in (least, below), or [least, below)
+    where not `open_low`."""
+    for name in names:
+        v = getattr(owner, name)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or v < least or (open_low and v == least) or v >= below:
+            low = "(" if open_low else "["
+            raise ConfigError(f"{type(owner).__name__}.{name} = {shown(v)}: expected a finite number in {low}{least:g}, {below:g})")
+
+
 # ----------------------------------------------------------------------------------------
 # VQ-VAE
 
@@ -191,6 +216,11 @@ class VQVAEConfig:
     precision: Precision = FULL_PRECISION
 
     def __post_init__(self):
+        _sizes(self, "levels", "downs_t", "strides_t", "emb_width", "width", "depth", "multipliers", "dilation_growth_rate", "dilation_cycle")
+        _sizes(self, "l_bins", "sample_rate")
+        _reals(self, "m_conv")
+        _reals(self, "commit", open_low=False)
+        _reals(self, "mu", open_low=False, below=1.0)
         n = self.levels
         if not (len(self.downs_t) == len(self.strides_t) == len(self.multipliers) == n):
             raise ConfigError(
@@ -217,6 +247,9 @@ class VQVAEConfig:
 
 # ----------------------------------------------------------------------------------------
 # Priors
+
+
+MAX_N_CTX = 65536  # the longest window taken: 8 times the released priors' (a window of 10**9 tried to allocate petabytes)
 
 
 def repeated_names(names: Sequence[str]) -> list[str]:
@@ -251,10 +284,15 @@ class LabelConfig:
     lyric_chars: str | None = None
 
     def __post_init__(self):
+        _sizes(self, "genre_bins", "artist_bins", "max_bow_genre_size", "t_bins", "sample_rate")
+        _reals(self, "min_duration", open_low=False)  # 0 in HF's configs
+        _reals(self, "max_duration", least=self.min_duration)
         for name, bins in (("artists", self.artist_bins), ("genres", self.genre_bins)):
             names = getattr(self, name)
             if names is None:
                 continue
+            if blank := [n for n in names if not isinstance(n, str) or not n.strip()]:
+                raise ConfigError(f"{name}: {shown(blank[0])} is not a name (each must be a non-blank string)")
             if len(names) > bins:
                 raise ConfigError(f"{name}: {len(names)} names for {bins} ids")
             if repeats := repeated_names(names):
@@ -286,6 +324,10 @@ class ConditionerConfig:
     res_scale: bool = False  # scale each residual by 1/sqrt(depth) (level 1 only)
     zero_out: bool = False  # init only
 
+    def __post_init__(self):
+        _sizes(self, "width", "depth", "dilation_growth_rate", "dilation_cycle")
+        _reals(self, "m_conv")
+
 
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig:
@@ -307,6 +349,11 @@ class TransformerConfig:
     emb_dropout: float = 0.0  # training: on the token and position embeddings
 
     def __post_init__(self):
+        _sizes(self, "width", "depth", "heads", "blocks", "spread")
+        _reals(self, "m_attn", "m_mlp", "init_scale")
+        _reals(self, "attn_dropout", "resid_dropout", "emb_dropout", open_low=False, below=1.0)
+        if self.attn_width < self.heads or self.mlp_width < 1:
+            raise ConfigError(f"m_attn {self.m_attn} and m_mlp {self.m_mlp} of width {self.width} leave no width for {self.heads} heads or the MLP")
         if self.width % self.heads or int(self.m_attn * self.width) % self.heads:
             raise ConfigError(f"width {self.width} (attention width) must divide into {self.heads} heads")
         blocked = sorted({kind.name for kind in attn_pattern(self.attn_order, self.depth) if kind in _NEEDS_BLOCKS})
@@ -349,6 +396,11 @@ class PriorConfig:
     precision: Precision = Precision()  # the conditioner keeps FULL_PRECISION
 
     def __post_init__(self):
+        _sizes(self, "level", least=0)
+        _sizes(self, "n_ctx", most=MAX_N_CTX)
+        _sizes(self, "l_bins", "downs_t", "strides_t", "n_vocab")
+        _sizes(self, "n_tokens", least=0, most=MAX_N_CTX)
+        _reals(self, "prime_loss_fraction", open_low=False)
         if (self.lyrics is Lyrics.SEPARATE_ENCODER) != (self.lyric_encoder is not None):
             raise ConfigError("a lyric encoder is given exactly when lyrics is SEPARATE_ENCODER")
         if self.level >= len(self.downs_t):
@@ -422,6 +474,13 @@ class JukeboxConfig:
         levels = [p.level for p in self.priors]
         if len(set(levels)) != len(levels):
             raise ConfigError(f"at most one prior per level, got levels {levels}")
+        vq = self.vqvae
+        for p in self.priors if vq is not None else ():  # a prior reads its VQ-VAE's codes, hops and rate
+            theirs = {"l_bins": p.l_bins, "downs_t": p.downs_t, "strides_t": p.strides_t}
+            if p.labels is not None:
+                theirs["sample_rate"] = p.labels.sample_rate
+            if differ := [f"{k} {v} (the VQ-VAE's {getattr(vq, k)})" for k, v in theirs.items() if v != getattr(vq, k)]:
+                raise ConfigError(f"the level-{p.level} prior does not fit the VQ-VAE: its {', '.join(differ)}; a prior is trained on one VQ-VAE's codes")
         object.__setattr__(self, "priors", tuple(sorted(self.priors, key=lambda p: p.level)))
 
     def prior(self, level: int) -> PriorConfig:

@@ -288,6 +288,46 @@ def test_from_dict_names_a_value_of_the_wrong_type(edit, message):
         JukeboxConfig.from_dict(d)
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [  # each failed later (a ZeroDivisionError in a layer or the CLI, a "damaged" checkpoint, 3.47 PiB) or was taken
+        (lambda d: d["vqvae"].update(sample_rate=0), r"VQVAEConfig.sample_rate = 0: expected integers at least 1"),
+        (lambda d: d["vqvae"].update(width=0), r"VQVAEConfig.width = 0: expected integers at least 1"),
+        (lambda d: d["vqvae"].update(l_bins=0), r"VQVAEConfig.l_bins = 0: expected integers at least 1"),
+        (lambda d: d["vqvae"].update(emb_width=-4), r"VQVAEConfig.emb_width = -4: expected integers at least 1"),
+        (lambda d: d["vqvae"].update(downs_t=[3, 0, 2]), r"VQVAEConfig.downs_t = \(3, 0, 2\): expected integers at least 1"),
+        (lambda d: d["vqvae"].update(mu=float("nan")), r"VQVAEConfig.mu = nan: expected a finite number in \[0, 1\)"),
+        (lambda d: d["vqvae"].update(commit=float("inf")), r"VQVAEConfig.commit = inf: expected a finite number"),
+        (lambda d: d["priors"][0].update(n_ctx=0), r"PriorConfig.n_ctx = 0: expected integers from 1 to 65536"),
+        (lambda d: d["priors"][0].update(n_ctx=10**9), r"PriorConfig.n_ctx = 1000000000: expected integers from 1 to 65536"),
+        (lambda d: d["priors"][0].update(level=-1), r"PriorConfig.level = -1: expected integers at least 0"),
+        (lambda d: d["priors"][0]["transformer"].update(width=0), r"TransformerConfig.width = 0: expected integers at least 1"),
+        (lambda d: d["priors"][0]["transformer"].update(depth=0), r"TransformerConfig.depth = 0: expected integers at least 1"),
+        (lambda d: d["priors"][0]["transformer"].update(heads=0), r"TransformerConfig.heads = 0: expected integers at least 1"),
+        (lambda d: d["priors"][0]["transformer"].update(blocks=0), r"TransformerConfig.blocks = 0: expected integers at least 1"),
+        (lambda d: d["priors"][0]["transformer"].update(attn_dropout=1.0), r"TransformerConfig.attn_dropout = 1.0: expected a finite number in \[0, 1\)"),
+        (lambda d: d["priors"][0]["transformer"].update(m_attn=0.001), r"m_attn 0.001 and m_mlp 1.0 of width \d+ leave no width"),
+        (lambda d: d["priors"][0]["labels"].update(t_bins=0), r"LabelConfig.t_bins = 0: expected integers at least 1"),
+        (lambda d: d["priors"][0]["labels"].update(max_duration=0.0), r"LabelConfig.max_duration = 0.0: expected a finite number in \(60, inf\)"),
+        (lambda d: d["priors"][0]["labels"].update(artists=["", "a"]), r"artists: '' is not a name \(each must be a non-blank string\)"),
+        (lambda d: d["priors"][0]["labels"].update(sample_rate=16000), r"the level-0 prior does not fit the VQ-VAE: its sample_rate 16000 \(the VQ-VAE's 44100\)"),
+        (lambda d: d["priors"][0].update(l_bins=32), r"the level-0 prior does not fit the VQ-VAE: its l_bins 32 \(the VQ-VAE's 64\)"),
+    ],
+)
+def test_from_dict_names_a_value_out_of_range(edit, message):
+    d = JukeboxConfig.from_preset("tiny_5b").to_dict()
+    edit(d)
+    with pytest.raises(ConfigError, match=message):
+        JukeboxConfig.from_dict(d)
+
+
+def test_a_prior_and_a_vqvae_of_other_models_are_refused_together():
+    """A 44.1 kHz prior of 64 codes with a 16 kHz VQ-VAE of 256 was built, saved and sampled:
+    its codes used a quarter of the codebook, its timing read the wrong rate."""
+    with pytest.raises(ConfigError, match=r"its l_bins 64 \(the VQ-VAE's 256\), sample_rate 44100 \(the VQ-VAE's 16000\)"):
+        JukeboxConfig(vqvae=preset("small_vqvae"), priors=(preset("tiny_5b"),))
+
+
 # ----------------------------------------------------------------------------------------
 # transformers 4.40.2 config.json
 
