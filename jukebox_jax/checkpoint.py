@@ -362,6 +362,12 @@ def _read_meta(file: Path) -> dict[str, Any]:
         inner = file.parent / "model" / file.name
         if inner.is_file():  # `jukebox-jax train --out` holds the run; its checkpoint is OUT/model
             raise CheckpointError(f"{file.parent} is a training run, not a checkpoint: give its model, {inner.parent}") from e
+        run = file.parent.parent.parent
+        if file.parent.parent.name == "checkpoints" and (run / "run.json").is_file():  # OUT/checkpoints/STEP
+            raise CheckpointError(
+                f"{file.parent} is a training state of the run {run}, not a model: give its model, {run / 'model'} "
+                f"(the last saved step's; `--resume` the run to go on training)"
+            ) from e
         raise CheckpointError(f"{file} is missing: not a jukebox-jax checkpoint, or a damaged one ({REWRITE})") from e
     except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise CheckpointError(f"{file} is not readable JSON ({e}); the checkpoint is damaged: {REWRITE}") from e

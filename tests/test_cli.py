@@ -85,6 +85,8 @@ def files(tmp_path_factory) -> Path:
             (d / name / "config.json").write_text(text)
     (d / "run" / "model").mkdir(parents=True)  # a training run's --out: its checkpoint is model/
     (d / "run" / "model" / "config.json").write_text(_config_json(JukeboxConfig.from_preset("tiny_5b")))
+    (d / "run" / "run.json").write_text("{}")
+    (d / "run" / "checkpoints" / "40").mkdir(parents=True)  # a training state (orbax): no config.json
     (d / "job").mkdir()
     (d / "job" / "job.json").write_text("{}")
     (d / "readonly").mkdir(mode=0o555)
@@ -188,6 +190,10 @@ BAD = [
     (["--model", "{d}/missing"], r"--model '{d}/missing' is neither a checkpoint folder nor a preset \(5b, "),
     (["--model", "{d}/noconfig"], r"noconfig/config.json is missing: not a jukebox-jax checkpoint"),
     (["--model", "{d}/run"], r"{d}/run is a training run, not a checkpoint: give its model, {d}/run/model$"),
+    (  # it said "config.json is missing: not a jukebox-jax checkpoint ... convert the original again"
+        ["--model", "{d}/run/checkpoints/40"],
+        r"{d}/run/checkpoints/40 is a training state of the run {d}/run, not a model: give its model, {d}/run/model ",
+    ),
     (["--model", "{d}/badjson"], r"badjson/config.json is not readable JSON .*convert the original again"),
     (["--model", "{d}/nokey"], r"nokey/config.json: format None; this version reads"),
     (["--model", "{d}/vqonly"], r"needs a VQ-VAE and priors to sample; it holds only a VQ-VAE"),

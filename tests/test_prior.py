@@ -34,9 +34,9 @@ def test_logits_and_losses(case):
     args = (level, ref["z"], ref["y"], ref.get("z_cond"))
     logits = jb.prior_logits(*args)
     assert logits.shape == ref["logits"].shape
-    assert rel_err(logits, ref["logits"]) < 1e-5
+    assert rel_err(logits, ref["logits"]) < 2e-6  # measured 4e-7 to 7e-7 (1e-5 let a gelu constant off by 1e-5 through)
     if "logits_full" in ref:  # 1b_lyrics: the whole joint sequence and vocabulary
-        assert rel_err(jb.prior_forward(*args).logits, ref["logits_full"]) < 1e-5
+        assert rel_err(jb.prior_forward(*args).logits, ref["logits_full"]) < 2e-6
     losses = jb.prior_loss(*args)
     assert abs(float(losses["gen_loss"]) / ref["gen_loss"] - 1) < 1e-5
     if ref["prime_loss"] == 0:

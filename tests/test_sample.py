@@ -164,6 +164,23 @@ def test_methods_draw_only_from_their_support(method, support):
     assert set(np.asarray(draws).ravel().tolist()) == support
 
 
+@pytest.mark.parametrize("method", [TopK(0.5, 2), TopK(2.0, 3), TopP(1.0, 0.8), TopP(0.5, 0.9), TopP(2.0, 0.5)])
+def test_filtered_methods_draw_the_tempered_distribution_over_their_support(method):
+    """Top-k and top-p draw softmax(logits / temperature) renormalised over what they keep (the
+    test above checked only which tokens they can draw)."""
+    keys = jax.random.split(jax.random.key(2), 4000)
+    freq = np.bincount(np.asarray(method.next_token(jnp.repeat(LOGITS, 4000, 0), keys)), minlength=5) / 4000
+    tempered = np.asarray(jax.nn.softmax(LOGITS[0] / method.temperature))
+    order = np.argsort(-tempered)
+    if isinstance(method, TopK):
+        kept = order[: method.k]
+    else:  # the smallest set whose probability exceeds p, the token crossing p kept
+        kept = order[: int(np.searchsorted(np.cumsum(tempered[order]), method.p, side="right")) + 1]
+    want = np.zeros(5)
+    want[kept] = tempered[kept] / tempered[kept].sum()
+    np.testing.assert_allclose(freq, want, atol=0.03)
+
+
 def test_temperature_sharpens_and_flattens():
     keys = jax.random.split(jax.random.key(1), 4000)
     freq = lambda t: np.bincount(np.asarray(Temperature(t).next_token(jnp.repeat(LOGITS, 4000, 0), keys)), minlength=5) / 4000
