@@ -15,8 +15,12 @@ from jukebox_jax.config import VQVAEConfig
 from jukebox_jax.vqvae import VQVAE
 
 # Float32 encoders differ by ~1e-5 relative, which moves codebook distances far less than this;
-# codes whose distances are this close count as tied.
+# codes whose distances are this close count as tied (against HF's encoders).
 MARGIN = 1e-4
+# Against the original's own encoder outputs our distances differ by at most 2.2e-7 of |x|^2 +
+# |k|^2 (measured): codes closer than this share of it count as tied. The absolute MARGIN
+# left 54 of 64 top-level codes uncompared, and a bfloat16 rounding before the argmin passed.
+FIXTURE_MARGIN = 1e-6
 
 
 def sq_distances(x_enc: np.ndarray, codebook: np.ndarray) -> np.ndarray:
@@ -32,17 +36,17 @@ def code_margin(x_enc: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     return d[..., 1] - d[..., 0]
 
 
-def check_codes(ours, ref, x_ref: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+def check_codes(ours, ref, x_ref: np.ndarray, codebook: np.ndarray, margin: float | np.ndarray = MARGIN) -> np.ndarray:
     """Our codes `[B, T]` against the reference's at every position: each must be one of the
-    codes nearest the reference encoder output `x_ref` (its distance within MARGIN of the
-    smallest), so where the reference's best code beats the runner-up by more than MARGIN it
-    must be that code. Returns where that is so (the clear positions)."""
+    codes nearest the reference encoder output `x_ref` (its distance within `margin`, a number
+    or one per position `[B, T]`, of the smallest), so where the reference's best code beats the
+    runner-up by more than `margin` it must be that code. Returns where that is so (the clear positions)."""
     ours, ref = np.asarray(ours), np.asarray(ref)
     d = sq_distances(x_ref, codebook)
     gap = np.take_along_axis(d, ours[..., None], axis=-1)[..., 0] - d.min(-1)
-    far = gap > MARGIN
+    far = gap > margin
     assert not far.any(), f"{far.sum()} of {far.size} codes are not among the nearest to the reference encoder output (gaps {gap[far][:5]})"
-    clear = code_margin(x_ref, codebook) > MARGIN
+    clear = code_margin(x_ref, codebook) > margin
     np.testing.assert_array_equal(ours[clear], ref[clear])  # implied by the above; stated plainly
     return clear
 
@@ -64,7 +68,9 @@ def test_fixture_parity(fixtures):
         assert rel_err(x_enc, x_ref) < 1e-5
         codebook = np.asarray(jb.params["vqvae"][f"codebook_{level}"])
         np.testing.assert_allclose(code_margin(x_ref, codebook), ref[f"code_margin_{level}"], rtol=0, atol=1e-5)  # as the original's
-        check_codes(zs[level], ref[f"zs_{level}"], x_ref, codebook)
+        scale = (x_ref.astype(np.float64) ** 2).sum(-1) + (codebook.astype(np.float64) ** 2).sum(-1).max()  # [B, T]
+        clear = check_codes(zs[level], ref[f"zs_{level}"], x_ref, codebook, FIXTURE_MARGIN * scale)
+        assert clear.mean() > 0.9, f"level {level}: only {clear.sum()} of {clear.size} codes clear of ties"
         audio = jb.decode([ref[f"zs_{level}"]], start_level=level)
         assert audio.shape == ref[f"x_out_{level}"].shape
         assert rel_err(audio, ref[f"x_out_{level}"]) < 1e-5
