@@ -238,6 +238,11 @@ def test_a_task_takes_names_and_checks_its_params_and_batches(case):
     lacking a key named by the step (a bare KeyError)."""
     task = PriorTask(case.cfg, OptimConfig(), remat="full", compute="bfloat16")
     assert (task.remat, task.compute) == (Remat.FULL, DType.BFLOAT16)
+    # the step computes in bfloat16: its loss off float32's by bfloat16's rounding, not float32's
+    batch = dict(zip(("tokens", "labels", "upper"), case.inputs, strict=True))
+    loss = lambda t: float(jax.jit(t.step)(t.init(case.params, 0), batch)[1]["loss"])
+    exact, mixed = loss(PriorTask(case.cfg, OptimConfig())), loss(task)
+    assert 1e-5 < abs(mixed / exact - 1) < 2e-2, (mixed, exact)
     pointers = lambda tree: {leaf.unsafe_buffer_pointer() for leaf in jax.tree.leaves(tree)}
     assert not pointers(task.init(case.params, 0).params) & pointers(case.params)  # copies: `loop.fit` donates the state
     with pytest.raises(ParamsError):
