@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from dropout_checks import assert_drops_at_its_rate, dropout_calls
 
 from jukebox_jax.config import AttnKind, TransformerConfig, attn_pattern
 from jukebox_jax.prior import layout
@@ -138,6 +139,19 @@ def test_per_layer_views_share_memory_on_cpu():
     assert [per_layer[f"layers_{d}"]["mlp"]["c_fc_kernel"].unsafe_buffer_pointer() - base for d in range(6)] == [d * size for d in range(6)]
     del params, stacked
     np.testing.assert_array_equal(Transformer(setup).apply({"params": per_layer}, x, enc)[0], _apply(setup, _stack(2, 6)[-1], x, enc, Execution.UNROLLED)[0])
+
+
+def test_dropout_drops_at_each_configured_rate():
+    """Every dropout call of the stack zeroes its rate's share of the values and scales the rest
+    by 1 / (1 - rate), at the attention and residual rates given (the test below checks only
+    that dropout changes the output: halved rates passed it)."""
+    rates = {"attn_dropout": 0.3, "resid_dropout": 0.2}
+    cfg, setup, x, enc, params = _stack(9, 4, **rates)
+    train = dataclasses.replace(setup, deterministic=False)
+    calls = dropout_calls(lambda: _apply(train, params, x, enc, Execution.UNROLLED, rngs={"dropout": jax.random.key(0)}))
+    assert {rate for rate, _, _ in calls} == set(rates.values()) and len(calls) == 3 * cfg.depth  # probs, attention out, MLP out
+    for call in calls:
+        assert_drops_at_its_rate(*call)
 
 
 def test_dropout_is_plumbed():

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from dropout_checks import assert_drops_at_its_rate, dropout_calls
 from jax.flatten_util import ravel_pytree
 
 from convert import convert_checkpoint
@@ -178,6 +179,21 @@ def test_dropout_draws_from_the_rng(case):
     assert a != b and float(loss(jax.random.key(1))) == a
     base = float(case.step[0][0])  # no dropout
     assert a != base and float(loss(None)) == pytest.approx(base, rel=1e-6)
+
+
+@pytest.mark.parametrize("case", ["prior_5b_lyrics_level2"], indirect=True)  # the one with a lyric encoder
+def test_every_dropout_of_a_prior_runs_at_its_configured_rate(case):
+    """The six rates of the prior's stack and its lyric encoder (embedding, attention, residual),
+    each drawn apart, each call dropping its rate's share (only "dropout changes the loss" was
+    checked: halved rates passed)."""
+    t = dataclasses.replace(case.cfg.transformer, attn_dropout=0.3, resid_dropout=0.2, emb_dropout=0.1)
+    enc = dataclasses.replace(case.cfg.lyric_encoder, attn_dropout=0.25, resid_dropout=0.15, emb_dropout=0.05)
+    cfg = dataclasses.replace(case.cfg, transformer=t, lyric_encoder=enc)
+    tokens, labels, _ = case.inputs
+    calls = dropout_calls(lambda: prior_loss(cfg, case.params, tokens, labels, rng=jax.random.key(3), execution=Execution.UNROLLED))
+    assert {rate for rate, _, _ in calls} == {0.3, 0.2, 0.1, 0.25, 0.15, 0.05}
+    for call in calls:
+        assert_drops_at_its_rate(*call)
 
 
 @pytest.mark.parametrize("case", ["prior_5b_lyrics_level2"], indirect=True)  # the one with a lyric encoder
