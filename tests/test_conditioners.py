@@ -114,7 +114,7 @@ def test_weights_carry_logical_axis_names():
 
 def _prior(level: int, n_ctx: int, width: int, labels: LabelConfig, **kw) -> PriorConfig:
     """A prior config with only what the conditioners read (a 1-layer dense transformer)."""
-    transformer = TransformerConfig(width=width, depth=1, heads=1, attn_order=0, blocks=None)
+    transformer = TransformerConfig(width=width, depth=1, heads=1, attn_order=0, blocks=None, m_attn=1.0)  # any width
     return PriorConfig(level, n_ctx, transformer, labels=labels, **kw)
 
 
