@@ -144,10 +144,13 @@ class SelfAttention:
 
     geometry: Geometry
 
-    def full(self, q, k, v, dropout=None):
+    def full(self, q: jax.Array, k: jax.Array, v: jax.Array, dropout: Dropout | None = None) -> tuple[jax.Array, jax.Array]:
+        """The whole sequence at once: `q, k, v [b, t, h, d]` (t a whole number of blocks for
+        the blockwise kinds) -> `(out [b, t, h, d], probs)`, probs in the kind's own layout."""
         raise NotImplementedError
 
     def cache_positions(self) -> tuple[int, ...]:
+        """The cache's position axes: `init_cache` makes `[b, h, *these, d]`."""
         raise NotImplementedError
 
     def allowed(self, i: jax.Array, j: jax.Array) -> jax.Array:
@@ -167,9 +170,9 @@ class SelfAttention:
         """`cache` with a chunk's keys or values `new [b, L, h, d]` (positions t0..) written in."""
         return cache.at[:, :, t0 + jnp.arange(new.shape[1])].set(heads_major(new).astype(cache.dtype), mode="drop")
 
-    def extend(self, q, k, v, cache: Cache, t0) -> tuple[Cache, jax.Array]:
-        """Queries `q [b, L, h, d]` at positions `t0..t0+L-1` with their own `k, v` -> `(new
-        cache, out [b, L, h, d])`; equals rows t0..t0+L-1 of `full`."""
+    def extend(self, q: jax.Array, k: jax.Array, v: jax.Array, cache: Cache, t0: jax.Array | int) -> tuple[Cache, jax.Array]:
+        """Queries `q [b, L, h, d]` at positions `t0..t0+L-1` with their own `k, v` (L static,
+        `t0` traced or not) -> `(new cache, out [b, L, h, d])`; equals rows t0..t0+L-1 of `full`."""
         length = q.shape[1]
         ck, cv, pos, valid = self.context(cache, t0)
         i = t0 + jnp.arange(length)
@@ -184,8 +187,9 @@ class SelfAttention:
         out = attend_cache(q, keys, values, mask)
         return constrain({"k": self.write(cache["k"], k, t0), "v": self.write(cache["v"], v, t0)}), out
 
-    def step(self, q, k, v, cache: Cache, t0) -> tuple[Cache, jax.Array]:
-        """One query at position `t0` (`q, k, v [b, 1, h, d]`); equals a 1-position `extend`."""
+    def step(self, q: jax.Array, k: jax.Array, v: jax.Array, cache: Cache, t0: jax.Array) -> tuple[Cache, jax.Array]:
+        """One query at position `t0` (a traced int32 scalar; `q, k, v [b, 1, h, d]`) -> `(new
+        cache, out [b, 1, h, d])`; equals a 1-position `extend`. Specialised per kind."""
         return self.extend(q, k, v, cache, t0)
 
 
