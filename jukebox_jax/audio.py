@@ -35,7 +35,9 @@ _SCAN_BLOCK = 2**18  # frames decoded at a time by `scan`
 # libsndfile's note on a WAV's `data` or an AIFF's `SSND` chunk whose size exceeds the bytes present
 _UNFINISHED = re.compile(r"^\s*(?:data|SSND)\s*:\s*(?P<declared>\d+)\s*\(should be (?P<present>\d+)\)", re.MULTILINE)
 _HEADER_BYTES = 4096  # more than the headers of a file holding no audio take (3.5 kB: an ogg Vorbis)
-_SIZE_UNKNOWN = 0x7FFFFFFF  # chunk sizes from here up are placeholders of writers that did not know the length
+# Chunk sizes from here up are placeholders of writers that did not know the length (streaming to
+# a pipe): SoX's 0x7ffff000 (WAV) and 0x7f000008 (AIFF), GStreamer's 0x7fff0000, 0x7fffffff, 0xffffffff.
+_SIZE_UNKNOWN = 0x7F000000
 _MARGIN = 512  # samples at the lower of two rates read around a resampled segment: soxr's filter
 # settles in ~128 (differences < 1e-7 beyond, tests/test_audio.py), so this is 4x that
 

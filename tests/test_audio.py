@@ -174,15 +174,19 @@ def test_bad_files_are_named(bad, name, call, pattern):
 
 
 def test_files_a_writer_left_open_or_padded_read(tmp_path):
-    """Not cut short: a WAV whose data size is a streaming writer's placeholder (0xFFFFFFFF),
-    and an odd-length 8-bit one with no pad byte, both read whole."""
+    """Not cut short: WAVs whose data size is a streaming writer's placeholder (ffmpeg's
+    0xFFFFFFFF, SoX's 0x7ffff000, GStreamer's 0x7fff0000), and an odd-length 8-bit one with no
+    pad byte, all read whole."""
     soundfile.write(tmp_path / "whole.wav", 0.1 * np.ones(3000), 16000)
-    stream = bytearray((tmp_path / "whole.wav").read_bytes())
-    at = stream.find(b"data") + 4
-    stream[at : at + 4] = struct.pack("<I", 0xFFFFFFFF)
-    (tmp_path / "stream.wav").write_bytes(stream)
+    names = []
+    for size in (0xFFFFFFFF, 0x7FFFF000, 0x7FFF0000):
+        stream = bytearray((tmp_path / "whole.wav").read_bytes())
+        at = stream.find(b"data") + 4
+        stream[at : at + 4] = struct.pack("<I", size)
+        (tmp_path / f"stream_{size:x}.wav").write_bytes(stream)
+        names.append((f"stream_{size:x}.wav", 3000))
     soundfile.write(tmp_path / "odd.wav", 0.1 * np.ones(1001), 16000, subtype="PCM_U8")
-    for name, n in (("stream.wav", 3000), ("odd.wav", 1001)):
+    for name, n in (*names, ("odd.wav", 1001)):
         audio.scan(tmp_path / name)
         assert audio.load(tmp_path / name, 16000).shape == (n, 1)
 

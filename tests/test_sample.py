@@ -115,12 +115,27 @@ def test_one_program_for_every_temperature_and_p(tiny_top):
     draw(Temperature(1.0))
     compiled = _decode._cache_size()
     hot, cold = draw(Temperature(1e3)), draw(Temperature(1e-6))
+    draw(Temperature(1))  # an int, as JSON gives it: a weak int32 leaf compiled again
     draw(TopP(0.9, 0.5))
     nucleus = _decode._cache_size()
     draw(TopP(1.1, 0.8))
     assert (compiled, nucleus) == (_decode._cache_size() - 1, _decode._cache_size())
     np.testing.assert_array_equal(cold, greedy)  # so the temperature reached the draw
     assert not np.array_equal(hot, greedy)
+
+
+def test_methods_are_pytrees_jax_can_rebuild():
+    """JAX rebuilds trees with leaves that are not settings (shapes, None, batched arrays):
+    each was an InputError ("temperature must be a finite number, got ArgInfo(...)"), AOT
+    lowering a decode included. Settings are checked where a method is made."""
+    m = TopP(0.9, 0.95)
+    nones = jax.tree.map(lambda x: None, m)  # rebuilt, not checked
+    assert (type(nones), nones.temperature, nones.p) == (TopP, None, None)
+    assert jax.tree.map(jnp.shape, m).temperature == () and jax.eval_shape(lambda: m).p.shape == ()
+    assert float(jax.jit(lambda m: m.temperature / m.p).lower(m).compile()(m)) == pytest.approx(0.9 / 0.95)
+    assert jax.vmap(lambda x: (x, TopK(0.5, 3)))(jnp.ones(3))[1].k == 3
+    with pytest.raises(InputError, match="top_p must be a number in"):
+        TopP(0.9, 1.5)
 
 
 def test_prefill_logits_only_when_asked(tiny_top):

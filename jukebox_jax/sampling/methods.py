@@ -103,8 +103,25 @@ class TopP(Temperature):
 
 Method = Greedy | Temperature | TopK | TopP
 _NAMES = {Greedy: "greedy", Temperature: "temperature", TopK: "top_k", TopP: "top_p"}  # each method's name in `to_dict`
-for _cls, _data in ((Greedy, []), (Temperature, ["temperature"]), (TopK, ["temperature"]), (TopP, ["temperature", "p"])):
-    jax.tree_util.register_dataclass(_cls, data_fields=_data, meta_fields=["k"] if _cls is TopK else [])
+
+
+def _register(cls: type, data: tuple[str, ...], meta: tuple[str, ...] = ()) -> None:
+    """`cls` as a pytree of its `data` fields (traced) and `meta` fields (static). Rebuilt
+    without `__init__`: JAX rebuilds trees with other leaves (shapes, `None`, batched arrays)
+    that are not settings to check."""
+
+    def unflatten(aux: tuple, children: tuple) -> Method:
+        method = object.__new__(cls)
+        for name, value in (*zip(meta, aux), *zip(data, children)):
+            object.__setattr__(method, name, value)
+        return method
+
+    flatten = lambda m: (tuple(getattr(m, f) for f in data), tuple(getattr(m, f) for f in meta))
+    jax.tree_util.register_pytree_node(cls, flatten, unflatten)
+
+
+for _cls, _data in ((Greedy, ()), (Temperature, ("temperature",)), (TopK, ("temperature",)), (TopP, ("temperature", "p"))):
+    _register(_cls, _data, ("k",) if _cls is TopK else ())
 
 
 def method_from_dict(d: dict) -> Method:
@@ -128,14 +145,14 @@ def check_is_method(method: object) -> None:
 
 
 def _checked(method: Method, name: str, check) -> None:
-    """Checks the field `name` of a method being made, as a Python number (a numpy scalar or a
-    concrete 0-d array becomes one); a tracer (the method rebuilt inside a jitted loop) is
-    taken as it is, its value having been checked when the method was first made."""
+    """Checks the real field `name` of a method being made and keeps it as a Python float (a
+    numpy scalar, a concrete 0-d array or an int becomes one: one compiled loop for all); a
+    tracer (a method made inside the caller's jit) is taken as it is."""
     value = getattr(method, name)
     if not isinstance(value, jax.core.Tracer):
         value = _number(value)
         check(value)
-        object.__setattr__(method, name, value)
+        object.__setattr__(method, name, float(value))
 
 
 def _check_p(p: float) -> None:
