@@ -24,7 +24,7 @@ from jukebox_jax.io import check_file
 FORMATS = "wav, flac, ogg (Vorbis, Opus), mp3 or aiff"  # what soundfile (libsndfile >= 1.1) reads
 SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")  # the files of a folder of songs (`train.data`)
 # Audio of other formats, which a folder of songs refuses rather than leave out unsaid
-OTHER_SUFFIXES = tuple(".m4a .aac .wma .mp4 .webm .oga .aifc .au .caf .w64 .ape .wv .alac".split())
+OTHER_SUFFIXES = (".m4a", ".aac", ".wma", ".mp4", ".webm", ".oga", ".aifc", ".au", ".caf", ".w64", ".ape", ".wv")
 # The loudest audio `encode` takes, and the loudest a file may be. Float audio is full scale at
 # 1, but decoded audio (which callers re-encode) overshoots it, by 2.4x from a random tiny model;
 # anything past this bound is almost surely integer PCM that was never scaled, whose codes
