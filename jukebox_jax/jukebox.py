@@ -354,16 +354,17 @@ class Jukebox:
             for state in decode_chunks(cfg, params, ctx, prefilled, method, n_new, steps_per_call or n_new):
                 if on_tokens is not None:
                     on_tokens(int(state.step) - seq.shape[1], n_new)
-            tokens = state.tokens[:, :total]
-            if bool(jnp.any(tokens == BROKEN)):
+            # On the host: an op on the request's own length would compile for each length asked.
+            tokens = np.asarray(self._gathered(state.tokens))[:, :total]
+            if (tokens == BROKEN).any():
                 fix = "sample with --dtype bfloat16 (float32's range)" if cfg.precision.compute is DType.FLOAT16 else "check its weights"
                 raise DivergedError(
                     f"the level-{cfg.level} prior's logits became NaN or infinite while sampling (activations past "
                     f"{cfg.precision.compute.value}'s range, or weights that hold NaN): {fix}"
                 )
             if cfg.lyrics is Lyrics.JOINT_SEQUENCE:
-                tokens = jnp.maximum(tokens[:, cfg.n_tokens :] - cfg.n_vocab, 0)
-        return self._gathered(tokens)
+                tokens = np.maximum(tokens[:, cfg.n_tokens :] - cfg.n_vocab, 0)
+        return jax.device_put(tokens) if self.mesh is None else self._gathered(tokens)
 
     def decode_params(self, level: int) -> Params:
         """The prior's params as cached passes run them fastest (`prior.decode_params`), made

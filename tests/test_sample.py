@@ -4,6 +4,7 @@ record the margins), the per-step logits of its loops, and the sampling methods.
 from __future__ import annotations
 
 import json
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +20,7 @@ from jukebox_jax.prior import condition, sequence
 from jukebox_jax.sampling import Greedy, Temperature, TopK, TopP, decode, decode_chunks, prefill, sampling_method
 from jukebox_jax.sampling.decode import _decode, broken_rows
 
+KEY = jax.random.key(0)
 FIXTURES = {"prior_5b_level2": 2, "prior_5b_lyrics_level2": 2, "prior_1b_lyrics_level2": 2, "upsampler_level1": 1, "upsampler_level0": 0}
 
 
@@ -136,6 +138,32 @@ def test_methods_are_pytrees_jax_can_rebuild():
     assert jax.vmap(lambda x: (x, TopK(0.5, 3)))(jnp.ones(3))[1].k == 3
     with pytest.raises(InputError, match="top_p must be a number in"):
         TopP(0.9, 1.5)
+
+
+def test_requests_of_any_length_compile_nothing_new():
+    """A co-composer's requests vary in length: after one ancestral and one primed request,
+    others of new lengths (chunks of the same size) compile nothing. `sample` compiled three
+    ops per new length on the way out (about 4 MB each, kept), `init_buffers` one per prompt
+    length, and decode and prefill each twice (fresh buffers not placed on a device)."""
+    jb = Jukebox.init(JukeboxConfig(priors=(preset("tiny_5b"),)), jax.random.key(0))
+    y = jb.labels(2, total_seconds=10.0, n_samples=2)
+    compiled = []
+    handler = logging.Handler()
+    handler.emit = lambda record: compiled.append(record.getMessage())
+    logging.getLogger("jax").addHandler(handler)
+    try:
+        jb.sample(2, KEY, y, 10)
+        jb.sample(2, KEY, y, 12, prompt=np.zeros((2, 4), np.int32), chunk_size=4)
+        with jax.log_compiles(True):
+            for n in (11, 13, 17):
+                jb.sample(2, KEY, y, n)
+            for p in (8, 12):
+                jb.sample(2, KEY, y, 20, prompt=np.ones((2, p), np.int32), chunk_size=4)
+            assert not [m for m in compiled if "compil" in m.lower()], compiled
+            jb.sample(2, KEY, jb.labels(2, total_seconds=10.0, n_samples=3), 10)  # a new batch size does compile
+            assert [m for m in compiled if "compil" in m.lower()]
+    finally:
+        logging.getLogger("jax").removeHandler(handler)
 
 
 def test_prefill_logits_only_when_asked(tiny_top):

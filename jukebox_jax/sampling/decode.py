@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jukebox_jax import checks, prior
 from jukebox_jax.config import PriorConfig
@@ -75,7 +76,8 @@ def _inputs(tokens: jax.Array, t0, length: int) -> jax.Array:
 @functools.partial(jax.jit, static_argnums=0)
 def init_buffers(cfg: PriorConfig, prompt: jax.Array) -> tuple[jax.Array, dict[str, Cache]]:
     """The token buffer `[b, n_positions]` starting with `prompt [b, p]`, and zero caches,
-    both named for sharding (made in place, on their devices, under a mesh)."""
+    both named for sharding (made in place, on their devices, under a mesh). Compiled per
+    prompt length: `prefill` passes the prompt padded to the window on the host."""
     b, p = prompt.shape
     tokens = jnp.zeros((b, cfg.n_positions), jnp.int32).at[:, :p].set(prompt)
     cache = {name: constrain(c) for name, c in prior.init_cache(cfg, b).items()}
@@ -118,7 +120,7 @@ def prefill(
     if chunk_size is not None:
         checks.integer("chunk_size", chunk_size, 1)
     b, p = prompt.shape
-    tokens, cache = init_buffers(cfg, prompt)
+    tokens, cache = _placed_like(params, init_buffers(cfg, _padded(prompt, cfg.n_positions)))
     if ctx.encoder_kv is not None:
         cache = prior.fill_encoder_cache(cfg, params, ctx, cache)
     ctx = dataclasses.replace(ctx, encoder_kv=None)  # read from the caches from here on
@@ -129,7 +131,29 @@ def prefill(
         logits.append(chunk_logits)
     if return_logits:
         logits = jnp.concatenate(logits, axis=1) if logits else jnp.zeros((b, 0, cfg.bins))
-    return SampleState(tokens, cache, jnp.int32(p), jnp.copy(row_keys(checks.key(key, b), b))), (logits if return_logits else None)
+    state = SampleState(tokens, cache, jnp.int32(p), jnp.copy(row_keys(checks.key(key, b), b)))
+    return _placed_like(params, state), (logits if return_logits else None)
+
+
+def _padded(prompt: jax.Array, n: int) -> jax.Array | np.ndarray:
+    """`prompt [b, p]` as the first p ids of a zero buffer `[b, n]` made on the host, so that
+    one `init_buffers` program serves every prompt length; a traced prompt, or one spread over
+    processes, as it is."""
+    if isinstance(prompt, jax.core.Tracer) or (isinstance(prompt, jax.Array) and not prompt.is_fully_addressable):
+        return prompt
+    buffer = np.zeros((prompt.shape[0], n), np.int32)
+    buffer[:, : prompt.shape[1]] = np.asarray(prompt)
+    return buffer
+
+
+def _placed_like(params: Params, tree):
+    """`tree` committed to the device of `params` when they sit on one (freshly made arrays are
+    not committed, and jit keys its programs by placement: each decode and prefill program
+    compiled twice, for a first and a later call). No copy: the buffers stay where they are."""
+    leaf = jax.tree.leaves(params)[0]
+    if isinstance(leaf, jax.core.Tracer) or not isinstance(getattr(leaf, "sharding", None), jax.sharding.SingleDeviceSharding):
+        return tree
+    return jax.device_put(tree, leaf.sharding)
 
 
 def decode(
