@@ -458,7 +458,13 @@ BAD = [
         {"x.wav": 100},
         {"songs": {}},
         lambda d: data.audio_folder(d, SR),
-        r"needs \"artists\" and \"genres\" \(lists of names\) and \"songs\"",
+        r"needs \"artists\" and \"genres\" \(lists of names, none blank\) and \"songs\"",
+    ),
+    (  # a model's label table refuses a blank name: it failed when the prior was built
+        {"x.wav": 100},
+        {**_meta_of({"x.wav": OK}), "artists": ["ann", " ", "cy"]},
+        lambda d: data.audio_folder(d, SR),
+        r"needs \"artists\" and \"genres\" \(lists of names, none blank\)",
     ),
     (
         {"x.wav": 900, "y.wav": 1200},

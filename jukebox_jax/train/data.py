@@ -231,7 +231,7 @@ def _folder(root: Path, sample_rate: int, lengths: dict[str, int], meta: dict | 
     artists, genres, songs = (meta.get(k) for k in ("artists", "genres", "songs"))
     if not (_names(artists) and _names(genres) and isinstance(songs, dict)):
         raise InputError(
-            f'{what} needs "artists" and "genres" (lists of names) and "songs" (an object); see jukebox_jax/train/data.py'
+            f'{what} needs "artists" and "genres" (lists of names, none blank) and "songs" (an object); see jukebox_jax/train/data.py'
         )
     for field, names in (("artists", artists), ("genres", genres)):
         if repeats := repeated_names(names):
@@ -270,7 +270,8 @@ def _nfc(name: str) -> str:
 
 
 def _names(x: object) -> bool:
-    return isinstance(x, list) and all(isinstance(n, str) for n in x)
+    """A list of names, none blank (a model's label tables take no blank name)."""
+    return isinstance(x, list) and all(isinstance(n, str) and n.strip() for n in x)
 
 
 def _get(entry: object, key: str) -> object:
