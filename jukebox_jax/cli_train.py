@@ -448,6 +448,14 @@ def _source(args: argparse.Namespace, base: Jukebox | None, init: Jukebox | None
     return data.audio_folder(args.data, vq.sample_rate)
 
 
+def _check_songs_fit(source: data.Folder, vq: VQVAEConfig, level: int, n_ctx: int) -> None:
+    """Every song of an audio --data holds a window of `n_ctx` codes at `level` (as encoded: cut
+    to whole top-level hops), refused before the songs are encoded, as they would be after."""
+    top, hop = vq.hop_lengths[-1], vq.hop_lengths[level]
+    lengths = [song.length // top * top // hop for song in source.songs]
+    data.check_fit(source.songs, lengths, n_ctx, f"level-{level} tokens", ", or train a prior of a shorter n_ctx")
+
+
 def _codes(args: argparse.Namespace, base: Jukebox | None, source: data.Folder) -> data.Folder:
     """The codes of `source` (`_source`): itself if it is a codes folder, else encoded into
     OUT/codes (what is there already and still of its songs is kept)."""
@@ -503,6 +511,8 @@ def train_prior(args: argparse.Namespace) -> None:
     }
     legacy = lambda: {"songs in --data": source.fingerprint(whole=True)}  # how run format 2 recorded them
     loop.check_start(args.out, _spec(args, **given), args.resume, partial=True, legacy=legacy)  # before songs are encoded
+    if base is not None and base.config.vqvae is not None and not data.holds_codes(source.root):
+        _check_songs_fit(source, base.config.vqvae, args.level, n_ctx)
     folder = _codes(args, base, source)
     if init is not None:
         cfg, params = init.config.prior(args.level), init.params[f"prior_level_{args.level}"]

@@ -33,7 +33,7 @@ from jukebox_jax.params import Params, abstract_params, cast, check_params, init
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
 from jukebox_jax.quantize import config_with_weights, quantize_params
 from jukebox_jax.sampling import Method, TopK, decode_chunks, prefill, sampling_method
-from jukebox_jax.sampling.decode import BROKEN
+from jukebox_jax.sampling.decode import BROKEN, placed_like
 from jukebox_jax.sampling.methods import check_is_method
 from jukebox_jax.vqvae import VQVAE
 
@@ -364,7 +364,7 @@ class Jukebox:
                 )
             if cfg.lyrics is Lyrics.JOINT_SEQUENCE:
                 tokens = np.maximum(tokens[:, cfg.n_tokens :] - cfg.n_vocab, 0)
-        return jax.device_put(tokens) if self.mesh is None else self._gathered(tokens)
+        return jax.device_put(placed_like(params, tokens)) if self.mesh is None else self._gathered(tokens)  # where the model is
 
     def decode_params(self, level: int) -> Params:
         """The prior's params as cached passes run them fastest (`prior.decode_params`), made

@@ -364,6 +364,21 @@ def test_a_prior_run_is_checked_before_its_songs_are_encoded_again(songs, vqvae,
     assert f"{vqvae.parent} was started with other settings (seconds, task.bandwidth" in capsys.readouterr().err
 
 
+def test_songs_shorter_than_the_window_are_named_before_encoding(songs, vqvae, tmp_path, capsys):
+    """They were named only after every song was encoded (into a codes folder left behind),
+    though the CLI checks its files before the long work."""
+    short = tmp_path / "short"
+    shutil.copytree(songs, short)
+    first = min((short / "songs").iterdir())
+    top = Jukebox.load(vqvae).config.vqvae.hop_lengths[-1]
+    soundfile.write(first, np.full(3 * top, 0.1), 16000)  # 8 top-level tokens at the model's 44.1 kHz; the window 48
+    out = tmp_path / "top"
+    with pytest.raises(SystemExit):
+        cli(f"train prior --level 2 --data {short} --vqvae {vqvae} --out {out} --config tiny_5b --steps 2 {' '.join(FAST)}")
+    assert f"1 song is shorter than the window of 48 level-2 tokens: songs/{first.name} (8); remove them" in capsys.readouterr().err
+    assert not (out / "codes").exists()
+
+
 def test_a_released_prior_trains_on_every_word_of_a_genre():
     """The released v2 tables give a genre one id per word: "Hip Hop" trains as (hip, hop), as
     `sample --genre "Hip Hop"` conditions (it trained as hip alone)."""

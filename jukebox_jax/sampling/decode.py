@@ -63,7 +63,7 @@ def row_keys(key: jax.Array, batch: int) -> jax.Array:
     `fold_in(key, row)` for each row (so sample `row` draws the same whatever the batch size)."""
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == (batch,):
         return key
-    return jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(batch, dtype=jnp.uint32))
+    return jax.vmap(jax.random.fold_in, (None, 0))(key, np.arange(batch, dtype=np.uint32))
 
 
 def _inputs(tokens: jax.Array, t0, length: int) -> jax.Array:
@@ -120,19 +120,19 @@ def prefill(
     if chunk_size is not None:
         checks.integer("chunk_size", chunk_size, 1)
     b, p = prompt.shape
-    tokens, cache = _placed_like(params, init_buffers(cfg, _padded(prompt, cfg.n_positions)))
+    tokens, cache = init_buffers(cfg, placed_like(params, _padded(prompt, cfg.n_positions)))  # made on the params' device
     if ctx.encoder_kv is not None:
         cache = prior.fill_encoder_cache(cfg, params, ctx, cache)
     ctx = dataclasses.replace(ctx, encoder_kv=None)  # read from the caches from here on
     logits = []
     for t0 in range(0, p, chunk_size or max(p, 1)):
         length = min(chunk_size or p, p - t0)
-        chunk_logits, cache = _extend(cfg, params, tokens, jnp.int32(t0), ctx, length, cache, return_logits)
+        chunk_logits, cache = _extend(cfg, params, tokens, np.int32(t0), ctx, length, cache, return_logits)  # host ints: no device-to-device copies
         logits.append(chunk_logits)
     if return_logits:
         logits = jnp.concatenate(logits, axis=1) if logits else jnp.zeros((b, 0, cfg.bins))
     state = SampleState(tokens, cache, jnp.int32(p), jnp.copy(row_keys(checks.key(key, b), b)))
-    return _placed_like(params, state), (logits if return_logits else None)
+    return placed_like(params, state), (logits if return_logits else None)
 
 
 def _padded(prompt: jax.Array, n: int) -> jax.Array | np.ndarray:
@@ -146,10 +146,11 @@ def _padded(prompt: jax.Array, n: int) -> jax.Array | np.ndarray:
     return buffer
 
 
-def _placed_like(params: Params, tree):
-    """`tree` committed to the device of `params` when they sit on one (freshly made arrays are
-    not committed, and jit keys its programs by placement: each decode and prefill program
-    compiled twice, for a first and a later call). No copy: the buffers stay where they are."""
+def placed_like(params: Params, tree):
+    """`tree` committed to the device of `params` when they sit on one: freshly made arrays are
+    not committed, and jit keys its programs by placement (each decode and prefill program
+    compiled twice, for a first and a later call); arrays there already are not copied. Under
+    a mesh, or traced, `tree` as it is."""
     leaf = jax.tree.leaves(params)[0]
     if isinstance(leaf, jax.core.Tracer) or not isinstance(getattr(leaf, "sharding", None), jax.sharding.SingleDeviceSharding):
         return tree

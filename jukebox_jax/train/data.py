@@ -352,7 +352,7 @@ def _draw(counts: np.ndarray, batch_size: int, rng: np.random.Generator) -> tupl
     return song, r - (ends[song] - counts[song])
 
 
-def _check_fit(songs: tuple[Song, ...], units: list[int], window: int, what: str, fix: str = "") -> None:
+def check_fit(songs: tuple[Song, ...], units: list[int], window: int, what: str, fix: str = "") -> None:
     """Refuses no songs, or songs shorter than the window (`fix`: how to shorten it)."""
     if not songs:
         raise InputError("no songs to draw windows from; give a folder (or split) with songs")
@@ -406,7 +406,7 @@ class AudioWindows:
     sample_length: int
 
     def __post_init__(self):
-        _check_fit(
+        check_fit(
             self.songs,
             [s.length for s in self.songs],
             self.sample_length,
@@ -462,7 +462,7 @@ class CodesWindows:
     ) -> CodesWindows:
         """The codes of `songs` of the codes folder `folder` at `level`, and `level + 1` with
         `upper`, checked (`_codes`; in `[0, bins)`, or only non-negative without `bins`)."""
-        _check_fit(songs, [], 0, "")
+        check_fit(songs, [], 0, "")
         hops = _read_npz(folder.root / songs[0].name, ("hop_lengths",))["hop_lengths"].tolist()
         if not 0 <= level < len(hops) - int(upper):
             raise InputError(
@@ -487,7 +487,7 @@ class CodesWindows:
                 )
         tokens = tuple(z[0] for z in per_level)
         uppers = tuple(z[1] for z in per_level) if upper else None
-        _check_fit(songs, [len(z) for z in tokens], n_tokens, f"level-{level} tokens", ", or train a prior of a shorter n_ctx")
+        check_fit(songs, [len(z) for z in tokens], n_tokens, f"level-{level} tokens", ", or train a prior of a shorter n_ctx")
         return cls(songs, n_tokens, hops[level], tokens, ratio, uppers)
 
     def batch(self, seed: int, step: int, batch_size: int) -> Batch:
