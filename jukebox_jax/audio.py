@@ -70,12 +70,12 @@ def info(path: Path, *, what: str = "audio") -> AudioInfo:
         header = soundfile.info(str(path))
     except (soundfile.SoundFileError, RuntimeError) as e:
         raise InputError(f"{what} {path} is not audio soundfile can read ({FORMATS}): {e}") from None
-    if header.frames <= 0 and path.stat().st_size > _HEADER_BYTES:  # an ogg without its last page counts none
-        raise InputError(
-            f"{what} {path} holds {path.stat().st_size} bytes but no samples libsndfile can count: it may be cut short "
-            "(an unfinished copy or download?); fetch or re-encode it, or leave it out"
-        )
     if header.frames <= 0:
+        if (size := path.stat().st_size) > _HEADER_BYTES:  # an ogg without its last page counts none
+            raise InputError(
+                f"{what} {path} holds {size} bytes but no samples libsndfile can count: it may be cut short "
+                "(an unfinished copy or download?); fetch or re-encode it, or leave it out"
+            )
         raise InputError(f"{what} {path} holds no samples; give a file with audio in it")
     if not MIN_FILE_RATE <= header.samplerate <= MAX_FILE_RATE:
         raise InputError(

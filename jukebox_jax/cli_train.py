@@ -32,7 +32,7 @@ from jukebox_jax.cli_sample import (
     positive_int,
     seed,
 )
-from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, preset
+from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, misfits, preset
 from jukebox_jax.errors import ConfigError, InputError
 from jukebox_jax.io import check_memory, check_output_folder, exclusive
 from jukebox_jax.jukebox import Jukebox
@@ -176,11 +176,7 @@ def _check_settings(args: argparse.Namespace) -> None:
 
 def _check_fits(args: argparse.Namespace, prior: PriorConfig, vq: VQVAEConfig) -> None:
     """`--init`'s prior reads codes of `--vqvae`'s VQ-VAE: its codebook, hops and sample rate."""
-    pairs = {"l_bins": (prior.l_bins, vq.l_bins), "downs_t": (prior.downs_t, vq.downs_t), "strides_t": (prior.strides_t, vq.strides_t)}
-    if prior.labels is not None:
-        pairs["sample_rate"] = (prior.labels.sample_rate, vq.sample_rate)
-    differ = [f"{name} {ours} against {theirs}" for name, (ours, theirs) in pairs.items() if ours != theirs]
-    if differ:
+    if differ := [f"{name} {ours} against {theirs}" for name, ours, theirs in misfits(prior, vq)]:
         raise InputError(
             f"--init {args.init}'s level-{args.level} prior does not read the codes of --vqvae {args.vqvae} "
             f"({'; '.join(differ)}): give the --vqvae it was trained with (one holding its VQ-VAE, e.g. --init's own)"

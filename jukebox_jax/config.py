@@ -459,6 +459,15 @@ class PriorConfig:
         return self.l_bins + (self.n_vocab if self.lyrics is Lyrics.JOINT_SEQUENCE else 0)
 
 
+def misfits(prior: PriorConfig, vq: VQVAEConfig) -> list[tuple[str, Any, Any]]:
+    """`(field, the prior's value, the VQ-VAE's)` for each way `prior` does not read `vq`'s
+    codes: codebook size, hops, and the sample rate its timing labels count in."""
+    pairs = {"l_bins": (prior.l_bins, vq.l_bins), "downs_t": (prior.downs_t, vq.downs_t), "strides_t": (prior.strides_t, vq.strides_t)}
+    if prior.labels is not None:
+        pairs["sample_rate"] = (prior.labels.sample_rate, vq.sample_rate)
+    return [(name, ours, theirs) for name, (ours, theirs) in pairs.items() if ours != theirs]
+
+
 # ----------------------------------------------------------------------------------------
 # The whole model
 
@@ -474,12 +483,8 @@ class JukeboxConfig:
         levels = [p.level for p in self.priors]
         if len(set(levels)) != len(levels):
             raise ConfigError(f"at most one prior per level, got levels {levels}")
-        vq = self.vqvae
-        for p in self.priors if vq is not None else ():  # a prior reads its VQ-VAE's codes, hops and rate
-            theirs = {"l_bins": p.l_bins, "downs_t": p.downs_t, "strides_t": p.strides_t}
-            if p.labels is not None:
-                theirs["sample_rate"] = p.labels.sample_rate
-            if differ := [f"{k} {v} (the VQ-VAE's {getattr(vq, k)})" for k, v in theirs.items() if v != getattr(vq, k)]:
+        for p in self.priors if self.vqvae is not None else ():
+            if differ := [f"{name} {ours} (the VQ-VAE's {theirs})" for name, ours, theirs in misfits(p, self.vqvae)]:
                 raise ConfigError(f"the level-{p.level} prior does not fit the VQ-VAE: its {', '.join(differ)}; a prior is trained on one VQ-VAE's codes")
         object.__setattr__(self, "priors", tuple(sorted(self.priors, key=lambda p: p.level)))
 

@@ -41,7 +41,7 @@ import numpy as np
 from jukebox_jax import audio, checks, integrity
 from jukebox_jax.config import repeated_names
 from jukebox_jax.errors import InputError, shown
-from jukebox_jax.io import check_file, read_npz, remove_leftovers, write_npz, write_text
+from jukebox_jax.io import check_file, dangling_link, read_npz, remove_leftovers, write_npz, write_text
 
 if TYPE_CHECKING:
     from jukebox_jax.jukebox import Jukebox
@@ -209,9 +209,9 @@ def _files(root: Path, suffixes: tuple[str, ...]) -> list[str]:
             if is_dir:
                 walk(path, name + "/")
             elif path.suffix.lower() in suffixes:
-                if not is_file and path.is_symlink() and not path.exists():
-                    raise InputError(f"{root}: {name} is a link to nothing (or a loop of links); remove it or mend it")
                 if not is_file:
+                    if dangling_link(path) == path:
+                        raise InputError(f"{root}: {name} is a link to nothing (or a loop of links); remove it or mend it")
                     check_file(path, f"{root}: {name}")  # a device, pipe or socket
                 try:
                     name.encode("utf-8")
