@@ -17,6 +17,7 @@ from jukebox_jax.config import PriorConfig
 from jukebox_jax.errors import InputError, shown
 
 _INT32 = np.iinfo(np.int32)
+MAX_SEED = 2**32 - 1  # `jax.random.key` keeps a seed's low 32 bits; numpy splits a larger one into 32-bit words
 
 
 def integer(name: str, value: Any, lo: int, hi: int = _INT32.max, note: str = "") -> int:
@@ -28,6 +29,11 @@ def integer(name: str, value: Any, lo: int, hi: int = _INT32.max, note: str = ""
         span = f">= {lo}" if hi == _INT32.max else f"in {lo}..{hi}"
         raise InputError(f"{name} must be {span}{note}, got {value}")
     return int(value)
+
+
+def seed(value: Any, name: str = "seed") -> int:
+    """`value` as a PRNG seed in `0..MAX_SEED`: past it, a seed draws what another one does."""
+    return integer(name, value, 0, MAX_SEED, " (jax.random.key keeps a seed's low 32 bits)")
 
 
 def finite_real(name: str, value: Any) -> float:

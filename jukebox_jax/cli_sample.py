@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jukebox_jax import checkpoint, default
+from jukebox_jax import checkpoint, checks, default
 from jukebox_jax.config import MODEL_PRESETS, DType, JukeboxConfig, WeightFormat
 from jukebox_jax.errors import CheckpointError, InputError, Interrupted, shown
 from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, read_codes, read_prompt
@@ -36,6 +36,8 @@ DESCRIPTION = (
 DEFAULT_SECONDS = 20.0
 DEFAULT_SONG_SECONDS = 240.0
 DEFAULT_PROMPT_SECONDS = 12.0
+PRESET_WEIGHTS = 2**31  # a preset's random weights draw from fold_in(key(seed), PRESET_WEIGHTS), apart from
+# the job's draws (level L's from fold_in(key(seed), L), `generation.levels`)
 TOP_HOP_FRACTION, HOP_FRACTION = 0.125, 0.5  # window hops of the top prior and of the upsamplers (the original's)
 
 
@@ -99,9 +101,9 @@ def parse_mode(text: str) -> Mode:
 
 
 def seed(text: str) -> int:
-    """argparse type: a PRNG seed, 0 <= seed < 2**32 (`jax.random.key` keeps a seed's low 32
-    bits: 2**32 would draw as 0)."""
-    return _whole(text, "a whole number in [0, 2**32)", lambda x: 0 <= x < 2**32)
+    """argparse type: a PRNG seed in `0..checks.MAX_SEED` (`jax.random.key` keeps a seed's low
+    32 bits: 2**32 would draw as 0)."""
+    return _whole(text, "a whole number in [0, 2**32)", lambda x: 0 <= x <= checks.MAX_SEED)
 
 
 def host_port(text: str) -> str:
@@ -580,7 +582,7 @@ def load_model(name: str, config: JukeboxConfig, seed: int, mesh=None) -> Jukebo
 
     if name in MODEL_PRESETS:
         print(f"building --model {name}: a preset with RANDOM weights (seed {seed}); the samples are not music", flush=True)
-        jb = Jukebox.init(config, jax.random.key(seed))
+        jb = Jukebox.init(config, jax.random.fold_in(jax.random.key(seed), PRESET_WEIGHTS))
         return jb if mesh is None else jb.shard(mesh)
     print(f"loading --model {name} ...", flush=True)
     with default.reading(name):

@@ -254,16 +254,15 @@ def _progress(total: int, done: int):
     return bar, on_step
 
 
-def _fit(args, task, state_of, batches, eval_batches, save_model, legacy=None, **spec_extra) -> None:
+def _fit(args, task, state_of, batches, eval_batches, save_model, **spec_extra) -> None:
     """Starts or resumes the run, trains, and writes the model with every checkpoint.
-    `spec_extra`: more of what a resume must find unchanged (`_spec`: the songs, ...);
-    `legacy`: their values as a run of run format 2 recorded them (`loop.check_start`)."""
+    `spec_extra`: more of what a resume must find unchanged (`_spec`: the songs, ...)."""
     import jax
 
     run = loop.Run(args.out, _run_config(args))
     task_json = json.dumps(dataclasses.asdict(task), default=str)
     spec = _spec(args, task=task_json, **spec_extra)
-    start = run.start(spec, args.resume, legacy)
+    start = run.start(spec, args.resume)
     if args.resume and not start:
         print(f"note: {args.out} holds no checkpoint to resume from (killed before its first, or its checkpoints removed): training from step 0, its metrics logged again")
     state = run.restore(state_of()) if start else state_of()
@@ -373,7 +372,6 @@ def train_vqvae(args: argparse.Namespace) -> None:
         lambda i: {"audio": windows.batch(args.seed, i, args.batch_size).x},
         _held_out(args, held_windows, lambda b: {"audio": b.x}),
         lambda p: checkpoint.save(out, JukeboxConfig(vqvae=cfg), {"vqvae": p}),
-        legacy=lambda: {"songs in --data": folder.fingerprint(whole=True)},
         **{"songs in --data": folder.fingerprint()},
     )
 
@@ -505,8 +503,7 @@ def train_prior(args: argparse.Namespace) -> None:
         "vqvae": base.vqvae_fingerprint() if base and base.config.vqvae else None,
         "songs in --data": source.fingerprint(),
     }
-    legacy = lambda: {"songs in --data": source.fingerprint(whole=True)}  # how run format 2 recorded them
-    loop.check_start(args.out, _spec(args, **given), args.resume, partial=True, legacy=legacy)  # before songs are encoded
+    loop.check_start(args.out, _spec(args, **given), args.resume, partial=True)  # before songs are encoded
     if base is not None and base.config.vqvae is not None and not data.holds_codes(source.root):
         _check_songs_fit(source, base.config.vqvae, args.level, n_ctx)
     folder = _codes(args, base, source)
@@ -554,7 +551,6 @@ def train_prior(args: argparse.Namespace) -> None:
         lambda i: arrays(windows.batch(args.seed, i, args.batch_size)),
         _held_out(args, held_windows, arrays),
         lambda p: checkpoint.save(out, model_cfg, {**others, f"prior_level_{args.level}": p}),
-        legacy=lambda: {**legacy(), "codes trained on": folder.fingerprint(whole=True)},
         **given,
         **{"codes trained on": folder.fingerprint()},
     )

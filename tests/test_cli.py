@@ -466,6 +466,22 @@ def test_resume_removes_what_a_kill_left(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "job" / "codes.npz")["level_2"], before)
 
 
+def test_a_presets_random_weights_draw_apart_from_its_samples(monkeypatch):
+    """Weight kind k drew from `fold_in(key(seed), k)`, the key level k's sampling folds from
+    (`generation.levels`): the weights and the draws were one stream."""
+    import jax
+
+    from jukebox_jax.layers import InitKind
+
+    drawn = []
+    monkeypatch.setattr(cli_sample.Jukebox, "init", lambda config, key: drawn.append(key))
+    _LOAD("tiny_5b", JukeboxConfig.from_preset("tiny_5b"), 11)
+    (weights,) = drawn
+    kinds = {str(jax.random.key_data(jax.random.fold_in(weights, k))) for k in range(len(InitKind))}
+    levels = {str(jax.random.key_data(jax.random.fold_in(jax.random.key(11), level))) for level in range(3)}
+    assert len(kinds) == len(InitKind) and not kinds & levels
+
+
 def test_seconds_of_a_model_without_timing_are_bounded_by_int32_samples():
     config = JukeboxConfig.from_preset("tiny_5b")
     top = config.prior(2)

@@ -183,7 +183,7 @@ def test_run_folder_refusals(tmp_path):
             train(tmp_path / "lost", 4, resume=resume)
     record = json.loads((tmp_path / "run.json").read_text())
     (tmp_path / "run.json").write_text(json.dumps({k: v for k, v in record.items() if k != "format"}))
-    with pytest.raises(InputError, match=r"begun by another version of jukebox-jax \(run format 1, this one writes 3\)"):
+    with pytest.raises(InputError, match=r"begun by another version of jukebox-jax \(run format 1, this one writes 4\)"):
         train(tmp_path, 4, resume=True)  # the settings it kept may not be those this version checks
     with pytest.raises(InputError, match="steps must be at least 1"):
         RunConfig(0)
@@ -192,6 +192,11 @@ def test_run_folder_refusals(tmp_path):
     with pytest.raises(InputError, match=r"steps must be an int, got 2\.5 \(float\)"):  # a TypeError inside fit
         RunConfig(2.5)
     assert RunConfig(np.int64(3)).steps == 3 and type(RunConfig(np.int64(3)).steps) is int
+    for seed in (-1, 2**32):  # jax.random.key kept the low 32 bits (-1 drew as 2**32 - 1, 2**32 + 5 as 5)
+        with pytest.raises(InputError, match=rf"seed must be in 0..4294967295 \(jax.random.key keeps a seed's low 32 bits\), got {seed}"):
+            RunConfig(1, seed=seed)
+        with pytest.raises(InputError, match="seed must be in 0..4294967295"):
+            new_key(seed)  # the steps' key, and so each task's `init`
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

@@ -105,7 +105,7 @@ class SampleRequest:
     placement: Placement | None = None
 
     def __post_init__(self):  # numbers kept as Python ints (numpy's are not JSON)
-        seed = checks.integer("seed", self.seed, 0, 2**32 - 1, " (jax.random.key keeps a seed's low 32 bits)")
+        seed = checks.seed(self.seed)
         levels = self.levels
         if not isinstance(levels, tuple) or not levels or len(set(levels)) != len(levels):
             raise InputError(f"levels must be a non-empty tuple of distinct levels, got {shown(levels)}")

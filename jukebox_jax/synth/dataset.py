@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from jukebox_jax import audio
+from jukebox_jax.checks import MAX_SEED
 from jukebox_jax.errors import InputError, JobError
 from jukebox_jax.io import (
     check_output_folder,
@@ -72,12 +72,12 @@ class SynthConfig:
     comping: Comping = Comping.BAR
 
     def __post_init__(self):
-        limits = {"songs": (1, MAX_SONGS), "seconds": SONG_SECONDS, "sample_rate": SAMPLE_RATES, "seed": (0, math.inf)}
+        limits = {"songs": (1, MAX_SONGS), "seconds": SONG_SECONDS, "sample_rate": SAMPLE_RATES, "seed": (0, MAX_SEED)}
         bad = []
         for name, (lo, hi) in limits.items():
             value = getattr(self, name)
             if not lo <= value <= hi:
-                bad.append(f"{name} {value} (give {lo:g} or more)" if hi == math.inf else f"{name} {value} (give {lo:g} to {hi:g})")
+                bad.append(f"{name} {value} (give {lo:g} to {hi:g})" if isinstance(hi, float) else f"{name} {value} (give {lo} to {hi})")
         if bad:
             raise InputError(f"synth: {'; '.join(bad)}")
 

@@ -76,23 +76,21 @@ class Folder:
     vqvae: str | None = None  # a codes folder's `Jukebox.vqvae_fingerprint()` (None: audio, or unrecorded)
     hop_lengths: tuple[int, ...] = ()  # a codes folder's: audio samples per token of each level
 
-    def fingerprint(self, *, whole: bool = False) -> dict[str, Any] | str:
+    def fingerprint(self) -> dict[str, Any]:
         """Digests of what training reads, which a resumed run compares to name what changed:
         one per song (its length, labels and file's SHA-256) under "songs", and one of the label
-        tables, the sample rate and, for codes, the VQ-VAE that made them under "tables". With
-        `whole`, one digest of it all, as runs of run format 2 recorded it."""
+        tables, the sample rate and, for codes, the VQ-VAE that made them under "tables"."""
         songs = [[*dataclasses.astuple(s), integrity.file_digest(self.root / s.name)] for s in self.songs]
         tables = [self.artists, self.genres, self.sample_rate, self.vqvae]
-        if whole:
-            return _digest([songs, *tables])
         return {"songs": {song[0]: _digest(song) for song in songs}, "tables": _digest(tables)}
 
     def split(self, eval_fraction: float = 0.1) -> tuple[tuple[Song, ...], tuple[Song, ...]]:
-        """(train, held-out): a song is held out when the hash of its name, in [0, 1), is below
-        `eval_fraction`. With two songs or more and `eval_fraction > 0`, at least one is held
+        """(train, held-out): a song is held out when the hash of its name without its suffix, in
+        [0, 1), is below `eval_fraction`, so a song and its codes (`codes_name`) are held out
+        alike: the priors trained on a folder's codes hold out the songs its VQ-VAE did. With two songs or more and `eval_fraction > 0`, at least one is held
         out and at least one trains."""
         check_eval_fraction(eval_fraction)
-        h = [int.from_bytes(hashlib.sha256(s.name.encode()).digest()[:8], "big") / 2**64 for s in self.songs]
+        h = [int.from_bytes(hashlib.sha256(_stem(s.name).encode()).digest()[:8], "big") / 2**64 for s in self.songs]
         held = {i for i, x in enumerate(h) if x < eval_fraction}
         if len(self.songs) >= 2 and eval_fraction > 0:
             held = held or {int(np.argmin(h))}
@@ -341,7 +339,7 @@ def _codes(path: Path, a: np.ndarray, level: int, hop: int, total_length: int, b
 
 
 def _rng(seed: int, step: int) -> np.random.Generator:
-    return np.random.default_rng([seed, step])
+    return np.random.default_rng([checks.seed(seed), step])
 
 
 def _draw(counts: np.ndarray, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -526,9 +524,14 @@ def _encoded(path: Path) -> bool:
         return False
 
 
+def _stem(name: str) -> str:
+    """A song's name without its suffix: the same for the song and its codes file."""
+    return Path(name).with_suffix("").as_posix()
+
+
 def codes_name(name: str) -> str:
     """The codes file of the song `name` of an audio folder."""
-    return Path(name).with_suffix(".npz").as_posix()
+    return f"{_stem(name)}.npz"
 
 
 def encode_folder(jb: Jukebox, source: Path, out: Path, on_song: Callable[[str, bool], None] | None = None) -> Folder:

@@ -47,12 +47,11 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jukebox_jax import integrity
+from jukebox_jax import checks, integrity
 from jukebox_jax.errors import CheckpointError, DivergedError, InputError
 from jukebox_jax.io import check_space, checkpoint_nbytes, full_disk, read_record, write_text
 
 Batch = Mapping[str, np.ndarray]
-Legacy = Callable[[], Mapping[str, Any]]  # spec values in run format 2's form, made only for such a run
 Metrics = dict[str, jax.Array]
 
 RUN = "run.json"
@@ -62,9 +61,10 @@ FILES = "files.json"
 DAMAGED = "damaged"
 METRICS = "metrics.jsonl"
 MAX_STEPS = 2**31 - 1  # the optimizer counts its steps in int32
-RUN_FORMAT = 3  # run.json's layout and what its spec holds; a run of another format is not resumed
+RUN_FORMAT = 4  # run.json's layout and what its spec holds; a run of another format is not resumed
 # 3 (2026-12-06): the songs' fingerprints one per song, so a resume names the songs that changed;
-# a run of format 2 still resumes, given its caller's `Legacy` (`check_start`)
+# 4 (2026-12-06): songs held out by their names without suffix (`train.data.Folder.split`): a
+# run of 3 held out others, so its resume would train on other songs
 
 
 @flax.struct.dataclass
@@ -109,6 +109,7 @@ class RunConfig:
             raise InputError(f"steps {self.steps} is past {MAX_STEPS}, the most the optimizer's int32 count holds")
         if self.eval_every < 0:
             raise InputError(f"eval_every must be 0 (never) or positive, got {self.eval_every}")
+        checks.seed(self.seed)
 
 
 def jit_step(step: Step) -> Step:
@@ -185,11 +186,11 @@ class Run:
         """The newest checkpoint's step (None: none saved)."""
         return self._manager.latest_step()
 
-    def start(self, spec: Mapping[str, Any], resume: bool, legacy: Legacy | None = None) -> int:
+    def start(self, spec: Mapping[str, Any], resume: bool) -> int:
         """Writes `run.json` for a new run; for `resume`, checks it (`check_start`) and returns
         the newest checkpoint's step (0 if none). A resumed run's `run.json` is written anew, in
         this `RUN_FORMAT`."""
-        check_start(self.out, spec, resume, legacy=legacy)
+        check_start(self.out, spec, resume)
         record = {"format": RUN_FORMAT, "run": dataclasses.asdict(self.config), "spec": spec}
         path = self.out / RUN
         step = (self.latest_step() if resume else None) or 0
@@ -304,15 +305,11 @@ class Run:
         write_text(path, "".join(line + "\n" for line in kept))
 
 
-def check_start(
-    out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bool = False, legacy: Legacy | None = None
-) -> None:
+def check_start(out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bool = False) -> None:
     """Refuses, writing nothing, what `Run.start` refuses: a new run over one, checkpoints
     without their run.json, a resume of a run another version of run.json began, or one whose `spec`
     differs from the one it began with (where `partial`, in `spec`'s keys only: a caller
-    checks what it knows before it prepares the data, e.g. encodes songs into the run folder).
-    A run of format 2 is compared in the keys it recorded, `legacy()` giving their values in
-    its form where that changed (one digest of all songs, not one per song)."""
+    checks what it knows before it prepares the data, e.g. encodes songs into the run folder)."""
     path, checkpoints = Path(out) / RUN, Path(out) / CHECKPOINTS
     if not path.is_file() and checkpoints.is_dir() and any(checkpoints.iterdir()):  # a new run would write over them
         raise InputError(
@@ -324,10 +321,7 @@ def check_start(
     if not resume:
         raise InputError(f"{out} holds a training run already: pass --resume to continue it, or choose another --out")
     record = _run_record(Path(out), RUN)
-    if record.get("format", 1) == 2 and legacy is not None:
-        spec = {k: v for k, v in {**spec, **legacy()}.items() if k in record["spec"]}
-        partial = True
-    elif record.get("format", 1) != RUN_FORMAT:
+    if record.get("format", 1) != RUN_FORMAT:
         raise InputError(
             f"{out} holds a run begun by another version of jukebox-jax (run format {record.get('format', 1)}, this "
             f"one writes {RUN_FORMAT}): it cannot be resumed; train again into another --out (with --init its model "
@@ -509,7 +503,7 @@ class KeyUse(enum.IntEnum):
 
 def run_key(seed: int, use: KeyUse) -> jax.Array:
     """The typed key of `use`'s stream: `fold_in(key(seed), use)`."""
-    return jax.random.fold_in(jax.random.key(seed), use)
+    return jax.random.fold_in(jax.random.key(checks.seed(seed)), use)
 
 
 def new_key(seed: int) -> jax.Array:
