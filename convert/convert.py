@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -148,9 +149,12 @@ def _prior_of(f: OriginalFile, config: JukeboxConfig) -> PriorConfig:
         candidates = [p for p in config.priors if _names_fit(prior_rows(p, 0), f.state)]
     if len(candidates) != 1:
         says = f"its hps say level {level}" if level is not None else "its hps give no level"
+        has = f"levels {[p.level for p in config.priors]}" if config.priors else "no prior"
+        examples = {0: "'upsampler_level_0'", 1: "'upsampler_level_1'", None: "'upsampler_level_1' or 'upsampler_level_0'"}
+        example = examples.get(level, "'5b', '5b_lyrics' or '1b_lyrics'")
         raise ConversionError(
-            f"{f.path}: cannot tell which prior of the config it holds ({says}; the config has levels "
-            f"{[p.level for p in config.priors]}); pass config= the preset of that prior alone, e.g. 'upsampler_level_1'"
+            f"{f.path}: cannot tell which prior of the config it holds ({says}; the config has {has}); pass config= "
+            f"the preset of that prior alone, e.g. {example}"
         )
     return candidates[0]
 
@@ -210,7 +214,7 @@ def _from_hf(d: HFDirectory, config: JukeboxConfig | None, dtype: DType | None) 
     if config is None:
         config = _read_config(d.path / "config.json", lambda: config_from_hf(d.config))
     else:
-        config = _hf_parts(config, d.state, vqvae_prefix)
+        config = _hf_parts(config, d, vqvae_prefix)
     config = config if dtype is None else config.astype(dtype)
     rows = vqvae_rows(config.vqvae, hf_prefix=vqvae_prefix) if config.vqvae else []
     for p in config.priors:
@@ -223,10 +227,20 @@ def _hf_index(prior: PriorConfig) -> int:
     return len(prior.downs_t) - 1 - prior.level  # HF lists the priors top first
 
 
-def _hf_parts(config: JukeboxConfig, state: dict[str, torch.Tensor], vqvae_prefix: str) -> JukeboxConfig:
-    """The parts of a given `config` that an HF state dict holds tensors of."""
-    has_vqvae = any(k.startswith(tuple(vqvae_prefix + p for p in VQVAE_PREFIXES)) for k in state)
-    priors = tuple(p for p in config.priors if any(k.startswith(f"priors.{_hf_index(p)}.") for k in state))
+def _hf_parts(config: JukeboxConfig, d: HFDirectory, vqvae_prefix: str) -> JukeboxConfig:
+    """The parts of a given `config` that the HF directory `d` holds tensors of; it must give
+    every part `d` holds (a part's config given for a whole model named each other tensor)."""
+    has_vqvae = any(k.startswith(tuple(vqvae_prefix + p for p in VQVAE_PREFIXES)) for k in d.state)
+    held = sorted({int(m[1]) for k in d.state if (m := re.match(r"priors\.(\d+)\.", k))})  # HF's prior indices
+    given = {_hf_index(p) for p in config.priors}
+    if (has_vqvae and config.vqvae is None) or set(held) - given:
+        parts = ["the VQ-VAE"] * has_vqvae + [f"priors.{i}" for i in held]
+        gives = ["the VQ-VAE"] * (config.vqvae is not None) + [f"priors.{i}" for i in sorted(given)]
+        raise ConversionError(
+            f"{d.path} holds {', '.join(parts)}; the config gives {', '.join(gives) or 'no part'}: pass config= of every "
+            "part it holds (e.g. its whole-model preset), or none to read its config.json"
+        )
+    priors = tuple(p for p in config.priors if _hf_index(p) in held)
     return JukeboxConfig(vqvae=config.vqvae if has_vqvae else None, priors=priors)
 
 

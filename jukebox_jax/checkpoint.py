@@ -372,6 +372,11 @@ def _read_meta(file: Path) -> dict[str, Any]:
     except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise CheckpointError(f"{file} is not readable JSON ({e}); the checkpoint is damaged: {REWRITE}") from e
     fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt is None and isinstance(meta, dict) and str(meta.get("model_type", "")).startswith("jukebox"):
+        raise CheckpointError(
+            f"{file.parent} is a Hugging Face transformers model: convert it first (`jukebox-jax convert "
+            f"{file.parent} -o OUT`, then give OUT)"
+        )
     if fmt not in FORMATS or not isinstance(meta.get("config"), dict):
         raise CheckpointError(
             f"{file}: format {fmt!r}; this version reads {', '.join(map(repr, FORMATS))} "
@@ -410,13 +415,20 @@ def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params 
     import orbax.checkpoint as ocp
 
     if not folder.is_dir():
-        raise CheckpointError(f"{folder} is missing: the checkpoint is damaged; {REWRITE}")
+        what = "is a file, not orbax's folder" if folder.exists() else "is missing"
+        raise CheckpointError(f"{folder} {what}: the checkpoint is damaged; {REWRITE}")
     try:
         with ocp.StandardCheckpointer() as ckptr:
             if fmt == FORMAT_V1:
                 params = ckptr.restore(folder)  # another layout: read whole, converted below
             else:  # shapes checked first, then each array read into its shards
-                saved = dict(ckptr.metadata(folder).item_metadata.tree)
+                metadata = ckptr.metadata(folder).item_metadata  # None: _METADATA or the index is unreadable
+                if metadata is None:
+                    raise CheckpointError(
+                        f"{folder}: the arrays' metadata (_METADATA, the index in d/ and manifest.ocdbt) cannot be read; "
+                        f"the checkpoint is damaged: {REWRITE}"
+                    )
+                saved = dict(metadata.tree)
                 _check_fits(folder, config, saved)
                 if targets is None:  # onto one device, whatever devices saved it
                     one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -431,18 +443,28 @@ def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params 
     except CheckpointError:
         raise
     except Exception as e:  # orbax and tensorstore raise many types for damaged files
-        first = (str(e).strip().splitlines() or [""])[0].split(" [tensorstore_spec")[0][:300]
         raise CheckpointError(
-            f"{folder}: the params cannot be read ({type(e).__name__}: {first}); the checkpoint is damaged: {REWRITE}"
+            f"{folder}: the params cannot be read ({_innermost(e)}); the checkpoint is damaged: {REWRITE}"
         ) from e
     return params
+
+
+def _innermost(e: BaseException) -> str:
+    """The first line of `e`'s innermost cause, which names the file and what is wrong with
+    it (orbax's own says which array it was reading), without tensorstore's spec."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    first = (str(e).strip().splitlines() or [""])[0]
+    for tail in (" [tensorstore_spec", ". See full TensorStore details"):
+        first = first.split(tail)[0]
+    return f"{type(e).__name__}: {first[:300]}"
 
 
 def _check_fits(folder: Path, config: JukeboxConfig, params: Params) -> None:
     try:
         check_params(abstract_params(config), params)
     except ParamsError as e:
-        raise CheckpointError(f"{folder}: {e}") from e
+        raise CheckpointError(f"{folder}: {e}; the checkpoint is damaged: {REWRITE}") from e
 
 
 def _verify_params(folder: Path, want: Mapping[str, str], got: Mapping[str, str]) -> dict[str, str]:

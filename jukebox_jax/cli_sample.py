@@ -285,6 +285,11 @@ def check_mode(args: argparse.Namespace) -> None:
 def model_config(name: str) -> JukeboxConfig:
     """The config of a preset or of a checkpoint folder, read without its weights."""
     if name in MODEL_PRESETS:
+        if Path(name).exists():  # it sampled the preset's random weights beside a converted model of that name
+            raise InputError(
+                f"--model {name} names a preset and a folder here: give ./{name} for the folder, or move the folder "
+                "away for the preset (random weights)"
+            )
         return JukeboxConfig.from_preset(name)
     try:
         with default.reading(name):

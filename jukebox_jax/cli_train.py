@@ -32,7 +32,7 @@ from jukebox_jax.cli_sample import (
     positive_int,
     seed,
 )
-from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, misfits, preset
+from jukebox_jax.config import PRESETS, DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, misfits, preset
 from jukebox_jax.errors import ConfigError, InputError
 from jukebox_jax.io import check_memory, check_output_folder, exclusive
 from jukebox_jax.jukebox import Jukebox
@@ -174,12 +174,20 @@ def _check_settings(args: argparse.Namespace) -> None:
         raise InputError(f"{_FLAGS.get(field, field)}: {e}") from None
 
 
-def _check_fits(args: argparse.Namespace, prior: PriorConfig, vq: VQVAEConfig) -> None:
-    """`--init`'s prior reads codes of `--vqvae`'s VQ-VAE: its codebook, hops and sample rate."""
+def _check_fits(args: argparse.Namespace, init: Jukebox, base: Jukebox) -> None:
+    """`--init`'s prior reads codes of `--vqvae`'s VQ-VAE: its codebook, hops and sample rate,
+    and where `--init` holds a VQ-VAE, that one's weights (on another's codes, its loss began
+    worse than uniform)."""
+    prior, vq = init.config.prior(args.level), base.config.vqvae
     if differ := [f"{name} {ours} against {theirs}" for name, ours, theirs in misfits(prior, vq)]:
         raise InputError(
             f"--init {args.init}'s level-{args.level} prior does not read the codes of --vqvae {args.vqvae} "
             f"({'; '.join(differ)}): give the --vqvae it was trained with (one holding its VQ-VAE, e.g. --init's own)"
+        )
+    if init.config.vqvae is not None and init.vqvae_fingerprint() != base.vqvae_fingerprint():
+        raise InputError(
+            f"--init {args.init} holds another VQ-VAE than --vqvae {args.vqvae} (the same structure, other weights): "
+            f"its level-{args.level} prior reads the codes of its own; give --vqvae {args.init}"
         )
 
 
@@ -210,11 +218,19 @@ def _structure(name: str | None) -> JukeboxConfig:
     if name is None:
         raise InputError("give --config (the structure of a new model) or --init (a checkpoint to fine-tune)")
     path = Path(name)
+    fix = "--config takes a preset or a JukeboxConfig JSON file; fine-tune a checkpoint with --init"
+    if path.is_dir() and name not in PRESETS:
+        raise InputError(f"--config {path} is a folder; {fix}")
     if path.suffix == ".json" or path.is_file():
         try:
-            return JukeboxConfig.from_dict(json.loads(path.read_text()))
-        except (OSError, ValueError) as e:
+            d = json.loads(path.read_text())
+            saved = isinstance(d, dict) and {"format", "config"} <= d.keys()  # what `checkpoint.save` writes
+            config = None if saved else JukeboxConfig.from_dict(d)
+        except (OSError, ValueError, RecursionError) as e:
             raise InputError(f"--config {path}: not a readable JukeboxConfig JSON file ({e})") from None
+        if config is None:
+            raise InputError(f"--config {path} is a checkpoint's config.json; {fix} (its folder)")
+        return config
     part = preset(name)
     return JukeboxConfig(vqvae=part) if isinstance(part, VQVAEConfig) else JukeboxConfig(priors=(part,))
 
@@ -494,7 +510,7 @@ def train_prior(args: argparse.Namespace) -> None:
     if init is not None and args.level not in [p.level for p in init.config.priors]:
         raise InputError(f"--init {args.init} holds no level-{args.level} prior")
     if init is not None and base is not None and base.config.vqvae is not None:
-        _check_fits(args, init.config.prior(args.level), base.config.vqvae)
+        _check_fits(args, init, base)
     new = None if init is not None else _new_prior(args, base)  # checked before the songs are encoded
     n_ctx = (new or init.config.prior(args.level)).n_ctx
     _check_batch(args.batch_size, f"windows of {n_ctx} tokens", n_ctx * 8)  # codes and those of the level above
@@ -506,16 +522,17 @@ def train_prior(args: argparse.Namespace) -> None:
     loop.check_start(args.out, _spec(args, **given), args.resume, partial=True)  # before songs are encoded
     if base is not None and base.config.vqvae is not None and not data.holds_codes(source.root):
         _check_songs_fit(source, base.config.vqvae, args.level, n_ctx)
-    folder = _codes(args, base, source)
-    if init is not None:
+    if init is not None:  # the prior and its label ids from the songs' labels, before they are encoded
         cfg, params = init.config.prior(args.level), init.params[f"prior_level_{args.level}"]
-        cfg, params = with_labels_of(cfg, params, folder, loop.run_key(args.seed, loop.KeyUse.INIT))
+        cfg, params = with_labels_of(cfg, params, source, loop.run_key(args.seed, loop.KeyUse.INIT))
     else:
         vq = base.config.vqvae if base else None
         if vq is None:
             raise InputError("a new prior needs --vqvae (its codebook size, hops and sample rate)")
-        cfg = _adapted(new, vq, folder)
+        cfg = _adapted(new, vq, source)
         params = prior_lib.init_params(cfg, loop.run_key(args.seed, loop.KeyUse.INIT))
+    ids = _label_ids(cfg, source)
+    folder = _codes(args, base, source)
     upper = cfg.conditioner is not None
     train, held = folder.split(args.eval_fraction)
     windows = data.CodesWindows.load(folder, train, args.level, cfg.n_ctx, upper=upper, bins=cfg.l_bins)
@@ -523,7 +540,6 @@ def train_prior(args: argparse.Namespace) -> None:
         data.CodesWindows.load(folder, held, args.level, cfg.n_ctx, upper=upper, bins=cfg.l_bins) if held else None
     )
     lab = cfg.labels
-    ids = _label_ids(cfg, folder)
     lyrics = {
         s.name: tokenizer.lyric_tokens(s.lyrics, lab.v3, tokenizer.lyric_chars(lab)) if cfg.n_tokens and lab else ()
         for s in folder.songs

@@ -86,6 +86,15 @@ def _own(kind: str, name: str, names: tuple[str, ...], v3: bool) -> int:
     return _lookup(kind, name, key, table, "model's", f"This model knows {known}.")
 
 
+def _own_genres(genre: str, names: tuple[str, ...], v3: bool) -> tuple[int, ...]:
+    """A genre's ids in a model's own table: the whole name's, or where that is not in it, in a
+    v2 label set, one per word as `genre_ids` (a fine-tuned table keeps the released v2 words)."""
+    table = {n.lower() for n in names}
+    if v3 or genre.lower() in table or normalize(genre, v3) in table:
+        return (_own("genre", genre, names, v3),)
+    return tuple(_own("genre", word, names, v3) for word in normalize(genre, v3).split("_") if word)
+
+
 def artist_id(artist: str, v3: bool) -> int:
     """The id of `artist` in the v2 or v3 table."""
     return _released("artist", artist, normalize(artist, v3), v3)
@@ -150,7 +159,7 @@ def song_labels(cfg: PriorConfig, total_length: int, artist: Artist = "unknown",
     else:
         a = _ids("artist", (artist,), lab.artist_bins)[0]
     if isinstance(genre, str):
-        genres = genre_ids(genre, v3) if lab.genres is None else (_own("genre", genre, lab.genres, v3),)
+        genres = genre_ids(genre, v3) if lab.genres is None else _own_genres(genre, lab.genres, v3)
     else:
         genres = _ids("genre", (genre,) if _is_int(genre) else genre, lab.genre_bins)
     if len(genres) > lab.max_bow_genre_size:

@@ -407,10 +407,12 @@ def test_arrays_that_differ_from_their_checksums_are_named(saved, micro, other, 
         (lambda p: (p / "config.json").write_bytes(b"\xff"), "config.json is not readable JSON"),
         (lambda p: (p / "config.json").write_text("[" * 10**5 + "]" * 10**5), "config.json is not readable JSON"),  # RecursionError
         (lambda p: (p / "config.json").write_text("[]"), "config.json: format None"),
+        (lambda p: (p / "config.json").write_text('{"model_type": "jukebox"}'), "ckpt is a Hugging Face transformers model: convert it first .`jukebox-jax convert"),
         (lambda p: edit_config_json(p, lambda m: m.update(format="jukebox-jax/9")), "'jukebox-jax/9'; this version reads 'jukebox-jax/3', 'jukebox-jax/2', 'jukebox-jax/1'"),
         (lambda p: edit_config_json(p, lambda m: m.update(format="jukebox-jax/2")), "format 'jukebox-jax/2' with checksums: the file is damaged"),
         (lambda p: edit_config_json(p, lambda m: m.pop("checksums")), "format 'jukebox-jax/3' without checksums"),
         (lambda p: shutil.rmtree(p / "params"), "params is missing"),
+        (lambda p: (shutil.rmtree(p / "params"), (p / "params").write_text("x")), "params is a file, not orbax's folder"),  # "is missing"
     ],
 )  # fmt: skip
 def test_a_damaged_checkpoint_is_refused_naming_the_file(damage, match, saved, tmp_path):
@@ -440,6 +442,7 @@ def test_damaged_data_files_are_refused_or_unused(saved, micro, tmp_path):
                 loaded = Jukebox.load(path)
             except CheckpointError as e:
                 assert str(path / "params") in str(e)
+                assert "<bound method" not in str(e) and "NoneType" not in str(e), str(e)  # tensorstore's spec, orbax's None
                 refused[rel.parent.name, rel.name, how] = str(e)
             else:
                 assert same(loaded.params, micro.params), (rel, how)
@@ -450,6 +453,8 @@ def test_damaged_data_files_are_refused_or_unused(saved, micro, tmp_path):
     assert (
         "checksum mismatch" in refused[weights.parent.name, weights.name, "flipped"]
     )  # orbax read it without noticing
+    assert "Requested byte range" in refused[weights.parent.name, weights.name, "truncated"]  # tensorstore's cause
+    assert "the arrays' metadata (_METADATA, " in refused["params", "_METADATA", "deleted"]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

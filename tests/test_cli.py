@@ -232,6 +232,16 @@ def test_bad_input_is_a_one_line_error_before_loading(files, args, pattern, monk
     assert not (files / "out").exists()  # nothing was written
 
 
+def test_a_preset_name_that_is_also_a_folder_is_refused(tmp_path, monkeypatch, capsys):
+    """A model converted or saved as `-o tiny_5b` was passed over for the preset's random weights."""
+    monkeypatch.chdir(tmp_path)
+    Path("tiny_5b").mkdir()
+    with pytest.raises(SystemExit):
+        main(["sample", "--model", "tiny_5b", "--out", str(tmp_path / "out")])
+    assert "--model tiny_5b names a preset and a folder here: give ./tiny_5b for the folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_ctrl_c_while_the_model_loads_is_one_line(tmp_path, monkeypatch, capsys):
     def interrupted(*_):
         raise KeyboardInterrupt

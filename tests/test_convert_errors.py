@@ -324,6 +324,11 @@ def test_prior_without_a_level_is_found_by_its_tensor_names(fixtures, tmp_path):
     with pytest.raises(ConversionError, match=r"up.pth.tar: cannot tell which prior.*no level.*'upsampler_level_1'"):
         convert_checkpoint(path, config="tiny_5b")
     assert convert_checkpoint(path, config="tiny_upsampler_level_1").config.priors == (preset("tiny_upsampler_level_1"),)
+    level_0 = fixtures / "upsampler_level0.pth.tar"  # the example was the config the user gave
+    with pytest.raises(ConversionError, match=r"\(its hps say level 0; the config has levels \[1\]\); pass config= the preset of that prior alone, e.g. 'upsampler_level_0'$"):
+        convert_checkpoint(level_0, config="tiny_upsampler_level_1")
+    with pytest.raises(ConversionError, match=r"\(its hps say level 0; the config has no prior\)"):
+        convert_checkpoint(level_0, config="tiny_vqvae")
 
 
 @pytest.mark.parametrize("below", ["", "sub"])
@@ -439,6 +444,8 @@ def test_hf_directory_with_a_whole_model_preset_name(hf_pristine, tmp_path):
     jb = convert_checkpoint(tmp_path, config="tiny_5b")  # a standalone VQ-VAE: that part of the model
     assert jb.config.vqvae == preset("tiny_vqvae") and jb.config.priors == ()
     assert _assert_error_or_same(tmp_path, want) == "converted"
+    with pytest.raises(ConversionError, match=rf"^{tmp_path} holds the VQ-VAE; the config gives priors.0: pass config= of every part it holds"):
+        convert_checkpoint(tmp_path, config=preset("tiny_5b"))  # it named each of the VQ-VAE's tensors "unexpected"
 
 
 @settings(max_examples=30, deadline=None)

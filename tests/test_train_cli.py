@@ -152,6 +152,8 @@ def test_fine_tune_a_converted_prior_on_new_artists(songs, fixtures, tmp_path):
     assert (
         tokenizer.song_labels(tuned.config.prior(2), 1000, "unknown", "unknown").artist == 0
     )  # released names keep their ids
+    for genre in ("Hard Rock", "Blues Rock"):  # a v2 genre of words: each word's id ("not in the model's table")
+        assert tokenizer.song_labels(tuned.config.prior(2), 1000, "unknown", genre).genres == tokenizer.genre_ids(genre, False)
 
 
 def test_nothing_held_out_trains_without_evaluation_and_resumes_on_its_songs_only(songs, tmp_path, capsys):
@@ -213,6 +215,11 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
     Jukebox.init(JukeboxConfig(priors=(top,)), jax.random.key(0)).save(priors_only)  # no VQ-VAE
     at_16k = tmp_path / "at_16k"
     Jukebox.init(JukeboxConfig(priors=(preset("small_top"),)), jax.random.key(0)).save(at_16k)  # no VQ-VAE, 16 kHz timing
+    other_vq = tmp_path / "other_vq"  # the default's VQ-VAE's structure, other weights
+    Jukebox.init(JukeboxConfig(vqvae=preset("small_vqvae")), jax.random.key(5)).save(other_vq)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)  # a RecursionError's traceback
+    fix = "--config takes a preset or a JukeboxConfig JSON file; fine-tune a checkpoint with --init"
     cases = [
         (  # named before the first step, not when a window first falls in it
             f"train vqvae --data {damaged} --out {tmp_path / 'g'} --config tiny_vqvae",
@@ -290,6 +297,20 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
         (  # the fine-tuned model paired a 256-code prior with a 64-code VQ-VAE: found when sampling, blaming the codes
             f"train prior --level 2 --data {songs} --vqvae {vqvae} --init {default.PATH} --out {tmp_path / 'g'}",
             f"--init {default.PATH}'s level-2 prior does not read the codes of --vqvae {vqvae} (l_bins 256 against 64;",
+        ),
+        (f"train vqvae --data {songs} --out {tmp_path / 'g'} --config {vqvae}", f"--config {vqvae} is a folder; {fix}"),  # "unknown preset"
+        (
+            f"train vqvae --data {songs} --out {tmp_path / 'g'} --config {vqvae / 'config.json'}",
+            f"--config {vqvae / 'config.json'} is a checkpoint's config.json; {fix} (its folder)",  # "unknown fields"
+        ),
+        (
+            f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config {deep}",
+            f"--config {deep}: not a readable JukeboxConfig JSON file (maximum recursion depth exceeded",
+        ),
+        (  # it trained on the other VQ-VAE's codes, unsaid, from a loss worse than uniform
+            f"train prior --level 2 --data {songs} --vqvae {other_vq} --init {default.PATH} --out {tmp_path / 'g'}",
+            f"--init {default.PATH} holds another VQ-VAE than --vqvae {other_vq} (the same structure, other weights): "
+            f"its level-2 prior reads the codes of its own; give --vqvae {default.PATH}",
         ),
         (  # refused before the songs are encoded
             f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b --batch-size 1000000000",
