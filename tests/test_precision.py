@@ -172,6 +172,36 @@ def test_what_is_16_bit_and_what_stays_float32():
         assert p.precision == Precision(DType.BFLOAT16, DType.BFLOAT16, DType.BFLOAT16, weights=WeightFormat.INT8)
 
 
+def test_scores_logits_and_int8_sums_are_float32_in_16_bit_compute():
+    """What the fixtures' small random weights cannot show (their scores and logits are too small
+    for 16-bit rounding to pass the tolerances): attention scores and softmax, the head's logits
+    and an int8 matmul's sums stay float32 on 16-bit operands, against float64. Rounded to 16
+    bits they were 0.02 off in probability, 2e-3 in logits, and an int8 sum overflowed float16."""
+    from jukebox_jax.prior.attention import attend
+    from jukebox_jax.prior.transformer import _matmul
+
+    q, k, v = (3 * jax.random.normal(jax.random.key(i), (2, 7, 16)).astype(jnp.bfloat16) for i in range(3))
+    _, probs = attend(q, k, v, None)
+    scores = np.einsum("btd,bsd->bts", np.asarray(q, np.float64), np.asarray(k, np.float64)) / 4
+    want = np.exp(scores - scores.max(-1, keepdims=True))
+    np.testing.assert_allclose(np.asarray(probs), want / want.sum(-1, keepdims=True), rtol=0, atol=1e-5)
+
+    for name in ("tiny_5b", "tiny_1b_lyrics"):  # the untied head and the tied one
+        cfg = dataclasses.replace(preset(name), precision=Precision(DType.BFLOAT16, DType.BFLOAT16, DType.BFLOAT16))
+        params = prior.init_params(cfg, jax.random.key(0))
+        h = (50 * jax.random.normal(jax.random.key(1), (2, 5, cfg.transformer.width))).astype(jnp.bfloat16)
+        logits = prior.Prior(cfg).apply({"params": params}, h, None, method=prior.Prior._head)
+        w = params["x_out_kernel"] if cfg.merged_decoder else params["x_emb"]["embedding"].T
+        want = np.asarray(h, np.float64) @ np.asarray(jnp.asarray(w).astype(jnp.bfloat16), np.float64)
+        assert cfg.merged_decoder == (name == "tiny_5b") and logits.dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(logits), want, rtol=0, atol=1e-6 * np.abs(want).max())
+
+    x, kernel, scale = jnp.full((1, 256), 4.0), jnp.full((256, 1), 127, jnp.int8), jnp.full((1,), 1e-3)
+    out = _matmul(x, kernel, scale, Precision(compute=DType.FLOAT16, weights=WeightFormat.INT8))
+    assert out.dtype == jnp.float16
+    np.testing.assert_allclose(np.asarray(out, np.float64), [[4 * 127 * 256 * 1e-3]], rtol=1e-3)  # the raw sum 130048 is past float16's 65504
+
+
 def test_kv_caches_are_in_the_compute_dtype(fixtures):
     """Every layer's cache, the 5b_lyrics encoder keys and values filled from float32 states
     included, is in the compute dtype."""

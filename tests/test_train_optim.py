@@ -99,7 +99,7 @@ def test_steps_match_float64_numpy():
     weights, and a frozen leaf that neither moves nor counts in the norm. lr and decay are large
     so that each of these moves the params far more than float32 rounding."""
     cfg = OptimConfig(
-        lr=1e-2, lr_warmup=2, lr_decay=3, lr_gamma=0.5, beta2=0.925, weight_decay=0.1, clip=2.0,
+        lr=2e-2, lr_scale=0.5, lr_warmup=2, lr_decay=3, lr_gamma=0.5, beta2=0.925, weight_decay=0.1, clip=2.0,
         ignore_grad_norm=50.0, ema_mu=0.8,
     )  # fmt: skip
     rng = np.random.default_rng(0)
@@ -135,6 +135,15 @@ def test_steps_match_float64_numpy():
         assert np.abs(np.asarray(state.ema[k], np.float64) - ref_ema[k]).max() <= 2 * ULP(np.abs(ref_ema[k]).max()), k
     moved = max(np.abs(ref[k] - params[k]).max() for k in ("w", "b"))
     assert moved > 1e3 * ULP(1.0)  # the steps are far above the tolerance
+
+
+def test_the_defaults_are_the_originals(fixtures):
+    """`OptimConfig()` is what every CLI run trains with (no flags for betas, eps, clip): the
+    original's `hparams.py` defaults, as the fixture run recorded them."""
+    hps = json.loads((fixtures / "vqvae.hparams.json").read_text())["hps"]
+    ours = dataclasses.asdict(OptimConfig())
+    assert ours.pop("ema_mu") is None  # the original's EMA: `original_ema_mu`, from the batch
+    assert ours == {name: hps[name] for name in ours}
 
 
 def test_global_norm_leaves_out_frozen_leaves():

@@ -193,6 +193,29 @@ def test_bandwidth(ref):
     ours = calculate_bandwidth(arrays["x"])
     for name, value in meta["hps"]["bandwidth"].items():
         assert rel(getattr(ours, name), value) < 1e-5, name
+    offset = np.asarray(arrays["x"], np.float64) + 0.3  # l2 is the variance (the fixture's mean is 2e-4: either passed)
+    ours = calculate_bandwidth(offset.astype(np.float32))
+    assert rel(ours.l2, np.var(offset)) < 1e-5 and rel(ours.l1, np.mean(np.abs(offset))) < 1e-5
+
+
+def test_a_code_counted_at_the_threshold_is_kept():
+    """`usage = k_elem >= threshold`: after `init_state` (each count 1) a code drawn once a batch
+    stays at 0.99 + 0.01 = 1.0 exactly, the default threshold; with `>` it restarted every step."""
+    codebook = jnp.arange(8.0).reshape(4, 2)
+    x = codebook[:1]  # one vector, nearest code 0
+    new, state, metrics = ema_update(codebook, CodebookState(codebook, jnp.ones(4)), x, jnp.array([0]), 0.99, 1.0, -codebook)
+    assert float(state.k_elem[0]) == 1.0 and float(metrics["usage"]) == 1.0
+    np.testing.assert_array_equal(new[0], codebook[0])  # kept (k_sum / k_elem: itself)
+    np.testing.assert_array_equal(new[1:], -codebook[1:])  # the unused, below it, restarted
+
+
+def test_restart_noise_is_a_hundredth_over_root_width():
+    """Candidates tiled from too few encoder outputs get N(0, (0.01 / sqrt(d))^2) noise (the original's `_tile`)."""
+    d, n, k = 64, 4, 4096
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(n, d)), jnp.float32)
+    out = np.asarray(restart_candidates(x, k, jax.random.key(1)), np.float64)  # [k, d], each row one of x's plus noise
+    nearest = np.asarray(x, np.float64)[np.argmin(((out[:, None] - np.asarray(x)[None]) ** 2).sum(-1), axis=1)]
+    assert abs((out - nearest).std() / (0.01 / np.sqrt(d)) - 1) < 0.05
 
 
 @pytest.mark.parametrize("n_fft, hop, window", [(2048, 256, 1536), (512, 50, 240), (64, 7, 63), (32, 16, 32)])

@@ -15,7 +15,8 @@ from jukebox_jax import Jukebox, JukeboxConfig
 from jukebox_jax.errors import InputError, JobError
 from jukebox_jax.generation.job import JobSource, Mode, Placement, SampleRequest, run_job
 from jukebox_jax.generation.levels import LevelSettings, sample_levels, sample_window
-from jukebox_jax.generation.windows import get_starts, upper_codes_of_window
+from jukebox_jax.config import preset
+from jukebox_jax.generation.windows import get_starts, level_windows, upper_codes_of_window
 from jukebox_jax.io import write_npz
 from jukebox_jax.labels import SongLabels, relevant_lyric_tokens, window_labels
 from jukebox_jax.sampling import Greedy, Temperature, TopK, TopP
@@ -39,6 +40,15 @@ def test_windows_cover_the_level(total, n_ctx, hop):
     starts = get_starts(total, n_ctx, hop)
     assert starts[0] == 0 and starts[-1] + n_ctx == total
     assert all(0 < b - a <= hop for a, b in zip(starts, starts[1:]))
+
+
+def test_windows_move_on_their_share_of_the_context():
+    """`hop_fraction * n_ctx` apart (the original's `hop_length`), the last moved back to the end."""
+    up = preset("tiny_upsampler_level_1")  # n_ctx 64
+    assert level_windows(up, 224, 0.5) == [(s, 64) for s in (0, 32, 64, 96, 128, 160)]
+    assert level_windows(up, 40, 0.5) == [(0, 40)]  # one partial window
+    top = preset("5b")  # the released top prior at its hop_fraction 0.125: 8192 tokens, 1024 apart
+    assert level_windows(top, 3 * 8192, 0.125) == [(s * 1024, 8192) for s in range(17)]
 
 
 def test_relevant_lyric_tokens():
@@ -112,6 +122,13 @@ def test_ancestral_then_upsample(tiny):
     again = sample_levels(tiny, [np.zeros((3, 0), np.int64)] * 2 + [zs[2]], songs, (1,), length, jax.random.key(0), SETTINGS)
     np.testing.assert_array_equal(again[2], zs[2])  # upsampling keeps the top codes
     np.testing.assert_array_equal(again[1], zs[1])  # and is deterministic per window
+    # level 1's last window (start 160 of 224) reads the top codes under it, 40..56 (conditioned on
+    # the first window's, every window passed this test but this one)
+    up = tiny.config.prior(1)
+    labels = np.stack([window_labels(up, s, 160) for s in songs[1]])
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(0), 1), 160)
+    last = tiny.sample(1, key, labels[:2], 64, upper_codes=zs[2][:2, 40:56], prompt=zs[1][:2, 160:192], top_k=8)
+    np.testing.assert_array_equal(zs[1][:2, 160:], np.asarray(last))
 
 
 def test_a_sample_does_not_depend_on_its_batch(tiny):
