@@ -66,9 +66,15 @@ def convert(sources: Sequence[str], out: Path, config: str | None, dtype: str | 
     try:
         from convert import convert_checkpoint
     except ImportError as e:
-        raise ConversionError(f"converting needs PyTorch: pip install 'jukebox-jax[convert]' ({e})") from None
+        raise ConversionError(
+            f"converting needs PyTorch: pip install torch==2.13.0 (its CPU wheel; an unpinned torch pulls CUDA), then "
+            f"pip install -e '.[convert]' in the repository ({e})"
+        ) from None
     checkpoint.check_target(out)  # before a conversion that may take minutes
-    jb = convert_checkpoint(*sources, config=config, dtype=dtype)
+    try:
+        jb = convert_checkpoint(*sources, config=config, dtype=dtype)
+    except ConversionError as e:  # it names `convert_checkpoint`'s argument
+        raise ConversionError(str(e).replace("config= ", "--config ")) from None
     replacing = (out / checkpoint.CONFIG).is_file()
     jb.save(out)
     parts = (["vqvae"] if jb.config.vqvae else []) + [f"prior_level_{p.level}" for p in jb.config.priors]

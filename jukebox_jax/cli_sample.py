@@ -515,8 +515,9 @@ def level_settings(args: argparse.Namespace, config: JukeboxConfig, levels: tupl
 
     try:
         method = sampling_method(args.temperature, args.top_k, args.top_p)
-    except ValueError as e:
-        raise InputError(f"--temperature/--top-k/--top-p: {e}") from None
+    except ValueError as e:  # named by `sampling_method`'s arguments: said in flags
+        flags = {"top_k=1": "--top-k 1", "top_k": "--top-k", "top_p": "--top-p", "temperature": "--temperature"}
+        raise InputError(re.sub(r"\b(top_k=1|top_k|top_p|temperature)\b", lambda m: flags[m[0]], str(e))) from None
     top = config.vqvae.levels - 1
     for level in levels:
         try:
@@ -587,7 +588,19 @@ def load_model(name: str, config: JukeboxConfig, seed: int, mesh=None) -> Jukebo
 
     if name in MODEL_PRESETS:
         print(f"building --model {name}: a preset with RANDOM weights (seed {seed}); the samples are not music", flush=True)
-        jb = Jukebox.init(config, jax.random.fold_in(jax.random.key(seed), PRESET_WEIGHTS))
+        try:
+            jb = Jukebox.init(config, jax.random.fold_in(jax.random.key(seed), PRESET_WEIGHTS))
+        except jax.errors.JaxRuntimeError as e:  # else "lower --max-batch-size", which does not help
+            if "RESOURCE_EXHAUSTED" not in str(e):
+                raise
+            from jukebox_jax.params import abstract_params
+
+            gb = sum(x.size for x in jax.tree.leaves(abstract_params(config))) * 4 / 1e9
+            raise InputError(
+                f"--model {name}: drawing its random weights ({gb:.1f} GB in float32) takes about five times that in "
+                "memory, more than this device has; a dry run takes a tiny preset (tiny_5b, tiny_5b_lyrics, "
+                "tiny_1b_lyrics), real weights a converted checkpoint"
+            ) from None
         return jb if mesh is None else jb.shard(mesh)
     print(f"loading --model {name} ...", flush=True)
     with default.reading(name):

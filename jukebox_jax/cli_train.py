@@ -477,13 +477,12 @@ def _codes(args: argparse.Namespace, base: Jukebox | None, source: data.Folder) 
         return data.encode_folder(base, args.data, args.out / CODES, on_song=lambda name, skipped: bar.update())
 
 
-def _new_prior(args: argparse.Namespace, base: Jukebox | None) -> PriorConfig:
-    """`--config`'s prior at `--level`: an upsampler below the top level of --vqvae, a
-    top-level prior (no conditioner) at it."""
+def _new_prior(args: argparse.Namespace, vq: VQVAEConfig | None) -> PriorConfig:
+    """`--config`'s prior at `--level`: an upsampler below the top level of --vqvae's VQ-VAE
+    `vq`, a top-level prior (no conditioner) at it."""
     priors = _structure(args.config).priors
     if not priors:
         raise InputError(f"--config {args.config} is not a prior")
-    vq = base.config.vqvae if base else None
     if vq is not None:
         top = vq.levels - 1
         if not 0 <= args.level <= top:
@@ -505,15 +504,19 @@ def _new_prior(args: argparse.Namespace, base: Jukebox | None) -> PriorConfig:
 def train_prior(args: argparse.Namespace) -> None:
     from jukebox_jax import prior as prior_lib
 
-    base = Jukebox.load(args.vqvae) if args.vqvae else None
-    init = None if args.init is None else Jukebox.load(args.init)
-    if init is not None and args.level not in [p.level for p in init.config.priors]:
+    # the arguments checked against the checkpoints' configs before their weights are loaded
+    vq = checkpoint.read_config(args.vqvae).vqvae if args.vqvae else None
+    init_config = None if args.init is None else checkpoint.read_config(args.init)
+    if init_config is not None and args.level not in [p.level for p in init_config.priors]:
         raise InputError(f"--init {args.init} holds no level-{args.level} prior")
+    new = None if init_config is not None else _new_prior(args, vq)  # checked before the songs are encoded
+    n_ctx = (new or init_config.prior(args.level)).n_ctx
+    _check_batch(args.batch_size, f"windows of {n_ctx} tokens", n_ctx * 8)  # codes and those of the level above
+    base = Jukebox.load(args.vqvae) if args.vqvae else None
+    same = base is not None and args.init is not None and Path(args.init).resolve() == Path(args.vqvae).resolve()
+    init = base if same else None if args.init is None else Jukebox.load(args.init)  # one checkpoint loaded once
     if init is not None and base is not None and base.config.vqvae is not None:
         _check_fits(args, init, base)
-    new = None if init is not None else _new_prior(args, base)  # checked before the songs are encoded
-    n_ctx = (new or init.config.prior(args.level)).n_ctx
-    _check_batch(args.batch_size, f"windows of {n_ctx} tokens", n_ctx * 8)  # codes and those of the level above
     source = _source(args, base, init)
     given = {
         "vqvae": base.vqvae_fingerprint() if base and base.config.vqvae else None,

@@ -125,9 +125,9 @@ BAD = [
     (["--n-samples", "9" * 5000], r"argument --n-samples: '9+\.\.\. is not a whole number >= 1 \(of at most 20 digits\)$"),
     (["--seconds", "x" * 5000], r"argument --seconds: 'x+\.\.\. is not a number$"),
     (["--top-k", "1" * 5000], r"argument --top-k: '1+\.\.\. is not a whole number \(of at most 20 digits\)$"),
-    (["--temperature", "0"], r"--temperature/--top-k/--top-p: temperature must be at least 1e-06 .* use top_k=1"),
+    (["--temperature", "0"], r": --temperature must be at least 1e-06 .* use --top-k 1$"),  # it named top_k=1
     (["--temperature", "1e308", "--top-k", "5"], r"temperature must be at most 1e\+06 .* got 1e\+308$"),  # drew as if no top-k
-    (["--top-k", "3", "--top-p", "0.5"], r"give top_k or top_p, not both"),
+    (["--top-k", "3", "--top-p", "0.5"], r"give --top-k or --top-p, not both"),
     (["--levels", "5"], r"--levels 5: the model has priors for levels 0 1 2"),
     (["--levels", "1"], r"level 1 reads the level-2 codes, which cover 0.00 s of the 20.00 s asked; sample level 2 too"),
     (["--artist", "Nobody Zzz"], r"artist 'Nobody Zzz' .* not in the v2 artist table.*Use 'unknown'"),
@@ -490,6 +490,19 @@ def test_a_presets_random_weights_draw_apart_from_its_samples(monkeypatch):
     kinds = {str(jax.random.key_data(jax.random.fold_in(weights, k))) for k in range(len(InitKind))}
     levels = {str(jax.random.key_data(jax.random.fold_in(jax.random.key(11), level))) for level in range(3)}
     assert len(kinds) == len(InitKind) and not kinds & levels
+
+
+def test_a_preset_too_large_to_draw_says_so(monkeypatch):
+    """Out of memory drawing a full-size preset said to lower --max-batch-size or the dtype
+    (neither helps), and that what was written stays (nothing was)."""
+    import jax
+
+    def exhausted(config, key):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 42788905472 bytes.")
+
+    monkeypatch.setattr(cli_sample.Jukebox, "init", exhausted)
+    with pytest.raises(InputError, match=r"--model 1b_lyrics: drawing its random weights \(\d+\.\d GB in float32\) takes about five times"):
+        _LOAD("1b_lyrics", JukeboxConfig.from_preset("1b_lyrics"), 0)
 
 
 def test_seconds_of_a_model_without_timing_are_bounded_by_int32_samples():

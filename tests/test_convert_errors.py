@@ -343,6 +343,13 @@ def test_cli_convert_onto_a_file_is_a_usage_error(fixtures, tmp_path, capsys, be
     assert taken.read_text() == "not a checkpoint"
 
 
+def test_cli_convert_names_its_flag_not_the_argument(fixtures, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(fixtures / "prior_5b_level2.pth.tar"), "-o", str(tmp_path / "out")])
+    assert e.value.code == 2
+    assert "Convert it together with its vqvae.pth.tar, or pass --config a preset name such as '5b_lyrics'" in capsys.readouterr().err
+
+
 def test_cli_convert_of_a_bad_file_exits_with_the_message(tmp_path, capsys):
     """One line and status 2, as every command's errors (it exited 1, without "error:")."""
     with pytest.raises(SystemExit) as e:
@@ -527,4 +534,4 @@ def test_cli_convert_without_torch_says_what_to_install(fixtures, tmp_path, monk
     with pytest.raises(SystemExit) as e:
         main(["convert", str(fixtures / "vqvae.pth.tar"), "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err  # one line: the arguments were fine, so no usage
-    assert e.value.code == 2 and err.startswith("jukebox-jax convert: error: converting needs PyTorch: pip install 'jukebox-jax[convert]'")
+    assert e.value.code == 2 and err.startswith("jukebox-jax convert: error: converting needs PyTorch: pip install torch==2.13.0 (its CPU wheel")

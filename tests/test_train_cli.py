@@ -125,16 +125,23 @@ def test_killed_run_resumes_bit_identical(songs, vqvae, tmp_path):
     assert steps == list(range(1, 9))
 
 
-def test_fine_tune_a_converted_prior_on_new_artists(songs, fixtures, tmp_path):
+def test_fine_tune_a_converted_prior_on_new_artists(songs, fixtures, tmp_path, monkeypatch):
     """The original code's tiny 5b prior, converted, learns the synthetic set's artists and
-    genres as new ids after its own; its old label rows are untouched."""
+    genres as new ids after its own; its old label rows are untouched. The checkpoint given as
+    both --vqvae and --init is loaded once (twice, and kept so, it held two 5b models), and
+    nothing is loaded before the arguments are checked."""
     from convert import convert_checkpoint
 
     base = convert_checkpoint(fixtures / "vqvae.pth.tar", fixtures / "prior_5b_level2.pth.tar")
     base.save(tmp_path / "base")
-    cli(
-        f"train prior --level 2 --data {songs} --vqvae {tmp_path / 'base'} --init {tmp_path / 'base'} --out {tmp_path / 'ft'} --steps 1 {' '.join(FAST)}"
-    )
+    loaded, load = [], Jukebox.load
+    monkeypatch.setattr(Jukebox, "load", lambda path, **kw: loaded.append(path) or load(path, **kw))
+    command = f"train prior --data {songs} --vqvae {tmp_path / 'base'} --init {tmp_path / 'base'} --out {tmp_path / 'ft'}"
+    with pytest.raises(SystemExit):
+        cli(f"{command} --level 1")
+    assert loaded == []  # "holds no level-1 prior", from its config
+    cli(f"{command} --level 2 --steps 1 {' '.join(FAST)}")
+    assert loaded == [tmp_path / "base"]
     tuned = Jukebox.load(tmp_path / "ft" / "model")
     old, new = base.config.prior(2).labels, tuned.config.prior(2).labels
     meta = json.loads((songs / "metadata.json").read_text())
