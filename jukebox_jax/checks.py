@@ -26,7 +26,7 @@ def integer(name: str, value: Any, lo: int, hi: int = _INT32.max, note: str = ""
     if not isinstance(value, Integral) or isinstance(value, bool):
         raise InputError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
     if not lo <= value <= hi:
-        span = f">= {lo}" if hi == _INT32.max else f"in {lo}..{hi}"
+        span = f">= {lo}" if hi == _INT32.max and value < lo else f"in {lo}..{hi}"
         raise InputError(f"{name} must be {span}{note}, got {value}")
     return int(value)
 

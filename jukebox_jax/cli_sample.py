@@ -330,6 +330,8 @@ def check_levels(levels: list[int] | None, config: JukeboxConfig, mode: Mode) ->
 
 def n_samples(asked: int | None, codes: dict[int, np.ndarray] | None) -> int:
     """The samples to draw: as asked (default 1), or as many as the codes continued hold."""
+    if asked is not None:  # 2**63 failed in numpy, unnamed; fewer are bounded by memory (`check_job_memory`)
+        checks.integer("--n-samples", asked, 1)
     if codes is None:
         return asked or 1
     n = len(next(iter(codes.values())))

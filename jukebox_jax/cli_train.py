@@ -33,7 +33,7 @@ from jukebox_jax.cli_sample import (
     seed,
 )
 from jukebox_jax.config import PRESETS, DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, misfits, preset
-from jukebox_jax.errors import ConfigError, InputError
+from jukebox_jax.errors import ConfigError, InputError, Interrupted
 from jukebox_jax.io import check_memory, check_output_folder, exclusive
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
@@ -301,9 +301,7 @@ def _fit(args, task, state_of, batches, eval_batches, save_model, **spec_extra) 
             on_save=lambda s: save_model(jax.device_get(steps.weights(s))),  # the model follows every checkpoint
         )
     except KeyboardInterrupt:
-        raise SystemExit(
-            f"interrupted: {args.out} keeps its newest checkpoint; the same command with --resume continues"
-        ) from None
+        raise Interrupted(f"interrupted: {args.out} keeps its newest checkpoint; the same command with --resume continues") from None
     finally:
         bar.close()
     save_model(jax.device_get(steps.weights(state)))  # again: a finished run rerun picks up the --vqvae model's newer parts

@@ -32,17 +32,19 @@ LOCK_FILE = ".jukebox-jax.lock"  # in an output folder: locked by the process wr
 def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Runs `write(file)` on a temporary file beside `path`, then renames it into place. If
     anything fails the temporary file goes, and an `OSError` (a full disk) names `path`."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix, delete=False) as f:
-        try:
-            write(f)
-            f.close()  # flushes: a full disk may show only here
-            os.chmod(f.name, 0o644)
-            os.replace(f.name, path)
-        except BaseException as e:
-            os.unlink(f.name)
-            if isinstance(e, OSError):
-                raise OSError(e.errno, e.strerror, str(path)) from e
-            raise
+    f = tempfile.NamedTemporaryFile(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix, delete=False)
+    try:
+        write(f)
+        f.close()  # flushes: a full disk may show only here
+        os.chmod(f.name, 0o644)
+        os.replace(f.name, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # what the buffer holds goes with the file (its flush failed again, unnamed)
+            f.close()
+        os.unlink(f.name)
+        if isinstance(e, OSError):
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
 
 
 def nearest_existing(path: Path) -> Path:

@@ -123,6 +123,7 @@ BAD = [
     (["--seed", str(2**32)], r"argument --seed: '4294967296' is not a whole number in \[0, 2\*\*32\)"),  # drew as seed 0
     (["--seed", "9" * 5000], r"argument --seed: '9+\.\.\. is not a whole number in \[0, 2\*\*32\)$"),  # cut, not a traceback
     (["--n-samples", "9" * 5000], r"argument --n-samples: '9+\.\.\. is not a whole number >= 1 \(of at most 20 digits\)$"),
+    (["--n-samples", str(2**63)], r"--n-samples must be in 1..2147483647, got 9223372036854775808"),  # numpy's "Maximum allowed dimension"
     (["--seconds", "x" * 5000], r"argument --seconds: 'x+\.\.\. is not a number$"),
     (["--top-k", "1" * 5000], r"argument --top-k: '1+\.\.\. is not a whole number \(of at most 20 digits\)$"),
     (["--temperature", "0"], r": --temperature must be at least 1e-06 .* use --top-k 1$"),  # it named top_k=1

@@ -5,6 +5,7 @@ process, killed or not, and a refused command leaving no folder behind; a full d
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import subprocess
 import sys
@@ -111,6 +112,20 @@ def test_a_full_disk_names_the_file_and_leaves_no_temporary_file(tmp_path):
         write_atomic(tmp_path / "codes.npz", full)
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "codes.npz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_names_the_file_though_the_buffer_fails_to_flush_again(tmp_path):
+    """np.savez stopped by a full disk leaves bytes in the file's buffer; flushing them as the
+    file closed failed too, and its unnamed error replaced the named one."""
+
+    def full(f):
+        f.write(b"half")  # buffered
+        os.dup2(os.open("/dev/full", os.O_WRONLY), f.fileno())  # every later write fails, as on a full disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left on device") as e:
+        write_atomic(tmp_path / "codes.npz", full)
+    assert e.value.filename == str(tmp_path / "codes.npz") and list(tmp_path.iterdir()) == []
 
 
 def test_check_space_counts_the_arrays_against_the_free_bytes(tmp_path, monkeypatch):

@@ -7,7 +7,9 @@ import dataclasses
 import errno
 import json
 import re
+import os
 import shutil
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -298,6 +300,46 @@ def test_a_disk_that_fills_during_a_checkpoint_is_named_and_resume_goes_on(tmp_p
     with pytest.raises(OSError, match="no space left while writing checkpoint 4") as e:
         train(tmp_path, 6)
     assert e.value.errno == errno.ENOSPC and sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
+    monkeypatch.undo()
+    np.testing.assert_array_equal(train(tmp_path, 6, resume=True).params["w"], train(tmp_path / "straight", 6).params["w"])
+
+
+def test_a_checkpoint_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    """A write failing otherwise than for space (a file-size limit, a FAT disk's 4 GB: EFBIG,
+    which orbax tells as OUT_OF_RANGE) ended in tensorstore's traceback, its folder left."""
+    import orbax.checkpoint as ocp
+
+    save = ocp.CheckpointManager.save
+
+    def too_large_at_4(manager, step, *args, **kwargs):
+        if step != 4:
+            return save(manager, step, *args, **kwargs)
+        (tmp_path / "checkpoints" / "4.orbax-checkpoint-tmp-1").mkdir()
+        raise ValueError('OUT_OF_RANGE: Error writing "opt_state.count/0" in OCDBT database: File too large')
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", too_large_at_4)
+    with pytest.raises(OSError, match=r"cannot write checkpoint 4 \(OUT_OF_RANGE: Error writing .*File too large\)") as e:
+        train(tmp_path, 6)
+    assert e.value.filename == str(tmp_path / "checkpoints")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
+
+
+def test_ctrl_c_during_a_checkpoint_waits_for_it(tmp_path, monkeypatch):
+    """Mid-save, orbax's threads swallowed Ctrl-C (the run trained to its end) or died in
+    tracebacks leaving a temporary folder: it is raised once checkpoint 4 is whole."""
+    import orbax.checkpoint as ocp
+
+    save = ocp.CheckpointManager.save
+
+    def interrupted_at_4(manager, step, *args, **kwargs):
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+        return save(manager, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", interrupted_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, 6)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2", "4"]
     monkeypatch.undo()
     np.testing.assert_array_equal(train(tmp_path, 6, resume=True).params["w"], train(tmp_path / "straight", 6).params["w"])
 

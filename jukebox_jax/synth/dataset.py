@@ -178,13 +178,18 @@ def generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]],
 
 
 def _written(path: Path, samples: int, sample_rate: int) -> bool:
-    """Whether `path` holds a song of this dataset by its header (a song is written whole, so
-    only damage from outside makes one that is not, and such a one is made again)."""
+    """Whether `path` holds a song of this dataset, by its header and decoded whole (a song is
+    written whole, so only damage from outside makes one that is not, and such a one is made
+    again; a FLAC cut short keeps its header's length)."""
+    import soundfile
+
     try:
         header = audio.info(path)
-    except InputError:
+        if (header.sample_rate, header.channels, header.frames) != (sample_rate, 1, samples):
+            return False
+        return len(soundfile.read(path, dtype="int16")[0]) == samples
+    except (InputError, soundfile.SoundFileError):
         return False
-    return (header.sample_rate, header.channels, header.frames) == (sample_rate, 1, samples)
 
 
 def _generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]], Iterable[int]]) -> dict:

@@ -25,6 +25,7 @@ under a mesh the state is replicated and each batch split over `data`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import errno
@@ -33,6 +34,8 @@ import inspect
 import json
 import math
 import shutil
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -264,12 +267,16 @@ class Run:
         try:
             self._manager.save(step, args=ocp.args.StandardSave(state))
             self._manager.wait_until_finished()
-        except Exception as e:  # the disk filled all the same: orbax says so as a ValueError, its temporary folder left
-            if not full_disk(e):
+        except Exception as e:  # orbax says a failed write as a ValueError (tensorstore's), its temporary folder left
+            if not (full_disk(e) or isinstance(e, OSError) or "Error writing" in str(e)):
                 raise
             for partial in (self.out / CHECKPOINTS).glob(f"{step}.orbax-checkpoint-tmp*"):
                 shutil.rmtree(partial, ignore_errors=True)
-            raise OSError(errno.ENOSPC, f"no space left while writing checkpoint {step}", str(self.out / CHECKPOINTS)) from e
+            where = str(self.out / CHECKPOINTS)
+            if full_disk(e):
+                raise OSError(errno.ENOSPC, f"no space left while writing checkpoint {step}", where) from e
+            cause = (str(e).strip().splitlines() or [""])[0][:300]  # e.g. EFBIG: a file-size limit, a FAT disk's 4 GB
+            raise OSError(getattr(e, "errno", None) or errno.EIO, f"cannot write checkpoint {step} ({cause})", where) from e
         kept = {str(s) for s in self._manager.all_steps()}
         digests = {k: v for k, v in self._record(DIGESTS).items() if k in kept} | {str(step): _digest(state)}
         write_text(self.out / DIGESTS, json.dumps(digests, indent=1))
@@ -402,12 +409,30 @@ def fit(
         if (i + 1) % cfg.save_every == 0 or i + 1 == cfg.steps:
             if not _finite(state.params):
                 raise _diverged(run, i + 1, "its update made weights NaN or infinite")
-            run.save(state)
-            if on_save is not None:
-                on_save(state)
+            with interrupts_deferred():
+                run.save(state)
+                if on_save is not None:
+                    on_save(state)
         if on_step is not None:
             on_step(i + 1, record)
     return state
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C (SIGINT) held until the block ends, then raised: mid-save, orbax's threads swallowed
+    it (the run trained on) or died in tracebacks, leaving a temporary checkpoint folder."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _diverged(run: Run, step: int, what: str) -> DivergedError:
