@@ -23,7 +23,7 @@ from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, re
 from jukebox_jax.generation.job import CODES_FILE, JobSource, Mode, Placement, SampleRequest, check_job, job_record
 from jukebox_jax.generation.levels import Codes, LevelSettings
 from jukebox_jax.generation.windows import level_windows
-from jukebox_jax.io import check_memory, dangling_link, writable_ancestor
+from jukebox_jax.io import check_memory, check_not_in_use, dangling_link, writable_ancestor
 from jukebox_jax.jukebox import Jukebox, check_method
 from jukebox_jax.labels import int32_seconds
 from jukebox_jax.quantize import config_with_weights
@@ -241,8 +241,8 @@ def plan(args: argparse.Namespace) -> Plan:
         given |= {"--lyrics": lyrics or None} if reads_lyrics else {}
         if missing := [flag for flag, value in given.items() if value is None]:
             notices.append(
-                f"note: --codes holds codes, not the labels they were sampled with: {', '.join(missing)} take the "
-                "defaults; give those of the job that made them"
+                f"note: --codes holds codes, not the labels they were sampled with: {', '.join(missing)} "
+                f"{'takes its default' if len(missing) == 1 else 'take the defaults'}; give those of the job that made them"
             )
     if lyrics and not reads_lyrics:
         notices.append("note: no sampled level of this model reads lyrics; --lyrics goes unused")
@@ -284,6 +284,8 @@ def check_mode(args: argparse.Namespace) -> None:
 
 def model_config(name: str) -> JukeboxConfig:
     """The config of a preset or of a checkpoint folder, read without its weights."""
+    if not name.strip():  # "" was the working folder
+        raise InputError("--model is empty; give a checkpoint folder or a preset, or leave it out for the default model")
     if name in MODEL_PRESETS:
         if Path(name).exists():  # it sampled the preset's random weights beside a converted model of that name
             raise InputError(
@@ -544,6 +546,7 @@ def check_out(out: Path, resume: bool, record: dict) -> bool:
     writable folder holding no other job."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
+    check_not_in_use(out, "sampling job")  # before the model loads (minutes for a 5b model)
     try:
         writable_ancestor(out)
     except OSError as e:
@@ -666,7 +669,7 @@ class Progress:
         self.sampled = True
 
     def on_window(self, level: int, start: int, zs: Codes) -> None:
-        self.windows.set_postfix(level=level, start=start, refresh=False)
+        self.windows.set_postfix(level=level, start=str(start), refresh=False)  # a number: tqdm showed 20000 as 2e+4
         if level not in self.warm:  # restart the clock, this window left out: tqdm's rate (smoothing 0) is
             self.windows.initial, self.windows.start_t = self.windows.n + 1, time.time()  # (n - initial) / (now - start_t)
             if self.sampled:

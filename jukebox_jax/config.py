@@ -413,6 +413,9 @@ class PriorConfig:
             raise ConfigError(f"n_tokens={self.n_tokens} must be even (a window's lyric tokens lie n_tokens / 2 either side of its midpoint)")
         if (self.lyrics is Lyrics.NONE) != (self.n_tokens == 0):
             raise ConfigError(f"n_tokens={self.n_tokens} with lyrics {self.lyrics.name}: a prior has lyric tokens exactly when it has lyrics")
+        chars = self.labels.lyric_chars if self.labels is not None else None
+        if self.n_tokens and chars is not None and len(chars) + 1 != self.n_vocab:  # was refused only making labels
+            raise ConfigError(f"n_vocab={self.n_vocab} with {len(chars)} lyric_chars: a prior reads their ids 1.. and 0 (n_vocab = lyric_chars + 1)")
         enc = self.lyric_encoder
         if enc is not None and enc.blocks is not None and self.n_tokens % enc.blocks:
             raise ConfigError(f"n_tokens={self.n_tokens} is not a multiple of the lyric encoder's blocks={enc.blocks}")

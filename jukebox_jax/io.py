@@ -32,7 +32,7 @@ LOCK_FILE = ".jukebox-jax.lock"  # in an output folder: locked by the process wr
 def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Runs `write(file)` on a temporary file beside `path`, then renames it into place. If
     anything fails the temporary file goes, and an `OSError` (a full disk) names `path`."""
-    f = tempfile.NamedTemporaryFile(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix, delete=False)
+    f = tempfile.NamedTemporaryFile(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix, delete=False)  # noqa: SIM115 (closed by hand: a failed flush must not be retried)
     try:
         write(f)
         f.close()  # flushes: a full disk may show only here
@@ -179,9 +179,7 @@ def exclusive(out: Path, ours: tuple[str, ...], what: str, *, only: bool = False
     failed = False
     with open(lock, "a") as f:
         if not _locked(f, lock):
-            raise InputError(
-                f"--out {out} is in use: another process is writing a {what} there; wait for it to end, or give another folder"
-            )
+            raise _in_use(out, what)
         try:
             yield
         except BaseException:
@@ -192,6 +190,24 @@ def exclusive(out: Path, ours: tuple[str, ...], what: str, *, only: bool = False
             if failed and made:
                 with contextlib.suppress(OSError):  # removed only if empty: nothing was written
                     out.rmdir()
+
+
+def check_not_in_use(out: Path, what: str) -> None:
+    """Refuses `out` while another process holds its lock (`exclusive`, which checks again):
+    before the long work a command does first (loading a model)."""
+    lock = out / LOCK_FILE
+    if fcntl is None or not lock.is_file():
+        return
+    with open(lock) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _in_use(out, what) from None
+        fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _in_use(out: Path, what: str) -> InputError:
+    return InputError(f"--out {out} is in use: another process is writing a {what} there; wait for it to end, or give another folder")
 
 
 def _locked(f: IO[str], path: Path) -> bool:

@@ -123,6 +123,7 @@ BAD = [
     (["--seed", str(2**32)], r"argument --seed: '4294967296' is not a whole number in \[0, 2\*\*32\)"),  # drew as seed 0
     (["--seed", "9" * 5000], r"argument --seed: '9+\.\.\. is not a whole number in \[0, 2\*\*32\)$"),  # cut, not a traceback
     (["--n-samples", "9" * 5000], r"argument --n-samples: '9+\.\.\. is not a whole number >= 1 \(of at most 20 digits\)$"),
+    (["--model", ""], r"--model is empty; give a checkpoint folder or a preset, or leave it out for the default model"),  # the working folder
     (["--n-samples", str(2**63)], r"--n-samples must be in 1..2147483647, got 9223372036854775808"),  # numpy's "Maximum allowed dimension"
     (["--seconds", "x" * 5000], r"argument --seconds: 'x+\.\.\. is not a number$"),
     (["--top-k", "1" * 5000], r"argument --top-k: '1+\.\.\. is not a whole number \(of at most 20 digits\)$"),
@@ -558,7 +559,7 @@ def test_continue_and_upsample_name_the_labels_left_to_defaults(files):
     given = ["--artist", "nelly", "--genre", "blues", "--song-seconds", "30"]
     assert cli_sample.plan(_parse([*base, "--mode", "continue", "--seconds", "2", *given])).notices == ()
     lyric = ["sample", "--model", "tiny_5b_lyrics", "--codes", str(files / "long.npz"), "--mode", "continue", "--seconds", "2"]
-    assert "--lyrics take the defaults" in cli_sample.plan(_parse([*lyric, *given])).notices[0]
+    assert "--lyrics takes its default" in cli_sample.plan(_parse([*lyric, *given])).notices[0]
 
 
 def test_an_interrupted_run_says_how_to_resume(tmp_path, monkeypatch):
@@ -579,7 +580,8 @@ def test_a_job_folder_another_process_writes_is_refused(tmp_path, capsys):
     lock: `io.exclusive`, tests/test_io.py); once the first ends, the same command runs."""
     out = tmp_path / "job"
     args = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "--out", str(out)]
-    with exclusive(out, ("job.json",), "sampling job"):
+    with exclusive(out, ("job.json",), "sampling job"), pytest.MonkeyPatch.context() as m:
+        m.setattr(cli_sample, "load_model", lambda *a: pytest.fail("the model was loaded before the folder was refused"))
         message = _refused(args, capsys)
     assert message == f"jukebox-jax sample: error: --out {out} is in use: another process is writing a sampling job there; wait for it to end, or give another folder"
     main(args)

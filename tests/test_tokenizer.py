@@ -143,8 +143,8 @@ def test_a_models_own_tables():
     assert (song.artist, song.genres, song.lyrics) == (1, (1,), (1, 4, 3, 1, 2))  # '!' is not a character of this model
     with pytest.raises(tokenizer.InputError, match="model's artist table.*'Ana', 'Bo'"):
         tokenizer.song_labels(cfg, 1000, "Alan Jackson", "waltz")
-    with pytest.raises(tokenizer.InputError, match="lyric vocabulary has 5"):
-        tokenizer.song_labels(dataclasses.replace(cfg, n_vocab=9), 1000, "Ana", "waltz", "abc")
+    with pytest.raises(ConfigError, match=r"n_vocab=9 with 4 lyric_chars"):  # refused only when labels were made
+        dataclasses.replace(cfg, n_vocab=9)
     with pytest.raises(ConfigError, match=r"artists: 'ANA' repeats an earlier name \(compared case-insensitively\)"):
         LabelConfig(artists=("Ana", "ANA"))
     with pytest.raises(ConfigError, match="3 names for 2 ids"):

@@ -69,8 +69,8 @@ class OptimConfig:
                 raise ConfigError(f"OptimConfig.{name}={value!r}: not a number")
         checks = [
             ("lr", 0 <= self.lr <= _FLOAT32_MAX, f"a learning rate in [0, {_FLOAT32_MAX:.3g}] (it is float32)"),
-            ("lr_warmup", self.lr_warmup >= 0, "a number of steps >= 0 (0: no warmup)"),
-            ("lr_decay", self.lr_decay > 0, "a number of steps > 0 (1e10: no decay)"),
+            ("lr_warmup", 0 <= self.lr_warmup <= _FLOAT32_MAX, "a number of steps >= 0 (0: no warmup), float32's"),
+            ("lr_decay", 0 < self.lr_decay <= _FLOAT32_MAX, "a number of steps > 0 (1e10: no decay), float32's"),
             ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
             ("beta2", 0 <= self.beta2 < 1, "in [0, 1)"),
             ("eps", self.eps > 0, "> 0"),
