@@ -282,46 +282,35 @@ def test_a_full_disk_stops_the_run_before_a_checkpoint_and_resume_goes_on(tmp_pa
     np.testing.assert_array_equal(train(tmp_path, 4, resume=True).params["w"], train(tmp_path / "straight", 4).params["w"])
 
 
-def test_a_disk_that_fills_during_a_checkpoint_is_named_and_resume_goes_on(tmp_path, monkeypatch):
-    """orbax tells a disk filled mid-write as `ValueError: RESOURCE_EXHAUSTED` (the CLI showed
-    its traceback) and leaves its temporary folder: an `OSError` (ENOSPC) instead, the folder
-    removed, the checkpoint before kept."""
+@pytest.mark.parametrize(
+    "error, named, code",
+    [  # orbax tells a failed write as tensorstore's ValueError
+        ('RESOURCE_EXHAUSTED: Error writing "opt_state" in OCDBT database at local file', "no space left while writing checkpoint 4", errno.ENOSPC),
+        ('OUT_OF_RANGE: Error writing "opt_state.count/0" in OCDBT database: File too large', r"cannot write checkpoint 4 \(OUT_OF_RANGE: .*File too large\)", errno.EIO),
+    ],
+    ids=["disk full", "file too large"],
+)  # fmt: skip
+def test_a_checkpoint_that_cannot_be_written_is_named_and_resume_goes_on(tmp_path, monkeypatch, error, named, code):
+    """A disk filled, or a file-size limit met (EFBIG: `ulimit -f`, a FAT disk's 4 GB), mid-write
+    ended in tensorstore's traceback (the CLI showed it), its temporary folder left: an `OSError`
+    naming the checkpoint instead, the folder removed, the checkpoint before kept."""
     import orbax.checkpoint as ocp
 
     save = ocp.CheckpointManager.save
 
-    def fills_at_4(manager, step, *args, **kwargs):
+    def fails_at_4(manager, step, *args, **kwargs):
         if step != 4:
             return save(manager, step, *args, **kwargs)
         (tmp_path / "checkpoints" / "4.orbax-checkpoint-tmp-1").mkdir()
-        raise ValueError('RESOURCE_EXHAUSTED: Error writing "opt_state" in OCDBT database at local file')
+        raise ValueError(error)
 
-    monkeypatch.setattr(ocp.CheckpointManager, "save", fills_at_4)
-    with pytest.raises(OSError, match="no space left while writing checkpoint 4") as e:
+    monkeypatch.setattr(ocp.CheckpointManager, "save", fails_at_4)
+    with pytest.raises(OSError, match=named) as e:
         train(tmp_path, 6)
-    assert e.value.errno == errno.ENOSPC and sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
+    assert e.value.errno == code and e.value.filename == str(tmp_path / "checkpoints")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
     monkeypatch.undo()
     np.testing.assert_array_equal(train(tmp_path, 6, resume=True).params["w"], train(tmp_path / "straight", 6).params["w"])
-
-
-def test_a_checkpoint_that_cannot_be_written_is_named(tmp_path, monkeypatch):
-    """A write failing otherwise than for space (a file-size limit, a FAT disk's 4 GB: EFBIG,
-    which orbax tells as OUT_OF_RANGE) ended in tensorstore's traceback, its folder left."""
-    import orbax.checkpoint as ocp
-
-    save = ocp.CheckpointManager.save
-
-    def too_large_at_4(manager, step, *args, **kwargs):
-        if step != 4:
-            return save(manager, step, *args, **kwargs)
-        (tmp_path / "checkpoints" / "4.orbax-checkpoint-tmp-1").mkdir()
-        raise ValueError('OUT_OF_RANGE: Error writing "opt_state.count/0" in OCDBT database: File too large')
-
-    monkeypatch.setattr(ocp.CheckpointManager, "save", too_large_at_4)
-    with pytest.raises(OSError, match=r"cannot write checkpoint 4 \(OUT_OF_RANGE: Error writing .*File too large\)") as e:
-        train(tmp_path, 6)
-    assert e.value.filename == str(tmp_path / "checkpoints")
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
 
 
 def test_ctrl_c_during_a_checkpoint_waits_for_it(tmp_path, monkeypatch):
