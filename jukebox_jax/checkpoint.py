@@ -372,7 +372,7 @@ def _read_meta(file: Path) -> dict[str, Any]:
     except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise CheckpointError(f"{file} is not readable JSON ({e}); the checkpoint is damaged: {REWRITE}") from e
     fmt = meta.get("format") if isinstance(meta, dict) else None
-    if fmt is None and isinstance(meta, dict) and str(meta.get("model_type", "")).startswith("jukebox"):
+    if fmt is None and isinstance(meta, dict) and meta.get("model_type") in ("jukebox", "jukebox_vqvae"):  # what convert reads
         raise CheckpointError(
             f"{file.parent} is a Hugging Face transformers model: convert it first (`jukebox-jax convert "
             f"{file.parent} -o OUT`, then give OUT)"

@@ -287,7 +287,7 @@ def model_config(name: str) -> JukeboxConfig:
     if not name.strip():  # "" was the working folder
         raise InputError("--model is empty; give a checkpoint folder or a preset, or leave it out for the default model")
     if name in MODEL_PRESETS:
-        if Path(name).exists():  # it sampled the preset's random weights beside a converted model of that name
+        if (Path(name) / checkpoint.CONFIG).is_file():  # it sampled the preset's random weights beside a model of that name
             raise InputError(
                 f"--model {name} names a preset and a folder here: give ./{name} for the folder, or move the folder "
                 "away for the preset (random weights)"

@@ -88,6 +88,13 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
             help="the original's weight decay (its README trains with 0.01; default: %(default)g)",
         )
         x.add_argument(
+            "--beta2",
+            type=finite_float,
+            default=0.999,
+            help="Adam's second-moment decay (the original's default; its 5b top prior trained with 0.925, which "
+            "fine-tuning it may want; default: %(default)g)",
+        )
+        x.add_argument(
             "--ema",
             type=finite_float,
             help="keep an EMA of the weights with this decay, e.g. 0.999: the model written and the held-out "
@@ -147,12 +154,13 @@ def _optim(args: argparse.Namespace) -> optim.OptimConfig:
         lr_start_linear_decay=math.ceil(args.warmup) if linear else 0,  # the first step at the peak
         lr_decay=float(args.linear_decay) if linear else 1e10,
         weight_decay=args.weight_decay,
+        beta2=args.beta2,
         ema_mu=args.ema,
     )
 
 
 _FLAGS = {  # the option that sets each field of OptimConfig and RunConfig
-    "lr": "--lr", "lr_warmup": "--warmup", "lr_decay": "--linear-decay", "weight_decay": "--weight-decay",
+    "lr": "--lr", "lr_warmup": "--warmup", "lr_decay": "--linear-decay", "weight_decay": "--weight-decay", "beta2": "--beta2",
     "ema_mu": "--ema", "steps": "--steps", "save_every": "--save-every", "eval_every": "--eval-every",
     "eval_fraction": "--eval-fraction",
 }
@@ -174,16 +182,19 @@ def _check_settings(args: argparse.Namespace) -> None:
         raise InputError(f"{_FLAGS.get(field, field)}: {e}") from None
 
 
-def _check_fits(args: argparse.Namespace, init: Jukebox, base: Jukebox) -> None:
-    """`--init`'s prior reads codes of `--vqvae`'s VQ-VAE: its codebook, hops and sample rate,
-    and where `--init` holds a VQ-VAE, that one's weights (on another's codes, its loss began
-    worse than uniform)."""
-    prior, vq = init.config.prior(args.level), base.config.vqvae
+def _check_fits(args: argparse.Namespace, prior: PriorConfig, vq: VQVAEConfig) -> None:
+    """`--init`'s prior reads codes of `--vqvae`'s VQ-VAE: its codebook, hops and sample rate
+    (from the configs, before either is loaded)."""
     if differ := [f"{name} {ours} against {theirs}" for name, ours, theirs in misfits(prior, vq)]:
         raise InputError(
             f"--init {args.init}'s level-{args.level} prior does not read the codes of --vqvae {args.vqvae} "
             f"({'; '.join(differ)}): give the --vqvae it was trained with (one holding its VQ-VAE, e.g. --init's own)"
         )
+
+
+def _check_same_vqvae(args: argparse.Namespace, init: Jukebox, base: Jukebox) -> None:
+    """Where `--init` holds a VQ-VAE, it is `--vqvae`'s (on another's codes, of the same
+    structure, its prior's loss began worse than uniform)."""
     if init.config.vqvae is not None and init.vqvae_fingerprint() != base.vqvae_fingerprint():
         raise InputError(
             f"--init {args.init} holds another VQ-VAE than --vqvae {args.vqvae} (the same structure, other weights): "
@@ -247,6 +258,7 @@ def _spec(args: argparse.Namespace, **extra) -> dict:
         "warmup",
         "linear_decay",
         "weight_decay",
+        "beta2",
         "ema",
         "eval_fraction",
         "seed",
@@ -507,14 +519,16 @@ def train_prior(args: argparse.Namespace) -> None:
     init_config = None if args.init is None else checkpoint.read_config(args.init)
     if init_config is not None and args.level not in [p.level for p in init_config.priors]:
         raise InputError(f"--init {args.init} holds no level-{args.level} prior")
+    if init_config is not None and vq is not None:
+        _check_fits(args, init_config.prior(args.level), vq)
     new = None if init_config is not None else _new_prior(args, vq)  # checked before the songs are encoded
     n_ctx = (new or init_config.prior(args.level)).n_ctx
     _check_batch(args.batch_size, f"windows of {n_ctx} tokens", n_ctx * 8)  # codes and those of the level above
     base = Jukebox.load(args.vqvae) if args.vqvae else None
     same = base is not None and args.init is not None and Path(args.init).resolve() == Path(args.vqvae).resolve()
     init = base if same else None if args.init is None else Jukebox.load(args.init)  # one checkpoint loaded once
-    if init is not None and base is not None and base.config.vqvae is not None:
-        _check_fits(args, init, base)
+    if init is not None and vq is not None:
+        _check_same_vqvae(args, init, base)
     source = _source(args, base, init)
     given = {
         "vqvae": base.vqvae_fingerprint() if base and base.config.vqvae else None,

@@ -195,12 +195,15 @@ def exclusive(out: Path, ours: tuple[str, ...], what: str, *, only: bool = False
 def check_not_in_use(out: Path, what: str) -> None:
     """Refuses `out` while another process holds its lock (`exclusive`, which checks again):
     before the long work a command does first (loading a model)."""
-    lock = out / LOCK_FILE
-    if fcntl is None or not lock.is_file():
+    if fcntl is None:
         return
-    with open(lock) as f:
+    try:
+        f = open(out / LOCK_FILE)  # noqa: SIM115 (closed below; its holder may remove it meanwhile)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with f:
         try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise _in_use(out, what) from None
         fcntl.flock(f, fcntl.LOCK_UN)

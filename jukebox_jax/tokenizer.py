@@ -8,8 +8,10 @@ lowercases, and a genre is one whole string. Lyrics are characters: non-ASCII tr
 index in the vocabulary + 1 (0 is the padding the window adds).
 
 A model trained here carries its own tables in its `LabelConfig` (`artists`, `genres`,
-`lyric_chars`): names match case-insensitively, a genre is one whole name (one slot), and a
-lyric character's id is its position + 1; the packaged tables are then not used.
+`lyric_chars`): names match case-insensitively, a genre is one whole name (one slot; in a
+released v2 prior fine-tuned here, whose table keeps the released words, a name of several of
+them is one slot per word, as in the released table), and a lyric character's id is its
+position + 1; the packaged tables are then not used.
 
 Unlike the original, an artist or genre word that is not in the table is an error (the
 original prints a warning and falls back to `unknown`, id 0); ask for `unknown` to get that.
@@ -87,12 +89,14 @@ def _own(kind: str, name: str, names: tuple[str, ...], v3: bool) -> int:
 
 
 def _own_genres(genre: str, names: tuple[str, ...], v3: bool) -> tuple[int, ...]:
-    """A genre's ids in a model's own table: the whole name's, or where that is not in it, in a
-    v2 label set, one per word as `genre_ids` (a fine-tuned table keeps the released v2 words)."""
+    """A genre's ids in a model's own table: the whole name's, or, in a v2 label set where every
+    word of it is in the table, one per word as `genre_ids` (a fine-tuned table keeps the
+    released v2 words); else the whole name's error, listing the table."""
     table = {n.lower() for n in names}
-    if v3 or genre.lower() in table or normalize(genre, v3) in table:
+    words = [w for w in normalize(genre, v3).split("_") if w]
+    if v3 or genre.lower() in table or normalize(genre, v3) in table or not words or not set(words) <= table:
         return (_own("genre", genre, names, v3),)
-    return tuple(_own("genre", word, names, v3) for word in normalize(genre, v3).split("_") if word)
+    return tuple(_own("genre", word, names, v3) for word in words)
 
 
 def artist_id(artist: str, v3: bool) -> int:

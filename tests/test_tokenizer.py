@@ -143,6 +143,11 @@ def test_a_models_own_tables():
     assert (song.artist, song.genres, song.lyrics) == (1, (1,), (1, 4, 3, 1, 2))  # '!' is not a character of this model
     with pytest.raises(tokenizer.InputError, match="model's artist table.*'Ana', 'Bo'"):
         tokenizer.song_labels(cfg, 1000, "Alan Jackson", "waltz")
+    v2 = dataclasses.replace(cfg, labels=dataclasses.replace(lab, v3=False, max_bow_genre_size=2))  # v2 words, as the default's
+    for genre in ("", "-", "waltz polka", "hip-hop"):  # not split into words (an empty bag sampled; one word named)
+        with pytest.raises(tokenizer.InputError, match=rf"genre '{genre}' .*This model knows 'waltz', 'march'"):
+            tokenizer.song_labels(v2, 1000, "Ana", genre)
+    assert tokenizer.song_labels(v2, 1000, "Ana", "Waltz March").genres == (0, 1)  # each word known: one slot each
     with pytest.raises(ConfigError, match=r"n_vocab=9 with 4 lyric_chars"):  # refused only when labels were made
         dataclasses.replace(cfg, n_vocab=9)
     with pytest.raises(ConfigError, match=r"artists: 'ANA' repeats an earlier name \(compared case-insensitively\)"):

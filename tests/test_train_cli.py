@@ -125,7 +125,7 @@ def test_killed_run_resumes_bit_identical(songs, vqvae, tmp_path):
     assert steps == list(range(1, 9))
 
 
-def test_fine_tune_a_converted_prior_on_new_artists(songs, fixtures, tmp_path, monkeypatch):
+def test_fine_tune_a_converted_prior_on_new_artists(songs, fixtures, tmp_path, monkeypatch, capsys):
     """The original code's tiny 5b prior, converted, learns the synthetic set's artists and
     genres as new ids after its own; its old label rows are untouched. The checkpoint given as
     both --vqvae and --init is loaded once (twice, and kept so, it held two 5b models), and
@@ -139,7 +139,7 @@ def test_fine_tune_a_converted_prior_on_new_artists(songs, fixtures, tmp_path, m
     command = f"train prior --data {songs} --vqvae {tmp_path / 'base'} --init {tmp_path / 'base'} --out {tmp_path / 'ft'}"
     with pytest.raises(SystemExit):
         cli(f"{command} --level 1")
-    assert loaded == []  # "holds no level-1 prior", from its config
+    assert loaded == [] and "holds no level-1 prior" in capsys.readouterr().err  # from its config
     cli(f"{command} --level 2 --steps 1 {' '.join(FAST)}")
     assert loaded == [tmp_path / "base"]
     tuned = Jukebox.load(tmp_path / "ft" / "model")
@@ -174,8 +174,10 @@ def test_nothing_held_out_trains_without_evaluation_and_resumes_on_its_songs_onl
     for song in sorted((songs / "songs").iterdir()):
         (plain / song.name).write_bytes(song.read_bytes())
     out = tmp_path / "vqvae"
-    command = f"train vqvae --config tiny_vqvae --seconds 0.05 --data {plain} --out {out} --eval-fraction 0 {' '.join(FAST)}"
+    command = f"train vqvae --config tiny_vqvae --seconds 0.05 --data {plain} --out {out} --eval-fraction 0 --beta2 0.925 {' '.join(FAST)}"
     cli(f"{command} --steps 2")
+    spec = json.loads((out / "run.json").read_text())["spec"]
+    assert spec["beta2"] == 0.925 and json.loads(spec["task"])["optim"]["beta2"] == 0.925  # the original 5b top prior's
     out_text = capsys.readouterr().out
     assert f"note: no song of --data {plain} is held out (--eval-fraction 0): no evaluation" in out_text
     assert "note: --warmup 100 is not shorter than --steps 2: the learning rate never reaches --lr 0.0003 (the last step's is 1% of it)" in out_text
@@ -297,6 +299,7 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
             (f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b {extra}", message)
             for extra, message in (
                 ("--ema 1.5", "--ema: OptimConfig.ema_mu=1.5: must be None (no EMA) or in (0, 1)"),
+                ("--beta2 1", "--beta2: OptimConfig.beta2=1.0: must be in [0, 1)"),
                 ("--eval-every -1", "--eval-every: eval_every must be 0 (never) or positive, got -1"),
                 ("--eval-fraction 1", "--eval-fraction: eval_fraction 1 must lie in [0, 1)"),
             )
@@ -316,8 +319,10 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
         ),
         (  # it trained on the other VQ-VAE's codes, unsaid, from a loss worse than uniform
             f"train prior --level 2 --data {songs} --vqvae {other_vq} --init {default.PATH} --out {tmp_path / 'g'}",
-            f"--init {default.PATH} holds another VQ-VAE than --vqvae {other_vq} (the same structure, other weights): "
-            f"its level-2 prior reads the codes of its own; give --vqvae {default.PATH}",
+            (
+                f"--init {default.PATH} holds another VQ-VAE than --vqvae {other_vq} (the same structure, other weights): "
+                f"its level-2 prior reads the codes of its own; give --vqvae {default.PATH}"
+            ),
         ),
         (  # refused before the songs are encoded
             f"train prior --level 2 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b --batch-size 1000000000",

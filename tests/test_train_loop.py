@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
-import re
 import os
+import re
 import shutil
 import signal
 
@@ -19,7 +19,7 @@ import pytest
 from damage import flip
 
 from jukebox_jax.errors import CheckpointError, DivergedError, InputError
-from jukebox_jax.train.loop import Run, RunConfig, TrainState, fit, new_key
+from jukebox_jax.train.loop import Run, RunConfig, TrainState, fit, interrupts_deferred, new_key
 
 OPT = optax.adam(1e-2)
 SPEC = {"task": "toy"}
@@ -286,7 +286,12 @@ def test_a_full_disk_stops_the_run_before_a_checkpoint_and_resume_goes_on(tmp_pa
     "error, named, code",
     [  # orbax tells a failed write as tensorstore's ValueError
         ('RESOURCE_EXHAUSTED: Error writing "opt_state" in OCDBT database at local file', "no space left while writing checkpoint 4", errno.ENOSPC),
-        ('OUT_OF_RANGE: Error writing "opt_state.count/0" in OCDBT database: File too large', r"cannot write checkpoint 4 \(OUT_OF_RANGE: .*File too large\)", errno.EIO),
+        (  # as tensorstore words it: the cause after the paths (a first line cut at 300 characters lost it)
+            'OUT_OF_RANGE: Error writing "params.w/0" in OCDBT database at local file "' + "/very/long/run" * 30 + '/ocdbt.process_0/": '
+            'Failed writing: "/d/60e8" [source locations=\'tensorstore/internal/os/file_util_posix.cc:285\'] [os_error_code=\'27\'] File too large',
+            r"cannot write checkpoint 4: File too large: ",
+            errno.EFBIG,
+        ),
     ],
     ids=["disk full", "file too large"],
 )  # fmt: skip
@@ -311,6 +316,24 @@ def test_a_checkpoint_that_cannot_be_written_is_named_and_resume_goes_on(tmp_pat
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
     monkeypatch.undo()
     np.testing.assert_array_equal(train(tmp_path, 6, resume=True).params["w"], train(tmp_path / "straight", 6).params["w"])
+
+
+def test_a_deferred_ctrl_c_goes_to_the_handler_there_was():
+    """An ignored SIGINT (a background job of a script) stays ignored (it stopped the run); a
+    second Ctrl-C is not held (a save that hangs can be stopped)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    reached = []
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)  # held until the block ends
+        reached.append("past the first")
+        os.kill(os.getpid(), signal.SIGINT)
+        reached.append("past the second")
+    assert reached == ["past the first"] and signal.getsignal(signal.SIGINT) is previous
 
 
 def test_ctrl_c_during_a_checkpoint_waits_for_it(tmp_path, monkeypatch):

@@ -33,6 +33,8 @@ import functools
 import inspect
 import json
 import math
+import os
+import re
 import shutil
 import signal
 import threading
@@ -275,8 +277,9 @@ class Run:
             where = str(self.out / CHECKPOINTS)
             if full_disk(e):
                 raise OSError(errno.ENOSPC, f"no space left while writing checkpoint {step}", where) from e
-            cause = (str(e).strip().splitlines() or [""])[0][:300]  # e.g. EFBIG: a file-size limit, a FAT disk's 4 GB
-            raise OSError(getattr(e, "errno", None) or errno.EIO, f"cannot write checkpoint {step} ({cause})", where) from e
+            m = re.search(r"os_error_code='(\d+)'", str(e))  # tensorstore's, after a line of paths
+            code = e.errno if isinstance(e, OSError) and e.errno else int(m[1]) if m else errno.EIO
+            raise OSError(code, f"cannot write checkpoint {step}: {os.strerror(code)}", where) from e  # e.g. EFBIG
         kept = {str(s) for s in self._manager.all_steps()}
         digests = {k: v for k, v in self._record(DIGESTS).items() if k in kept} | {str(step): _digest(state)}
         write_text(self.out / DIGESTS, json.dumps(digests, indent=1))
@@ -420,19 +423,30 @@ def fit(
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Ctrl-C (SIGINT) held until the block ends, then raised: mid-save, orbax's threads swallowed
-    it (the run trained on) or died in tracebacks, leaving a temporary checkpoint folder."""
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield
+    """Ctrl-C (SIGINT) held until the block ends, then handed to the handler there was
+    (Python's raises `KeyboardInterrupt`; an ignored one stays ignored): mid-save, orbax's
+    threads swallowed it (the run trained on) or died in tracebacks, leaving a temporary
+    checkpoint folder. A second Ctrl-C goes to that handler at once (a write that hangs)."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
+        yield  # signals reach the main thread only; None: a handler not set from Python, not ours to move
         return
     caught = []
-    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+
+    def defer(signum, frame):
+        caught.append((signum, frame))
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, defer)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
     if caught:
-        raise KeyboardInterrupt
+        if callable(previous):
+            previous(*caught[0])
+        else:  # SIG_DFL: the process would have ended
+            raise KeyboardInterrupt
 
 
 def _diverged(run: Run, step: int, what: str) -> DivergedError:
