@@ -234,8 +234,10 @@ def _hf_parts(config: JukeboxConfig, d: HFDirectory, vqvae_prefix: str) -> Jukeb
     held = sorted({int(m[1]) for k in d.state if (m := re.match(r"priors\.(\d+)\.", k))})  # HF's prior indices
     given = {_hf_index(p) for p in config.priors}
     if (has_vqvae and config.vqvae is None) or set(held) - given:
-        parts = ["the VQ-VAE"] * has_vqvae + [f"priors.{i}" for i in held]
-        gives = ["the VQ-VAE"] * (config.vqvae is not None) + [f"priors.{i}" for i in sorted(given)]
+        levels = len(config.priors[0].downs_t) if config.priors else config.vqvae.levels
+        named = lambda i: f"priors.{i} (level {levels - 1 - i})"  # HF lists the priors top first
+        parts = ["the VQ-VAE"] * has_vqvae + [named(i) for i in held]
+        gives = ["the VQ-VAE"] * (config.vqvae is not None) + [named(i) for i in sorted(given)]
         raise ConversionError(
             f"{d.path} holds {', '.join(parts)}; the config gives {', '.join(gives) or 'no part'}: pass config= of every "
             "part it holds (e.g. its whole-model preset), or none to read its config.json"

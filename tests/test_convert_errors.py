@@ -451,7 +451,7 @@ def test_hf_directory_with_a_whole_model_preset_name(hf_pristine, tmp_path):
     jb = convert_checkpoint(tmp_path, config="tiny_5b")  # a standalone VQ-VAE: that part of the model
     assert jb.config.vqvae == preset("tiny_vqvae") and jb.config.priors == ()
     assert _assert_error_or_same(tmp_path, want) == "converted"
-    with pytest.raises(ConversionError, match=rf"^{tmp_path} holds the VQ-VAE; the config gives priors.0: pass config= of every part it holds"):
+    with pytest.raises(ConversionError, match=rf"^{tmp_path} holds the VQ-VAE; the config gives priors.0 \(level 2\): pass config= of every part it holds"):
         convert_checkpoint(tmp_path, config=preset("tiny_5b"))  # it named each of the VQ-VAE's tensors "unexpected"
 
 
