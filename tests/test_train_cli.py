@@ -438,7 +438,7 @@ def test_a_linear_decay_begins_at_the_peak_of_a_fractional_warmup():
     from jukebox_jax.cli_train import _optim
     from jukebox_jax.train.optim import lr_schedule
 
-    args = argparse.Namespace(lr=1e-3, warmup=2.5, linear_decay=2, weight_decay=0.0, ema=None)
+    args = argparse.Namespace(lr=1e-3, warmup=2.5, linear_decay=2, weight_decay=0.0, beta2=0.999, ema=None)
     lrs = [float(lr_schedule(_optim(args))(i)) for i in range(6)]
     np.testing.assert_allclose(lrs, [0, 4e-4, 8e-4, 1e-3, 5e-4, 0], rtol=1e-6, atol=1e-12)
 
