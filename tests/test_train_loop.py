@@ -318,7 +318,15 @@ def test_a_checkpoint_that_cannot_be_written_is_named_and_resume_goes_on(tmp_pat
     np.testing.assert_array_equal(train(tmp_path, 6, resume=True).params["w"], train(tmp_path / "straight", 6).params["w"])
 
 
-def test_a_deferred_ctrl_c_goes_to_the_handler_there_was():
+@pytest.fixture
+def ctrl_c():
+    """Python's own SIGINT handler (KeyboardInterrupt), as in a terminal: pytest-xdist's workers ignore SIGINT."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_deferred_ctrl_c_goes_to_the_handler_there_was(ctrl_c):
     """An ignored SIGINT (a background job of a script) stays ignored (it stopped the run); a
     second Ctrl-C is not held (a save that hangs can be stopped)."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -336,7 +344,7 @@ def test_a_deferred_ctrl_c_goes_to_the_handler_there_was():
     assert reached == ["past the first"] and signal.getsignal(signal.SIGINT) is previous
 
 
-def test_ctrl_c_during_a_checkpoint_waits_for_it(tmp_path, monkeypatch):
+def test_ctrl_c_during_a_checkpoint_waits_for_it(tmp_path, monkeypatch, ctrl_c):
     """Mid-save, orbax's threads swallowed Ctrl-C (the run trained to its end) or died in
     tracebacks leaving a temporary folder: it is raised once checkpoint 4 is whole."""
     import orbax.checkpoint as ocp
