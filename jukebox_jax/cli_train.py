@@ -531,17 +531,16 @@ def train_prior(args: argparse.Namespace) -> None:
         _check_same_vqvae(args, init, base)
     source = _source(args, base, init)
     given = {
-        "vqvae": base.vqvae_fingerprint() if base and base.config.vqvae else None,
+        "vqvae": base.vqvae_fingerprint() if vq is not None else None,
         "songs in --data": source.fingerprint(),
     }
     loop.check_start(args.out, _spec(args, **given), args.resume, partial=True)  # before songs are encoded
-    if base is not None and base.config.vqvae is not None and not data.holds_codes(source.root):
-        _check_songs_fit(source, base.config.vqvae, args.level, n_ctx)
+    if vq is not None and not data.holds_codes(source.root):
+        _check_songs_fit(source, vq, args.level, n_ctx)
     if init is not None:  # the prior and its label ids from the songs' labels, before they are encoded
         cfg, params = init.config.prior(args.level), init.params[f"prior_level_{args.level}"]
         cfg, params = with_labels_of(cfg, params, source, loop.run_key(args.seed, loop.KeyUse.INIT))
     else:
-        vq = base.config.vqvae if base else None
         if vq is None:
             raise InputError("a new prior needs --vqvae (its codebook size, hops and sample rate)")
         cfg = _adapted(new, vq, source)

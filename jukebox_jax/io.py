@@ -210,7 +210,9 @@ def check_not_in_use(out: Path, what: str) -> None:
 
 
 def _in_use(out: Path, what: str) -> InputError:
-    return InputError(f"--out {out} is in use: another process is writing a {what} there; wait for it to end, or give another folder")
+    return InputError(
+        f"--out {out} is in use: another process is writing a {what} there; wait for it to end, or give another folder"
+    )
 
 
 def _locked(f: IO[str], path: Path) -> bool:

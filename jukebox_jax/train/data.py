@@ -87,7 +87,8 @@ class Folder:
     def split(self, eval_fraction: float = 0.1) -> tuple[tuple[Song, ...], tuple[Song, ...]]:
         """(train, held-out): a song is held out when the hash of its name without its suffix, in
         [0, 1), is below `eval_fraction`, so a song and its codes (`codes_name`) are held out
-        alike: the priors trained on a folder's codes hold out the songs its VQ-VAE did. With two songs or more and `eval_fraction > 0`, at least one is held
+        alike: the priors trained on a folder's codes hold out the songs its VQ-VAE did. With two
+        songs or more and `eval_fraction > 0`, at least one is held
         out and at least one trains."""
         check_eval_fraction(eval_fraction)
         h = [int.from_bytes(hashlib.sha256(_stem(s.name).encode()).digest()[:8], "big") / 2**64 for s in self.songs]
