@@ -549,7 +549,41 @@ def check_out(out: Path, resume: bool, record: dict) -> bool:
         writable_ancestor(out)
     except OSError as e:
         raise InputError(f"--out {out}: cannot write in {e.filename} ({e.strerror or e}); choose a folder you can write in") from None
-    return check_job(out, record, resume)
+    return check_job(out, record, resume, flag_of)
+
+
+# The flag that sets each field of a job record (`job_record`), by the path's first and last
+# names; the songs' field `offset` follows from the mode and --codes.
+_FLAGS = {
+    "seed": "--seed",
+    "sample_length": "--seconds",
+    "levels": "--levels",
+    "model": "--model",
+    "start_codes": "--codes",
+    "songs.artist": "--artist",
+    "songs.genres": "--genre",
+    "songs.lyrics": "--lyrics",
+    "songs.total_length": "--song-seconds",
+    "settings.temperature": "--temperature",
+    "settings.k": "--top-k",
+    "settings.p": "--top-p",
+    "settings.method": "--temperature, --top-k or --top-p",
+    "source.mode": "--mode",
+    "source.prompt": "--prompt-audio",
+    "source.prompt_seconds": "--prompt-seconds",
+    "placement.dtype": "--dtype",
+    "placement.weights": "--weights",
+    "placement.mesh": "--mesh",
+}
+
+
+def flag_of(difference: str) -> str | None:
+    """The flag that sets the field of a job record a difference names (`job_differences`:
+    `"songs.2.0.artist: 0 -> 1"` -> `--artist`; `"songs.2: 1 -> 2 records"` -> `--n-samples`)."""
+    parts = difference.split(": ")[0].split(".")
+    if difference.endswith(" records"):
+        return "--n-samples"
+    return _FLAGS.get(parts[0] if len(parts) == 1 else f"{parts[0]}.{parts[-1]}")
 
 
 def start_distributed(args: argparse.Namespace) -> None:

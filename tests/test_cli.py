@@ -425,10 +425,16 @@ def test_resume_refuses_other_arguments_naming_what_differs(files, other_model, 
     primed = ["--mode", "primed", "--prompt-audio", str(files / "prompt.wav"), "--prompt-seconds", "0.01"]
 
     assert _differences(_refused(base + ["--seed", "1"] + job, capsys)) == {"seed"}
+    # each difference says which flag sets it; a level's songs and settings missing on one side follow from --levels
+    message = _refused(base[:-2] + ["--levels", "2", "1", "--seed", "1", "--temperature", "0.5"] + job, capsys)
+    assert "levels: [2] -> [2, 1] (--levels); seed: 0 -> 1 (--seed); settings.1: (none) -> " in message
+    assert "settings.2.method.temperature: 0.99 -> 0.5 (--temperature); songs.1: (none) -> " in message
+    assert message.count("(--") == 3
     # the songs, a list of records, are compared record by record (shown whole, both sides were cut alike)
     message = _refused(base + ["--song-seconds", "30"] + job, capsys)
     assert _differences(message) == {"songs.2.0.total_length"} and "total_length: 10584000 -> 1323000" in message  # 240 s -> 30 s at 44.1 kHz
-    assert "songs.2: 1 -> 2 records" in _refused(base + ["--n-samples", "2"] + job, capsys)
+    assert "total_length: 10584000 -> 1323000 (--song-seconds)" in message
+    assert "songs.2: 1 -> 2 records (--n-samples)" in _refused(base + ["--n-samples", "2"] + job, capsys)
     assert _differences(_refused(base + primed + job, capsys)) == {"source.mode", "source.prompt", "source.prompt_seconds"}
     message = _refused(["sample", "--model", str(other_model), "--seconds", "0.05", "--levels", "2"] + job, capsys)
     assert _differences(message) == {"model"}

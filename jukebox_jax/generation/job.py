@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import enum
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -193,9 +194,11 @@ def job_record(request: SampleRequest, model: str | None = None, start_codes: Co
     return record
 
 
-def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
+def check_job(out: Path, record: dict[str, Any], resume: bool, flag_of: Callable[[str], str | None] | None = None) -> bool:
     """Whether `out` holds a job to continue. Raises `JobError` if it holds one and `resume`
-    is false, or if that job differs from `record` (in the keys `record` has)."""
+    is false, or if that job differs from `record` (in the keys `record` has). `flag_of` names
+    what sets the field of a difference (`job_differences`; a CLI's flag: `"seed: 5 -> 6"` ->
+    `"--seed"`), added to it."""
     check_output_folder(out, (JOB_FILE,), "sampling job")
     job = out / JOB_FILE
     if not job.exists():
@@ -214,6 +217,8 @@ def check_job(out: Path, record: dict[str, Any], resume: bool) -> bool:
     if "placement" not in saved:  # a job begun before placements were recorded: its model's fingerprint serves
         record = {k: v for k, v in record.items() if k != "placement"}
     differences = job_differences(saved, record)
+    if flag_of is not None:
+        differences = [f"{d} ({flag})" if (flag := flag_of(d)) else d for d in differences]
     if differences:
         more = f"; and {len(differences) - 6} more" if len(differences) > 6 else ""
         raise JobError(

@@ -340,12 +340,12 @@ def check_start(out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bo
     new = json.loads(json.dumps(spec))
     old = {k: record["spec"].get(k) for k in new} if partial else record["spec"]
     if changed := _changed(old, new):
-        named = [c.replace(".songs.", ": ", 1) for c in changed]  # "songs in --data: songs/x.flac" (Folder.fingerprint)
-        shown = ", ".join(named[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
-        songs = sum("songs" in c or "codes" in c for c in changed)  # the data's digests (`train.data.Folder.fingerprint`)
+        named = [_named_change(*c) for c in changed]
+        listed = ", ".join(named[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        songs = sum("songs" in c or "codes" in c for c, _, _ in changed)  # the data's digests (`train.data.Folder.fingerprint`)
         what = "songs" if songs == len(changed) else "settings and songs" if songs else "settings"
         fix = "bring back the songs it began on (or train into another --out)" if songs else "resume with the same ones"
-        raise InputError(f"{out} was started with other {what} ({shown}); {fix}")
+        raise InputError(f"{out} was started with other {what} ({listed}); {fix}")
 
 
 def _run_record(out: Path, name: str) -> dict[str, Any]:
@@ -471,14 +471,28 @@ def _finite(params: Any) -> bool:
     return bool(jax.tree.reduce(lambda ok, x: ok & jnp.isfinite(x).all(), params, jnp.bool_(True)))
 
 
-def _changed(old: Any, new: Any, path: str = "") -> list[str]:
-    """The dotted paths at which two JSON values differ; a string that holds a JSON object
-    (a task's config) is compared as that object, so the message names the field."""
+def _changed(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """`(dotted path, old, new)` where two JSON values differ; a string that holds a JSON
+    object (a task's config) is compared as that object, so the message names the field."""
     old, new = _as_object(old), _as_object(new)
     if isinstance(old, dict) and isinstance(new, dict):
         keys = sorted(old.keys() | new.keys())
         return [c for k in keys for c in _changed(old.get(k), new.get(k), f"{path}.{k}".lstrip("."))]
-    return [] if old == new else [path]
+    return [] if old == new else [(path, old, new)]
+
+
+def _named_change(path: str, old: Any, new: Any) -> str:
+    """A changed field as a message names it: a song by its file ("songs in --data: songs/x.flac",
+    `Folder.fingerprint`), a short value with its old and new ("lr 0.001 -> 0.0003"); digests
+    and tables by name alone."""
+    if ".songs." in path:
+        return path.replace(".songs.", ": ", 1)
+    short = all(isinstance(v, int | float | bool) or v is None or (isinstance(v, str) and len(v) <= 24) for v in (old, new))
+    return f"{path} {_value(old)} -> {_value(new)}" if short else path
+
+
+def _value(value: Any) -> str:
+    return "(none)" if value is None else f"{value:.6g}" if isinstance(value, float) else json.dumps(value)
 
 
 def _as_object(value: Any) -> Any:
