@@ -36,6 +36,8 @@ DESCRIPTION = (
 DEFAULT_SECONDS = 20.0
 DEFAULT_SONG_SECONDS = 240.0
 DEFAULT_PROMPT_SECONDS = 12.0
+PRESET_WEIGHTS = 2**31  # a preset's random weights draw from fold_in(key(seed), PRESET_WEIGHTS), apart from
+# the job's draws (level L's from fold_in(key(seed), L), `generation.levels`)
 TOP_HOP_FRACTION, HOP_FRACTION = 0.125, 0.5  # window hops of the top prior and of the upsamplers (the original's)
 
 
@@ -626,7 +628,7 @@ def load_model(name: str, config: JukeboxConfig, seed: int, mesh=None) -> Jukebo
     if name in MODEL_PRESETS:
         print(f"building --model {name}: a preset with RANDOM weights (seed {seed}); the samples are not music", flush=True)
         try:
-            jb = Jukebox.init(config, jax.random.key(seed))
+            jb = Jukebox.init(config, jax.random.fold_in(jax.random.key(seed), PRESET_WEIGHTS))
         except jax.errors.JaxRuntimeError as e:  # else "lower --max-batch-size", which does not help
             if "RESOURCE_EXHAUSTED" not in str(e):
                 raise

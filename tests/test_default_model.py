@@ -30,7 +30,7 @@ SECONDS = 4.0
 # of the default (lark/pop and tide/electronic, seeds 1 to 6) onset regularity 0.14 to 0.38,
 # mean 0.28; over six random models (seeds 1 to 6) 0.10 to 0.15, mean 0.12; the songs 0.84:
 # 21% of the way, and 5% to 36% for one seed's pair against one random model; as drawn here,
-# 0.235 against 0.128: 15% (2026-12-06).
+# 0.235 against 0.124: 15% (2026-12-06).
 # RESULTS.md ("The default model") reports them all on 10 s samples; `scale_share` (no better
 # than a random model's) and the chroma profile (noisy on 4 s samples) are not asserted.
 TELLING = {"chroma_change": 2 / 3, "spectral_flatness": 2 / 3, "onset_regularity": 9 / 10}
