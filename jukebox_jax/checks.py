@@ -125,10 +125,12 @@ def audio(value: Any) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def labels(cfg: PriorConfig, y: np.ndarray) -> None:
+def labels(cfg: PriorConfig, y: np.ndarray, *, timing: bool = True) -> None:
     """Label rows `[b, n_labels]` the prior of `cfg` can read: artist and genre ids inside its
-    tables, lyric ids inside its vocabulary, and, where the prior reads timing, lengths and an
-    offset that place the window in a song the timing covers. `Jukebox.labels` builds them."""
+    tables, lyric ids inside its vocabulary, and, where the prior reads timing and `timing`,
+    lengths and an offset that place the window in a song the timing covers (training takes
+    songs of any length: their timing saturates, `prior.conditioners`). `Jukebox.labels`
+    builds them."""
     fix = "build labels with Jukebox.labels(level, artist=..., genre=..., ...)"
     if y.min() < _INT32.min or y.max() > _INT32.max:
         raise InputError(f"labels must fit int32, got values in [{y.min()}, {y.max()}]; {fix}")
@@ -138,11 +140,46 @@ def labels(cfg: PriorConfig, y: np.ndarray) -> None:
         in_range("labels[:, 3] (artist ids)", y[:, 3], 0, lab.artist_bins, f"the level-{cfg.level} prior has {lab.artist_bins} artists; {fix}")
         genres = y[:, 4 : 4 + n_genres]
         in_range(f"labels[:, 4:{4 + n_genres}] (genre ids, -1 in empty slots)", genres, -1, lab.genre_bins, f"the level-{cfg.level} prior has {lab.genre_bins} genres; {fix}")
-        if lab.timing:
+        if lab.timing and timing:
             _timing(cfg, y[:, 0], y[:, 1], y[:, 2], fix)
     if cfg.n_tokens:
         first = cfg.n_labels - cfg.n_tokens
         in_range(f"labels[:, {first}:] (lyric token ids)", y[:, first:], 0, cfg.n_vocab, f"the level-{cfg.level} prior reads {cfg.n_vocab} lyric ids; {fix}")
+
+
+def prior_inputs(
+    cfg: PriorConfig, tokens: Any, label_rows: Any, upper_codes: Any, *, prompt: bool = False, timing: bool = True
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Checks a prior's `tokens [B, T]` (1 <= T <= n_ctx; for a sampling `prompt`, None or
+    T >= 0), `label_rows` (`labels`; the timing columns too where `timing`) and `upper_codes`
+    on the host -> int32 arrays."""
+    y = int_array("labels", label_rows, 2, f"[batch, {cfg.n_labels}]")
+    if y.shape[1] != cfg.n_labels:
+        raise InputError(
+            f"labels must be integer [batch, {cfg.n_labels}] (4 + genre slots + {cfg.n_tokens} lyric tokens), got "
+            f"shape {y.shape}; build them with Jukebox.labels({cfg.level}, ...)"
+        )
+    labels(cfg, y, timing=timing)
+    batch, name = y.shape[0], "prompt" if prompt else "tokens"
+    tokens = np.zeros((batch, 0), np.int32) if prompt and tokens is None else tokens
+    tokens = int_array(name, tokens, 2, f"[batch, <= {cfg.n_ctx}] of level-{cfg.level} codes", empty_ok=prompt)
+    if tokens.shape[0] != batch or tokens.shape[1] > cfg.n_ctx:
+        raise InputError(f"{name} must be [batch={batch} (as labels), <= {cfg.n_ctx} (the prior's window)], got shape {tokens.shape}")
+    in_range(name, tokens, 0, cfg.l_bins, f"they are codes of a {cfg.l_bins}-code VQ-VAE level")
+    if cfg.conditioner is None:
+        if upper_codes is not None:
+            raise InputError(f"the level-{cfg.level} prior is not conditioned on upper codes; pass upper_codes=None")
+    else:
+        want = (batch, cfg.n_ctx // cfg.cond_downsample)
+        doc = f"{want}: the level-{cfg.level + 1} codes of the window"
+        if upper_codes is None:
+            raise InputError(f"the level-{cfg.level} prior (an upsampler) needs upper_codes {doc}")
+        upper_codes = int_array("upper_codes", upper_codes, 2, doc)
+        if upper_codes.shape != want:
+            raise InputError(f"upper_codes must be {doc}, got shape {upper_codes.shape}")
+        in_range("upper_codes", upper_codes, 0, cfg.l_bins, f"they are codes of a {cfg.l_bins}-code VQ-VAE level")
+        upper_codes = jnp.asarray(upper_codes, jnp.int32)
+    return jnp.asarray(tokens, jnp.int32), jnp.asarray(y, jnp.int32), upper_codes
 
 
 def _timing(cfg: PriorConfig, total: np.ndarray, offset: np.ndarray, length: np.ndarray, fix: str) -> None:

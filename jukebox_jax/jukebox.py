@@ -29,7 +29,7 @@ from jukebox_jax import checkpoint, checks, integrity, prior, sharding, tokenize
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, WeightFormat
 from jukebox_jax.errors import DivergedError, InputError
 from jukebox_jax.labels import int32_seconds, window_labels
-from jukebox_jax.params import Params, abstract_params, cast, check_params, init_params
+from jukebox_jax.params import Params, abstract_params, cast, check_alive, check_params, init_params
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
 from jukebox_jax.quantize import config_with_weights, quantize_params
 from jukebox_jax.sampling import Method, TopK, decode_chunks, prefill, sampling_method
@@ -124,6 +124,7 @@ class Jukebox:
     def _digests(self) -> dict[str, str]:
         """`integrity.tree_digests(self.params)`, hashed once per `Jukebox` (a verified load
         or a save already did)."""
+        check_alive(self.params)
         return self._kept("digests", self.params, lambda: checkpoint.digests(self.params))
 
     def _part(self, name: str) -> Params:
@@ -131,6 +132,7 @@ class Jukebox:
         its arrays were replaced since (`jb.params[name] = ...`): a `ParamsError`, not Flax's."""
         part = self.params.get(name)
         self._kept(("checked", name), part, lambda: check_params({name: abstract_params(self.config)[name]}, {name: part}) or True)
+        check_alive(part)  # donated since it was checked
         return part
 
     def _kept(self, key: Any, tree: Params, make: Callable[[], Any]) -> Any:
@@ -211,7 +213,7 @@ class Jukebox:
         each and its attention probabilities (lyric alignment reads the enc-dec/prime ones).
         `unroll` runs the layer stack unrolled instead of scanned (same numbers)."""
         cfg = self._prior_config(level)
-        tokens, labels, upper_codes = self._check_prior_inputs(cfg, tokens, labels, upper_codes)
+        tokens, labels, upper_codes = checks.prior_inputs(cfg, tokens, labels, upper_codes)
         capture = _layers(cfg, capture)
         execution = Execution.UNROLLED if unroll else Execution.SCAN
         with self._running(cfg):
@@ -237,7 +239,7 @@ class Jukebox:
         0 without) and `loss`, their training mix. Arguments as `prior_logits`."""
         cfg = self._prior_config(level)
         out = self.prior_forward(level, tokens, labels, upper_codes)
-        return prior_losses(cfg, out, jnp.asarray(tokens), jnp.asarray(labels))
+        return prior_losses(cfg, out, tokens, labels)
 
     def labels(
         self,
@@ -340,7 +342,7 @@ class Jukebox:
             checks.integer("chunk_size", chunk_size, 1)
         if steps_per_call is not None:
             checks.integer("steps_per_call", steps_per_call, 1)
-        prompt, labels, upper_codes = self._check_prior_inputs(cfg, prompt, labels, upper_codes, prompt=True)
+        prompt, labels, upper_codes = checks.prior_inputs(cfg, prompt, labels, upper_codes, prompt=True)
         key = checks.key(key, batch=labels.shape[0])
         if prompt.shape[1] >= n_tokens:
             raise InputError(f"the prompt ({prompt.shape[1]} tokens) must be shorter than n_tokens={n_tokens}")
@@ -375,38 +377,6 @@ class Jukebox:
         cfg = self._prior_config(level)
         part = self._part(f"prior_level_{cfg.level}")
         return jax.tree.map(lambda x: x, self._kept(cfg.level, part, lambda: prior.decode_params(cfg, part)))
-
-    @staticmethod
-    def _check_prior_inputs(cfg: PriorConfig, tokens, labels, upper_codes, *, prompt: bool = False):
-        """Checks `tokens [B, T]` (1 <= T <= n_ctx; for a sampling `prompt`, None or T >= 0),
-        `labels` (`checks.labels`) and `upper_codes` on the host -> int32 arrays."""
-        labels = checks.int_array("labels", labels, 2, f"[batch, {cfg.n_labels}]")
-        if labels.shape[1] != cfg.n_labels:
-            raise InputError(
-                f"labels must be integer [batch, {cfg.n_labels}] (4 + genre slots + {cfg.n_tokens} lyric tokens), got "
-                f"shape {labels.shape}; build them with Jukebox.labels({cfg.level}, ...)"
-            )
-        checks.labels(cfg, labels)
-        batch, name = labels.shape[0], "prompt" if prompt else "tokens"
-        tokens = np.zeros((batch, 0), np.int32) if prompt and tokens is None else tokens
-        tokens = checks.int_array(name, tokens, 2, f"[batch, <= {cfg.n_ctx}] of level-{cfg.level} codes", empty_ok=prompt)
-        if tokens.shape[0] != batch or tokens.shape[1] > cfg.n_ctx:
-            raise InputError(f"{name} must be [batch={batch} (as labels), <= {cfg.n_ctx} (the prior's window)], got shape {tokens.shape}")
-        checks.in_range(name, tokens, 0, cfg.l_bins, f"they are codes of a {cfg.l_bins}-code VQ-VAE level")
-        if cfg.conditioner is None:
-            if upper_codes is not None:
-                raise InputError(f"the level-{cfg.level} prior is not conditioned on upper codes; pass upper_codes=None")
-        else:
-            want = (batch, cfg.n_ctx // cfg.cond_downsample)
-            doc = f"{want}: the level-{cfg.level + 1} codes of the window"
-            if upper_codes is None:
-                raise InputError(f"the level-{cfg.level} prior (an upsampler) needs upper_codes {doc}")
-            upper_codes = checks.int_array("upper_codes", upper_codes, 2, doc)
-            if upper_codes.shape != want:
-                raise InputError(f"upper_codes must be {doc}, got shape {upper_codes.shape}")
-            checks.in_range("upper_codes", upper_codes, 0, cfg.l_bins, f"they are codes of a {cfg.l_bins}-code VQ-VAE level")
-            upper_codes = jnp.asarray(upper_codes, jnp.int32)
-        return jnp.asarray(tokens, jnp.int32), jnp.asarray(labels, jnp.int32), upper_codes
 
     def _vqvae_config(self) -> VQVAEConfig:
         if self.config.vqvae is None:

@@ -165,12 +165,12 @@ def test_run_folder_refusals(tmp_path):
     train(tmp_path, 2)
     with pytest.raises(InputError, match="holds a training run already: pass --resume"):
         train(tmp_path, 4)
-    with pytest.raises(InputError, match=r"other settings \(task\)"):
+    with pytest.raises(InputError, match=r'other settings \(task "toy" -> "other"\)'):  # a short value shown, old and new
         train(tmp_path, 4, resume=True, spec={"task": "other"})
     nested = {"task": json.dumps({"lr": 1, "loss": {"l2": 1.0, "linf": 0.02}})}
     train(tmp_path / "nested", 2, spec=nested)
     changed = {"task": json.dumps({"lr": 1, "loss": {"l2": 2.0, "linf": 0.02}}), "seed": 3}
-    with pytest.raises(InputError, match=r"other settings \(seed, task.loss.l2\); resume with the same ones"):
+    with pytest.raises(InputError, match=r"other settings \(seed \(none\) -> 3, task.loss.l2 1 -> 2\); resume with the same ones"):
         train(tmp_path / "nested", 4, resume=True, spec=changed)
     before = (tmp_path / "run.json").read_text()
     with pytest.raises(InputError, match=r"is at step 2, past --steps 1: a run cannot go back.*give --steps 2 or more"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -20,12 +21,14 @@ from jax.flatten_util import ravel_pytree
 from convert import convert_checkpoint
 from convert.table import Row
 from convert.table_prior import prior_rows
-from jukebox_jax.config import DType, PriorConfig
+from jukebox_jax import Jukebox, JukeboxConfig
+from jukebox_jax.config import DType, PriorConfig, WeightFormat
 from jukebox_jax.errors import ConfigError, InputError, ParamsError
 from jukebox_jax.prior.prior import Prior, condition, forward, to_execution
 from jukebox_jax.prior.transformer import Execution, Remat
 from jukebox_jax.train.optim import OptimConfig, global_norm, original_adam
 from jukebox_jax.train.prior import grow_label_tables, prior_loss, prior_value_and_grad
+from jukebox_jax.train.loop import Run, RunConfig, fit
 from jukebox_jax.train.steps import PriorTask, weights
 
 LEVEL = {
@@ -268,6 +271,81 @@ def test_a_task_takes_names_and_checks_its_params_and_batches(case):
         task.step(task.init(case.params, 0), {"tokens": tokens, "upper": upper})
     with pytest.raises(InputError, match=r"the batch's 'tokens' is float32: give integer ids"):
         task.evaluate(task.init(case.params, 0), {"tokens": tokens.astype(np.float32), "labels": labels})
+
+
+@pytest.mark.parametrize("case", ["upsampler_level1"], indirect=True)  # one structure is enough
+def test_a_batch_outside_the_priors_tables_is_refused(case, tmp_path):
+    """Inside the jitted step a negative id reads the table's last row (the loss of artist -1
+    was artist 3's): a task's `check_batch` refuses it on the host, from `step` and `evaluate`
+    called as they are and from `fit` before its first step. Songs of any length train (their
+    timing saturates), as the data pipeline gives them."""
+    task = PriorTask(case.cfg, OptimConfig())
+    tokens, labels, upper = (np.asarray(x) for x in case.inputs)
+    good = {"tokens": tokens, "labels": labels, "upper": upper}
+    bad = {
+        "tokens[0, 5] is -1": {**good, "tokens": np.where(np.arange(tokens.shape[1]) == 5, -1, tokens)},
+        f"tokens[0, 0] is {case.cfg.l_bins}": {**good, "tokens": np.where(np.arange(tokens.shape[1]) == 0, case.cfg.l_bins, tokens)},
+        "labels[:, 3] (artist ids)[0] is -1": {**good, "labels": np.where(np.arange(labels.shape[1]) == 3, -1, labels)},
+        "upper_codes[0, 0] is -2": {**good, "upper": np.where(np.arange(upper.shape[1]) == 0, -2, upper)},
+    }
+    state = task.init(case.params, 0)
+    for message, batch in bad.items():
+        for call in (task.step, task.evaluate):
+            with pytest.raises(InputError, match=re.escape(message)):
+                call(state, batch)
+    longer = labels.copy()
+    longer[:, 0] = round(case.cfg.labels.max_duration * case.cfg.labels.sample_rate) * 2  # past the timing's range
+    task.evaluate(state, {**good, "labels": longer})
+    run = Run(tmp_path / "run", RunConfig(2))
+    run.start({"task": "prior"}, False)
+    with pytest.raises(InputError, match="artist ids"):
+        fit(task.step, state, lambda i: bad["labels[:, 3] (artist ids)[0] is -1"], run)
+    assert int(state.step) == 0 and not (tmp_path / "run" / "checkpoints").exists()  # refused before the step: not donated
+
+
+@pytest.mark.parametrize("case", ["upsampler_level1"], indirect=True)  # one structure is enough
+def test_arrays_a_training_step_was_donated_are_named(case):
+    """A model built from a state's params, then the state donated to a step (`fit` donates
+    the state it is given): the model, a step or an evaluation on the spent arrays raise an
+    `InputError` saying so, not XLA's "Buffer has been deleted or donated"."""
+    task = PriorTask(case.cfg, OptimConfig())
+    tokens, labels, upper = case.inputs
+    batch = {"tokens": tokens, "labels": labels, "upper": upper}
+    state = task.init(case.params, 0)
+    jb = Jukebox(JukeboxConfig(priors=(case.cfg,)), {f"prior_level_{case.cfg.level}": state.params})
+    jb.prior_logits(case.cfg.level, tokens, labels, upper)
+    jax.jit(task.step, donate_argnums=0)(state, batch)
+    for spent in (
+        lambda: jb.prior_logits(case.cfg.level, tokens, labels, upper),
+        jb.fingerprint,
+        lambda: task.step(state, batch),
+        lambda: task.evaluate(state, batch),
+    ):
+        with pytest.raises(InputError, match=r"donated to a training step .*\(jax\.tree\.map\(jnp\.copy"):
+            spent()
+
+
+@pytest.mark.parametrize("case", ["prior_1b_lyrics_level2"], indirect=True)  # the joint lyric-music vocabulary
+def test_narrow_token_dtypes_give_the_int32_loss(case):
+    """Music ids are shifted past the lyric vocabulary (`tokens + n_vocab`): in int8 that
+    wrapped, and the loss was another's."""
+    tokens, labels, _ = case.inputs
+    small = tokens % 100
+    want = prior_loss(case.cfg, case.params, small, labels)[0]
+    for dtype in (jnp.int8, jnp.uint8, jnp.int16):
+        assert float(prior_loss(case.cfg, case.params, small.astype(dtype), labels)[0]) == pytest.approx(float(want), rel=1e-6), dtype
+    jb = Jukebox(JukeboxConfig(priors=(case.cfg,)), {"prior_level_2": case.params})
+    got = jb.prior_loss(2, np.asarray(small, np.int8), labels)["loss"]
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+
+
+@pytest.mark.parametrize("case", ["upsampler_level1"], indirect=True)
+def test_int8_weights_are_not_trained(case):
+    """No gradient flows through int8 kernels: refused at `init` (it was grad's TypeError at
+    the first step), naming the fix."""
+    cfg = dataclasses.replace(case.cfg, precision=dataclasses.replace(case.cfg.precision, weights=WeightFormat.INT8))
+    with pytest.raises(InputError, match="int8 weights cannot be trained .* fine-tune the float model, then quantize it"):
+        PriorTask(cfg, OptimConfig()).init(case.params, 0)
 
 
 @pytest.mark.slow

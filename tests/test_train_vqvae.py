@@ -355,6 +355,11 @@ def test_bad_inputs(model):
         task.step(None, {"x": jnp.zeros((1, 4096, 1))})
     with pytest.raises(InputError, match=r"the batch's 'audio' is int16: give float audio in \[-1, 1\] \(integer PCM over"):
         task.step(None, {"audio": np.zeros((1, 4096, 1), np.int16)})
+    pcm = np.full((1, 4096, 1), 12000.0, np.float32)  # integer PCM's values as floats: it trained on them (loss 2e10)
+    with pytest.raises(InputError, match=r"its peak is 1\.2e\+04: scale it \(integer PCM: divide by its full scale"):
+        task.step(None, {"audio": pcm})
+    with pytest.raises(InputError, match=r"audio must be finite"):
+        task.evaluate(None, {"audio": np.where(np.arange(4096)[:, None] == 7, np.nan, 0.1).astype(np.float32)[None]})
     with pytest.raises(InputError, match=r"calculate_bandwidth: Bandwidth\(l2=0\.0, l1=0\.0, spec=0\.0\) from silent"):
         calculate_bandwidth(jnp.zeros((2, 4096, 1)))  # normalisers of 0: NaN at step 1, reported as divergence
     bw = Bandwidth(1.0, 1.0, 1.0)

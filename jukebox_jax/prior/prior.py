@@ -200,6 +200,7 @@ def bits_per_token(logits: jax.Array, targets: jax.Array) -> jax.Array:
 def prior_losses(cfg: PriorConfig, out: PriorOutput, tokens: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
     """The original `z_forward` losses in bits per token: `gen_loss` (music), `prime_loss`
     (lyrics; 0 without), and their training mix `loss`."""
+    tokens, labels = jnp.asarray(tokens, jnp.int32), jnp.asarray(labels, jnp.int32)  # int8 ids + n_vocab would wrap
     lyrics = labels[:, cfg.n_labels - cfg.n_tokens :]
     if cfg.lyrics is Lyrics.JOINT_SEQUENCE:
         n = cfg.n_tokens
@@ -293,7 +294,7 @@ def condition(cfg: PriorConfig, params: Params, labels: jax.Array, upper_codes: 
 def sequence(cfg: PriorConfig, tokens: jax.Array, labels: jax.Array) -> jax.Array:
     """The transformer's token ids `[b, t']` for music `tokens [b, t]`: the tokens, or for
     1b_lyrics the window's lyric tokens then the music tokens shifted past the lyric vocabulary."""
-    tokens, labels = jnp.asarray(tokens), jnp.asarray(labels)
+    tokens, labels = jnp.asarray(tokens, jnp.int32), jnp.asarray(labels, jnp.int32)  # int8 ids + n_vocab would wrap
     if cfg.lyrics is not Lyrics.JOINT_SEQUENCE:
         return tokens
     return jnp.concatenate([labels[:, cfg.n_labels - cfg.n_tokens :], tokens + cfg.n_vocab], axis=1)

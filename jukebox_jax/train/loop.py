@@ -386,7 +386,9 @@ def fit(
     `on_save(state)` follows each checkpoint (e.g. writes the model). With both `evaluate` and `eval_batches` (held-out batches), every
     `eval_every` steps and at the end the mean of `evaluate` over them is logged. Returns the
     final state (also checkpointed). `state` is consumed: the first step is donated its
-    buffers, so use the state `fit` returns (`task.init` copies the params it is given)."""
+    buffers, so use the state `fit` returns (`task.init` copies the params it is given).
+    Where `step` is a task's (`train.steps`), its `check_batch` refuses a bad batch on the
+    host before the step (inside jit, an id outside a table is read from its edge)."""
     cfg = run.config
     if any(isinstance(x, jax.Array) and x.is_deleted() for x in jax.tree.leaves(state)):
         raise InputError("state was consumed by an earlier fit (its buffers hold that run's steps): pass the state fit returned, or a new task.init(...)")
@@ -396,16 +398,22 @@ def fit(
     jitted_eval = None if evaluate is None or eval_batches is None or not cfg.eval_every else _jit(evaluate)
     if jitted_eval is not None and int(state.step) < cfg.steps and next(iter(eval_batches()), None) is None:
         raise InputError("eval_batches() yields no batch: give held-out batches, or evaluate=None (or eval_every=0)")
+    check = getattr(getattr(step, "__self__", None), "check_batch", lambda batch: None)
+
+    def placed(batch: Batch) -> dict[str, jax.Array]:
+        check(batch)
+        return place_batch(batch, mesh)
+
     state = place(state, mesh)
     for i in range(int(state.step), cfg.steps):
-        state, metrics = jitted(state, place_batch(batches(i), mesh))
+        state, metrics = jitted(state, placed(batches(i)))
         record = {"step": i + 1, **{k: float(v) for k, v in metrics.items()}}
         bad = {k: record[k] for k in ("loss", "grad_norm") if k in record and not math.isfinite(record[k])}
         if bad:
             raise _diverged(run, i + 1, ", ".join(f"{k} {v}" for k, v in bad.items()))
         run.log(record)
         if jitted_eval is not None and ((i + 1) % cfg.eval_every == 0 or i + 1 == cfg.steps):
-            held = mean_metrics(jitted_eval(state, place_batch(b, mesh)) for b in eval_batches())
+            held = mean_metrics(jitted_eval(state, placed(b)) for b in eval_batches())
             if not math.isfinite(held.get("loss", 0.0)):  # finite but huge weights: not a state to save
                 raise _diverged(run, i + 1, f"its held-out loss is {held['loss']}")
             run.log({"step": i + 1, "eval": held})

@@ -1,7 +1,9 @@
 """The two training tasks the loop runs, each a `step` `(state, batch) -> (state, metrics)`:
 `VQVAETask` (reconstruction, commitment and spectral losses; the codebooks learned by their
 EMA) and `PriorTask` (next-token and lyric losses in bits). Each also has an `init` and an
-`evaluate` (the loss on held-out batches, no update). Batches are dicts of arrays:
+`evaluate` (the loss on held-out batches, no update), and a `check_batch` that refuses, on
+the host, a batch it cannot train on (`loop.fit` runs it on every batch; `step` and
+`evaluate` run it on a concrete batch, outside jit). Batches are dicts of arrays:
 
     VQ-VAE: audio [b, t, 1] float32
     prior:  tokens [b, n_ctx] int32, labels [b, n_labels] int32, upper [b, n_ctx / down] int32
@@ -20,10 +22,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jukebox_jax.config import DType, JukeboxConfig, PriorConfig, TransformerConfig, VQVAEConfig
+from jukebox_jax import checks
+from jukebox_jax.config import DType, JukeboxConfig, PriorConfig, TransformerConfig, VQVAEConfig, WeightFormat
 from jukebox_jax.errors import InputError
 from jukebox_jax.layers import Params
-from jukebox_jax.params import abstract_params, check_params
+from jukebox_jax.params import abstract_params, check_alive, check_params
 from jukebox_jax.prior.transformer import Remat
 from jukebox_jax.train import codebook, optim
 from jukebox_jax.train import prior as prior_train
@@ -52,6 +55,11 @@ def _check_batch(batch: dict[str, jax.Array], need: tuple[str, ...]) -> None:
         if batch.get(name) is not None and not jnp.issubdtype(dtype := jnp.result_type(batch[name]), kind):
             fix = "float audio in [-1, 1] (integer PCM over its full scale, e.g. / 32768)" if name == "audio" else "integer ids"
             raise InputError(f"the batch's {name!r} is {dtype}: give {fix}")
+
+
+def _concrete(batch: dict[str, jax.Array]) -> bool:
+    """Whether a batch holds values (not the tracers of a jitted step) to check."""
+    return not any(isinstance(x, jax.core.Tracer) for x in batch.values())
 
 
 def weights(state: TrainState) -> Params:
@@ -108,8 +116,16 @@ class VQVAETask:
         trainable = vqvae_train.trainable_params(params)
         return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(trainable), states, new_key(seed))
 
-    def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+    def check_batch(self, batch: dict[str, jax.Array]) -> None:
+        """Refuses a batch that is not float audio `[b, t, 1]`, full scale 1 (`checks.audio`:
+        integer PCM scaled as floats trained on values 32768 times too large)."""
         _check_batch(batch, ("audio",))
+        if _concrete(batch):
+            checks.audio(batch["audio"])
+
+    def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+        self.check_batch(batch)
+        check_alive(state)
         key, sub = _split(state)
         _, grads, codebooks, states, metrics = vqvae_train.vqvae_step(
             self.config, self.loss, state.params, state.aux, batch["audio"], self.bandwidth, sub
@@ -122,7 +138,8 @@ class VQVAETask:
 
     def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
         """The held-out losses of `weights` (codes picked by the current codebooks; no update)."""
-        _check_batch(batch, ("audio",))
+        self.check_batch(batch)
+        check_alive(state)
         loss, aux = vqvae_train.vqvae_loss(self.config, self.loss, weights(state), batch["audio"], self.bandwidth)
         return dict(aux["metrics"], loss=loss)
 
@@ -159,12 +176,23 @@ class PriorTask:
 
     def init(self, params: Params, seed: int) -> TrainState:
         """The state before step 0, holding a copy of `params` (`loop.fit` donates the state)."""
+        if self.config.precision.weights is not WeightFormat.FLOAT:
+            raise InputError("int8 weights cannot be trained (no gradient through integers): fine-tune the float model, then quantize it")
         check_params(abstract_params(JukeboxConfig(priors=(self.config,)))[f"prior_level_{self.config.level}"], params)
         params = jax.tree.map(jnp.copy, params)
         return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params), None, new_key(seed))
 
-    def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+    def check_batch(self, batch: dict[str, jax.Array]) -> None:
+        """Refuses a batch the prior cannot read (`checks.prior_inputs`): tokens outside its
+        codebook, artist, genre or lyric ids outside its tables (a negative id read the
+        table's last row). Songs of any length train: their timing labels saturate."""
         _check_batch(batch, ("tokens", "labels"))
+        if _concrete(batch):
+            checks.prior_inputs(self.config, batch["tokens"], batch["labels"], batch.get("upper"), timing=False)
+
+    def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+        self.check_batch(batch)
+        check_alive(state)
         key, sub = _split(state)
         dropout = sub if _has_dropout(self.config) else None
         (_, metrics), grads = prior_train.prior_value_and_grad(
@@ -176,7 +204,8 @@ class PriorTask:
 
     def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
         """The held-out losses of `weights`."""
-        _check_batch(batch, ("tokens", "labels"))
+        self.check_batch(batch)
+        check_alive(state)
         _, metrics = prior_train.prior_loss(
             self.model, weights(state), batch["tokens"], batch["labels"], batch.get("upper")
         )
