@@ -123,8 +123,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "data":
         _reporting(data_parsers[args.data_command], cli_data.run, args)
     elif args.command == "train":
-        less = "lower --batch-size, or add --remat" if args.part == "prior" else "lower --batch-size or --seconds"
-        _reporting(train_parsers[args.part], cli_train.run, args, less)
+        less = "a lower --batch-size, or --remat full" if args.part == "prior" else "a lower --batch-size or --seconds"
+        again = "; a run resumes only with the settings it began with: train again into another --out (its checkpoints stay)"
+        _reporting(train_parsers[args.part], cli_train.run, args, f"train with {less}{again}", resumes=False)
     else:
         _reporting(convert_parser, lambda a: convert(a.sources, a.out, a.config, a.dtype), args)
 
@@ -134,12 +135,14 @@ def _reporting(
     command: Callable[[argparse.Namespace], None],
     args: argparse.Namespace,
     less_memory: str = "",
+    *,
+    resumes: bool = True,
 ) -> None:
     """Runs a long command: a bad argument is a usage error naming the problem; a file or folder that
     cannot be used (a damaged checkpoint, another job's folder) the same one line, without the
     usage; a failed read or write names the file, and running out of device memory says so with
     `less_memory`, the command's way to need less (what the command had already written stays,
-    and `--resume` goes on from it). All exit with status 2 but a failed write (1) and Ctrl-C
+    and where `resumes`, `--resume` with the new arguments goes on from it). All exit with status 2 but a failed write (1) and Ctrl-C
     (130, a line rather than a traceback)."""
     try:
         command(args)
@@ -159,7 +162,7 @@ def _reporting(
         if not isinstance(e, jax.errors.JaxRuntimeError) or "RESOURCE_EXHAUSTED" not in str(e):
             raise
         first = str(e).strip().splitlines()[0]
-        resume = "; what was written stays, and --resume goes on from it" if hasattr(args, "resume") else ""
+        resume = "; what was written stays, and --resume goes on from it" if resumes and hasattr(args, "resume") else ""
         parser.exit(2, f"{parser.prog}: error: out of memory ({first}): {less_memory or 'ask for less'}{resume}\n")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from jukebox_jax import Jukebox, JukeboxConfig, cli_sample, preset, quantize, tokenizer
+from jukebox_jax import Jukebox, JukeboxConfig, cli_sample, cli_train, preset, quantize, tokenizer
 from jukebox_jax.cli import main
 from jukebox_jax.config import MODEL_PRESETS, DType, Precision, WeightFormat
 from jukebox_jax.errors import InputError, Interrupted
@@ -380,6 +380,16 @@ def test_out_of_memory_is_one_line_saying_what_to_lower(tmp_path, monkeypatch, c
     monkeypatch.setattr(cli_sample, "run", exhausted("INTERNAL: something else"))
     with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
         main(["sample", "--out", str(tmp_path / "job")])
+    # a training run resumes only with its own settings: the way to need less is another --out
+    monkeypatch.setattr(cli_train, "run", exhausted("RESOURCE_EXHAUSTED: Out of memory."))
+    with pytest.raises(SystemExit) as e:
+        main(["train", "prior", "--level", "2", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (
+        "jukebox-jax train prior: error: out of memory (RESOURCE_EXHAUSTED: Out of memory.): train with a lower "
+        "--batch-size, or --remat full; a run resumes only with the settings it began with: train again into another "
+        "--out (its checkpoints stay)\n"
+    )
 
 
 def _differences(message: str) -> set[str]:
