@@ -570,9 +570,14 @@ def train_prior(args: argparse.Namespace) -> None:
         return out if b.upper is None else {**out, "upper": b.upper}
 
     task = steps.PriorTask(cfg, _optim(args), Remat(args.remat), DType(args.compute_dtype))
-    parts = base.config if base else JukeboxConfig()
+    # the model it writes: this prior beside --vqvae's parts, or without one --init's (its VQ-VAE made the
+    # codes: `_check_codes_fit`), so that `sample --model` reads it
+    home = base if base is not None else init if init is not None and init.config.vqvae is not None else None
+    if home is None:
+        print(f"note: no --vqvae (nor one in --init): {args.out / MODEL} will hold this prior alone, not a model to sample")
+    parts = home.config if home else JukeboxConfig()
     model_cfg = dataclasses.replace(parts, priors=tuple(p for p in parts.priors if p.level != args.level) + (cfg,))
-    others = {} if base is None else {k: v for k, v in base.params.items() if k != f"prior_level_{args.level}"}
+    others = {} if home is None else {k: v for k, v in home.params.items() if k != f"prior_level_{args.level}"}
     out = args.out / MODEL
     _fit(
         args,

@@ -123,6 +123,10 @@ def test_killed_run_resumes_bit_identical(songs, vqvae, tmp_path):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     steps = [r["step"] for r in metrics(tmp_path / "killed") if "eval" not in r]
     assert steps == list(range(1, 9))
+    # codes without --vqvae, fine-tuning --init: the model holds --init's VQ-VAE, a model to sample (it held the prior alone)
+    cli(f"train prior --level 2 --data {codes} --init {top / 'model'} --out {tmp_path / 'tuned'} --steps 1 {' '.join(FAST)}")
+    tuned, made = Jukebox.load(tmp_path / "tuned" / "model"), Jukebox.load(top / "model")
+    assert tuned.config.vqvae == made.config.vqvae and tuned.vqvae_fingerprint() == made.vqvae_fingerprint()
 
 
 def test_fine_tune_a_converted_prior_on_new_artists(songs, fixtures, tmp_path, monkeypatch, capsys):
