@@ -274,6 +274,38 @@ def test_a_request_that_does_not_fit_the_model_writes_nothing(tiny, tmp_path, le
     assert not (tmp_path / "job" / "job.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("level", "given", "why"),
+    [  # what is wrong at a level: refused before any level is sampled
+        (0, {"songs": (SongLabels(8 * 6144, 30, (2,)),)}, r"songs\[0\], the window at token 0: .*\(artist ids\)\[0\] is 30"),
+        (2, {"songs": (SongLabels(6144, 1, (2,)),)}, r"songs\[2\], the window at token 96: labels\[:, 1\] \(offset"),  # its last
+        (0, {"settings": LevelSettings(TopK(1.0, 65))}, r"top_k must be at most 64 \(the level-0 prior's vocabulary\), got 65"),
+        (0, {"songs": (_SONG, _SONG)}, r"songs\[0\] holds 2 samples' labels, zs 1 rows"),
+    ],
+)
+def test_every_levels_input_is_checked_before_any_is_sampled(tiny, tmp_path, level, given, why):
+    """Labels and methods were checked as each level, and each window, came (hours of sampling
+    on a released model, then a later window's or level's labels refused): `run_job` and
+    `sample_levels` check every level's, in its first and last windows, first."""
+    length = 3 * 6144  # five top-level windows of 48 tokens
+    songs = {k: given.get("songs", (_SONG,)) if k == level else (_SONG,) for k in (2, 1, 0)}
+    settings = {k: given.get("settings", LevelSettings(Greedy())) if k == level else LevelSettings(Greedy()) for k in (2, 1, 0)}
+    start = [np.zeros((1, 0), np.int64)] * 3
+    if len(songs[level]) == 1:  # a request holds as many samples at every level: checked when made
+        with pytest.raises(InputError, match=why):
+            run_job(tiny, tmp_path / "job", SampleRequest((2, 1, 0), length, 0, songs, settings), start)
+        assert not (tmp_path / "job").exists()
+    sampled = []
+    tiny_sample = tiny.sample
+    object.__setattr__(tiny, "sample", lambda *a, **k: sampled.append(a) or tiny_sample(*a, **k))
+    try:
+        with pytest.raises(InputError, match=why):
+            sample_levels(tiny, start, songs, (2, 1, 0), length, jax.random.key(0), settings)
+    finally:
+        object.__delattr__(tiny, "sample")
+    assert not sampled
+
+
 def test_start_codes_past_the_request_are_refused(tiny, tmp_path):
     """They were kept whole: nothing sampled, and the job's audio was the start codes' (the CLI
     refused them; the API did not)."""

@@ -334,7 +334,7 @@ def _checked_start(jb: Jukebox, request: SampleRequest, start_codes: Codes) -> C
             cfg = jb.config.prior(level)
         except InputError as e:
             raise InputError(f"levels: {e}") from None
-        check_level(cfg, request.settings[level], request.sample_length)
+        check_level(cfg, request.settings[level], request.sample_length, request.songs[level])
         needed = max(needed, level + 1 + (cfg.conditioner is not None))
     if len(start_codes) < needed:
         raise InputError(f"start_codes holds {len(start_codes)} levels; the levels sampled need {needed} (empty [{n}, 0] where none)")

@@ -22,7 +22,7 @@ from jukebox_jax import checks
 from jukebox_jax.config import PriorConfig
 from jukebox_jax.errors import InputError, shown
 from jukebox_jax.generation.windows import level_windows, upper_codes_of_window
-from jukebox_jax.jukebox import Jukebox
+from jukebox_jax.jukebox import Jukebox, check_method
 from jukebox_jax.labels import SongLabels, window_labels
 from jukebox_jax.sampling.decode import row_keys
 from jukebox_jax.sampling.methods import Method, Temperature, check_is_method, method_from_dict
@@ -138,15 +138,24 @@ def sample_level(
     return zs
 
 
-def check_level(cfg: PriorConfig, settings: LevelSettings, sample_length: int) -> None:
-    """`sample_length` audio samples are whole tokens of the prior `cfg`'s level, and its
-    windows, if it takes more than one, move on by at least a token."""
+def check_level(cfg: PriorConfig, settings: LevelSettings, sample_length: int, songs: Sequence[SongLabels]) -> None:
+    """`sample_length` audio samples are whole tokens of the prior `cfg`'s level, its windows,
+    if it takes more than one, move on by at least a token, its method fits the prior, and
+    the labels of `songs` fit it in every window (its first and last: ids are the same in
+    each, the offset grows), so that no level is sampled before another's input is refused."""
     if sample_length % cfg.raw_to_tokens:
         raise InputError(
             f"sample_length {sample_length} is not a multiple of level {cfg.level}'s hop of {cfg.raw_to_tokens} samples"
         )
     if sample_length // cfg.raw_to_tokens >= cfg.n_ctx and int(settings.hop_fraction * cfg.n_ctx) < 1:
         raise InputError(f"hop_fraction {settings.hop_fraction:g} moves level {cfg.level}'s windows of {cfg.n_ctx} tokens by none")
+    check_method(cfg, settings.method)
+    windows = level_windows(cfg, sample_length // cfg.raw_to_tokens, settings.hop_fraction)
+    for start, _ in {windows[0], windows[-1]}:
+        try:
+            checks.labels(cfg, np.stack([window_labels(cfg, song, start) for song in songs]))
+        except InputError as e:
+            raise InputError(f"songs[{cfg.level}], the window at token {start}: {e}") from None
 
 
 def sample_levels(
@@ -163,9 +172,17 @@ def sample_levels(
     """Samples `levels` from the top down to `sample_length` audio samples (original
     `_sample`). `zs` holds the codes to continue: empty for ancestral sampling, the encoded
     prompt for primed sampling, saved codes to continue or upsample. `songs[level]` are the
-    labels in that prior's label set."""
+    labels in that prior's label set. Every level's inputs are checked before any is sampled."""
+    key = checks.key(key)
+    if not isinstance(zs, list | tuple) or not zs:
+        raise InputError(f"zs must be a list of codes [samples, tokens], one per level ([samples, 0] where none), got {shown(zs)}")
+    for level in levels:
+        if level not in songs or level not in settings:
+            raise InputError(f"songs and settings must each hold level {level}'s (one entry per level sampled)")
+        if len(songs[level]) != len(zs[0]):
+            raise InputError(f"songs[{level}] holds {len(songs[level])} samples' labels, zs {len(zs[0])} rows: give one per sample")
+        check_level(jb.config.prior(level), settings[level], sample_length, songs[level])
     for level in sorted(levels, reverse=True):
         cfg = jb.config.prior(level)
-        check_level(cfg, settings[level], sample_length)
         zs = sample_level(jb, zs, level, songs[level], sample_length // cfg.raw_to_tokens, key, settings[level], on_window, on_tokens)
     return zs
