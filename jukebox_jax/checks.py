@@ -31,6 +31,17 @@ def integer(name: str, value: Any, lo: int, hi: int = _INT32.max, note: str = ""
     return int(value)
 
 
+def float32_mode() -> None:
+    """jukebox-jax computes in float32 and int32; with `jax_enable_x64` on, its Python numbers
+    and index arithmetic turn 64-bit and the results are another model's (encode's codes and
+    greedy tokens all differed from float32's)."""
+    if jax.config.jax_enable_x64:
+        raise InputError(
+            "jax_enable_x64 is on: jukebox-jax computes in float32 and int32, and under x64 its codes and samples "
+            "are not the model's; turn it off (jax.config.update('jax_enable_x64', False)) before using it"
+        )
+
+
 def seed(value: Any, name: str = "seed") -> int:
     """`value` as a PRNG seed in `0..MAX_SEED`: past it, a seed draws what another one does."""
     return integer(name, value, 0, MAX_SEED, " (jax.random.key keeps a seed's low 32 bits)")

@@ -130,6 +130,7 @@ class Jukebox:
     def _part(self, name: str) -> Params:
         """`params[name]` (`"vqvae"`, `"prior_level_{L}"`), checked against the config again if
         its arrays were replaced since (`jb.params[name] = ...`): a `ParamsError`, not Flax's."""
+        checks.float32_mode()
         part = self.params.get(name)
         self._kept(("checked", name), part, lambda: check_params({name: abstract_params(self.config)[name]}, {name: part}) or True)
         check_alive(part)  # donated since it was checked

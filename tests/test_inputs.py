@@ -215,6 +215,31 @@ def test_a_key_can_be_used_twice(jb):
     jax.random.split(KEY)  # not deleted
 
 
+def test_64_bit_mode_is_refused(jb):
+    """Under `jax_enable_x64` encode's codes and greedy tokens all differed from float32's
+    (Python numbers and index arithmetic turn 64-bit), and `sample` failed inside XLA: every
+    part's use, and a training step's batch, refuses it, naming the switch."""
+    from jukebox_jax.train.optim import OptimConfig
+    from jukebox_jax.train.steps import PriorTask
+
+    labels = jb.labels(2, genre="blues", total_seconds=60)
+    task = PriorTask(jb.config.prior(2), OptimConfig())
+    uses = [
+        lambda: jb.encode(AUDIO),
+        lambda: jb.prior_logits(2, TOKENS, TOP),
+        lambda: jb.sample(2, KEY, labels, 4),
+        lambda: task.check_batch({"tokens": np.zeros((1, 4), np.int32), "labels": np.asarray(labels)}),
+    ]
+    jax.config.update("jax_enable_x64", True)
+    try:
+        for use in uses:
+            with pytest.raises(InputError, match=r"jax_enable_x64 is on: .*\(jax.config.update\('jax_enable_x64', False\)"):
+                use()
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    jb.encode(AUDIO)
+
+
 def test_parts_replaced_after_the_model_was_made_are_checked_when_used(jb):
     """`jb.params[part] = ...`, as `Jukebox` says to change weights, was checked only when the
     model was made: another level's prior there failed inside Flax (an IndexError, a

@@ -119,6 +119,7 @@ class VQVAETask:
     def check_batch(self, batch: dict[str, jax.Array]) -> None:
         """Refuses a batch that is not float audio `[b, t, 1]`, full scale 1 (`checks.audio`:
         integer PCM scaled as floats trained on values 32768 times too large)."""
+        checks.float32_mode()
         _check_batch(batch, ("audio",))
         if _concrete(batch):
             checks.audio(batch["audio"])
@@ -186,6 +187,7 @@ class PriorTask:
         """Refuses a batch the prior cannot read (`checks.prior_inputs`): tokens outside its
         codebook, artist, genre or lyric ids outside its tables (a negative id read the
         table's last row). Songs of any length train: their timing labels saturate."""
+        checks.float32_mode()
         _check_batch(batch, ("tokens", "labels"))
         if _concrete(batch):
             checks.prior_inputs(self.config, batch["tokens"], batch["labels"], batch.get("upper"), timing=False)
