@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jukebox_jax import checkpoint, checks, default
+from jukebox_jax import checkpoint, checks, default, tokenizer
 from jukebox_jax.config import MODEL_PRESETS, DType, JukeboxConfig, WeightFormat
 from jukebox_jax.errors import CheckpointError, InputError, Interrupted, shown
 from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, read_codes, read_prompt
@@ -246,6 +246,9 @@ def plan(args: argparse.Namespace) -> Plan:
             )
     if lyrics and not reads_lyrics:
         notices.append("note: no sampled level of this model reads lyrics; --lyrics goes unused")
+    for lab in {config.prior(level).labels for level in levels if config.prior(level).n_tokens}:
+        if dropped := tokenizer.dropped_chars(lyrics, lab.v3, tokenizer.lyric_chars(lab)):
+            notices.append(f"note: --lyrics holds characters the model's lyric vocabulary lacks, dropped as the original drops them: {shown(dropped, 80)}")
     songs = song_labels(config, levels, song_length, artist, genre, lyrics, n)
     mesh = None if args.mesh is None else mesh_shape(args.mesh, _device_count())
     placement = Placement.of(precision_config(config, args.dtype, args.weights), mesh)

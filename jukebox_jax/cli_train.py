@@ -33,7 +33,7 @@ from jukebox_jax.cli_sample import (
     seed,
 )
 from jukebox_jax.config import PRESETS, DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, misfits, preset
-from jukebox_jax.errors import ConfigError, InputError, Interrupted
+from jukebox_jax.errors import ConfigError, InputError, Interrupted, shown
 from jukebox_jax.io import check_memory, check_output_folder, exclusive
 from jukebox_jax.jukebox import Jukebox
 from jukebox_jax.labels import SongLabels, window_labels
@@ -558,6 +558,8 @@ def train_prior(args: argparse.Namespace) -> None:
         s.name: tokenizer.lyric_tokens(s.lyrics, lab.v3, tokenizer.lyric_chars(lab)) if cfg.n_tokens and lab else ()
         for s in folder.songs
     }
+    if note := _dropped_lyrics_note(cfg, folder):
+        print(note)
 
     def arrays(b: data.Batch) -> dict[str, np.ndarray]:
         rows = [
@@ -588,6 +590,19 @@ def train_prior(args: argparse.Namespace) -> None:
         lambda p: checkpoint.save(out, model_cfg, {**others, f"prior_level_{args.level}": p}),
         **given,
         **{"codes trained on": folder.fingerprint()},
+    )
+
+
+def _dropped_lyrics_note(cfg: PriorConfig, folder: data.Folder) -> str | None:
+    """A note naming the characters of the songs' lyrics that the lyric prior `cfg` lacks (a
+    fine-tuned prior keeps its own), or None."""
+    lab = cfg.labels
+    if not (cfg.n_tokens and lab):
+        return None
+    dropped = tokenizer.dropped_chars("".join(s.lyrics for s in folder.songs), lab.v3, tokenizer.lyric_chars(lab))
+    return None if not dropped else (
+        f"note: the songs' lyrics hold characters the prior's lyric vocabulary lacks, dropped as the original drops "
+        f"them: {shown(dropped, 80)} (a new prior, without --init, takes the songs' characters)"
     )
 
 

@@ -123,6 +123,13 @@ def clean_lyrics(text: str, v3: bool, chars: str | None = None) -> str:
     return "".join(c for c in transliterate(text) if c in vocab)
 
 
+def dropped_chars(text: str, v3: bool, chars: str | None = None) -> str:
+    """The characters of `text` (transliterated) that `clean_lyrics` drops, each once, sorted:
+    what a note should name."""
+    vocab = set(lyric_vocab(v3) if chars is None else chars)
+    return "".join(sorted(set(transliterate(text)) - vocab))
+
+
 def transliterate(text: str) -> str:
     """`text` in ASCII as the original's lyrics are (Unidecode), `\\` a newline: what a lyric
     vocabulary must hold (`clean_lyrics` drops the rest)."""

@@ -551,6 +551,16 @@ def test_a_song_shorter_than_the_sample_is_lengthened_and_said():
     assert [song.total_length for song in plan.request.songs[2]] == [length]
 
 
+def test_lyric_characters_a_model_lacks_are_named():
+    """They are dropped, as the original drops them, but were dropped unsaid (a fine-tuned
+    prior's own vocabulary holds only its first songs' characters)."""
+    base = ["sample", "--model", "tiny_5b_lyrics", "--seconds", "1", "--levels", "2"]
+    assert cli_sample.plan(_parse([*base, "--lyrics", "Hello (world)!"])).notices == ()
+    assert cli_sample.plan(_parse([*base, "--lyrics", "one + two = 3 {x} & y"])).notices == (
+        "note: --lyrics holds characters the model's lyric vocabulary lacks, dropped as the original drops them: '&={}'",
+    )
+
+
 def test_continue_and_upsample_name_the_labels_left_to_defaults(files):
     """A codes file holds no labels: the README's own upsample example left out the job's
     artist and genre, and a model without its own tables took 'unknown' unsaid."""

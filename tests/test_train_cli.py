@@ -4,6 +4,7 @@ fine-tunes on songs by artists it has never seen; bad settings are refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
@@ -451,7 +452,7 @@ def test_a_linear_decay_begins_at_the_peak_of_a_fractional_warmup():
 def test_a_new_lyric_prior_knows_every_character_of_its_cleaned_lyrics():
     """The vocabulary is made of the lyrics as they are tokenized (transliterated, `\\` a new
     line): made of the raw text, "don’t stop\\café" trained as "dont stopcaf"."""
-    from jukebox_jax.cli_train import _adapted
+    from jukebox_jax.cli_train import _adapted, _dropped_lyrics_note
     from jukebox_jax.config import preset
 
     folder = data.Folder(Path("."), 16000, (data.Song("a.wav", 10**5, 0, 0, "don’t stop\\café"),), ("x",), ("y",))
@@ -460,6 +461,14 @@ def test_a_new_lyric_prior_knows_every_character_of_its_cleaned_lyrics():
     assert chars == "\n 'acdefnopst" and cfg.n_vocab == len(chars) + 1
     tokens = tokenizer.lyric_tokens(folder.songs[0].lyrics, cfg.labels.v3, chars)
     assert "".join(chars[t - 1] for t in tokens) == "don't stop\ncafe"
+    # fine-tuned on other songs, it keeps its characters: the ones it lacks are named (they were dropped unsaid)
+    assert _dropped_lyrics_note(cfg, folder) is None
+    other = dataclasses.replace(folder, songs=(data.Song("b.wav", 10**5, 0, 0, "jazz quiz, café"),))
+    assert _dropped_lyrics_note(cfg, other) == (
+        "note: the songs' lyrics hold characters the prior's lyric vocabulary lacks, dropped as the original drops "
+        "them: ',ijquz' (a new prior, without --init, takes the songs' characters)"
+    )
+    assert _dropped_lyrics_note(preset("tiny_5b"), other) is None  # no lyrics read
 
 
 def test_a_run_folder_another_process_writes_is_refused(songs, tmp_path, capsys):
