@@ -275,7 +275,7 @@ def _remove_leftovers(path: Path) -> None:
 
 
 def load(
-    path: Path, *, verify: bool = True, mesh: Mesh | None = None, rules: sharding.Rules | None = None
+    path: Path | str, *, verify: bool = True, mesh: Mesh | None = None, rules: sharding.Rules | None = None
 ) -> tuple[JukeboxConfig, Params, dict[str, str] | None]:
     """Reads what `save` wrote (or formats 1, 2); verifies format 3's checksums unless
     `verify` is false, checks every array against the config, refuses bad weights. Returns
@@ -326,17 +326,17 @@ def _host(x: jax.Array) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def read_config(path: Path, *, verify: bool = True) -> JukeboxConfig:
+def read_config(path: Path | str, *, verify: bool = True) -> JukeboxConfig:
     """The config of the checkpoint at `path`, verified against its checksum unless `verify`
     is false, without reading the weights (what a command checks its arguments against)."""
     path, meta = _open(path, verify)
     return _read_config(path / CONFIG, meta["config"])
 
 
-def _open(path: Path, verify: bool) -> tuple[Path, dict[str, Any]]:
+def _open(path: Path | str, verify: bool) -> tuple[Path, dict[str, Any]]:
     """The checkpoint folder (an interrupted save recovered) and its `config.json`, the
     config verified unless `verify` is false."""
-    path = path.resolve()
+    path = Path(path).resolve()  # a str too
     _recover(path)
     if not path.is_dir():
         what = "a file" if path.exists() else "missing"

@@ -104,6 +104,7 @@ def test_round_trip_is_exact():
         assert loaded.config == tiny.config and same(loaded.params, tiny.params)
         # the verified digests the load kept give the fingerprint hashing the arrays gives
         assert loaded.fingerprint() == tiny.fingerprint() == Jukebox(tiny.config, tiny.params).fingerprint()
+        assert checkpoint.read_config(str(path)) == Jukebox.load(str(path)).config == tiny.config  # a str path too
         tiny.save(path)  # replacing a checkpoint is allowed, and leaves nothing beside it
         assert same(Jukebox.load(path).params, tiny.params)
         assert os.listdir(tmp) == ["ckpt"]
