@@ -81,8 +81,13 @@ def _released(kind: str, name: str, key: str, v3: bool) -> int:
 
 def _own(kind: str, name: str, names: tuple[str, ...], v3: bool) -> int:
     """The position of `name` in a model's own table; as written (any case), or normalised as
-    the released tables are (a fine-tuned model's table starts with the released names)."""
-    table = {n.lower(): i for i, n in enumerate(names)}
+    the released tables are, on either side ("nova_star" finds "Nova Star"; a fine-tuned
+    model's table starts with the released names). A name as written wins over another's
+    normalised form."""
+    table = {}
+    for i, n in enumerate(names):
+        table.setdefault(normalize(n, v3), i)
+    table |= {n.lower(): i for i, n in enumerate(names)}
     key = name.lower() if name.lower() in table else normalize(name, v3)
     known = ", ".join(map(repr, names[:20])) + (", ..." if len(names) > 20 else "")
     return _lookup(kind, name, key, table, "model's", f"This model knows {known}.")
@@ -92,7 +97,7 @@ def _own_genres(genre: str, names: tuple[str, ...], v3: bool) -> tuple[int, ...]
     """A genre's ids in a model's own table: the whole name's, or, in a v2 label set where every
     word of it is in the table, one per word as `genre_ids` (a fine-tuned table keeps the
     released v2 words); else the whole name's error, listing the table."""
-    table = {n.lower() for n in names}
+    table = {n.lower() for n in names} | {normalize(n, v3) for n in names}
     words = [w for w in normalize(genre, v3).split("_") if w]
     if v3 or genre.lower() in table or normalize(genre, v3) in table or not words or not set(words) <= table:
         return (_own("genre", genre, names, v3),)
