@@ -98,7 +98,7 @@ def codes(name: str, z: np.ndarray, bins: int | None, fix: str, *, rows: int | N
 def key(value: Any, batch: int | None = None) -> jax.Array:
     """One PRNG key: a typed key of shape () (`jax.random.key`) or a raw uint32 `[2]`
     (`jax.random.PRNGKey`); given `batch`, also one key per sample, typed `[batch]` or raw
-    `[batch, 2]` (returned typed)."""
+    `[batch, 2]`. Returned typed (the same draws; one compiled program for either kind)."""
     dtype = getattr(value, "dtype", None)
     shapes = [(), (batch,)] if batch is not None else [()]
     typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and np.shape(value) in shapes
@@ -106,7 +106,7 @@ def key(value: Any, batch: int | None = None) -> jax.Array:
     if not (typed or raw):
         each = f", or one per sample, jax.random.split(key, {batch})" if batch is not None else ""
         raise InputError(f"key must be one PRNG key, jax.random.key(seed){each}; got {_describe(value)}")
-    return jax.random.wrap_key_data(value) if raw and np.ndim(value) == 2 else value
+    return jax.random.wrap_key_data(value) if raw else value
 
 
 def _describe(value: Any) -> str:

@@ -15,6 +15,7 @@ from zero_models import zero_model
 from jukebox_jax import Jukebox, JukeboxConfig, preset, tokenizer
 from jukebox_jax.errors import ConfigError, InputError, JukeboxError, ParamsError
 from jukebox_jax.labels import window_labels
+from jukebox_jax.sampling.decode import _decode
 from jukebox_jax.sampling import MIN_TEMPERATURE, Temperature, TopK, TopP, sampling_method
 
 RATE = 44100
@@ -273,7 +274,12 @@ def test_raw_keys_per_sample_are_taken_as_typed_ones(jb):
     labels = jb.labels(2, genre="blues", total_seconds=60, n_samples=2)
     keys = jax.random.split(KEY, 2)
     typed = np.asarray(jb.sample(2, keys, labels, 6))
+    one = jb.labels(2, genre="blues", total_seconds=60)
+    typed_one = np.asarray(jb.sample(2, jax.random.key(3), one, 6))
+    compiled = _decode._cache_size()  # raw keys compile nothing of their own (a raw key compiled again)
     np.testing.assert_array_equal(np.asarray(jb.sample(2, jax.random.key_data(keys), labels, 6)), typed)
+    np.testing.assert_array_equal(np.asarray(jb.sample(2, jax.random.PRNGKey(3), one, 6)), typed_one)
+    assert _decode._cache_size() == compiled
 
 
 def test_the_least_temperature_is_greedy_and_finite():
