@@ -211,7 +211,7 @@ def test_nothing_held_out_trains_without_evaluation_and_resumes_on_its_songs_onl
         cli(f"{command} --steps 4 --resume")
     err = capsys.readouterr().err  # the song by name, then the bandwidth its windows gave
     assert f"was started with other settings and songs (songs in --data: {gone.name}, " in err
-    assert "bring back the songs it began on (or train into another --out)" in err
+    assert "bring back the songs it began on, each with its audio, length and labels (or train into another --out)" in err
 
 
 def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):

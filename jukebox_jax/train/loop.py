@@ -344,7 +344,11 @@ def check_start(out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bo
         listed = ", ".join(named[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
         songs = sum("songs" in c or "codes" in c for c, _, _ in changed)  # the data's digests (`train.data.Folder.fingerprint`)
         what = "songs" if songs == len(changed) else "settings and songs" if songs else "settings"
-        fix = "bring back the songs it began on (or train into another --out)" if songs else "resume with the same ones"
+        fix = (
+            "bring back the songs it began on, each with its audio, length and labels (or train into another --out)"
+            if songs
+            else "resume with the same ones"
+        )
         raise InputError(f"{out} was started with other {what} ({listed}); {fix}")
 
 
