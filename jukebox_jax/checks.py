@@ -59,6 +59,12 @@ def finite_real(name: str, value: Any) -> float:
 def array(name: str, value: Any, ndim: int, shape_doc: str, *, empty_ok: bool = False) -> np.ndarray:
     """`value` as a numpy array of `ndim` dimensions, none of them empty (but the last where
     `empty_ok`)."""
+    if isinstance(value, jax.core.Tracer):
+        raise InputError(
+            f"{name} is traced (a Jukebox method called inside jax.jit, vmap or grad): its methods check their "
+            "inputs on the host and compile themselves; call them directly, or jit the functional API "
+            "(prior.forward, sampling.prefill and decode)"
+        )
     try:
         x = np.asarray(value)
     except (TypeError, ValueError) as e:  # ragged nested lists, objects numpy cannot read

@@ -241,6 +241,13 @@ def test_64_bit_mode_is_refused(jb):
     jb.encode(AUDIO)
 
 
+def test_a_method_under_jit_says_to_call_it_directly(jb):
+    """jax.jit around a method said "tokens must be an array ... got DynamicJaxprTracer"."""
+    for method, arg in ((lambda t: jb.prior_logits(2, t, TOP), TOKENS), (jb.encode, AUDIO)):
+        with pytest.raises(InputError, match=r"is traced \(a Jukebox method called inside jax.jit, vmap or grad\): .* call them directly"):
+            jax.jit(method)(arg)
+
+
 def test_parts_replaced_after_the_model_was_made_are_checked_when_used(jb):
     """`jb.params[part] = ...`, as `Jukebox` says to change weights, was checked only when the
     model was made: another level's prior there failed inside Flax (an IndexError, a
