@@ -323,7 +323,9 @@ class Jukebox:
         `labels` and `upper_codes` as `prior_logits` (their batch size is the number of
         samples). `key`: one key (sample `i` draws with `fold_in(key, i)`), or one per sample
         `[B]`; a sample's draws depend on its key alone, not on the others in the batch (whose
-        size changes the logits by float rounding: a near-tie draw may flip).
+        size changes the logits by float rounding: a near-tie draw may flip). Position `t`
+        draws from `fold_in(that key, t)`: windows sampled one after another want a key each
+        (`fold_in(key, start)`, as `generation.sample_levels` does), or they repeat their draws.
         `top_k=1` is greedy; otherwise tokens are drawn at `temperature`, from the
         `top_k` most likely or the `top_p` nucleus; or pass a sampling `method` object
         (`jukebox_jax.sampling.Greedy`, `Temperature`, `TopK`, `TopP`) instead. The prompt is read in chunks of
