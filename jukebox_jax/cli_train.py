@@ -36,9 +36,9 @@ from jukebox_jax.config import PRESETS, DType, JukeboxConfig, Lyrics, PriorConfi
 from jukebox_jax.errors import ConfigError, InputError, Interrupted, shown
 from jukebox_jax.io import check_memory, check_output_folder, exclusive
 from jukebox_jax.jukebox import Jukebox
-from jukebox_jax.labels import SongLabels, window_labels
 from jukebox_jax.prior.transformer import Remat
 from jukebox_jax.train import data, loop, optim, steps
+from jukebox_jax.train import labels as train_labels
 from jukebox_jax.train import vqvae as vqvae_train
 
 MODEL = "model"
@@ -539,13 +539,13 @@ def train_prior(args: argparse.Namespace) -> None:
         _check_songs_fit(source, vq, args.level, n_ctx)
     if init is not None:  # the prior and its label ids from the songs' labels, before they are encoded
         cfg, params = init.config.prior(args.level), init.params[f"prior_level_{args.level}"]
-        cfg, params = with_labels_of(cfg, params, source, loop.run_key(args.seed, loop.KeyUse.INIT))
+        cfg, params = train_labels.with_labels_of(cfg, params, source, loop.run_key(args.seed, loop.KeyUse.INIT))
     else:
         if vq is None:
             raise InputError("a new prior needs --vqvae (its codebook size, hops and sample rate)")
         cfg = _adapted(new, vq, source)
         params = prior_lib.init_params(cfg, loop.run_key(args.seed, loop.KeyUse.INIT))
-    ids = _label_ids(cfg, source)
+    train_labels.label_ids(cfg, source)  # names the prior does not know, refused before the songs are encoded
     folder = _codes(args, base, source)
     upper = cfg.conditioner is not None
     train, held = folder.split(args.eval_fraction)
@@ -553,23 +553,12 @@ def train_prior(args: argparse.Namespace) -> None:
     held_windows = (
         data.CodesWindows.load(folder, held, args.level, cfg.n_ctx, upper=upper, bins=cfg.l_bins) if held else None
     )
-    lab = cfg.labels
-    lyrics = {
-        s.name: tokenizer.lyric_tokens(s.lyrics, lab.v3, tokenizer.lyric_chars(lab)) if cfg.n_tokens and lab else ()
-        for s in folder.songs
-    }
-    if note := _dropped_lyrics_note(cfg, folder):
-        print(note)
-
-    def arrays(b: data.Batch) -> dict[str, np.ndarray]:
-        rows = [
-            window_labels(
-                cfg, SongLabels(int(t), ids["artist"][a], ids["genre"][g], lyrics[s], int(o)), 0
-            )
-            for s, a, g, o, t in zip(b.songs, b.artist, b.genre, b.offset, b.total_length)
-        ]
-        out = {"tokens": b.x, "labels": np.stack(rows).astype(np.int32)}
-        return out if b.upper is None else {**out, "upper": b.upper}
+    if dropped := train_labels.dropped_lyric_chars(cfg, folder):
+        print(
+            f"note: the songs' lyrics hold characters the prior's lyric vocabulary lacks, dropped as the original drops "
+            f"them: {shown(dropped, 80)} (a new prior, without --init, takes the songs' characters)"
+        )
+    arrays = train_labels.prior_arrays(cfg, folder)
 
     task = steps.PriorTask(cfg, _optim(args), Remat(args.remat), DType(args.compute_dtype))
     # the model it writes: this prior beside --vqvae's parts, or without one --init's (its VQ-VAE made the
@@ -591,78 +580,6 @@ def train_prior(args: argparse.Namespace) -> None:
         **given,
         **{"codes trained on": folder.fingerprint()},
     )
-
-
-def _dropped_lyrics_note(cfg: PriorConfig, folder: data.Folder) -> str | None:
-    """A note naming the characters of the songs' lyrics that the lyric prior `cfg` lacks (a
-    fine-tuned prior keeps its own), or None."""
-    lab = cfg.labels
-    if not (cfg.n_tokens and lab):
-        return None
-    dropped = tokenizer.dropped_chars("".join(s.lyrics for s in folder.songs), lab.v3, tokenizer.lyric_chars(lab))
-    return None if not dropped else (
-        f"note: the songs' lyrics hold characters the prior's lyric vocabulary lacks, dropped as the original drops "
-        f"them: {shown(dropped, 80)} (a new prior, without --init, takes the songs' characters)"
-    )
-
-
-def with_labels_of(cfg: PriorConfig, params: dict, folder: data.Folder, key) -> tuple[PriorConfig, dict]:
-    """A prior to fine-tune on `folder`: the artists and genres it does not know get new ids
-    after its own (new embedding rows, `train.prior.grow_label_tables`), and its tables
-    become its own, named (the released names by id, then the new ones; a released id with no
-    name is called `<kind> <id>`; id 0 is `unknown`). Unchanged if it knows every name."""
-    from jukebox_jax.train.prior import grow_label_tables
-
-    lab = cfg.labels
-    if lab is None:
-        return cfg, params
-    tables = {}
-    for kind, names, bins, own in (
-        ("artist", folder.artists or ("unknown",), lab.artist_bins, lab.artists),  # unlabelled songs: 'unknown'
-        ("genre", folder.genres or ("unknown",), lab.genre_bins, lab.genres),
-    ):
-        unknown = []
-        for name in names:
-            try:
-                _label_id(cfg, kind, name)
-            except InputError:
-                unknown.append(name)
-        if own is None and unknown:
-            by_id = {0: "unknown"}
-            for n, i in tokenizer.id_table(kind, lab.v3).items():
-                if n:
-                    by_id.setdefault(i, n)  # an id's first name in the table
-            own = tuple(by_id.get(i, f"{kind} {i}") for i in range(bins))
-        tables[kind] = own if not unknown else (*own, *unknown)
-    if tables["artist"] == lab.artists and tables["genre"] == lab.genres:
-        return cfg, params
-    grown = dataclasses.replace(
-        lab,
-        artists=tables["artist"],
-        genres=tables["genre"],
-        artist_bins=max(lab.artist_bins, len(tables["artist"] or ())),
-        genre_bins=max(lab.genre_bins, len(tables["genre"] or ())),
-    )
-    return grow_label_tables(cfg, params, grown, key)
-
-
-def _label_ids(cfg: PriorConfig, folder: data.Folder) -> dict[str, list]:
-    """The prior's artist id and genre ids (a tuple: the released v2 tables give one per word,
-    "Hip Hop" -> hip, hop) of each of the folder's names; a name the prior does not know is
-    an error naming the fix."""
-    if cfg.labels is None:
-        return {"artist": [0] * max(1, len(folder.artists)), "genre": [()] * max(1, len(folder.genres))}
-    return {
-        kind: [_label_id(cfg, kind, name) for name in names or ("unknown",)]
-        for kind, names in (("artist", folder.artists), ("genre", folder.genres))
-    }
-
-
-def _label_id(cfg: PriorConfig, kind: str, name: str) -> int | tuple[int, ...]:
-    """The prior's id of one artist, or ids of one genre (`InputError` naming the fix if unknown)."""
-    if kind == "artist":
-        return tokenizer.song_labels(cfg, 1, artist=name, genre=0).artist
-    return tokenizer.song_labels(cfg, 1, artist=0, genre=name).genres
 
 
 def _check_mesh(spec: str | None, batch_size: int) -> int:

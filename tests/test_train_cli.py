@@ -24,6 +24,8 @@ from jukebox_jax import Jukebox, JukeboxConfig, default, preset, tokenizer
 from jukebox_jax.cli import main
 from jukebox_jax.io import exclusive
 from jukebox_jax.synth.dataset import SynthConfig, generate
+from jukebox_jax.errors import InputError
+from jukebox_jax.labels import window_labels
 from jukebox_jax.train import data
 
 FAST = ["--batch-size", "2", "--save-every", "2", "--eval-every", "2"]
@@ -411,13 +413,40 @@ def test_songs_shorter_than_the_window_are_named_before_encoding(songs, vqvae, t
 def test_a_released_prior_trains_on_every_word_of_a_genre():
     """The released v2 tables give a genre one id per word: "Hip Hop" trains as (hip, hop), as
     `sample --genre "Hip Hop"` conditions (it trained as hip alone)."""
-    from jukebox_jax.cli_train import _label_ids
+    from jukebox_jax.train.labels import label_ids
 
     cfg = JukeboxConfig.from_preset("5b").prior(2)
     folder = data.Folder(Path("."), 44100, (data.Song("a.wav", 10**5, 0, 0, ""),), ("Alan Jackson",), ("Hip Hop",))
-    ids = _label_ids(cfg, folder)
+    ids = label_ids(cfg, folder)
     assert ids["genre"] == [tokenizer.song_labels(cfg, 1, genre="Hip Hop").genres] and len(ids["genre"][0]) == 2
     assert ids["artist"] == [tokenizer.song_labels(cfg, 1, artist="Alan Jackson").artist]
+
+
+def test_prior_arrays_label_each_window_in_the_priors_ids():
+    """`train.labels.prior_arrays`, the batches `train prior` trains on (and a notebook's
+    fine-tune can): each window's row is `window_labels` of its song in the prior's ids, the
+    folder's index mapped to them; names the prior lacks are refused until `with_labels_of`."""
+    import jax
+
+    from jukebox_jax.train.labels import prior_arrays, with_labels_of
+
+    cfg = JukeboxConfig.from_preset("tiny_5b_lyrics").prior(2)
+    songs = (data.Song("a.wav", 10**6, 1, 0, "la la"), data.Song("b.wav", 2 * 10**6, 0, 1, "oh"))
+    folder = data.Folder(Path("."), 44100, songs, ("Zz Unheard", "Alan Jackson"), ("Hip Hop", "blues"))
+    batch = data.Batch(
+        np.zeros((2, cfg.n_ctx), np.int32), None, ("b.wav", "a.wav"), np.int32([0, 1]), np.int32([1, 0]),
+        np.int64([5 * 128, 0]), np.int64([2 * 10**6, 10**6]), ("oh", "la la"),
+    )
+    with pytest.raises(InputError, match="Zz Unheard"):
+        prior_arrays(cfg, folder)
+    tuned, _ = with_labels_of(cfg, Jukebox.init(JukeboxConfig(priors=(cfg,)), jax.random.key(0)).params["prior_level_2"], folder, jax.random.key(1))
+    got = prior_arrays(tuned, folder)(batch)
+    want = [
+        window_labels(tuned, tokenizer.song_labels(tuned, 2 * 10**6, "Zz Unheard", "blues", "oh", offset=5 * 128), 0),
+        window_labels(tuned, tokenizer.song_labels(tuned, 10**6, "Alan Jackson", "Hip Hop", "la la"), 0),
+    ]
+    np.testing.assert_array_equal(got["labels"], np.stack(want))
+    assert got["labels"][0, 3] == cfg.labels.artist_bins and got["tokens"] is batch.x and "upper" not in got
 
 
 def test_fine_tuning_a_model_of_its_own_names_on_unlabelled_songs():
@@ -425,7 +454,7 @@ def test_fine_tuning_a_model_of_its_own_names_on_unlabelled_songs():
     (the default model's) gets it as a new name (it refused 'unknown', a name the user never gave)."""
     import jax
 
-    from jukebox_jax.cli_train import _label_ids, with_labels_of
+    from jukebox_jax.train.labels import label_ids, with_labels_of
 
     jb = default.load()
     cfg, params = jb.config.prior(2), jb.params["prior_level_2"]
@@ -433,7 +462,7 @@ def test_fine_tuning_a_model_of_its_own_names_on_unlabelled_songs():
     folder = data.Folder(Path("."), 16000, (data.Song("a.wav", 10**5, 0, 0, ""),))
     tuned, _ = with_labels_of(cfg, params, folder, jax.random.key(0))
     assert tuned.labels.artists == (*cfg.labels.artists, "unknown") and tuned.labels.genres == (*cfg.labels.genres, "unknown")
-    assert _label_ids(tuned, folder) == {"artist": [len(cfg.labels.artists)], "genre": [(len(cfg.labels.genres),)]}
+    assert label_ids(tuned, folder) == {"artist": [len(cfg.labels.artists)], "genre": [(len(cfg.labels.genres),)]}
 
 
 def test_a_linear_decay_begins_at_the_peak_of_a_fractional_warmup():
@@ -452,8 +481,9 @@ def test_a_linear_decay_begins_at_the_peak_of_a_fractional_warmup():
 def test_a_new_lyric_prior_knows_every_character_of_its_cleaned_lyrics():
     """The vocabulary is made of the lyrics as they are tokenized (transliterated, `\\` a new
     line): made of the raw text, "don’t stop\\café" trained as "dont stopcaf"."""
-    from jukebox_jax.cli_train import _adapted, _dropped_lyrics_note
+    from jukebox_jax.cli_train import _adapted
     from jukebox_jax.config import preset
+    from jukebox_jax.train.labels import dropped_lyric_chars
 
     folder = data.Folder(Path("."), 16000, (data.Song("a.wav", 10**5, 0, 0, "don’t stop\\café"),), ("x",), ("y",))
     cfg = _adapted(preset("tiny_5b_lyrics"), preset("tiny_vqvae"), folder)
@@ -461,14 +491,11 @@ def test_a_new_lyric_prior_knows_every_character_of_its_cleaned_lyrics():
     assert chars == "\n 'acdefnopst" and cfg.n_vocab == len(chars) + 1
     tokens = tokenizer.lyric_tokens(folder.songs[0].lyrics, cfg.labels.v3, chars)
     assert "".join(chars[t - 1] for t in tokens) == "don't stop\ncafe"
-    # fine-tuned on other songs, it keeps its characters: the ones it lacks are named (they were dropped unsaid)
-    assert _dropped_lyrics_note(cfg, folder) is None
+    # fine-tuned on other songs, it keeps its characters: train prior names the ones it lacks (they were dropped unsaid)
+    assert dropped_lyric_chars(cfg, folder) == ""
     other = dataclasses.replace(folder, songs=(data.Song("b.wav", 10**5, 0, 0, "jazz quiz, café"),))
-    assert _dropped_lyrics_note(cfg, other) == (
-        "note: the songs' lyrics hold characters the prior's lyric vocabulary lacks, dropped as the original drops "
-        "them: ',ijquz' (a new prior, without --init, takes the songs' characters)"
-    )
-    assert _dropped_lyrics_note(preset("tiny_5b"), other) is None  # no lyrics read
+    assert dropped_lyric_chars(cfg, other) == ",ijquz"
+    assert dropped_lyric_chars(preset("tiny_5b"), other) == ""  # no lyrics read
 
 
 def test_a_run_folder_another_process_writes_is_refused(songs, tmp_path, capsys):
