@@ -22,10 +22,10 @@ from cli_process import cpu_env, run_cli
 
 from jukebox_jax import Jukebox, JukeboxConfig, default, preset, tokenizer
 from jukebox_jax.cli import main
-from jukebox_jax.io import exclusive
-from jukebox_jax.synth.dataset import SynthConfig, generate
 from jukebox_jax.errors import InputError
+from jukebox_jax.io import exclusive
 from jukebox_jax.labels import window_labels
+from jukebox_jax.synth.dataset import SynthConfig, generate
 from jukebox_jax.train import data
 
 FAST = ["--batch-size", "2", "--save-every", "2", "--eval-every", "2"]
