@@ -538,7 +538,7 @@ def train_prior(args: argparse.Namespace) -> None:
     if vq is not None and not data.holds_codes(source.root):
         _check_songs_fit(source, vq, args.level, n_ctx)
     if init is not None:  # the prior and its label ids from the songs' labels, before they are encoded
-        cfg, params = init.config.prior(args.level), init.params[f"prior_level_{args.level}"]
+        cfg, params = _float32_prior(init.config.prior(args.level), init.params[f"prior_level_{args.level}"])
         cfg, params = train_labels.with_labels_of(cfg, params, source, loop.run_key(args.seed, loop.KeyUse.INIT))
     else:
         if vq is None:
@@ -580,6 +580,17 @@ def train_prior(args: argparse.Namespace) -> None:
         **given,
         **{"codes trained on": folder.fingerprint()},
     )
+
+
+def _float32_prior(cfg: PriorConfig, params: dict) -> tuple[PriorConfig, dict]:
+    """A prior stored at 16 bits (`convert --dtype`, `Jukebox.astype`) as float32, which it
+    trains in (`--compute-dtype` for 16-bit activations); a float32 one as it is."""
+    from jukebox_jax.params import cast
+
+    if cfg.precision.params is DType.FLOAT32:
+        return cfg, params
+    config = JukeboxConfig(priors=(cfg,)).astype(DType.FLOAT32)
+    return config.prior(cfg.level), cast(config, {f"prior_level_{cfg.level}": params})[f"prior_level_{cfg.level}"]
 
 
 def _check_mesh(spec: str | None, batch_size: int) -> int:

@@ -449,6 +449,21 @@ def test_prior_arrays_label_each_window_in_the_priors_ids():
     assert got["labels"][0, 3] == cfg.labels.artist_bins and got["tokens"] is batch.x and "upper" not in got
 
 
+def test_a_16_bit_checkpoint_fine_tunes_in_float32():
+    """`train prior --init` of a checkpoint stored at 16 bits (convert --dtype, Jukebox.astype)
+    trains float32 weights, as `PriorTask` needs (it refuses 16-bit master weights)."""
+    from jukebox_jax.cli_train import _float32_prior
+    from jukebox_jax.config import DType
+
+    jb = Jukebox.init(JukeboxConfig.from_preset("tiny_5b"), jax.random.key(0))
+    half = jb.astype("bfloat16")
+    cfg, params = _float32_prior(half.config.prior(2), half.params["prior_level_2"])
+    assert cfg == jb.config.prior(2) and cfg.precision.params is DType.FLOAT32
+    for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(half.params["prior_level_2"]), strict=True):
+        assert x.dtype == np.float32 and np.array_equal(np.asarray(x), np.asarray(y, np.float32))
+    assert _float32_prior(jb.config.prior(2), jb.params["prior_level_2"])[1] is jb.params["prior_level_2"]
+
+
 def test_fine_tuning_a_model_of_its_own_names_on_unlabelled_songs():
     """Songs without metadata are artist and genre 'unknown': a prior whose own tables lack it
     (the default model's) gets it as a new name (it refused 'unknown', a name the user never gave)."""

@@ -346,6 +346,12 @@ def test_int8_weights_are_not_trained(case):
     cfg = dataclasses.replace(case.cfg, precision=dataclasses.replace(case.cfg.precision, weights=WeightFormat.INT8))
     with pytest.raises(InputError, match="int8 weights cannot be trained .* fine-tune the float model, then quantize it"):
         PriorTask(cfg, OptimConfig()).init(case.params, 0)
+    # nor 16-bit master weights (they trained without a word): float32 weights, 16-bit compute
+    jb = Jukebox(JukeboxConfig(priors=(case.cfg,)), {f"prior_level_{case.cfg.level}": case.params}).astype("bfloat16")
+    half = jb.params[f"prior_level_{case.cfg.level}"]
+    for cfg, params in ((jb.config.prior(case.cfg.level), half), (case.cfg, jax.tree.map(lambda x: x.astype(jnp.bfloat16), case.params))):
+        with pytest.raises(InputError, match=r"the weights are trained in float32 .* compute='bfloat16' for mixed precision"):
+            PriorTask(cfg, OptimConfig()).init(params, 0)
 
 
 @pytest.mark.slow

@@ -180,6 +180,11 @@ class PriorTask:
         if self.config.precision.weights is not WeightFormat.FLOAT:
             raise InputError("int8 weights cannot be trained (no gradient through integers): fine-tune the float model, then quantize it")
         check_params(abstract_params(JukeboxConfig(priors=(self.config,)))[f"prior_level_{self.config.level}"], params)
+        if self.config.precision.params is not DType.FLOAT32 or any(x.dtype != jnp.float32 for x in jax.tree.leaves(params)):
+            raise InputError(
+                "the weights are trained in float32 (16-bit weights lose Adam's small updates to rounding): give the "
+                "float32 model's config and params (Jukebox.load without dtype), and compute='bfloat16' for mixed precision"
+            )
         params = jax.tree.map(jnp.copy, params)
         return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params), None, new_key(seed))
 
