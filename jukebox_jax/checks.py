@@ -31,6 +31,22 @@ def integer(name: str, value: Any, lo: int, hi: int = _INT32.max, note: str = ""
     return int(value)
 
 
+def donated(tree: Any) -> bool:
+    """Whether an array of `tree` was donated to a jitted call (its buffer now holds another's
+    result); tracers are not."""
+    return any(isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and x.is_deleted() for x in jax.tree.leaves(tree))
+
+
+def alive(params: Any) -> None:
+    """Raises `InputError` if an array of `params` was donated: `loop.fit` consumes the
+    training state it is given, arrays shared with it included."""
+    if donated(params):
+        raise InputError(
+            "these params were donated to a training step (loop.fit consumes the state it is given, and every "
+            "array shared with it): take them from the state fit returned, or keep a copy (jax.tree.map(jnp.copy, ...))"
+        )
+
+
 def float32_mode() -> None:
     """jukebox-jax computes in float32 and int32; with `jax_enable_x64` on, its Python numbers
     and index arithmetic turn 64-bit and the results are another model's (encode's codes and
@@ -38,7 +54,8 @@ def float32_mode() -> None:
     if jax.config.jax_enable_x64:
         raise InputError(
             "jax_enable_x64 is on: jukebox-jax computes in float32 and int32, and under x64 its codes and samples "
-            "are not the model's; turn it off (jax.config.update('jax_enable_x64', False)) before using it"
+            "are not the model's; turn it off (jax.config.update('jax_enable_x64', False), or unset JAX_ENABLE_X64) "
+            "before using it"
         )
 
 

@@ -246,16 +246,16 @@ def plan(args: argparse.Namespace) -> Plan:
             )
     if lyrics and not reads_lyrics:
         notices.append("note: no sampled level of this model reads lyrics; --lyrics goes unused")
+    songs = song_labels(config, levels, song_length, artist, genre, lyrics, n)  # first: names a missing Unidecode
     for lab in {config.prior(level).labels for level in levels if config.prior(level).n_tokens}:
         if dropped := tokenizer.dropped_chars(lyrics, lab.v3, tokenizer.lyric_chars(lab)):
             notices.append(f"note: --lyrics holds characters the model's lyric vocabulary lacks, dropped as the original drops them: {shown(dropped, 80)}")
-    songs = song_labels(config, levels, song_length, artist, genre, lyrics, n)
     mesh = None if args.mesh is None else mesh_shape(args.mesh, _device_count())
     placement = Placement.of(precision_config(config, args.dtype, args.weights), mesh)
     request = SampleRequest(
         levels, sample_length, args.seed, songs, level_settings(args, config, levels), job_source(args, prompt), placement
     )
-    if not check_out(args.out, args.resume, job_record(request, start_codes=start)) and args.resume:
+    if not check_out(args.out, args.resume, job_record(request, start_codes=start), args.mode) and args.resume:
         notices.append(f"note: {args.out} holds no job to resume: starting one")
     return Plan(config, request, start, prompt, tuple(notices))
 
@@ -544,9 +544,9 @@ def job_source(args: argparse.Namespace, prompt: Prompt | None) -> JobSource:
     return JobSource(args.mode, prompt.digest, prompt.seconds)
 
 
-def check_out(out: Path, resume: bool, record: dict) -> bool:
-    """Whether `out` holds this job to resume; raises unless `out` is (or can become) a
-    writable folder holding no other job."""
+def check_out(out: Path, resume: bool, record: dict, mode: Mode) -> bool:
+    """Whether `out` holds this job (of `mode`) to resume; raises unless `out` is (or can
+    become) a writable folder holding no other job."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
     check_not_in_use(out, "sampling job")  # before the model loads (minutes for a 5b model)
@@ -554,7 +554,7 @@ def check_out(out: Path, resume: bool, record: dict) -> bool:
         writable_ancestor(out)
     except OSError as e:
         raise InputError(f"--out {out}: cannot write in {e.filename} ({e.strerror or e}); choose a folder you can write in") from None
-    return check_job(out, record, resume, flag_of)
+    return check_job(out, record, resume, job_flags(mode))
 
 
 # The flag that sets each field of a job record (`job_record`), by the path's first and last
@@ -564,7 +564,6 @@ _FLAGS = {
     "sample_length": "--seconds",
     "levels": "--levels",
     "model": "--model",
-    "start_codes": "--codes",
     "songs.artist": "--artist",
     "songs.genres": "--genre",
     "songs.lyrics": "--lyrics",
@@ -582,13 +581,21 @@ _FLAGS = {
 }
 
 
-def flag_of(difference: str) -> str | None:
-    """The flag that sets the field of a job record a difference names (`job_differences`:
-    `"songs.2.0.artist: 0 -> 1"` -> `--artist`; `"songs.2: 1 -> 2 records"` -> `--n-samples`)."""
-    parts = difference.split(": ")[0].split(".")
-    if difference.endswith(" records"):
-        return "--n-samples"
-    return _FLAGS.get(parts[0] if len(parts) == 1 else f"{parts[0]}.{parts[-1]}")
+def job_flags(mode: Mode) -> Callable[[str], str | None]:
+    """For a job of `mode`: the flag that sets the field of a job record a difference names
+    (`job_differences`: `"songs.2.0.artist: 0 -> 1"` -> `--artist`; `"songs.2: 1 -> 2 records"`
+    -> `--n-samples`; the start codes: --codes, the prompt's, or, empty, their count's)."""
+    start = "--codes" if mode.reads_codes else "--prompt-audio" if mode is Mode.PRIMED else "--n-samples"
+
+    def flag_of(difference: str) -> str | None:
+        parts = difference.split(": ")[0].split(".")
+        if difference.endswith(" records"):
+            return "--n-samples"
+        if parts[0] == "start_codes":
+            return start
+        return _FLAGS.get(parts[0] if len(parts) == 1 else f"{parts[0]}.{parts[-1]}")
+
+    return flag_of
 
 
 def start_distributed(args: argparse.Namespace) -> None:
@@ -740,7 +747,10 @@ def run(args: argparse.Namespace) -> None:
     first = jax.process_index() == 0  # in a run of several processes, only process 0 reports
     progress = Progress(count_windows(checked.config, checked.request), shown=first)
     try:
-        zs = run_job(jb, args.out, checked.request, start, resume=args.resume, on_window=progress.on_window, on_tokens=progress.on_tokens)
+        zs = run_job(
+            jb, args.out, checked.request, start, resume=args.resume, on_window=progress.on_window,
+            on_tokens=progress.on_tokens, flag_of=job_flags(args.mode),
+        )
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {args.out} keeps every finished window; the same command with --resume continues it") from None
     finally:

@@ -29,7 +29,7 @@ from jukebox_jax import checkpoint, checks, integrity, prior, sharding, tokenize
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, WeightFormat
 from jukebox_jax.errors import DivergedError, InputError
 from jukebox_jax.labels import int32_seconds, window_labels
-from jukebox_jax.params import Params, abstract_params, cast, check_alive, check_params, init_params
+from jukebox_jax.params import Params, abstract_params, cast, check_params, init_params
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
 from jukebox_jax.quantize import config_with_weights, quantize_params
 from jukebox_jax.sampling import Method, TopK, decode_chunks, prefill, sampling_method
@@ -124,7 +124,7 @@ class Jukebox:
     def _digests(self) -> dict[str, str]:
         """`integrity.tree_digests(self.params)`, hashed once per `Jukebox` (a verified load
         or a save already did)."""
-        check_alive(self.params)
+        checks.alive(self.params)
         return self._kept("digests", self.params, lambda: checkpoint.digests(self.params))
 
     def _part(self, name: str) -> Params:
@@ -133,7 +133,7 @@ class Jukebox:
         checks.float32_mode()
         part = self.params.get(name)
         self._kept(("checked", name), part, lambda: check_params({name: abstract_params(self.config)[name]}, {name: part}) or True)
-        check_alive(part)  # donated since it was checked
+        checks.alive(part)  # donated since it was checked
         return part
 
     def _kept(self, key: Any, tree: Params, make: Callable[[], Any]) -> Any:

@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jukebox_jax import prior
+from jukebox_jax import checks, prior
 from jukebox_jax.config import JukeboxConfig
-from jukebox_jax.errors import InputError, ParamsError
+from jukebox_jax.errors import ParamsError
 from jukebox_jax.layers import Params, draw, is_param
 from jukebox_jax.vqvae import VQVAE
 
@@ -93,17 +93,8 @@ def check_params(expected: Params, params: Params) -> None:
     )
     if missing or unexpected or misshaped:
         raise ParamsError(describe_mismatch(missing, unexpected, misshaped))
-    check_alive(params)
+    checks.alive(params)
 
-
-def check_alive(params: Params) -> None:
-    """Raises `InputError` if an array of `params` was donated (its buffer now holds something
-    else): `loop.fit` consumes the training state it is given, arrays shared with it included."""
-    if any(isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and x.is_deleted() for x in jax.tree.leaves(params)):
-        raise InputError(
-            "these params were donated to a training step (loop.fit consumes the state it is given, and every "
-            "array shared with it): take them from the state fit returned, or keep a copy (jax.tree.map(jnp.copy, ...))"
-        )
 
 
 def describe_mismatch(

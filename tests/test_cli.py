@@ -390,6 +390,9 @@ def test_out_of_memory_is_one_line_saying_what_to_lower(tmp_path, monkeypatch, c
         "--batch-size, or --remat full; a run resumes only with the settings it began with: train again into another "
         "--out (its checkpoints stay)\n"
     )
+    with pytest.raises(SystemExit):  # --remat full already: not advised again
+        main(["train", "prior", "--level", "2", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--remat", "full"])
+    assert "train with a lower --batch-size; a run resumes only" in capsys.readouterr().err
 
 
 def _differences(message: str) -> set[str]:
@@ -444,10 +447,11 @@ def test_resume_refuses_other_arguments_naming_what_differs(files, other_model, 
     message = _refused(base + ["--song-seconds", "30"] + job, capsys)
     assert _differences(message) == {"songs.2.0.total_length"} and "total_length: 10584000 -> 1323000" in message  # 240 s -> 30 s at 44.1 kHz
     assert "total_length: 10584000 -> 1323000 (--song-seconds)" in message
-    assert "songs.2: 1 -> 2 records (--n-samples)" in _refused(base + ["--n-samples", "2"] + job, capsys)
+    message = _refused(base + ["--n-samples", "2"] + job, capsys)  # the empty start codes: their count's flag
+    assert "songs.2: 1 -> 2 records (--n-samples)" in message and re.search(r"start_codes: '\w+\.\.\. -> '\w+\.\.\. \(--n-samples\)", message)
     assert _differences(_refused(base + primed + job, capsys)) == {"source.mode", "source.prompt", "source.prompt_seconds"}
     message = _refused(["sample", "--model", str(other_model), "--seconds", "0.05", "--levels", "2"] + job, capsys)
-    assert _differences(message) == {"model"}
+    assert _differences(message) == {"model"} and message.endswith("(--model). Resume it with the arguments it was started with, or choose another output folder")
 
     main(base + primed + ["--out", str(tmp_path / "primed")])
     soundfile.write(tmp_path / "other.wav", 0.2 * np.sin(np.arange(SR) / 7.0), SR)
@@ -458,7 +462,7 @@ def test_resume_refuses_other_arguments_naming_what_differs(files, other_model, 
     main(cont + [str(tmp_path / "codes.npz"), "--out", str(tmp_path / "cont")])
     np.savez(tmp_path / "codes2.npz", **{**codes, "level_2": (codes["level_2"] + 1) % 64})
     message = _refused(cont + [str(tmp_path / "codes2.npz"), "--out", str(tmp_path / "cont"), "--resume"], capsys)
-    assert _differences(message) == {"start_codes"}
+    assert _differences(message) == {"start_codes"} and "(--codes)" in message
     np.testing.assert_array_equal(np.load(tmp_path / "job" / "codes.npz")["level_2"], codes["level_2"])  # nothing was rewritten
 
 

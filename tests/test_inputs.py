@@ -15,8 +15,8 @@ from zero_models import zero_model
 from jukebox_jax import Jukebox, JukeboxConfig, preset, tokenizer
 from jukebox_jax.errors import ConfigError, InputError, JukeboxError, ParamsError
 from jukebox_jax.labels import window_labels
-from jukebox_jax.sampling.decode import _decode
 from jukebox_jax.sampling import MIN_TEMPERATURE, Temperature, TopK, TopP, sampling_method
+from jukebox_jax.sampling.decode import _decode
 
 RATE = 44100
 

@@ -172,6 +172,10 @@ def test_run_folder_refusals(tmp_path):
     changed = {"task": json.dumps({"lr": 1, "loss": {"l2": 2.0, "linf": 0.02}}), "seed": 3}
     with pytest.raises(InputError, match=r"other settings \(seed \(none\) -> 3, task.loss.l2 1 -> 2\); resume with the same ones"):
         train(tmp_path / "nested", 4, resume=True, spec=changed)
+    tables = {"task": "toy", "data": {"tables": "a287838bb07f12e6"}}  # a digest, short as it is, by name alone
+    train(tmp_path / "digest", 2, spec=tables)
+    with pytest.raises(InputError, match=r"other settings \(data.tables\); resume with the same ones"):
+        train(tmp_path / "digest", 4, resume=True, spec={**tables, "data": {"tables": "f7f4f891788ef66d"}})
     before = (tmp_path / "run.json").read_text()
     with pytest.raises(InputError, match=r"is at step 2, past --steps 1: a run cannot go back.*give --steps 2 or more"):
         train(tmp_path, 1, resume=True)

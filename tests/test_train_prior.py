@@ -26,9 +26,9 @@ from jukebox_jax.config import DType, PriorConfig, WeightFormat
 from jukebox_jax.errors import ConfigError, InputError, ParamsError
 from jukebox_jax.prior.prior import Prior, condition, forward, to_execution
 from jukebox_jax.prior.transformer import Execution, Remat
+from jukebox_jax.train.loop import Run, RunConfig, fit
 from jukebox_jax.train.optim import OptimConfig, global_norm, original_adam
 from jukebox_jax.train.prior import grow_label_tables, prior_loss, prior_value_and_grad
-from jukebox_jax.train.loop import Run, RunConfig, fit
 from jukebox_jax.train.steps import PriorTask, weights
 
 LEVEL = {

@@ -281,6 +281,8 @@ def test_a_request_that_does_not_fit_the_model_writes_nothing(tiny, tmp_path, le
         (2, {"songs": (SongLabels(6144, 1, (2,)),)}, r"songs\[2\], the window at token 96: labels\[:, 1\] \(offset"),  # its last
         (0, {"settings": LevelSettings(TopK(1.0, 65))}, r"top_k must be at most 64 \(the level-0 prior's vocabulary\), got 65"),
         (0, {"songs": (_SONG, _SONG)}, r"songs\[0\] holds 2 samples' labels, zs 1 rows"),
+        # a lyric id only a middle window reads (each window takes its slice of the song's lyrics)
+        (2, {"songs": (SongLabels(8 * 6144, 1, (2,), tuple(10**6 if i == 60 else 5 for i in range(300))),)}, r"songs\[2\]\[0\]\.lyrics\[60\] is 1000000"),
     ],
 )
 def test_every_levels_input_is_checked_before_any_is_sampled(tiny, tmp_path, level, given, why):

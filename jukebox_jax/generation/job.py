@@ -259,14 +259,16 @@ def run_job(
     resume: bool = False,
     on_window: OnWindow | None = None,
     on_tokens: OnTokens | None = None,
+    flag_of: Callable[[str], str | None] | None = None,
 ) -> Codes:
     """Runs (or, with `resume`, continues) `request` in folder `out`; returns the codes.
     `start_codes` are the codes to continue (empty arrays for ancestral sampling).
     A resume first removes the temporary files a killed run left (`io.remove_leftovers`).
-    `on_window` hears after each saved window, `on_tokens` during one (`sample_levels`).
+    `on_window` hears after each saved window, `on_tokens` during one (`sample_levels`);
+    `flag_of` names what set a field a refused resume differs in (`check_job`).
     Another process running a job in `out` meanwhile is an `InputError` (`io.exclusive`)."""
     with exclusive(out, (JOB_FILE,), "sampling job") if _writer() else contextlib.nullcontext():
-        return _run_job(jb, out, request, start_codes, resume, on_window, on_tokens)
+        return _run_job(jb, out, request, start_codes, resume, on_window, on_tokens, flag_of)
 
 
 def _run_job(
@@ -277,6 +279,7 @@ def _run_job(
     resume: bool,
     on_window: OnWindow | None,
     on_tokens: OnTokens | None,
+    flag_of: Callable[[str], str | None] | None,
 ) -> Codes:
     zs = _checked_start(jb, request, start_codes)
     placement = Placement.of(jb.config, None if jb.mesh is None else dict(jb.mesh.shape))
@@ -284,7 +287,7 @@ def _run_job(
         raise InputError(f"request.placement {request.placement} is not the model's: {placement}")
     record = job_record(dataclasses.replace(request, placement=placement), jb.fingerprint(), zs)
     codes_file = out / CODES_FILE
-    resuming = check_job(out, record, resume)
+    resuming = check_job(out, record, resume, flag_of)
     if resuming:
         _check_nothing_in_the_way(out, request)
     if resuming and codes_file.exists():

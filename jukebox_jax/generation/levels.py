@@ -141,8 +141,10 @@ def sample_level(
 def check_level(cfg: PriorConfig, settings: LevelSettings, sample_length: int, songs: Sequence[SongLabels]) -> None:
     """`sample_length` audio samples are whole tokens of the prior `cfg`'s level, its windows,
     if it takes more than one, move on by at least a token, its method fits the prior, and
-    the labels of `songs` fit it in every window (its first and last: ids are the same in
-    each, the offset grows), so that no level is sampled before another's input is refused."""
+    the labels of `songs` fit it in every window (each song's lyric ids whole, as each window
+    takes a slice of them; the rest in the first and last window: artist and genres are the
+    same in each, the offset grows), so that no level is sampled before another's input is
+    refused."""
     if sample_length % cfg.raw_to_tokens:
         raise InputError(
             f"sample_length {sample_length} is not a multiple of level {cfg.level}'s hop of {cfg.raw_to_tokens} samples"
@@ -150,6 +152,10 @@ def check_level(cfg: PriorConfig, settings: LevelSettings, sample_length: int, s
     if sample_length // cfg.raw_to_tokens >= cfg.n_ctx and int(settings.hop_fraction * cfg.n_ctx) < 1:
         raise InputError(f"hop_fraction {settings.hop_fraction:g} moves level {cfg.level}'s windows of {cfg.n_ctx} tokens by none")
     check_method(cfg, settings.method)
+    if cfg.n_tokens:
+        for i, song in enumerate(songs):
+            lyrics = np.asarray(song.lyrics, np.int64).reshape(-1)
+            checks.in_range(f"songs[{cfg.level}][{i}].lyrics", lyrics, 0, cfg.n_vocab, f"the level-{cfg.level} prior reads {cfg.n_vocab} lyric ids")
     windows = level_windows(cfg, sample_length // cfg.raw_to_tokens, settings.hop_fraction)
     for start, _ in {windows[0], windows[-1]}:
         try:

@@ -174,7 +174,7 @@ def decode(
 def _check_steps(state: SampleState, n_steps: int) -> None:
     """`state` is not one an earlier call consumed, and `n_steps` fit in the positions left
     after `state.step` (unchecked under a caller's jit, where the step is not known)."""
-    if any(isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and x.is_deleted() for x in jax.tree.leaves(state)):
+    if checks.donated(state):
         raise InputError(
             "this SampleState was consumed by an earlier decode (its arrays are donated to the next state); "
             "to decode one state twice, copy it first: jax.tree.map(jnp.copy, state)"

@@ -394,7 +394,7 @@ def fit(
     Where `step` is a task's (`train.steps`), its `check_batch` refuses a bad batch on the
     host before the step (inside jit, an id outside a table is read from its edge)."""
     cfg = run.config
-    if any(isinstance(x, jax.Array) and x.is_deleted() for x in jax.tree.leaves(state)):
+    if checks.donated(state):
         raise InputError("state was consumed by an earlier fit (its buffers hold that run's steps): pass the state fit returned, or a new task.init(...)")
     if not (run.out / RUN).is_file():  # its checkpoints would be refused by every later start
         raise InputError(f"{run.out} holds no {RUN}: call run.start(spec, resume) before fit, which records the run")
@@ -493,13 +493,19 @@ def _changed(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any]]:
     return [] if old == new else [(path, old, new)]
 
 
+_DIGEST = re.compile(r"[0-9a-f]{16,}")  # a song's or a table's (`Folder.fingerprint`): a name says more
+
+
 def _named_change(path: str, old: Any, new: Any) -> str:
     """A changed field as a message names it: a song by its file ("songs in --data: songs/x.flac",
     `Folder.fingerprint`), a short value with its old and new ("lr 0.001 -> 0.0003"); digests
     and tables by name alone."""
     if ".songs." in path:
         return path.replace(".songs.", ": ", 1)
-    short = all(isinstance(v, int | float | bool) or v is None or (isinstance(v, str) and len(v) <= 24) for v in (old, new))
+    short = all(
+        isinstance(v, int | float | bool) or v is None or (isinstance(v, str) and len(v) <= 24 and not _DIGEST.fullmatch(v))
+        for v in (old, new)
+    )
     return f"{path} {_value(old)} -> {_value(new)}" if short else path
 
 

@@ -26,7 +26,7 @@ from jukebox_jax import checks
 from jukebox_jax.config import DType, JukeboxConfig, PriorConfig, TransformerConfig, VQVAEConfig, WeightFormat
 from jukebox_jax.errors import InputError
 from jukebox_jax.layers import Params
-from jukebox_jax.params import abstract_params, check_alive, check_params
+from jukebox_jax.params import abstract_params, check_params
 from jukebox_jax.prior.transformer import Remat
 from jukebox_jax.train import codebook, optim
 from jukebox_jax.train import prior as prior_train
@@ -126,7 +126,7 @@ class VQVAETask:
 
     def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
         self.check_batch(batch)
-        check_alive(state)
+        checks.alive(state)
         key, sub = _split(state)
         _, grads, codebooks, states, metrics = vqvae_train.vqvae_step(
             self.config, self.loss, state.params, state.aux, batch["audio"], self.bandwidth, sub
@@ -140,7 +140,7 @@ class VQVAETask:
     def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
         """The held-out losses of `weights` (codes picked by the current codebooks; no update)."""
         self.check_batch(batch)
-        check_alive(state)
+        checks.alive(state)
         loss, aux = vqvae_train.vqvae_loss(self.config, self.loss, weights(state), batch["audio"], self.bandwidth)
         return dict(aux["metrics"], loss=loss)
 
@@ -199,7 +199,7 @@ class PriorTask:
 
     def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
         self.check_batch(batch)
-        check_alive(state)
+        checks.alive(state)
         key, sub = _split(state)
         dropout = sub if _has_dropout(self.config) else None
         (_, metrics), grads = prior_train.prior_value_and_grad(
@@ -212,7 +212,7 @@ class PriorTask:
     def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
         """The held-out losses of `weights`."""
         self.check_batch(batch)
-        check_alive(state)
+        checks.alive(state)
         _, metrics = prior_train.prior_loss(
             self.model, weights(state), batch["tokens"], batch["labels"], batch.get("upper")
         )
