@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -563,6 +564,14 @@ def test_lyric_characters_a_model_lacks_are_named():
     assert cli_sample.plan(_parse([*base, "--lyrics", "one + two = 3 {x} & y"])).notices == (
         "note: --lyrics holds characters the model's lyric vocabulary lacks, dropped as the original drops them: '&={}'",
     )
+
+
+def test_non_ascii_lyrics_without_unidecode_are_one_line(monkeypatch, capsys, tmp_path):
+    """The lyric note transliterated before the labels named the missing package: a traceback."""
+    monkeypatch.setitem(sys.modules, "unidecode", None)  # as if not installed
+    argv = ["sample", "--model", "tiny_5b_lyrics", "--lyrics", "café au lait", "--seconds", "1", "--levels", "2"]
+    message = _refused([*argv, "--out", str(tmp_path / "job")], capsys)
+    assert message.startswith("jukebox-jax sample: error: the lyrics contain non-ASCII characters") and "jukebox-jax[lyrics]" in message
 
 
 def test_continue_and_upsample_name_the_labels_left_to_defaults(files):
