@@ -123,8 +123,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "data":
         _reporting(data_parsers[args.data_command], cli_data.run, args)
     elif args.command == "train":
-        remat = args.part == "prior" and args.remat != "full"
-        less = "a lower --batch-size, or --remat full" if remat else "a lower --batch-size" if args.part == "prior" else "a lower --batch-size or --seconds"
+        if args.part == "prior":
+            less = "a lower --batch-size" + ("" if args.remat == "full" else ", or --remat full")
+        else:
+            less = "a lower --batch-size or --seconds"
         again = "; a run resumes only with the settings it began with: train again into another --out (its checkpoints stay)"
         _reporting(train_parsers[args.part], cli_train.run, args, f"train with {less}{again}", resumes=False)
     else:
