@@ -306,8 +306,8 @@ def _fit(args, task, state_of, batches, eval_batches, save_model, **spec_extra) 
             state,
             batches,
             run,
-            evaluate=task.evaluate,
-            eval_batches=eval_batches,
+            evaluate=task.evaluate if eval_batches is not None and args.eval_every else None,
+            eval_batches=eval_batches if args.eval_every else None,
             mesh=device_mesh(args.mesh),
             on_step=on_step,
             on_save=lambda s: save_model(jax.device_get(steps.weights(s))),  # the model follows every checkpoint

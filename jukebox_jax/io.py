@@ -277,6 +277,8 @@ def read_npz(
     read without pickles. A file that is no `.npz`, is damaged, lacks one of `keys` or would
     unpack past half of this machine's memory (checked before unpacking) is an `InputError`:
     "{what} ...; {fix}"."""
+    if not Path(path).is_file():
+        raise InputError(f"{what} is missing; {fix}")
     if not zipfile.is_zipfile(path):
         raise InputError(f"{what} is not an .npz archive; {fix}")
     damaged = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)

@@ -137,3 +137,12 @@ def test_check_space_counts_the_arrays_against_the_free_bytes(tmp_path, monkeypa
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "run" / "checkpoints")
     monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=4_500_000))
     check_space(tmp_path / "run" / "checkpoints", tree_nbytes(arrays), "checkpoint 7")
+
+
+def test_a_missing_npz_is_named_missing(tmp_path):
+    """It was "is not an .npz archive" (`zipfile.is_zipfile` of no file), with a fix for a damaged one."""
+    with pytest.raises(InputError, match=r"^codes file x\.npz is missing; encode it$"):
+        io.read_npz(tmp_path / "x.npz", "codes file x.npz", "encode it")
+    (tmp_path / "y.npz").write_text("text")
+    with pytest.raises(InputError, match=r"^codes file y\.npz is not an \.npz archive; encode it$"):
+        io.read_npz(tmp_path / "y.npz", "codes file y.npz", "encode it")

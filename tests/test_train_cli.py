@@ -439,6 +439,8 @@ def test_prior_arrays_label_each_window_in_the_priors_ids():
     )
     with pytest.raises(InputError, match="Zz Unheard"):
         prior_arrays(cfg, folder)
+    with pytest.raises(InputError, match=r"key must be one PRNG key, jax.random.key\(seed\)"):  # an int seed: JAX's TypeError
+        with_labels_of(cfg, {}, folder, 0)
     tuned, _ = with_labels_of(cfg, Jukebox.init(JukeboxConfig(priors=(cfg,)), jax.random.key(0)).params["prior_level_2"], folder, jax.random.key(1))
     got = prior_arrays(tuned, folder)(batch)
     want = [
@@ -447,6 +449,9 @@ def test_prior_arrays_label_each_window_in_the_priors_ids():
     ]
     np.testing.assert_array_equal(got["labels"], np.stack(want))
     assert got["labels"][0, 3] == cfg.labels.artist_bins and got["tokens"] is batch.x and "upper" not in got
+    # windows of another folder (the audio folder's names for the codes'): their indices would be another table's
+    with pytest.raises(InputError, match=r"the batch's songs \['b.npz', 'a.npz'\] are not \.'s: give prior_arrays the codes folder"):
+        prior_arrays(tuned, folder)(dataclasses.replace(batch, songs=("b.npz", "a.npz")))
 
 
 def test_a_16_bit_checkpoint_fine_tunes_in_float32():

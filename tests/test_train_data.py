@@ -273,6 +273,9 @@ def test_codes_windows_refuse_what_does_not_fit(encoded):
         InputError, match=r"3 songs are shorter than the window of 100 level-2 tokens: a/one.npz \(68\).*; remove them, or train a prior of a shorter n_ctx$"
     ):
         data.CodesWindows.load(codes, codes.songs, 2, 100)
+    source = data.audio_folder(encoded[1], 44100)  # the audio folder's split given for its codes': named, not "not an .npz"
+    with pytest.raises(InputError, match=r"songs \['a/one.wav', .* are not the codes folder .*'s: split that folder \(codes_folder\(root\).split\(\)"):
+        data.CodesWindows.load(codes, source.songs, 2, 32)
     eval_windows = data.CodesWindows.load(codes, codes.songs, 2, 32).eval_batches(3)
     assert [(name, int(o)) for b in eval_windows for name, o in zip(b.songs, b.offset)] == [
         (s.name, k * 32 * 128) for s in codes.songs for k in range(2)

@@ -163,7 +163,7 @@ def test_a_damaged_run_record_is_named(tmp_path, name, text, why):
 
 def test_run_folder_refusals(tmp_path):
     train(tmp_path, 2)
-    with pytest.raises(InputError, match="holds a training run already: pass --resume"):
+    with pytest.raises(InputError, match=r"holds a training run already: pass --resume \(Run.start\(spec, resume=True\)\)"):
         train(tmp_path, 4)
     with pytest.raises(InputError, match=r'other settings \(task "toy" -> "other"\)'):  # a short value shown, old and new
         train(tmp_path, 4, resume=True, spec={"task": "other"})
@@ -221,7 +221,7 @@ def test_a_diverged_step_stops_the_run_before_saving_it(tmp_path, bad):
     with pytest.raises(
         DivergedError,
         match=rf"^step 3: loss {bad}: training diverged, and stops here; {tmp_path} keeps its checkpoint of step 2\. "
-        r"Train again with a lower --lr",
+        r"Train again with a lower --lr or a longer --warmup \(OptimConfig's lr, lr_warmup\)",
     ):
         fit(step, fresh(), poisoned, run)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -437,6 +437,14 @@ def test_fit_refuses_a_run_not_started_and_no_held_out_batches_before_step_one(t
     with pytest.raises(InputError, match=r"eval_batches\(\) yields no batch"):
         fit(step, fresh(), lambda i: drawn.append(i) or batches(i), run, evaluate=evaluate, eval_batches=lambda: iter([]))
     assert drawn == [] and not (tmp_path / "a" / "metrics.jsonl").exists()
+    # half an evaluation, or one every 0 steps, went unevaluated without a word (a notebook's RunConfig(steps))
+    held = lambda: iter([batches(1000)])
+    never = Run(tmp_path / "b", RunConfig(4, save_every=2))
+    never.start(SPEC, False)
+    for r, kw, given in ((run, {"evaluate": evaluate}, "evaluate"), (run, {"eval_batches": held}, "eval_batches"), (never, {"evaluate": evaluate, "eval_batches": held}, "both")):
+        with pytest.raises(InputError, match=rf"a held-out evaluation needs evaluate, eval_batches and RunConfig.eval_every > 0; given {given}, eval_every {r.config.eval_every}"):
+            fit(step, fresh(), lambda i: drawn.append(i) or batches(i), r, **kw)
+    assert drawn == []
 
 
 def test_a_state_fit_consumed_is_refused(tmp_path):

@@ -167,9 +167,10 @@ def check_folder(out: Path, config: SynthConfig) -> None:
             )
 
 
-def generate(out: Path, config: SynthConfig, progress: Callable[[Iterable[int]], Iterable[int]] = iter) -> dict:
+def generate(out: Path | str, config: SynthConfig, progress: Callable[[Iterable[int]], Iterable[int]] = iter) -> dict:
     """Writes the dataset to `out` (layout in the module docstring), skipping the songs already
     there; returns the metadata. `progress` wraps the loop over song indices (e.g. tqdm)."""
+    out = Path(out)  # a str too
     if config.vocals:
         vocals_module.require()
     with exclusive(out, (RUN_FILE,), "synthetic dataset"):

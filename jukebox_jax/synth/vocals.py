@@ -31,7 +31,7 @@ def available() -> bool:
 def require() -> None:
     """Raises `InputError` if espeak-ng is not installed."""
     if not available():
-        raise InputError("vocals need espeak-ng (apt-get install espeak-ng), or make instrumental songs (--no-vocals)")
+        raise InputError("vocals need espeak-ng (apt-get install espeak-ng), or make instrumental songs (--no-vocals; SynthConfig(vocals=False))")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -40,7 +40,7 @@ def speak(word: str, voice: str) -> tuple[np.ndarray, int]:
     import soundfile
 
     require()
-    fix = "repair it (apt-get install --reinstall espeak-ng), or make instrumental songs (--no-vocals)"
+    fix = "repair it (apt-get install --reinstall espeak-ng), or make instrumental songs (--no-vocals; SynthConfig(vocals=False))"
     try:
         run = subprocess.run([ESPEAK, "-v", voice, "-s", str(SPEECH_WPM), "--stdout", word], capture_output=True, check=False)
     except OSError as e:

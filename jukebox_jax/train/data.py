@@ -462,6 +462,12 @@ class CodesWindows:
         """The codes of `songs` of the codes folder `folder` at `level`, and `level + 1` with
         `upper`, checked (`_codes`; in `[0, bins)`, or only non-negative without `bins`)."""
         check_fit(songs, [], 0, "")
+        known = set(folder.songs)
+        if others := [s.name for s in songs if s not in known]:
+            raise InputError(
+                f"songs {shown(others, 80)} are not the codes folder {folder.root}'s: split that folder "
+                "(codes_folder(root).split(): a song's codes are held out with it)"
+            )
         hops = _read_npz(folder.root / songs[0].name, ("hop_lengths",))["hop_lengths"].tolist()
         if not 0 <= level < len(hops) - int(upper):
             raise InputError(

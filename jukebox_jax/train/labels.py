@@ -12,9 +12,9 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from jukebox_jax import tokenizer
+from jukebox_jax import checks, tokenizer
 from jukebox_jax.config import PriorConfig
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import InputError, shown
 from jukebox_jax.labels import SongLabels, window_labels
 from jukebox_jax.layers import Params
 from jukebox_jax.train.data import Batch, Folder
@@ -25,7 +25,9 @@ def with_labels_of(cfg: PriorConfig, params: Params, folder: Folder, key: jax.Ar
     """A prior to fine-tune on `folder`: the artists and genres it does not know get new ids
     after its own (new embedding rows, `train.prior.grow_label_tables`), and its tables
     become its own, named (the released names by id, then the new ones; a released id with no
-    name is called `<kind> <id>`; id 0 is `unknown`). Unchanged if it knows every name."""
+    name is called `<kind> <id>`; id 0 is `unknown`). Unchanged if it knows every name.
+    `key` draws the new rows (`jax.random.key(seed)`)."""
+    key = checks.key(key)
     lab = cfg.labels
     if lab is None:
         return cfg, params
@@ -101,6 +103,11 @@ def prior_arrays(cfg: PriorConfig, folder: Folder) -> Callable[[Batch], dict[str
     }
 
     def arrays(b: Batch) -> dict[str, np.ndarray]:
+        if others := [s for s in b.songs if s not in lyrics]:  # `b.artist` indexes `folder`'s tables: its songs only
+            raise InputError(
+                f"the batch's songs {shown(others, 80)} are not {folder.root}'s: give prior_arrays the codes folder "
+                "its windows come from (data.codes_folder)"
+            )
         rows = [
             window_labels(cfg, SongLabels(int(t), ids["artist"][a], ids["genre"][g], lyrics[s], int(o)), 0)
             for s, a, g, o, t in zip(b.songs, b.artist, b.genre, b.offset, b.total_length, strict=True)

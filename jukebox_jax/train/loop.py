@@ -329,7 +329,10 @@ def check_start(out: Path, spec: Mapping[str, Any], resume: bool, *, partial: bo
     if not path.is_file():  # also for `resume`: killed (or out of room) before run.json, it starts, as `sample` does
         return
     if not resume:
-        raise InputError(f"{out} holds a training run already: pass --resume to continue it, or choose another --out")
+        raise InputError(
+            f"{out} holds a training run already: pass --resume (Run.start(spec, resume=True)) to continue it, or choose "
+            "another --out"
+        )
     record = _run_record(Path(out), RUN)
     if record.get("format", 1) != RUN_FORMAT:
         raise InputError(
@@ -398,8 +401,14 @@ def fit(
         raise InputError("state was consumed by an earlier fit (its buffers hold that run's steps): pass the state fit returned, or a new task.init(...)")
     if not (run.out / RUN).is_file():  # its checkpoints would be refused by every later start
         raise InputError(f"{run.out} holds no {RUN}: call run.start(spec, resume) before fit, which records the run")
+    if (evaluate is None) != (eval_batches is None) or (evaluate is not None and not cfg.eval_every):
+        given = "evaluate" if eval_batches is None else "eval_batches" if evaluate is None else "both"
+        raise InputError(
+            f"a held-out evaluation needs evaluate, eval_batches and RunConfig.eval_every > 0; given {given}, eval_every "
+            f"{cfg.eval_every}: give all three, or neither function for none"
+        )
     jitted = jit_step(step)
-    jitted_eval = None if evaluate is None or eval_batches is None or not cfg.eval_every else _jit(evaluate)
+    jitted_eval = None if evaluate is None else _jit(evaluate)
     if jitted_eval is not None and int(state.step) < cfg.steps and next(iter(eval_batches()), None) is None:
         raise InputError("eval_batches() yields no batch: give held-out batches, or evaluate=None (or eval_every=0)")
     check = getattr(getattr(step, "__self__", None), "check_batch", lambda batch: None)
@@ -474,7 +483,7 @@ def _diverged(run: Run, step: int, what: str) -> DivergedError:
         kept, again = f"{run.out} holds no checkpoint yet", "into a new --out"
     return DivergedError(
         f"step {step}: {what}: training diverged, and stops here; {kept}. Train again with a lower --lr or a "
-        f"longer --warmup, {again}; from the first steps, it may be the batches instead (codes or label ids "
+        f"longer --warmup (OptimConfig's lr, lr_warmup), {again}; from the first steps, it may be the batches instead (codes or label ids "
         "outside the model's tables)"
     )
 

@@ -18,6 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jukebox_jax import checks
 from jukebox_jax.config import LabelConfig, PriorConfig
 from jukebox_jax.errors import ConfigError, InputError, ParamsError
 from jukebox_jax.prior.conditioners import LabelConditioner
@@ -97,6 +98,7 @@ def grow_label_tables(
     must keep the tables' shapes). The old rows are kept, so old ids give the same logits; the
     new rows are drawn from `key` as the original initialises these tables (normal, std
     `0.01 * init_scale`). Returns the new config and params (the prior's canonical params)."""
+    key = checks.key(key)
     old = cfg.labels
     if old is None:
         raise ConfigError(f"the level-{cfg.level} prior has no artist/genre labels to grow")
