@@ -567,7 +567,7 @@ def train_prior(args: argparse.Namespace) -> None:
     if home is None:
         print(f"note: no --vqvae (nor one in --init): {args.out / MODEL} will hold this prior alone, not a model to sample")
     parts = home.config if home else JukeboxConfig()
-    model_cfg = dataclasses.replace(parts, priors=tuple(p for p in parts.priors if p.level != args.level) + (cfg,))
+    model_cfg = parts.with_prior(cfg)
     others = {} if home is None else {k: v for k, v in home.params.items() if k != f"prior_level_{args.level}"}
     out = args.out / MODEL
     _fit(

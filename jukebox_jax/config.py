@@ -498,6 +498,11 @@ class JukeboxConfig:
                 return p
         raise InputError(f"no prior for level {level}; this model has levels {[p.level for p in self.priors]}")
 
+    def with_prior(self, prior: PriorConfig) -> JukeboxConfig:
+        """This config with `prior` in place of its prior of that level (or added): a
+        fine-tuned prior's, whose label tables grew."""
+        return dataclasses.replace(self, priors=tuple(p for p in self.priors if p.level != prior.level) + (prior,))
+
     def astype(self, dtype: DType | str) -> JukeboxConfig:
         """This config with every prior storing its transformer weights, computing and caching
         in `dtype` (`Precision`: LayerNorm statistics, softmax, timing tables and logits stay

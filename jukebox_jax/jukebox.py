@@ -68,6 +68,13 @@ class Jukebox:
         _check_config(config)
         return cls(config, init_params(config, checks.key(key)))
 
+    def with_prior(self, prior: PriorConfig, params: Params) -> Jukebox:
+        """This model with the prior of `prior`'s level replaced (or added) by `prior` and its
+        `params`: a fine-tuned prior (`train.steps.weights` of its state) back in its model
+        (placed on this model's mesh, if any)."""
+        jb = Jukebox(self.config.with_prior(prior), {**self.params, f"prior_level_{prior.level}": params})
+        return jb if self.mesh is None else jb.shard(self.mesh, self.rules)
+
     def astype(self, dtype: DType | str) -> Jukebox:
         """This model with its priors' transformer weights stored, and their activations and KV
         caches computed, in `dtype` ('float32', 'bfloat16', 'float16'; `JukeboxConfig.astype`

@@ -563,3 +563,25 @@ def test_data_parallel_remat_and_mixed_precision(songs, vqvae, tmp_path):
     argv = [sys.executable, "-m", "jukebox_jax.cli", *shlex.split(f"{command} --steps 4 --resume --out {tmp_path / 'mesh'}")]
     done = subprocess.run(argv, env=env, capture_output=True, text=True)  # the batch on one device: sums in another order
     assert done.returncode == 2 and "was started with other settings (data devices 2 -> 1); resume with the same ones" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_readmes_python_fine_tune_runs_as_written(tmp_path, monkeypatch):
+    """The README's fine-tune in Python, run as written in an empty folder: it writes a model
+    whose level-1 prior moved and which samples."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("runs this block as written", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})  # noqa: S102 (the README's own code)
+    tuned, jb = Jukebox.load("my_model"), default.load()
+    assert tuned.config == jb.config  # the synthetic songs' names are the default's: no table grew
+    same = {
+        part: all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(tuned.params[part]), jax.tree.leaves(jb.params[part]), strict=True))
+        for part in ("vqvae", "prior_level_2", "prior_level_1", "prior_level_0")
+    }
+    assert same == {"vqvae": True, "prior_level_2": True, "prior_level_1": False, "prior_level_0": True}
+    rows = [json.loads(line) for line in Path("my_run/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval" not in r] == [1, 2, 3, 4] and any("eval" in r for r in rows)
+    labels = tuned.labels(1, artist="tide", genre="electronic", total_seconds=3)
+    upper = np.zeros((1, tuned.config.prior(1).n_ctx // tuned.config.prior(1).cond_downsample), np.int32)
+    assert tuned.sample(1, jax.random.key(0), labels, 8, upper).shape == (1, 8)
