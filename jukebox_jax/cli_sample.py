@@ -566,7 +566,7 @@ _FLAGS = {
     "model": "--model",
     "songs.artist": "--artist",
     "songs.genres": "--genre",
-    "songs.lyrics": "--lyrics",
+    "songs.lyrics": "--lyrics or --lyrics-file",
     "songs.total_length": "--song-seconds",
     "settings.temperature": "--temperature",
     "settings.k": "--top-k",

@@ -439,6 +439,7 @@ def test_resume_refuses_other_arguments_naming_what_differs(files, other_model, 
     primed = ["--mode", "primed", "--prompt-audio", str(files / "prompt.wav"), "--prompt-seconds", "0.01"]
 
     assert _differences(_refused(base + ["--seed", "1"] + job, capsys)) == {"seed"}
+    assert cli_sample.job_flags(Mode.ANCESTRAL)("songs.2.0.lyrics: [] -> [1]") == "--lyrics or --lyrics-file"
     # each difference says which flag sets it; a level's songs and settings missing on one side follow from --levels
     message = _refused(base[:-2] + ["--levels", "2", "1", "--seed", "1", "--temperature", "0.5"] + job, capsys)
     assert "levels: [2] -> [2, 1] (--levels); seed: 0 -> 1 (--seed); settings.1: (none) -> " in message
