@@ -300,14 +300,15 @@ def _fit(args, task, state_of, batches, eval_batches, save_model, **spec_extra) 
             f"--lr {args.lr:g} (the last step's is {(args.steps - 1) / args.warmup:.0%} of it)"
         )
     bar, on_step = _progress(args.steps, int(state.step))
+    held = eval_batches if args.eval_every else None  # --eval-every 0: no evaluation
     try:
         state = loop.fit(
             task.step,
             state,
             batches,
             run,
-            evaluate=task.evaluate if eval_batches is not None and args.eval_every else None,
-            eval_batches=eval_batches if args.eval_every else None,
+            evaluate=task.evaluate if held is not None else None,
+            eval_batches=held,
             mesh=device_mesh(args.mesh),
             on_step=on_step,
             on_save=lambda s: save_model(jax.device_get(steps.weights(s))),  # the model follows every checkpoint
