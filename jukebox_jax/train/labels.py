@@ -25,7 +25,9 @@ def with_labels_of(cfg: PriorConfig, params: Params, folder: Folder, key: jax.Ar
     """A prior to fine-tune on `folder`: the artists and genres it does not know get new ids
     after its own (new embedding rows, `train.prior.grow_label_tables`), and its tables
     become its own, named (the released names by id, then the new ones; a released id with no
-    name is called `<kind> <id>`; id 0 is `unknown`). Unchanged if it knows every name.
+    name is called `<kind> <id>`; the released tables' id 0 is `unknown`). Songs without
+    labels are `unknown`: a new name where the prior's own tables lack it (the default
+    model's). Unchanged if it knows every name.
     `key` draws the new rows (`jax.random.key(seed)`)."""
     key = checks.key(key)
     lab = cfg.labels
