@@ -116,23 +116,27 @@ def genre_ids(genre: str, v3: bool) -> tuple[int, ...]:
     return tuple(_released("genre", genre, word, v3) for word in words if word)
 
 
+def _chars(v3: bool, chars: str | None) -> str:
+    """`chars`, or the v2/v3 set where None."""
+    return lyric_vocab(v3) if chars is None else chars
+
+
 def lyric_chars(labels: LabelConfig) -> str:
     """The lyric characters of a prior's label set: its own, or the v2/v3 set."""
-    return lyric_vocab(labels.v3) if labels.lyric_chars is None else labels.lyric_chars
+    return _chars(labels.v3, labels.lyric_chars)
 
 
 def clean_lyrics(text: str, v3: bool, chars: str | None = None) -> str:
     """The original `TextProcessor.clean`: `transliterate`, then characters outside the
     vocabulary (`chars`, default the v2/v3 set) are dropped."""
-    vocab = set(lyric_vocab(v3) if chars is None else chars)
+    vocab = set(_chars(v3, chars))
     return "".join(c for c in transliterate(text) if c in vocab)
 
 
 def dropped_chars(text: str, v3: bool, chars: str | None = None) -> str:
     """The characters of `text` (transliterated) that `clean_lyrics` drops, each once, sorted:
     what a note should name."""
-    vocab = set(lyric_vocab(v3) if chars is None else chars)
-    return "".join(sorted(set(transliterate(text)) - vocab))
+    return "".join(sorted(set(transliterate(text)) - set(_chars(v3, chars))))
 
 
 def transliterate(text: str) -> str:
@@ -153,7 +157,7 @@ def transliterate(text: str) -> str:
 
 def lyric_tokens(text: str, v3: bool, chars: str | None = None) -> tuple[int, ...]:
     """The ids of the cleaned lyrics, one per character (of `chars`, default the v2/v3 set)."""
-    index = {c: i + 1 for i, c in enumerate(lyric_vocab(v3) if chars is None else chars)}
+    index = {c: i + 1 for i, c in enumerate(_chars(v3, chars))}
     return tuple(index[c] for c in clean_lyrics(text, v3, chars))
 
 
