@@ -177,7 +177,7 @@ def labels(cfg: PriorConfig, y: np.ndarray, *, timing: bool = True) -> None:
         if lab.timing and timing:
             _timing(cfg, y[:, 0], y[:, 1], y[:, 2], fix)
     if cfg.n_tokens:
-        first = cfg.n_labels - cfg.n_tokens
+        first = cfg.lyric_start
         in_range(f"labels[:, {first}:] (lyric token ids)", y[:, first:], 0, cfg.n_vocab, f"the level-{cfg.level} prior reads {cfg.n_vocab} lyric ids; {fix}")
 
 

@@ -194,6 +194,11 @@ def _reals(owner: object, *names: str, least: float = 0.0, open_low: bool = True
 # VQ-VAE
 
 
+def downsamples(strides_t: Sequence[int], downs_t: Sequence[int]) -> tuple[int, ...]:
+    """Time downsampling of each VQ-VAE level relative to the level below: `stride ** down`."""
+    return tuple(s**d for s, d in zip(strides_t, downs_t))
+
+
 @dataclasses.dataclass(frozen=True)
 class VQVAEConfig:
     """The hierarchical VQ-VAE; defaults are the released `vqvae` preset."""
@@ -237,7 +242,7 @@ class VQVAEConfig:
     @property
     def downsamples(self) -> tuple[int, ...]:
         """Time downsampling of each level relative to the level below."""
-        return tuple(s**d for s, d in zip(self.strides_t, self.downs_t))
+        return downsamples(self.strides_t, self.downs_t)
 
     @property
     def hop_lengths(self) -> tuple[int, ...]:
@@ -272,7 +277,7 @@ class LabelConfig:
     artist_bins: int = 4111
     max_bow_genre_size: int = 5  # genre slots in the labels (1 for the v3 label set)
     t_bins: int = 128
-    timing: bool = True  # only the top level adds the timing signal
+    timing: bool = True  # the top level's timing signal; an upsampler must set False
     min_duration: float = 60.0  # seconds; sets the total-length range of the timing bins
     max_duration: float = 600.0
     sample_rate: int = 44100
@@ -322,7 +327,7 @@ class ConditionerConfig:
     dilation_growth_rate: int = 3
     dilation_cycle: int | None = 8
     res_scale: bool = False  # scale each residual by 1/sqrt(depth) (level 1 only)
-    zero_out: bool = False  # init only
+    zero_out: bool = False  # init only: each residual block's last conv starts at zero, as the original's
 
     def __post_init__(self):
         _sizes(self, "width", "depth", "dilation_growth_rate", "dilation_cycle")
@@ -391,6 +396,9 @@ class PriorConfig:
     lyric_encoder: TransformerConfig | None = None  # Lyrics.SEPARATE_ENCODER only
     prime_loss_fraction: float = 0.0  # weight of the lyric loss
     merged_decoder: bool = False  # True: untied output head; False: tied, x_cond re-added
+    # The layer and head whose attention on the lyrics aligns them with the music, as the
+    # original's (lyric priors only; `Jukebox.prior_forward(capture=...)` reads it). Carried,
+    # not checked: a transformer shrunk by `dataclasses.replace` keeps the released values.
     alignment_layer: int | None = None
     alignment_head: int | None = None
     precision: Precision = Precision()  # the conditioner keeps FULL_PRECISION
@@ -407,6 +415,8 @@ class PriorConfig:
             raise ConfigError(f"level {self.level} is not a VQ-VAE level (levels={len(self.downs_t)})")
         if (self.conditioner is not None) != (self.level < len(self.downs_t) - 1):
             raise ConfigError("exactly the priors below the top level have a conditioner")
+        if self.conditioner is not None and self.labels is not None and self.labels.timing:  # was ignored: the conditioner's output replaces it
+            raise ConfigError(f"the level-{self.level} upsampler reads no timing (the original's neither): give labels=LabelConfig(timing=False, ...)")
         if self.transformer.blocks is not None and self.n_positions % self.transformer.blocks:
             raise ConfigError(f"context {self.n_positions} is not a multiple of blocks={self.transformer.blocks}")
         if self.n_tokens % 2:
@@ -445,16 +455,21 @@ class PriorConfig:
         return 4 + (self.labels.max_bow_genre_size if self.labels else 0) + self.n_tokens
 
     @property
+    def lyric_start(self) -> int:
+        """The labels column where the lyric tokens start (`n_labels` for a prior without)."""
+        return self.n_labels - self.n_tokens
+
+    @property
     def raw_to_tokens(self) -> int:
         """Audio samples per token at this level."""
-        return math.prod(s**d for s, d in zip(self.strides_t[: self.level + 1], self.downs_t[: self.level + 1]))
+        return math.prod(downsamples(self.strides_t, self.downs_t)[: self.level + 1])
 
     @property
     def cond_downsample(self) -> int | None:
         """Tokens of this level per token of the level above (upsamplers only)."""
         if self.conditioner is None:
             return None
-        return self.strides_t[self.level + 1] ** self.downs_t[self.level + 1]
+        return downsamples(self.strides_t, self.downs_t)[self.level + 1]
 
     @property
     def bins(self) -> int:

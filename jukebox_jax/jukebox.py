@@ -273,9 +273,9 @@ class Jukebox:
           close ones.
         lyrics: the whole song's text (or its token ids); the window's tokens are the ones
           around its place in the song. Ignored by priors that do not read lyrics.
-        total_seconds: the song's length, at most this level's prior's `max_duration` (600 s
-          for the released ones); a song shorter than `min_duration` is conditioned as the shortest
-          length the prior knows.
+        total_seconds: the song's length: for a prior that reads timing (the top level), at most
+          its `max_duration` (600 s for the released ones), a song shorter than `min_duration`
+          conditioned as the shortest length it knows; otherwise what int32 audio samples hold.
         offset_seconds: where the window starts, in [0, total_seconds). The window at token
           `start` of a sample starts `start * raw_to_tokens / sample_rate` seconds later.
         """

@@ -111,7 +111,10 @@ class Param(nn.LogicallyPartitioned):
     init: Init | None = struct.field(default=None, pytree_node=False)
 
 
-def initializer(init: Init | Callable[[tuple[int, ...]], Init], names: tuple[str | None, ...]):
+Initializer = Callable[[jax.Array, tuple[int, ...], Any], Param]  # Flax's (key, shape, dtype) -> value
+
+
+def initializer(init: Init | Callable[[tuple[int, ...]], Init], names: tuple[str | None, ...]) -> Initializer:
     """A Flax initializer `(key, shape, dtype) -> Param` drawing from `init` (or from
     `init(shape)`, for a scale that depends on the shape)."""
 
@@ -122,20 +125,20 @@ def initializer(init: Init | Callable[[tuple[int, ...]], Init], names: tuple[str
     return draw
 
 
-def normal(std: float, names: tuple[str | None, ...]):
+def normal(std: float, names: tuple[str | None, ...]) -> Initializer:
     """Normal(0, std) init with logical axis `names`."""
     return initializer(Init(InitKind.NORMAL, std), names)
 
 
-def zeros(names: tuple[str | None, ...]):
+def zeros(names: tuple[str | None, ...]) -> Initializer:
     return initializer(Init(InitKind.ZEROS), names)
 
 
-def ones(names: tuple[str | None, ...]):
+def ones(names: tuple[str | None, ...]) -> Initializer:
     return initializer(Init(InitKind.ONES), names)
 
 
-def lecun_normal(names: tuple[str | None, ...]):
+def lecun_normal(names: tuple[str | None, ...]) -> Initializer:
     """Flax's default kernel init (normal truncated at 2 sd, variance 1 / fan-in, fan-in the
     product of all axes but the last) with logical axis `names`."""
     return initializer(
@@ -250,11 +253,12 @@ def conv1d(
     dilation: int = 1,
     *,
     precision: Precision,
+    zero_init: bool = False,
     name: str | None = None,
 ) -> nn.Conv:
     """PyTorch `nn.Conv1d(in, features, kernel, stride, padding, dilation)`, on `[B, T, C]`
     -> `[B, T', features]` in `precision.compute`. Kernel `[kernel, in, features]`, bias
-    `[features]`."""
+    `[features]`; `zero_init`: the kernel starts at zero too."""
     return nn.Conv(
         features,
         (kernel,),
@@ -264,7 +268,7 @@ def conv1d(
         dtype=precision.compute.jnp,
         param_dtype=precision.params.jnp,
         precision=precision.matmul.lax,
-        kernel_init=lecun_normal(CONV_KERNEL),
+        kernel_init=zeros(CONV_KERNEL) if zero_init else lecun_normal(CONV_KERNEL),
         bias_init=zeros(CONV_BIAS),
         name=name,
     )
@@ -308,14 +312,14 @@ def embed(n: int, width: int, std: float, name: str | None = None) -> nn.Embed:
     return nn.Embed(n, width, param_dtype=jnp.float32, embedding_init=normal(std, ("vocab", "embed")), name=name)
 
 
-def layer_norm(name: str | None = None, param_dtype: Any = jnp.float32) -> nn.LayerNorm:
+def layer_norm(name: str | None = None) -> nn.LayerNorm:
     """The original's LayerNorm over the last axis, `[..., embed]` -> `[..., embed]` float32:
     eps 1e-5, statistics in float32 whatever the input dtype (two-pass variance), scale and
-    bias stored in `param_dtype` and applied in float32."""
+    bias made float32 and applied in float32 whatever dtype they are cast to."""
     return nn.LayerNorm(
         epsilon=1e-5,
         dtype=jnp.float32,
-        param_dtype=param_dtype,
+        param_dtype=jnp.float32,
         use_fast_variance=False,
         scale_init=ones(("embed",)),
         bias_init=zeros(("embed",)),

@@ -95,7 +95,7 @@ def test_cached_equals_full_pass_for_every_layout(order):
     t = cfg.n_ctx
     tokens = jax.random.randint(jax.random.fold_in(key, 1), (2, t), 0, cfg.l_bins)
     labels = jnp.zeros((2, cfg.n_labels), jnp.int32).at[:, 0].set(int(cfg.labels.t_ranges[0][0]) + 5).at[:, 2].set(t * cfg.raw_to_tokens)
-    labels = labels.at[:, cfg.n_labels - cfg.n_tokens :].set(jax.random.randint(key, (2, cfg.n_tokens), 0, cfg.n_vocab))
+    labels = labels.at[:, cfg.lyric_start :].set(jax.random.randint(key, (2, cfg.n_tokens), 0, cfg.n_vocab))
     full = np.asarray(prior.forward(cfg, params, tokens, labels, upper).logits)
     c = cfg.block_ctx
     # SUMMARY_SPREAD cannot be decoded one position at a time (nor can it in the original)

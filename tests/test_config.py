@@ -233,6 +233,15 @@ def test_lyric_tokens_go_with_lyrics_and_fit_the_encoders_blocks():
         dataclasses.replace(top, n_tokens=30)
 
 
+def test_an_upsampler_with_timing_labels_is_refused():
+    """An upsampler's conditioner output replaces the timing signal (the original's upsamplers
+    have none): timing tables on one were drawn, checked against and never read."""
+    up = JukeboxConfig.from_preset("tiny_5b").prior(1)
+    assert not up.labels.timing
+    with pytest.raises(ConfigError, match=r"the level-1 upsampler reads no timing .*LabelConfig\(timing=False"):
+        dataclasses.replace(up, labels=dataclasses.replace(up.labels, timing=True))
+
+
 @pytest.mark.parametrize("order", range(13))
 def test_block_sparse_layers_need_blocks(order):
     """Only dense (and encoder-decoder) layers run without `blocks`: the others split the

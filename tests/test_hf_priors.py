@@ -235,7 +235,7 @@ def test_conditioning_matches_hf(built, level):
     _, labels, upper = window_inputs(cfg, seed=level)
     conds = [] if upper is None else [torch.from_numpy(upper)]
     ref_x_cond, ref_start, lyrics = prior.get_cond(conds, torch.from_numpy(labels))
-    n_y = cfg.n_labels - cfg.n_tokens
+    n_y = cfg.lyric_start
     start, timing = LabelConditioner(cfg).apply({"params": params["labels"]}, labels[:, :n_y])
     assert rel_err(start, ref_start) < 1e-5
     if cfg.conditioner is None:

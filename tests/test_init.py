@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -98,3 +99,18 @@ def test_module_init_draws_from_the_same_inits():
     table = boxed["x_emb"]["embedding"]  # [bins, width]
     assert table.init.kind is InitKind.NORMAL and table.init.scale == pytest.approx(0.02 * cfg.transformer.init_scale)
     assert abs(np.asarray(table.value).std() / table.init.scale - 1) < 0.05
+
+
+@pytest.mark.parametrize("zero_out", [False, True])
+def test_conditioner_zero_out_starts_each_residual_block_at_zero(zero_out):
+    """`ConditionerConfig.zero_out` (init only), as the original's `ResConv1DBlock`: each
+    residual block's last conv (kernel and bias) starts at zero; without it the kernel is drawn."""
+    cfg = preset("tiny_upsampler_level_1")
+    cfg = dataclasses.replace(cfg, conditioner=dataclasses.replace(cfg.conditioner, zero_out=zero_out))
+    block = init_params(JukeboxConfig(priors=(cfg,)), jax.random.key(0))["prior_level_1"]["conditioner"]["block"]
+    convs = [b[name] for r in ("resnet_0", "resnet_1") for b in block[r].values() for name in ("conv_1", "conv_2")]
+    assert len(convs) == 2 * 2 * cfg.conditioner.depth
+    for i, conv in enumerate(convs):
+        last = i % 2 == 1
+        assert (np.abs(np.asarray(conv["kernel"])).max() == 0) == (zero_out and last)
+        assert np.abs(np.asarray(conv["bias"])).max() == 0  # biases start at zero either way

@@ -280,6 +280,8 @@ def test_sampling_method_arguments():
     got = sampling_method(jnp.float32(0.5), jnp.int32(5)), sampling_method(np.float64(0.5), top_p=np.array(0.25))
     assert got == (TopK(0.5, 5), TopP(0.5, 0.25)) and json.dumps([m.to_dict() for m in got])
     assert sampling_method(1.0, np.int64(1)) == Greedy()
+    made = TopK(0.5, np.int64(5)), TopK(0.5, jnp.array(5))  # made directly too (a numpy k broke the JSON; a 0-d array was refused)
+    assert made == (TopK(0.5, 5),) * 2 and type(made[0].k) is int and json.dumps([m.to_dict() for m in made])
     for bad in ({"temperature": 0.0}, {"top_k": -1}, {"top_p": 1.5}, {"top_k": 3, "top_p": 0.5}, {"temperature": jnp.array([0.5])}, {"top_k": np.True_}):
         with pytest.raises(ValueError):
             sampling_method(**bad)

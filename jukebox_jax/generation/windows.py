@@ -30,7 +30,7 @@ def level_windows(cfg: PriorConfig, total_tokens: int, hop_fraction: float) -> l
 
 def upper_codes_of_window(cfg: PriorConfig, upper: np.ndarray, start: int) -> np.ndarray:
     """The codes of the level above that condition the window at `start` (original
-    `get_z_conds`): `[b, n_ctx // cond_downsample]`."""
+    `get_z_conds`): `upper [b, tokens of the level above]` -> `[b, n_ctx // cond_downsample]`."""
     down = cfg.cond_downsample
     if start % down:
         raise ValueError(f"window start {start} is not a multiple of the upsampling factor {down}")

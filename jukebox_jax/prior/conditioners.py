@@ -137,6 +137,7 @@ class MusicTokenConditioner(nn.Module):
             dilation_cycle=cond.dilation_cycle,
             res_scale=cond.res_scale,
             reverse_dilation=False,
+            zero_out=cond.zero_out,
             precision=FULL_PRECISION,
             name="block",
         )(x)  # [b, t * cond_downsample, w]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jukebox_jax.config import Lyrics, PriorConfig
+from jukebox_jax.config import AttnKind, Lyrics, PriorConfig
 from jukebox_jax.layers import Params, cpu_device, draw, embed, layer_norm, normal, zeros
 from jukebox_jax.prior import layout
 from jukebox_jax.prior.attention import Cache, Geometry
@@ -135,16 +136,15 @@ class Prior(nn.Module):
         """`labels [b, n_labels]`, `upper_codes [b, n_ctx // cond_downsample]` (upsamplers)."""
         cfg = self.config
         b, w = labels.shape[0], cfg.transformer.width
-        n_y = cfg.n_labels - cfg.n_tokens
         if cfg.labels is not None:
-            start, x_cond = self.labels(labels[:, :n_y])
+            start, x_cond = self.labels(labels[:, : cfg.lyric_start])
         else:
             start, x_cond = jnp.broadcast_to(self.start_token, (b, 1, w)), None
         if cfg.conditioner is not None:
             x_cond = self.conditioner(upper_codes)  # [b, n_ctx, w]
         encoder_kv = lyric_logits = None
         if cfg.lyrics is Lyrics.SEPARATE_ENCODER:
-            encoder_kv, lyric_logits = self.lyric_encoder(labels[:, n_y:])
+            encoder_kv, lyric_logits = self.lyric_encoder(labels[:, cfg.lyric_start :])
         if cfg.lyrics is Lyrics.JOINT_SEQUENCE and x_cond is not None:  # no conditioning over the lyric prefix
             x_cond = jnp.pad(x_cond, ((0, 0), (cfg.n_tokens, 0), (0, 0)))
         return Context(start, x_cond, encoder_kv, lyric_logits)
@@ -201,7 +201,7 @@ def prior_losses(cfg: PriorConfig, out: PriorOutput, tokens: jax.Array, labels: 
     """The original `z_forward` losses in bits per token: `gen_loss` (music), `prime_loss`
     (lyrics; 0 without), and their training mix `loss`."""
     tokens, labels = jnp.asarray(tokens, jnp.int32), jnp.asarray(labels, jnp.int32)  # int8 ids + n_vocab would wrap
-    lyrics = labels[:, cfg.n_labels - cfg.n_tokens :]
+    lyrics = labels[:, cfg.lyric_start :]
     if cfg.lyrics is Lyrics.JOINT_SEQUENCE:
         n = cfg.n_tokens
         prime_loss = bits_per_token(out.logits[:, :n], lyrics)
@@ -219,7 +219,7 @@ def prior_losses(cfg: PriorConfig, out: PriorOutput, tokens: jax.Array, labels: 
 # -- The functional API over canonical params ---------------------------------------------
 
 
-def map_transformers(cfg: PriorConfig, params: Params, convert) -> Params:
+def map_transformers(cfg: PriorConfig, params: Params, convert: Callable[[Params, tuple[AttnKind, ...]], Params]) -> Params:
     """`params` with each transformer's tree (the prior's, and the 5b_lyrics lyric encoder's)
     passed through `convert(tree, pattern)`."""
     out = {**params, "transformer": convert(params["transformer"], cfg.transformer.pattern)}
@@ -297,7 +297,7 @@ def sequence(cfg: PriorConfig, tokens: jax.Array, labels: jax.Array) -> jax.Arra
     tokens, labels = jnp.asarray(tokens, jnp.int32), jnp.asarray(labels, jnp.int32)  # int8 ids + n_vocab would wrap
     if cfg.lyrics is not Lyrics.JOINT_SEQUENCE:
         return tokens
-    return jnp.concatenate([labels[:, cfg.n_labels - cfg.n_tokens :], tokens + cfg.n_vocab], axis=1)
+    return jnp.concatenate([labels[:, cfg.lyric_start :], tokens + cfg.n_vocab], axis=1)
 
 
 def decode_params(cfg: PriorConfig, params: Params) -> Params:

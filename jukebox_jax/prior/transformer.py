@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -54,14 +55,15 @@ class Remat(enum.Enum):
     FULL = "full"  # keep only the unit's input: recompute the unit (the original's `checkpoint_res`)
     DOTS = "dots"  # keep matmul outputs without batch dims, recompute the rest
 
-    def policy(self):
+    def policy(self) -> Callable | None:
         return {Remat.FULL: None, Remat.DOTS: jax.checkpoint_policies.dots_with_no_batch_dims_saveable}.get(self)
 
 
 def layer_groups(pattern: tuple[AttnKind, ...]) -> tuple[Segment, ...]:
     """Cuts `pattern` into consecutive (unit, repeats) segments covering it exactly, with the
     fewest distinct layers to compile (the sum of unit lengths), then the fewest segments.
-    Only the SCAN execution form depends on it; no saved layout does."""
+    The SCAN execution form depends on it, and so does reading format-1 checkpoints, whose
+    layer stacks were cut by it (`checkpoint._from_v1`): changing it breaks loading those."""
     n = len(pattern)
     best: list[tuple[int, int, tuple[Segment, ...]]] = [(0, 0, ())] * (n + 1)
     for i in range(n - 1, -1, -1):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Iterator
+from typing import TypeVar
 
 import flax.linen as nn
 import jax
@@ -33,6 +34,8 @@ from jukebox_jax.layers import Params
 from jukebox_jax.prior import Context
 from jukebox_jax.prior.attention import Cache, constrain
 from jukebox_jax.sampling.methods import Method
+
+Tree = TypeVar("Tree")  # a pytree of arrays
 
 BROKEN = -1  # the token drawn from logits holding NaN or +inf (activations past float16's range): `Jukebox.sample` refuses it
 
@@ -54,7 +57,7 @@ jax.tree_util.register_dataclass(SampleState, data_fields=["tokens", "cache", "s
 
 def broken_rows(logits: jax.Array) -> jax.Array:
     """`[b, v] -> [b]`: the rows holding a NaN or +inf logit, whose draw would be no draw (an
-    argmax or inverse CDF over NaN gives token 0); -inf is a token ruled out, not broken."""
+    argmax or inverse CDF over them gives an arbitrary token); -inf is a token ruled out, not broken."""
     return ~jnp.all(logits < jnp.inf, axis=-1)
 
 
@@ -146,7 +149,7 @@ def _padded(prompt: jax.Array, n: int) -> jax.Array | np.ndarray:
     return buffer
 
 
-def placed_like(params: Params, tree):
+def placed_like(params: Params, tree: Tree) -> Tree:
     """`tree` committed to the device of `params` when they sit on one: freshly made arrays are
     not committed, and jit keys its programs by placement (each decode and prefill program
     compiled twice, for a first and a later call); arrays there already are not copied. Under

@@ -73,8 +73,10 @@ class TopK(Temperature):
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.k, Integral) or isinstance(self.k, bool) or self.k < 1:
+        k = _number(self.k)  # a numpy int or a 0-d array kept as a Python int, as `_checked` keeps reals
+        if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
             raise InputError(f"top_k must be an int >= 1, got {self.k!r}")
+        object.__setattr__(self, "k", int(k))
 
     def filter(self, logits: jax.Array) -> jax.Array:
         kth = jax.lax.top_k(logits, self.k)[0][..., -1:]

@@ -56,6 +56,7 @@ class DecoderBlock(nn.Module):
     dilation_cycle: int | None = None
     res_scale: bool = False
     reverse_dilation: bool = False
+    zero_out: bool = False  # init only: each residual block starts as the identity
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:  # [B, T, C] -> [B, T * stride**down_t, out_width]
@@ -64,7 +65,7 @@ class DecoderBlock(nn.Module):
         for i in range(self.down_t):
             x = Resnet1D(
                 self.depth, p, self.m_conv, self.dilation_growth_rate, self.dilation_cycle, self.res_scale,
-                self.reverse_dilation, name=f"resnet_{i}",
+                self.reverse_dilation, self.zero_out, name=f"resnet_{i}",
             )(x)  # [B, T * s**i, width]
             out = self.out_width if i == self.down_t - 1 else self.width
             x = ConvTranspose1D(out, 2 * s, s, s // 2, p, name=f"up_{i}")(x)  # [B, T * s**(i+1), out]
