@@ -35,13 +35,15 @@ to the host (in a run of several processes, every process gathers each array in 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -408,6 +410,18 @@ def _read_config(file: Path, config: dict[str, Any]) -> JukeboxConfig:
         raise CheckpointError(f"{file}: the config cannot be read ({type(e).__name__}: {e}); {REWRITE}") from e
 
 
+@contextlib.contextmanager
+def _absl_quiet() -> Iterator[None]:
+    """orbax's warnings (absl's logger) held back for the body."""
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params | None = None) -> Params:
     """The orbax checkpoint in `folder`, in the canonical layout, checked against `config`;
     restored into the shardings `targets` (a tree of the params'), if given, else onto this
@@ -422,7 +436,8 @@ def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params 
             if fmt == FORMAT_V1:
                 params = ckptr.restore(folder)  # another layout: read whole, converted below
             else:  # shapes checked first, then each array read into its shards
-                metadata = ckptr.metadata(folder).item_metadata  # None: _METADATA or the index is unreadable
+                with _absl_quiet():  # its warning for None: the error below says it, with the mend
+                    metadata = ckptr.metadata(folder).item_metadata  # None: _METADATA or the index is unreadable
                 if metadata is None:
                     raise CheckpointError(
                         f"{folder}: the arrays' metadata (_METADATA, the index in d/ and manifest.ocdbt) cannot be read; "

@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     demo_parser = sub.add_parser("demo", help=what, description=what)
     demo_parser.add_argument("--out", type=cli_sample.folder_to_write, default=DEMO_OUT, help="output folder (default: %(default)s)")
     demo_parser.add_argument(
-        "--seconds", type=cli_sample.positive_float, default=DEMO_SECONDS, help="length of the test signal (default: %(default)g)"
+        "--seconds", type=cli_sample.positive_float, default=DEMO_SECONDS, help="length of the synthetic song (default: %(default)g)"
     )
     demo_parser.add_argument("--seed", type=cli_sample.seed, default=0, help="which synthetic song (default: %(default)s)")
     convert_parser = sub.add_parser("convert", help="convert PyTorch Jukebox weights (original files or an HF directory)")
@@ -147,6 +147,7 @@ def _reporting(
     `less_memory`, the command's way to need less (what the command had already written stays,
     and where `resumes`, `--resume` with the new arguments goes on from it). All exit with status 2 but a failed write (1) and Ctrl-C
     (130, a line rather than a traceback)."""
+    sys.unraisablehook = _without_closed_loops(sys.unraisablehook)
     try:
         command(args)
     except KeyboardInterrupt:  # outside the loops that say how to go on (e.g. while a model loads)
@@ -167,6 +168,19 @@ def _reporting(
         first = str(e).strip().splitlines()[0]
         resume = "; what was written stays, and --resume goes on from it" if resumes and hasattr(args, "resume") else ""
         parser.exit(2, f"{parser.prog}: error: out of memory ({first}): {less_memory or 'ask for less'}{resume}\n")
+
+
+def _without_closed_loops(hook: Callable) -> Callable:
+    """`hook` but for "Event loop is closed": orbax reading a damaged checkpoint gives up (the
+    command then says so in one line) while tensorstore's threads still finish the reads it had
+    begun, whose callbacks find the read's asyncio loop closed; Python printed a traceback for
+    each, after the one line."""
+
+    def drop_closed_loops(unraisable) -> None:
+        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+            hook(unraisable)
+
+    return drop_closed_loops
 
 
 def package_version() -> str:

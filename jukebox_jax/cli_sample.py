@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from jax.sharding import Mesh
 
 from jukebox_jax import checkpoint, checks, default, tokenizer
 from jukebox_jax.config import MODEL_PRESETS, DType, JukeboxConfig, WeightFormat
@@ -23,7 +24,7 @@ from jukebox_jax.generation.inputs import AUDIO_FORMATS, Prompt, max_seconds, re
 from jukebox_jax.generation.job import CODES_FILE, JobSource, Mode, Placement, SampleRequest, check_job, job_record
 from jukebox_jax.generation.levels import Codes, LevelSettings
 from jukebox_jax.generation.windows import level_windows
-from jukebox_jax.io import check_memory, check_not_in_use, dangling_link, writable_ancestor
+from jukebox_jax.io import check_memory, check_not_in_use, dangling_link
 from jukebox_jax.jukebox import Jukebox, check_method
 from jukebox_jax.labels import int32_seconds
 from jukebox_jax.quantize import config_with_weights
@@ -71,6 +72,11 @@ def _whole(text: str, rule: str, ok: Callable[[int], bool] = lambda x: True) -> 
 def integer(text: str) -> int:
     """argparse type: a whole number (checked against its bounds later)."""
     return _whole(text, "a whole number (of at most 20 digits)")
+
+
+def level(text: str) -> int:
+    """argparse type: a VQ-VAE level, a whole number >= 0 (checked against the model's later)."""
+    return _whole(text, "a level (a whole number >= 0; 0 is the finest)", lambda x: x >= 0)
 
 
 def positive_int(text: str) -> int:
@@ -228,7 +234,7 @@ def plan(args: argparse.Namespace) -> Plan:
     lengths = [len(prompt.audio) // hop for hop in vq.hop_lengths] if prompt else [z.shape[1] for z in start]
     check_upper_codes(config, levels, lengths, sample_length, args.mode)
     song_seconds = args.song_seconds or min(DEFAULT_SONG_SECONDS, max_seconds(config) or DEFAULT_SONG_SECONDS)
-    song_length = int(check_seconds("--song-seconds", song_seconds, config) * vq.sample_rate)
+    song_length = round(check_seconds("--song-seconds", song_seconds, config) * vq.sample_rate)  # as `check_length` rounds --seconds
     if song_length < sample_length:
         seconds = sample_length / vq.sample_rate
         notices.append(f"note: the song is {seconds:g} s, not {song_seconds:g} (--song-seconds): the timing labels describe {seconds:g} s")
@@ -488,8 +494,6 @@ def label_names(config: JukeboxConfig, levels: tuple[int, ...], artist: str | No
 def song_labels(config: JukeboxConfig, levels: tuple[int, ...], song_length: int, artist: str, genre: str, lyrics: str, n: int) -> dict:
     """Each sampled level's labels of the song, `n` times. A name one prior knows and another does
     not (a fine-tune of the top prior alone on new artists) is named with the level lacking it."""
-    from jukebox_jax import tokenizer
-
     songs, failed = {}, {}
     for level in levels:
         try:
@@ -550,11 +554,7 @@ def check_out(out: Path, resume: bool, record: dict, mode: Mode) -> bool:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
     check_not_in_use(out, "sampling job")  # before the model loads (minutes for a 5b model)
-    try:
-        writable_ancestor(out)
-    except OSError as e:
-        raise InputError(f"--out {out}: cannot write in {e.filename} ({e.strerror or e}); choose a folder you can write in") from None
-    return check_job(out, record, resume, job_flags(mode))
+    return check_job(out, record, resume, job_flags(mode))  # `check_output_folder`: that it can be written
 
 
 # The flag that sets each field of a job record (`job_record`), by the path's first and last
@@ -619,7 +619,7 @@ def start_distributed(args: argparse.Namespace) -> None:
         ) from None
 
 
-def device_mesh(spec: str | None):
+def device_mesh(spec: str | None) -> Mesh | None:
     """The mesh of --mesh over every device of every process, or None."""
     if spec is None:
         return None
@@ -630,7 +630,7 @@ def device_mesh(spec: str | None):
     return mesh
 
 
-def load_model(name: str, config: JukeboxConfig, seed: int, mesh=None) -> Jukebox:
+def load_model(name: str, config: JukeboxConfig, seed: int, mesh: Mesh | None = None) -> Jukebox:
     """The preset `name` with random weights from `seed`, or the checkpoint folder `name`,
     placed on `mesh` if given (a checkpoint restored straight into its shards)."""
     import jax
@@ -678,7 +678,7 @@ def _device_count() -> int:
 
 
 def encode_prompt(jb: Jukebox, prompt: Prompt, n: int) -> Codes:
-    """The prompt's codes at every level, `n` times."""
+    """The prompt's codes at every level, `n` times: level L's `[n, T / hop_L]` int64."""
     audio = np.broadcast_to(prompt.audio, (n, *prompt.audio.shape))  # [n, T, 1]
     return [np.asarray(z, np.int64) for z in jb.encode(audio)]
 

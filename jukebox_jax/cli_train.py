@@ -18,7 +18,9 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,7 @@ from jukebox_jax.cli_sample import (
     finite_float,
     folder_to_write,
     integer,
+    level,
     positive_float,
     positive_int,
     seed,
@@ -124,7 +127,7 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
     v.add_argument(
         "--seconds", type=positive_float, default=1.0, help="window length in seconds (default: %(default)g)"
     )
-    q.add_argument("--level", type=integer, required=True, help="the prior's level: 2 the top, 1 and 0 the upsamplers")
+    q.add_argument("--level", type=level, required=True, help="the prior's level: 2 the top, 1 and 0 the upsamplers")
     q.add_argument(
         "--vqvae",
         type=Path,
@@ -270,7 +273,7 @@ def _spec(args: argparse.Namespace, **extra) -> dict:
     return {**spec, **extra}
 
 
-def _progress(total: int, done: int):
+def _progress(total: int, done: int) -> tuple[Any, Callable[[int, dict[str, float]], None]]:
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=done, unit="step", desc="training", smoothing=0.1)
@@ -282,7 +285,15 @@ def _progress(total: int, done: int):
     return bar, on_step
 
 
-def _fit(args, task, state_of, batches, eval_batches, save_model, **spec_extra) -> None:
+def _fit(
+    args: argparse.Namespace,
+    task: steps.VQVAETask | steps.PriorTask,
+    state_of: Callable[[], Any],
+    batches: Iterator[dict],
+    eval_batches: list[dict] | None,
+    save_model: Callable[[Any], None],
+    **spec_extra: Any,
+) -> None:
     """Starts or resumes the run, trains, and writes the model with every checkpoint.
     `spec_extra`: more of what a resume must find unchanged (`_spec`: the songs, ...)."""
     import jax
@@ -329,7 +340,9 @@ def _check_batch(batch_size: int, windows: str, window_bytes: int) -> None:
     check_memory(batch_size * window_bytes, 1 / 8, what, "give a smaller --batch-size")
 
 
-def _held_out(args: argparse.Namespace, windows, arrays=lambda b: b):
+def _held_out(
+    args: argparse.Namespace, windows: data.AudioWindows | data.CodesWindows | None, arrays: Callable[[data.Batch], Any] = lambda b: b
+) -> list | None:
     """The held-out batches (`eval_batches`: at most `EVAL_BATCHES`, each a multiple of the
     mesh's data axis), or None, saying why, when there are none to evaluate."""
     if windows is None:

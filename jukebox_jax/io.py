@@ -151,13 +151,17 @@ def check_output_folder(out: Path, ours: tuple[str, ...], what: str, *, only: bo
     """Raises `InputError` unless `out` is absent, an empty folder, or holds one of the names
     `ours` (so it is a `what` of ours, to continue; with `only`, nothing but them), besides the
     temporary files of a killed write: writing into any other folder could overwrite files
-    that are not ours, or bury ours among them."""
+    that are not ours, or bury ours among them. And unless it can be written in (or made)."""
     if (link := dangling_link(out)) is not None:
         raise InputError(f"--out {out}: {link} is a link to nothing ({os.readlink(link)}); give a folder")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder")
+    try:
+        writable_ancestor(out)
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot write in {e.filename} ({e.strerror or e}); choose a folder you can write in") from None
     if not out.exists():
         return
-    if not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder")
     entries = sorted(p.name for p in out.iterdir() if not p.name.startswith(TEMP_PREFIX) and p.name != LOCK_FILE)
     if entries and (not set(entries) <= set(ours) if only else not set(ours) & set(entries)):
         entries = [e for e in entries if e not in ours]

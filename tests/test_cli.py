@@ -800,3 +800,39 @@ def test_a_name_only_the_top_prior_knows_is_named_with_the_level_lacking_it():
         cli_sample.song_labels(upsamplers_only, (2, 1, 0), 16000 * 20, "zed", "unknown", "", 1)  # no --levels 1 0: they need level 2's codes
     with pytest.raises(InputError, match=r"^artist 'nobody' .* This model knows 'lark', 'zed'\.$"):  # no level knows it
         cli_sample.song_labels(config, (2, 1, 0), 16000 * 20, "nobody", "unknown", "", 1)
+
+
+@pytest.mark.skipif(not PROC.is_dir(), reason="no procfs")
+@pytest.mark.parametrize(
+    "command",
+    [["demo"], ["data", "synth", "--songs", "1", "--no-vocals"], ["train", "prior", "--level", "2", "--data", "{tmp}"]],
+    ids=["demo", "data synth", "train"],
+)
+def test_every_command_refuses_an_out_it_cannot_write_in(command, tmp_path, capsys):
+    """`--out` where nothing can be written (procfs: even root cannot) is a usage error naming
+    the fix, before any work, for every command that writes a folder (`demo`, `data synth` and
+    `train` exited 1 with the bare OS error, not saying what to do; `sample`: `BAD`)."""
+    with pytest.raises(SystemExit) as e:
+        main([a.replace("{tmp}", str(tmp_path)) for a in command] + ["--out", "/proc/run"])
+    assert e.value.code == 2
+    assert "--out /proc/run: cannot write in /proc (" in (err := capsys.readouterr().err) and "choose a folder you can write in" in err, err
+
+
+def test_a_damaged_codes_file_is_named_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    """`--resume` of a job whose codes.npz a kill or a disk fault damaged: refused before the
+    model loads (minutes for a 5b model), as it was after (`job._saved_codes` checks the rest)."""
+    args = ["sample", "--model", "tiny_5b", "--seconds", "0.05", "--levels", "2", "--out", str(tmp_path / "job")]
+    main(args)
+    codes = tmp_path / "job" / "codes.npz"
+    good = codes.read_bytes()
+    monkeypatch.setattr(cli_sample, "load_model", lambda *a: pytest.fail("the model was loaded before the job was refused"))
+    # cut short; a byte flipped inside level_2's codes (bytes 547 to 683 of the 896)
+    for damaged, problem in ((good[:-20], "is not an .npz archive"), (flip_byte(good, 600), "cannot be read (Bad CRC-32")):
+        codes.write_bytes(damaged)
+        message = _refused([*args, "--resume"], capsys)
+        assert f"{tmp_path / 'job'} cannot be resumed: codes file {codes} {problem}" in message, message
+        assert message.endswith("a kill or a disk fault damaged it. Sample again into a new folder (without --resume)")
+
+
+def flip_byte(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from cli_process import run_cli
+from cli_process import cpu_env, run_cli
 from damage import flip
 
 from jukebox_jax import Jukebox, JukeboxConfig, audio, cli_sample, default
@@ -142,3 +144,18 @@ def test_a_bfloat16_run_samples_what_float32_would(tmp_path):
     assert abs(bits["bf16"] - bits["f32"]) < 0.75, bits
     songs = [audio.load(wav, SR)[:, 0] for wav in sorted((tmp_path / "bf16" / "level_0").glob("*.wav"))]
     assert len(songs) == 2 and max(measures.spectral_flatness(x, SR) for x in songs) < 0.2
+
+
+@pytest.mark.parametrize("lost", ["manifest.ocdbt", "d", "ocdbt.process_0/d"])
+def test_a_checkpoint_missing_files_is_one_line(tmp_path, lost):
+    """A model folder missing orbax's files: `sample` says so in one line on stderr and exits 2
+    (orbax's warning came first, and its threads' late callbacks printed four to ten
+    'Event loop is closed' tracebacks after the line)."""
+    shutil.copytree(default.PATH, tmp_path / "model")
+    gone = tmp_path / "model" / "params" / lost
+    shutil.rmtree(gone) if gone.is_dir() else gone.unlink()
+    argv = [sys.executable, "-m", "jukebox_jax.cli", "sample", "--model", str(tmp_path / "model"), "--seconds", "2", "--levels", "2"]
+    run = subprocess.run([*argv, "--out", str(tmp_path / "out")], check=False, capture_output=True, text=True, env=cpu_env(), timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith(f"jukebox-jax sample: error: {tmp_path / 'model' / 'params'}: the "), run.stderr
+    assert "the checkpoint is damaged: save it again, or convert the original again" in run.stderr

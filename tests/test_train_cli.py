@@ -289,6 +289,10 @@ def test_bad_settings_are_refused(songs, vqvae, tmp_path, capsys):
             "--config tiny_5b is a top-level prior, but --level 0 is below the top level (2); give an upsampler structure",
         ),
         (f"train prior --level 3 --data {songs} --vqvae {vqvae} --out {tmp_path / 'g'} --config tiny_5b", "--level 3: --vqvae"),
+        (  # it said "--init ... holds no level--1 prior"
+            f"train prior --level -1 --data {songs} --init {default.PATH} --out {tmp_path / 'g'}",
+            "argument --level: '-1' is not a level (a whole number >= 0; 0 is the finest)",
+        ),
         (  # --config went unread: the run took --init's structure
             f"train prior --level 2 --data {songs} --vqvae {vqvae} --init {vqvae} --out {tmp_path / 'g'} --config tiny_5b",
             f"give --config (a new model's structure) or --init (fine-tune {vqvae} in its own structure), not both",

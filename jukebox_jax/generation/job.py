@@ -31,6 +31,7 @@ from jukebox_jax.generation.levels import Codes, LevelSettings, OnTokens, OnWind
 from jukebox_jax.io import (
     check_output_folder,
     exclusive,
+    read_npz,
     read_record,
     remove_leftovers,
     write_audio,
@@ -225,6 +226,11 @@ def check_job(out: Path, record: dict[str, Any], resume: bool, flag_of: Callable
             f"{out} holds another job; this request differs in {'; '.join(differences[:6])}{more}. "
             "Resume it with the arguments it was started with, or choose another output folder"
         )
+    if (out / CODES_FILE).exists():  # read now, before a model loads (minutes for a 5b); checked in full by `_saved_codes`
+        try:
+            read_npz(out / CODES_FILE, f"codes file {out / CODES_FILE}", _DAMAGED)
+        except InputError as e:
+            raise _unresumable(out, str(e)) from None
     return True
 
 
@@ -361,7 +367,7 @@ def _saved_codes(path: Path, start: Codes, l_bins: int, most: dict[int, int]) ->
     draws, each level beginning with the start codes and at most `most[level]` tokens long
     (the start codes alone at a level not sampled); else a `JobError` (a damaged folder)."""
     try:
-        saved = read_codes(path, len(start), l_bins, "a kill or a disk fault damaged it")
+        saved = read_codes(path, len(start), l_bins, _DAMAGED)
     except InputError as e:
         problem = str(e)
     else:
@@ -377,7 +383,14 @@ def _saved_codes(path: Path, start: Codes, l_bins: int, most: dict[int, int]) ->
             f"its {path.name} is not this job's (levels {sorted(saved)}, shapes {[z.shape for z in saved.values()]}; "
             f"the job has {len(start)} levels of {n} samples starting with its start codes, of {', '.join(lengths)} tokens)"
         )
-    raise JobError(f"{path.parent} cannot be resumed: {problem}. Sample again into a new folder (without --resume)")
+    raise _unresumable(path.parent, problem)
+
+
+_DAMAGED = "a kill or a disk fault damaged it"
+
+
+def _unresumable(out: Path, problem: str) -> JobError:
+    return JobError(f"{out} cannot be resumed: {problem}. Sample again into a new folder (without --resume)")
 
 
 def _writer() -> bool:
