@@ -86,6 +86,8 @@ def prior_config_from_hps(hps: Mapping[str, Any], vqvae: VQVAEConfig) -> PriorCo
         )
     conditioner = None
     if not top:
+        if hps.get("cond_c_res", 1) != 1:  # 0 names the conditioner's residual stacks otherwise (`table_conditioners`)
+            raise ConfigError(f"unsupported prior settings: {{'cond_c_res': {hps['cond_c_res']!r}}}")
         _check_dilation(hps, "cond_", layers=_size(hps, "cond_depth"))
         conditioner = ConditionerConfig(
             width=_size(hps, "cond_width"),

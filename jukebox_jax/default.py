@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from jukebox_jax import checkpoint
 from jukebox_jax.errors import CheckpointError
@@ -48,7 +49,7 @@ def path() -> Path:
     return PATH
 
 
-def load(**kwargs) -> Jukebox:
+def load(**kwargs: Any) -> Jukebox:
     """`Jukebox.load` of the default model (`kwargs`: `dtype`, `mesh`, ...)."""
     folder = path()
     with reading(folder):

@@ -89,6 +89,10 @@ def test_from_hps_rejects_unknown_fields_and_unsupported_values(fixtures):
         prior_config_from_hps({**prior_hps, "another_field": 0}, vq)
     with pytest.raises(ConfigError, match="copy_input"):
         prior_config_from_hps({**prior_hps, "copy_input": True}, vq)
+    with pytest.raises(ConfigError, match=r"unsupported prior settings: \{'cond_c_res': 0\}"):  # was a tensor-name mismatch later
+        prior_config_from_hps({**prior_hps, "cond_c_res": 0}, vq)
+    top_hps = _hparams(fixtures, "prior_5b_level2")["hps"]
+    assert top_hps["cond_c_res"] == 0 and prior_config_from_hps(top_hps, vq).conditioner is None  # no conditioner: not read
 
 
 # ----------------------------------------------------------------------------------------

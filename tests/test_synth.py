@@ -383,6 +383,9 @@ def test_bad_input():
         SynthConfig(seed=2**32)  # numpy splits seeds into 32-bit words: song 0 of seed 2**32 + 7 drew song 1 of seed 7
     with pytest.raises(InputError, match=r"^synth: songs 100000000 \(give 1 to 99999\); seconds 1e\+306 \(give 1 to 600\)$"):
         SynthConfig(songs=10**8, seconds=1e306)
+    with pytest.raises(InputError, match=r"^synth: comping 'bars' \(give one of bar, beat\)$"):  # was a KeyError after synth.json
+        SynthConfig(comping="bars")
+    assert SynthConfig(comping="beat").comping is Comping.BEAT
     with pytest.raises(InputError, match="at least 2 s"):
         describe(np.zeros(SR), SR)
     with pytest.raises(InputError, match="at least one"):

@@ -402,5 +402,16 @@ def test_grow_label_tables(case):
     assert np.abs(start - old_ctx.start).max() > 0.1 * np.abs(old_ctx.start).max()
     with pytest.raises(ConfigError, match="can only grow"):
         grow_label_tables(cfg, params, old, jax.random.key(0))
-    with pytest.raises(ConfigError, match="only artist_bins and genre_bins"):
+    with pytest.raises(ConfigError, match=r"only the artist and genre tables may grow .*; these changed: t_bins$"):
         grow_label_tables(case.cfg, case.params, dataclasses.replace(labels, t_bins=64), jax.random.key(0))
+    # what the other labels mean was let through: the timing's range, the label set, names dropped
+    for change, named in (({"max_duration": 300.0}, "max_duration"), ({"v3": True}, "v3"), ({"sample_rate": 16000}, "sample_rate")):
+        with pytest.raises(ConfigError, match=f"these changed: {named}$"):
+            grow_label_tables(case.cfg, case.params, dataclasses.replace(labels, **change), jax.random.key(0))
+    own = dataclasses.replace(old, artists=tuple(f"a{i}" for i in range(old.artist_bins)))
+    cfg_own = dataclasses.replace(case.cfg, labels=own)
+    for artists in (None, ("b0", *own.artists)):
+        with pytest.raises(ConfigError, match="artists: the grown table must begin with the prior's own names"):
+            grow_label_tables(cfg_own, case.params, dataclasses.replace(own, artists=artists, artist_bins=own.artist_bins + 1), jax.random.key(0))
+    grown, _ = grow_label_tables(cfg_own, case.params, dataclasses.replace(own, artists=(*own.artists, "new"), artist_bins=own.artist_bins + 1), jax.random.key(0))
+    assert grown.labels.artists[-1] == "new"

@@ -32,7 +32,7 @@ import numpy as np
 
 from jukebox_jax import audio
 from jukebox_jax.checks import MAX_SEED
-from jukebox_jax.errors import InputError, JobError
+from jukebox_jax.errors import InputError, JobError, shown
 from jukebox_jax.io import (
     check_output_folder,
     check_space,
@@ -72,6 +72,10 @@ class SynthConfig:
     comping: Comping = Comping.BAR
 
     def __post_init__(self):
+        try:
+            object.__setattr__(self, "comping", Comping(self.comping))
+        except ValueError:
+            raise InputError(f"synth: comping {shown(self.comping)} (give one of {', '.join(c.value for c in Comping)})") from None
         limits = {"songs": (1, MAX_SONGS), "seconds": SONG_SECONDS, "sample_rate": SAMPLE_RATES, "seed": (0, MAX_SEED)}
         bad = []
         for name, (lo, hi) in limits.items():
@@ -116,21 +120,24 @@ def render(score: Score, rng: np.random.Generator, config: SynthConfig) -> np.nd
     if config.vocals:
         words = [
             (start, seconds, pitch, word)
-            for (start, seconds, pitch, _), word in zip(
-                timed_notes(score, score.melody, VOCAL_OCTAVE_SHIFT), score.sung
+            for (start, seconds, pitch, _), word, sung in zip(
+                timed_notes(score, score.melody, VOCAL_OCTAVE_SHIFT), score.sung, sung_words(score, config)
             )
-            if word is not None and start < config.seconds
+            if sung
         ]
         mix += VOCAL_GAIN * vocals_module.sing(words, score.artist.voice, n, rng, sr)
     return PEAK * mix / max(np.abs(mix).max(), 1e-9)
 
 
+def sung_words(score: Score, config: SynthConfig) -> list[bool]:
+    """Whether each melody note's word is sung: it has one, and starts before the song ends
+    (the vocals and the metadata's lyrics hold the same words)."""
+    return [word is not None and note.start * score.step_seconds < config.seconds for note, word in zip(score.melody, score.sung)]
+
+
 def song_metadata(score: Score, config: SynthConfig) -> dict:
     """The metadata entry of a song (no rendering needed)."""
-    dt = score.step_seconds
-    n_words = sum(
-        1 for note, word in zip(score.melody, score.sung) if word is not None and note.start * dt < config.seconds
-    )
+    n_words = sum(sung_words(score, config))
     words = " ".join(score.lyrics).split()[:n_words]
     lines = [" ".join(words[i : i + WORDS_PER_LINE]) for i in range(0, len(words), WORDS_PER_LINE)]
     return {

@@ -204,17 +204,16 @@ def compare(
     samples: Sequence[np.ndarray],
     reference_songs: Sequence[np.ndarray],
     sample_rate: int,
-    reference_rate: int | None = None,
 ) -> dict:
-    """The mean of each measure over `samples` and over `reference_songs` (e.g. training songs;
-    at `reference_rate`, default `sample_rate`): {"samples": {measure: mean}, "reference":
+    """The mean of each measure over `samples` and over `reference_songs` (e.g. training songs),
+    all at `sample_rate`: {"samples": {measure: mean}, "reference":
     {...}} with the measures of `SUMMARY`. "chroma_distance" is half the L1 distance (0 to 1)
     of a song's chroma profile to the reference songs' mean profile (for a reference song, to
     the mean of the others)."""
     if not len(samples) or not len(reference_songs):
         raise InputError("measures.compare: give at least one sample and one reference song")
     ours = [describe(x, sample_rate) for x in samples]
-    refs = [describe(x, reference_rate or sample_rate) for x in reference_songs]
+    refs = [describe(x, sample_rate) for x in reference_songs]
     ref_chroma = np.array([d["chroma_profile"] for d in refs])  # [songs, 12]
     total = ref_chroma.sum(0)
     for d in ours:

@@ -119,7 +119,7 @@ class Batch:
 
 
 def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
+    return integrity.text_digest(json.dumps(value))[:16]
 
 
 def audio_folder(root: Path, sample_rate: int | None = None) -> Folder:
@@ -314,8 +314,9 @@ def _read_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ())
 
 
 def _header(path: Path) -> dict[str, np.ndarray]:
-    """A codes file's `total_length`, `sample_rate` (positive integers), `hop_lengths` (positive
-    integers, each dividing the next) and `vqvae`, checked."""
+    """A codes file's `total_length`, `sample_rate` (positive integers) and `hop_lengths`
+    (positive integers, each dividing the next), checked, and its `vqvae` (the encoder's
+    fingerprint) if it has one."""
     h = _read_npz(path, ("total_length", "hop_lengths", "sample_rate"), ("vqvae",))
     hops = h["hop_lengths"]
     ok = all(np.issubdtype(h[k].dtype, np.integer) and h[k].ndim == 0 and h[k] > 0 for k in ("total_length", "sample_rate"))

@@ -94,17 +94,22 @@ def grow_label_tables(
     cfg: PriorConfig, params: Params, labels: LabelConfig, key: jax.Array
 ) -> tuple[PriorConfig, Params]:
     """A prior to fine-tune with more artists or genres: `labels` is the new `LabelConfig`,
-    which may only raise `artist_bins` and `genre_bins` over `cfg.labels` (the other fields
-    must keep the tables' shapes). The old rows are kept, so old ids give the same logits; the
+    which may only raise `artist_bins` and `genre_bins` over `cfg.labels` and name the new ids
+    (`artists`, `genres`: the old names first, in their order); every other field keeps what
+    the labels mean (timing, label set, lyric characters). The old rows are kept, so old ids give the same logits; the
     new rows are drawn from `key` as the original initialises these tables (normal, std
     `0.01 * init_scale`). Returns the new config and params (the prior's canonical params)."""
     key = checks.key(key)
     old = cfg.labels
     if old is None:
         raise ConfigError(f"the level-{cfg.level} prior has no artist/genre labels to grow")
-    same = ("max_bow_genre_size", "t_bins", "timing")
-    if any(getattr(labels, f) != getattr(old, f) for f in same):
-        raise ConfigError(f"only artist_bins and genre_bins may change when growing the label tables; keep {same}")
+    free = ("artist_bins", "genre_bins", "artists", "genres")
+    if changed := [f.name for f in dataclasses.fields(old) if f.name not in free and getattr(labels, f.name) != getattr(old, f.name)]:
+        raise ConfigError(f"only the artist and genre tables may grow ({', '.join(free)}); these changed: {', '.join(changed)}")
+    for kind in ("artists", "genres"):
+        was, now = getattr(old, kind), getattr(labels, kind)
+        if was is not None and (now is None or tuple(now[: len(was)]) != tuple(was)):
+            raise ConfigError(f"{kind}: the grown table must begin with the prior's own names, in their order (an old id keeps its name)")
     if labels.artist_bins < old.artist_bins or labels.genre_bins < old.genre_bins:
         raise ConfigError(
             f"label tables can only grow: artist_bins {old.artist_bins} -> {labels.artist_bins}, "

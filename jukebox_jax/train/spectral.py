@@ -78,32 +78,35 @@ def stft_magnitude(x: jax.Array, n_fft: int, hop: int, window: int) -> jax.Array
     return _safe_norm(jnp.stack([spec.real, spec.imag], axis=-1), axis=-1)
 
 
-def _spec(x: jax.Array, res: Resolution) -> jax.Array:
+def mono_spectrogram(x: jax.Array, res: Resolution) -> jax.Array:
     """|STFT| `[b, f, q]` of audio `[b, t, c]`, mixed to mono (the original's `squeeze`)."""
     return stft_magnitude(jnp.mean(x, axis=-1), res.n_fft, res.hop, res.window)
 
 
 def spectral_distance(x: jax.Array, x_out: jax.Array, res: Resolution) -> jax.Array:
     """`|| |S(x)| - |S(x_out)| ||_F` per item `[b]` of audio `[b, t, c]`."""
-    return _safe_norm(_spec(x, res) - _spec(x_out, res), axis=(1, 2))
+    return _safe_norm(mono_spectrogram(x, res) - mono_spectrogram(x_out, res), axis=(1, 2))
 
 
 def spectral_loss(x: jax.Array, x_out: jax.Array, spec_bandwidth: float, res: Resolution = SPECTRAL) -> jax.Array:
-    """Mean over items of the spectral distance, over `spec_bandwidth` (non-relative spectral loss)."""
+    """Mean over items of the spectral distance of audio `x, x_out [b, t, c]`, over
+    `spec_bandwidth` (non-relative spectral loss); a scalar."""
     return jnp.mean(spectral_distance(x, x_out, res) / spec_bandwidth)
 
 
 def multispectral_loss(
     x: jax.Array, x_out: jax.Array, spec_bandwidth: float, multi: MultiResolution = MultiResolution()
 ) -> jax.Array:
-    """Mean over items of the spectral distance averaged over `multi`'s resolutions, over `spec_bandwidth`."""
+    """Mean over items of the spectral distance of audio `x, x_out [b, t, c]` averaged over
+    `multi`'s resolutions, over `spec_bandwidth`; a scalar."""
     per_item = sum(spectral_distance(x, x_out, res) for res in multi.resolutions) / len(multi.resolutions)  # [b]
     return jnp.mean(per_item / spec_bandwidth)
 
 
 def spectral_convergence(x: jax.Array, x_out: jax.Array, res: Resolution = SPECTRAL, eps: float = 2e-3) -> jax.Array:
-    """Mean over items of `||S(x) - S(x_out)|| / max(||S(x)||, eps)`, 0 for items with `||S(x)|| <= eps`."""
-    spec = _spec(x, res)  # [b, f, q]
+    """Mean over items of audio `x, x_out [b, t, c]` of `||S(x) - S(x_out)|| / max(||S(x)||, eps)`,
+    0 for items with `||S(x)|| <= eps`; a scalar."""
+    spec = mono_spectrogram(x, res)  # [b, f, q]
     gt_norm = _safe_norm(spec, axis=(1, 2))  # [b]
-    residual = _safe_norm(spec - _spec(x_out, res), axis=(1, 2))  # [b]
+    residual = _safe_norm(spec - mono_spectrogram(x_out, res), axis=(1, 2))  # [b]
     return jnp.mean(residual * (gt_norm > eps) / jnp.maximum(gt_norm, eps))

@@ -26,10 +26,10 @@ from jukebox_jax.train.codebook import CodebookState, ema_update, restart_candid
 from jukebox_jax.train.spectral import (
     SPECTRAL,
     MultiResolution,
+    mono_spectrogram,
     multispectral_loss,
     spectral_convergence,
     spectral_loss,
-    stft_magnitude,
 )
 from jukebox_jax.vqvae.bottleneck import dequantise, quantise
 from jukebox_jax.vqvae.encdec import Decoder, Encoder
@@ -75,7 +75,7 @@ def calculate_bandwidth(x: jax.Array) -> Bandwidth:
     x = jnp.asarray(x, jnp.float32)
     if x.ndim != 3:
         raise InputError(f"calculate_bandwidth takes audio [batch, samples, channels], got shape {x.shape}")
-    spec = stft_magnitude(jnp.mean(x, axis=-1), SPECTRAL.n_fft, SPECTRAL.hop, SPECTRAL.window)  # [b, f, q]
+    spec = mono_spectrogram(x, SPECTRAL)  # [b, f, q]
     bandwidth = Bandwidth(
         l2=float(jnp.mean(x**2) - jnp.mean(x) ** 2),
         l1=float(jnp.mean(jnp.abs(x))),
@@ -86,15 +86,15 @@ def calculate_bandwidth(x: jax.Array) -> Bandwidth:
     return bandwidth
 
 
-def expected_usage(cfg: VQVAEConfig, sample_length: int, level: int, world_size: int = 1) -> float:
+def expected_usage(cfg: VQVAEConfig, sample_length: int, level: int) -> float:
     """Tokens per code in one training sample of `level`: the EMA count `restore_state` starts from."""
-    return (sample_length // cfg.hop_lengths[level]) * world_size / cfg.l_bins
+    return (sample_length // cfg.hop_lengths[level]) / cfg.l_bins  # the original's times its world size: one here
 
 
-def restore_states(cfg: VQVAEConfig, params: Params, sample_length: int, world_size: int = 1) -> list[CodebookState]:
+def restore_states(cfg: VQVAEConfig, params: Params, sample_length: int) -> list[CodebookState]:
     """EMA states of every level to train on from trained `params` (original `restore_k` in `make_vqvae`)."""
     return [
-        restore_state(params[f"codebook_{l}"], expected_usage(cfg, sample_length, l, world_size))
+        restore_state(params[f"codebook_{l}"], expected_usage(cfg, sample_length, l))
         for l in range(cfg.levels)
     ]
 
@@ -107,7 +107,7 @@ def trainable_params(params: Params) -> Params:
 
 
 def with_codebooks(params: Params, codebooks: Sequence[jax.Array]) -> Params:
-    """`params` with `codebook_{l}` replaced by `codebooks[l]`."""
+    """`params` with `codebook_{l}` replaced by `codebooks[l]` `[l_bins, emb_width]`."""
     return {**params, **{f"codebook_{l}": k.astype(params[f"codebook_{l}"].dtype) for l, k in enumerate(codebooks)}}
 
 
