@@ -147,7 +147,8 @@ def _reporting(
     `less_memory`, the command's way to need less (what the command had already written stays,
     and where `resumes`, `--resume` with the new arguments goes on from it). All exit with status 2 but a failed write (1) and Ctrl-C
     (130, a line rather than a traceback)."""
-    sys.unraisablehook = _without_closed_loops(sys.unraisablehook)
+    if not getattr(sys.unraisablehook, "drops_closed_loops", False):  # once per process, not a layer per command
+        sys.unraisablehook = _without_closed_loops(sys.unraisablehook)
     try:
         command(args)
     except KeyboardInterrupt:  # outside the loops that say how to go on (e.g. while a model loads)
@@ -180,6 +181,7 @@ def _without_closed_loops(hook: Callable) -> Callable:
         if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
             hook(unraisable)
 
+    drop_closed_loops.drops_closed_loops = True
     return drop_closed_loops
 
 

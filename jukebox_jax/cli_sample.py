@@ -234,11 +234,11 @@ def plan(args: argparse.Namespace) -> Plan:
     lengths = [len(prompt.audio) // hop for hop in vq.hop_lengths] if prompt else [z.shape[1] for z in start]
     check_upper_codes(config, levels, lengths, sample_length, args.mode)
     song_seconds = args.song_seconds or min(DEFAULT_SONG_SECONDS, max_seconds(config) or DEFAULT_SONG_SECONDS)
-    song_length = round(check_seconds("--song-seconds", song_seconds, config) * vq.sample_rate)  # as `check_length` rounds --seconds
-    if song_length < sample_length:
+    exact = check_seconds("--song-seconds", song_seconds, config) * vq.sample_rate
+    if round(exact) < sample_length:  # rounded, as `check_length` rounds --seconds (8.008 s was "not 8.008")
         seconds = sample_length / vq.sample_rate
         notices.append(f"note: the song is {seconds:g} s, not {song_seconds:g} (--song-seconds): the timing labels describe {seconds:g} s")
-        song_length = sample_length
+    song_length = max(int(exact), sample_length)  # truncated, as the job records of earlier runs hold it
     artist, genre, named = label_names(config, levels, args.artist, args.genre)
     notices += named
     reads_lyrics = any(config.prior(level).n_tokens for level in levels)

@@ -557,6 +557,18 @@ def test_a_song_shorter_than_the_sample_is_lengthened_and_said():
     assert [song.total_length for song in plan.request.songs[2]] == [length]
 
 
+@pytest.mark.parametrize("seconds, rate_of, want", [(8.008, "small", 128128), (4.1, "tiny_5b", 180809)])
+def test_song_seconds_are_truncated_as_job_records_hold_them_and_noted_only_when_short(seconds, rate_of, want):
+    """--song-seconds 8.008 with --seconds 8.008 at 16 kHz (128127.99... samples) was noted as
+    "the song is 8.008 s, not 8.008": the note now compares the rounded length; the length
+    recorded stays the truncated one earlier jobs hold (4.1 s at 44.1 kHz: 180809.99... ->
+    180809), so their --resume still finds the same request."""
+    args = ["sample", "--model", rate_of, "--seconds", str(seconds), "--song-seconds", str(seconds), "--levels", "2"]
+    plan = cli_sample.plan(_parse(args))
+    assert not any("the song is" in n for n in plan.notices), plan.notices
+    assert {song.total_length for song in plan.request.songs[2]} == {max(want, plan.request.sample_length)}
+
+
 def test_lyric_characters_a_model_lacks_are_named():
     """They are dropped, as the original drops them, but were dropped unsaid (a fine-tuned
     prior's own vocabulary holds only its first songs' characters)."""
@@ -836,3 +848,23 @@ def test_a_damaged_codes_file_is_named_before_the_model_loads(tmp_path, capsys, 
 
 def flip_byte(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+
+
+def test_the_filter_of_orbax_late_tracebacks_is_installed_once(monkeypatch):
+    """`_reporting` drops "Event loop is closed" unraisables (orbax's late callbacks after a
+    damaged checkpoint, tests/test_default_model.py) with one hook per process: it wrapped the
+    hook again on every command, a chain that grew without bound in a notebook or a test run."""
+    from jukebox_jax import cli
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    parser, args = argparse.ArgumentParser(prog="x"), argparse.Namespace(out=Path("."))
+    cli._reporting(parser, lambda a: None, args)
+    hook = sys.unraisablehook
+    for _ in range(3):
+        cli._reporting(parser, lambda a: None, args)
+    assert sys.unraisablehook is hook and hook.drops_closed_loops
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", cli._without_closed_loops(seen.append))
+    for error in (RuntimeError("Event loop is closed"), RuntimeError("other"), ValueError("Event loop is closed")):
+        sys.unraisablehook(argparse.Namespace(exc_value=error))
+    assert [str(u.exc_value) for u in seen] == ["other", "Event loop is closed"]  # only that RuntimeError is dropped
