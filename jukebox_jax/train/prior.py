@@ -96,9 +96,10 @@ def grow_label_tables(
     """A prior to fine-tune with more artists or genres: `labels` is the new `LabelConfig`,
     which may only raise `artist_bins` and `genre_bins` over `cfg.labels` and name the new ids
     (`artists`, `genres`: the old names first, in their order); every other field keeps what
-    the labels mean (timing, label set, lyric characters). The old rows are kept, so old ids give the same logits; the
-    new rows are drawn from `key` as the original initialises these tables (normal, std
-    `0.01 * init_scale`). Returns the new config and params (the prior's canonical params)."""
+    the labels mean (timing, label set, lyric characters). The old rows are kept, so old ids
+    give the same logits; the new rows are drawn from `key` as the original initialises these
+    tables (normal, std `0.01 * init_scale`). Returns the new config and params (the prior's
+    canonical params)."""
     key = checks.key(key)
     old = cfg.labels
     if old is None:
