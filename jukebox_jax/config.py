@@ -397,8 +397,9 @@ class PriorConfig:
     prime_loss_fraction: float = 0.0  # weight of the lyric loss
     merged_decoder: bool = False  # True: untied output head; False: tied, x_cond re-added
     # The layer and head whose attention on the lyrics aligns them with the music, as the
-    # original's (lyric priors only; `Jukebox.prior_forward(capture=...)` reads it). Carried,
-    # not checked: a transformer shrunk by `dataclasses.replace` keeps the released values.
+    # original's (lyric priors only; nothing here reads them yet: `Jukebox.prior_forward(capture=...)`
+    # returns that layer's attention). Carried, not checked: a transformer shrunk by
+    # `dataclasses.replace` keeps the released values.
     alignment_layer: int | None = None
     alignment_head: int | None = None
     precision: Precision = Precision()  # the conditioner keeps FULL_PRECISION

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from damage import flip
 
 from jukebox_jax import Jukebox, JukeboxConfig, cli_sample, cli_train, preset, quantize, tokenizer
 from jukebox_jax.cli import main
@@ -838,16 +839,14 @@ def test_a_damaged_codes_file_is_named_before_the_model_loads(tmp_path, capsys, 
     codes = tmp_path / "job" / "codes.npz"
     good = codes.read_bytes()
     monkeypatch.setattr(cli_sample, "load_model", lambda *a: pytest.fail("the model was loaded before the job was refused"))
-    # cut short; a byte flipped inside level_2's codes (bytes 547 to 683 of the 896)
-    for damaged, problem in ((good[:-20], "is not an .npz archive"), (flip_byte(good, 600), "cannot be read (Bad CRC-32")):
-        codes.write_bytes(damaged)
+    # cut short; a byte flipped inside level_2's codes (bytes 547 to 683 of the 896: 0.7 is byte 627)
+    for damage, problem in ((lambda: codes.write_bytes(good[:-20]), "is not an .npz archive"), (lambda: flip(codes, 0.7), "cannot be read (Bad CRC-32")):
+        codes.write_bytes(good)
+        damage()
         message = _refused([*args, "--resume"], capsys)
         assert f"{tmp_path / 'job'} cannot be resumed: codes file {codes} {problem}" in message, message
         assert message.endswith("a kill or a disk fault damaged it. Sample again into a new folder (without --resume)")
 
-
-def flip_byte(data: bytes, at: int) -> bytes:
-    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
 
 
 def test_the_filter_of_orbax_late_tracebacks_is_installed_once(monkeypatch):
