@@ -26,7 +26,8 @@ array; both refuse non-finite weights, and weights not of the config's format (f
 int8 where it declares int8), naming them. Measured here: hashing 400 MB took 0.22 s on two
 cores, the finiteness check 0.03 s; so a 5B prior's 20 GB of weights costs ~11 core-seconds
 (seconds on a multi-core host), less than reading them. `verify=False` skips the checksums.
-Every read error is a `CheckpointError` naming the file and what to do.
+Every read error is a `CheckpointError` naming the file and what to do. After one, the process
+drops what orbax's failed read leaves behind (`quiet_orbax_leftovers`).
 
 Loading onto a mesh (`load(mesh=...)`) restores each array straight into its shards (orbax
 restore args; each process reads only its own); the checks then fetch one array at a time
@@ -41,7 +42,9 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
+import traceback
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -422,6 +425,50 @@ def _absl_quiet() -> Iterator[None]:
         log.setLevel(level)
 
 
+def quiet_orbax_leftovers() -> None:
+    """Drops, from now on in this process, what orbax leaves behind when a read of damaged
+    files gives up (`load` calls it when a read fails): tensorstore's threads
+    still finish the reads it had begun, whose callbacks find the read's asyncio loop closed,
+    and the read's coroutines and tasks, never awaited, fail when collected. Python printed a
+    traceback for each of those unraisables and asyncio logged "exception was never retrieved"
+    for each task: thousands of lines after the one error, on a busy machine. Only those are
+    dropped: "Event loop is closed", and exceptions raised in orbax's files. Idempotent."""
+    if getattr(sys.unraisablehook, "drops_orbax_leftovers", False):
+        return
+    hook = sys.unraisablehook
+
+    def drop_orbax_leftovers(unraisable) -> None:
+        if not _orbax_leftover(unraisable.exc_value):
+            hook(unraisable)
+
+    drop_orbax_leftovers.drops_orbax_leftovers = True
+    sys.unraisablehook = drop_orbax_leftovers
+    logging.getLogger("asyncio").addFilter(_not_orbax_leftover)
+
+
+@contextlib.contextmanager
+def _leftovers_quiet_on_failure() -> Iterator[None]:
+    """`quiet_orbax_leftovers` if the body raises (before the checkpointer closes: the
+    leftovers come from the moment its read gives up)."""
+    try:
+        yield
+    except Exception:
+        quiet_orbax_leftovers()
+        raise
+
+
+def _orbax_leftover(error: BaseException | None) -> bool:
+    """Whether `error` is an "Event loop is closed" or was raised in orbax's files."""
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return True
+    return error is not None and any("orbax" in Path(frame.filename).parts for frame in traceback.extract_tb(error.__traceback__))
+
+
+def _not_orbax_leftover(record: logging.LogRecord) -> bool:
+    """False for asyncio's "... exception was never retrieved" of an orbax leftover."""
+    return "exception was never retrieved" not in str(record.msg) or not _orbax_leftover(record.exc_info and record.exc_info[1])
+
+
 def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params | None = None) -> Params:
     """The orbax checkpoint in `folder`, in the canonical layout, checked against `config`;
     restored into the shardings `targets` (a tree of the params'), if given, else onto this
@@ -432,7 +479,7 @@ def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params 
         what = "is a file, not orbax's folder" if folder.exists() else "is missing"
         raise CheckpointError(f"{folder} {what}: the checkpoint is damaged; {REWRITE}")
     try:
-        with ocp.StandardCheckpointer() as ckptr:
+        with ocp.StandardCheckpointer() as ckptr, _leftovers_quiet_on_failure():
             if fmt == FORMAT_V1:
                 params = ckptr.restore(folder)  # another layout: read whole, converted below
             else:  # shapes checked first, then each array read into its shards

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -149,7 +147,6 @@ def _reporting(
     `less_memory`, the command's way to need less (what the command had already written stays,
     and where `resumes`, `--resume` with the new arguments goes on from it). All exit with status 2 but a failed write (1) and Ctrl-C
     (130, a line rather than a traceback)."""
-    _quiet_orbax_leftovers()
     try:
         command(args)
     except KeyboardInterrupt:  # outside the loops that say how to go on (e.g. while a model loads)
@@ -170,38 +167,6 @@ def _reporting(
         first = str(e).strip().splitlines()[0]
         resume = "; what was written stays, and --resume goes on from it" if resumes and hasattr(args, "resume") else ""
         parser.exit(2, f"{parser.prog}: error: out of memory ({first}): {less_memory or 'ask for less'}{resume}\n")
-
-
-def _quiet_orbax_leftovers() -> None:
-    """Drops, once per process, what orbax leaves behind when reading a damaged checkpoint gives up
-    (the command then says so in one line): tensorstore's threads still finish the reads it had
-    begun, whose callbacks find the read's asyncio loop closed, and the read's coroutines and
-    tasks, never awaited, fail when collected. Python printed a traceback for each of those
-    unraisables and asyncio logged "exception was never retrieved" for each task: thousands of
-    lines after the one, when the machine was busy."""
-    if getattr(sys.unraisablehook, "drops_orbax_leftovers", False):
-        return
-    hook = sys.unraisablehook
-
-    def drop_orbax_leftovers(unraisable) -> None:
-        if not _orbax_leftover(unraisable.exc_value):
-            hook(unraisable)
-
-    drop_orbax_leftovers.drops_orbax_leftovers = True
-    sys.unraisablehook = drop_orbax_leftovers
-    logging.getLogger("asyncio").addFilter(_not_orbax_leftover)
-
-
-def _orbax_leftover(error: BaseException | None) -> bool:
-    """Whether `error` is an "Event loop is closed" or was raised in orbax's files."""
-    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
-        return True
-    return error is not None and any("orbax" in Path(frame.filename).parts for frame in traceback.extract_tb(error.__traceback__))
-
-
-def _not_orbax_leftover(record: logging.LogRecord) -> bool:
-    """False for asyncio's "... exception was never retrieved" of an orbax leftover."""
-    return "exception was never retrieved" not in str(record.msg) or not _orbax_leftover(record.exc_info and record.exc_info[1])
 
 
 def package_version() -> str:

@@ -4,10 +4,13 @@ for every damaged or edited one."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import dataclasses
 import gc
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -456,6 +459,55 @@ def test_damaged_data_files_are_refused_or_unused(saved, micro, tmp_path):
     )  # orbax read it without noticing
     assert "Requested byte range" in refused[weights.parent.name, weights.name, "truncated"]  # tensorstore's cause
     assert "the arrays' metadata (_METADATA, " in refused["params", "_METADATA", "deleted"]
+
+
+def _raised_in(filename: str) -> Exception:
+    """An exception whose traceback's last frame is in `filename`."""
+    scope: dict = {}
+    exec(compile("def read():\n    raise ValueError('Truncated Zstd-compressed stream')\n", filename, "exec"), scope)  # noqa: S102 -- a function whose frames name that file
+    try:
+        scope["read"]()
+    except ValueError as e:
+        return e
+    raise AssertionError("read() raised nothing")
+
+
+ORBAX_FILE, OTHER_FILE = "site-packages/orbax/checkpoint/serialization.py", "site-packages/other/serialization.py"
+
+
+def test_a_failed_read_drops_what_orbax_leaves_behind(saved, tmp_path, monkeypatch, caplog):
+    """After orbax gives up on a damaged checkpoint, tensorstore's threads finish its reads into
+    a closed loop and its unawaited tasks fail when collected: Python printed thousands of lines
+    of their tracebacks after the one error (tests/test_default_model.py, on a busy machine).
+    A failed `load` drops those from then on, in one hook however often it fails, and nothing
+    else; a good `load` leaves the process's hooks alone."""
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    monkeypatch.setattr(logging.getLogger("asyncio"), "filters", [])
+    Jukebox.load(saved)
+    assert sys.unraisablehook == seen.append and not logging.getLogger("asyncio").filters
+    path = copy(saved, tmp_path / "ckpt")
+    shutil.rmtree(path / "params" / "ocdbt.process_0" / "d")
+    for _ in range(3):
+        with pytest.raises(CheckpointError, match="the params cannot be read"):
+            Jukebox.load(path, verify=False)
+        gc.collect()
+    hook = sys.unraisablehook
+    assert hook.drops_orbax_leftovers and logging.getLogger("asyncio").filters == [checkpoint._not_orbax_leftover]
+    seen.clear()
+    errors = (RuntimeError("Event loop is closed"), RuntimeError("other"), ValueError("Event loop is closed"), _raised_in(ORBAX_FILE), _raised_in(OTHER_FILE))
+    for error in errors:
+        hook(argparse.Namespace(exc_value=error))
+    assert [u.exc_value for u in seen] == [errors[1], errors[2], errors[4]]
+    loop = asyncio.new_event_loop()
+    for where in (ORBAX_FILE, OTHER_FILE):
+        future = loop.create_future()
+        future.set_exception(_raised_in(where))
+        del future  # never retrieved: asyncio logs it when collected
+        gc.collect()
+    loop.close()
+    logged = [r for r in caplog.records if "exception was never retrieved" in r.getMessage() and r.exc_info]
+    assert [r.exc_info[1].__traceback__.tb_next.tb_frame.f_code.co_filename for r in logged] == [OTHER_FILE]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

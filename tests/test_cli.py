@@ -6,11 +6,8 @@ left; the README's examples run. Models are loaded once per (name, seed) for the
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import gc
 import json
-import logging
 import os
 import re
 import shlex
@@ -849,62 +846,3 @@ def test_a_damaged_codes_file_is_named_before_the_model_loads(tmp_path, capsys, 
         message = _refused([*args, "--resume"], capsys)
         assert f"{tmp_path / 'job'} cannot be resumed: codes file {codes} {problem}" in message, message
         assert message.endswith("a kill or a disk fault damaged it. Sample again into a new folder (without --resume)")
-
-
-def _raised_in(filename: str) -> Exception:
-    """An exception whose traceback's last frame is in `filename`."""
-    scope: dict = {}
-    exec(compile("def read():\n    raise ValueError('Truncated Zstd-compressed stream')\n", filename, "exec"), scope)  # noqa: S102 -- a function whose frames name that file
-    try:
-        scope["read"]()
-    except ValueError as e:
-        return e
-    raise AssertionError("read() raised nothing")
-
-
-ORBAX_FILE, OTHER_FILE = "site-packages/orbax/checkpoint/serialization.py", "site-packages/other/serialization.py"
-
-
-def test_the_filter_of_orbax_late_tracebacks_is_installed_once(monkeypatch):
-    """`_reporting` drops the unraisables orbax leaves after a damaged checkpoint ("Event loop is
-    closed", and exceptions raised in its files: tests/test_default_model.py) with one hook per
-    process: it wrapped the hook again on every command, a chain that grew without bound in a
-    notebook or a test run."""
-    from jukebox_jax import cli
-
-    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
-    monkeypatch.setattr(logging.getLogger("asyncio"), "filters", [])
-    parser, args = argparse.ArgumentParser(prog="x"), argparse.Namespace(out=Path("."))
-    cli._reporting(parser, lambda a: None, args)
-    hook = sys.unraisablehook
-    for _ in range(3):
-        cli._reporting(parser, lambda a: None, args)
-    assert sys.unraisablehook is hook and hook.drops_orbax_leftovers
-    assert logging.getLogger("asyncio").filters == [cli._not_orbax_leftover]
-    seen = []
-    monkeypatch.setattr(sys, "unraisablehook", seen.append)
-    cli._quiet_orbax_leftovers()
-    errors = (RuntimeError("Event loop is closed"), RuntimeError("other"), ValueError("Event loop is closed"), _raised_in(ORBAX_FILE), _raised_in(OTHER_FILE))
-    for error in errors:
-        sys.unraisablehook(argparse.Namespace(exc_value=error))
-    assert [u.exc_value for u in seen] == [errors[1], errors[2], errors[4]]
-
-
-def test_orbax_reads_never_retrieved_are_not_logged(monkeypatch, caplog):
-    """asyncio logs "exception was never retrieved" for each of a failed orbax read's tasks when
-    they are collected: thousands of lines after the command's one, when CI was loaded. The CLI
-    drops those of exceptions raised in orbax's files, and keeps any other."""
-    from jukebox_jax import cli
-
-    monkeypatch.setattr(logging.getLogger("asyncio"), "filters", [])
-    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
-    cli._quiet_orbax_leftovers()
-    loop = asyncio.new_event_loop()
-    for where in (ORBAX_FILE, OTHER_FILE):
-        future = loop.create_future()
-        future.set_exception(_raised_in(where))
-        del future  # never retrieved: asyncio logs it when collected
-        gc.collect()
-    loop.close()
-    logged = [r for r in caplog.records if "exception was never retrieved" in r.getMessage()]
-    assert [r.exc_info[1].__traceback__.tb_next.tb_frame.f_code.co_filename for r in logged] == [OTHER_FILE]
