@@ -5,6 +5,7 @@ the model code behind them assumes valid input and checks nothing."""
 from __future__ import annotations
 
 import math
+import os
 from numbers import Integral, Real
 from typing import Any
 
@@ -73,14 +74,24 @@ def finite_real(name: str, value: Any) -> float:
     return float(value)
 
 
-def array(name: str, value: Any, ndim: int, shape_doc: str, *, empty_ok: bool = False) -> np.ndarray:
-    """`value` as a numpy array of `ndim` dimensions, none of them empty (but the last where
-    `empty_ok`)."""
+def untraced(name: str, value: Any) -> None:
+    """`value` is not traced: `Jukebox`'s methods check their inputs on the host and run host loops."""
     if isinstance(value, jax.core.Tracer):
         raise InputError(
             f"{name} is traced (a Jukebox method called inside jax.jit, vmap or grad): its methods check their "
             "inputs on the host and compile themselves; call them directly, or jit the functional API "
             "(prior.forward, sampling.prefill and decode)"
+        )
+
+
+def array(name: str, value: Any, ndim: int, shape_doc: str, *, empty_ok: bool = False) -> np.ndarray:
+    """`value` as a numpy array of `ndim` dimensions, none of them empty (but the last where
+    `empty_ok`)."""
+    untraced(name, value)
+    if isinstance(value, str | os.PathLike):
+        raise InputError(
+            f"{name} must be an array {shape_doc}, got the file name {shown(value)}: read the file first "
+            "(audio: jukebox_jax.audio.load(path, sample_rate); codes: numpy.load)"
         )
     try:
         x = np.asarray(value)

@@ -27,7 +27,7 @@ from jax.sharding import Mesh
 
 from jukebox_jax import checkpoint, checks, integrity, prior, sharding, tokenizer
 from jukebox_jax.config import DType, JukeboxConfig, Lyrics, PriorConfig, VQVAEConfig, WeightFormat
-from jukebox_jax.errors import DivergedError, InputError
+from jukebox_jax.errors import DivergedError, InputError, shown
 from jukebox_jax.labels import int32_seconds, window_labels
 from jukebox_jax.params import Params, abstract_params, cast, check_params, init_params
 from jukebox_jax.prior import Execution, PriorOutput, prior_losses
@@ -352,7 +352,10 @@ class Jukebox:
             checks.integer("chunk_size", chunk_size, 1)
         if steps_per_call is not None:
             checks.integer("steps_per_call", steps_per_call, 1)
+        if on_tokens is not None and not callable(on_tokens):
+            raise InputError(f"on_tokens must be a function (done, total) -> None, got {shown(on_tokens)}")
         prompt, labels, upper_codes = checks.prior_inputs(cfg, prompt, labels, upper_codes, prompt=True)
+        checks.untraced("key", key)
         key = checks.key(key, batch=labels.shape[0])
         if prompt.shape[1] >= n_tokens:
             raise InputError(f"the prompt ({prompt.shape[1]} tokens) must be shorter than n_tokens={n_tokens}")

@@ -242,10 +242,29 @@ def test_64_bit_mode_is_refused(jb):
 
 
 def test_a_method_under_jit_says_to_call_it_directly(jb):
-    """jax.jit around a method said "tokens must be an array ... got DynamicJaxprTracer"."""
-    for method, arg in ((lambda t: jb.prior_logits(2, t, TOP), TOKENS), (jb.encode, AUDIO)):
+    """jax.jit around a method said "tokens must be an array ... got DynamicJaxprTracer"; a
+    traced key, the one input `sample` did not check, failed in numpy after the whole window
+    was sampled (under vmap, a leaked tracer)."""
+    labels = jb.labels(2, genre="blues", total_seconds=60)
+    uses = (
+        (jax.jit, lambda t: jb.prior_logits(2, t, TOP), TOKENS),
+        (jax.jit, jb.encode, AUDIO),
+        (jax.jit, lambda k: jb.sample(2, k, labels, 4), KEY),
+        (jax.vmap, lambda k: jb.sample(2, k, labels, 4), jax.random.split(KEY, 3)),
+    )
+    for transform, method, arg in uses:
         with pytest.raises(InputError, match=r"is traced \(a Jukebox method called inside jax.jit, vmap or grad\): .* call them directly"):
-            jax.jit(method)(arg)
+            transform(method)(arg)
+
+
+def test_a_file_name_or_a_hook_that_is_not_a_function_is_refused_first(jb, monkeypatch):
+    """`encode("song.wav")` said "got shape ()"; `sample(on_tokens=5)` failed calling it after the
+    first decode call had run."""
+    with pytest.raises(InputError, match=r"audio must be an array .*, got the file name 'song.wav': read the file first \(audio: jukebox_jax.audio.load"):
+        jb.encode("song.wav")
+    monkeypatch.setattr("jukebox_jax.jukebox.prefill", lambda *a, **k: pytest.fail("sampled before on_tokens was refused"))
+    with pytest.raises(InputError, match=r"on_tokens must be a function \(done, total\) -> None, got 5"):
+        jb.sample(2, KEY, jb.labels(2, genre="blues", total_seconds=60), 4, on_tokens=5)
 
 
 def test_parts_replaced_after_the_model_was_made_are_checked_when_used(jb):

@@ -287,6 +287,33 @@ def test_sampling_method_arguments():
             sampling_method(**bad)
 
 
+def test_prefill_checks_a_concrete_prompt_and_decode_its_method():
+    """`prefill` took any prompt: ids past the vocabulary gave NaN logits and BROKEN tokens,
+    negative ones wrapped to other codes, floats were truncated; a batch or a length that did not
+    fit failed deep in JAX or numpy. `decode(method="greedy")` failed inside jit."""
+    jb = zero_model("tiny_5b")
+    cfg, params = jb.config.prior(2), jb.params["prior_level_2"]
+    ctx = condition(cfg, params, jnp.asarray(jb.labels(2, total_seconds=10.0, n_samples=2)), None)
+    key = jax.random.key(0)
+    bad = [
+        (np.full((2, 3), cfg.bins), rf"prompt must lie in \[0, {cfg.bins}\): prompt\[0, 0\] is {cfg.bins}; the level-2 prior reads {cfg.bins} ids"),
+        (np.full((2, 3), -7), r"prompt must lie in \[0, 64\): prompt\[0, 0\] is -7"),
+        (np.full((2, 3), 5.7), r"prompt must hold integers \[2, p\] of transformer ids, got dtype float64"),
+        (np.zeros((3, 3), np.int32), r"prompt must be \[2, p <= 48\] \(the batch of ctx; the window\), got shape \(3, 3\)"),
+        (np.zeros((2, cfg.n_positions + 1), np.int32), r"prompt must be \[2, p <= 48\] .* got shape \(2, 49\)"),
+        (np.zeros((2,), np.int32), r"prompt must be an array \[2, p\] of transformer ids"),
+    ]
+    for prompt, why in bad:
+        with pytest.raises(InputError, match=why):
+            prefill(cfg, params, ctx, prompt, key)
+    state, _ = prefill(cfg, params, ctx, np.zeros((2, 3), np.int32), key)
+    for use in (lambda: decode(cfg, params, ctx, state, "greedy", 2), lambda: next(decode_chunks(cfg, params, ctx, state, "greedy", 2, 1))):
+        with pytest.raises(InputError, match=r"method must be a jukebox_jax.sampling method \(Greedy, Temperature, TopK, TopP\), got .greedy."):
+            use()
+    traced = jax.jit(lambda p: prefill(cfg, params, ctx, p, key)[0].tokens)(np.zeros((2, 3), np.int32))  # unchecked values, as ever
+    assert traced.shape == (2, cfg.n_positions)
+
+
 def test_a_consumed_state_and_raw_row_keys():
     """A state decoded once is refused by name (it was JAX's bare "Array has been deleted"),
     a copy made first decodes alike; `prefill` takes one raw key per sample, as `Jukebox.sample`

@@ -308,6 +308,38 @@ def test_every_levels_input_is_checked_before_any_is_sampled(tiny, tmp_path, lev
     assert not sampled
 
 
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        ({"sample_length": -6144}, r"sample_length must be"),  # returned empty codes
+        ({"sample_length": 6144.0}, r"sample_length must be"),  # named n_tokens, an argument not given
+        ({"zs": [np.zeros((1, 0), np.int64)] * 2}, r"zs must be a list of codes \[samples, tokens\], one per level \(3;"),  # IndexError
+        ({"zs": [np.zeros((1, 0), np.float32)] * 3}, r"zs\[0\] is float32 of shape \(1, 0\), not integer codes"),  # float64 codes
+        ({"zs": [np.zeros((1, 0), np.int64)] * 2 + [np.zeros((2, 0), np.int64)]}, r"zs\[2\] is int64 of shape \(2, 0\), not integer codes \[1, tokens\]"),
+        ({"zs": [np.zeros((1, 0), np.int64)] * 2 + [np.full((1, 3), 64)]}, r"zs\[2\] holds codes in \[64, 64\], not in \[0, 64\)"),
+        ({"zs": [np.zeros((1, 0), np.int64)] * 2 + [np.zeros((1, 0, 1), np.int64)]}, r"zs\[2\] must be an array \[samples, tokens\]"),
+        ({"levels": 2}, r"levels must be a sequence of levels to sample, e.g. \[2, 1, 0\], got 2"),  # 'int' is not iterable
+        ({"levels": (3,)}, r"levels must be in 0..2 \(the VQ-VAE's levels\), got 3"),
+        ({"on_window": 5}, r"on_window must be a function, got 5"),  # called after the first window
+        ({"key": 7}, r"key must be one PRNG key"),
+    ],
+)
+def test_sample_levels_checks_its_codes_length_and_levels_first(tiny, change, why):
+    """What `sample_levels` took unchecked: a negative length returned empty codes, float codes
+    came back float64, two rows at one level failed after sampling, too few levels in an
+    IndexError."""
+    args = {"zs": [np.zeros((1, 0), np.int64)] * 3, "sample_length": 6144, "levels": (2, 1, 0), "key": jax.random.key(0), "on_window": None}
+    args |= change
+    songs = {k: (_SONG,) for k in (2, 1, 0)}
+    settings = {k: LevelSettings(Greedy()) for k in (2, 1, 0)}
+    object.__setattr__(tiny, "sample", lambda *a, **k: pytest.fail("sampled before the inputs were refused"))
+    try:
+        with pytest.raises(InputError, match=why):
+            sample_levels(tiny, args["zs"], songs, args["levels"], args["sample_length"], args["key"], settings, args["on_window"])
+    finally:
+        object.__delattr__(tiny, "sample")
+
+
 def test_start_codes_past_the_request_are_refused(tiny, tmp_path):
     """They were kept whole: nothing sampled, and the job's audio was the start codes' (the CLI
     refused them; the API did not)."""

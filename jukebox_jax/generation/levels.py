@@ -179,10 +179,24 @@ def sample_levels(
     `_sample`). `zs` holds the codes to continue: empty for ancestral sampling, the encoded
     prompt for primed sampling, saved codes to continue or upsample. `songs[level]` are the
     labels in that prior's label set. Every level's inputs are checked before any is sampled."""
+    checks.untraced("key", key)
     key = checks.key(key)
-    if not isinstance(zs, list | tuple) or not zs:
-        raise InputError(f"zs must be a list of codes [samples, tokens], one per level ([samples, 0] where none), got {shown(zs)}")
+    sample_length = checks.integer("sample_length", sample_length, 1, note=" (audio samples)")
+    vq = jb.config.vqvae
+    if not isinstance(zs, list | tuple) or len(zs) != vq.levels:
+        raise InputError(f"zs must be a list of codes [samples, tokens], one per level ({vq.levels}; [samples, 0] where none), got {shown(zs)}")
+    fix = "give each level's codes as integers [samples, tokens], the same samples at every level ([samples, 0] where none)"
+    rows = None  # zs[0]'s, then the same at every level
+    for level, z in enumerate(zs):
+        z = checks.array(f"zs[{level}]", z, 2, "[samples, tokens]", empty_ok=True)
+        rows = len(checks.codes(f"zs[{level}]", z, vq.l_bins, fix, rows=rows))
+    if not isinstance(levels, Sequence) or isinstance(levels, str):
+        raise InputError(f"levels must be a sequence of levels to sample, e.g. [2, 1, 0], got {shown(levels)}")
+    for name, hook in (("on_window", on_window), ("on_tokens", on_tokens)):
+        if hook is not None and not callable(hook):
+            raise InputError(f"{name} must be a function, got {shown(hook)}")
     for level in levels:
+        checks.integer("levels", level, 0, vq.levels - 1, " (the VQ-VAE's levels)")
         if level not in songs or level not in settings:
             raise InputError(f"songs and settings must each hold level {level}'s (one entry per level sampled)")
         if len(songs[level]) != len(zs[0]):

@@ -33,7 +33,7 @@ from jukebox_jax.errors import InputError
 from jukebox_jax.layers import Params
 from jukebox_jax.prior import Context
 from jukebox_jax.prior.attention import Cache, constrain
-from jukebox_jax.sampling.methods import Method
+from jukebox_jax.sampling.methods import Method, check_is_method
 
 Tree = TypeVar("Tree")  # a pytree of arrays
 
@@ -122,6 +122,7 @@ def prefill(
     and the caller's key stays usable."""
     if chunk_size is not None:
         checks.integer("chunk_size", chunk_size, 1)
+    _check_prompt(cfg, ctx, prompt)
     b, p = prompt.shape
     tokens, cache = init_buffers(cfg, placed_like(params, _padded(prompt, cfg.n_positions)))  # made on the params' device
     if ctx.encoder_kv is not None:
@@ -136,6 +137,20 @@ def prefill(
         logits = jnp.concatenate(logits, axis=1) if logits else jnp.zeros((b, 0, cfg.bins))
     state = SampleState(tokens, cache, jnp.int32(p), jnp.copy(row_keys(checks.key(key, b), b)))
     return placed_like(params, state), (logits if return_logits else None)
+
+
+def _check_prompt(cfg: PriorConfig, ctx: Context, prompt: jax.Array) -> None:
+    """`prompt` is `[b, p]` transformer ids in `[0, cfg.bins)`, one row per row of `ctx`, that
+    fit the window (unchecked when traced or spread over processes: only its shape is known)."""
+    b = ctx.start.shape[0]
+    if isinstance(prompt, jax.core.Tracer) or (isinstance(prompt, jax.Array) and not prompt.is_fully_addressable):
+        if prompt.ndim != 2 or prompt.shape[0] != b:
+            raise InputError(f"prompt must be [{b}, p] (the batch of ctx), got shape {prompt.shape}")
+        return
+    ids = checks.int_array("prompt", prompt, 2, f"[{b}, p] of transformer ids", empty_ok=True)
+    if ids.shape[0] != b or ids.shape[1] > cfg.n_positions:
+        raise InputError(f"prompt must be [{b}, p <= {cfg.n_positions}] (the batch of ctx; the window), got shape {ids.shape}")
+    checks.in_range("prompt", ids, 0, cfg.bins, f"the level-{cfg.level} prior reads {cfg.bins} ids")
 
 
 def _padded(prompt: jax.Array, n: int) -> jax.Array | np.ndarray:
@@ -168,6 +183,7 @@ def decode(
     and `decode` return). Without logits the step count is traced, and a method's temperature
     and `p` are (`methods`), so one compiled program serves every count and setting (windows
     of any length, a co-composer's requests)."""
+    check_is_method(method)
     _check_steps(state, n_steps)
     if return_logits:
         return _decode_with_logits(cfg, params, ctx, state, method, n_steps)
@@ -228,6 +244,7 @@ def decode_chunks(
     equal one `decode(..., n_steps)` call's. Each yielded state is consumed by the next call:
     copy what you keep of it (`jnp.copy(state.tokens)`)."""
     checks.integer("steps_per_call", steps_per_call, 1)
+    check_is_method(method)
     _check_steps(state, n_steps)  # once, before the first call donates the state
     for done in range(0, n_steps, steps_per_call):
         state = _decode(cfg, params, ctx, state, method, jnp.int32(min(steps_per_call, n_steps - done)))
