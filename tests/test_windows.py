@@ -319,7 +319,7 @@ def test_every_levels_input_is_checked_before_any_is_sampled(tiny, tmp_path, lev
         ({"zs": [np.zeros((1, 0), np.int64)] * 2 + [np.full((1, 3), 64)]}, r"zs\[2\] holds codes in \[64, 64\], not in \[0, 64\)"),
         ({"zs": [np.zeros((1, 0), np.int64)] * 2 + [np.zeros((1, 0, 1), np.int64)]}, r"zs\[2\] must be an array \[samples, tokens\]"),
         ({"levels": 2}, r"levels must be a sequence of levels to sample, e.g. \[2, 1, 0\], got 2"),  # 'int' is not iterable
-        ({"levels": (3,)}, r"levels must be in 0..2 \(the VQ-VAE's levels\), got 3"),
+        ({"levels": (3,)}, r"levels must be in 0..2 \(the hierarchy's levels\), got 3"),
         ({"on_window": 5}, r"on_window must be a function, got 5"),  # called after the first window
         ({"key": 7}, r"key must be one PRNG key"),
     ],

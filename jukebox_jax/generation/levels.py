@@ -182,21 +182,22 @@ def sample_levels(
     checks.untraced("key", key)
     key = checks.key(key)
     sample_length = checks.integer("sample_length", sample_length, 1, note=" (audio samples)")
-    vq = jb.config.vqvae
-    if not isinstance(zs, list | tuple) or len(zs) != vq.levels:
-        raise InputError(f"zs must be a list of codes [samples, tokens], one per level ({vq.levels}; [samples, 0] where none), got {shown(zs)}")
+    part = jb.config.vqvae or jb.config.priors[0]  # the hierarchy's levels and codebook (a model of priors alone too)
+    n_levels = len(part.downs_t)
+    if not isinstance(zs, list | tuple) or len(zs) != n_levels:
+        raise InputError(f"zs must be a list of codes [samples, tokens], one per level ({n_levels}; [samples, 0] where none), got {shown(zs)}")
     fix = "give each level's codes as integers [samples, tokens], the same samples at every level ([samples, 0] where none)"
     rows = None  # zs[0]'s, then the same at every level
     for level, z in enumerate(zs):
         z = checks.array(f"zs[{level}]", z, 2, "[samples, tokens]", empty_ok=True)
-        rows = len(checks.codes(f"zs[{level}]", z, vq.l_bins, fix, rows=rows))
+        rows = len(checks.codes(f"zs[{level}]", z, part.l_bins, fix, rows=rows))
     if not isinstance(levels, Sequence) or isinstance(levels, str):
         raise InputError(f"levels must be a sequence of levels to sample, e.g. [2, 1, 0], got {shown(levels)}")
     for name, hook in (("on_window", on_window), ("on_tokens", on_tokens)):
         if hook is not None and not callable(hook):
             raise InputError(f"{name} must be a function, got {shown(hook)}")
     for level in levels:
-        checks.integer("levels", level, 0, vq.levels - 1, " (the VQ-VAE's levels)")
+        checks.integer("levels", level, 0, n_levels - 1, " (the hierarchy's levels)")
         if level not in songs or level not in settings:
             raise InputError(f"songs and settings must each hold level {level}'s (one entry per level sampled)")
         if len(songs[level]) != len(zs[0]):
