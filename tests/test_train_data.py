@@ -153,6 +153,22 @@ def test_windows_are_uniform_over_song_and_start():
     assert starts.min() == 0 and starts.max() == 50  # every start of song 0 is drawn
 
 
+def test_window_draws_of_no_windows_or_a_negative_step_are_refused():
+    """`batch(0, 0, 0)` failed in numpy ("need at least one array to stack"), a negative batch
+    size or step as "negative dimensions" / "expected non-negative integer", `eval_batches(0)`
+    as range()'s "arg 3 must not be zero"."""
+    songs = (data.Song("s0", 100 * 8, 0, 0, ""),)
+    w = data.CodesWindows(songs, 50, 8, (np.arange(100, dtype=np.int32),))
+    for use, why in (
+        (lambda: w.batch(0, 0, 0), r"batch_size must be"),
+        (lambda: w.batch(0, 0, -1), r"batch_size must be"),
+        (lambda: w.batch(0, -1, 1), r"step must be"),
+        (lambda: w.eval_batches(0), r"batch_size must be"),
+    ):
+        with pytest.raises(InputError, match=why):
+            use()
+
+
 def test_audio_windows_reach_every_start_of_a_song(tmp_path):
     """A song as long as the window has one start, one a sample longer two; both are drawn
     (a song one window long was refused, the last start of each never drawn)."""

@@ -457,3 +457,24 @@ def test_a_state_fit_consumed_is_refused(tmp_path):
     with pytest.raises(InputError, match=r"state was consumed by an earlier fit .*: pass the state fit returned"):
         fit(step, state, batches, run)
     assert int(done.step) == 2
+
+
+def test_a_state_behind_the_runs_checkpoints_is_refused_and_they_stay_whole(tmp_path):
+    """`run.start(..., resume=True)` with a new `task.init` state (not `run.restore`'s) trained
+    the run again from step 0: orbax skipped the saves of steps it had, while the run's digests
+    were written over with the new states', so the kept checkpoints were later set aside as
+    damaged."""
+    train(tmp_path / "run", 2)
+    digests = (tmp_path / "run" / "digests.json").read_text()
+    run = Run(tmp_path / "run", RunConfig(3, save_every=2))
+    run.start(SPEC, resume=True)
+    with pytest.raises(InputError, match=r"holds checkpoint 2, and this state is at step 0: continue the run from its checkpoint, state = run.restore"):
+        fit(step, fresh(), batches, run)
+    other = Run(tmp_path / "other", RunConfig(1))
+    other.start(SPEC, resume=False)
+    one = fit(step, fresh(), batches, other)  # a state at step 1
+    with pytest.raises(InputError, match=r"checkpoint 1 not written: .* holds checkpoints up to step 2"):
+        run.save(one)
+    assert (tmp_path / "run" / "digests.json").read_text() == digests
+    resumed = fit(step, run.restore(fresh()), batches, run)
+    np.testing.assert_array_equal(resumed.params["w"], train(tmp_path / "straight", 3).params["w"])

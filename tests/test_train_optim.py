@@ -52,7 +52,10 @@ def test_no_warmup_gives_the_learning_rate_from_step_0():
     "field, value",
     [("lr", -1.0), ("lr", 1e308), ("lr_warmup", -1.0), ("lr_warmup", 1e300), ("lr_decay", 0.0), ("lr_decay", 1e300), ("beta1", 1.0), ("beta2", -0.1), ("eps", 0.0),
      ("clip", 0.0), ("ignore_grad_norm", -1.0), ("weight_decay", -0.1), ("weight_decay", 1e4), ("ema_mu", 1.0),
-     ("lr", "1e-3"), ("ema_mu", "0.9"), ("lr_use_linear_decay", 1)],  # strings were a TypeError
+     ("lr", "1e-3"), ("ema_mu", "0.9"), ("lr_use_linear_decay", 1),  # strings were a TypeError
+     # unchecked until 2026-12-07: gradient ascent, a sign flipping each decay, no training at all, NaN
+     ("lr_scale", -1.0), ("lr_scale", float("nan")), ("lr_gamma", -1.0), ("lr_gamma", 0.0), ("lr_gamma", float("nan")),
+     ("lr_start_linear_decay", -10), ("eps", float("inf")), ("clip", float("inf"))],
 )  # fmt: skip
 def test_bad_config_is_refused(field, value):
     with pytest.raises(ConfigError, match=f"OptimConfig.{field}="):

@@ -378,3 +378,42 @@ def test_bad_inputs(model):
         )
     with pytest.raises(InputError, match="key"):
         vqvae_step(cfg, VQVAELoss(), params, [], jnp.zeros((1, 4096, 1)), bw, None)
+
+
+def test_a_task_refuses_a_state_or_inputs_it_would_train_wrongly(ref, model):
+    """What `VQVAETask` took unchecked: NaN audio (every codebook NaN, then a DivergedError
+    blaming the learning rate), bfloat16 weights (trained in 16 bits, which `PriorTask`
+    refuses), a state without the EMA its optimizer keeps (trained on without one, the raw
+    weights written as the model) or with one it does not (a TypeError inside the optimizer),
+    another model's state (a Flax ScopeParamShapeError), a short codebook-state list (an
+    IndexError), hand-made loss normalisers <= 0 (a negated or infinite loss), and
+    `weights` of a consumed state (a RuntimeError: "Array has been deleted")."""
+    arrays, meta = ref
+    cfg, params = model
+    bandwidth = Bandwidth(**meta["hps"]["bandwidth"])
+    task, with_ema = VQVAETask(cfg, OptimConfig(), bandwidth), VQVAETask(cfg, OptimConfig(ema_mu=0.5), bandwidth)
+    x = np.asarray(arrays["x"][:1])  # [1, 4096, 1]
+    nan = x.copy()
+    nan[0, 7] = np.nan
+    with pytest.raises(InputError, match=r"audio must be finite: audio\[0, 7, 0\] is nan"):
+        task.init(params, nan, seed=0, trained=True)
+    with pytest.raises(InputError, match=r"the weights are trained in float32"):
+        task.init(jax.tree.map(lambda p: p.astype(jnp.bfloat16), params), x, seed=0, trained=True)
+    for fields in ((-1.0, 1.0, 1.0), (1.0, 0.0, 1.0), (1.0, 1.0, float("nan"))):
+        with pytest.raises(InputError, match=r"Bandwidth\.\w+=.*: must be finite and > 0 .* calculate_bandwidth\(audio\)"):
+            Bandwidth(*fields)
+    state, batch = task.init(params, x, seed=0, trained=True), {"audio": x}
+    for other, has in ((with_ema, "no EMA"), (task, "an EMA")):
+        given = state if other is with_ema else with_ema.init(params, x, seed=0, trained=True)
+        for use in (other.step, other.evaluate):
+            with pytest.raises(InputError, match=rf"the state holds {has} of the weights, and this task's OptimConfig.ema_mu is"):
+                use(given, batch)
+    with pytest.raises(InputError, match=r"not one per level \(3\)"):
+        task.step(state.replace(aux=state.aux[:2]), batch)
+    other = VQVAETask(preset("small_vqvae"), OptimConfig(), bandwidth)  # the default model's
+    with pytest.raises(ParamsError, match=r"(?s)params do not fit the config; .* mis-shaped:\n  codebook_0: expected \(256, 32\)"):
+        other.step(state, batch)
+    spent = jax.tree.map(jnp.copy, state)
+    jax.tree.map(lambda a: a.delete(), spent.params)
+    with pytest.raises(InputError, match=r"donated to a training step"):
+        weights(spent)

@@ -341,11 +341,12 @@ def _codes(path: Path, a: np.ndarray, level: int, hop: int, total_length: int, b
 
 
 def _rng(seed: int, step: int) -> np.random.Generator:
-    return np.random.default_rng([checks.seed(seed), step])
+    return np.random.default_rng([checks.seed(seed), checks.integer("step", step, 0)])
 
 
 def _draw(counts: np.ndarray, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """`batch_size` (song, start index) pairs, uniform over the `counts[i]` starts of song i."""
+    checks.integer("batch_size", batch_size, 1)
     ends = np.cumsum(counts)  # [songs]
     r = rng.integers(ends[-1], size=batch_size)  # [b]
     song = np.searchsorted(ends, r, side="right")  # [b]
@@ -388,6 +389,7 @@ def _held_out_tiles(
     of every whole window of each song, back to back from its start, the whole batches of
     `batch_size` (at most `most`, spread evenly), or, with fewer windows than one batch, one
     batch of them all cut to a multiple of `multiple` (a mesh's data axis; none if none is left)."""
+    checks.integer("batch_size", batch_size, 1)
     tiles = [(i, start) for i, n in enumerate(units) for start in range(0, n - window + 1, window)]
     groups = [tiles[k : k + batch_size] for k in range(0, len(tiles) - batch_size + 1, batch_size)]
     if not groups:
@@ -406,6 +408,7 @@ class AudioWindows:
     sample_length: int
 
     def __post_init__(self):
+        checks.integer("sample_length", self.sample_length, 1, note=" (samples per window)")
         check_fit(
             self.songs,
             [s.length for s in self.songs],
@@ -462,6 +465,7 @@ class CodesWindows:
     ) -> CodesWindows:
         """The codes of `songs` of the codes folder `folder` at `level`, and `level + 1` with
         `upper`, checked (`_codes`; in `[0, bins)`, or only non-negative without `bins`)."""
+        checks.integer("n_tokens", n_tokens, 1, note=" (tokens per window)")
         check_fit(songs, [], 0, "")
         known = set(folder.songs)
         if others := [s.name for s in songs if s not in known]:

@@ -188,8 +188,8 @@ class Run:
         return ocp.CheckpointManager((self.out / CHECKPOINTS).absolute(), options=options)
 
     def latest_step(self) -> int | None:
-        """The newest checkpoint's step (None: none saved)."""
-        return self._manager.latest_step()
+        """The newest checkpoint's step (None: none saved). Makes no folder."""
+        return self._manager.latest_step() if (self.out / CHECKPOINTS).is_dir() else None
 
     def start(self, spec: Mapping[str, Any], resume: bool) -> int:
         """Writes `run.json` for a new run; for `resume`, checks it (`check_start`) and returns
@@ -267,7 +267,7 @@ class Run:
         step = int(state.step)
         check_space(self.out / CHECKPOINTS, checkpoint_nbytes(state), f"checkpoint {step}")
         try:
-            self._manager.save(step, args=ocp.args.StandardSave(state))
+            saved = self._manager.save(step, args=ocp.args.StandardSave(state))
             self._manager.wait_until_finished()
         except Exception as e:  # orbax says a failed write as a ValueError (tensorstore's), its temporary folder left
             if not (full_disk(e) or isinstance(e, OSError) or "Error writing" in str(e)):
@@ -280,6 +280,11 @@ class Run:
             m = re.search(r"os_error_code='(\d+)'", str(e))  # tensorstore's, after a line of paths
             code = e.errno if isinstance(e, OSError) and e.errno else int(m[1]) if m else errno.EIO
             raise OSError(code, f"cannot write checkpoint {step}: {os.strerror(code)}", where) from e  # e.g. EFBIG
+        if not saved:  # orbax skips a step at or before its newest: the digests would no longer be that checkpoint's
+            raise InputError(
+                f"checkpoint {step} not written: {self.out / CHECKPOINTS} holds checkpoints up to step "
+                f"{self._manager.latest_step()}; save a state past it (continue the run from run.restore)"
+            )
         kept = {str(s) for s in self._manager.all_steps()}
         digests = {k: v for k, v in self._record(DIGESTS).items() if k in kept} | {str(step): _digest(state)}
         write_text(self.out / DIGESTS, json.dumps(digests, indent=1))
@@ -401,6 +406,12 @@ def fit(
         raise InputError("state was consumed by an earlier fit (its buffers hold that run's steps): pass the state fit returned, or a new task.init(...)")
     if not (run.out / RUN).is_file():  # its checkpoints would be refused by every later start
         raise InputError(f"{run.out} holds no {RUN}: call run.start(spec, resume) before fit, which records the run")
+    latest = run.latest_step()
+    if latest is not None and int(state.step) < latest:  # it restarted the run, and wrote digests over the kept checkpoints'
+        raise InputError(
+            f"{run.out} holds checkpoint {latest}, and this state is at step {int(state.step)}: continue the run from "
+            "its checkpoint, state = run.restore(task.init(...)), or train into another folder"
+        )
     if (evaluate is None) != (eval_batches is None) or (evaluate is not None and not cfg.eval_every):
         given = "evaluate" if eval_batches is None else "eval_batches" if evaluate is None else "both"
         raise InputError(

@@ -69,11 +69,14 @@ class OptimConfig:
                 raise ConfigError(f"OptimConfig.{name}={value!r}: not a number")
         checks = [
             ("lr", 0 <= self.lr <= _FLOAT32_MAX, f"a learning rate in [0, {_FLOAT32_MAX:.3g}] (it is float32)"),
+            ("lr_scale", 0 <= self.lr_scale and self.lr * self.lr_scale <= _FLOAT32_MAX, "a factor >= 0 of lr, with lr x lr_scale float32's"),
+            ("lr_gamma", 0 < self.lr_gamma <= 1, "in (0, 1] (the learning rate's factor every lr_decay steps; 1: no decay)"),
+            ("lr_start_linear_decay", self.lr_start_linear_decay >= 0, "a step >= 0"),
             ("lr_warmup", 0 <= self.lr_warmup <= _FLOAT32_MAX, "a number of steps >= 0 (0: no warmup), float32's"),
             ("lr_decay", 0 < self.lr_decay <= _FLOAT32_MAX, "a number of steps > 0 (1e10: no decay), float32's"),
             ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
             ("beta2", 0 <= self.beta2 < 1, "in [0, 1)"),
-            ("eps", self.eps > 0, "> 0"),
+            ("eps", 0 < self.eps <= _FLOAT32_MAX, "> 0 and finite"),
             (
                 "weight_decay",
                 self.weight_decay >= 0 and self.weight_decay * self.lr * self.lr_scale < 1,
@@ -82,7 +85,7 @@ class OptimConfig:
                     " by 1 - lr x weight_decay)"
                 ),
             ),
-            ("clip", self.clip > 0, "a gradient norm > 0"),
+            ("clip", 0 < self.clip <= _FLOAT32_MAX, "a finite gradient norm > 0"),
             ("ignore_grad_norm", self.ignore_grad_norm >= 0, "a gradient norm >= 0 (0: never skip)"),
             ("ema_mu", self.ema_mu is None or 0 < self.ema_mu < 1, "None (no EMA) or in (0, 1)"),
         ]

@@ -24,7 +24,7 @@ import optax
 
 from jukebox_jax import checks
 from jukebox_jax.config import DType, JukeboxConfig, PriorConfig, TransformerConfig, VQVAEConfig, WeightFormat
-from jukebox_jax.errors import InputError
+from jukebox_jax.errors import InputError, shown
 from jukebox_jax.layers import Params
 from jukebox_jax.params import abstract_params, check_params
 from jukebox_jax.prior.transformer import Remat
@@ -66,10 +66,25 @@ def weights(state: TrainState) -> Params:
     """The weights a run evaluates and writes as its model: with `--ema`, the EMA of the trained
     weights in their place (the original's `ema.swap()` around evaluation and saving), else the
     params. The checkpoints keep both, so a resumed run goes on from the raw weights."""
+    checks.alive(state)
     ema = state.opt_state.ema
     if ema is None:
         return state.params
     return {**state.params, **jax.tree.map(lambda e, p: e.astype(p.dtype), ema, {k: state.params[k] for k in ema})}
+
+
+def _check_state(state: TrainState, expected: Params, optim_cfg: optim.OptimConfig) -> None:
+    """`state` is not consumed, holds params of `expected`'s paths and shapes (a `ParamsError`
+    naming those that differ: another model's state), and an EMA of the weights exactly
+    where the task's optimizer keeps one."""
+    checks.alive(state)
+    check_params(expected, state.params)
+    if (state.opt_state.ema is None) != (optim_cfg.ema_mu is None):
+        has = "no EMA of the weights" if state.opt_state.ema is None else "an EMA of the weights"
+        raise InputError(
+            f"the state holds {has}, and this task's OptimConfig.ema_mu is {optim_cfg.ema_mu}: make the state with "
+            "this task's init, or give the task the OptimConfig the state was made with"
+        )
 
 
 def _optimizer_metrics(tx_cfg: optim.OptimConfig, grads: Params, count: jax.Array) -> Metrics:
@@ -94,13 +109,20 @@ class VQVAETask:
     def tx(self) -> optax.GradientTransformation:
         return optim.original_adam(self.optim)
 
+    @property
+    def expected(self) -> Params:
+        """The VQ-VAE's params as `jax.ShapeDtypeStruct`s."""
+        return abstract_params(JukeboxConfig(vqvae=self.config))["vqvae"]
+
     def init(self, params: Params, audio: jax.Array, seed: int, trained: bool) -> TrainState:
         """The state before step 0. `trained` params keep their codebooks (original
         `restore_k`, usage counted for windows of `audio`'s length); new ones draw each codebook
         from the encoder outputs of the first batch `audio [b, t, 1]` (original `init_k`). The
         state holds copies: `params` stay the caller's when `loop.fit` donates the state."""
         cfg = self.config
-        check_params(abstract_params(JukeboxConfig(vqvae=cfg))["vqvae"], params)
+        check_params(self.expected, params)
+        _check_float32(params)
+        audio = checks.audio(audio)
         params = jax.tree.map(jnp.copy, params)
         if trained:
             states = vqvae_train.restore_states(cfg, params, audio.shape[1])
@@ -124,9 +146,15 @@ class VQVAETask:
         if _concrete(batch):
             checks.audio(batch["audio"])
 
+    def check_state(self, state: TrainState) -> None:
+        """`_check_state`, and one codebook state per level."""
+        _check_state(state, self.expected, self.optim)
+        if not isinstance(state.aux, list | tuple) or len(state.aux) != self.config.levels:
+            raise InputError(f"the state holds {shown(state.aux)} as its codebook states, not one per level ({self.config.levels}): make it with this task's init")
+
     def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
         self.check_batch(batch)
-        checks.alive(state)
+        self.check_state(state)
         key, sub = _split(state)
         _, grads, codebooks, states, metrics = vqvae_train.vqvae_step(
             self.config, self.loss, state.params, state.aux, batch["audio"], self.bandwidth, sub
@@ -140,7 +168,7 @@ class VQVAETask:
     def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
         """The held-out losses of `weights` (codes picked by the current codebooks; no update)."""
         self.check_batch(batch)
-        checks.alive(state)
+        self.check_state(state)
         loss, aux = vqvae_train.vqvae_loss(self.config, self.loss, weights(state), batch["audio"], self.bandwidth)
         return dict(aux["metrics"], loss=loss)
 
@@ -175,16 +203,17 @@ class PriorTask:
     def tx(self) -> optax.GradientTransformation:
         return optim.original_adam(self.optim)
 
+    @property
+    def expected(self) -> Params:
+        """The prior's params as `jax.ShapeDtypeStruct`s."""
+        return abstract_params(JukeboxConfig(priors=(self.config,)))[f"prior_level_{self.config.level}"]
+
     def init(self, params: Params, seed: int) -> TrainState:
         """The state before step 0, holding a copy of `params` (`loop.fit` donates the state)."""
         if self.config.precision.weights is not WeightFormat.FLOAT:
             raise InputError("int8 weights cannot be trained (no gradient through integers): fine-tune the float model, then quantize it")
-        check_params(abstract_params(JukeboxConfig(priors=(self.config,)))[f"prior_level_{self.config.level}"], params)
-        if self.config.precision.params is not DType.FLOAT32 or any(x.dtype != jnp.float32 for x in jax.tree.leaves(params)):
-            raise InputError(
-                "the weights are trained in float32 (16-bit weights lose Adam's small updates to rounding): give the "
-                "float32 model's config and params (Jukebox.load without dtype), and compute='bfloat16' for mixed precision"
-            )
+        check_params(self.expected, params)
+        _check_float32(params, self.config.precision.params)
         params = jax.tree.map(jnp.copy, params)
         return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params), None, new_key(seed))
 
@@ -199,7 +228,7 @@ class PriorTask:
 
     def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
         self.check_batch(batch)
-        checks.alive(state)
+        _check_state(state, self.expected, self.optim)
         key, sub = _split(state)
         dropout = sub if _has_dropout(self.config) else None
         (_, metrics), grads = prior_train.prior_value_and_grad(
@@ -212,11 +241,20 @@ class PriorTask:
     def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
         """The held-out losses of `weights`."""
         self.check_batch(batch)
-        checks.alive(state)
+        _check_state(state, self.expected, self.optim)
         _, metrics = prior_train.prior_loss(
             self.model, weights(state), batch["tokens"], batch["labels"], batch.get("upper")
         )
         return metrics
+
+
+def _check_float32(params: Params, declared: DType = DType.FLOAT32) -> None:
+    """The weights to train are float32, as the config declares them."""
+    if declared is not DType.FLOAT32 or any(x.dtype != jnp.float32 for x in jax.tree.leaves(params)):
+        raise InputError(
+            "the weights are trained in float32 (16-bit weights lose Adam's small updates to rounding): give the "
+            "float32 model's config and params (Jukebox.load without dtype), and compute='bfloat16' for mixed precision"
+        )
 
 
 def _has_dropout(cfg: PriorConfig) -> bool:

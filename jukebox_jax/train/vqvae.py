@@ -14,7 +14,9 @@ Metric suffix `_l{l+1}` is level l (the original's naming: `_l1` is the finest l
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
+from numbers import Real
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +66,14 @@ class Bandwidth:
     l2: float
     l1: float
     spec: float
+
+    def __post_init__(self):  # numbers given by hand; traced ones (inside a step) are calculate_bandwidth's
+        for name in ("l2", "l1", "spec"):
+            value = getattr(self, name)
+            if isinstance(value, Real) and not (math.isfinite(value) and value > 0):
+                raise InputError(
+                    f"Bandwidth.{name}={value!r}: must be finite and > 0 (it divides the loss); use calculate_bandwidth(audio)"
+                )
 
 
 jax.tree_util.register_dataclass(Bandwidth, data_fields=["l2", "l1", "spec"], meta_fields=[])
