@@ -226,9 +226,13 @@ class PriorTask:
         if _concrete(batch):
             checks.prior_inputs(self.config, batch["tokens"], batch["labels"], batch.get("upper"), timing=False)
 
+    def check_state(self, state: TrainState) -> None:
+        """`_check_state`: a live state of this prior, with an EMA where the optimizer keeps one."""
+        _check_state(state, self.expected, self.optim)
+
     def step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
         self.check_batch(batch)
-        _check_state(state, self.expected, self.optim)
+        self.check_state(state)
         key, sub = _split(state)
         dropout = sub if _has_dropout(self.config) else None
         (_, metrics), grads = prior_train.prior_value_and_grad(
@@ -241,7 +245,7 @@ class PriorTask:
     def evaluate(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
         """The held-out losses of `weights`."""
         self.check_batch(batch)
-        _check_state(state, self.expected, self.optim)
+        self.check_state(state)
         _, metrics = prior_train.prior_loss(
             self.model, weights(state), batch["tokens"], batch["labels"], batch.get("upper")
         )
