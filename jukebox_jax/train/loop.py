@@ -53,6 +53,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jukebox_jax import checks, integrity
+from jukebox_jax.checkpoint import quiet_orbax_leftovers
 from jukebox_jax.errors import CheckpointError, DivergedError, InputError
 from jukebox_jax.io import check_space, checkpoint_nbytes, full_disk, read_record, write_text
 
@@ -225,6 +226,7 @@ class Run:
             try:
                 state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception as e:  # noqa: BLE001 (a damaged folder fails inside orbax or tensorstore in many ways)
+                quiet_orbax_leftovers()  # its abandoned reads' tracebacks, after the warning below
                 self._check_fits(step, abstract)  # another state's checkpoint is not damaged: nothing is moved
                 problems.append(f"checkpoint {step} does not restore ({type(e).__name__}: {_brief(e)})")
             else:
