@@ -193,9 +193,8 @@ def sample_levels(
         rows = len(checks.codes(f"zs[{level}]", z, part.l_bins, fix, rows=rows))
     if not isinstance(levels, Sequence) or isinstance(levels, str):
         raise InputError(f"levels must be a sequence of levels to sample, e.g. [2, 1, 0], got {shown(levels)}")
-    for name, hook in (("on_window", on_window), ("on_tokens", on_tokens)):
-        if hook is not None and not callable(hook):
-            raise InputError(f"{name} must be a function, got {shown(hook)}")
+    if on_window is not None and not callable(on_window):  # `on_tokens`: `Jukebox.sample` checks it before its first window
+        raise InputError(f"on_window must be a function, got {shown(on_window)}")
     for level in levels:
         checks.integer("levels", level, 0, n_levels - 1, " (the hierarchy's levels)")
         if level not in songs or level not in settings:

@@ -122,7 +122,7 @@ def prefill(
     and the caller's key stays usable."""
     if chunk_size is not None:
         checks.integer("chunk_size", chunk_size, 1)
-    _check_prompt(cfg, ctx, prompt)
+    prompt = _checked_prompt(cfg, ctx, prompt)
     b, p = prompt.shape
     tokens, cache = init_buffers(cfg, placed_like(params, _padded(prompt, cfg.n_positions)))  # made on the params' device
     if ctx.encoder_kv is not None:
@@ -139,25 +139,33 @@ def prefill(
     return placed_like(params, state), (logits if return_logits else None)
 
 
-def _check_prompt(cfg: PriorConfig, ctx: Context, prompt: jax.Array) -> None:
-    """`prompt` is `[b, p]` transformer ids in `[0, cfg.bins)`, one row per row of `ctx`, that
-    fit the window (unchecked when traced or spread over processes: only its shape is known)."""
+def _on_device_only(prompt: jax.Array | np.ndarray) -> bool:
+    """Whether `prompt`'s values cannot be read on this host: traced, or spread over processes."""
+    return isinstance(prompt, jax.core.Tracer) or (isinstance(prompt, jax.Array) and not prompt.is_fully_addressable)
+
+
+def _checked_prompt(cfg: PriorConfig, ctx: Context, prompt: jax.Array) -> jax.Array | np.ndarray:
+    """`prompt`, checked to be `[b, p]` transformer ids in `[0, cfg.bins)`, one row per row of
+    `ctx`, that fit the window, as a host array (`_padded` fills its buffer from it: one read
+    from the device); one whose values are on devices only is returned as it is, its shape
+    checked alone."""
     b = ctx.start.shape[0]
-    if isinstance(prompt, jax.core.Tracer) or (isinstance(prompt, jax.Array) and not prompt.is_fully_addressable):
+    if _on_device_only(prompt):
         if prompt.ndim != 2 or prompt.shape[0] != b:
             raise InputError(f"prompt must be [{b}, p] (the batch of ctx), got shape {prompt.shape}")
-        return
+        return prompt
     ids = checks.int_array("prompt", prompt, 2, f"[{b}, p] of transformer ids", empty_ok=True)
     if ids.shape[0] != b or ids.shape[1] > cfg.n_positions:
         raise InputError(f"prompt must be [{b}, p <= {cfg.n_positions}] (the batch of ctx; the window), got shape {ids.shape}")
     checks.in_range("prompt", ids, 0, cfg.bins, f"the level-{cfg.level} prior reads {cfg.bins} ids")
+    return ids
 
 
-def _padded(prompt: jax.Array, n: int) -> jax.Array | np.ndarray:
+def _padded(prompt: jax.Array | np.ndarray, n: int) -> jax.Array | np.ndarray:
     """`prompt [b, p]` as the first p ids of a zero buffer `[b, n]` made on the host, so that
     one `init_buffers` program serves every prompt length; a traced prompt, or one spread over
     processes, as it is."""
-    if isinstance(prompt, jax.core.Tracer) or (isinstance(prompt, jax.Array) and not prompt.is_fully_addressable):
+    if _on_device_only(prompt):
         return prompt
     buffer = np.zeros((prompt.shape[0], n), np.int32)
     buffer[:, : prompt.shape[1]] = np.asarray(prompt)
