@@ -7,8 +7,8 @@ import argparse
 
 from jukebox_jax.cli_sample import folder_to_write, positive_float, positive_int, seed
 from jukebox_jax.errors import InputError
-from jukebox_jax.synth.dataset import MAX_SONGS, SAMPLE_RATES
-from jukebox_jax.synth.score import Comping
+from jukebox_jax.synth.dataset import MAX_SONGS, SAMPLE_RATES, SCALE_NAMES
+from jukebox_jax.synth.score import GENRES, KEY_NAMES, Comping
 
 # Below it, FM sidebands of the highest notes alias (a 1.5 kHz bell: in-tune share 0.77 at 8 kHz).
 MIN_IN_TUNE_RATE = 16000
@@ -44,6 +44,16 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
         "coarse VQ-VAE keeps (the default model's songs; benchmarks/RESULTS.md) (default: %(default)s)",
     )
     synth.add_argument(
+        "--key", choices=KEY_NAMES, help="every song in this key: the same songs, transposed (default: each song its own)"
+    )
+    synth.add_argument(
+        "--scale",
+        choices=SCALE_NAMES,
+        help="every song in this scale (default: each song one of its genre's: "
+        + "; ".join(f"{g.name} {' or '.join(s.name.lower() for s in g.scales)}" for g in GENRES)
+        + ")",
+    )
+    synth.add_argument(
         "--vocals",
         action=argparse.BooleanOptionalAction,
         help="sing the lyrics with espeak-ng; --vocals without it is an error (default: on where espeak-ng is "
@@ -71,7 +81,7 @@ def run(args: argparse.Namespace) -> None:
             f"note: below {MIN_IN_TUNE_RATE} Hz the FM instruments' high notes (bell, brass, FM bass) alias: their "
             "overtones fold back off the tempered pitches, and those songs are less in tune"
         )
-    config = SynthConfig(args.songs, args.seconds, args.seed, args.sample_rate, sing, Comping(args.comping))
+    config = SynthConfig(args.songs, args.seconds, args.seed, args.sample_rate, sing, Comping(args.comping), args.key, args.scale)
     check_folder(args.out, config)
     found = sum((args.out / song_path(i)).exists() for i in range(args.songs))
     if found:

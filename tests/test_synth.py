@@ -189,6 +189,24 @@ def test_beat_comping_strikes_chords_and_bass_on_every_beat():
         assert all(n.steps < STEPS_PER_BEAT for n in score.chords + score.bass)  # a gap before the next beat
 
 
+def test_a_fixed_key_and_scale_give_the_same_songs_transposed():
+    """`key` and `scale` fix every song's key and scale; the rest of each song (tempo, rhythm,
+    chord degrees, melody contour, drums, lyrics) is the song drawn without them, moved to
+    that key: each part's pitches by one interval where the scale is the song's own."""
+    fixed = dataclasses.replace(CONFIG, key="D", scale="major")
+    for index in range(12):
+        own, _ = song_score(CONFIG, index)
+        moved, _ = song_score(fixed, index)
+        assert (moved.key, moved.scale) == ("D", Scale.MAJOR), index
+        assert (moved.tempo_bpm, moved.drums, moved.lyrics) == (own.tempo_bpm, own.drums, own.lyrics)
+        mask = scale_mask(Scale.MAJOR, KEY_NAMES.index("D"))
+        for a, b in ((own.chords, moved.chords), (own.bass, moved.bass), (own.melody, moved.melody)):
+            assert [(n.start, n.steps, n.velocity) for n in a] == [(n.start, n.steps, n.velocity) for n in b]
+            assert all(mask[n.pitch % 12] for n in b), index
+            if own.scale is Scale.MAJOR:
+                assert len({m.pitch - n.pitch for n, m in zip(a, b)}) == 1, index
+
+
 def test_onsets_follow_the_tempo_grid(songs):
     """The onset strength repeats at the song's own beat (or half or twice it)."""
     for audio, meta in songs:
@@ -352,9 +370,12 @@ def test_resume_and_refuse(tmp_path):
         generate(tmp_path, SynthConfig(songs=4, seconds=2.0, seed=1, vocals=False))
     with pytest.raises(JobError, match=r"comping 'bar' \(asked 'beat'\)"):
         generate(tmp_path, dataclasses.replace(config, comping=Comping.BEAT))
+    with pytest.raises(JobError, match=r"key None \(asked 'C'\), scale None \(asked 'major'\)"):
+        generate(tmp_path, dataclasses.replace(config, key="C", scale="major"))
     run = json.loads((tmp_path / "synth.json").read_text())
-    (tmp_path / "synth.json").write_text(json.dumps({k: v for k, v in run.items() if k != "comping"}))
-    generate(tmp_path, config)  # a dataset from before comping had a choice is bar-comped: it resumes
+    old = ("comping", "key", "scale")
+    (tmp_path / "synth.json").write_text(json.dumps({k: v for k, v in run.items() if k not in old}))
+    generate(tmp_path, config)  # a dataset from before these had a choice is bar-comped, in each song's key: it resumes
     for damaged, why in (("{", "cannot be read"), ("[]", "is not what `data synth` writes there")):
         (tmp_path / "synth.json").write_text(damaged)
         with pytest.raises(JobError, match=rf"synth.json {why}.*; give another --out"):
@@ -386,6 +407,10 @@ def test_bad_input():
     with pytest.raises(InputError, match=r"^synth: comping 'bars' \(give one of bar, beat\)$"):  # was a KeyError after synth.json
         SynthConfig(comping="bars")
     assert SynthConfig(comping="beat").comping is Comping.BEAT
+    with pytest.raises(InputError, match=r"^synth: key 'H' \(give one of C, C#, D, .*, B\)$"):
+        SynthConfig(key="H")
+    with pytest.raises(InputError, match=r"^synth: scale 'Major' \(give one of major, mixolydian, dorian, minor, harmonic_minor\)$"):
+        SynthConfig(scale="Major")
     with pytest.raises(InputError, match="at least 2 s"):
         describe(np.zeros(SR), SR)
     with pytest.raises(InputError, match="at least one"):
@@ -443,6 +468,9 @@ def test_cli(tmp_path, capsys, monkeypatch):
         ]
     )
     assert "resuming: 2 of 2 songs" in capsys.readouterr().out
+    main(["data", "synth", "--out", str(tmp_path / "c"), "--songs", "2", "--seconds", "2", "--key", "C", "--scale", "dorian"])
+    songs = json.loads((tmp_path / "c" / "metadata.json").read_text())["songs"].values()
+    assert {(s["key"], s["scale"]) for s in songs} == {("C", "dorian")}
     with pytest.raises(SystemExit) as refused:
         main(
             [

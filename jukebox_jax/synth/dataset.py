@@ -3,7 +3,8 @@ deterministic from a seed, written to a folder that a rerun resumes.
 
 Folder layout (what `jukebox_jax.train.data` reads):
 
-    DIR/synth.json       the run's arguments {"songs", "seconds", "seed", "sample_rate", "vocals", "comping"},
+    DIR/synth.json       the run's arguments {"songs", "seconds", "seed", "sample_rate", "vocals", "comping",
+                         "key", "scale"},
                          written first; a rerun with other arguments is refused
     DIR/songs/<name>.flac  mono 16-bit FLAC at sample_rate, one per song, each written atomically;
                          a rerun makes again any whose header is not its song's
@@ -14,7 +15,9 @@ Folder layout (what `jukebox_jax.train.data` reads):
 
 Song `i` takes its random numbers from `numpy.random.default_rng([seed, i])` alone, so it is
 the same whatever the number of songs; its artist is `ARTISTS[i % 4]` and its genre
-`GENRES[(i // 4) % 3]`, so any 12 consecutive songs cover every pair. Lyrics are the words
+`GENRES[(i // 4) % 3]`, so any 12 consecutive songs cover every pair. Its key and scale are drawn
+(the scale from its genre's), or fixed for every song by `key` and `scale`: the same songs,
+transposed. Lyrics are the words
 sung before the song's end, one line per 2-bar phrase (a song without vocals has the lyrics
 its vocals would sing). Sung songs also depend on the installed espeak-ng (its speech is the
 source of the vocals' formants): the same seed gives the same songs with the same espeak-ng.
@@ -44,7 +47,7 @@ from jukebox_jax.io import (
 )
 from jukebox_jax.synth import vocals as vocals_module
 from jukebox_jax.synth.instruments import Drum, add_at, drum_sounds, render_notes
-from jukebox_jax.synth.score import ARTISTS, GENRES, WORDS_PER_LINE, Comping, Note, Score, compose
+from jukebox_jax.synth.score import ARTISTS, GENRES, KEY_NAMES, WORDS_PER_LINE, Comping, Note, Scale, Score, compose
 
 PEAK = 0.9  # every song is scaled to this peak: loud, never clipped
 VOCAL_OCTAVE_SHIFT = -12  # the voice sings the melody an octave below the lead instrument
@@ -60,9 +63,14 @@ SONG_SECONDS = (1.0, 600.0)  # a song's shortest and longest (ten minutes of aud
 SAMPLE_RATES = (4000, 48000)  # Hz, the lowest and highest
 
 
+SCALE_NAMES = tuple(s.name.lower() for s in Scale)
+
+
 @dataclass(frozen=True)
 class SynthConfig:
-    """The arguments of a dataset: `songs` songs of `seconds` each, from `seed`."""
+    """The arguments of a dataset: `songs` songs of `seconds` each, from `seed`; every song in
+    `key` (a name of `KEY_NAMES`, e.g. "C") and `scale` (a `Scale` name in lower case, e.g.
+    "major") where given, else in its own."""
 
     songs: int = 200
     seconds: float = 20.0
@@ -70,12 +78,18 @@ class SynthConfig:
     sample_rate: int = 16000
     vocals: bool = True
     comping: Comping = Comping.BAR
+    key: str | None = None
+    scale: str | None = None
 
     def __post_init__(self):
         try:
             object.__setattr__(self, "comping", Comping(self.comping))
         except ValueError:
             raise InputError(f"synth: comping {shown(self.comping)} (give one of {', '.join(c.value for c in Comping)})") from None
+        if self.key is not None and self.key not in KEY_NAMES:
+            raise InputError(f"synth: key {shown(self.key)} (give one of {', '.join(KEY_NAMES)})")
+        if self.scale is not None and self.scale not in SCALE_NAMES:
+            raise InputError(f"synth: scale {shown(self.scale)} (give one of {', '.join(SCALE_NAMES)})")
         limits = {"songs": (1, MAX_SONGS), "seconds": SONG_SECONDS, "sample_rate": SAMPLE_RATES, "seed": (0, MAX_SEED)}
         bad = []
         for name, (lo, hi) in limits.items():
@@ -96,7 +110,9 @@ def song_score(config: SynthConfig, index: int) -> tuple[Score, np.random.Genera
     rng = np.random.default_rng([config.seed, index])
     artist = ARTISTS[index % len(ARTISTS)]
     genre = GENRES[(index // len(ARTISTS)) % len(GENRES)]
-    return compose(rng, artist, genre, config.seconds, config.comping), rng
+    tonic = None if config.key is None else KEY_NAMES.index(config.key)
+    scale = None if config.scale is None else Scale[config.scale.upper()]
+    return compose(rng, artist, genre, config.seconds, config.comping, tonic, scale), rng
 
 
 def timed_notes(score: Score, notes: Iterable[Note], shift: int = 0) -> list[tuple[float, float, float, float]]:
@@ -165,7 +181,7 @@ def check_folder(out: Path, config: SynthConfig) -> None:
     run_file, asked = out / RUN_FILE, json.loads(json.dumps(dataclasses.asdict(config)))  # as synth.json holds it
     if run_file.exists():
         found = read_record(run_file, JobError, "what `data synth` writes there", "give another --out")
-        found = {"comping": Comping.BAR.value} | found  # written before comping had a choice
+        found = {"comping": Comping.BAR.value, "key": None, "scale": None} | found  # written before these had a choice
         if found != asked:
             diff = ", ".join(f"{k} {found.get(k)!r} (asked {v!r})" for k, v in asked.items() if found.get(k) != v)
             raise JobError(

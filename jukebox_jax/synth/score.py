@@ -170,10 +170,22 @@ def degree_pitch(scale: Scale, tonic_midi: int, degree: int) -> int:
     return tonic_midi + 12 * octave + scale.value[index]
 
 
-def compose(rng: np.random.Generator, artist: Artist, genre: Genre, seconds: float, comping: Comping = Comping.BAR) -> Score:
-    """Draws a song of at least `seconds` for `artist` in `genre`."""
-    tonic = int(rng.integers(12))
-    scale = genre.scales[int(rng.integers(len(genre.scales)))]
+def compose(
+    rng: np.random.Generator,
+    artist: Artist,
+    genre: Genre,
+    seconds: float,
+    comping: Comping = Comping.BAR,
+    tonic: int | None = None,
+    scale: Scale | None = None,
+) -> Score:
+    """Draws a song of at least `seconds` for `artist` in `genre`: in the key `tonic` (a pitch
+    class, 0 = C) and `scale` where given, else in ones drawn from the genre's. The same random
+    numbers are drawn either way, so a fixed key or scale gives the same song transposed."""
+    drawn_tonic = int(rng.integers(12))
+    drawn_scale = genre.scales[int(rng.integers(len(genre.scales)))]
+    tonic = drawn_tonic if tonic is None else tonic
+    scale = drawn_scale if scale is None else scale
     tempo = float(np.round(rng.uniform(*genre.tempo_bpm), 1))
     bar_seconds = 4 * 60.0 / tempo
     bars = int(np.ceil(seconds / bar_seconds))
