@@ -1,10 +1,11 @@
 """Where the default's songs leave the scale: the top prior's pitch (benchmarks/RESULTS.md, "Where
 the scale is lost").
 
-    python benchmarks/top_prior_pitch.py --work /tmp/jukebox_default [--model DIR] [--songs 8]
+    python benchmarks/top_prior_pitch.py --work /tmp/jukebox_default [--model DIR] [--data DIR] [--songs 8]
 
-Takes the first 512 top-level tokens (4.1 s) of the last `--songs` held-out songs of WORK/data
-(the split training used) and decodes, at the top level alone:
+Takes the first 512 top-level tokens (4.1 s) of the last `--songs` held-out songs of WORK/data,
+or of --data where the priors trained on other songs (the split training used), and decodes, at
+the top level alone:
   - real: the songs' own codes;
   - teacher-forced: every token drawn from the top prior given the real codes before it;
   - primed: the first half real, the second half sampled from the prior;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -35,16 +37,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=training_folder, required=True, help="the folder scripts/train_default.sh trained in")
     ap.add_argument("--model", default=str(default.PATH), help="the model to measure (default: the shipped default)")
+    ap.add_argument("--data", type=Path, help="the songs the top prior trained on (default: WORK/data)")
     ap.add_argument("--songs", type=int, default=8, help="held-out songs (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     jb = Jukebox.load(args.model)
     cfg = jb.config.prior(LEVEL)
     hop = cfg.raw_to_tokens
-    meta = json.loads((args.work / "data" / "metadata.json").read_text())["songs"]
-    _, held = data.audio_folder(args.work / "data").split(0.1)
+    songs_folder = args.data or args.work / "data"
+    meta = json.loads((songs_folder / "metadata.json").read_text())["songs"]
+    _, held = data.audio_folder(songs_folder).split(0.1)
     songs = [s.name for s in held[-args.songs :]]
-    x = np.stack([audio.load(args.work / "data" / name, SR)[: cfg.n_ctx * hop] for name in songs])  # [b, t, 1]
+    x = np.stack([audio.load(songs_folder / name, SR)[: cfg.n_ctx * hop] for name in songs])  # [b, t, 1]
     real = jb.encode(x, start_level=LEVEL, end_level=LEVEL + 1)[0]  # [b, n_ctx]
     labels = np.concatenate(
         [
