@@ -85,9 +85,9 @@ def calculate_bandwidth(x: jax.Array) -> Bandwidth:
     x = jnp.asarray(x, jnp.float32)
     if x.ndim != 3:
         raise InputError(f"calculate_bandwidth takes audio [batch, samples, channels], got shape {x.shape}")
-    spec = mono_spectrogram(x, SPECTRAL)  # [b, f, q]
+    spectrogram = mono_spectrogram(x, SPECTRAL)  # [b, f, q]
     l2, l1 = float(jnp.mean(x**2) - jnp.mean(x) ** 2), float(jnp.mean(jnp.abs(x)))
-    spec = float(jnp.mean(jnp.linalg.norm(spec, axis=(1, 2))))
+    spec = float(jnp.mean(jnp.linalg.norm(spectrogram, axis=(1, 2))))
     if not all(v > 0 for v in (l2, l1, spec)):  # the losses are divided by them: NaN at step 1
         raise InputError(f"calculate_bandwidth: Bandwidth(l2={l2}, l1={l1}, spec={spec}) from silent (or constant) audio; give windows with sound")
     return Bandwidth(l2, l1, spec)
