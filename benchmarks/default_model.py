@@ -2,14 +2,14 @@
 
     python benchmarks/default_model.py --work /tmp/jukebox_default [--model DIR] [--out benchmarks]
 
-Reads the run folders `scripts/train_default.sh` wrote into WORK (data, vqvae, top, up1, up0)
-and reports, on the held-out songs (the split training used):
+Reads the run folders `scripts/train_default.sh` wrote into WORK (data, data_c, vqvae, top, up1,
+up0) and reports, on the held-out songs (the split training used):
   - training curves (PNG: `default_model_curves.png`): loss per step and held-out loss;
   - the VQ-VAE per level: reconstruction SNR (dB), spectral convergence, codebook usage;
   - each prior's held-out bits/token (the run's last evaluation) against the uniform
     log2(bins) and the unigram of the training codes;
-  - the music measures (`synth.measures`) of the default's samples, of training songs and of a
-    random-weight model of the same structure, and the time to sample them.
+  - the music measures (`synth.measures`) of the default's samples, of the priors' training
+    songs (data_c) and of a random-weight model of the same structure, and the time to sample them.
 Needs matplotlib (`pip install matplotlib`).
 """
 
@@ -33,6 +33,7 @@ from jukebox_jax.train.spectral import spectral_convergence
 RUNS = {"vqvae": "VQ-VAE", "top": "top prior (level 2)", "up1": "upsampler level 1", "up0": "upsampler level 0"}
 LEVEL_OF = {"top": 2, "up1": 1, "up0": 0}
 SECONDS = 10.0
+PRIOR_SONGS = "data_c"  # the songs the priors learnt, in one key (scripts/train_default.sh); the VQ-VAE's: data
 
 
 def rows(run: Path) -> list[dict]:
@@ -129,7 +130,8 @@ def sample(model: str, out: Path, artist: str, genre: str, seed: int) -> tuple[n
 def training_folder(value: str) -> Path:
     """argparse type: a folder `scripts/train_default.sh WORK` trained in (its songs and runs)."""
     work = Path(value)
-    if missing := [name for name in ("data/metadata.json", "vqvae/metrics.jsonl") if not (work / name).is_file()]:
+    needed = ("data/metadata.json", f"{PRIOR_SONGS}/metadata.json", "vqvae/metrics.jsonl")
+    if missing := [name for name in needed if not (work / name).is_file()]:
         raise argparse.ArgumentTypeError(
             f"{work} lacks {', '.join(missing)}: give the folder scripts/train_default.sh trained in (run it first)"
         )
@@ -158,8 +160,9 @@ def main() -> None:
         ours.append(x)
         walls.append(wall)
         random.append(sample("small", tmp / f"random_{i}", "unknown", "unknown", i)[0])
-    train, _ = folder.split(0.1)
-    reference = [audio.load(folder.root / s.name, 16000)[:, 0] for s in train[:: max(1, len(train) // 24)]]
+    songs = data.audio_folder(args.work / PRIOR_SONGS)
+    train, _ = songs.split(0.1)
+    reference = [audio.load(songs.root / s.name, 16000)[:, 0] for s in train[:: max(1, len(train) // 24)]]
     report["measures"] = {
         "default": measures.compare(ours, reference, 16000)["samples"],
         "random_weights": measures.compare(random, reference, 16000)["samples"],

@@ -3,9 +3,8 @@ the scale is lost").
 
     python benchmarks/top_prior_pitch.py --work /tmp/jukebox_default [--model DIR] [--data DIR] [--songs 8]
 
-Takes the first 512 top-level tokens (4.1 s) of the last `--songs` held-out songs of WORK/data,
-or of --data where the priors trained on other songs (the split training used), and decodes, at
-the top level alone:
+Takes the first 512 top-level tokens (4.1 s) of the last `--songs` held-out songs the priors
+learnt (WORK/data_c, or --data; the split training used) and decodes, at the top level alone:
   - real: the songs' own codes;
   - teacher-forced: every token drawn from the top prior given the real codes before it;
   - primed: the first half real, the second half sampled from the prior;
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from default_model import training_folder  # a sibling script (benchmarks/ is on the path when run)
+from default_model import PRIOR_SONGS, training_folder  # a sibling script (benchmarks/ is on the path when run)
 
 from jukebox_jax import Jukebox, audio, default
 from jukebox_jax.synth import measures
@@ -37,14 +36,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=training_folder, required=True, help="the folder scripts/train_default.sh trained in")
     ap.add_argument("--model", default=str(default.PATH), help="the model to measure (default: the shipped default)")
-    ap.add_argument("--data", type=Path, help="the songs the top prior trained on (default: WORK/data)")
+    ap.add_argument("--data", type=Path, help=f"the songs the top prior trained on (default: WORK/{PRIOR_SONGS})")
     ap.add_argument("--songs", type=int, default=8, help="held-out songs (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     jb = Jukebox.load(args.model)
     cfg = jb.config.prior(LEVEL)
     hop = cfg.raw_to_tokens
-    songs_folder = args.data or args.work / "data"
+    songs_folder = args.data or args.work / PRIOR_SONGS
     meta = json.loads((songs_folder / "metadata.json").read_text())["songs"]
     _, held = data.audio_folder(songs_folder).split(0.1)
     songs = [s.name for s in held[-args.songs :]]
