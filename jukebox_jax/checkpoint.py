@@ -27,7 +27,7 @@ int8 where it declares int8), naming them. Measured here: hashing 400 MB took 0.
 cores, the finiteness check 0.03 s; so a 5B prior's 20 GB of weights costs ~11 core-seconds
 (seconds on a multi-core host), less than reading them. `verify=False` skips the checksums.
 Every read error is a `CheckpointError` naming the file and what to do. After one, the process
-drops what orbax's failed read leaves behind (`quiet_orbax_leftovers`).
+drops what orbax's failed read leaves behind (`orbax_reading`).
 
 Loading onto a mesh (`load(mesh=...)`) restores each array straight into its shards (orbax
 restore args; each process reads only its own); the checks then fetch one array at a time
@@ -427,12 +427,12 @@ def _absl_quiet() -> Iterator[None]:
 
 def quiet_orbax_leftovers() -> None:
     """Drops, from now on in this process, what orbax leaves behind when a read of damaged
-    files gives up (`load` calls it when a read fails): tensorstore's threads
-    still finish the reads it had begun, whose callbacks find the read's asyncio loop closed,
-    and the read's coroutines and tasks, never awaited, fail when collected. Python printed a
-    traceback for each of those unraisables and asyncio logged "exception was never retrieved"
-    for each task: thousands of lines after the one error, on a busy machine. Only those are
-    dropped: "Event loop is closed", and exceptions raised in orbax's files. Idempotent."""
+    files gives up (`orbax_reading` calls it): tensorstore's threads still finish the reads it
+    had begun, whose callbacks find the read's asyncio loop closed, and the read's coroutines
+    and tasks, never awaited, fail when collected. Python printed a traceback for each of those
+    unraisables and asyncio logged "exception was never retrieved" for each task: thousands of
+    lines after the one error, on a busy machine. Only those are dropped: "Event loop is
+    closed", and exceptions raised in orbax's files or by tensorstore. Idempotent."""
     if getattr(sys.unraisablehook, "drops_orbax_leftovers", False):
         return
     hook = sys.unraisablehook
@@ -447,19 +447,24 @@ def quiet_orbax_leftovers() -> None:
 
 
 @contextlib.contextmanager
-def _leftovers_quiet_on_failure() -> Iterator[None]:
-    """`quiet_orbax_leftovers` if the body raises (before the checkpointer closes: the
-    leftovers come from the moment its read gives up)."""
-    try:
-        yield
-    except Exception:
-        quiet_orbax_leftovers()
-        raise
+def orbax_reading() -> Iterator[None]:
+    """`quiet_orbax_leftovers` while the body reads with orbax, and from then on if it raises;
+    after a good read the process's hooks are as they were. (Orbax gives up on some damage
+    inside a call that then returns or raises: the leftovers begin before the body ends.)"""
+    hook, filters = sys.unraisablehook, list(logging.getLogger("asyncio").filters)
+    quiet_orbax_leftovers()
+    yield  # an exception propagates, the hooks staying
+    sys.unraisablehook = hook
+    logging.getLogger("asyncio").filters[:] = filters
 
 
 def _orbax_leftover(error: BaseException | None) -> bool:
-    """Whether `error` is an "Event loop is closed" or was raised in orbax's files."""
+    """Whether `error` is an "Event loop is closed", was raised in orbax's files, or is
+    tensorstore's (its messages give the `tensorstore_spec`: a task awaiting a tensorstore
+    future fails in asyncio's frames alone)."""
     if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return True
+    if isinstance(error, Exception) and "tensorstore_spec" in str(error):
         return True
     return error is not None and any("orbax" in Path(frame.filename).parts for frame in traceback.extract_tb(error.__traceback__))
 
@@ -479,7 +484,7 @@ def _read_params(folder: Path, config: JukeboxConfig, fmt: str, targets: Params 
         what = "is a file, not orbax's folder" if folder.exists() else "is missing"
         raise CheckpointError(f"{folder} {what}: the checkpoint is damaged; {REWRITE}")
     try:
-        with ocp.StandardCheckpointer() as ckptr, _leftovers_quiet_on_failure():
+        with ocp.StandardCheckpointer() as ckptr, orbax_reading():
             if fmt == FORMAT_V1:
                 params = ckptr.restore(folder)  # another layout: read whole, converted below
             else:  # shapes checked first, then each array read into its shards

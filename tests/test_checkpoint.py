@@ -472,6 +472,20 @@ def _raised_in(filename: str) -> Exception:
     raise AssertionError("read() raised nothing")
 
 
+def test_orbax_reading_drops_leftovers_while_it_reads(monkeypatch):
+    """The leftovers are dropped during the read too (orbax gives up on a missing manifest
+    inside its metadata call, which then returns: the tasks' logs came before our error), kept
+    dropped after a failed read, and the hooks restored after a good one."""
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    monkeypatch.setattr(logging.getLogger("asyncio"), "filters", [])
+    with checkpoint.orbax_reading():
+        assert sys.unraisablehook.drops_orbax_leftovers and logging.getLogger("asyncio").filters == [checkpoint._not_orbax_leftover]
+    assert sys.unraisablehook is sys.__unraisablehook__ and not logging.getLogger("asyncio").filters
+    with pytest.raises(OSError), checkpoint.orbax_reading():
+        raise OSError("a damaged read")
+    assert sys.unraisablehook.drops_orbax_leftovers and logging.getLogger("asyncio").filters == [checkpoint._not_orbax_leftover]
+
+
 ORBAX_FILE, OTHER_FILE = "site-packages/orbax/checkpoint/serialization.py", "site-packages/other/serialization.py"
 
 
@@ -479,8 +493,9 @@ def test_a_failed_read_drops_what_orbax_leaves_behind(saved, tmp_path, monkeypat
     """After orbax gives up on a damaged checkpoint, tensorstore's threads finish its reads into
     a closed loop and its unawaited tasks fail when collected: Python printed thousands of lines
     of their tracebacks after the one error (tests/test_default_model.py, on a busy machine).
-    A failed `load` drops those from then on, in one hook however often it fails, and nothing
-    else; a good `load` leaves the process's hooks alone."""
+    A failed `load` drops those while it reads (some come before orbax returns) and from then
+    on, in one hook however often it fails, and nothing else; a good `load` leaves the
+    process's hooks as they were."""
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
     monkeypatch.setattr(logging.getLogger("asyncio"), "filters", [])
@@ -495,7 +510,8 @@ def test_a_failed_read_drops_what_orbax_leaves_behind(saved, tmp_path, monkeypat
     hook = sys.unraisablehook
     assert hook.drops_orbax_leftovers and logging.getLogger("asyncio").filters == [checkpoint._not_orbax_leftover]
     seen.clear()
-    errors = (RuntimeError("Event loop is closed"), RuntimeError("other"), ValueError("Event loop is closed"), _raised_in(ORBAX_FILE), _raised_in(OTHER_FILE))
+    tensorstore = ValueError("NOT_FOUND: Error opening \"zarr\" driver: ... [tensorstore_spec='{}']")  # raised in no Python file
+    errors = (RuntimeError("Event loop is closed"), RuntimeError("other"), ValueError("Event loop is closed"), _raised_in(ORBAX_FILE), _raised_in(OTHER_FILE), tensorstore)
     for error in errors:
         hook(argparse.Namespace(exc_value=error))
     assert [u.exc_value for u in seen] == [errors[1], errors[2], errors[4]]

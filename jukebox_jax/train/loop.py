@@ -53,7 +53,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jukebox_jax import checks, integrity
-from jukebox_jax.checkpoint import quiet_orbax_leftovers
+from jukebox_jax.checkpoint import orbax_reading
 from jukebox_jax.errors import CheckpointError, DivergedError, InputError
 from jukebox_jax.io import check_space, checkpoint_nbytes, full_disk, read_record, write_text
 
@@ -224,9 +224,9 @@ class Run:
                 self._set_aside(step)
                 continue
             try:
-                state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                with orbax_reading():  # a failed read's abandoned reads: no tracebacks, then or later
+                    state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception as e:  # noqa: BLE001 (a damaged folder fails inside orbax or tensorstore in many ways)
-                quiet_orbax_leftovers()  # its abandoned reads' tracebacks, after the warning below
                 self._check_fits(step, abstract)  # another state's checkpoint is not damaged: nothing is moved
                 problems.append(f"checkpoint {step} does not restore ({type(e).__name__}: {_brief(e)})")
             else:
