@@ -133,7 +133,8 @@ def training_folder(value: str) -> Path:
     needed = ("data/metadata.json", f"{PRIOR_SONGS}/metadata.json", "vqvae/metrics.jsonl")
     if missing := [name for name in needed if not (work / name).is_file()]:
         raise argparse.ArgumentTypeError(
-            f"{work} lacks {', '.join(missing)}: give the folder scripts/train_default.sh trained in (run it first)"
+            f"{work} lacks {', '.join(missing)}: give the folder scripts/train_default.sh trained in, "
+            "VQ-VAE included (run it first, without its VQVAE argument)"
         )
     return work
 
