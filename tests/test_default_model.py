@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,11 +31,14 @@ SECONDS = 4.0
 # flat) spectrum and the songs' key (the pitch-class profile's distance to theirs), by a third;
 # pitches on the tempered grid, by a half; onsets on a tempo grid by a tenth: a beat, weaker
 # than the songs'. Each side is a mean, of four samples and of three random models, as one of
-# each scatters. TODO(ship-c): the measured figures, as the shipped default's were given here.
-# RESULTS.md ("The default model") reports them all on 10 s samples. `scale_share` (the share
-# on the best-fitting scale) is not asserted: a random decoder's static buzz of a few peaks fits
-# some scale by luck (0.72 to 0.935 over these three models; the songs 0.92), so it cannot
-# place samples against them; the key is the profile distance's to tell.
+# each scatters. Measured 2026-12-07 (default / random models / songs, the share kept): chroma
+# change 0.44 / 0.04 / 0.50 (0.14), flatness 0.027 / 0.35 / 0.005 (0.07), chroma distance
+# 0.09 / 0.39 / 0.07 (0.06), in tune 0.85 / 0.00 / 0.95 (0.10), onsets 0.27 / 0.12 / 0.84
+# (0.80: thin, as a beat this weak is). RESULTS.md ("The default model") reports them all, and
+# on 10 s samples. `scale_share` (the share on the best-fitting scale) is not asserted: a random
+# decoder's static buzz of a few peaks fits some scale by luck (0.72 to 0.935 over these three
+# models; the songs 0.92; the default 0.85), so it cannot place samples against them; the key
+# is the profile distance's to tell.
 TELLING = {
     "chroma_change": 2 / 3,
     "spectral_flatness": 2 / 3,
@@ -42,6 +46,27 @@ TELLING = {
     "in_tune_share": 1 / 2,
     "onset_regularity": 9 / 10,
 }
+
+# The songs the default's priors learnt (scripts/train_default.sh's WORK/data_c).
+PRIOR_SONGS = SynthConfig(800, 20.0, 0, SR, vocals=False, comping=Comping.BEAT, key="C", scale="major")
+
+
+@pytest.mark.parametrize("vqvae", [None, "shipped/vqvae"])
+def test_the_training_script_trains_the_priors_on_the_songs_measured_here(tmp_path, vqvae):
+    """scripts/train_default.sh, its commands echoed: the priors learn PRIOR_SONGS (the songs
+    the test below measures against) from WORK/vqvae/model, trained on the songs in every key,
+    or from the VQVAE given, with no VQ-VAE trained."""
+    script = Path(__file__).parents[1] / "scripts" / "train_default.sh"
+    argv = ["bash", str(script), str(tmp_path), *([vqvae] if vqvae else [])]
+    lines = subprocess.run(argv, check=True, capture_output=True, text=True, env={**cpu_env(), "JUKEBOX_JAX": "echo"}).stdout.splitlines()
+    c = PRIOR_SONGS
+    songs = f"--songs {c.songs} --seconds {c.seconds:g} --seed {c.seed} --sample-rate {c.sample_rate} --no-vocals --comping {c.comping.value}"
+    assert f"data synth --out {tmp_path}/data_c {songs} --key {c.key} --scale {c.scale}" in lines
+    assert (f"data synth --out {tmp_path}/data {songs}" in lines) == (vqvae is None)
+    assert any(line.startswith("train vqvae ") for line in lines) == (vqvae is None)
+    top = next(line for line in lines if line.startswith("train prior --level 2 "))
+    assert f"--data {tmp_path}/data_c --vqvae {vqvae or f'{tmp_path}/vqvae/model'} " in top
+    assert lines[-1] == f"the default model: {tmp_path}/up0/model"
 
 
 def test_ships_small_with_its_own_labels():
@@ -105,8 +130,7 @@ def test_samples_measure_as_the_training_music(tmp_path):
     ours = [x for a, g in pairs for x in sample(tmp_path, a, f"--artist {a} --genre {g} --n-samples 2 --seed 1")]
     random = [x for seed in (1, 2, 3) for x in sample(tmp_path, f"random_{seed}", f"--model small --seed {seed}")]
     assert len(ours) == 4 and len(random) == 3
-    config = SynthConfig(800, 20.0, 0, SR, vocals=False, comping=Comping.BEAT, key="C", scale="major")  # train_default.sh's data_c
-    songs = [make_song(config, i)[0] for i in range(0, 800, 100)]
+    songs = [make_song(PRIOR_SONGS, i)[0] for i in range(0, 800, 100)]
     got = measures.compare(ours, songs, SR)
     rand = measures.compare(random, songs, SR)["samples"]
     ref = got["reference"]
@@ -136,10 +160,10 @@ def test_primed_from_a_song(tmp_path):
 def test_a_bfloat16_run_samples_what_float32_would(tmp_path):
     """`sample --dtype bfloat16` of the default (a saved checkpoint), all three levels: its
     top-level songs are as likely under the float32 model as float32's own samples are (bits
-    per token within 0.75 of each other: a token's bits scatter with sd 2.5, a mean of 2 x 250
-    by 0.11, the difference of two by 0.16; measured 3.13 against 2.92 on 2026-12-07; a broken
+    per token within 1 of each other: measured 2.18 against 2.62; over seeds 5 to 9 the
+    difference runs from -0.45 to +0.24, sd 0.3, as a sample's tokens are correlated; a broken
     16-bit path scores near log2(256) = 8), and its level-0 songs are tonal (spectral flatness
-    under 0.2: measured 0.024; the default's 4 s songs 0.04, a random-weight model's 0.47)."""
+    under 0.2: measured 0.017; the default's 4 s songs 0.03, a random-weight model's 0.35)."""
     job = "--seconds 2 --song-seconds 20 --artist lark --genre pop --n-samples 2 --seed 5"
     run_cli(f"sample {job} --dtype bfloat16 --out {tmp_path / 'bf16'}")
     run_cli(f"sample {job} --levels 2 --out {tmp_path / 'f32'}")
@@ -147,7 +171,7 @@ def test_a_bfloat16_run_samples_what_float32_would(tmp_path):
     jb = default.load()
     labels = jb.labels(2, total_seconds=20.0, artist="lark", genre="pop", n_samples=2)
     bits = {run: float(jb.prior_loss(2, np.load(tmp_path / run / "codes.npz")["level_2"], labels)["gen_loss"]) for run in ("bf16", "f32")}
-    assert abs(bits["bf16"] - bits["f32"]) < 0.75, bits
+    assert abs(bits["bf16"] - bits["f32"]) < 1.0, bits
     songs = [audio.load(wav, SR)[:, 0] for wav in sorted((tmp_path / "bf16" / "level_0").glob("*.wav"))]
     assert len(songs) == 2 and max(measures.spectral_flatness(x, SR) for x in songs) < 0.2
 
