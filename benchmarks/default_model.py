@@ -3,7 +3,9 @@
     python benchmarks/default_model.py --work /tmp/jukebox_default [--model DIR] [--out benchmarks]
 
 Reads the run folders `scripts/train_default.sh` wrote into WORK (data, data_c, vqvae, top, up1,
-up0) and reports, on the held-out songs (the split training used):
+up0; given a VQ-VAE, the script makes no data or vqvae: the curves then leave the VQ-VAE out,
+and it is measured on data_c's held-out songs) and reports, on the held-out songs (the split
+training used):
   - training curves (PNG: `default_model_curves.png`): loss per step and held-out loss;
   - the VQ-VAE per level: reconstruction SNR (dB), spectral convergence, codebook usage;
   - each prior's held-out bits/token (the run's last evaluation) against the uniform
@@ -41,13 +43,15 @@ def rows(run: Path) -> list[dict]:
 
 
 def plot_curves(work: Path, out: Path) -> None:
+    """Each run's curves that WORK holds (no VQ-VAE run where the script was given one)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
-    for ax, (run, title) in zip(axes, RUNS.items()):
+    runs = {run: title for run, title in RUNS.items() if (work / run / "metrics.jsonl").is_file()}
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.6))
+    for ax, (run, title) in zip(axes, runs.items()):
         r = rows(work / run)
         key = "recons_loss" if run == "vqvae" else "gen_loss"
         train = [(x["step"], x[key]) for x in r if key in x]
@@ -130,11 +134,10 @@ def sample(model: str, out: Path, artist: str, genre: str, seed: int) -> tuple[n
 def training_folder(value: str) -> Path:
     """argparse type: a folder `scripts/train_default.sh WORK` trained in (its songs and runs)."""
     work = Path(value)
-    needed = ("data/metadata.json", f"{PRIOR_SONGS}/metadata.json", "vqvae/metrics.jsonl")
+    needed = (f"{PRIOR_SONGS}/metadata.json", *(f"{run}/metrics.jsonl" for run in LEVEL_OF))
     if missing := [name for name in needed if not (work / name).is_file()]:
         raise argparse.ArgumentTypeError(
-            f"{work} lacks {', '.join(missing)}: give the folder scripts/train_default.sh trained in, "
-            "VQ-VAE included (run it first, without its VQVAE argument)"
+            f"{work} lacks {', '.join(missing)}: give the folder scripts/train_default.sh trained in (run it first)"
         )
     return work
 
@@ -149,7 +152,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     plot_curves(args.work, args.out / "default_model_curves.png")
     jb = Jukebox.load(args.model)
-    folder = data.audio_folder(args.work / "data")
+    folder = data.audio_folder(args.work / ("data" if (args.work / "data").is_dir() else PRIOR_SONGS))  # the VQ-VAE's songs
     _, held = folder.split(0.1)
     report = {"vqvae": vqvae_report(jb, folder, held), "priors": prior_report(args.work, jb.config.vqvae.l_bins)}
     artists, genres = jb.config.prior(2).labels.artists, jb.config.prior(2).labels.genres
