@@ -1,6 +1,7 @@
 """The default model that ships inside the package: the `small` structure (`config.py`)
-trained on the synthetic songs of `jukebox-jax data synth` (4 artists, 3 genres, instrumental)
-by `scripts/train_default.sh`, on a 2-core CPU; how, and what it scores, in
+trained on the synthetic songs of `jukebox-jax data synth` (4 artists, 3 genres, instrumental;
+the VQ-VAE on songs in every key, the priors on the same songs in C major, so its songs are in
+C major) by `scripts/train_default.sh`, on a 2-core CPU; how, and what it scores, in
 benchmarks/RESULTS.md ("The default model"). `jukebox-jax sample` uses it when no `--model` is
 given. Its label tables are its own: `Jukebox.config.prior(2).labels.artists` / `.genres`.
 """
