@@ -152,7 +152,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     plot_curves(args.work, args.out / "default_model_curves.png")
     jb = Jukebox.load(args.model)
-    folder = data.audio_folder(args.work / ("data" if (args.work / "data").is_dir() else PRIOR_SONGS))  # the VQ-VAE's songs
+    songs = data.audio_folder(args.work / PRIOR_SONGS)
+    folder = data.audio_folder(args.work / "data") if (args.work / "data").is_dir() else songs  # the VQ-VAE's songs
     _, held = folder.split(0.1)
     report = {"vqvae": vqvae_report(jb, folder, held), "priors": prior_report(args.work, jb.config.vqvae.l_bins)}
     artists, genres = jb.config.prior(2).labels.artists, jb.config.prior(2).labels.genres
@@ -164,13 +165,13 @@ def main() -> None:
         ours.append(x)
         walls.append(wall)
         random.append(sample("small", tmp / f"random_{i}", "unknown", "unknown", i)[0])
-    songs = data.audio_folder(args.work / PRIOR_SONGS)
     train, _ = songs.split(0.1)
     reference = [audio.load(songs.root / s.name, 16000)[:, 0] for s in train[:: max(1, len(train) // 24)]]
+    got = measures.compare(ours, reference, 16000)
     report["measures"] = {
-        "default": measures.compare(ours, reference, 16000)["samples"],
+        "default": got["samples"],
         "random_weights": measures.compare(random, reference, 16000)["samples"],
-        "training_songs": measures.compare(ours, reference, 16000)["reference"],
+        "training_songs": got["reference"],
     }
     report["sample_seconds"] = {"audio": SECONDS, "wall_per_song": walls}
     (args.out / "default_model.json").write_text(json.dumps(report, indent=1))
