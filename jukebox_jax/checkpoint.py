@@ -458,15 +458,26 @@ def orbax_reading() -> Iterator[None]:
     logging.getLogger("asyncio").filters[:] = filters
 
 
+_STATUS = re.compile(
+    r"(CANCELLED|UNKNOWN|INVALID_ARGUMENT|DEADLINE_EXCEEDED|NOT_FOUND|ALREADY_EXISTS|PERMISSION_DENIED|RESOURCE_EXHAUSTED"
+    r"|FAILED_PRECONDITION|ABORTED|OUT_OF_RANGE|UNIMPLEMENTED|INTERNAL|UNAVAILABLE|DATA_LOSS|UNAUTHENTICATED): "
+)  # how tensorstore's errors begin: an absl status code
+
+
 def _orbax_leftover(error: BaseException | None) -> bool:
     """Whether `error` is an "Event loop is closed", was raised in orbax's files, or is
-    tensorstore's (its messages give the `tensorstore_spec`: a task awaiting a tensorstore
-    future fails in asyncio's frames alone)."""
+    tensorstore's: one naming a `tensorstore_spec` (a task awaiting a tensorstore future fails
+    in asyncio's frames alone), or a status set on a future by tensorstore's C++ (no Python
+    traceback, its message an absl status: "FAILED_PRECONDITION: Error reading ...")."""
+    if error is None:
+        return False
     if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
         return True
     if isinstance(error, Exception) and "tensorstore_spec" in str(error):
         return True
-    return error is not None and any("orbax" in Path(frame.filename).parts for frame in traceback.extract_tb(error.__traceback__))
+    if isinstance(error, Exception) and error.__traceback__ is None and _STATUS.match(str(error)):
+        return True
+    return any("orbax" in Path(frame.filename).parts for frame in traceback.extract_tb(error.__traceback__))
 
 
 def _not_orbax_leftover(record: logging.LogRecord) -> bool:

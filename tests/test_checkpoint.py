@@ -461,10 +461,10 @@ def test_damaged_data_files_are_refused_or_unused(saved, micro, tmp_path):
     assert "the arrays' metadata (_METADATA, " in refused["params", "_METADATA", "deleted"]
 
 
-def _raised_in(filename: str) -> Exception:
-    """An exception whose traceback's last frame is in `filename`."""
+def _raised_in(filename: str, message: str = "Truncated Zstd-compressed stream") -> Exception:
+    """A ValueError(`message`) whose traceback's last frame is in `filename`."""
     scope: dict = {}
-    exec(compile("def read():\n    raise ValueError('Truncated Zstd-compressed stream')\n", filename, "exec"), scope)  # noqa: S102 -- a function whose frames name that file
+    exec(compile(f"def read():\n    raise ValueError({message!r})\n", filename, "exec"), scope)  # noqa: S102 -- a function whose frames name that file
     try:
         scope["read"]()
     except ValueError as e:
@@ -510,11 +510,17 @@ def test_a_failed_read_drops_what_orbax_leaves_behind(saved, tmp_path, monkeypat
     hook = sys.unraisablehook
     assert hook.drops_orbax_leftovers and logging.getLogger("asyncio").filters == [checkpoint._not_orbax_leftover]
     seen.clear()
-    tensorstore = ValueError("NOT_FOUND: Error opening \"zarr\" driver: ... [tensorstore_spec='{}']")  # raised in no Python file
-    errors = (RuntimeError("Event loop is closed"), RuntimeError("other"), ValueError("Event loop is closed"), _raised_in(ORBAX_FILE), _raised_in(OTHER_FILE), tensorstore)
+    tensorstore = (  # raised in no Python file: set on futures by tensorstore's C++
+        ValueError("NOT_FOUND: Error opening \"zarr\" driver: ... [tensorstore_spec='{}']"),
+        ValueError('FAILED_PRECONDITION: Error reading "x/0.0.0" in OCDBT database at local file "p/": Truncated Zstd-compressed stream'),
+    )
+    errors = (
+        RuntimeError("Event loop is closed"), RuntimeError("other"), ValueError("Event loop is closed"), _raised_in(ORBAX_FILE),
+        _raised_in(OTHER_FILE), _raised_in(OTHER_FILE, "NOT_FOUND: raised in Python, not set by tensorstore"), *tensorstore,
+    )  # fmt: skip
     for error in errors:
         hook(argparse.Namespace(exc_value=error))
-    assert [u.exc_value for u in seen] == [errors[1], errors[2], errors[4]]
+    assert [u.exc_value for u in seen] == [errors[1], errors[2], errors[4], errors[5]]
     loop = asyncio.new_event_loop()
     for where in (ORBAX_FILE, OTHER_FILE):
         future = loop.create_future()
