@@ -425,14 +425,20 @@ def _absl_quiet() -> Iterator[None]:
         log.setLevel(level)
 
 
+# What Python warns of orbax's per-shard reads when a read that gave up had made but not begun them.
+_ORBAX_UNAWAITED = r"coroutine '_read_array_index_and_device_put' was never awaited"
+
+
 def quiet_orbax_leftovers() -> None:
     """Drops, from now on in this process, what orbax leaves behind when a read of damaged
     files gives up (`orbax_reading` calls it): tensorstore's threads still finish the reads it
     had begun, whose callbacks find the read's asyncio loop closed, and the read's coroutines
     and tasks, never awaited, fail when collected. Python printed a traceback for each of those
-    unraisables and asyncio logged "exception was never retrieved" for each task: thousands of
-    lines after the one error, on a busy machine. Only those are dropped: "Event loop is
-    closed", and exceptions raised in orbax's files or by tensorstore. Idempotent."""
+    unraisables, asyncio logged "exception was never retrieved" for each task and warned of
+    the reads never begun: thousands of lines after the one error, on a busy machine. Only
+    those are dropped: "Event loop is closed", exceptions raised in orbax's files or by
+    tensorstore, and the warning of orbax's unawaited shard reads. Idempotent."""
+    warnings.filterwarnings("ignore", _ORBAX_UNAWAITED, RuntimeWarning)  # again if the filters were reset
     if getattr(sys.unraisablehook, "drops_orbax_leftovers", False):
         return
     hook = sys.unraisablehook
@@ -449,13 +455,19 @@ def quiet_orbax_leftovers() -> None:
 @contextlib.contextmanager
 def orbax_reading() -> Iterator[None]:
     """`quiet_orbax_leftovers` while the body reads with orbax, and from then on if it raises;
-    after a good read the process's hooks are as they were. (Orbax gives up on some damage
-    inside a call that then returns or raises: the leftovers begin before the body ends.)"""
+    after a good read the process's hooks and filters are as they were. (Orbax gives up on some
+    damage inside a call that then returns or raises: the leftovers begin before the body ends.)"""
     hook, filters = sys.unraisablehook, list(logging.getLogger("asyncio").filters)
-    quiet_orbax_leftovers()
-    yield  # an exception propagates, the hooks staying
-    sys.unraisablehook = hook
-    logging.getLogger("asyncio").filters[:] = filters
+    with contextlib.ExitStack() as after_a_good_read:
+        after_a_good_read.enter_context(warnings.catch_warnings())  # the warning filters, restored
+        quiet_orbax_leftovers()
+        try:
+            yield
+        except BaseException:
+            after_a_good_read.pop_all()  # a failed read's leftovers come later: the quiet stays
+            raise
+        sys.unraisablehook = hook
+        logging.getLogger("asyncio").filters[:] = filters
 
 
 _STATUS = re.compile(
