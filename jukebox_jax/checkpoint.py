@@ -457,17 +457,17 @@ def orbax_reading() -> Iterator[None]:
     """`quiet_orbax_leftovers` while the body reads with orbax, and from then on if it raises;
     after a good read the process's hooks and filters are as they were. (Orbax gives up on some
     damage inside a call that then returns or raises: the leftovers begin before the body ends.)"""
-    hook, filters = sys.unraisablehook, list(logging.getLogger("asyncio").filters)
-    with contextlib.ExitStack() as after_a_good_read:
-        after_a_good_read.enter_context(warnings.catch_warnings())  # the warning filters, restored
+    asyncio_log = logging.getLogger("asyncio")
+    with contextlib.ExitStack() as after_a_good_read:  # restores each as it was
+        after_a_good_read.enter_context(warnings.catch_warnings())
+        after_a_good_read.callback(setattr, sys, "unraisablehook", sys.unraisablehook)
+        after_a_good_read.callback(setattr, asyncio_log, "filters", list(asyncio_log.filters))
         quiet_orbax_leftovers()
         try:
             yield
         except BaseException:
             after_a_good_read.pop_all()  # a failed read's leftovers come later: the quiet stays
             raise
-        sys.unraisablehook = hook
-        logging.getLogger("asyncio").filters[:] = filters
 
 
 _STATUS = re.compile(
@@ -485,9 +485,7 @@ def _orbax_leftover(error: BaseException | None) -> bool:
         return False
     if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
         return True
-    if isinstance(error, Exception) and "tensorstore_spec" in str(error):
-        return True
-    if isinstance(error, Exception) and error.__traceback__ is None and _STATUS.match(str(error)):
+    if isinstance(error, Exception) and ("tensorstore_spec" in str(error) or (error.__traceback__ is None and _STATUS.match(str(error)))):
         return True
     return any("orbax" in Path(frame.filename).parts for frame in traceback.extract_tb(error.__traceback__))
 
